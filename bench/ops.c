@@ -1,0 +1,63 @@
+/* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
+ * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
+ * Usage: bench_ops [THREADS] [SECONDS]. */
+#include "bench.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double g_secs = 3.0;
+
+double kiln_bench_run(kiln_ctx *ctx, const char *name, kiln_bench_fn fn, void *user, double flops, double secs)
+{
+    if (secs <= 0) secs = g_secs;
+    kiln_mark m = kiln_step_mark(ctx);
+    for (int i = 0; i < 3; i++) {
+        fn(ctx, user);
+        kiln_step_rewind(ctx, m);
+    }
+    double t0 = now(), t;
+    long k = 0;
+    do {
+        fn(ctx, user);
+        kiln_step_rewind(ctx, m);
+        k++;
+        t = now();
+    } while (t - t0 < secs);
+    double dt = (t - t0) / (double)k;
+    printf("%-44s %8.2f ms  %7.1f GFLOP/s\n", name, dt * 1e3, flops / dt / 1e9);
+    fflush(stdout);
+    return dt;
+}
+
+void kiln_bench_dense(kiln_ctx *ctx) __attribute__((weak));
+void kiln_bench_conv(kiln_ctx *ctx) __attribute__((weak));
+void kiln_bench_rnn(kiln_ctx *ctx) __attribute__((weak));
+
+int main(int argc, char **argv)
+{
+    kiln_ctx_params p = kiln_ctx_default_params();
+    p.n_threads = argc > 1 ? atoi(argv[1]) : 2;
+    if (argc > 2) g_secs = atof(argv[2]);
+    p.seed = 0;
+    kiln_ctx *ctx = kiln_ctx_new(&p);
+    if (!ctx) {
+        fprintf(stderr, "bench_ops: %s\n", kiln_last_error());
+        return 1;
+    }
+    printf("kiln %s, %d threads\n", KILN_VERSION_STRING, kiln_ctx_threads(ctx));
+    if (kiln_bench_dense) kiln_bench_dense(ctx);
+    if (kiln_bench_conv) kiln_bench_conv(ctx);
+    if (kiln_bench_rnn) kiln_bench_rnn(ctx);
+    printf("peak memory held by kiln: %.1f MB\n", (double)kiln_mem_peak_bytes() / 1e6);
+    kiln_ctx_free(ctx);
+    return 0;
+}

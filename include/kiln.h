@@ -1,0 +1,8 @@
+/* kiln: the whole public API. */
+#ifndef KILN_H
+#define KILN_H
+#include "kiln/core.h"
+#include "kiln/autograd.h"
+#include "kiln/ops.h"
+#include "kiln/io.h"
+#endif

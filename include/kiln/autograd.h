@@ -1,0 +1,41 @@
+/* kiln autograd: define-by-run reverse mode. Each op called while gradients are enabled
+ * and with an input that requires grad records a node on the context's tape (in the step
+ * arena); kiln_backward walks the tape in reverse and accumulates dL/dx with +=. */
+#ifndef KILN_AUTOGRAD_H
+#define KILN_AUTOGRAD_H
+
+#include "kiln/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Seeds d(loss)/d(loss) = 1 (loss must have one element) and runs the tape backwards.
+ * Parameter grads accumulate into their store slices; other tensors get arena grads. */
+kiln_status kiln_backward(kiln_ctx *ctx, kiln_tensor *loss);
+/* Same with an explicit seed gradient (same shape as out). */
+kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tensor *grad_out);
+/* A view of t that shares its data but is cut from the graph. */
+kiln_tensor *kiln_detach(kiln_ctx *ctx, kiln_tensor *t);
+/* Marks a leaf tensor as needing a gradient (its grad is allocated on first use). */
+void kiln_set_requires_grad(kiln_tensor *t, bool on);
+
+/* Finite-difference gradient check. fn builds an output from inputs[0..n); the check
+ * compares the analytic gradient of L = sum(out * r) (r fixed random weights) with
+ * central differences computed in double, for every element of every f32 input that
+ * requires grad. Returns OK when every element satisfies |a - n| <= atol + rtol*|n|;
+ * otherwise INVALID with a message naming input, index, analytic and numeric values. */
+typedef kiln_tensor *(*kiln_gradcheck_fn)(kiln_ctx *ctx, kiln_tensor **inputs, void *user);
+typedef struct kiln_gradcheck_params {
+    double eps;  /* step, default 1e-2 (f32 forward) */
+    double atol; /* default 1e-2 */
+    double rtol; /* default 1e-2 */
+} kiln_gradcheck_params;
+kiln_gradcheck_params kiln_gradcheck_default_params(void);
+kiln_status kiln_gradcheck(kiln_ctx *ctx, kiln_gradcheck_fn fn, kiln_tensor **inputs, int n,
+                           void *user, const kiln_gradcheck_params *p, double *max_err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,46 @@
+/* kiln io: safetensors files (the format PyTorch and Hugging Face use), read through mmap
+ * and written atomically (temp file + fsync + rename).
+ * Layout: u64 little-endian header length N, N bytes of JSON
+ * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+ *  "__metadata__": {"key": "value"}}, then the data (offsets are relative to its start). */
+#ifndef KILN_IO_H
+#define KILN_IO_H
+
+#include "kiln/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_st_file kiln_st_file;
+
+/* Opens and validates the whole header: JSON syntax, known dtypes, shapes that match the
+ * byte ranges, ranges inside the file and not overlapping. Errors name the file and the
+ * tensor or field at fault. */
+kiln_status kiln_st_open(const char *path, kiln_st_file **out);
+void kiln_st_close(kiln_st_file *f);
+size_t kiln_st_count(const kiln_st_file *f);
+const char *kiln_st_name(const kiln_st_file *f, size_t i); /* in file order */
+const char *kiln_st_path(const kiln_st_file *f);
+const char *kiln_st_metadata(const kiln_st_file *f, const char *key); /* NULL when absent */
+bool kiln_st_has(const kiln_st_file *f, const char *name);
+/* Raw view of one tensor's bytes in the mapping (valid until close). */
+kiln_status kiln_st_info(const kiln_st_file *f, const char *name, kiln_dtype *dtype, int *ndim,
+                         int64_t shape[KILN_MAX_DIMS], const void **data, size_t *nbytes);
+/* Copies a tensor into the step arena: F16/BF16/F32 become f32, I64/I32/U8 keep their dtype. */
+kiln_tensor *kiln_st_load(kiln_ctx *ctx, const kiln_st_file *f, const char *name);
+/* Copies into an existing contiguous f32 tensor (a parameter), checking the shape. */
+kiln_status kiln_st_load_into(const kiln_st_file *f, const char *name, kiln_tensor *dst);
+
+typedef struct kiln_st_entry {
+    const char *name;
+    const kiln_tensor *t; /* any strides; written contiguous in its own dtype */
+} kiln_st_entry;
+/* meta: NULL or a NULL-terminated list of key, value, key, value, ... */
+kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t n,
+                         const char *const *meta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian 12 packages kiln needs to build and test (run as root).
+# --dev also installs PyTorch (python3-torch), which only the fixture generators in
+# tests/fixtures/ and the benchmark twins in bench/ need; CI and users do not.
+set -eu
+PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libcriterion-dev"
+if [ "${1:-}" = "--dev" ]; then PKGS="$PKGS python3-torch python3-numpy"; fi
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "kiln setup: installing$missing"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+echo "kiln setup: all packages present"

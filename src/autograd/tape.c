@@ -1,0 +1,153 @@
+/* The tape and the backward pass: recording nodes, lazily allocated gradient
+ * accumulators, the broadcast-reducing accumulate, and kiln_backward itself. */
+#include "autograd/tape.h"
+#include "kiln/autograd.h"
+
+#include <string.h>
+
+bool kiln__wants_grad(const kiln_ctx *ctx, int n_in, kiln_tensor *const *in)
+{
+    if (!ctx->grad_enabled) return false;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int n_in,
+                        kiln_tensor *const *in, int n_out, kiln_tensor *const *out,
+                        size_t saved_bytes, kiln_status *st)
+{
+    *st = KILN_STATUS_OK;
+    if (!kiln__wants_grad(ctx, n_in, in)) return NULL;
+    KILN_ASSERT(n_in <= KILN_NODE_MAX_IN && n_out <= KILN_NODE_MAX_OUT && n_out >= 1);
+    kiln_node *n = kiln_step_alloc(ctx, sizeof *n);
+    if (!n) {
+        *st = KILN_STATUS_NOMEM;
+        return NULL;
+    }
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = fn;
+    n->n_in = n_in;
+    n->n_out = n_out;
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    for (int i = 0; i < n_out; i++) {
+        n->out[i] = out[i];
+        out[i]->requires_grad = true;
+        out[i]->node = n;
+    }
+    if (saved_bytes) {
+        n->saved = kiln_step_alloc(ctx, saved_bytes);
+        if (!n->saved) {
+            *st = KILN_STATUS_NOMEM;
+            return NULL;
+        }
+        memset(n->saved, 0, saved_bytes);
+    }
+    n->prev = ctx->tape;
+    ctx->tape = n;
+    return n;
+}
+
+kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t)
+{
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = kiln_zeros(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
+        if (t->grad) t->grad->name = t->name;
+    }
+    return t->grad;
+}
+
+kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
+{
+    (void)ctx;
+    int nd = src->ndim, off = src->ndim - dst->ndim;
+    if (off < 0) return kiln__err(KILN_STATUS_INVALID, "accumulate: grad has fewer dims than its tensor");
+    /* dst seen with src's shape: broadcast dims get stride 0. */
+    kiln_tensor view = *src;
+    view.data = dst->data;
+    for (int i = 0; i < nd; i++) {
+        int j = i - off;
+        int64_t ds = j >= 0 ? dst->shape[j] : 1;
+        if (ds != src->shape[i] && ds != 1)
+            return kiln__err(KILN_STATUS_INVALID, "accumulate: grad dim %d (%lld) does not reduce to %lld", i,
+                             (long long)src->shape[i], (long long)ds);
+        view.stride[i] = (j >= 0 && ds != 1) ? dst->stride[j] : 0;
+    }
+    if (kiln_numel(dst) == kiln_numel(src)) {
+        kiln__strided_add(&view, src);
+        return KILN_STATUS_OK;
+    }
+    /* Reduction: serial over the destination's repeated slots (no races). */
+    const float *s = src->data;
+    float *d = dst->data;
+    int64_t n = kiln_numel(src), idx[KILN_MAX_DIMS] = {0};
+    int64_t so = 0, dofs = 0;
+    for (int64_t k = 0; k < n; k++) {
+        d[dofs] += s[so];
+        for (int i = nd - 1; i >= 0; i--) {
+            idx[i]++;
+            so += src->stride[i];
+            dofs += view.stride[i];
+            if (idx[i] < src->shape[i]) break;
+            so -= src->stride[i] * src->shape[i];
+            dofs -= view.stride[i] * src->shape[i];
+            idx[i] = 0;
+        }
+    }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tensor *grad_out)
+{
+    if (!out) return kiln__err(KILN_STATUS_INVALID, "backward: NULL output");
+    if (!out->requires_grad)
+        return kiln__err(KILN_STATUS_INVALID, "backward: %s does not require grad (no input needs a gradient)",
+                         kiln__tname(out));
+    if (grad_out && !kiln_same_shape(out, grad_out)) {
+        char a[128], b[128];
+        return kiln__err(KILN_STATUS_INVALID, "backward: seed gradient shape %s does not match output %s",
+                         kiln_shape_str(grad_out, b, sizeof b), kiln_shape_str(out, a, sizeof a));
+    }
+    kiln_tensor *g = kiln__grad(ctx, out);
+    if (!g) return KILN_STATUS_NOMEM;
+    if (grad_out) {
+        kiln__strided_add(g, grad_out);
+    } else {
+        float *p = g->data;
+        for (int64_t i = 0, n = kiln_numel(g); i < n; i++) p[i] += 1.0f;
+    }
+    for (kiln_node *n = out->node; n; n = n->prev) {
+        bool has = false;
+        for (int k = 0; k < n->n_out; k++) has |= n->out[k]->grad != NULL;
+        if (!has) continue;
+        kiln_status st = n->backward(ctx, n);
+        if (st < 0) return st;
+        /* Non-leaf grads are consumed: drop them so a second backward starts clean. */
+        for (int k = 0; k < n->n_out; k++) n->out[k]->grad = NULL;
+    }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_backward(kiln_ctx *ctx, kiln_tensor *loss)
+{
+    if (!loss) return kiln__err(KILN_STATUS_INVALID, "backward: NULL loss");
+    if (kiln_numel(loss) != 1) {
+        char b[128];
+        return kiln__err(KILN_STATUS_INVALID, "backward: loss must have one element, got shape %s",
+                         kiln_shape_str(loss, b, sizeof b));
+    }
+    return kiln_backward_with(ctx, loss, NULL);
+}
+
+kiln_tensor *kiln_detach(kiln_ctx *ctx, kiln_tensor *t)
+{
+    KILN_IN(t);
+    return kiln__view(ctx, t, t->ndim, t->shape, t->stride, t->data);
+}
+
+void kiln_set_requires_grad(kiln_tensor *t, bool on)
+{
+    if (t && t->dtype == KILN_DTYPE_F32) t->requires_grad = on;
+}

@@ -1,0 +1,101 @@
+/* The step arena: a list of large blocks handed out by bumping an offset. Marks and
+ * rewinds free whole regions at once; blocks are kept for the next step, so a steady
+ * training step allocates nothing from the heap. */
+#include "core/internal.h"
+
+#include <string.h>
+
+#define ALIGN 64
+
+kiln_status kiln__arena_init(kiln__arena *a, size_t block_bytes)
+{
+    memset(a, 0, sizeof *a);
+    a->block_bytes = block_bytes ? block_bytes : ((size_t)64 << 20);
+    return KILN_STATUS_OK;
+}
+
+void kiln__arena_free(kiln__arena *a)
+{
+    for (size_t i = 0; i < a->n_blocks; i++) kiln__free(a->blocks[i].base, a->blocks[i].size);
+    free(a->blocks);
+    memset(a, 0, sizeof *a);
+}
+
+/* Inserts a new block of at least `need` bytes at position `at`. */
+static int insert_block(kiln__arena *a, size_t at, size_t need)
+{
+    if (a->n_blocks == a->cap_blocks) {
+        size_t cap = a->cap_blocks ? 2 * a->cap_blocks : 8;
+        kiln__block *nb = realloc(a->blocks, cap * sizeof *nb);
+        if (!nb) return -1;
+        a->blocks = nb;
+        a->cap_blocks = cap;
+    }
+    size_t size = need > a->block_bytes ? need : a->block_bytes;
+    unsigned char *base = kiln__malloc(size);
+    if (!base) return -1;
+    memmove(a->blocks + at + 1, a->blocks + at, (a->n_blocks - at) * sizeof *a->blocks);
+    a->blocks[at] = (kiln__block){base, size};
+    a->n_blocks++;
+    return 0;
+}
+
+static void *arena_alloc(kiln__arena *a, size_t bytes)
+{
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need < bytes) return NULL;
+    if (a->n_blocks == 0) {
+        if (insert_block(a, 0, need) < 0) return NULL;
+        a->cur = 0;
+        a->off = 0;
+        a->used_before = 0;
+    }
+    while (a->off + need > a->blocks[a->cur].size) {
+        size_t next = a->cur + 1;
+        if (next == a->n_blocks || a->blocks[next].size < need) {
+            if (insert_block(a, next, need) < 0) return NULL;
+        }
+        a->used_before += a->blocks[a->cur].size;
+        a->cur = next;
+        a->off = 0;
+    }
+    void *p = a->blocks[a->cur].base + a->off;
+    a->off += need;
+    size_t used = a->used_before + a->off;
+    if (used > a->peak) a->peak = used;
+    return p;
+}
+
+void *kiln_step_alloc(kiln_ctx *ctx, size_t bytes)
+{
+    void *p = arena_alloc(&ctx->arena, bytes);
+    if (!p) return kiln__errp(KILN_STATUS_NOMEM, "step arena: cannot allocate %zu bytes", bytes);
+    return p;
+}
+
+kiln_mark kiln_step_mark(const kiln_ctx *ctx)
+{
+    return (kiln_mark){ctx->arena.cur, ctx->arena.off, ctx->tape};
+}
+
+void kiln_step_rewind(kiln_ctx *ctx, kiln_mark m)
+{
+    kiln__arena *a = &ctx->arena;
+    if (a->n_blocks == 0) {
+        ctx->tape = NULL;
+        return;
+    }
+    a->cur = m.block < a->n_blocks ? m.block : 0;
+    a->off = m.offset;
+    a->used_before = 0;
+    for (size_t i = 0; i < a->cur; i++) a->used_before += a->blocks[i].size;
+    ctx->tape = m.tape;
+}
+
+void kiln_step_reset(kiln_ctx *ctx)
+{
+    kiln_step_rewind(ctx, (kiln_mark){0, 0, NULL});
+}
+
+size_t kiln_step_bytes(const kiln_ctx *ctx) { return ctx->arena.used_before + ctx->arena.off; }
+size_t kiln_step_peak_bytes(const kiln_ctx *ctx) { return ctx->arena.peak; }

@@ -1,0 +1,72 @@
+/* The context: thread count, RNG, grad mode, backend, step arena and tape. */
+#include "core/internal.h"
+#include "kernels/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef KILN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+kiln_ctx_params kiln_ctx_default_params(void)
+{
+    return (kiln_ctx_params){.n_threads = 0, .seed = 42, .arena_block_bytes = 0};
+}
+
+static int n_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+kiln_ctx *kiln_ctx_new(const kiln_ctx_params *p)
+{
+    kiln_ctx_params d = kiln_ctx_default_params();
+    if (!p) p = &d;
+    if (p->n_threads < 0) return kiln__errp(KILN_STATUS_INVALID, "ctx: n_threads %d < 0", p->n_threads);
+    kiln_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return kiln__errp(KILN_STATUS_NOMEM, "ctx: out of memory");
+    ctx->grad_enabled = true;
+    ctx->rng = (kiln_rng_state){p->seed, 0};
+    kiln__arena_init(&ctx->arena, p->arena_block_bytes);
+    ctx->backend = &kiln__cpu_backend;
+    if (ctx->backend->init(ctx) < 0) {
+        free(ctx);
+        return NULL;
+    }
+    if (kiln_ctx_set_threads(ctx, p->n_threads) < 0) {
+        kiln_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void kiln_ctx_free(kiln_ctx *ctx)
+{
+    if (!ctx) return;
+    ctx->backend->free(ctx);
+    kiln__arena_free(&ctx->arena);
+    free(ctx);
+}
+
+int kiln_ctx_threads(const kiln_ctx *ctx) { return ctx->n_threads; }
+
+kiln_status kiln_ctx_set_threads(kiln_ctx *ctx, int n)
+{
+    if (n < 0) return kiln__err(KILN_STATUS_INVALID, "ctx: thread count %d < 0", n);
+    ctx->n_threads = n ? n : n_cores();
+#ifdef KILN_HAVE_OPENMP
+    omp_set_num_threads(ctx->n_threads);
+#endif
+    return KILN_STATUS_OK;
+}
+
+bool kiln_grad_enabled(const kiln_ctx *ctx) { return ctx->grad_enabled; }
+
+bool kiln_set_grad_enabled(kiln_ctx *ctx, bool on)
+{
+    bool old = ctx->grad_enabled;
+    ctx->grad_enabled = on;
+    return old;
+}

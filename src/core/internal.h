@@ -1,0 +1,79 @@
+/* Internal to libkiln: the context's layout, error helpers, tracked allocation, and small
+ * tensor helpers shared by the layers. Names here start with kiln__ and are not API. */
+#ifndef KILN_CORE_INTERNAL_H
+#define KILN_CORE_INTERNAL_H
+
+#include "kiln/core.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+typedef struct kiln_backend kiln_backend;
+
+typedef struct kiln__block {
+    unsigned char *base;
+    size_t size;
+} kiln__block;
+
+typedef struct kiln__arena {
+    kiln__block *blocks;
+    size_t n_blocks, cap_blocks;
+    size_t cur;        /* index of the block being filled */
+    size_t off;        /* bytes used in blocks[cur] */
+    size_t used_before;/* bytes in blocks before cur (counted as used, including slack) */
+    size_t peak;
+    size_t block_bytes;
+} kiln__arena;
+
+struct kiln_ctx {
+    int n_threads;
+    kiln_rng_state rng;
+    bool grad_enabled;
+    kiln__arena arena;
+    kiln_node *tape;               /* newest recorded node; linked through node->prev */
+    const kiln_backend *backend;
+    void *backend_state;           /* owned by the backend (oneDNN engine and stream) */
+};
+
+/* Sets the thread's error message ("op: message") and returns s. */
+kiln_status kiln__err(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, returning NULL, for functions that return pointers. */
+void *kiln__errp(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when a previous call left an error message on this thread. */
+bool kiln__has_error(void);
+
+/* Tracked heap memory (counted in kiln_mem_bytes). Aligned to 64 bytes. */
+void *kiln__malloc(size_t bytes);
+void *kiln__calloc(size_t bytes);
+void kiln__free(void *p, size_t bytes);
+
+/* Fills shape/stride of t as contiguous for shape. */
+void kiln__set_contiguous(kiln_tensor *t, int ndim, const int64_t *shape);
+/* A tensor struct in the arena describing a view of x's data (same dtype, no node). */
+kiln_tensor *kiln__view(kiln_ctx *ctx, const kiln_tensor *x, int ndim, const int64_t *shape,
+                        const int64_t *stride, void *data);
+/* Label for messages: the tensor's name or "tensor"; shape string in buf. */
+const char *kiln__tname(const kiln_tensor *t);
+/* Normalises a possibly negative dim; -1 (error set) when out of range. */
+int kiln__dim(const char *op, int dim, int ndim);
+/* Broadcast shape of a and b into out (returns ndim) or -1 with a message naming op. */
+int kiln__broadcast_shape(const char *op, const kiln_tensor *a, const kiln_tensor *b, int64_t *out);
+/* Returns 0 when t is f32, else sets "op: tensor x must be f32, got i64" and returns -1. */
+int kiln__check_f32(const char *op, const kiln_tensor *t, const char *argname);
+
+/* dst = src or dst += src (f32 only for add) for two tensors of the same logical shape
+ * with any strides (stride 0 allowed in src). */
+void kiln__strided_copy(kiln_tensor *dst, const kiln_tensor *src);
+void kiln__strided_add(kiln_tensor *dst, const kiln_tensor *src);
+
+/* Step arena internals. */
+kiln_status kiln__arena_init(kiln__arena *a, size_t block_bytes);
+void kiln__arena_free(kiln__arena *a);
+
+/* Early return of NULL from an op when an input is NULL (error already set). */
+#define KILN_IN(x) do { if (!(x)) return NULL; } while (0)
+
+/* Programmer bugs only, never bad input. */
+#define KILN_ASSERT(c) do { if (!(c)) { fprintf(stderr, "kiln: internal error %s:%d: %s\n", __FILE__, __LINE__, #c); abort(); } } while (0)
+
+#endif

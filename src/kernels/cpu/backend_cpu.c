@@ -1,0 +1,68 @@
+/* The CPU backend: oneDNN engine and stream per context, and the kernel tables. */
+#include "kernels/backend.h"
+#include "kernels/conv.h"
+#include "kernels/dense.h"
+#include "kernels/eltwise.h"
+#include "kernels/rnn.h"
+#include "kernels/cpu/dnnl_util.h"
+
+#include <stdlib.h>
+
+typedef struct cpu_state {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+} cpu_state;
+
+const char *kiln__dnnl_status_str(dnnl_status_t s)
+{
+    switch (s) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "unimplemented";
+    case dnnl_iterator_ends: return "iterator ends";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "unknown status";
+    }
+}
+
+static kiln_status cpu_init(kiln_ctx *ctx)
+{
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!st) return kiln__err(KILN_STATUS_NOMEM, "cpu backend: out of memory");
+    if (dnnl_engine_create(&st->engine, dnnl_cpu, 0) != dnnl_success) {
+        free(st);
+        return kiln__err(KILN_STATUS_BACKEND, "cpu backend: oneDNN engine creation failed");
+    }
+    if (dnnl_stream_create(&st->stream, st->engine, dnnl_stream_default_flags) != dnnl_success) {
+        dnnl_engine_destroy(st->engine);
+        free(st);
+        return kiln__err(KILN_STATUS_BACKEND, "cpu backend: oneDNN stream creation failed");
+    }
+    ctx->backend_state = st;
+    return KILN_STATUS_OK;
+}
+
+static void cpu_free(kiln_ctx *ctx)
+{
+    cpu_state *st = ctx->backend_state;
+    if (!st) return;
+    dnnl_stream_destroy(st->stream);
+    dnnl_engine_destroy(st->engine);
+    free(st);
+    ctx->backend_state = NULL;
+}
+
+dnnl_engine_t kiln__dnnl_engine(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->engine; }
+dnnl_stream_t kiln__dnnl_stream(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->stream; }
+
+const kiln_backend kiln__cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .free = cpu_free,
+    .eltwise = &kiln__cpu_eltwise,
+    .dense = &kiln__cpu_dense,
+    .conv = &kiln__cpu_conv,
+    .rnn = &kiln__cpu_rnn,
+};

@@ -1,0 +1,176 @@
+/* Core: arena marks and reuse, tensor creation and printing, the store's flat buffers,
+ * RNG determinism across thread counts, errors as values, and the tape itself. */
+#include "util/ku.h"
+
+#include <math.h>
+#include <string.h>
+
+static kiln_ctx *ctx;
+static void setup(void) { ctx = ku_ctx(); }
+static void teardown(void) { ku_ctx_free(ctx); }
+TestSuite(core, .init = setup, .fini = teardown);
+
+Test(core, arena_rewind_reuses_memory)
+{
+    kiln_mark m = kiln_step_mark(ctx);
+    kiln_tensor *a = kiln_zeros(ctx, KILN_DTYPE_F32, 2, (int64_t[]){100, 100});
+    cr_assert_not_null(a);
+    void *first = a->data;
+    size_t used = kiln_step_bytes(ctx);
+    cr_assert_geq(used, 100 * 100 * 4);
+    kiln_step_rewind(ctx, m);
+    size_t held = kiln_mem_bytes();
+    for (int step = 0; step < 10; step++) {
+        kiln_tensor *b = kiln_zeros(ctx, KILN_DTYPE_F32, 2, (int64_t[]){100, 100});
+        cr_assert_eq(b->data, first, "steady state must reuse the same arena memory");
+        kiln_step_rewind(ctx, m);
+    }
+    cr_assert_eq(kiln_mem_bytes(), held, "no heap growth in the steady state");
+    cr_assert_geq(kiln_step_peak_bytes(ctx), used);
+}
+
+Test(core, arena_large_allocation_gets_its_own_block)
+{
+    /* blocks are 16 MiB in ku_ctx: a 40 MB tensor must still work, then small ones. */
+    kiln_tensor *big = kiln_empty(ctx, KILN_DTYPE_F32, 1, (int64_t[]){10 * 1000 * 1000});
+    cr_assert_not_null(big, "%s", kiln_last_error());
+    memset(big->data, 1, 40 * 1000 * 1000);
+    kiln_tensor *small = kiln_zeros(ctx, KILN_DTYPE_F32, 1, (int64_t[]){10});
+    cr_assert_not_null(small);
+    cr_assert_geq(kiln_mem_peak_bytes(), (size_t)40 * 1000 * 1000);
+    kiln_step_reset(ctx);
+    cr_assert_eq(kiln_step_bytes(ctx), 0);
+}
+
+Test(core, tensor_basics)
+{
+    float v[6] = {1, 2, 3, 4, 5, 6};
+    kiln_tensor *t = kiln_from_data(ctx, KILN_DTYPE_F32, 2, (int64_t[]){2, 3}, v);
+    cr_assert_eq(kiln_numel(t), 6);
+    cr_assert(kiln_is_contiguous(t));
+    cr_assert_eq(t->stride[0], 3);
+    char buf[64];
+    cr_assert_str_eq(kiln_shape_str(t, buf, sizeof buf), "(2, 3)");
+    cr_assert_eq(kiln_get_flat(t, 4), 5.0);
+    cr_assert(isnan(kiln_item(t)));
+    kiln_tensor *s = kiln_full(ctx, 0, NULL, 2.5f);
+    cr_assert_eq(kiln_item(s), 2.5f);
+    cr_assert_str_eq(kiln_shape_str(s, buf, sizeof buf), "()");
+    cr_assert_null(kiln_empty(ctx, KILN_DTYPE_F32, 9, (int64_t[]){1, 1, 1, 1, 1, 1, 1, 1, 1}));
+    ku_expect_error("ndim", "too many dims");
+    cr_assert_null(kiln_empty(ctx, KILN_DTYPE_F32, 1, (int64_t[]){-3}));
+    ku_expect_error("negative", "negative dim");
+}
+
+Test(core, print_elides_long_dims)
+{
+    kiln_tensor *t = kiln_zeros(ctx, KILN_DTYPE_F32, 2, (int64_t[]){2, 10});
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    cr_assert_eq(kiln_tensor_print(f, t, "z"), KILN_STATUS_OK);
+    fclose(f);
+    cr_assert(strstr(out, "z = tensor([[0.0000, 0.0000, 0.0000, ..., 0.0000, 0.0000, 0.0000],") != NULL, "%s", out);
+    cr_assert(strstr(out, "shape (2, 10), f32)") != NULL, "%s", out);
+    free(out);
+}
+
+Test(core, store_flat_buffers)
+{
+    kiln_store *s = kiln_store_new();
+    kiln_tensor *w = kiln_store_param(s, "layer1.0.conv1.weight", 2, (int64_t[]){3, 4});
+    kiln_tensor *rm = kiln_store_buffer(s, "layer1.0.bn1.running_mean", 1, (int64_t[]){4});
+    kiln_tensor *b = kiln_store_param(s, "layer1.0.conv1.bias", 1, (int64_t[]){3});
+    cr_assert_null(kiln_store_param(s, "layer1.0.conv1.bias", 1, (int64_t[]){3}));
+    ku_expect_error("duplicate", "duplicate names");
+    cr_assert_eq(kiln_store_alloc(s), KILN_STATUS_OK);
+    size_t np, ng, nb;
+    float *p = kiln_store_flat(s, KILN_STORE_PARAMS, &np);
+    float *g = kiln_store_flat(s, KILN_STORE_GRADS, &ng);
+    kiln_store_flat(s, KILN_STORE_BUFFERS, &nb);
+    cr_assert_eq(np, 15);
+    cr_assert_eq(ng, 15);
+    cr_assert_eq(nb, 4);
+    cr_assert_eq(w->data, p);
+    cr_assert_eq(b->data, p + 12);
+    cr_assert_eq(w->grad->data, g);
+    cr_assert(w->requires_grad && !rm->requires_grad);
+    cr_assert_eq(kiln_store_find(s, "layer1.0.bn1.running_mean"), rm);
+    cr_assert_null(kiln_store_param(s, "late", 1, (int64_t[]){1}));
+    ku_expect_error("after", "add after alloc");
+    g[3] = 5;
+    kiln_store_zero_grad(s);
+    cr_assert_eq(g[3], 0);
+    kiln_store_free(s);
+}
+
+Test(core, rng_same_seed_same_numbers_any_threads)
+{
+    float a[5000], b[5000];
+    kiln_rng_seed(ctx, 7);
+    kiln_rng_normal(ctx, a, 5000, 0, 1);
+    kiln_ctx_set_threads(ctx, 1);
+    kiln_rng_seed(ctx, 7);
+    kiln_rng_normal(ctx, b, 5000, 0, 1);
+    cr_assert(memcmp(a, b, sizeof a) == 0);
+    double mean = 0, var = 0;
+    for (int i = 0; i < 5000; i++) mean += a[i];
+    mean /= 5000;
+    for (int i = 0; i < 5000; i++) var += (a[i] - mean) * (a[i] - mean);
+    var /= 5000;
+    cr_assert(fabs(mean) < 0.05 && fabs(var - 1) < 0.06, "normal: mean %g var %g", mean, var);
+    kiln_rng_normal(ctx, b, 5000, 0, 1);
+    cr_assert(memcmp(a, b, sizeof a) != 0, "the counter advances");
+    kiln_rng_state st = kiln_rng_get(ctx);
+    kiln_rng_uniform(ctx, a, 100, -1, 1);
+    kiln_rng_set(ctx, st);
+    kiln_rng_uniform(ctx, b, 100, -1, 1);
+    cr_assert(memcmp(a, b, 100 * sizeof *a) == 0, "state restore replays the draws");
+    for (int i = 0; i < 100; i++) cr_assert(a[i] >= -1 && a[i] < 1);
+}
+
+Test(core, backward_requires_scalar_and_grad)
+{
+    kiln_tensor *x = kiln_randn(ctx, 1, (int64_t[]){3}, 0, 1);
+    cr_assert_eq(kiln_backward(ctx, x), KILN_STATUS_INVALID);
+    ku_expect_error("one element", "non-scalar loss");
+    kiln_tensor *s = kiln_full(ctx, 0, NULL, 1);
+    cr_assert_eq(kiln_backward(ctx, s), KILN_STATUS_INVALID);
+    ku_expect_error("require grad", "loss without graph");
+}
+
+Test(core, no_grad_mode_records_nothing)
+{
+    kiln_tensor *x = kiln_randn(ctx, 2, (int64_t[]){2, 3}, 0, 1);
+    kiln_set_requires_grad(x, true);
+    bool was = kiln_set_grad_enabled(ctx, false);
+    cr_assert(was);
+    kiln_tensor *y = kiln_transpose(ctx, x, 0, 1);
+    cr_assert(!y->requires_grad && y->node == NULL);
+    kiln_set_grad_enabled(ctx, true);
+    kiln_tensor *z = kiln_transpose(ctx, x, 0, 1);
+    cr_assert(z->requires_grad && z->node != NULL);
+    kiln_tensor *d = kiln_detach(ctx, z);
+    cr_assert(!d->requires_grad && d->node == NULL && d->data == z->data);
+}
+
+Test(core, grads_accumulate_into_store_params)
+{
+    kiln_store *s = kiln_store_new();
+    kiln_tensor *w = kiln_store_param(s, "w", 2, (int64_t[]){2, 3});
+    cr_assert_eq(kiln_store_alloc(s), KILN_STATUS_OK);
+    for (int rep = 0; rep < 2; rep++) {
+        kiln_mark m = kiln_step_mark(ctx);
+        kiln_tensor *y = kiln_reshape(ctx, kiln_transpose(ctx, w, 0, 1), 1, (int64_t[]){6});
+        float ones[6] = {1, 2, 3, 4, 5, 6};
+        kiln_tensor *g = kiln_from_data(ctx, KILN_DTYPE_F32, 1, (int64_t[]){6}, ones);
+        cr_assert_eq(kiln_backward_with(ctx, y, g), KILN_STATUS_OK, "%s", kiln_last_error());
+        kiln_step_rewind(ctx, m);
+    }
+    /* y = w^T flattened: y[k] for k = j*2+i is w[i][j]; grad w[i][j] = 2 * (j*2+i+1). */
+    const float *gw = w->grad->data;
+    cr_assert_eq(gw[0], 2 * 1.0f);
+    cr_assert_eq(gw[1], 2 * 3.0f);
+    cr_assert_eq(gw[3], 2 * 2.0f);
+    kiln_store_free(s);
+}
