@@ -119,8 +119,12 @@ kiln_tensor *kiln_st_load(kiln_ctx *ctx, const kiln_st_file *f, const char *name
     kiln_tensor *x = kiln_empty(ctx, od, t->ndim, t->shape);
     if (!x) return NULL;
     const unsigned char *src = f->data + t->begin;
-    if (od == t->dtype) memcpy(x->data, src, (size_t)(t->end - t->begin));
-    else to_f32(x->data, src, t->dtype, numel_of(t));
+    if (t->end == t->begin) { /* empty: nothing to copy */
+    } else if (od == t->dtype) {
+        memcpy(x->data, src, (size_t)(t->end - t->begin));
+    } else {
+        to_f32(x->data, src, t->dtype, numel_of(t));
+    }
     /* The name must outlive the file, so it is copied next to the tensor. */
     size_t len = strlen(t->name) + 1;
     char *nm = kiln_step_alloc(ctx, len);
@@ -155,7 +159,8 @@ kiln_status kiln_st_load_into(const kiln_st_file *f, const char *name, kiln_tens
                          kiln_shape_str(dst, b, sizeof b));
     }
     size_t n = numel_of(t);
-    if (n && !dst->data)
+    if (n == 0) return KILN_STATUS_OK;
+    if (!dst->data)
         return kiln__err(KILN_STATUS_INVALID, "st_load_into: %s: tensor \"%.*s\": destination %s "
                          "has no data", f->path, KILN_ST_NAME_MAX, tn, kiln__tname(dst));
     to_f32(dst->data, f->data + t->begin, t->dtype, n);

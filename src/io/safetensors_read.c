@@ -216,6 +216,14 @@ static kiln_status check_layout(kiln_st_file *f)
 /* json: len bytes plus a terminating NUL. */
 static kiln_status parse_header(kiln_st_file *f, const char *json, size_t len)
 {
+    /* cJSON skips every byte <= 0x20 as whitespace, NUL included; JSON allows none of them
+     * outside strings but space, tab, CR and LF, and none unescaped inside strings. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)json[i];
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            return kiln__err(KILN_STATUS_FORMAT, "st_open: %s: header is not valid JSON (control "
+                             "byte 0x%02x at byte %zu)", f->path, c, i);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len + 1, &end, 1);
     if (!root)
@@ -223,9 +231,9 @@ static kiln_status parse_header(kiln_st_file *f, const char *json, size_t len)
                          "byte %zu of %zu)", f->path, end ? (size_t)(end - json) : 0, len);
     kiln_status s = KILN_STATUS_OK;
     const cJSON *e;
-    if (end != json + len) {
-        s = kiln__err(KILN_STATUS_FORMAT, "st_open: %s: header is not valid JSON (NUL byte at %zu)",
-                      f->path, (size_t)(end - json));
+    if (end != json + len) { /* stopped early: cannot happen after the control-byte scan */
+        s = kiln__err(KILN_STATUS_FORMAT, "st_open: %s: header is not valid JSON (stops at byte "
+                      "%zu of %zu)", f->path, (size_t)(end - json), len);
         goto done;
     }
     if (!cJSON_IsObject(root)) {

@@ -1,13 +1,166 @@
-/* Kernel table of the conv family (see src/kernels/backend.h). */
+/* Kernel table of the conv family (see src/kernels/backend.h): 2-D convolution, batch
+ * normalisation and 2-D pooling (max, average, adaptive average/max), forward and backward.
+ *
+ * Conventions: all data is f32 and contiguous, images NCHW. Kernels do no validation
+ * beyond KILN_ASSERT; the autograd layer (src/autograd/conv.c, norm.c, pool.c) checks user
+ * input and fills the geometry structs below. Backward kernels ADD into the parameter
+ * gradients (gw, gb) and into gx when gx_acc is true; when gx_acc is false they may
+ * overwrite gx (the caller passes false only for a freshly zeroed gradient). Any gradient
+ * pointer may be NULL (not needed). Temporary memory comes from the step arena and is
+ * returned before the kernel returns; `keep` memory (max pooling) lives until the rewind.
+ *
+ * Two tables share these signatures: kiln__cpu_conv (oneDNN primitives with the formats
+ * oneDNN prefers, OpenMP loops where oneDNN does not fit) and kiln__ref_conv (plain loops,
+ * one output element at a time, written from the PyTorch definitions) that tests compare
+ * against. */
 #ifndef KILN_KERNELS_CONV_H
 #define KILN_KERNELS_CONV_H
 
 #include "kernels/backend.h"
 
+/* One 2-D convolution. x (N, C, H, W), w (O, C/groups, KH, KW), b (O), y (N, O, OH, OW).
+ * Dilation as PyTorch (1 = dense); OH = (H + 2*PH - DH*(KH-1) - 1)/SH + 1, likewise OW. */
+typedef struct kiln_conv2d_geom {
+    int64_t n, c, h, w;
+    int64_t o, kh, kw;
+    int64_t oh, ow;
+    int64_t sh, sw, ph, pw, dh, dw;
+    int64_t groups;
+} kiln_conv2d_geom;
+
+/* Batch norm over x seen as (N, C, S): S = H*W for 2d, L for 1d (N, C, L), 1 for (N, C). */
+typedef struct kiln_bn_geom {
+    int64_t n, c, s;
+} kiln_bn_geom;
+
+/* One 2-D pooling. x (N, C, H, W) -> y (N, C, OH, OW). Window i along H covers input rows
+ * [i*SH - PH, i*SH - PH + KH) clipped to the input; the caller computes OH/OW (ceil mode
+ * included). Adaptive pooling uses only n, c, h, w, oh, ow (bins as PyTorch:
+ * start = floor(i*H/OH), end = ceil((i+1)*H/OH)). */
+typedef struct kiln_pool2d_geom {
+    int64_t n, c, h, w;
+    int64_t oh, ow;
+    int64_t kh, kw, sh, sw, ph, pw;
+    bool count_include_pad; /* avg: divisor counts padding inside [-PH, H+PH) as PyTorch */
+} kiln_pool2d_geom;
+
 struct kiln_conv_kernels {
-    int reserved; /* placeholder until the family's kernels are added */
+    /* y (N, O, OH, OW) = conv(x, w) + b; b may be NULL. */
+    kiln_status (*conv2d_fwd)(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                              const float *w, const float *b, float *y);
+    /* From gy (N, O, OH, OW): gx (N, C, H, W), gw (O, C/groups, KH, KW) +=, gb (O) +=. */
+    kiln_status (*conv2d_bwd)(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                              const float *w, const float *gy, float *gx, bool gx_acc, float *gw,
+                              float *gb);
+
+    /* train: mean, var (C) receive the batch mean and biased variance, y uses them.
+     * eval: mean, var (C) are inputs (running stats). w, b (C) may be NULL (1 and 0). */
+    kiln_status (*batch_norm_fwd)(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                  const float *x, const float *w, const float *b, float *mean,
+                                  float *var, float *y);
+    /* mean, var as used by the forward. train: statistics are functions of x (full
+     * gradient); eval: constants. gw, gb (C) +=; w may be NULL (1). */
+    kiln_status (*batch_norm_bwd)(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                  const float *x, const float *w, const float *mean,
+                                  const float *var, const float *gy, float *gx, bool gx_acc,
+                                  float *gw, float *gb);
+
+    /* Max pooling (padding is -inf). keep: when not NULL, receives arena memory that the
+     * same table's backward needs (argmax or oneDNN workspace); NULL for inference. */
+    kiln_status (*max_pool2d_fwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                  float *y, void **keep);
+    kiln_status (*max_pool2d_bwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                  const void *keep, const float *gy, float *gx, bool gx_acc);
+    kiln_status (*avg_pool2d_fwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                  float *y);
+    kiln_status (*avg_pool2d_bwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *gy,
+                                  float *gx, bool gx_acc);
+    kiln_status (*adaptive_avg_pool2d_fwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                           const float *x, float *y);
+    kiln_status (*adaptive_avg_pool2d_bwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                           const float *gy, float *gx, bool gx_acc);
+    kiln_status (*adaptive_max_pool2d_fwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                           const float *x, float *y, void **keep);
+    kiln_status (*adaptive_max_pool2d_bwd)(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                           const float *x, const void *keep, const float *gy,
+                                           float *gx, bool gx_acc);
 };
 
 extern const kiln_conv_kernels kiln__cpu_conv;
+extern const kiln_conv_kernels kiln__ref_conv;
+
+/* The entries of the two tables, for tests and for the CPU table's fallbacks. */
+kiln_status kiln__ref_conv2d_fwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *b, float *y);
+kiln_status kiln__ref_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *gy, float *gx, bool gx_acc,
+                                 float *gw, float *gb);
+kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                     const float *x, const float *w, const float *b, float *mean,
+                                     float *var, float *y);
+kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                     const float *x, const float *w, const float *mean,
+                                     const float *var, const float *gy, float *gx, bool gx_acc,
+                                     float *gw, float *gb);
+kiln_status kiln__ref_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y, void **keep);
+kiln_status kiln__ref_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     const void *keep, const float *gy, float *gx, bool gx_acc);
+kiln_status kiln__ref_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y);
+kiln_status kiln__ref_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *gy,
+                                     float *gx, bool gx_acc);
+kiln_status kiln__ref_adaptive_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                              const float *x, float *y);
+kiln_status kiln__ref_adaptive_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                              const float *gy, float *gx, bool gx_acc);
+kiln_status kiln__ref_adaptive_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                              const float *x, float *y, void **keep);
+kiln_status kiln__ref_adaptive_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g,
+                                              const float *x, const void *keep, const float *gy,
+                                              float *gx, bool gx_acc);
+
+/* Adaptive pooling bin [start, end) of output index i (of out) over an input of size in. */
+static inline int64_t kiln__adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+static inline int64_t kiln__adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+#ifdef KILN_CONV_CPU_INTERNAL
+/* ---- oneDNN helpers shared by src/kernels/cpu/conv*.c, batchnorm*.c, pool*.c ------------ */
+#include "kernels/cpu/dnnl_util.h"
+
+/* One execution argument: a oneDNN argument index, its memory description and data. */
+typedef struct kiln__cdnn_arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    void *ptr;
+} kiln__cdnn_arg;
+
+/* A primitive attribute with user-managed scratchpad (caller destroys it); NULL on failure. */
+dnnl_primitive_attr_t kiln__cdnn_attr(void);
+/* Creates the primitive of pd (oneDNN's primitive cache makes this cheap), gives it a
+ * scratchpad from the step arena, runs it on the context's stream and waits. */
+kiln_status kiln__cdnn_exec(kiln_ctx *ctx, const char *op, const_dnnl_primitive_desc_t pd, int n,
+                            const kiln__cdnn_arg *args);
+/* dst = src (beta 0) or dst += src (beta 1) converting layout from src_md to dst_md. */
+kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *src_md,
+                               const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
+                               float beta);
+/* ptr itself when want equals have, else a step-arena copy of ptr in layout want (NULL +
+ * message on failure). */
+void *kiln__cdnn_as(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *have, const void *ptr,
+                    const dnnl_memory_desc_t *want);
+/* An arena buffer for md (NULL + message on failure). */
+void *kiln__cdnn_buf(kiln_ctx *ctx, const dnnl_memory_desc_t *md);
+/* A plain 4-D NCHW (or any other tag) f32 description. */
+dnnl_memory_desc_t kiln__cdnn_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag);
+/* The implementation oneDNN chose for pd ("jit:avx512_core"), for tests and tuning. */
+const char *kiln__cdnn_impl(const_dnnl_primitive_desc_t pd);
+/* oneDNN pooling on plain NCHW with alg dnnl_pooling_max / _avg_include_padding /
+ * _avg_exclude_padding; keep as in the kernel table (max only: the workspace). */
+kiln_status kiln__cdnn_pool_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_alg_kind_t alg,
+                                const float *x, float *y, void **keep);
+kiln_status kiln__cdnn_pool_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_alg_kind_t alg,
+                                const void *keep, const float *gy, float *gx, bool gx_acc);
+#endif
 
 #endif

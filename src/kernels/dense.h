@@ -1,13 +1,71 @@
-/* Kernel table of the dense family (see src/kernels/backend.h). */
+/* Kernel table of the dense family (see src/kernels/backend.h): GEMM, embedding gather and
+ * scatter, softmax / log-softmax, the fused log-softmax + NLL of cross-entropy, the
+ * pointwise losses and dropout masks. No autograd here: the ops in src/autograd/dense.c,
+ * dropout.c and loss.c validate arguments, allocate outputs and call these.
+ *
+ * Conventions: every pointer is to contiguous row-major memory; f32 unless stated. A
+ * tensor reduced over one dim is viewed as (outer, c, inner) with the reduced dim in the
+ * middle (inner = 1 for the last dim). Backward kernels ADD into their gradient outputs
+ * unless a flag says they overwrite. Each table entry has a plain reference twin in
+ * kiln__ref_dense (src/kernels/cpu/dense_ref.c) that the tests compare it with. */
 #ifndef KILN_KERNELS_DENSE_H
 #define KILN_KERNELS_DENSE_H
 
 #include "kernels/backend.h"
 
+/* Pointwise losses sharing one kernel pair. */
+typedef enum kiln_ploss_kind {
+    KILN_PLOSS_MSE = 0, /* (x - y)^2 */
+    KILN_PLOSS_L1,      /* |x - y| */
+    KILN_PLOSS_BCE,     /* -[pw*y*log s(x) + (1-y)*log(1 - s(x))], s = sigmoid, pw = 1 or pos_weight */
+} kiln_ploss_kind;
+
 struct kiln_dense_kernels {
-    int reserved; /* placeholder until the family's kernels are added */
+    /* c (m, n) = alpha * op(a) @ op(b) + beta * c, op(a) (m, k), op(b) (k, n); a stored
+     * (m, k) with row stride lda, or (k, m) when trans_a; likewise b. k = 0 scales c. */
+    kiln_status (*gemm)(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                        float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                        float *c, int64_t ldc);
+    /* gb (n) += column sums of g (m, n): the bias gradient of linear. */
+    void (*col_sum)(kiln_ctx *ctx, const float *g, int64_t m, int64_t n, float *gb);
+    /* out (n, d) = w[idx[i]], w (v, d); idx already checked to lie in [0, v). */
+    void (*embedding_fwd)(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *w, int64_t d, float *out);
+    /* gw (v, d) += sum over i with idx[i] = r of gy[i] (n, d). Touches only the rows in idx;
+     * race free without atomics, and the summation order per row is fixed (ascending i)
+     * whatever the thread count. */
+    kiln_status (*embedding_bwd)(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *gy, int64_t v,
+                                 int64_t d, float *gw);
+    /* y = softmax or log_softmax (log) of x (outer, c, inner) over c. y may alias x. */
+    void (*softmax_fwd)(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner, bool log);
+    /* gx += dL/dx from y (the forward output) and gy, same layout. */
+    void (*softmax_bwd)(kiln_ctx *ctx, const float *y, const float *gy, float *gx, int64_t outer, int64_t c,
+                        int64_t inner, bool log);
+    /* Cross-entropy forward over logits x (outer, c, inner), targets t (outer, inner) I64
+     * already checked (in [0, c) or == ignore_index). Writes per position the loss (0 when
+     * ignored), (1-eps)*(lse - x_t) + eps/c * (c*lse - sum_c x), and lse, the log-sum-exp. */
+    void (*xent_fwd)(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
+                     int64_t ignore_index, float smoothing, float *loss, float *lse);
+    /* gx (outer, c, inner) (+)= g[p * g_stride] * (softmax(x) - (1-eps)*onehot(t) - eps/c),
+     * 0 at ignored positions; g_stride 0 = one scale for all. overwrite: gx is written,
+     * not accumulated (it is fresh, uninitialised memory); one pass over x and gx. */
+    void (*xent_bwd)(kiln_ctx *ctx, const float *x, const int64_t *t, const float *lse, const float *g,
+                     int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
+                     float smoothing, float *gx, bool overwrite);
+    /* Pointwise loss of x, y (n); pw (n) is bce's pos_weight or NULL. Writes the per-
+     * element loss to out when not NULL and returns the sum (in double). */
+    double (*ploss_fwd)(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
+                        int64_t n, float *out);
+    /* gx += g[i * g_stride] * dloss/dx, gy += g * dloss/dy (either may be NULL). */
+    void (*ploss_bwd)(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
+                      int64_t n, const float *g, int64_t g_stride, float *gx, float *gy);
+    /* mask[i] = kiln_philox_uniform(seed, first + i) >= p ? scale : 0; when x and y are not
+     * NULL also y[i] = x[i] * mask[i]. The same for any thread count. */
+    void (*dropout_fwd)(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
+                        float *mask, const float *x, float *y);
 };
 
 extern const kiln_dense_kernels kiln__cpu_dense;
+/* Plain single-threaded versions of the same kernels, for tests. */
+extern const kiln_dense_kernels kiln__ref_dense;
 
 #endif

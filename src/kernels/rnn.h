@@ -56,6 +56,10 @@ struct kiln_rnn_kernels {
 
 extern const kiln_rnn_kernels kiln__cpu_rnn;
 
+/* The fast CPU kernels behind kiln__cpu_rnn (src/kernels/cpu/lstm_cpu.c). */
+kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a);
+kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a);
+
 /* Plain loops, the definition the fast kernels are tested against (src/kernels/cpu/lstm_ref.c). */
 kiln_status kiln__ref_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a);
 kiln_status kiln__ref_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a);

@@ -125,7 +125,6 @@ static bool dnnl_alg(kiln_unary_op op, dnnl_alg_kind_t *alg)
     switch (op) {
     case KILN_UNARY_SIGMOID: *alg = dnnl_eltwise_logistic; return true;
     case KILN_UNARY_TANH: *alg = dnnl_eltwise_tanh; return true;
-    case KILN_UNARY_SOFTPLUS: *alg = dnnl_eltwise_soft_relu; return true;
     case KILN_UNARY_EXP: *alg = dnnl_eltwise_exp; return true;
     case KILN_UNARY_LOG: *alg = dnnl_eltwise_log; return true;
     case KILN_UNARY_SQRT: *alg = dnnl_eltwise_sqrt; return true;

@@ -10,6 +10,7 @@ typedef struct bin_arg {
     kiln_binary_op op;
     bool acc;
     float alpha;
+    size_t es; /* element size (copy) */
     const void *p[4];
 } bin_arg;
 
@@ -112,7 +113,7 @@ static void copy_seg(void *arg, const int64_t *off, int64_t n)
     bin_arg *u = arg;
     int last = u->it->ndim - 1;
     int64_t sx = u->it->stride[0][last], sy = u->it->stride[1][last];
-    size_t es = (size_t)u->alpha; /* element size */
+    size_t es = u->es;
     const char *x = (const char *)u->p[0] + off[0] * (int64_t)es;
     char *y = (char *)u->p[1] + off[1] * (int64_t)es;
     if (sx == 1 && sy == 1) {
@@ -134,7 +135,7 @@ kiln_status kiln__cpu_copy(kiln_ctx *ctx, const kiln_tensor *x, kiln_tensor *y)
     const kiln_tensor *ops[2] = {x, y};
     kiln__iter it;
     kiln__iter_init(&it, 2, ops);
-    bin_arg u = {.it = &it, .alpha = (float)kiln_dtype_size(x->dtype), .p = {x->data, y->data}};
+    bin_arg u = {.it = &it, .es = kiln_dtype_size(x->dtype), .p = {x->data, y->data}};
     kiln__iter_run(&it, copy_seg, &u);
     return KILN_STATUS_OK;
 }

@@ -8,12 +8,51 @@
  *             the loop dx, dw_ih and dw_hh are whole-sequence GEMMs (dw_hh over h_{t-1}
  *             stacked for all t) and the bias gradient is a column sum.
  * Matrices are batch-first, so a time step's rows are T*4H (gates) or T*H (y) apart and go
- * to the GEMM as a leading dimension, with no copies. The per-step GEMMs (M = B, weights
- * reused T times) go through lstm_gemm.c, which pre-packs w_hh once per call. */
-#include "kernels/cpu/lstm_cpu.h"
+ * to the GEMM as a leading dimension, with no copies. */
+#include "kernels/rnn.h"
+#include "kernels/cpu/dnnl_util.h"
 
 #include <math.h>
 #include <string.h>
+
+/* ---- GEMM ---------------------------------------------------------------------------- */
+
+/* Row-major C (M, N) = alpha op(A) op(B) + beta C with oneDNN's sgemm: it threads with the
+ * same OpenMP runtime as kiln (OpenBLAS's pthreads would fight it for the cores). */
+static kiln_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *Bm, int64_t ldb, float beta,
+                         float *C, int64_t ldc)
+{
+    dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm (%lld x %lld x %lld) failed: %s",
+                         (long long)M, (long long)N, (long long)K, kiln__dnnl_status_str(s));
+    return KILN_STATUS_OK;
+}
+
+/* The recurrent product of every step against the same w_hh (4H, H):
+ * forward C (B, 4H) = A (B, H) @ w_hh^T, backward C (B, H) = A (B, 4H) @ w_hh. */
+typedef struct lstm_rec {
+    const float *w; /* (4H, H) */
+    int64_t B, H, G;
+    bool bwd;
+} lstm_rec;
+
+static kiln_status rec_init(kiln_ctx *ctx, lstm_rec *r, const float *w_hh, int64_t B, int64_t H,
+                            int64_t G, bool bwd)
+{
+    *r = (lstm_rec){.w = w_hh, .B = B, .H = H, .G = G, .bwd = bwd};
+    return KILN_STATUS_OK;
+}
+
+/* C = A @ op(w) + beta C, rows of A lda apart and of C ldc apart. */
+static kiln_status rec_run(lstm_rec *r, const float *A, int64_t lda, float *C, int64_t ldc, float beta)
+{
+    if (r->bwd) return sgemm('N', 'N', r->B, r->H, r->G, 1.0f, A, lda, r->w, r->H, beta, C, ldc);
+    return sgemm('N', 'T', r->B, r->G, r->H, 1.0f, A, lda, r->w, r->H, beta, C, ldc);
+}
+
+static void rec_free(lstm_rec *r) { (void)r; }
 
 /* ---- vectorisable sigmoid / tanh ----------------------------------------------------- *
  * exp by range reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial
@@ -42,40 +81,52 @@ static inline float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
 /* 1 - 2/(1 + e^{2x}): exact limits at +-inf, absolute error ~1e-7 near 0. */
 static inline float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)); }
 
+/* The gate loops are compiled twice, for AVX-512 and for the baseline, and picked at load
+ * time: the clamps in fexp vectorise only with masked moves (or -fno-trapping-math). */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define LSTM_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define LSTM_CLONES
+#endif
+
 /* Rows of work below which OpenMP costs more than it saves. */
 #define LSTM_PAR_MIN 8192
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* Gate math of step t for every batch row: gates[:, t] holds the pre-activations without
- * bias; replaces them by the activations and writes cell[:, t] and y[:, t]. */
+/* One batch row of step t: gt (4H) pre-activations without bias -> activations i, f, g, o;
+ * writes ct = c_t and yt = h_t from cp = c_{t-1}. */
+LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict bias, const float *restrict cp,
+                                float *restrict ct, float *restrict yt, int64_t H)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+        float i = fsigmoid(gt[j] + bias[j]);
+        float f = fsigmoid(gt[H + j] + bias[H + j]);
+        float g = ftanh(gt[2 * H + j] + bias[2 * H + j]);
+        float o = fsigmoid(gt[3 * H + j] + bias[3 * H + j]);
+        float c = f * cp[j] + i * g;
+        gt[j] = i;
+        gt[H + j] = f;
+        gt[2 * H + j] = g;
+        gt[3 * H + j] = o;
+        ct[j] = c;
+        yt[j] = o * ftanh(c);
+    }
+}
+
+/* Gate math of step t for every batch row (gates[:, t] holds x_t @ w_ih^T + h_{t-1} @ w_hh^T). */
 static void fwd_step(const kiln_lstm_args *a, const float *bias, const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
 #pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
     for (int64_t b = 0; b < B; b++) {
-        float *gt = a->gates + (b * T + t) * G;  /* (4H) */
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
-        float *ct = a->cell + (b * T + t) * H;   /* (H) */
-        float *yt = a->y + (b * T + t) * H;      /* (H) */
-#pragma omp simd
-        for (int64_t j = 0; j < H; j++) {
-            float i = fsigmoid(gt[j] + bias[j]);
-            float f = fsigmoid(gt[H + j] + bias[H + j]);
-            float g = ftanh(gt[2 * H + j] + bias[2 * H + j]);
-            float o = fsigmoid(gt[3 * H + j] + bias[3 * H + j]);
-            float c = f * cp[j] + i * g;
-            gt[j] = i;
-            gt[H + j] = f;
-            gt[2 * H + j] = g;
-            gt[3 * H + j] = o;
-            ct[j] = c;
-            yt[j] = o * ftanh(c);
-        }
+        fwd_row(a->gates + (b * T + t) * G, bias, cp, a->cell + (b * T + t) * H, a->y + (b * T + t) * H, H);
     }
 }
 
-static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     float *bias = kiln_step_alloc(ctx, (size_t)(G + H) * sizeof(float)); /* (4H) b_ih + b_hh, then (H) zeros */
@@ -85,21 +136,21 @@ static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     memset(zeros, 0, (size_t)H * sizeof(float));
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
-    kiln_status st = kiln__lstm_sgemm('N', 'T', B * T, G, I, 1.0f, a->x, I, a->w_ih, I, 0.0f, a->gates, G);
+    kiln_status st = sgemm('N', 'T', B * T, G, I, 1.0f, a->x, I, a->w_ih, I, 0.0f, a->gates, G);
     if (st < 0) return st;
-    kiln__lstm_rec rec;
-    st = kiln__lstm_rec_init(ctx, &rec, a->w_hh, B, H, G, false); /* h (B, H) @ w_hh^T */
+    lstm_rec rec;
+    st = rec_init(ctx, &rec, a->w_hh, B, H, G, false); /* h (B, H) @ w_hh^T */
     if (st < 0) return st;
     for (int64_t t = 0; t < T; t++) {
         /* gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H) @ w_hh^T */
         const float *hp = t > 0 ? a->y + (t - 1) * H : a->h0;
         if (hp) {
-            st = kiln__lstm_rec_run(&rec, hp, t > 0 ? T * H : H, a->gates + t * G, T * G, 1.0f);
+            st = rec_run(&rec, hp, t > 0 ? T * H : H, a->gates + t * G, T * G, 1.0f);
             if (st < 0) break;
         }
         fwd_step(a, bias, zeros, t);
     }
-    kiln__lstm_rec_free(&rec);
+    rec_free(&rec);
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
         if (a->h_n) memcpy(a->h_n + b * H, a->y + (b * T + T - 1) * H, (size_t)H * sizeof(float));
@@ -110,32 +161,36 @@ static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 
 /* ---- backward ---------------------------------------------------------------------------- */
 
-/* Gradient math of step t. In: dh (B, H) = dL/dh_t from later steps, dc (B, H) = dL/dc_t
- * from later steps, gates[:, t] activations. Out: gates[:, t] = dL/d(pre-activations),
- * dc = dL/dc_{t-1}. */
+/* One batch row of step t. In: gt (4H) activations i, f, g, o; ct = c_t, cp = c_{t-1};
+ * dh = dL/dh_t from later steps, gy = dL/dy_t; dc = dL/dc_t from later steps.
+ * Out: gt = dL/d(pre-activations), dc = dL/dc_{t-1}. */
+LSTM_CLONES static void bwd_row(float *restrict gt, const float *restrict ct, const float *restrict cp,
+                                const float *restrict dh, const float *restrict gy, float *restrict dc,
+                                int64_t H)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) {
+        float i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
+        float tc = ftanh(ct[j]);
+        float dht = dh[j] + gy[j];
+        float dct = dc[j] + dht * o * (1.0f - tc * tc);
+        gt[j] = dct * g * i * (1.0f - i);
+        gt[H + j] = dct * cp[j] * f * (1.0f - f);
+        gt[2 * H + j] = dct * i * (1.0f - g * g);
+        gt[3 * H + j] = dht * tc * o * (1.0f - o);
+        dc[j] = dct * f;
+    }
+}
+
+/* Gradient math of step t for every batch row; dh, dc (B, H). */
 static void bwd_step(const kiln_lstm_args *a, const float *dh, float *dc, const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
 #pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
     for (int64_t b = 0; b < B; b++) {
-        float *gt = a->gates + (b * T + t) * G;  /* (4H) in: i f g o, out: their pre-activation grads */
-        const float *ct = a->cell + (b * T + t) * H;
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
         const float *gy = a->gy ? a->gy + (b * T + t) * H : zeros;
-        const float *dhb = dh + b * H;
-        float *dcb = dc + b * H;
-#pragma omp simd
-        for (int64_t j = 0; j < H; j++) {
-            float i = gt[j], f = gt[H + j], g = gt[2 * H + j], o = gt[3 * H + j];
-            float tc = ftanh(ct[j]);
-            float dht = dhb[j] + gy[j];
-            float dct = dcb[j] + dht * o * (1.0f - tc * tc);
-            gt[j] = dct * g * i * (1.0f - i);
-            gt[H + j] = dct * cp[j] * f * (1.0f - f);
-            gt[2 * H + j] = dct * i * (1.0f - g * g);
-            gt[3 * H + j] = dht * tc * o * (1.0f - o);
-            dcb[j] = dct * f;
-        }
+        bwd_row(a->gates + (b * T + t) * G, a->cell + (b * T + t) * H, cp, dh + b * H, gy, dc + b * H, H);
     }
 }
 
@@ -160,7 +215,7 @@ static void colsum_add(const float *d, int64_t R, int64_t G, float *out1, float 
     }
 }
 
-static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     float *dh = kiln_step_alloc(ctx, (size_t)(3 * B * H) * sizeof(float)); /* (B, H) x3: dh, dc, zeros */
@@ -172,28 +227,28 @@ static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     if (a->gc_n) memcpy(dc, a->gc_n, (size_t)(B * H) * sizeof(float));
     else memset(dc, 0, (size_t)(B * H) * sizeof(float));
 
-    kiln__lstm_rec rec;
-    kiln_status st = kiln__lstm_rec_init(ctx, &rec, a->w_hh, B, H, G, true); /* dg (B, 4H) @ w_hh */
+    lstm_rec rec;
+    kiln_status st = rec_init(ctx, &rec, a->w_hh, B, H, G, true); /* dg (B, 4H) @ w_hh */
     if (st < 0) return st;
     for (int64_t t = T - 1; t >= 0; t--) {
         bwd_step(a, dh, dc, zeros, t);
         /* dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
-        if (t > 0) st = kiln__lstm_rec_run(&rec, a->gates + t * G, T * G, dh, H, 0.0f);
-        else if (a->gh0) st = kiln__lstm_rec_run(&rec, a->gates, T * G, a->gh0, H, 1.0f);
+        if (t > 0) st = rec_run(&rec, a->gates + t * G, T * G, dh, H, 0.0f);
+        else if (a->gh0) st = rec_run(&rec, a->gates, T * G, a->gh0, H, 1.0f);
         if (st < 0) break;
     }
-    kiln__lstm_rec_free(&rec);
+    rec_free(&rec);
     if (st < 0) return st;
     if (a->gc0)
         for (int64_t k = 0; k < B * H; k++) a->gc0[k] += dc[k];
 
     const float *dg = a->gates; /* (B*T, 4H) */
     if (a->gx) { /* gx (B*T, I) += dg @ w_ih */
-        st = kiln__lstm_sgemm('N', 'N', B * T, I, G, 1.0f, dg, G, a->w_ih, I, 1.0f, a->gx, I);
+        st = sgemm('N', 'N', B * T, I, G, 1.0f, dg, G, a->w_ih, I, 1.0f, a->gx, I);
         if (st < 0) return st;
     }
     if (a->gw_ih) { /* gw_ih (4H, I) += dg^T @ x */
-        st = kiln__lstm_sgemm('T', 'N', G, I, B * T, 1.0f, dg, G, a->x, I, 1.0f, a->gw_ih, I);
+        st = sgemm('T', 'N', G, I, B * T, 1.0f, dg, G, a->x, I, 1.0f, a->gw_ih, I);
         if (st < 0) return st;
     }
     if (a->gw_hh && (T > 1 || a->h0)) { /* gw_hh (4H, H) += dg^T @ hprev, hprev (B*T, H) = h_{t-1} */
@@ -206,14 +261,10 @@ static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
             else memset(row, 0, (size_t)H * sizeof(float));
             memcpy(row + H, a->y + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
         }
-        st = kiln__lstm_sgemm('T', 'N', G, H, B * T, 1.0f, dg, G, hp, H, 1.0f, a->gw_hh, H);
+        st = sgemm('T', 'N', G, H, B * T, 1.0f, dg, G, hp, H, 1.0f, a->gw_hh, H);
         if (st < 0) return st;
     }
     if (a->gb_ih || a->gb_hh) colsum_add(dg, B * T, G, a->gb_ih, a->gb_hh);
     return KILN_STATUS_OK;
 }
 
-const kiln_rnn_kernels kiln__cpu_rnn = {
-    .lstm_fwd = lstm_fwd,
-    .lstm_bwd = lstm_bwd,
-};

@@ -1,0 +1,170 @@
+/* Dropout with its backward: inverted dropout (kept elements scaled by 1/(1-p) so eval
+ * needs no rescaling), masks drawn from the context's counter-based RNG (the same for
+ * any thread count), and kiln_apply_mask, which multiplies by a given mask with
+ * broadcasting so one mask can be reused across time steps (variational dropout, mask
+ * (B, 1, H) on (B, T, H)) or applied to a weight matrix (weight drop, mask (4H, H) on
+ * w_hh, the gradient flowing to w). */
+#include "autograd/tape.h"
+#include "kernels/dense.h"
+#include "kiln/ops.h"
+
+#include <string.h>
+
+static int check_p(const char *op, float p)
+{
+    if (p >= 0.0f && p <= 1.0f) return 0;
+    kiln__err(KILN_STATUS_INVALID, "%s: p %g is outside [0, 1]", op, (double)p);
+    return -1;
+}
+
+/* 1/(1-p), or 0 when everything is dropped. */
+static float keep_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); }
+
+/* ---- broadcast multiply --------------------------------------------------------------- */
+
+/* dst (contiguous, a's shape) (+)= a * b, where a and b share shape and have any strides
+ * (0 for broadcast dims). Rows over all dims but the last, split across threads. */
+static void bmul(float *dst, const kiln_tensor *a, const kiln_tensor *b, bool accumulate)
+{
+    int nd = a->ndim;
+    int64_t len = nd ? a->shape[nd - 1] : 1, rows = 1;
+    for (int i = 0; i < nd - 1; i++) rows *= a->shape[i];
+    int64_t sa = nd ? a->stride[nd - 1] : 0, sb = nd ? b->stride[nd - 1] : 0;
+    const float *A = a->data, *B = b->data;
+#pragma omp parallel for schedule(static) if (rows * len > 32768)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t oa = 0, ob = 0, rem = r;
+        for (int i = nd - 2; i >= 0; i--) {
+            int64_t k = rem % a->shape[i];
+            rem /= a->shape[i];
+            oa += k * a->stride[i];
+            ob += k * b->stride[i];
+        }
+        float *d = dst + r * len;
+        const float *pa = A + oa, *pb = B + ob;
+        if (accumulate)
+            for (int64_t j = 0; j < len; j++) d[j] += pa[j * sa] * pb[j * sb];
+        else
+            for (int64_t j = 0; j < len; j++) d[j] = pa[j * sa] * pb[j * sb];
+    }
+}
+
+/* A stride-0 view of t broadcast to shape (no node: only read inside this file). */
+static kiln_tensor bview(const kiln_tensor *t, int nd, const int64_t *shape)
+{
+    kiln_tensor v = *t;
+    int off = nd - t->ndim;
+    v.ndim = nd;
+    for (int i = 0; i < nd; i++) {
+        int j = i - off;
+        v.shape[i] = shape[i];
+        v.stride[i] = (j >= 0 && t->shape[j] == shape[i]) ? t->stride[j] : 0;
+    }
+    return v;
+}
+
+/* ---- kiln_dropout --------------------------------------------------------------------- */
+
+typedef struct dropout_saved {
+    const float *mask; /* (numel) values 0 or 1/(1-p) */
+} dropout_saved;
+
+static kiln_status dropout_bwd(kiln_ctx *ctx, kiln_node *nd)
+{
+    kiln_tensor *gx = kiln__grad(ctx, nd->in[0]);
+    const kiln_tensor *gy = nd->out[0]->grad;
+    if (!gx) return KILN_STATUS_OK;
+    const float *m = ((const dropout_saved *)nd->saved)->mask, *g = gy->data;
+    float *d = gx->data;
+    int64_t n = kiln_numel(gx);
+#pragma omp parallel for schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; i++) d[i] += g[i] * m[i];
+    return KILN_STATUS_OK;
+}
+
+kiln_tensor *kiln_dropout(kiln_ctx *ctx, kiln_tensor *x, float p, bool train, kiln_tensor **mask_out)
+{
+    if (mask_out) *mask_out = NULL;
+    KILN_IN(x);
+    if (kiln__check_f32("dropout", x, "x") < 0 || check_p("dropout", p) < 0) return NULL;
+    if (!train || p == 0.0f) return x;
+    x = kiln_contiguous(ctx, x);
+    KILN_IN(x);
+    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, x->ndim, x->shape);
+    kiln_tensor *mask = kiln_empty(ctx, KILN_DTYPE_F32, x->ndim, x->shape);
+    KILN_IN(y);
+    KILN_IN(mask);
+    int64_t n = kiln_numel(x);
+    uint64_t first = kiln_rng_take(ctx, (uint64_t)n);
+    ctx->backend->dense->dropout_fwd(ctx, kiln_rng_get(ctx).seed, first, n, p, keep_scale(p), mask->data, x->data,
+                                     y->data);
+    kiln_status st;
+    kiln_node *node = kiln__record(ctx, "dropout", dropout_bwd, 1, &x, 1, &y, sizeof(dropout_saved), &st);
+    if (st < 0) return NULL;
+    if (node) ((dropout_saved *)node->saved)->mask = mask->data;
+    if (mask_out) *mask_out = mask;
+    return y;
+}
+
+kiln_tensor *kiln_dropout_mask(kiln_ctx *ctx, int ndim, const int64_t *shape, float p)
+{
+    if (check_p("dropout_mask", p) < 0) return NULL;
+    if (ndim < 0 || ndim > KILN_MAX_DIMS)
+        return kiln__errp(KILN_STATUS_INVALID, "dropout_mask: ndim %d outside 0..%d", ndim, KILN_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return kiln__errp(KILN_STATUS_INVALID, "dropout_mask: negative size %lld in dim %d",
+                              (long long)shape[i], i);
+    kiln_tensor *mask = kiln_empty(ctx, KILN_DTYPE_F32, ndim, shape);
+    KILN_IN(mask);
+    int64_t n = kiln_numel(mask);
+    uint64_t first = kiln_rng_take(ctx, (uint64_t)n);
+    ctx->backend->dense->dropout_fwd(ctx, kiln_rng_get(ctx).seed, first, n, p, keep_scale(p), mask->data, NULL,
+                                     NULL);
+    return mask;
+}
+
+/* ---- kiln_apply_mask ------------------------------------------------------------------ */
+
+/* The gradient of one operand of y = x * mask: g (out shape) = gy * other, reduced onto
+ * the operand's shape when it was broadcast. */
+static kiln_status mask_grad(kiln_ctx *ctx, kiln_tensor *self, const kiln_tensor *other, const kiln_tensor *gy)
+{
+    kiln_tensor *g = kiln__grad(ctx, self);
+    if (!g) return KILN_STATUS_OK;
+    kiln_tensor ov = bview(other, gy->ndim, gy->shape);
+    if (kiln_numel(self) == kiln_numel(gy)) { /* same shape: accumulate in place */
+        bmul(g->data, gy, &ov, true);
+        return KILN_STATUS_OK;
+    }
+    kiln_tensor *tmp = kiln_empty(ctx, KILN_DTYPE_F32, gy->ndim, gy->shape);
+    if (!tmp) return KILN_STATUS_NOMEM;
+    bmul(tmp->data, gy, &ov, false);
+    return kiln__accumulate_reduced(ctx, g, tmp);
+}
+
+static kiln_status apply_mask_bwd(kiln_ctx *ctx, kiln_node *nd)
+{
+    const kiln_tensor *gy = nd->out[0]->grad;
+    kiln_status st = mask_grad(ctx, nd->in[0], nd->in[1], gy);
+    if (st >= 0) st = mask_grad(ctx, nd->in[1], nd->in[0], gy);
+    return st;
+}
+
+kiln_tensor *kiln_apply_mask(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask)
+{
+    KILN_IN(x);
+    KILN_IN(mask);
+    if (kiln__check_f32("apply_mask", x, "x") < 0 || kiln__check_f32("apply_mask", mask, "mask") < 0) return NULL;
+    int64_t shape[KILN_MAX_DIMS];
+    int nd = kiln__broadcast_shape("apply_mask", x, mask, shape);
+    if (nd < 0) return NULL;
+    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, nd, shape); /* broadcast(x, mask) */
+    KILN_IN(y);
+    kiln_tensor xv = bview(x, nd, shape), mv = bview(mask, nd, shape);
+    bmul(y->data, &xv, &mv, false);
+    kiln_tensor *in[2] = {x, mask};
+    kiln_status st;
+    kiln__record(ctx, "apply_mask", apply_mask_bwd, 2, in, 1, &y, 0, &st);
+    return st < 0 ? NULL : y;
+}

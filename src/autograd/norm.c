@@ -1,0 +1,113 @@
+/* kiln_batch_norm: batch normalisation of x (N, C), (N, C, L) or (N, C, H, W) over every
+ * dim but C, as one tape node (inputs x, weight, bias; output y). Train mode normalises
+ * with the batch mean and biased variance and updates the running statistics in place
+ * (new = (1 - momentum) * old + momentum * batch, with the unbiased variance, exactly as
+ * PyTorch); eval mode uses the running statistics. The running statistics are buffers,
+ * not part of the graph. Kernels: src/kernels/conv.h. */
+#include "autograd/tape.h"
+#include "kernels/conv.h"
+#include "kiln/ops.h"
+
+#include <math.h>
+
+enum { IN_X, IN_W, IN_B, N_IN };
+
+typedef struct bn_saved {
+    kiln_bn_geom g;
+    bool train;
+    float eps;
+    float *mean, *var; /* (C): the statistics the forward used (copies in eval mode) */
+} bn_saved;
+
+static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
+{
+    bn_saved *s = n->saved;
+    kiln_tensor *x = n->in[IN_X], *w = n->in[IN_W], *b = n->in[IN_B];
+    const kiln_tensor *gy = n->out[0]->grad; /* like x */
+    bool gx_acc = x->grad != NULL;           /* a fresh (zeroed) gradient may be overwritten */
+    kiln_tensor *gx = kiln__grad(ctx, x), *gw = kiln__grad(ctx, w), *gb = kiln__grad(ctx, b);
+    if ((x->requires_grad && !gx) || (w && w->requires_grad && !gw) || (b && b->requires_grad && !gb))
+        return KILN_STATUS_NOMEM;
+    return ctx->backend->conv->batch_norm_bwd(ctx, &s->g, s->train, s->eps, x->data, w ? w->data : NULL, s->mean,
+                                              s->var, gy->data, gx ? gx->data : NULL, gx_acc,
+                                              gw ? gw->data : NULL, gb ? gb->data : NULL);
+}
+
+/* False + message unless t is NULL or an f32 (C) vector; contiguous required when updated
+ * in place (running statistics). */
+static bool check_vec(const kiln_tensor *t, const char *arg, int64_t C, const kiln_tensor *x, bool inplace)
+{
+    if (!t) return true;
+    if (kiln__check_f32("batch_norm", t, arg) < 0) return false;
+    char st[96], sx[96];
+    if (t->ndim != 1 || t->shape[0] != C)
+        return kiln__err(KILN_STATUS_INVALID, "batch_norm: %s has shape %s, expected (%lld,) for x %s", arg,
+                         kiln_shape_str(t, st, sizeof st), (long long)C, kiln_shape_str(x, sx, sizeof sx)), false;
+    if (inplace && !kiln_is_contiguous(t))
+        return kiln__err(KILN_STATUS_INVALID, "batch_norm: %s must be contiguous (it is updated in place)", arg), false;
+    return true;
+}
+
+kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
+                             kiln_tensor *running_mean, kiln_tensor *running_var, bool train, float momentum,
+                             float eps)
+{
+    if (!ctx) return kiln__errp(KILN_STATUS_INVALID, "batch_norm: NULL context");
+    KILN_IN(x);
+    if (kiln__check_f32("batch_norm", x, "x") < 0) return NULL;
+    char sx[96];
+    kiln_shape_str(x, sx, sizeof sx);
+    if (x->ndim < 2 || x->ndim > 4)
+        return kiln__errp(KILN_STATUS_INVALID,
+                          "batch_norm: x has shape %s, expected (N, C), (N, C, L) or (N, C, H, W)", sx);
+    for (int i = 0; i < x->ndim; i++)
+        if (x->shape[i] < 1) return kiln__errp(KILN_STATUS_INVALID, "batch_norm: x has shape %s, every dim must be >= 1", sx);
+    const int64_t C = x->shape[1];
+    if (!check_vec(weight, "weight", C, x, false) || !check_vec(bias, "bias", C, x, false) ||
+        !check_vec(running_mean, "running_mean", C, x, true) || !check_vec(running_var, "running_var", C, x, true))
+        return NULL;
+    if ((running_mean == NULL) != (running_var == NULL))
+        return kiln__errp(KILN_STATUS_INVALID, "batch_norm: give both running_mean and running_var, or neither");
+    if (!train && !running_mean)
+        return kiln__errp(KILN_STATUS_INVALID, "batch_norm: eval mode needs running_mean and running_var");
+    if (!(eps >= 0) || !isfinite(momentum))
+        return kiln__errp(KILN_STATUS_INVALID, "batch_norm: eps %g must be >= 0 and momentum %g finite", (double)eps,
+                          (double)momentum);
+    kiln_bn_geom g = {.n = x->shape[0], .c = C, .s = 1};
+    for (int i = 2; i < x->ndim; i++) g.s *= x->shape[i];
+    const int64_t m = g.n * g.s; /* values per channel */
+    if (train && m < 2)
+        return kiln__errp(KILN_STATUS_INVALID,
+                          "batch_norm: expected more than 1 value per channel when training, x has shape %s", sx);
+
+    kiln_tensor *in[N_IN] = {kiln_contiguous(ctx, x), weight ? kiln_contiguous(ctx, weight) : NULL,
+                             bias ? kiln_contiguous(ctx, bias) : NULL};
+    KILN_IN(in[IN_X]);
+    if (weight) KILN_IN(in[IN_W]);
+    if (bias) KILN_IN(in[IN_B]);
+    kiln_tensor *y = kiln_empty_like(ctx, in[IN_X]); /* like x */
+    float *stats = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(float)); /* mean (C), var (C) */
+    if (!y || !stats) return NULL;
+    float *mean = stats, *var = stats + C;
+    if (!train) {
+        const float *rm = running_mean->data, *rv = running_var->data;
+        for (int64_t c = 0; c < C; c++) mean[c] = rm[c], var[c] = rv[c];
+    }
+    if (ctx->backend->conv->batch_norm_fwd(ctx, &g, train, eps, in[IN_X]->data, weight ? in[IN_W]->data : NULL,
+                                           bias ? in[IN_B]->data : NULL, mean, var, y->data) < 0)
+        return NULL;
+    if (train && running_mean) {
+        float *rm = running_mean->data, *rv = running_var->data;
+        const double mo = momentum, unbias = (double)m / (double)(m - 1);
+        for (int64_t c = 0; c < C; c++) {
+            rm[c] = (float)(mo * mean[c] + (1.0 - mo) * rm[c]);
+            rv[c] = (float)(mo * var[c] * unbias + (1.0 - mo) * rv[c]);
+        }
+    }
+
+    kiln_status st;
+    kiln_node *n = kiln__record(ctx, "batch_norm", bn_bwd, N_IN, in, 1, &y, sizeof(bn_saved), &st);
+    if (st < 0) return NULL;
+    if (n) *(bn_saved *)n->saved = (bn_saved){.g = g, .train = train, .eps = eps, .mean = mean, .var = var};
+    return y;
+}

@@ -1,0 +1,273 @@
+/* 2-D convolution kernels: oneDNN forward / backward-data / backward-weights(+bias), and
+ * the reference loops they are tested against.
+ *
+ * Layouts: kiln tensors are plain NCHW / OIHW. The oneDNN primitives are created with
+ * format_tag_any so they pick their preferred (blocked, e.g. nChw16c) layouts; inputs are
+ * reordered into those layouts in step-arena scratch, and outputs reordered back (the
+ * backward reorders add into the gradients with a sum post-op, so accumulation is free).
+ * Negative right padding (a last window that stops short of the input's end, e.g. 1x1
+ * stride 2 on an even size) is passed to oneDNN as is. */
+#define KILN_CONV_CPU_INTERNAL
+#include "kernels/conv.h"
+
+#include <string.h>
+
+#define OP "conv2d"
+
+/* The user (plain) and primitive (any) descriptions of one convolution. */
+typedef struct conv_mds {
+    dnnl_memory_desc_t x_u, w_u, b_u, y_u; /* plain: nchw, (g)oihw, a, nchw */
+    dnnl_memory_desc_t x_a, w_a, y_a;      /* format_tag_any */
+    dnnl_dims_t st, dil, pl, pr;
+} conv_mds;
+
+static void conv_mds_init(const kiln_conv2d_geom *g, conv_mds *m)
+{
+    int64_t xd[4] = {g->n, g->c, g->h, g->w}, yd[4] = {g->n, g->o, g->oh, g->ow}, bd[1] = {g->o};
+    m->x_u = kiln__cdnn_md(4, xd, dnnl_nchw);
+    m->y_u = kiln__cdnn_md(4, yd, dnnl_nchw);
+    m->b_u = kiln__cdnn_md(1, bd, dnnl_a);
+    m->x_a = kiln__cdnn_md(4, xd, dnnl_format_tag_any);
+    m->y_a = kiln__cdnn_md(4, yd, dnnl_format_tag_any);
+    if (g->groups == 1) {
+        int64_t wd[4] = {g->o, g->c, g->kh, g->kw};
+        m->w_u = kiln__cdnn_md(4, wd, dnnl_oihw);
+        m->w_a = kiln__cdnn_md(4, wd, dnnl_format_tag_any);
+    } else {
+        int64_t wd[5] = {g->groups, g->o / g->groups, g->c / g->groups, g->kh, g->kw};
+        m->w_u = kiln__cdnn_md(5, wd, dnnl_goihw);
+        m->w_a = kiln__cdnn_md(5, wd, dnnl_format_tag_any);
+    }
+    m->st[0] = g->sh, m->st[1] = g->sw;
+    m->dil[0] = g->dh - 1, m->dil[1] = g->dw - 1; /* oneDNN counts dilation from 0 */
+    m->pl[0] = g->ph, m->pl[1] = g->pw;
+    /* The right padding that makes the last window end exactly at the padded input's end. */
+    m->pr[0] = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1 - g->h - g->ph;
+    m->pr[1] = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1 - g->w - g->pw;
+}
+
+static kiln_status fwd_pd(kiln_ctx *ctx, conv_mds *m, bool bias, dnnl_primitive_desc_t *pd)
+{
+    dnnl_convolution_desc_t cd;
+    KILN_DNNL(OP, dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
+                                                             &m->x_a, &m->w_a, bias ? &m->b_u : NULL, &m->y_a,
+                                                             m->st, m->dil, m->pl, m->pr));
+    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, &cd, attr, kiln__dnnl_engine(ctx), NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN forward creation failed: %s", kiln__dnnl_status_str(s));
+    return KILN_STATUS_OK;
+}
+
+#define PD_MD(pd, what) dnnl_primitive_desc_query_md((pd), (what), 0)
+
+kiln_status kiln__cpu_conv2d_fwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *b, float *y)
+{
+    conv_mds m;
+    conv_mds_init(g, &m);
+    dnnl_primitive_desc_t pd = NULL;
+    kiln_status st = fwd_pd(ctx, &m, b != NULL, &pd);
+    if (st < 0) return st;
+    kiln_mark mark = kiln_step_mark(ctx);
+    const dnnl_memory_desc_t *xs = PD_MD(pd, dnnl_query_src_md), *ws = PD_MD(pd, dnnl_query_weights_md),
+                             *ys = PD_MD(pd, dnnl_query_dst_md);
+    void *xb = kiln__cdnn_as(ctx, OP, &m.x_u, x, xs);
+    void *wb = xb ? kiln__cdnn_as(ctx, OP, &m.w_u, w, ws) : NULL;
+    bool y_direct = dnnl_memory_desc_equal(ys, &m.y_u);
+    void *yb = y_direct ? (void *)y : (wb ? kiln__cdnn_buf(ctx, ys) : NULL);
+    if (!yb) {
+        st = KILN_STATUS_NOMEM; /* or a oneDNN reorder failure: the message says which */
+        goto done;
+    }
+    kiln__cdnn_arg a[4] = {{DNNL_ARG_SRC, xs, xb}, {DNNL_ARG_WEIGHTS, ws, wb}, {DNNL_ARG_DST, ys, yb},
+                           {DNNL_ARG_BIAS, &m.b_u, (void *)b}};
+    st = kiln__cdnn_exec(ctx, OP, pd, b ? 4 : 3, a);
+    if (st >= 0 && !y_direct) st = kiln__cdnn_reorder(ctx, OP, ys, yb, &m.y_u, y, 0.0f);
+done:
+    kiln_step_rewind(ctx, mark);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* gb (O) += sum of gy (N, O, OH, OW) over N, OH, OW. */
+static void bias_grad(const kiln_conv2d_geom *g, const float *gy, float *gb)
+{
+    int64_t s = g->oh * g->ow;
+#pragma omp parallel for if (g->o * g->n * s > 65536)
+    for (int64_t o = 0; o < g->o; o++) {
+        double acc = 0;
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *p = gy + (n * g->o + o) * s;
+            float part = 0;
+            for (int64_t i = 0; i < s; i++) part += p[i];
+            acc += part;
+        }
+        gb[o] += (float)acc;
+    }
+}
+
+static kiln_status bwd_data(kiln_ctx *ctx, conv_mds *m, const_dnnl_primitive_desc_t hint, const float *w,
+                            const void *gyb, const dnnl_memory_desc_t *gys, float *gx, bool gx_acc,
+                            const void **gy_used, const dnnl_memory_desc_t **gy_used_md,
+                            dnnl_primitive_desc_t *out_pd)
+{
+    dnnl_convolution_desc_t cd;
+    KILN_DNNL(OP, dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &m->x_a, &m->w_a,
+                                                                   &m->y_a, m->st, m->dil, m->pl, m->pr));
+    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, kiln__dnnl_engine(ctx), hint);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN backward-data creation failed: %s",
+                         kiln__dnnl_status_str(s));
+    *out_pd = pd;
+    const dnnl_memory_desc_t *gxs = PD_MD(pd, dnnl_query_diff_src_md), *ws = PD_MD(pd, dnnl_query_weights_md),
+                             *gyw = PD_MD(pd, dnnl_query_diff_dst_md);
+    void *gyp = kiln__cdnn_as(ctx, OP, gys, gyb, gyw);
+    if (!gyp) return KILN_STATUS_NOMEM;
+    *gy_used = gyp, *gy_used_md = gyw;
+    void *wb = kiln__cdnn_as(ctx, OP, &m->w_u, w, ws);
+    if (!wb) return KILN_STATUS_NOMEM;
+    bool direct = !gx_acc && dnnl_memory_desc_equal(gxs, &m->x_u);
+    void *gxb = direct ? (void *)gx : kiln__cdnn_buf(ctx, gxs);
+    if (!gxb) return KILN_STATUS_NOMEM;
+    kiln__cdnn_arg a[3] = {{DNNL_ARG_DIFF_DST, gyw, gyp}, {DNNL_ARG_WEIGHTS, ws, wb}, {DNNL_ARG_DIFF_SRC, gxs, gxb}};
+    kiln_status st = kiln__cdnn_exec(ctx, OP, pd, 3, a);
+    if (st >= 0 && !direct) st = kiln__cdnn_reorder(ctx, OP, gxs, gxb, &m->x_u, gx, gx_acc ? 1.0f : 0.0f);
+    return st;
+}
+
+static kiln_status bwd_weights(kiln_ctx *ctx, conv_mds *m, const_dnnl_primitive_desc_t hint, const float *x,
+                               const void *gyb, const dnnl_memory_desc_t *gys, float *gw, float *gb)
+{
+    dnnl_convolution_desc_t cd;
+    KILN_DNNL(OP, dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &m->x_a, &m->w_a,
+                                                                      gb ? &m->b_u : NULL, &m->y_a, m->st, m->dil,
+                                                                      m->pl, m->pr));
+    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, kiln__dnnl_engine(ctx), hint);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN backward-weights creation failed: %s",
+                         kiln__dnnl_status_str(s));
+    kiln_status st = KILN_STATUS_NOMEM;
+    const dnnl_memory_desc_t *xs = PD_MD(pd, dnnl_query_src_md), *gws = PD_MD(pd, dnnl_query_diff_weights_md),
+                             *gyw = PD_MD(pd, dnnl_query_diff_dst_md);
+    void *xb = kiln__cdnn_as(ctx, OP, &m->x_u, x, xs);
+    void *gyp = xb ? kiln__cdnn_as(ctx, OP, gys, gyb, gyw) : NULL;
+    void *gwb = gyp ? kiln__cdnn_buf(ctx, gws) : NULL;
+    float *gbb = gwb && gb ? kiln_step_alloc(ctx, (size_t)m->b_u.dims[0] * sizeof(float)) : NULL;
+    if (!gwb || (gb && !gbb)) goto done;
+    kiln__cdnn_arg a[4] = {{DNNL_ARG_SRC, xs, xb}, {DNNL_ARG_DIFF_DST, gyw, gyp}, {DNNL_ARG_DIFF_WEIGHTS, gws, gwb},
+                           {DNNL_ARG_DIFF_BIAS, &m->b_u, gbb}};
+    st = kiln__cdnn_exec(ctx, OP, pd, gb ? 4 : 3, a);
+    if (st >= 0) st = kiln__cdnn_reorder(ctx, OP, gws, gwb, &m->w_u, gw, 1.0f);
+    if (st >= 0 && gb)
+        for (int64_t o = 0; o < m->b_u.dims[0]; o++) gb[o] += gbb[o];
+done:
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+kiln_status kiln__cpu_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *gy, float *gx, bool gx_acc, float *gw,
+                                 float *gb)
+{
+    if (!gx && !gw && !gb) return KILN_STATUS_OK;
+    conv_mds m;
+    conv_mds_init(g, &m);
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL;
+    kiln_status st = fwd_pd(ctx, &m, gb != NULL && gw != NULL, &fpd);
+    if (st < 0) return st;
+    kiln_mark mark = kiln_step_mark(ctx);
+    /* gy in the layout the first primitive wanted; the second reuses it when it agrees. */
+    const void *gyb = gy;
+    const dnnl_memory_desc_t *gys = &m.y_u;
+    if (gx) st = bwd_data(ctx, &m, fpd, w, gy, &m.y_u, gx, gx_acc, &gyb, &gys, &dpd);
+    if (st >= 0 && gw) st = bwd_weights(ctx, &m, fpd, x, gyb, gys, gw, gb);
+    else if (st >= 0 && gb) bias_grad(g, gy, gb);
+    kiln_step_rewind(ctx, mark);
+    if (dpd) dnnl_primitive_desc_destroy(dpd);
+    dnnl_primitive_desc_destroy(fpd);
+    return st;
+}
+
+/* ---- reference ---------------------------------------------------------------------------- */
+
+kiln_status kiln__ref_conv2d_fwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *b, float *y)
+{
+    (void)ctx;
+    int64_t cg = g->c / g->groups, og = g->o / g->groups;
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t o = 0; o < g->o; o++) {
+            int64_t grp = o / og;
+            for (int64_t i = 0; i < g->oh; i++)
+                for (int64_t j = 0; j < g->ow; j++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t p = 0; p < g->kh; p++) {
+                            int64_t ih = i * g->sh - g->ph + p * g->dh;
+                            if (ih < 0 || ih >= g->h) continue;
+                            for (int64_t q = 0; q < g->kw; q++) {
+                                int64_t iw = j * g->sw - g->pw + q * g->dw;
+                                if (iw < 0 || iw >= g->w) continue;
+                                acc += (double)x[((n * g->c + grp * cg + c) * g->h + ih) * g->w + iw] *
+                                       w[((o * cg + c) * g->kh + p) * g->kw + q];
+                            }
+                        }
+                    y[((n * g->o + o) * g->oh + i) * g->ow + j] = (float)acc;
+                }
+        }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__ref_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x,
+                                 const float *w, const float *gy, float *gx, bool gx_acc,
+                                 float *gw, float *gb)
+{
+    int64_t cg = g->c / g->groups, og = g->o / g->groups;
+    int64_t nx = g->n * g->c * g->h * g->w, nw = g->o * cg * g->kh * g->kw;
+    kiln_mark mark = kiln_step_mark(ctx);
+    /* Scatter in double, then add once: the reference must not lose precision. */
+    double *dx = gx ? kiln_step_alloc(ctx, (size_t)nx * sizeof(double)) : NULL;
+    double *dw = gw ? kiln_step_alloc(ctx, (size_t)nw * sizeof(double)) : NULL;
+    if ((gx && !dx) || (gw && !dw)) {
+        kiln_step_rewind(ctx, mark);
+        return KILN_STATUS_NOMEM;
+    }
+    if (dx) memset(dx, 0, (size_t)nx * sizeof(double));
+    if (dw) memset(dw, 0, (size_t)nw * sizeof(double));
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t o = 0; o < g->o; o++) {
+            int64_t grp = o / og;
+            double bacc = 0;
+            for (int64_t i = 0; i < g->oh; i++)
+                for (int64_t j = 0; j < g->ow; j++) {
+                    double d = gy[((n * g->o + o) * g->oh + i) * g->ow + j];
+                    bacc += d;
+                    for (int64_t c = 0; c < cg; c++)
+                        for (int64_t p = 0; p < g->kh; p++) {
+                            int64_t ih = i * g->sh - g->ph + p * g->dh;
+                            if (ih < 0 || ih >= g->h) continue;
+                            for (int64_t q = 0; q < g->kw; q++) {
+                                int64_t iw = j * g->sw - g->pw + q * g->dw;
+                                if (iw < 0 || iw >= g->w) continue;
+                                int64_t xi = ((n * g->c + grp * cg + c) * g->h + ih) * g->w + iw;
+                                int64_t wi = ((o * cg + c) * g->kh + p) * g->kw + q;
+                                if (dx) dx[xi] += d * w[wi];
+                                if (dw) dw[wi] += d * x[xi];
+                            }
+                        }
+                }
+            if (gb) gb[o] += (float)bacc;
+        }
+    for (int64_t i = 0; dx && i < nx; i++) gx[i] = (float)((gx_acc ? gx[i] : 0.0) + dx[i]);
+    for (int64_t i = 0; dw && i < nw; i++) gw[i] = (float)(gw[i] + dw[i]);
+    kiln_step_rewind(ctx, mark);
+    return KILN_STATUS_OK;
+}

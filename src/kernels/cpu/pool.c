@@ -1,0 +1,304 @@
+/* 2-D max and average pooling kernels: oneDNN pooling on kiln's plain NCHW layout, and the
+ * reference loops (PyTorch's definitions) that the tests compare against.
+ *
+ * Geometry: oneDNN takes explicit left/right padding; the right padding is whatever makes
+ * the last window end where PyTorch's does: more than the user's padding in ceil mode,
+ * negative when the last window stops short of the input (rows oneDNN then ignores).
+ * Average pooling that counts padding divides by KH*KW in oneDNN but by the window clipped
+ * to [-P, H+P) in PyTorch; they differ only when a ceil-mode window passes H+P, and then
+ * the OpenMP loop below (same code as the reference) is used instead. */
+#define KILN_CONV_CPU_INTERNAL
+#include "kernels/conv.h"
+
+#include <math.h>
+#include <string.h>
+
+#define OP "pool2d"
+
+typedef struct pool_mds {
+    dnnl_memory_desc_t x, y; /* nchw */
+    dnnl_dims_t st, k, dil, pl, pr;
+} pool_mds;
+
+static void pool_mds_init(const kiln_pool2d_geom *g, pool_mds *m)
+{
+    int64_t xd[4] = {g->n, g->c, g->h, g->w}, yd[4] = {g->n, g->c, g->oh, g->ow};
+    m->x = kiln__cdnn_md(4, xd, dnnl_nchw);
+    m->y = kiln__cdnn_md(4, yd, dnnl_nchw);
+    m->st[0] = g->sh, m->st[1] = g->sw;
+    m->k[0] = g->kh, m->k[1] = g->kw;
+    m->dil[0] = 0, m->dil[1] = 0;
+    m->pl[0] = g->ph, m->pl[1] = g->pw;
+    m->pr[0] = (g->oh - 1) * g->sh + g->kh - g->h - g->ph;
+    m->pr[1] = (g->ow - 1) * g->sw + g->kw - g->w - g->pw;
+}
+
+static kiln_status pool_fwd_pd(kiln_ctx *ctx, pool_mds *m, dnnl_alg_kind_t alg, bool train,
+                               dnnl_primitive_desc_t *pd)
+{
+    dnnl_pooling_v2_desc_t d;
+    KILN_DNNL(OP, dnnl_pooling_v2_forward_desc_init(&d, train ? dnnl_forward_training : dnnl_forward_inference,
+                                                    alg, &m->x, &m->y, m->st, m->k, m->dil, m->pl, m->pr));
+    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, &d, attr, kiln__dnnl_engine(ctx), NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "pool2d: oneDNN forward creation failed: %s", kiln__dnnl_status_str(s));
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__cdnn_pool_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_alg_kind_t alg,
+                                const float *x, float *y, void **keep)
+{
+    pool_mds m;
+    pool_mds_init(g, &m);
+    bool ws = alg == dnnl_pooling_max && keep;
+    dnnl_primitive_desc_t pd = NULL;
+    kiln_status st = pool_fwd_pd(ctx, &m, alg, ws, &pd);
+    if (st < 0) return st;
+    kiln__cdnn_arg a[3] = {{DNNL_ARG_SRC, &m.x, (void *)x}, {DNNL_ARG_DST, &m.y, y}, {0}};
+    if (ws) {
+        /* The workspace outlives this call (the backward reads it): no mark/rewind here. */
+        const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0);
+        void *wb = kiln__cdnn_buf(ctx, wmd);
+        if (!wb) {
+            dnnl_primitive_desc_destroy(pd);
+            return KILN_STATUS_NOMEM;
+        }
+        a[2] = (kiln__cdnn_arg){DNNL_ARG_WORKSPACE, wmd, wb};
+        *keep = wb;
+    } else if (keep) {
+        *keep = NULL;
+    }
+    st = kiln__cdnn_exec(ctx, OP, pd, ws ? 3 : 2, a);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+kiln_status kiln__cdnn_pool_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_alg_kind_t alg,
+                                const void *keep, const float *gy, float *gx, bool gx_acc)
+{
+    pool_mds m;
+    pool_mds_init(g, &m);
+    bool ws = alg == dnnl_pooling_max;
+    KILN_ASSERT(!ws || keep);
+    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
+    kiln_status st = pool_fwd_pd(ctx, &m, alg, true, &fpd);
+    if (st < 0) return st;
+    dnnl_pooling_v2_desc_t d;
+    dnnl_status_t s = dnnl_pooling_v2_backward_desc_init(&d, alg, &m.x, &m.y, m.st, m.k, m.dil, m.pl, m.pr);
+    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, &d, attr, kiln__dnnl_engine(ctx), fpd);
+    dnnl_primitive_attr_destroy(attr);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(fpd, dnnl_query_workspace_md, 0);
+    if (s != dnnl_success) {
+        dnnl_primitive_desc_destroy(fpd);
+        return kiln__err(KILN_STATUS_BACKEND, "pool2d: oneDNN backward creation failed: %s", kiln__dnnl_status_str(s));
+    }
+    kiln_mark mark = kiln_step_mark(ctx);
+    int64_t total = g->n * g->c * g->h * g->w;
+    float *gxb = gx_acc ? kiln_step_alloc(ctx, (size_t)total * sizeof(float)) : gx;
+    if (!gxb) {
+        st = KILN_STATUS_NOMEM;
+        goto done;
+    }
+    kiln__cdnn_arg a[3] = {{DNNL_ARG_DIFF_DST, &m.y, (void *)gy}, {DNNL_ARG_DIFF_SRC, &m.x, gxb},
+                           {DNNL_ARG_WORKSPACE, wmd, (void *)keep}};
+    st = kiln__cdnn_exec(ctx, OP, pd, ws ? 3 : 2, a);
+    if (st >= 0 && gx_acc) {
+#pragma omp parallel for if (total > 65536)
+        for (int64_t i = 0; i < total; i++) gx[i] += gxb[i];
+    }
+done:
+    kiln_step_rewind(ctx, mark);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_desc_destroy(fpd);
+    return st;
+}
+
+/* ---- loops: the reference, and the CPU path where oneDNN's definition differs ------------ */
+
+/* Window of output index i along one axis: [start, end) clipped to the input, and the
+ * divisor span PyTorch uses with count_include_pad (clipped to [-P, size+P) only). */
+static inline void window(int64_t i, int64_t s, int64_t p, int64_t k, int64_t size, int64_t *start,
+                          int64_t *end, int64_t *span)
+{
+    int64_t a = i * s - p, b = a + k;
+    if (b > size + p) b = size + p;
+    *span = b - a;
+    *start = a < 0 ? 0 : a;
+    *end = b > size ? size : b;
+}
+
+static void max_loop(const kiln_pool2d_geom *g, const float *x, float *y, int32_t *idx, bool par)
+{
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+#pragma omp parallel for if (par && planes * ohw > 4096)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * hw;
+        for (int64_t i = 0; i < g->oh; i++) {
+            int64_t h0, h1, sp;
+            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &sp);
+            for (int64_t j = 0; j < g->ow; j++) {
+                int64_t w0, w1;
+                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &sp);
+                float best = -INFINITY;
+                int64_t bi = h0 * g->w + w0;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) {
+                        float v = xp[a * g->w + b];
+                        if (v > best || isnan(v)) { /* first maximum; NaN wins, as PyTorch */
+                            best = v;
+                            bi = a * g->w + b;
+                        }
+                    }
+                y[pl * ohw + i * g->ow + j] = best;
+                if (idx) idx[pl * ohw + i * g->ow + j] = (int32_t)bi;
+            }
+        }
+    }
+}
+
+/* gx[argmax] += gy; planes are independent so the scatter is race-free per plane. */
+static void max_bwd_loop(const kiln_pool2d_geom *g, int64_t ohw, const int32_t *idx, const float *gy, float *gx,
+                         bool gx_acc, bool par)
+{
+    int64_t planes = g->n * g->c, hw = g->h * g->w;
+#pragma omp parallel for if (par && planes * hw > 4096)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *gp = gx + pl * hw;
+        if (!gx_acc) memset(gp, 0, (size_t)hw * sizeof(float));
+        for (int64_t o = 0; o < ohw; o++) gp[idx[pl * ohw + o]] += gy[pl * ohw + o];
+    }
+}
+
+static void avg_loop(const kiln_pool2d_geom *g, const float *x, float *y, bool par)
+{
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+#pragma omp parallel for if (par && planes * ohw > 4096)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * hw;
+        for (int64_t i = 0; i < g->oh; i++) {
+            int64_t h0, h1, hs;
+            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hs);
+            for (int64_t j = 0; j < g->ow; j++) {
+                int64_t w0, w1, ws;
+                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &ws);
+                double acc = 0;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) acc += xp[a * g->w + b];
+                int64_t div = g->count_include_pad ? hs * ws : (h1 - h0) * (w1 - w0);
+                y[pl * ohw + i * g->ow + j] = (float)(acc / (double)div);
+            }
+        }
+    }
+}
+
+static void avg_bwd_loop(const kiln_pool2d_geom *g, const float *gy, float *gx, bool gx_acc, bool par)
+{
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+#pragma omp parallel for if (par && planes * hw > 4096)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *gp = gx + pl * hw;
+        if (!gx_acc) memset(gp, 0, (size_t)hw * sizeof(float));
+        for (int64_t i = 0; i < g->oh; i++) {
+            int64_t h0, h1, hs;
+            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hs);
+            for (int64_t j = 0; j < g->ow; j++) {
+                int64_t w0, w1, ws;
+                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &ws);
+                int64_t div = g->count_include_pad ? hs * ws : (h1 - h0) * (w1 - w0);
+                float d = gy[pl * ohw + i * g->ow + j] / (float)div;
+                for (int64_t a = h0; a < h1; a++)
+                    for (int64_t b = w0; b < w1; b++) gp[a * g->w + b] += d;
+            }
+        }
+    }
+}
+
+/* ---- CPU table entries ---------------------------------------------------------------------- */
+
+kiln_status kiln__cpu_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y, void **keep)
+{
+    return kiln__cdnn_pool_fwd(ctx, g, dnnl_pooling_max, x, y, keep);
+}
+
+kiln_status kiln__cpu_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     const void *keep, const float *gy, float *gx, bool gx_acc)
+{
+    (void)x;
+    return kiln__cdnn_pool_bwd(ctx, g, dnnl_pooling_max, keep, gy, gx, gx_acc);
+}
+
+/* Whether oneDNN's average matches PyTorch's for g (see the top of the file). */
+static bool avg_fits_dnnl(const kiln_pool2d_geom *g)
+{
+    if (!g->count_include_pad) return true;
+    return (g->oh - 1) * g->sh + g->kh <= g->h + 2 * g->ph && (g->ow - 1) * g->sw + g->kw <= g->w + 2 * g->pw;
+}
+
+static dnnl_alg_kind_t avg_alg(const kiln_pool2d_geom *g)
+{
+    return g->count_include_pad ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding;
+}
+
+kiln_status kiln__cpu_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y)
+{
+    if (!avg_fits_dnnl(g)) {
+        avg_loop(g, x, y, true);
+        return KILN_STATUS_OK;
+    }
+    return kiln__cdnn_pool_fwd(ctx, g, avg_alg(g), x, y, NULL);
+}
+
+kiln_status kiln__cpu_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *gy,
+                                     float *gx, bool gx_acc)
+{
+    if (!avg_fits_dnnl(g)) {
+        avg_bwd_loop(g, gy, gx, gx_acc, true);
+        return KILN_STATUS_OK;
+    }
+    return kiln__cdnn_pool_bwd(ctx, g, avg_alg(g), NULL, gy, gx, gx_acc);
+}
+
+/* ---- reference -------------------------------------------------------------------------------- */
+
+kiln_status kiln__ref_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y, void **keep)
+{
+    int32_t *idx = NULL;
+    if (keep) {
+        idx = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->oh * g->ow) * sizeof(int32_t));
+        if (!idx) return KILN_STATUS_NOMEM;
+        *keep = idx;
+    }
+    max_loop(g, x, y, idx, false);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__ref_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     const void *keep, const float *gy, float *gx, bool gx_acc)
+{
+    (void)ctx, (void)x;
+    KILN_ASSERT(keep);
+    max_bwd_loop(g, g->oh * g->ow, keep, gy, gx, gx_acc, false);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__ref_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
+                                     float *y)
+{
+    (void)ctx;
+    avg_loop(g, x, y, false);
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__ref_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *gy,
+                                     float *gx, bool gx_acc)
+{
+    (void)ctx;
+    avg_bwd_loop(g, gy, gx, gx_acc, false);
+    return KILN_STATUS_OK;
+}

@@ -1,0 +1,234 @@
+/* CPU softmax, log-softmax and the fused log-softmax + NLL (cross-entropy) kernels.
+ *
+ * The hot case is a long contiguous class row (language-model decoders: 2240 x 20000
+ * logits). Cross-entropy never materialises log-probabilities: the forward reads each row
+ * twice (max, then sum of exp; the second read hits L2) and keeps only the per-row
+ * log-sum-exp; the backward makes one pass that reads the logits and writes
+ * softmax - target straight into the gradient. Both passes need exp at vector speed, so
+ * the row functions are compiled for AVX-512 / AVX2 / baseline with target_clones (picked
+ * at load time) and use kexp below, a Cephes-style polynomial that gcc vectorises
+ * (max relative error ~1e-7 over the float range; exp(-inf) = 0, NaN stays NaN; no
+ * -ffast-math needed).
+ *
+ * Rows with a strided class dim (softmax over a middle dim, (N, C, d...) cross-entropy)
+ * use scalar loops over (outer, inner) positions. */
+#include "kernels/dense.h"
+
+#include <math.h>
+#include <string.h>
+
+#define VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#define PRAGMA_(x) _Pragma(#x)
+#ifdef _OPENMP
+#define SIMD_RED(op, v) PRAGMA_(omp simd reduction(op : v))
+#else
+#define SIMD_RED(op, v)
+#endif
+
+static inline __attribute__((always_inline)) float kexp(float x)
+{
+    float xc = x < -88.0f ? -88.0f : x;
+    xc = xc > 88.5f ? 88.5f : xc;
+    xc = xc == xc ? xc : 0.0f;                                              /* NaN: patched below */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;     /* round(x / ln 2) */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;                                /* 2^n */
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    float y = p * s;
+    y = x < -87.5f ? 0.0f : y;
+    return x == x ? y : x;
+}
+
+/* ---- contiguous rows ----------------------------------------------------------------- */
+
+VEC static float row_max(const float *x, int64_t c)
+{
+    float m = -INFINITY;
+    SIMD_RED(max, m)
+    for (int64_t j = 0; j < c; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+/* sum exp(x - m); *dsum = sum (x - m) when dsum is not NULL. */
+VEC static float row_sumexp(const float *x, int64_t c, float m, float *dsum)
+{
+    float s = 0.0f, d = 0.0f;
+    SIMD_RED(+, s)
+    for (int64_t j = 0; j < c; j++) s += kexp(x[j] - m);
+    if (dsum) {
+        SIMD_RED(+, d)
+        for (int64_t j = 0; j < c; j++) d += x[j] - m;
+        *dsum = d;
+    }
+    return s;
+}
+
+VEC static void row_softmax(const float *x, float *y, int64_t c, bool log)
+{
+    float m = row_max(x, c);
+    if (log) {
+        float lse = m + logf(row_sumexp(x, c, m, NULL));
+        for (int64_t j = 0; j < c; j++) y[j] = x[j] - lse;
+        return;
+    }
+    float s = 0.0f;
+    SIMD_RED(+, s)
+    for (int64_t j = 0; j < c; j++) {
+        float e = kexp(x[j] - m);
+        y[j] = e;
+        s += e;
+    }
+    float inv = 1.0f / s;
+    for (int64_t j = 0; j < c; j++) y[j] *= inv;
+}
+
+VEC static void row_softmax_bwd(const float *y, const float *gy, float *gx, int64_t c, bool log)
+{
+    float s = 0.0f;
+    if (log) {
+        SIMD_RED(+, s)
+        for (int64_t j = 0; j < c; j++) s += gy[j];
+        for (int64_t j = 0; j < c; j++) gx[j] += gy[j] - kexp(y[j]) * s;
+    } else {
+        SIMD_RED(+, s)
+        for (int64_t j = 0; j < c; j++) s += gy[j] * y[j];
+        for (int64_t j = 0; j < c; j++) gx[j] += y[j] * (gy[j] - s);
+    }
+}
+
+VEC static void row_xent_grad(const float *x, float lse, float scale, float off, float *gx, int64_t c,
+                              bool overwrite)
+{
+    if (overwrite)
+        for (int64_t j = 0; j < c; j++) gx[j] = scale * kexp(x[j] - lse) - off;
+    else
+        for (int64_t j = 0; j < c; j++) gx[j] += scale * kexp(x[j] - lse) - off;
+}
+
+/* ---- strided class dim: one (outer, inner) position at a time ------------------------- */
+
+static float col_max(const float *x, int64_t c, int64_t st)
+{
+    float m = -INFINITY;
+    for (int64_t j = 0; j < c; j++) m = x[j * st] > m ? x[j * st] : m;
+    return m;
+}
+
+static void col_softmax(const float *x, float *y, int64_t c, int64_t st, bool log)
+{
+    float m = col_max(x, c, st), s = 0.0f;
+    for (int64_t j = 0; j < c; j++) s += kexp(x[j * st] - m);
+    float lse = m + logf(s), inv = 1.0f / s;
+    for (int64_t j = 0; j < c; j++) y[j * st] = log ? x[j * st] - lse : kexp(x[j * st] - m) * inv;
+}
+
+static void col_softmax_bwd(const float *y, const float *gy, float *gx, int64_t c, int64_t st, bool log)
+{
+    float s = 0.0f;
+    for (int64_t j = 0; j < c; j++) s += log ? gy[j * st] : gy[j * st] * y[j * st];
+    for (int64_t j = 0; j < c; j++)
+        gx[j * st] += log ? gy[j * st] - kexp(y[j * st]) * s : y[j * st] * (gy[j * st] - s);
+}
+
+/* ---- table entries -------------------------------------------------------------------- */
+
+void kiln__cpu_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner, bool log)
+{
+    (void)ctx;
+    int64_t np = outer * inner;
+#pragma omp parallel for schedule(static) if (np * c > 32768)
+    for (int64_t p = 0; p < np; p++) {
+        int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
+        if (inner == 1)
+            row_softmax(x + base, y + base, c, log);
+        else
+            col_softmax(x + base, y + base, c, inner, log);
+    }
+}
+
+void kiln__cpu_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, float *gx, int64_t outer, int64_t c,
+                           int64_t inner, bool log)
+{
+    (void)ctx;
+    int64_t np = outer * inner;
+#pragma omp parallel for schedule(static) if (np * c > 32768)
+    for (int64_t p = 0; p < np; p++) {
+        int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
+        if (inner == 1)
+            row_softmax_bwd(y + base, gy + base, gx + base, c, log);
+        else
+            col_softmax_bwd(y + base, gy + base, gx + base, c, inner, log);
+    }
+}
+
+void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
+                        int64_t ignore_index, float smoothing, float *loss, float *lse)
+{
+    (void)ctx;
+    int64_t np = outer * inner;
+#pragma omp parallel for schedule(static) if (np * c > 32768)
+    for (int64_t p = 0; p < np; p++) {
+        int64_t o = p / inner, k = p % inner;
+        const float *xp = x + o * c * inner + k;
+        float m, s, dsum = 0.0f; /* dsum = sum_j (x_j - m) */
+        if (inner == 1) {
+            m = row_max(xp, c);
+            s = row_sumexp(xp, c, m, smoothing != 0.0f ? &dsum : NULL);
+        } else {
+            m = col_max(xp, c, inner);
+            s = 0.0f;
+            for (int64_t j = 0; j < c; j++) {
+                s += kexp(xp[j * inner] - m);
+                dsum += xp[j * inner] - m;
+            }
+        }
+        float ls = logf(s);
+        lse[p] = m + ls;
+        if (t[p] == ignore_index) {
+            loss[p] = 0.0f;
+            continue;
+        }
+        /* -log p_t = log s - (x_t - m); -sum_j log p_j = c log s - sum_j (x_j - m) */
+        float nll = ls - (xp[t[p] * inner] - m);
+        float l = (1.0f - smoothing) * nll;
+        if (smoothing != 0.0f) l += smoothing / (float)c * ((float)c * ls - dsum);
+        loss[p] = l;
+    }
+}
+
+void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *lse, const float *g,
+                        int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
+                        float smoothing, float *gx, bool overwrite)
+{
+    (void)ctx;
+    int64_t np = outer * inner;
+#pragma omp parallel for schedule(static) if (np * c > 32768)
+    for (int64_t p = 0; p < np; p++) {
+        int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
+        float *gp = gx + base;
+        if (t[p] == ignore_index) {
+            if (overwrite)
+                for (int64_t j = 0; j < c; j++) gp[j * inner] = 0.0f;
+            continue;
+        }
+        float scale = g[p * g_stride], off = scale * smoothing / (float)c;
+        if (inner == 1) {
+            row_xent_grad(x + base, lse[p], scale, off, gp, c, overwrite);
+        } else {
+            for (int64_t j = 0; j < c; j++) {
+                float v = scale * kexp(x[base + j * inner] - lse[p]) - off;
+                gp[j * inner] = overwrite ? v : gp[j * inner] + v;
+            }
+        }
+        gp[t[p] * inner] -= scale * (1.0f - smoothing);
+    }
+}
