@@ -145,7 +145,7 @@ kiln_sched_one_cycle_params kiln_sched_one_cycle_default_params(kiln_one_cycle_v
 
 /* ULMFiT slanted triangular LR over T = iters: cut = floor(T*cut_frac); p = t/cut before
  * the cut, 1 - (t-cut)/(cut*(1/cut_frac - 1)) after; lr = lr_max*(1 + p*(ratio-1))/ratio.
- * Past T the lr stays at lr_max/ratio. */
+ * Past T the lr holds its value at T (lr_max/ratio when T*cut_frac is whole). */
 typedef struct kiln_sched_stlr_params {
     double lr_max;   /* 0.01 */
     int64_t iters;   /* T, 1000 */

@@ -32,12 +32,21 @@ static void gview(kiln_tensor *v, const kiln_tensor *g, int nd)
     kiln_tensor_wrap(v, KILN_DTYPE_F32, nd, s, g->data);
 }
 
+/* Whether g (an input's shape) already has the output shape t, up to leading 1s: then its
+ * gradient needs no reduction. */
+static bool fills(const kiln_tensor *g, const kiln_tensor *t)
+{
+    kiln_tensor gv;
+    gview(&gv, g, t->ndim);
+    return kiln_same_shape(&gv, t);
+}
+
 /* g += alpha * (t summed down to g's shape); t has the output's shape. */
 static kiln_status add_reduced(kiln_ctx *ctx, kiln_tensor *g, const kiln_tensor *t, float alpha)
 {
     kiln_tensor gv;
     gview(&gv, g, t->ndim);
-    if (kiln_numel(g) == kiln_numel(t)) return K(ctx)->axpy(ctx, alpha, t, &gv);
+    if (fills(g, t)) return K(ctx)->axpy(ctx, alpha, t, &gv);
     return K(ctx)->sum_to(ctx, t, alpha, &gv, true);
 }
 
@@ -51,7 +60,7 @@ typedef struct binary_saved {
 static kiln_status add_product(kiln_ctx *ctx, kiln_tensor *g, kiln_binary_op op, const kiln_tensor *p,
                                const kiln_tensor *q, const kiln_tensor *y)
 {
-    if (kiln_numel(g) == kiln_numel(y)) {
+    if (fills(g, y)) {
         kiln_tensor gv;
         gview(&gv, g, y->ndim);
         return K(ctx)->binary(ctx, op, p, q, &gv, true);
@@ -151,7 +160,7 @@ static kiln_status add_selected(kiln_ctx *ctx, kiln_tensor *g, const kiln_tensor
     z.data = &zero;
     bview(&cv, cond, gy->ndim, gy->shape);
     const kiln_tensor *a = when_true ? gy : &z, *b = when_true ? &z : gy;
-    if (kiln_numel(g) == kiln_numel(gy)) {
+    if (fills(g, gy)) {
         kiln_tensor gv;
         gview(&gv, g, gy->ndim);
         return K(ctx)->where(ctx, &cv, a, b, &gv, true);

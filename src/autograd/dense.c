@@ -179,7 +179,7 @@ kiln_tensor *kiln_linear(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
         return kiln__errp(KILN_STATUS_INVALID, "linear: w has shape %s, expected in_features %lld to match x %s",
                           kiln_shape_str(w, sw, sizeof sw), (long long)in, kiln_shape_str(x, sx, sizeof sx));
     if (b && (b->ndim != 1 || b->shape[0] != out))
-        return kiln__errp(KILN_STATUS_INVALID, "linear: b has shape %s, expected (%lld) to match w %s",
+        return kiln__errp(KILN_STATUS_INVALID, "linear: b has shape %s, expected (%lld,) to match w %s",
                           kiln_shape_str(b, sb, sizeof sb), (long long)out, kiln_shape_str(w, sw, sizeof sw));
     x = kiln_contiguous(ctx, x);
     w = kiln_contiguous(ctx, w);
@@ -193,8 +193,11 @@ kiln_tensor *kiln_linear(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
     KILN_IN(y);
     int64_t m = lead_rows(x);
     float *Y = y->data;
-    if (b)
-        for (int64_t i = 0; i < m; i++) memcpy(Y + i * out, b->data, (size_t)out * sizeof *Y);
+    if (b) {
+        const float *B = b->data;
+#pragma omp parallel for schedule(static) if (m * out > 32768)
+        for (int64_t i = 0; i < m; i++) memcpy(Y + i * out, B, (size_t)out * sizeof *Y);
+    }
     /* y (m, out) = x (m, in) @ w^T (in, out) [+ y holding the bias] */
     if (DK(ctx)->gemm(ctx, false, true, m, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out) < 0)
         return NULL;

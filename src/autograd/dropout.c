@@ -77,7 +77,7 @@ static kiln_status dropout_bwd(kiln_ctx *ctx, kiln_node *nd)
     const float *m = ((const dropout_saved *)nd->saved)->mask, *g = gy->data;
     float *d = gx->data;
     int64_t n = kiln_numel(gx);
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for simd schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; i++) d[i] += g[i] * m[i];
     return KILN_STATUS_OK;
 }

@@ -35,7 +35,7 @@ struct kiln_dense_kernels {
      * whatever the thread count. */
     kiln_status (*embedding_bwd)(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *gy, int64_t v,
                                  int64_t d, float *gw);
-    /* y = softmax or log_softmax (log) of x (outer, c, inner) over c. y may alias x. */
+    /* y = softmax or log_softmax (log) of x (outer, c, inner) over c. y must not alias x. */
     void (*softmax_fwd)(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner, bool log);
     /* gx += dL/dx from y (the forward output) and gy, same layout. */
     void (*softmax_bwd)(kiln_ctx *ctx, const float *y, const float *gy, float *gx, int64_t outer, int64_t c,

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* one function per subcommand, in tools/kiln/<command>.c */
+int kiln_cmd_schedule(int argc, char **argv);
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -15,8 +18,10 @@ static void usage(FILE *f)
             "  --version   print the version and exit\n"
             "  --help      print this help and exit\n"
             "\n"
-            "commands (coming with the next releases):\n"
+            "commands (kiln <command> --help for each):\n"
             "  schedule    print or plot a learning-rate schedule\n"
+            "\n"
+            "coming with the next releases:\n"
             "  vision      lr-find, fit, predict, interpret on image data\n");
 }
 
@@ -34,6 +39,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "schedule"))
+        return kiln_cmd_schedule(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s' (try kiln --help)\n", argv[1]);
     return 2;
 }

@@ -1,118 +1,172 @@
-/* Batch normalisation kernels over x seen as (N, C, S): oneDNN batch normalization forward
- * (training: batch statistics; inference: given running statistics) and backward
- * (training), OpenMP loops for the eval-mode backward (statistics are constants: an affine
- * map), and the reference loops the tests compare against.
+/* Batch normalisation kernels over x seen as (N, C, S): OpenMP loops for the CPU table,
+ * and the reference loops the tests compare against.
  *
- * The data stays in kiln's plain layout (described to oneDNN as (N, C, S, 1) nchw), which
- * oneDNN's batch norm handles directly; reordering to a blocked layout would cost more
- * than it saves for a memory-bound op. oneDNN's variance is the biased one, as the
- * normalisation needs; the unbiased running-variance update is done by the caller. */
+ * Why not oneDNN here: kiln keeps activations in plain NCHW, and oneDNN 2.6's batch norm
+ * for that layout (ncsp_bnorm) measured 7.5 ms forward and 13.5 ms backward on
+ * (64, 64, 32, 32) with 2 threads, against 2.1 ms and 2.6 ms for these loops; its fast
+ * jit version needs the blocked layout, and reordering there and back costs more than the
+ * whole op. The loops work one channel per iteration: a channel's N*S values (256 KB in
+ * that benchmark) stay in L2 between the passes, so x and gy are read from memory once.
+ * Statistics use two passes (mean, then the biased variance around it) with float SIMD
+ * partial sums per (n, c) row added in double. (N, C) inputs (S = 1) run across channels
+ * instead, so the inner loops stay contiguous. The unbiased running-variance update is
+ * done by the caller. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
 #include <math.h>
 #include <string.h>
 
-#define OP "batch_norm"
-
-typedef struct bn_mds {
-    dnnl_memory_desc_t data; /* (N, C, S, 1) nchw */
-    dnnl_memory_desc_t ch;   /* (C) */
-} bn_mds;
-
-static void bn_mds_init(const kiln_bn_geom *g, bn_mds *m)
+/* S >= 2: one channel per iteration. */
+static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+                         const float *b, float *mean, float *var, float *y)
 {
-    int64_t d[4] = {g->n, g->c, g->s, 1}, c[1] = {g->c};
-    m->data = kiln__cdnn_md(4, d, dnnl_nchw);
-    m->ch = kiln__cdnn_md(1, c, dnnl_a);
+    const int64_t s = g->s, cs = g->c * s;
+    const double m = (double)(g->n * s);
+#pragma omp parallel for schedule(static) if (g->n * cs > 16384)
+    for (int64_t c = 0; c < g->c; c++) {
+        if (train) {
+            double acc = 0, sq = 0;
+            for (int64_t n = 0; n < g->n; n++) {
+                const float *p = x + n * cs + c * s;
+                float a = 0;
+#pragma omp simd reduction(+ : a)
+                for (int64_t i = 0; i < s; i++) a += p[i];
+                acc += a;
+            }
+            const float mu = (float)(acc / m);
+            for (int64_t n = 0; n < g->n; n++) {
+                const float *p = x + n * cs + c * s;
+                float a = 0;
+#pragma omp simd reduction(+ : a)
+                for (int64_t i = 0; i < s; i++) a += (p[i] - mu) * (p[i] - mu);
+                sq += a;
+            }
+            mean[c] = mu;
+            var[c] = (float)(sq / m);
+        }
+        const float k = (w ? w[c] : 1.0f) / sqrtf(var[c] + eps), sh = (b ? b[c] : 0.0f) - mean[c] * k;
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *p = x + n * cs + c * s;
+            float *q = y + n * cs + c * s;
+#pragma omp simd
+            for (int64_t i = 0; i < s; i++) q[i] = p[i] * k + sh;
+        }
+    }
 }
 
-static const unsigned BN_FLAGS = dnnl_use_scale | dnnl_use_shift;
-
-static kiln_status fwd_pd(kiln_ctx *ctx, bn_mds *m, bool train, float eps, dnnl_primitive_desc_t *pd)
+/* S = 1, x (N, C): blocks of channels per iteration, rows inside. */
+#define CB 64
+static void fwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *b,
+                     float *mean, float *var, float *y)
 {
-    dnnl_batch_normalization_desc_t bd;
-    KILN_DNNL(OP, dnnl_batch_normalization_forward_desc_init(
-                      &bd, train ? dnnl_forward_training : dnnl_forward_inference, &m->data, eps,
-                      train ? BN_FLAGS : BN_FLAGS | dnnl_use_global_stats));
-    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
-    dnnl_status_t s = dnnl_primitive_desc_create(pd, &bd, attr, kiln__dnnl_engine(ctx), NULL);
-    dnnl_primitive_attr_destroy(attr);
-    if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "batch_norm: oneDNN forward creation failed: %s",
-                         kiln__dnnl_status_str(s));
-    return KILN_STATUS_OK;
-}
-
-/* Scale and shift for oneDNN: w and b, or ones and zeros when absent (C floats each). */
-static float *affine(kiln_ctx *ctx, int64_t c, const float *w, const float *b, float **shift)
-{
-    float *buf = (!w || !b) ? kiln_step_alloc(ctx, 2 * (size_t)c * sizeof(float)) : NULL;
-    if ((!w || !b) && !buf) return NULL;
-    float *sc = (float *)w, *sh = (float *)b;
-    if (!w) {
-        sc = buf;
-        for (int64_t i = 0; i < c; i++) sc[i] = 1.0f;
+    const int64_t C = g->c;
+#pragma omp parallel for schedule(static) if (g->n * C > 16384)
+    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+        const int64_t nc = C - c0 < CB ? C - c0 : CB;
+        double acc[CB] = {0}, sq[CB] = {0};
+        float k[CB], sh[CB];
+        if (train) {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) acc[j] += x[n * C + c0 + j];
+            for (int64_t j = 0; j < nc; j++) mean[c0 + j] = (float)(acc[j] / (double)g->n);
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) {
+                    double d = x[n * C + c0 + j] - mean[c0 + j];
+                    sq[j] += d * d;
+                }
+            for (int64_t j = 0; j < nc; j++) var[c0 + j] = (float)(sq[j] / (double)g->n);
+        }
+        for (int64_t j = 0; j < nc; j++) {
+            k[j] = (w ? w[c0 + j] : 1.0f) / sqrtf(var[c0 + j] + eps);
+            sh[j] = (b ? b[c0 + j] : 0.0f) - mean[c0 + j] * k[j];
+        }
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t j = 0; j < nc; j++) y[n * C + c0 + j] = x[n * C + c0 + j] * k[j] + sh[j];
     }
-    if (!b) {
-        sh = buf + c;
-        memset(sh, 0, (size_t)c * sizeof(float));
-    }
-    *shift = sh;
-    return sc;
 }
 
 kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
 {
-    bn_mds m;
-    bn_mds_init(g, &m);
-    dnnl_primitive_desc_t pd = NULL;
-    kiln_status st = fwd_pd(ctx, &m, train, eps, &pd);
-    if (st < 0) return st;
-    kiln_mark mark = kiln_step_mark(ctx);
-    float *shift = NULL, *scale = affine(ctx, g->c, w, b, &shift);
-    if (!scale) {
-        st = KILN_STATUS_NOMEM;
-    } else {
-        kiln__cdnn_arg a[6] = {{DNNL_ARG_SRC, &m.data, (void *)x}, {DNNL_ARG_DST, &m.data, y},
-                               {DNNL_ARG_MEAN, &m.ch, mean},       {DNNL_ARG_VARIANCE, &m.ch, var},
-                               {DNNL_ARG_SCALE, &m.ch, scale},     {DNNL_ARG_SHIFT, &m.ch, shift}};
-        st = kiln__cdnn_exec(ctx, OP, pd, 6, a);
-    }
-    kiln_step_rewind(ctx, mark);
-    dnnl_primitive_desc_destroy(pd);
-    return st;
+    (void)ctx;
+    if (g->s == 1) fwd_rows(g, train, eps, x, w, b, mean, var, y);
+    else fwd_channels(g, train, eps, x, w, b, mean, var, y);
+    return KILN_STATUS_OK;
 }
 
-/* Eval-mode backward, and the parameter grads of a train-mode backward that needs no gx:
- * gb += sum gy, gw += sum gy * (x - mean) * invstd; gx (= or +=) gy * w * invstd (eval). */
-static void bn_bwd_loops(const kiln_bn_geom *g, float eps, const float *x, const float *w, const float *mean,
-                         const float *var, const float *gy, float *gx, bool gx_acc, float *gw, float *gb)
+/* gx = k * (gy - a - (x - mean) * q) with k = w * invstd, and in train mode a = mean(gy),
+ * q = mean(gy * (x - mean)) * invstd^2 (the statistics' own gradients); eval: a = q = 0. */
+static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+                         const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
+                         float *gb)
 {
-    int64_t s = g->s, cs = g->c * s;
-#pragma omp parallel for if (g->n * cs > 32768)
+    const int64_t s = g->s, cs = g->c * s;
+    const double m = (double)(g->n * s);
+#pragma omp parallel for schedule(static) if (g->n * cs > 16384)
     for (int64_t c = 0; c < g->c; c++) {
-        float invstd = 1.0f / sqrtf(var[c] + eps), mu = mean[c];
-        float k = (w ? w[c] : 1.0f) * invstd;
+        const float mu = mean[c], invstd = 1.0f / sqrtf(var[c] + eps);
         double sg = 0, sgx = 0;
         for (int64_t n = 0; n < g->n; n++) {
-            const float *xp = x + n * cs + c * s, *gp = gy + n * cs + c * s;
-            float *gxp = gx ? gx + n * cs + c * s : NULL;
-            float a = 0, bsum = 0;
+            const float *p = x + n * cs + c * s, *q = gy + n * cs + c * s;
+            float a = 0, d = 0;
+#pragma omp simd reduction(+ : a, d)
             for (int64_t i = 0; i < s; i++) {
-                a += gp[i];
-                bsum += gp[i] * (xp[i] - mu);
+                a += q[i];
+                d += q[i] * (p[i] - mu);
             }
-            sg += a, sgx += bsum;
-            if (gxp && gx_acc)
-                for (int64_t i = 0; i < s; i++) gxp[i] += gp[i] * k;
-            else if (gxp)
-                for (int64_t i = 0; i < s; i++) gxp[i] = gp[i] * k;
+            sg += a, sgx += d;
         }
         if (gb) gb[c] += (float)sg;
         if (gw) gw[c] += (float)(sgx * invstd);
+        if (!gx) continue;
+        const float k = (w ? w[c] : 1.0f) * invstd;
+        const float a = train ? (float)(sg / m) : 0.0f, qq = train ? (float)(sgx / m) * invstd * invstd : 0.0f;
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *p = x + n * cs + c * s, *q = gy + n * cs + c * s;
+            float *r = gx + n * cs + c * s;
+            if (gx_acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) r[i] += k * (q[i] - a - (p[i] - mu) * qq);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) r[i] = k * (q[i] - a - (p[i] - mu) * qq);
+            }
+        }
+    }
+}
+
+static void bwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *mean,
+                     const float *var, const float *gy, float *gx, bool gx_acc, float *gw, float *gb)
+{
+    const int64_t C = g->c;
+#pragma omp parallel for schedule(static) if (g->n * C > 16384)
+    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+        const int64_t nc = C - c0 < CB ? C - c0 : CB;
+        double sg[CB] = {0}, sgx[CB] = {0};
+        float k[CB], a[CB], qq[CB], invstd[CB];
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t j = 0; j < nc; j++) {
+                const int64_t i = n * C + c0 + j;
+                sg[j] += gy[i];
+                sgx[j] += (double)gy[i] * (x[i] - mean[c0 + j]);
+            }
+        for (int64_t j = 0; j < nc; j++) {
+            invstd[j] = 1.0f / sqrtf(var[c0 + j] + eps);
+            if (gb) gb[c0 + j] += (float)sg[j];
+            if (gw) gw[c0 + j] += (float)(sgx[j] * invstd[j]);
+            k[j] = (w ? w[c0 + j] : 1.0f) * invstd[j];
+            a[j] = train ? (float)(sg[j] / (double)g->n) : 0.0f;
+            qq[j] = train ? (float)(sgx[j] / (double)g->n) * invstd[j] * invstd[j] : 0.0f;
+        }
+        if (!gx) continue;
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t j = 0; j < nc; j++) {
+                const int64_t i = n * C + c0 + j;
+                const float d = k[j] * (gy[i] - a[j] - (x[i] - mean[c0 + j]) * qq[j]);
+                gx[i] = gx_acc ? gx[i] + d : d;
+            }
     }
 }
 
@@ -121,51 +175,10 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *var, const float *gy, float *gx, bool gx_acc,
                                      float *gw, float *gb)
 {
-    if (!train || !gx) {
-        bn_bwd_loops(g, eps, x, w, mean, var, gy, train ? NULL : gx, gx_acc, gw, gb);
-        return KILN_STATUS_OK;
-    }
-    bn_mds m;
-    bn_mds_init(g, &m);
-    dnnl_primitive_desc_t fpd = NULL, pd = NULL;
-    kiln_status st = fwd_pd(ctx, &m, true, eps, &fpd);
-    if (st < 0) return st;
-    dnnl_batch_normalization_desc_t bd;
-    dnnl_status_t s = dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &m.data, &m.data, eps, BN_FLAGS);
-    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
-    if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, &bd, attr, kiln__dnnl_engine(ctx), fpd);
-    dnnl_primitive_attr_destroy(attr);
-    dnnl_primitive_desc_destroy(fpd);
-    if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "batch_norm: oneDNN backward creation failed: %s",
-                         kiln__dnnl_status_str(s));
-    kiln_mark mark = kiln_step_mark(ctx);
-    float *shift = NULL, *scale = affine(ctx, g->c, w, NULL, &shift);
-    float *dsc = kiln_step_alloc(ctx, 2 * (size_t)g->c * sizeof(float));
-    int64_t total = g->n * g->c * g->s;
-    float *gxb = gx_acc ? kiln_step_alloc(ctx, (size_t)total * sizeof(float)) : gx;
-    if (!scale || !dsc || !gxb) {
-        st = KILN_STATUS_NOMEM;
-        goto done;
-    }
-    kiln__cdnn_arg a[8] = {{DNNL_ARG_SRC, &m.data, (void *)x},        {DNNL_ARG_MEAN, &m.ch, (void *)mean},
-                           {DNNL_ARG_VARIANCE, &m.ch, (void *)var},   {DNNL_ARG_DIFF_DST, &m.data, (void *)gy},
-                           {DNNL_ARG_SCALE, &m.ch, scale},            {DNNL_ARG_DIFF_SRC, &m.data, gxb},
-                           {DNNL_ARG_DIFF_SCALE, &m.ch, dsc},         {DNNL_ARG_DIFF_SHIFT, &m.ch, dsc + g->c}};
-    st = kiln__cdnn_exec(ctx, OP, pd, 8, a);
-    if (st < 0) goto done;
-    if (gx_acc) {
-#pragma omp parallel for if (total > 65536)
-        for (int64_t i = 0; i < total; i++) gx[i] += gxb[i];
-    }
-    for (int64_t c = 0; c < g->c; c++) {
-        if (gw) gw[c] += dsc[c];
-        if (gb) gb[c] += dsc[g->c + c];
-    }
-done:
-    kiln_step_rewind(ctx, mark);
-    dnnl_primitive_desc_destroy(pd);
-    return st;
+    (void)ctx;
+    if (g->s == 1) bwd_rows(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
+    else bwd_channels(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
+    return KILN_STATUS_OK;
 }
 
 /* ---- reference ---------------------------------------------------------------------------- */

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-/* oneDNN kernels, defined in conv2d.c, batchnorm.c, pool.c and pool_adaptive.c. */
+/* CPU kernels, defined in conv2d.c, batchnorm.c, pool.c and pool_adaptive.c. */
 kiln_status kiln__cpu_conv2d_fwd(kiln_ctx *, const kiln_conv2d_geom *, const float *, const float *,
                                  const float *, float *);
 kiln_status kiln__cpu_conv2d_bwd(kiln_ctx *, const kiln_conv2d_geom *, const float *, const float *,

@@ -22,6 +22,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void row_add
                                                                                  const float *restrict src,
                                                                                  int64_t d)
 {
+#ifdef _OPENMP
+#pragma omp simd
+#endif
     for (int64_t j = 0; j < d; j++) dst[j] += src[j];
 }
 

@@ -9,6 +9,14 @@
 
 #include <string.h>
 
+/* gcc's -O2 vectoriser skips loops of unknown trip count; omp simd forces them. */
+#define PRAGMA_(x) _Pragma(#x)
+#ifdef _OPENMP
+#define SIMD PRAGMA_(omp simd)
+#else
+#define SIMD
+#endif
+
 kiln_status kiln__cpu_gemm(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                            int64_t ldc)
@@ -43,6 +51,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void col_blo
     for (int64_t j = 0; j < w; j++) acc[j] = 0.0f;
     for (int64_t i = 0; i < m; i++) {
         const float *row = g + i * n + j0;
+        SIMD
         for (int64_t j = 0; j < w; j++) acc[j] += row[j];
     }
     for (int64_t j = 0; j < w; j++) gb[j0 + j] += acc[j];

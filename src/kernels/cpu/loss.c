@@ -1,14 +1,10 @@
-/* CPU pointwise losses (mse, l1, bce with logits) and their gradients. bce uses the
- * stable form of PyTorch 1.13: (1 - y) x + (1 + (pw - 1) y) softplus(-x), with
- * softplus(-x) = max(-x, 0) + log1p(exp(-|x|)). Sums are accumulated in double. */
+/* CPU pointwise losses (mse, l1, bce with logits) and their gradients. bce is PyTorch
+ * 1.13's (1 - y) x + (1 + (pw - 1) y) softplus(-x), evaluated per sign of x so that no two
+ * large terms cancel: x < 0 gives -pw y x + (1 + (pw - 1) y) log1p(exp(x)). Sums are
+ * accumulated in double. */
 #include "kernels/dense.h"
 
 #include <math.h>
-
-static inline float softplus_neg(float x) /* log(1 + exp(-x)) */
-{
-    return fmaxf(-x, 0.0f) + log1pf(expf(-fabsf(x)));
-}
 
 static inline float sigmoid(float x)
 {
@@ -22,7 +18,10 @@ static inline float ploss(kiln_ploss_kind kind, float x, float y, float pw)
     switch (kind) {
     case KILN_PLOSS_MSE: return (x - y) * (x - y);
     case KILN_PLOSS_L1: return fabsf(x - y);
-    case KILN_PLOSS_BCE: return (1.0f - y) * x + (1.0f + (pw - 1.0f) * y) * softplus_neg(x);
+    case KILN_PLOSS_BCE: { /* the branch for x's sign avoids cancelling two large terms */
+        float l = 1.0f + (pw - 1.0f) * y, t = log1pf(expf(-fabsf(x)));
+        return x >= 0.0f ? (1.0f - y) * x + l * t : -pw * y * x + l * t;
+    }
     }
     return 0.0f;
 }
@@ -60,7 +59,8 @@ void kiln__cpu_ploss_bwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, co
         case KILN_PLOSS_BCE: {
             float w = pw ? pw[i] : 1.0f;
             dx = (w * y[i] + 1.0f - y[i]) * sigmoid(x[i]) - w * y[i];
-            dy = -x[i] + (w - 1.0f) * softplus_neg(x[i]);
+            float t = log1pf(expf(-fabsf(x[i]))); /* softplus(-x) = max(-x, 0) + t */
+            dy = x[i] >= 0.0f ? -x[i] + (w - 1.0f) * t : -w * x[i] + (w - 1.0f) * t;
             break;
         }
         }

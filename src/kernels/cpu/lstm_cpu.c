@@ -15,44 +15,171 @@
 #include <math.h>
 #include <string.h>
 
-/* ---- GEMM ---------------------------------------------------------------------------- */
+/* ---- GEMM ---------------------------------------------------------------------------- *
+ * Every product goes through a oneDNN matmul primitive described by strides, so transposes
+ * and the strided rows of one time step need no copies. A right-hand side used many times
+ * (w_hh in the recurrent loop) is reordered once into the layout the primitive prefers
+ * ("packed"), which is much faster for the B-row products of each step. Packed weights and
+ * oneDNN's scratchpad live in the step arena. oneDNN threads with kiln's OpenMP runtime. */
 
-/* Row-major C (M, N) = alpha op(A) op(B) + beta C with oneDNN's sgemm: it threads with the
- * same OpenMP runtime as kiln (OpenBLAS's pthreads would fight it for the cores). */
-static kiln_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha,
-                         const float *A, int64_t lda, const float *Bm, int64_t ldb, float beta,
-                         float *C, int64_t ldc)
+typedef struct lstm_mm {
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c, scratch; /* a and c (and b unless packed) get their data per run */
+    bool packed;
+} lstm_mm;
+
+static void mm_free(lstm_mm *m)
 {
-    dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+    if (m->prim) dnnl_primitive_destroy(m->prim);
+    dnnl_memory_t mem[4] = {m->a, m->b, m->c, m->scratch};
+    for (int i = 0; i < 4; i++)
+        if (mem[i]) dnnl_memory_destroy(mem[i]);
+    memset(m, 0, sizeof *m);
+}
+
+static kiln_status mm_fail(lstm_mm *m, const char *what, dnnl_status_t s)
+{
+    mm_free(m);
+    return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN %s failed: %s", what, kiln__dnnl_status_str(s));
+}
+
+#define MM_TRY(what, call)                              \
+    do {                                                \
+        dnnl_status_t s_ = (call);                      \
+        if (s_ != dnnl_success) {                       \
+            if (attr) dnnl_primitive_attr_destroy(attr); \
+            if (po) dnnl_post_ops_destroy(po);          \
+            if (pd) dnnl_primitive_desc_destroy(pd);    \
+            if (rpd) dnnl_primitive_desc_destroy(rpd);  \
+            if (rp) dnnl_primitive_destroy(rp);         \
+            if (src_b) dnnl_memory_destroy(src_b);      \
+            return mm_fail(m, what, s_);                \
+        }                                               \
+    } while (0)
+
+/* Prepares C (M, N) = A (M, K) @ B (K, N) [+ C when acc]. sa, sb, sc: element strides
+ * (row, column) of each matrix. When pack is not NULL it is B's data, reordered now and
+ * used by every run (B of mm_run is then ignored). */
+static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int64_t K, const int64_t sa[2],
+                           const int64_t sb[2], const int64_t sc[2], bool acc, const float *pack)
+{
+    memset(m, 0, sizeof *m);
+    dnnl_engine_t eng = kiln__dnnl_engine(ctx);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t rp = NULL;
+    dnnl_memory_t src_b = NULL;
+    dnnl_memory_desc_t ma, mb, mbw, mc;
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&ma, 2, (dnnl_dims_t){M, K}, dnnl_f32,
+                                                           (dnnl_dims_t){sa[0], sa[1]}));
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&mb, 2, (dnnl_dims_t){K, N}, dnnl_f32,
+                                                           (dnnl_dims_t){sb[0], sb[1]}));
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&mc, 2, (dnnl_dims_t){M, N}, dnnl_f32,
+                                                           (dnnl_dims_t){sc[0], sc[1]}));
+    if (pack) MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&mbw, 2, (dnnl_dims_t){K, N}, dnnl_f32,
+                                                                 dnnl_format_tag_any));
+    else mbw = mb;
+    dnnl_matmul_desc_t md;
+    MM_TRY("matmul desc", dnnl_matmul_desc_init(&md, &ma, &mbw, NULL, &mc));
+    MM_TRY("attr", dnnl_primitive_attr_create(&attr));
+    MM_TRY("attr", dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (acc) {
+        MM_TRY("post ops", dnnl_post_ops_create(&po));
+        MM_TRY("post ops", dnnl_post_ops_append_sum(po, 1.0f));
+        MM_TRY("post ops", dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    MM_TRY("matmul primitive desc", dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
+    MM_TRY("matmul primitive", dnnl_primitive_create(&m->prim, pd));
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t sbytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    void *sp = sbytes ? kiln_step_alloc(ctx, sbytes) : NULL;
+    if (sbytes && !sp) MM_TRY("scratchpad", dnnl_out_of_memory);
+    if (sbytes) MM_TRY("memory", dnnl_memory_create(&m->scratch, smd, eng, sp));
+    MM_TRY("memory", dnnl_memory_create(&m->a, &ma, eng, DNNL_MEMORY_NONE));
+    MM_TRY("memory", dnnl_memory_create(&m->c, &mc, eng, DNNL_MEMORY_NONE));
+    if (pack) {
+        void *wp = kiln_step_alloc(ctx, dnnl_memory_desc_get_size(wmd));
+        if (!wp) MM_TRY("packed weights", dnnl_out_of_memory);
+        MM_TRY("memory", dnnl_memory_create(&m->b, wmd, eng, wp));
+        MM_TRY("memory", dnnl_memory_create(&src_b, &mb, eng, (void *)pack));
+        MM_TRY("reorder desc", dnnl_reorder_primitive_desc_create(&rpd, &mb, eng, wmd, eng, NULL));
+        MM_TRY("reorder", dnnl_primitive_create(&rp, rpd));
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src_b}, {DNNL_ARG_TO, m->b}};
+        MM_TRY("reorder", dnnl_primitive_execute(rp, kiln__dnnl_stream(ctx), 2, args));
+        MM_TRY("reorder", dnnl_stream_wait(kiln__dnnl_stream(ctx)));
+        dnnl_primitive_destroy(rp);
+        dnnl_primitive_desc_destroy(rpd);
+        dnnl_memory_destroy(src_b);
+        rp = NULL, rpd = NULL, src_b = NULL;
+        m->packed = true;
+    } else {
+        MM_TRY("memory", dnnl_memory_create(&m->b, &mb, eng, DNNL_MEMORY_NONE));
+    }
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    return KILN_STATUS_OK;
+}
+
+static kiln_status mm_run(kiln_ctx *ctx, lstm_mm *m, const float *A, const float *Bm, float *C)
+{
+    dnnl_status_t s = dnnl_memory_set_data_handle(m->a, (void *)A);
+    if (s == dnnl_success && !m->packed) s = dnnl_memory_set_data_handle(m->b, (void *)Bm);
+    if (s == dnnl_success) s = dnnl_memory_set_data_handle(m->c, C);
+    if (s == dnnl_success) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m->a}, {DNNL_ARG_WEIGHTS, m->b}, {DNNL_ARG_DST, m->c},
+                                   {DNNL_ARG_SCRATCHPAD, m->scratch}};
+        s = dnnl_primitive_execute(m->prim, kiln__dnnl_stream(ctx), m->scratch ? 4 : 3, args);
+    }
+    if (s == dnnl_success) s = dnnl_stream_wait(kiln__dnnl_stream(ctx));
     if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm (%lld x %lld x %lld) failed: %s",
-                         (long long)M, (long long)N, (long long)K, kiln__dnnl_status_str(s));
+        return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN matmul failed: %s", kiln__dnnl_status_str(s));
     return KILN_STATUS_OK;
 }
 
-/* The recurrent product of every step against the same w_hh (4H, H):
- * forward C (B, 4H) = A (B, H) @ w_hh^T, backward C (B, H) = A (B, 4H) @ w_hh. */
-typedef struct lstm_rec {
-    const float *w; /* (4H, H) */
-    int64_t B, H, G;
-    bool bwd;
-} lstm_rec;
-
-static kiln_status rec_init(kiln_ctx *ctx, lstm_rec *r, const float *w_hh, int64_t B, int64_t H,
-                            int64_t G, bool bwd)
+/* One product, run once: C = A @ B [+ C]. */
+static kiln_status mm_once(kiln_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, const int64_t sa[2],
+                           const float *Bm, const int64_t sb[2], float *C, const int64_t sc[2], bool acc, bool pack)
 {
-    *r = (lstm_rec){.w = w_hh, .B = B, .H = H, .G = G, .bwd = bwd};
+    lstm_mm m;
+    kiln_status st = mm_init(ctx, &m, M, N, K, sa, sb, sc, acc, pack ? Bm : NULL);
+    if (st < 0) return st;
+    st = mm_run(ctx, &m, A, Bm, C);
+    mm_free(&m);
+    return st;
+}
+
+#define S2(r, c) ((const int64_t[2]){(r), (c)})
+
+#ifndef LSTM_BIG
+#define LSTM_BIG 1
+#endif
+#ifdef LSTM_PROF
+#include <stdio.h>
+#include <time.h>
+static double prof_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
+#define PROF(label) do { double t_ = prof_now(); fprintf(stderr, "%-10s %7.2f ms\n", label, (t_ - prof_t) * 1e3); prof_t = t_; } while (0)
+#define PROF_START double prof_t = prof_now()
+#else
+#define PROF(label) (void)0
+#define PROF_START (void)0
+#endif
+/* Whole-sequence products (run once per call). */
+static kiln_status big_mm(kiln_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, const int64_t sa[2],
+                          const float *Bm, const int64_t sb[2], float *C, const int64_t sc[2], bool acc)
+{
+#if LSTM_BIG == 0
+    char ta = sa[1] == 1 ? 'N' : 'T', tb = sb[1] == 1 ? 'N' : 'T';
+    dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, ta == 'N' ? sa[0] : sa[1], Bm, tb == 'N' ? sb[0] : sb[1],
+                                 acc ? 1.0f : 0.0f, C, sc[0]);
+    if (s != dnnl_success) return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm failed: %s", kiln__dnnl_status_str(s));
     return KILN_STATUS_OK;
+#else
+    return mm_once(ctx, M, N, K, A, sa, Bm, sb, C, sc, acc, LSTM_BIG == 2);
+#endif
 }
-
-/* C = A @ op(w) + beta C, rows of A lda apart and of C ldc apart. */
-static kiln_status rec_run(lstm_rec *r, const float *A, int64_t lda, float *C, int64_t ldc, float beta)
-{
-    if (r->bwd) return sgemm('N', 'N', r->B, r->H, r->G, 1.0f, A, lda, r->w, r->H, beta, C, ldc);
-    return sgemm('N', 'T', r->B, r->G, r->H, 1.0f, A, lda, r->w, r->H, beta, C, ldc);
-}
-
-static void rec_free(lstm_rec *r) { (void)r; }
 
 /* ---- vectorisable sigmoid / tanh ----------------------------------------------------- *
  * exp by range reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial
@@ -134,23 +261,22 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     float *zeros = bias + G;
     for (int64_t g = 0; g < G; g++) bias[g] = (a->b_ih ? a->b_ih[g] : 0.0f) + (a->b_hh ? a->b_hh[g] : 0.0f);
     memset(zeros, 0, (size_t)H * sizeof(float));
+    PROF_START;
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
-    kiln_status st = sgemm('N', 'T', B * T, G, I, 1.0f, a->x, I, a->w_ih, I, 0.0f, a->gates, G);
+    kiln_status st = big_mm(ctx, B * T, G, I, a->x, S2(I, 1), a->w_ih, S2(1, I), a->gates, S2(G, 1), false);
+    PROF("fwd proj");
     if (st < 0) return st;
-    lstm_rec rec;
-    st = rec_init(ctx, &rec, a->w_hh, B, H, G, false); /* h (B, H) @ w_hh^T */
-    if (st < 0) return st;
-    for (int64_t t = 0; t < T; t++) {
-        /* gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H) @ w_hh^T */
-        const float *hp = t > 0 ? a->y + (t - 1) * H : a->h0;
-        if (hp) {
-            st = rec_run(&rec, hp, t > 0 ? T * H : H, a->gates + t * G, T * G, 1.0f);
-            if (st < 0) break;
-        }
-        fwd_step(a, bias, zeros, t);
+    /* per step: gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H; rows of y, T*H apart) @ w_hh^T */
+    lstm_mm rec = {0};
+    if (T > 1) st = mm_init(ctx, &rec, B, G, H, S2(T * H, 1), S2(1, H), S2(T * G, 1), true, a->w_hh);
+    for (int64_t t = 0; t < T && st == KILN_STATUS_OK; t++) {
+        if (t > 0) st = mm_run(ctx, &rec, a->y + (t - 1) * H, NULL, a->gates + t * G);
+        else if (a->h0) st = mm_once(ctx, B, G, H, a->h0, S2(H, 1), a->w_hh, S2(1, H), a->gates, S2(T * G, 1), true, false);
+        if (st == KILN_STATUS_OK) fwd_step(a, bias, zeros, t);
     }
-    rec_free(&rec);
+    mm_free(&rec);
+    PROF("fwd rec");
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
         if (a->h_n) memcpy(a->h_n + b * H, a->y + (b * T + T - 1) * H, (size_t)H * sizeof(float));
@@ -226,29 +352,33 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     else memset(dh, 0, (size_t)(B * H) * sizeof(float));
     if (a->gc_n) memcpy(dc, a->gc_n, (size_t)(B * H) * sizeof(float));
     else memset(dc, 0, (size_t)(B * H) * sizeof(float));
+    PROF_START;
 
-    lstm_rec rec;
-    kiln_status st = rec_init(ctx, &rec, a->w_hh, B, H, G, true); /* dg (B, 4H) @ w_hh */
-    if (st < 0) return st;
-    for (int64_t t = T - 1; t >= 0; t--) {
+    /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
+    lstm_mm rec = {0};
+    kiln_status st = KILN_STATUS_OK;
+    if (T > 1) st = mm_init(ctx, &rec, B, H, G, S2(T * G, 1), S2(H, 1), S2(H, 1), false, a->w_hh);
+    for (int64_t t = T - 1; t >= 0 && st == KILN_STATUS_OK; t--) {
         bwd_step(a, dh, dc, zeros, t);
-        /* dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
-        if (t > 0) st = rec_run(&rec, a->gates + t * G, T * G, dh, H, 0.0f);
-        else if (a->gh0) st = rec_run(&rec, a->gates, T * G, a->gh0, H, 1.0f);
-        if (st < 0) break;
+        if (t > 0) st = mm_run(ctx, &rec, a->gates + t * G, NULL, dh);
+        else if (a->gh0)
+            st = mm_once(ctx, B, H, G, a->gates, S2(T * G, 1), a->w_hh, S2(H, 1), a->gh0, S2(H, 1), true, false);
     }
-    rec_free(&rec);
+    mm_free(&rec);
+    PROF("bwd rec");
     if (st < 0) return st;
     if (a->gc0)
         for (int64_t k = 0; k < B * H; k++) a->gc0[k] += dc[k];
 
     const float *dg = a->gates; /* (B*T, 4H) */
     if (a->gx) { /* gx (B*T, I) += dg @ w_ih */
-        st = sgemm('N', 'N', B * T, I, G, 1.0f, dg, G, a->w_ih, I, 1.0f, a->gx, I);
+        st = big_mm(ctx, B * T, I, G, dg, S2(G, 1), a->w_ih, S2(I, 1), a->gx, S2(I, 1), true);
+        PROF("dx");
         if (st < 0) return st;
     }
     if (a->gw_ih) { /* gw_ih (4H, I) += dg^T @ x */
-        st = sgemm('T', 'N', G, I, B * T, 1.0f, dg, G, a->x, I, 1.0f, a->gw_ih, I);
+        st = big_mm(ctx, G, I, B * T, dg, S2(1, G), a->x, S2(I, 1), a->gw_ih, S2(I, 1), true);
+        PROF("dw_ih");
         if (st < 0) return st;
     }
     if (a->gw_hh && (T > 1 || a->h0)) { /* gw_hh (4H, H) += dg^T @ hprev, hprev (B*T, H) = h_{t-1} */
@@ -261,10 +391,12 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
             else memset(row, 0, (size_t)H * sizeof(float));
             memcpy(row + H, a->y + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
         }
-        st = sgemm('T', 'N', G, H, B * T, 1.0f, dg, G, hp, H, 1.0f, a->gw_hh, H);
+        st = big_mm(ctx, G, H, B * T, dg, S2(1, G), hp, S2(H, 1), a->gw_hh, S2(H, 1), true);
+        PROF("dw_hh");
         if (st < 0) return st;
     }
     if (a->gb_ih || a->gb_hh) colsum_add(dg, B * T, G, a->gb_ih, a->gb_hh);
+    PROF("db");
     return KILN_STATUS_OK;
 }
 

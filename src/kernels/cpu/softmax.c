@@ -19,9 +19,13 @@
 
 #define VEC __attribute__((target_clones("avx512f", "avx2", "default")))
 #define PRAGMA_(x) _Pragma(#x)
+/* gcc's -O2 vectoriser ("very cheap" model) skips loops of unknown trip count; omp simd
+ * forces them. Without OpenMP the loops stay scalar but correct. */
 #ifdef _OPENMP
+#define SIMD PRAGMA_(omp simd)
 #define SIMD_RED(op, v) PRAGMA_(omp simd reduction(op : v))
 #else
+#define SIMD
 #define SIMD_RED(op, v)
 #endif
 
@@ -72,11 +76,12 @@ VEC static float row_sumexp(const float *x, int64_t c, float m, float *dsum)
     return s;
 }
 
-VEC static void row_softmax(const float *x, float *y, int64_t c, bool log)
+VEC static void row_softmax(const float *restrict x, float *restrict y, int64_t c, bool log)
 {
     float m = row_max(x, c);
     if (log) {
         float lse = m + logf(row_sumexp(x, c, m, NULL));
+        SIMD
         for (int64_t j = 0; j < c; j++) y[j] = x[j] - lse;
         return;
     }
@@ -88,30 +93,36 @@ VEC static void row_softmax(const float *x, float *y, int64_t c, bool log)
         s += e;
     }
     float inv = 1.0f / s;
+    SIMD
     for (int64_t j = 0; j < c; j++) y[j] *= inv;
 }
 
-VEC static void row_softmax_bwd(const float *y, const float *gy, float *gx, int64_t c, bool log)
+VEC static void row_softmax_bwd(const float *restrict y, const float *restrict gy, float *restrict gx, int64_t c, bool log)
 {
     float s = 0.0f;
     if (log) {
         SIMD_RED(+, s)
         for (int64_t j = 0; j < c; j++) s += gy[j];
+        SIMD
         for (int64_t j = 0; j < c; j++) gx[j] += gy[j] - kexp(y[j]) * s;
     } else {
         SIMD_RED(+, s)
         for (int64_t j = 0; j < c; j++) s += gy[j] * y[j];
+        SIMD
         for (int64_t j = 0; j < c; j++) gx[j] += y[j] * (gy[j] - s);
     }
 }
 
-VEC static void row_xent_grad(const float *x, float lse, float scale, float off, float *gx, int64_t c,
+VEC static void row_xent_grad(const float *restrict x, float lse, float scale, float off, float *restrict gx, int64_t c,
                               bool overwrite)
 {
-    if (overwrite)
+    if (overwrite) {
+        SIMD
         for (int64_t j = 0; j < c; j++) gx[j] = scale * kexp(x[j] - lse) - off;
-    else
+    } else {
+        SIMD
         for (int64_t j = 0; j < c; j++) gx[j] += scale * kexp(x[j] - lse) - off;
+    }
 }
 
 /* ---- strided class dim: one (outer, inner) position at a time ------------------------- */

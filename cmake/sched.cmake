@@ -1,0 +1,25 @@
+# kiln: what the schedules, plots and `kiln schedule` need; included at the end of
+# CMakeLists.txt (after the kiln, kiln_cli and test targets exist).
+# PLplot (pkg-config plplot; Debian libplplot-dev + plplot-driver-cairo at run time) draws
+# the PNG plots in src/report/plot.c. Without it kiln still builds and kiln_plot_* return
+# KILN_STATUS_UNSUPPORTED; -DKILN_PLPLOT=OFF forces that.
+option(KILN_PLPLOT "PNG plots through PLplot" ON)
+if(KILN_PLPLOT)
+  pkg_check_modules(PLPLOT IMPORTED_TARGET plplot)
+endif()
+if(KILN_PLPLOT AND PLPLOT_FOUND)
+  target_link_libraries(kiln PRIVATE PkgConfig::PLPLOT)
+  target_compile_definitions(kiln PRIVATE KILN_HAVE_PLPLOT=1)
+  message(STATUS "kiln: PLplot      ${PLPLOT_VERSION} (plots on)")
+else()
+  message(STATUS "kiln: PLplot      off, no plots (apt-get install libplplot-dev plplot-driver-cairo)")
+endif()
+# src/report/plot.c serialises PLplot calls with a mutex
+find_package(Threads REQUIRED)
+target_link_libraries(kiln PUBLIC Threads::Threads)
+
+# The CLI end-to-end test runs the kiln binary it was built with.
+if(KILN_TESTS AND TARGET test_schedule_cli)
+  target_compile_definitions(test_schedule_cli PRIVATE KILN_CLI_PATH="$<TARGET_FILE:kiln_cli>")
+  add_dependencies(test_schedule_cli kiln_cli)
+endif()

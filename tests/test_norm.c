@@ -1,0 +1,224 @@
+/* kiln_batch_norm: parity with torch.nn.functional.batch_norm (tests/fixtures/conv.safetensors,
+ * written by gen_conv.py) for 1d (N, C), (N, C, L) and 2d inputs in train mode (output,
+ * gradients and the updated running statistics) and eval mode, with and without weight and
+ * bias; finite differences; CPU (OpenMP) kernels against the reference loops; argument errors.
+ *
+ * Tolerances (|got - ref| <= atol + rtol*|ref|):
+ *   vs PyTorch: atol 1e-5, rtol 1e-5 for y and running stats; atol 2e-5, rtol 1e-4 for
+ *   gradients (their reductions cancel, so absolute error is what stays small);
+ *   CPU vs reference kernels: atol 2e-5, rtol 1e-4;
+ *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward). */
+#include "util/ku.h"
+#include "autograd/tape.h"
+#include "kernels/conv.h"
+
+#include <string.h>
+
+static kiln_ctx *ctx;
+static kiln_st_file *fx;
+static void setup(void) { ctx = ku_ctx(); fx = ku_fixture("conv"); }
+static void teardown(void) { kiln_st_close(fx); ku_ctx_free(ctx); }
+TestSuite(batch_norm, .init = setup, .fini = teardown);
+
+static void check_fixture(const char *kase)
+{
+    kiln_tensor *p = ku_load(ctx, fx, kase, "p"); /* [train, momentum, eps] */
+    bool train = kiln_get_flat(p, 0) != 0;
+    float momentum = (float)kiln_get_flat(p, 1), eps = (float)kiln_get_flat(p, 2);
+    kiln_tensor *x = ku_load_grad(ctx, fx, kase, "x");
+    kiln_tensor *w = ku_has(fx, kase, "w") ? ku_load_grad(ctx, fx, kase, "w") : NULL;
+    kiln_tensor *b = ku_has(fx, kase, "b") ? ku_load_grad(ctx, fx, kase, "b") : NULL;
+    kiln_tensor *rm = ku_load(ctx, fx, kase, "rm"), *rv = ku_load(ctx, fx, kase, "rv");
+    kiln_tensor *y = kiln_batch_norm(ctx, x, w, b, rm, rv, train, momentum, eps);
+    cr_assert(y != NULL, "%s: batch_norm failed: %s", kase, kiln_last_error());
+    ku_expect_fixture(ctx, fx, kase, "y", y, 1e-5, 1e-5);
+    if (train) {
+        ku_expect_fixture(ctx, fx, kase, "rm_out", rm, 1e-5, 1e-5);
+        ku_expect_fixture(ctx, fx, kase, "rv_out", rv, 1e-5, 1e-5);
+    } else {
+        ku_expect_fixture(ctx, fx, kase, "rm", rm, 0, 0);
+        ku_expect_fixture(ctx, fx, kase, "rv", rv, 0, 0);
+    }
+    cr_assert_eq(kiln_backward_with(ctx, y, ku_load(ctx, fx, kase, "gy")), KILN_STATUS_OK, "%s", kiln_last_error());
+    ku_expect_fixture(ctx, fx, kase, "grad.x", x->grad, 2e-5, 1e-4);
+    if (w) ku_expect_fixture(ctx, fx, kase, "grad.w", w->grad, 2e-5, 1e-4);
+    if (b) ku_expect_fixture(ctx, fx, kase, "grad.b", b->grad, 2e-5, 1e-4);
+}
+
+Test(batch_norm, torch_1d_nc_train) { check_fixture("bn1d_nc_train"); }
+Test(batch_norm, torch_1d_ncl_train_no_affine) { check_fixture("bn1d_ncl_train"); }
+Test(batch_norm, torch_2d_train) { check_fixture("bn2d_train"); }
+Test(batch_norm, torch_2d_train_no_affine) { check_fixture("bn2d_train_noaffine"); }
+Test(batch_norm, torch_2d_32_channels_train) { check_fixture("bn2d_c32_train"); }
+Test(batch_norm, torch_2d_eval) { check_fixture("bn2d_eval"); }
+Test(batch_norm, torch_2d_eval_no_affine) { check_fixture("bn2d_eval_noaffine"); }
+Test(batch_norm, torch_1d_nc_eval) { check_fixture("bn1d_nc_eval"); }
+
+/* Train mode without running statistics normalises the same and touches nothing else. */
+Test(batch_norm, train_without_running_stats)
+{
+    const char *kase = "bn2d_train";
+    kiln_tensor *p = ku_load(ctx, fx, kase, "p");
+    kiln_tensor *x = ku_load(ctx, fx, kase, "x"), *w = ku_load(ctx, fx, kase, "w"), *b = ku_load(ctx, fx, kase, "b");
+    kiln_tensor *y = kiln_batch_norm(ctx, x, w, b, NULL, NULL, true, 0.1f, (float)kiln_get_flat(p, 2));
+    ku_expect_fixture(ctx, fx, kase, "y", y, 1e-5, 1e-5);
+}
+
+/* Only the weight and bias need grad (x is data). */
+Test(batch_norm, param_grads_only)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *kase = k ? "bn2d_eval" : "bn2d_train";
+        kiln_tensor *p = ku_load(ctx, fx, kase, "p");
+        kiln_tensor *x = ku_load(ctx, fx, kase, "x"), *w = ku_load_grad(ctx, fx, kase, "w");
+        kiln_tensor *b = ku_load_grad(ctx, fx, kase, "b");
+        kiln_tensor *y = kiln_batch_norm(ctx, x, w, b, ku_load(ctx, fx, kase, "rm"), ku_load(ctx, fx, kase, "rv"),
+                                         kiln_get_flat(p, 0) != 0, (float)kiln_get_flat(p, 1), (float)kiln_get_flat(p, 2));
+        cr_assert_eq(kiln_backward_with(ctx, y, ku_load(ctx, fx, kase, "gy")), KILN_STATUS_OK, "%s", kiln_last_error());
+        cr_assert_null(x->grad);
+        ku_expect_fixture(ctx, fx, kase, "grad.w", w->grad, 2e-5, 1e-4);
+        ku_expect_fixture(ctx, fx, kase, "grad.b", b->grad, 2e-5, 1e-4);
+    }
+}
+
+Test(batch_norm, grads_accumulate)
+{
+    const char *kase = "bn2d_c32_train";
+    kiln_tensor *p = ku_load(ctx, fx, kase, "p");
+    kiln_tensor *x = ku_load_grad(ctx, fx, kase, "x"), *w = ku_load_grad(ctx, fx, kase, "w");
+    x->grad = kiln_full(ctx, x->ndim, x->shape, 0.5f);
+    kiln_tensor *y = kiln_batch_norm(ctx, x, w, ku_load(ctx, fx, kase, "b"), ku_load(ctx, fx, kase, "rm"),
+                                     ku_load(ctx, fx, kase, "rv"), true, (float)kiln_get_flat(p, 1),
+                                     (float)kiln_get_flat(p, 2));
+    cr_assert_eq(kiln_backward_with(ctx, y, ku_load(ctx, fx, kase, "gy")), KILN_STATUS_OK, "%s", kiln_last_error());
+    ku_expect_close(x->grad, kiln_add_scalar(ctx, ku_load(ctx, fx, kase, "grad.x"), 0.5f), 2e-5, 1e-4,
+                    "accumulated grad.x");
+}
+
+/* ---- finite differences ----------------------------------------------------------------- */
+
+typedef struct gc_user {
+    bool train;
+    kiln_tensor *rm, *rv;
+} gc_user;
+
+static kiln_tensor *gc_fn(kiln_ctx *c, kiln_tensor **in, void *user)
+{
+    gc_user *u = user;
+    return kiln_batch_norm(c, in[0], in[1], in[2], u->rm, u->rv, u->train, 0.1f, 1e-5f);
+}
+
+static kiln_tensor *rnd(int ndim, const int64_t *shape, float mean, float std, bool grad)
+{
+    kiln_tensor *t = kiln_randn(ctx, ndim, shape, mean, std);
+    cr_assert(t != NULL, "%s", kiln_last_error());
+    kiln_set_requires_grad(t, grad);
+    return t;
+}
+
+Test(batch_norm, gradcheck)
+{
+    const int64_t shapes[3][4] = {{6, 3}, {3, 2, 4}, {2, 3, 3, 2}};
+    for (int s = 0; s < 3; s++)
+        for (int train = 0; train < 2; train++)
+            for (int affine = 0; affine < 2; affine++) {
+                kiln_mark m = kiln_step_mark(ctx);
+                int nd = s + 2;
+                const int64_t c[1] = {shapes[s][1]};
+                gc_user u = {.train = train, .rm = rnd(1, c, 0.0f, 0.3f, false), .rv = kiln_rand(ctx, 1, c, 0.5f, 1.5f)};
+                kiln_tensor *in[3] = {rnd(nd, shapes[s], 0.5f, 2.0f, true),
+                                      affine ? rnd(1, c, 1.0f, 0.5f, true) : NULL,
+                                      affine ? rnd(1, c, 0.0f, 1.0f, true) : NULL};
+                char what[64];
+                snprintf(what, sizeof what, "batch_norm %dd train %d affine %d", nd, train, affine);
+                ku_gradcheck(ctx, gc_fn, in, 3, &u, 1e-2, 2e-3, 1e-2, what);
+                kiln_step_rewind(ctx, m);
+            }
+}
+
+/* ---- CPU kernels vs reference loops -------------------------------------------------------- */
+
+static float *rand_buf(int64_t n, float mean, float std)
+{
+    const int64_t s[1] = {n};
+    kiln_tensor *t = kiln_randn(ctx, 1, s, mean, std);
+    cr_assert(t != NULL);
+    return t->data;
+}
+
+static void expect_buf(const float *got, const float *want, int64_t n, double atol, double rtol, const char *what)
+{
+    kiln_tensor a, b;
+    const int64_t s[1] = {n};
+    kiln_tensor_wrap(&a, KILN_DTYPE_F32, 1, s, (void *)got);
+    kiln_tensor_wrap(&b, KILN_DTYPE_F32, 1, s, (void *)want);
+    ku_expect_close(&a, &b, atol, rtol, what);
+}
+
+static void compare_kernels(kiln_bn_geom g, bool train, bool affine)
+{
+    int64_t n = g.n * g.c * g.s;
+    float *x = rand_buf(n, 1.0f, 3.0f), *gy = rand_buf(n, 0.0f, 1.0f);
+    float *w = affine ? rand_buf(g.c, 1.0f, 0.5f) : NULL, *b = affine ? rand_buf(g.c, 0.0f, 1.0f) : NULL;
+    const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
+    float *y[2], *mean[2], *var[2], *gx[2], *gw[2], *gb[2];
+    float *rm = rand_buf(g.c, 0.0f, 1.0f), *rv = rand_buf(g.c, 2.0f, 0.3f), *init = rand_buf(n, 0.0f, 1.0f);
+    char what[128];
+    for (int acc = 0; acc < 2; acc++) {
+        for (int k = 0; k < 2; k++) {
+            y[k] = rand_buf(n, 0, 1), gx[k] = rand_buf(n, 0, 1);
+            mean[k] = rand_buf(g.c, 0, 1), var[k] = rand_buf(g.c, 0, 1);
+            gw[k] = rand_buf(g.c, 0, 1), gb[k] = rand_buf(g.c, 0, 1);
+            memcpy(gx[k], init, (size_t)n * sizeof(float));
+            memset(gw[k], 0, (size_t)g.c * sizeof(float));
+            memset(gb[k], 0, (size_t)g.c * sizeof(float));
+            if (!train) memcpy(mean[k], rm, (size_t)g.c * sizeof(float)), memcpy(var[k], rv, (size_t)g.c * sizeof(float));
+            cr_assert_eq(K[k]->batch_norm_fwd(ctx, &g, train, 1e-5f, x, w, b, mean[k], var[k], y[k]), KILN_STATUS_OK,
+                         "%s", kiln_last_error());
+            cr_assert_eq(K[k]->batch_norm_bwd(ctx, &g, train, 1e-5f, x, w, mean[k], var[k], gy, gx[k], acc,
+                                              affine ? gw[k] : NULL, affine ? gb[k] : NULL),
+                         KILN_STATUS_OK, "%s", kiln_last_error());
+        }
+        snprintf(what, sizeof what, "bn (%lld, %lld, %lld) train %d affine %d acc %d", (long long)g.n, (long long)g.c,
+                 (long long)g.s, train, affine, acc);
+        expect_buf(y[0], y[1], n, 2e-5, 1e-4, what);
+        expect_buf(mean[0], mean[1], g.c, 2e-5, 1e-4, what);
+        expect_buf(var[0], var[1], g.c, 2e-5, 1e-4, what);
+        expect_buf(gx[0], gx[1], n, 2e-5, 1e-4, what);
+        expect_buf(gw[0], gw[1], g.c, 1e-4, 1e-4, what);
+        expect_buf(gb[0], gb[1], g.c, 1e-4, 1e-4, what);
+    }
+}
+
+Test(batch_norm, cpu_matches_reference)
+{
+    const kiln_bn_geom geoms[] = {{16, 64, 1}, {4, 16, 37}, {8, 32, 64}, {3, 5, 7}};
+    for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
+        for (int train = 0; train < 2; train++)
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine);
+}
+
+/* ---- bad input -------------------------------------------------------------------------------- */
+
+Test(batch_norm, errors)
+{
+    const int64_t s4[4] = {2, 3, 4, 4}, s1[1] = {3}, s1b[1] = {4}, s5[5] = {1, 3, 2, 2, 2}, s11[2] = {1, 3};
+    kiln_tensor *x = kiln_zeros(ctx, KILN_DTYPE_F32, 4, s4), *c3 = kiln_zeros(ctx, KILN_DTYPE_F32, 1, s1);
+    kiln_tensor *c4 = kiln_zeros(ctx, KILN_DTYPE_F32, 1, s1b);
+    cr_assert_null(kiln_batch_norm(ctx, x, c4, NULL, NULL, NULL, true, 0.1f, 1e-5f));
+    ku_expect_error("batch_norm: weight has shape (4,), expected (3,) for x (2, 3, 4, 4)", "weight shape");
+    cr_assert_null(kiln_batch_norm(ctx, x, c3, c3, c3, c4, true, 0.1f, 1e-5f));
+    ku_expect_error("running_var has shape (4,)", "running var shape");
+    cr_assert_null(kiln_batch_norm(ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 5, s5), NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f));
+    ku_expect_error("batch_norm: x has shape (1, 3, 2, 2, 2), expected (N, C), (N, C, L) or (N, C, H, W)", "bad ndim");
+    cr_assert_null(kiln_batch_norm(ctx, x, NULL, NULL, NULL, NULL, false, 0.1f, 1e-5f));
+    ku_expect_error("eval mode needs running_mean and running_var", "eval without stats");
+    cr_assert_null(kiln_batch_norm(ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 2, s11), NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f));
+    ku_expect_error("expected more than 1 value per channel when training", "one value");
+    cr_assert_not_null(kiln_batch_norm(ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 2, s11), NULL, NULL, c3, c3, false, 0.1f,
+                                       1e-5f), "eval with one value: %s", kiln_last_error());
+    cr_assert_null(kiln_batch_norm(ctx, x, NULL, NULL, c3, NULL, true, 0.1f, 1e-5f));
+    ku_expect_error("give both running_mean and running_var", "one stat");
+    kiln_clear_error();
+    cr_assert_null(kiln_batch_norm(ctx, NULL, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f));
+}
