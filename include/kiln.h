@@ -5,4 +5,6 @@
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
 #include "kiln/io.h"
+#include "kiln/sched.h"
+#include "kiln/report.h"
 #endif
