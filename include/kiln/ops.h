@@ -27,7 +27,7 @@ kiln_tensor *kiln_contiguous(kiln_ctx *ctx, kiln_tensor *x); /* x itself if alre
 kiln_tensor *kiln_squeeze(kiln_ctx *ctx, kiln_tensor *x, int dim);
 kiln_tensor *kiln_unsqueeze(kiln_ctx *ctx, kiln_tensor *x, int dim);
 
-/* ---- elementwise (src/autograd/eltwise.c) ------------------------------------------------ */
+/* ---- elementwise (src/autograd/eltwise.c, binary.c) ------------------------------------------------ */
 /* Binary ops broadcast as PyTorch does. */
 kiln_tensor *kiln_add(kiln_ctx *ctx, kiln_tensor *a, kiln_tensor *b);
 kiln_tensor *kiln_sub(kiln_ctx *ctx, kiln_tensor *a, kiln_tensor *b);
@@ -50,7 +50,7 @@ kiln_tensor *kiln_where(kiln_ctx *ctx, kiln_tensor *cond, kiln_tensor *a, kiln_t
 /* x with elements where mask is nonzero replaced by value (masked_fill). */
 kiln_tensor *kiln_masked_fill(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask, float value);
 
-/* ---- reductions and joins (src/autograd/reduce.c) ---------------------------------------- */
+/* ---- reductions and joins (src/autograd/reduce.c, join.c) ---------------------------------------- */
 kiln_tensor *kiln_sum(kiln_ctx *ctx, kiln_tensor *x);  /* all elements -> shape () */
 kiln_tensor *kiln_mean(kiln_ctx *ctx, kiln_tensor *x); /* all elements -> shape () */
 /* Over the listed dims (negative allowed); keepdim as PyTorch. */
