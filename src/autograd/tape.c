@@ -2,6 +2,7 @@
  * accumulators, the broadcast-reducing accumulate, and kiln_backward itself. */
 #include "autograd/tape.h"
 #include "kiln/autograd.h"
+#include "kernels/eltwise.h"
 
 #include <string.h>
 
@@ -61,7 +62,6 @@ kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t)
 
 kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
 {
-    (void)ctx;
     int nd = src->ndim, off = src->ndim - dst->ndim;
     if (off < 0) return kiln__err(KILN_STATUS_INVALID, "accumulate: grad has fewer dims than its tensor");
     /* dst seen with src's shape: broadcast dims get stride 0. */
@@ -79,24 +79,12 @@ kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln
         kiln__strided_add(&view, src);
         return KILN_STATUS_OK;
     }
-    /* Reduction: serial over the destination's repeated slots (no races). */
-    const float *s = src->data;
-    float *d = dst->data;
-    int64_t n = kiln_numel(src), idx[KILN_MAX_DIMS] = {0};
-    int64_t so = 0, dofs = 0;
-    for (int64_t k = 0; k < n; k++) {
-        d[dofs] += s[so];
-        for (int i = nd - 1; i >= 0; i--) {
-            idx[i]++;
-            so += src->stride[i];
-            dofs += view.stride[i];
-            if (idx[i] < src->shape[i]) break;
-            so -= src->stride[i] * src->shape[i];
-            dofs -= view.stride[i] * src->shape[i];
-            idx[i] = 0;
-        }
-    }
-    return KILN_STATUS_OK;
+    /* Reduction: dst seen with src's ndim ("keepdim" shape, size 1 on reduced dims). */
+    int64_t kshape[KILN_MAX_DIMS];
+    for (int i = 0; i < nd; i++) kshape[i] = i - off >= 0 ? dst->shape[i - off] : 1;
+    kiln_tensor kd;
+    kiln_tensor_wrap(&kd, KILN_DTYPE_F32, nd, kshape, dst->data);
+    return ctx->backend->eltwise->sum_to(ctx, src, 1.0, &kd, true);
 }
 
 kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tensor *grad_out)
