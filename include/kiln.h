@@ -7,4 +7,5 @@
 #include "kiln/io.h"
 #include "kiln/sched.h"
 #include "kiln/report.h"
+#include "kiln/optim.h"
 #endif

@@ -203,6 +203,29 @@ Test(dense_kernels, col_sum_and_embedding_match_reference)
     ku_ctx_free(ctx);
 }
 
+/* linear on a shape large enough for the threaded bias fill and column sum */
+Test(dense_kernels, linear_large_matches_reference)
+{
+    kiln_ctx *ctx = ku_ctx();
+    const int64_t m = 96, in = 33, out = 1500;
+    kiln_tensor *x = kiln_randn(ctx, 2, (int64_t[]){m, in}, 0, 1), *w = kiln_randn(ctx, 2, (int64_t[]){out, in}, 0, 1);
+    kiln_tensor *b = kiln_randn(ctx, 1, (int64_t[]){out}, 0, 1);
+    kiln_set_requires_grad(b, true);
+    kiln_tensor *y = kiln_linear(ctx, x, w, b);
+    cr_assert(y, "%s", kiln_last_error());
+    float *want = kiln_step_alloc(ctx, m * out * 4);
+    for (int64_t i = 0; i < m; i++) memcpy(want + i * out, b->data, out * 4);
+    kiln__ref_dense.gemm(ctx, false, true, m, out, in, 1.0f, x->data, in, w->data, in, 1.0f, want, out);
+    expect_arrays(y->data, want, m * out, 1e-5, 1e-4, "linear forward");
+    kiln_tensor *gy = kiln_randn(ctx, 2, y->shape, 0, 1);
+    cr_assert(kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
+    float *gb = kiln_step_alloc(ctx, out * 4);
+    memset(gb, 0, out * 4);
+    kiln__ref_dense.col_sum(ctx, gy->data, m, out, gb);
+    expect_arrays(b->grad->data, gb, out, 1e-5, 1e-5, "linear bias gradient");
+    ku_ctx_free(ctx);
+}
+
 /* 60,000 rows: the backward touches only indexed rows, matches the reference, and gives
  * the same bits with 1 and 2 threads. */
 Test(dense_kernels, embedding_backward_60000_rows)

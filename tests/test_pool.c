@@ -189,10 +189,13 @@ static void expect_buf(const float *got, const float *want, int64_t n, const cha
     ku_expect_close(&a, &b, ATOL, RTOL, what);
 }
 
-static void compare_kernels(kind k, kiln_pool2d_geom g, const char *name)
+/* ties: x = relu(x), so many windows hold several zeros (or only zeros) and the gradient
+ * must go to the first maximum in row-major window order, as PyTorch does. */
+static void compare_kernels_x(kind k, kiln_pool2d_geom g, const char *name, bool ties)
 {
     int64_t nx = g.n * g.c * g.h * g.w, ny = g.n * g.c * g.oh * g.ow;
     float *x = rand_buf(nx), *gy = rand_buf(ny), *init = rand_buf(nx);
+    for (int64_t i = 0; ties && i < nx; i++) x[i] = x[i] > 0 ? x[i] : 0.0f;
     const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
     for (int acc = 0; acc < 2; acc++) {
         float *y[2], *gx[2];
@@ -229,6 +232,8 @@ static void compare_kernels(kind k, kiln_pool2d_geom g, const char *name)
     }
 }
 
+static void compare_kernels(kind k, kiln_pool2d_geom g, const char *name) { compare_kernels_x(k, g, name, false); }
+
 static kiln_pool2d_geom geom(int64_t n, int64_t c, int64_t h, int64_t w, int k, int s, int p, bool ceil, bool incl)
 {
     kiln_pool2d_geom g = {.n = n, .c = c, .h = h, .w = w, .kh = k, .kw = k, .sh = s, .sw = s, .ph = p, .pw = p,
@@ -246,6 +251,10 @@ Test(pool, kernels_match_reference)
     compare_kernels(MAX, geom(4, 16, 32, 32, 3, 2, 1, false, true), "max 3x3 s2 p1 32x32");
     compare_kernels(MAX, geom(2, 8, 15, 13, 2, 2, 0, false, true), "max 2x2 leftover");
     compare_kernels(MAX, geom(2, 8, 15, 13, 3, 2, 1, true, true), "max ceil");
+    compare_kernels_x(MAX, geom(4, 16, 16, 16, 3, 2, 1, false, true), "max with ties", true);
+    compare_kernels_x(MAX, geom(4, 16, 16, 16, 2, 2, 0, false, true), "max 2x2 with ties", true);
+    kiln_pool2d_geom ag = {.n = 4, .c = 16, .h = 8, .w = 8, .oh = 2, .ow = 4};
+    compare_kernels_x(AMAX, ag, "adaptive max (even bins) with ties", true);
     compare_kernels(AVG, geom(4, 16, 32, 32, 3, 2, 1, false, true), "avg include pad");
     compare_kernels(AVG, geom(2, 8, 15, 13, 3, 2, 1, false, false), "avg exclude pad");
     compare_kernels(AVG, geom(2, 8, 14, 14, 3, 2, 1, true, true), "avg ceil include pad (loop)");

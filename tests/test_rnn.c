@@ -190,6 +190,8 @@ Test(lstm, fast_matches_reference)
     ref_vs_fast(5, 1, 4, 3, 63);      /* one step */
     ref_vs_fast(16, 5, 24, 160, 63);  /* large enough for the OpenMP paths */
     ref_vs_fast(7, 11, 33, 45, 4 | 8 | 32);
+    ref_vs_fast(1, 8, 3, 17, 63);     /* batch of one */
+    ref_vs_fast(3, 4, 1, 1, 63);      /* input and hidden size one */
 }
 
 /* ---- weights that are not leaves ------------------------------------------------------- */
@@ -228,6 +230,47 @@ Test(lstm, non_leaf_weights)
     ku_expect_close(kiln_reshape(ctx, p_ih->grad, 2, (int64_t[]){G, I}), want_ih, FX_ATOL, FX_RTOL,
                     "grad p_ih (flat w_ih)");
     ku_expect_fixture(ctx, fx, kase, "grad.x", in[0]->grad, FX_ATOL, FX_RTOL);
+}
+
+/* AWD-LSTM weight dropout: w_hh = apply_mask(p_hh, mask) made fresh each step, and w_ih
+ * scaled by another op. The parameters' grads must equal mask * (grad of a leaf holding
+ * the dropped-out values), i.e. what the same LSTM gives with those values as leaves. */
+Test(lstm, weight_dropout_non_leaf)
+{
+    const char *kase = "odd";
+    kiln_tensor *in[7];
+    load_inputs(kase, in);
+    kiln_tensor *p_hh = in[4], *p_ih = in[3];
+    kiln_tensor *mask = kiln_dropout_mask(ctx, 2, p_hh->shape, 0.5f);
+    kiln_tensor *w_hh = kiln_apply_mask(ctx, p_hh, mask);
+    kiln_tensor *w_ih = kiln_mul_scalar(ctx, p_ih, 0.75f);
+    cr_assert(w_hh && w_ih && w_hh->node && w_ih->node, "%s", kiln_last_error());
+    kiln_tensor *hn = NULL, *cn = NULL;
+    kiln_tensor *y = kiln_lstm(ctx, in[0], in[1], in[2], w_ih, w_hh, in[5], in[6], &hn, &cn);
+    cr_assert(y != NULL, "%s", kiln_last_error());
+    kiln_tensor *gy = ku_load(ctx, fx, kase, "gy"), *ghn = ku_load(ctx, fx, kase, "ghn"), *gcn = ku_load(ctx, fx, kase, "gcn");
+    backward3(y, hn, cn, gy, ghn, gcn);
+
+    /* the same values as leaves */
+    kiln_tensor *l_hh = kiln_from_data(ctx, KILN_DTYPE_F32, 2, w_hh->shape, w_hh->data);
+    kiln_tensor *l_ih = kiln_from_data(ctx, KILN_DTYPE_F32, 2, w_ih->shape, w_ih->data);
+    kiln_tensor *x2 = kiln_from_data(ctx, KILN_DTYPE_F32, 3, in[0]->shape, in[0]->data);
+    kiln_set_requires_grad(l_hh, true);
+    kiln_set_requires_grad(l_ih, true);
+    kiln_set_requires_grad(x2, true);
+    kiln_tensor *hn2 = NULL, *cn2 = NULL;
+    kiln_tensor *y2 = kiln_lstm(ctx, x2, in[1], in[2], l_ih, l_hh, in[5], in[6], &hn2, &cn2);
+    cr_assert(y2 != NULL, "%s", kiln_last_error());
+    ku_expect_close(y, y2, 0, 0, "dropped-out weights: same forward as leaves");
+    backward3(y2, hn2, cn2, gy, ghn, gcn);
+    const float *m = mask->data, *g_leaf = l_hh->grad->data, *g_ih = l_ih->grad->data;
+    for (int64_t k = 0; k < kiln_numel(p_hh); k++)
+        cr_assert_float_eq(((float *)p_hh->grad->data)[k], g_leaf[k] * m[k], 1e-6f * (1.0f + fabsf(g_leaf[k] * m[k])),
+                           "grad p_hh[%lld]", (long long)k);
+    for (int64_t k = 0; k < kiln_numel(p_ih); k++)
+        cr_assert_float_eq(((float *)p_ih->grad->data)[k], g_ih[k] * 0.75f, 1e-6f * (1.0f + fabsf(g_ih[k])),
+                           "grad p_ih[%lld]", (long long)k);
+    ku_expect_close(in[0]->grad, x2->grad, 0, 0, "grad x with dropped-out weights");
 }
 
 /* ---- modes ------------------------------------------------------------------------------ */

@@ -29,52 +29,50 @@ static kiln_status conv2d_bwd(kiln_ctx *ctx, kiln_node *n)
                                           gw ? gw->data : NULL, gb ? gb->data : NULL);
 }
 
-/* Fills g from x (N, C, H, W), w (O, C/groups, KH, KW), b (O) and p; false + message on
+/* Fills g from x (N, C, H, W), w (O, C/groups, KH, KW), b (O) and p; INVALID + message on
  * any inconsistency. */
-static bool conv_geom(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b, const kiln_conv2d_params *p,
-                      kiln_conv2d_geom *g)
+static kiln_status conv_geom(const kiln_tensor *x, const kiln_tensor *w, const kiln_tensor *b,
+                             const kiln_conv2d_params *p, kiln_conv2d_geom *g)
 {
     char sx[96], sw[96], sb[96];
     kiln_shape_str(x, sx, sizeof sx);
     kiln_shape_str(w, sw, sizeof sw);
     if (x->ndim != 4)
-        return kiln__err(KILN_STATUS_INVALID, "conv2d: x has shape %s, expected 4 dims (N, C, H, W)", sx), false;
+        return kiln__err(KILN_STATUS_INVALID, "conv2d: x has shape %s, expected 4 dims (N, C, H, W)", sx);
     if (w->ndim != 4)
         return kiln__err(KILN_STATUS_INVALID, "conv2d: weight has shape %s, expected 4 dims (O, C/groups, KH, KW)",
-                         sw), false;
+                         sw);
     for (int i = 0; i < 4; i++) {
         if (x->shape[i] < 1)
-            return kiln__err(KILN_STATUS_INVALID, "conv2d: x has shape %s, every dim must be >= 1", sx), false;
+            return kiln__err(KILN_STATUS_INVALID, "conv2d: x has shape %s, every dim must be >= 1", sx);
         if (w->shape[i] < 1)
-            return kiln__err(KILN_STATUS_INVALID, "conv2d: weight has shape %s, every dim must be >= 1", sw), false;
+            return kiln__err(KILN_STATUS_INVALID, "conv2d: weight has shape %s, every dim must be >= 1", sw);
     }
     for (int i = 0; i < 2; i++) {
         if (p->stride[i] < 1)
-            return kiln__err(KILN_STATUS_INVALID, "conv2d: stride (%d, %d) must be >= 1", p->stride[0], p->stride[1]),
-                   false;
+            return kiln__err(KILN_STATUS_INVALID, "conv2d: stride (%d, %d) must be >= 1", p->stride[0], p->stride[1]);
         if (p->dilation[i] < 1)
             return kiln__err(KILN_STATUS_INVALID, "conv2d: dilation (%d, %d) must be >= 1", p->dilation[0],
-                             p->dilation[1]), false;
+                             p->dilation[1]);
         if (p->padding[i] < 0)
             return kiln__err(KILN_STATUS_INVALID, "conv2d: padding (%d, %d) must be >= 0", p->padding[0],
-                             p->padding[1]), false;
+                             p->padding[1]);
     }
     int64_t G = p->groups;
-    if (G < 1) return kiln__err(KILN_STATUS_INVALID, "conv2d: groups %lld must be >= 1", (long long)G), false;
+    if (G < 1) return kiln__err(KILN_STATUS_INVALID, "conv2d: groups %lld must be >= 1", (long long)G);
     if (x->shape[1] % G)
         return kiln__err(KILN_STATUS_INVALID, "conv2d: groups %lld does not divide the %lld input channels of x %s",
-                         (long long)G, (long long)x->shape[1], sx), false;
+                         (long long)G, (long long)x->shape[1], sx);
     if (w->shape[0] % G)
         return kiln__err(KILN_STATUS_INVALID, "conv2d: groups %lld does not divide the %lld output channels of weight %s",
-                         (long long)G, (long long)w->shape[0], sw), false;
+                         (long long)G, (long long)w->shape[0], sw);
     if (w->shape[1] * G != x->shape[1])
         return kiln__err(KILN_STATUS_INVALID,
                          "conv2d: weight %s expects %lld input channels per group, x has shape %s%s", sw,
-                         (long long)w->shape[1], sx, G > 1 ? " (groups > 1: x's channels / groups must match)" : ""),
-               false;
+                         (long long)w->shape[1], sx, G > 1 ? " (groups > 1: x's channels / groups must match)" : "");
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return kiln__err(KILN_STATUS_INVALID, "conv2d: bias has shape %s, expected (%lld,) for weight %s",
-                         kiln_shape_str(b, sb, sizeof sb), (long long)w->shape[0], sw), false;
+                         kiln_shape_str(b, sb, sizeof sb), (long long)w->shape[0], sw);
     *g = (kiln_conv2d_geom){
         .n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
         .o = w->shape[0], .kh = w->shape[2], .kw = w->shape[3],
@@ -88,10 +86,10 @@ static bool conv_geom(const kiln_tensor *x, const kiln_tensor *w, const kiln_ten
                          "conv2d: kernel %lldx%lld (dilation %lldx%lld) is larger than the padded input %lldx%lld "
                          "(x %s, padding %lldx%lld)",
                          (long long)g->kh, (long long)g->kw, (long long)g->dh, (long long)g->dw, (long long)hp,
-                         (long long)wp, sx, (long long)g->ph, (long long)g->pw), false;
+                         (long long)wp, sx, (long long)g->ph, (long long)g->pw);
     g->oh = (hp - ekh) / g->sh + 1;
     g->ow = (wp - ekw) / g->sw + 1;
-    return true;
+    return KILN_STATUS_OK;
 }
 
 kiln_tensor *kiln_conv2d(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b, const kiln_conv2d_params *p)
@@ -103,7 +101,7 @@ kiln_tensor *kiln_conv2d(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
     if (b && kiln__check_f32("conv2d", b, "bias") < 0) return NULL;
     kiln_conv2d_params dp = kiln_conv2d_default_params();
     kiln_conv2d_geom g;
-    if (!conv_geom(x, w, b, p ? p : &dp, &g)) return NULL;
+    if (conv_geom(x, w, b, p ? p : &dp, &g) < 0) return NULL;
 
     kiln_tensor *in[N_IN] = {kiln_contiguous(ctx, x), kiln_contiguous(ctx, w), b ? kiln_contiguous(ctx, b) : NULL};
     KILN_IN(in[IN_X]);

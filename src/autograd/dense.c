@@ -243,13 +243,15 @@ kiln_tensor *kiln_embedding(kiln_ctx *ctx, kiln_tensor *idx, kiln_tensor *w)
     w = kiln_contiguous(ctx, w);
     KILN_IN(idx);
     KILN_IN(w);
-    /* indices as a checked int64 array (I32 widened) */
-    int64_t *ix = idx->data;
+    /* The indices as a checked int64 copy in the arena (I32 widened): the backward must
+     * not depend on a caller's batch buffer that a loader may refill meanwhile. */
+    int64_t *ix = kiln_step_alloc(ctx, (size_t)(n ? n : 1) * sizeof *ix);
+    KILN_IN(ix);
     if (idx->dtype == KILN_DTYPE_I32) {
-        ix = kiln_step_alloc(ctx, (size_t)(n ? n : 1) * sizeof *ix);
-        KILN_IN(ix);
         const int32_t *s = idx->data;
         for (int64_t i = 0; i < n; i++) ix[i] = s[i];
+    } else if (n) {
+        memcpy(ix, idx->data, (size_t)n * sizeof *ix);
     }
     for (int64_t i = 0; i < n; i++)
         if (ix[i] < 0 || ix[i] >= v)

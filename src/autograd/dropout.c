@@ -42,10 +42,19 @@ static void bmul(float *dst, const kiln_tensor *a, const kiln_tensor *b, bool ac
         }
         float *d = dst + r * len;
         const float *pa = A + oa, *pb = B + ob;
-        if (accumulate)
+        if (sa == 1 && sb == 1) { /* the usual case: contiguous rows, vectorised */
+            if (accumulate) {
+#pragma omp simd
+                for (int64_t j = 0; j < len; j++) d[j] += pa[j] * pb[j];
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < len; j++) d[j] = pa[j] * pb[j];
+            }
+        } else if (accumulate) {
             for (int64_t j = 0; j < len; j++) d[j] += pa[j * sa] * pb[j * sb];
-        else
+        } else {
             for (int64_t j = 0; j < len; j++) d[j] = pa[j * sa] * pb[j * sb];
+        }
     }
 }
 

@@ -175,10 +175,14 @@ kiln_tensor *kiln_cross_entropy(kiln_ctx *ctx, kiln_tensor *logits, kiln_tensor 
     target = kiln_contiguous(ctx, target);
     KILN_IN(logits);
     KILN_IN(target);
-    xent_saved s = {.p = *p, .target = target->data};
+    xent_saved s = {.p = *p};
     split3(logits, cd, &s.outer, &s.c, &s.inner);
     int64_t np = s.outer * s.inner;
-    const int64_t *t = target->data;
+    /* targets copied into the arena: the backward must not read a caller's batch buffer */
+    int64_t *t = kiln_step_alloc(ctx, (size_t)(np ? np : 1) * sizeof *t);
+    KILN_IN(t);
+    if (np) memcpy(t, target->data, (size_t)np * sizeof *t);
+    s.target = t;
     for (int64_t i = 0; i < np; i++) {
         if (t[i] == p->ignore_index) continue;
         if (t[i] < 0 || t[i] >= s.c)

@@ -33,19 +33,19 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
                                               gw ? gw->data : NULL, gb ? gb->data : NULL);
 }
 
-/* False + message unless t is NULL or an f32 (C) vector; contiguous required when updated
+/* INVALID + message unless t is NULL or an f32 (C) vector; contiguous required when updated
  * in place (running statistics). */
-static bool check_vec(const kiln_tensor *t, const char *arg, int64_t C, const kiln_tensor *x, bool inplace)
+static kiln_status check_vec(const kiln_tensor *t, const char *arg, int64_t C, const kiln_tensor *x, bool inplace)
 {
-    if (!t) return true;
-    if (kiln__check_f32("batch_norm", t, arg) < 0) return false;
+    if (!t) return KILN_STATUS_OK;
+    if (kiln__check_f32("batch_norm", t, arg) < 0) return KILN_STATUS_INVALID;
     char st[96], sx[96];
     if (t->ndim != 1 || t->shape[0] != C)
         return kiln__err(KILN_STATUS_INVALID, "batch_norm: %s has shape %s, expected (%lld,) for x %s", arg,
-                         kiln_shape_str(t, st, sizeof st), (long long)C, kiln_shape_str(x, sx, sizeof sx)), false;
+                         kiln_shape_str(t, st, sizeof st), (long long)C, kiln_shape_str(x, sx, sizeof sx));
     if (inplace && !kiln_is_contiguous(t))
-        return kiln__err(KILN_STATUS_INVALID, "batch_norm: %s must be contiguous (it is updated in place)", arg), false;
-    return true;
+        return kiln__err(KILN_STATUS_INVALID, "batch_norm: %s must be contiguous (it is updated in place)", arg);
+    return KILN_STATUS_OK;
 }
 
 kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
@@ -63,8 +63,8 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
     for (int i = 0; i < x->ndim; i++)
         if (x->shape[i] < 1) return kiln__errp(KILN_STATUS_INVALID, "batch_norm: x has shape %s, every dim must be >= 1", sx);
     const int64_t C = x->shape[1];
-    if (!check_vec(weight, "weight", C, x, false) || !check_vec(bias, "bias", C, x, false) ||
-        !check_vec(running_mean, "running_mean", C, x, true) || !check_vec(running_var, "running_var", C, x, true))
+    if (check_vec(weight, "weight", C, x, false) < 0 || check_vec(bias, "bias", C, x, false) < 0 ||
+        check_vec(running_mean, "running_mean", C, x, true) < 0 || check_vec(running_var, "running_var", C, x, true) < 0)
         return NULL;
     if ((running_mean == NULL) != (running_var == NULL))
         return kiln__errp(KILN_STATUS_INVALID, "batch_norm: give both running_mean and running_var, or neither");

@@ -77,17 +77,17 @@ static kiln_status amax_pool_bwd(kiln_ctx *ctx, kiln_node *n)
 
 /* ---- validation -------------------------------------------------------------------------- */
 
-static bool check_x(const char *op, const kiln_tensor *x)
+static kiln_status check_x(const char *op, const kiln_tensor *x)
 {
-    if (kiln__check_f32(op, x, "x") < 0) return false;
+    if (kiln__check_f32(op, x, "x") < 0) return KILN_STATUS_INVALID;
     char sx[96];
     kiln_shape_str(x, sx, sizeof sx);
     if (x->ndim != 4)
-        return kiln__err(KILN_STATUS_INVALID, "%s: x has shape %s, expected 4 dims (N, C, H, W)", op, sx), false;
+        return kiln__err(KILN_STATUS_INVALID, "%s: x has shape %s, expected 4 dims (N, C, H, W)", op, sx);
     for (int i = 0; i < 4; i++)
         if (x->shape[i] < 1)
-            return kiln__err(KILN_STATUS_INVALID, "%s: x has shape %s, every dim must be >= 1", op, sx), false;
-    return true;
+            return kiln__err(KILN_STATUS_INVALID, "%s: x has shape %s, every dim must be >= 1", op, sx);
+    return KILN_STATUS_OK;
 }
 
 /* PyTorch's pooling_output_shape for one axis (dilation 1). */
@@ -99,18 +99,18 @@ static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_m
     return o;
 }
 
-static bool pool_geom(const char *op, const kiln_tensor *x, const kiln_pool2d_params *p, kiln_pool2d_geom *g)
+static kiln_status pool_geom(const char *op, const kiln_tensor *x, const kiln_pool2d_params *p, kiln_pool2d_geom *g)
 {
-    if (!p) return kiln__err(KILN_STATUS_INVALID, "%s: NULL params (use kiln_pool2d_params_make)", op), false;
-    if (!check_x(op, x)) return false;
+    if (!p) return kiln__err(KILN_STATUS_INVALID, "%s: NULL params (use kiln_pool2d_params_make)", op);
+    if (check_x(op, x) < 0) return KILN_STATUS_INVALID;
     for (int i = 0; i < 2; i++) {
         if (p->kernel[i] < 1 || p->stride[i] < 1)
             return kiln__err(KILN_STATUS_INVALID, "%s: kernel (%d, %d) and stride (%d, %d) must be >= 1", op,
-                             p->kernel[0], p->kernel[1], p->stride[0], p->stride[1]), false;
+                             p->kernel[0], p->kernel[1], p->stride[0], p->stride[1]);
         if (p->padding[i] < 0 || 2 * p->padding[i] > p->kernel[i])
             return kiln__err(KILN_STATUS_INVALID,
                              "%s: padding (%d, %d) must be >= 0 and at most half the kernel (%d, %d)", op,
-                             p->padding[0], p->padding[1], p->kernel[0], p->kernel[1]), false;
+                             p->padding[0], p->padding[1], p->kernel[0], p->kernel[1]);
     }
     *g = (kiln_pool2d_geom){
         .n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
@@ -124,9 +124,9 @@ static bool pool_geom(const char *op, const kiln_tensor *x, const kiln_pool2d_pa
         return kiln__err(KILN_STATUS_INVALID,
                          "%s: kernel %dx%d is larger than the padded input %lldx%lld (x %s, padding %dx%d)", op,
                          p->kernel[0], p->kernel[1], (long long)(g->h + 2 * g->ph), (long long)(g->w + 2 * g->pw),
-                         kiln_shape_str(x, sx, sizeof sx), p->padding[0], p->padding[1]), false;
+                         kiln_shape_str(x, sx, sizeof sx), p->padding[0], p->padding[1]);
     }
-    return true;
+    return KILN_STATUS_OK;
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -167,7 +167,7 @@ static kiln_tensor *pool2d(kiln_ctx *ctx, pool_kind kind, kiln_tensor *x, const 
     if (!ctx) return kiln__errp(KILN_STATUS_INVALID, "%s: NULL context", op);
     KILN_IN(x);
     kiln_pool2d_geom g;
-    if (!pool_geom(op, x, p, &g)) return NULL;
+    if (pool_geom(op, x, p, &g) < 0) return NULL;
     return pool_run(ctx, kind, x, &g);
 }
 
@@ -176,7 +176,7 @@ static kiln_tensor *adaptive(kiln_ctx *ctx, pool_kind kind, kiln_tensor *x, int 
     const char *op = pool_names[kind];
     if (!ctx) return kiln__errp(KILN_STATUS_INVALID, "%s: NULL context", op);
     KILN_IN(x);
-    if (!check_x(op, x)) return NULL;
+    if (check_x(op, x) < 0) return NULL;
     if (oh < 1 || ow < 1) return kiln__errp(KILN_STATUS_INVALID, "%s: output size (%d, %d) must be >= 1", op, oh, ow);
     kiln_pool2d_geom g = {.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3], .oh = oh, .ow = ow};
     return pool_run(ctx, kind, x, &g);

@@ -9,10 +9,12 @@
  * pointer may be NULL (not needed). Temporary memory comes from the step arena and is
  * returned before the kernel returns; `keep` memory (max pooling) lives until the rewind.
  *
- * Two tables share these signatures: kiln__cpu_conv (oneDNN primitives with the formats
- * oneDNN prefers, OpenMP loops where oneDNN does not fit) and kiln__ref_conv (plain loops,
- * one output element at a time, written from the PyTorch definitions) that tests compare
- * against. */
+ * Two tables share these signatures: kiln__cpu_conv and kiln__ref_conv (plain loops, one
+ * output element at a time, written from the PyTorch definitions) that tests compare
+ * against. kiln__cpu_conv uses oneDNN for convolution (the formats and algorithm oneDNN
+ * prefers), max/avg pooling and evenly binned adaptive pooling; OpenMP loops for batch
+ * norm (faster than oneDNN's on NCHW, see cpu/batchnorm.c), uneven adaptive bins, and the
+ * average-pooling case where oneDNN's divisor differs from PyTorch's (cpu/pool.c). */
 #ifndef KILN_KERNELS_CONV_H
 #define KILN_KERNELS_CONV_H
 

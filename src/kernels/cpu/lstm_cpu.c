@@ -16,16 +16,32 @@
 #include <string.h>
 
 /* ---- GEMM ---------------------------------------------------------------------------- *
- * Every product goes through a oneDNN matmul primitive described by strides, so transposes
- * and the strided rows of one time step need no copies. A right-hand side used many times
- * (w_hh in the recurrent loop) is reordered once into the layout the primitive prefers
- * ("packed"), which is much faster for the B-row products of each step. Packed weights and
- * oneDNN's scratchpad live in the step arena. oneDNN threads with kiln's OpenMP runtime. */
+ * Both kinds of product come from oneDNN, which threads with kiln's OpenMP runtime
+ * (Debian's OpenBLAS is the pthreads build and, on this CPU, falls back to old kernels).
+ * Transposes and the strided rows of one time step (leading dimensions T*H, T*4H) need
+ * no copies.
+ *   whole-sequence products (run once): dnnl_sgemm, the fastest for these shapes;
+ *   per-step products against w_hh (B rows, run T times): a matmul primitive whose w_hh
+ *   is reordered once per call into the layout it prefers ("packed"), in the step arena,
+ *   about 1.5x faster than sgemm, which re-packs the weights on every call. */
 
+#define S2(r, c) ((const int64_t[2]){(r), (c)})
+
+/* Row-major C (M, N) = op(A) @ op(B) [+ C when acc], op = transpose when t* is 'T'. */
+static kiln_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const float *Bm, int64_t ldb, float *C, int64_t ldc, bool acc)
+{
+    dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, acc ? 1.0f : 0.0f, C, ldc);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm (%lld x %lld x %lld) failed: %s", (long long)M,
+                         (long long)N, (long long)K, kiln__dnnl_status_str(s));
+    return KILN_STATUS_OK;
+}
+
+/* A product with a fixed, packed right-hand side, run many times. */
 typedef struct lstm_mm {
     dnnl_primitive_t prim;
-    dnnl_memory_t a, b, c, scratch; /* a and c (and b unless packed) get their data per run */
-    bool packed;
+    dnnl_memory_t a, b, c, scratch; /* a and c get their data per run */
 } lstm_mm;
 
 static void mm_free(lstm_mm *m)
@@ -37,39 +53,44 @@ static void mm_free(lstm_mm *m)
     memset(m, 0, sizeof *m);
 }
 
-static kiln_status mm_fail(lstm_mm *m, const char *what, dnnl_status_t s)
+/* Objects that live only during mm_init. */
+typedef struct mm_tmp {
+    dnnl_primitive_attr_t attr;
+    dnnl_post_ops_t po;
+    dnnl_primitive_desc_t pd, rpd;
+    dnnl_primitive_t rp;
+    dnnl_memory_t src_b;
+} mm_tmp;
+
+static void mm_tmp_free(mm_tmp *t)
 {
-    mm_free(m);
-    return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN %s failed: %s", what, kiln__dnnl_status_str(s));
+    if (t->attr) dnnl_primitive_attr_destroy(t->attr);
+    if (t->po) dnnl_post_ops_destroy(t->po);
+    if (t->pd) dnnl_primitive_desc_destroy(t->pd);
+    if (t->rpd) dnnl_primitive_desc_destroy(t->rpd);
+    if (t->rp) dnnl_primitive_destroy(t->rp);
+    if (t->src_b) dnnl_memory_destroy(t->src_b);
 }
 
-#define MM_TRY(what, call)                              \
-    do {                                                \
-        dnnl_status_t s_ = (call);                      \
-        if (s_ != dnnl_success) {                       \
-            if (attr) dnnl_primitive_attr_destroy(attr); \
-            if (po) dnnl_post_ops_destroy(po);          \
-            if (pd) dnnl_primitive_desc_destroy(pd);    \
-            if (rpd) dnnl_primitive_desc_destroy(rpd);  \
-            if (rp) dnnl_primitive_destroy(rp);         \
-            if (src_b) dnnl_memory_destroy(src_b);      \
-            return mm_fail(m, what, s_);                \
-        }                                               \
+#define MM_TRY(what, call)                                                                              \
+    do {                                                                                                \
+        dnnl_status_t s_ = (call);                                                                      \
+        if (s_ != dnnl_success) {                                                                       \
+            mm_tmp_free(&t);                                                                            \
+            mm_free(m);                                                                                 \
+            return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN %s failed: %s", what, kiln__dnnl_status_str(s_)); \
+        }                                                                                               \
     } while (0)
 
-/* Prepares C (M, N) = A (M, K) @ B (K, N) [+ C when acc]. sa, sb, sc: element strides
- * (row, column) of each matrix. When pack is not NULL it is B's data, reordered now and
- * used by every run (B of mm_run is then ignored). */
+/* Prepares C (M, N) = A (M, K) @ B (K, N) [+ C when acc] for many A and C, with B's data
+ * (strides sb) reordered now into an arena buffer. sa, sc: strides of A and C. */
 static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int64_t K, const int64_t sa[2],
-                           const int64_t sb[2], const int64_t sc[2], bool acc, const float *pack)
+                           const float *Bm, const int64_t sb[2], const int64_t sc[2], bool acc)
 {
     memset(m, 0, sizeof *m);
+    mm_tmp t = {0};
     dnnl_engine_t eng = kiln__dnnl_engine(ctx);
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
-    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
-    dnnl_primitive_t rp = NULL;
-    dnnl_memory_t src_b = NULL;
+    dnnl_stream_t stream = kiln__dnnl_stream(ctx);
     dnnl_memory_desc_t ma, mb, mbw, mc;
     MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&ma, 2, (dnnl_dims_t){M, K}, dnnl_f32,
                                                            (dnnl_dims_t){sa[0], sa[1]}));
@@ -77,56 +98,41 @@ static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int6
                                                            (dnnl_dims_t){sb[0], sb[1]}));
     MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&mc, 2, (dnnl_dims_t){M, N}, dnnl_f32,
                                                            (dnnl_dims_t){sc[0], sc[1]}));
-    if (pack) MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&mbw, 2, (dnnl_dims_t){K, N}, dnnl_f32,
-                                                                 dnnl_format_tag_any));
-    else mbw = mb;
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&mbw, 2, (dnnl_dims_t){K, N}, dnnl_f32, dnnl_format_tag_any));
     dnnl_matmul_desc_t md;
     MM_TRY("matmul desc", dnnl_matmul_desc_init(&md, &ma, &mbw, NULL, &mc));
-    MM_TRY("attr", dnnl_primitive_attr_create(&attr));
-    MM_TRY("attr", dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    MM_TRY("attr", dnnl_primitive_attr_create(&t.attr));
+    MM_TRY("attr", dnnl_primitive_attr_set_scratchpad_mode(t.attr, dnnl_scratchpad_mode_user));
     if (acc) {
-        MM_TRY("post ops", dnnl_post_ops_create(&po));
-        MM_TRY("post ops", dnnl_post_ops_append_sum(po, 1.0f));
-        MM_TRY("post ops", dnnl_primitive_attr_set_post_ops(attr, po));
+        MM_TRY("post ops", dnnl_post_ops_create(&t.po));
+        MM_TRY("post ops", dnnl_post_ops_append_sum(t.po, 1.0f));
+        MM_TRY("post ops", dnnl_primitive_attr_set_post_ops(t.attr, t.po));
     }
-    MM_TRY("matmul primitive desc", dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
-    MM_TRY("matmul primitive", dnnl_primitive_create(&m->prim, pd));
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    MM_TRY("matmul primitive desc", dnnl_primitive_desc_create(&t.pd, &md, t.attr, eng, NULL));
+    MM_TRY("matmul primitive", dnnl_primitive_create(&m->prim, t.pd));
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(t.pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(t.pd, dnnl_query_scratchpad_md, 0);
     size_t sbytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     void *sp = sbytes ? kiln_step_alloc(ctx, sbytes) : NULL;
-    if (sbytes && !sp) MM_TRY("scratchpad", dnnl_out_of_memory);
+    void *wp = kiln_step_alloc(ctx, dnnl_memory_desc_get_size(wmd));
+    if ((sbytes && !sp) || !wp) MM_TRY("arena", dnnl_out_of_memory);
     if (sbytes) MM_TRY("memory", dnnl_memory_create(&m->scratch, smd, eng, sp));
     MM_TRY("memory", dnnl_memory_create(&m->a, &ma, eng, DNNL_MEMORY_NONE));
     MM_TRY("memory", dnnl_memory_create(&m->c, &mc, eng, DNNL_MEMORY_NONE));
-    if (pack) {
-        void *wp = kiln_step_alloc(ctx, dnnl_memory_desc_get_size(wmd));
-        if (!wp) MM_TRY("packed weights", dnnl_out_of_memory);
-        MM_TRY("memory", dnnl_memory_create(&m->b, wmd, eng, wp));
-        MM_TRY("memory", dnnl_memory_create(&src_b, &mb, eng, (void *)pack));
-        MM_TRY("reorder desc", dnnl_reorder_primitive_desc_create(&rpd, &mb, eng, wmd, eng, NULL));
-        MM_TRY("reorder", dnnl_primitive_create(&rp, rpd));
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src_b}, {DNNL_ARG_TO, m->b}};
-        MM_TRY("reorder", dnnl_primitive_execute(rp, kiln__dnnl_stream(ctx), 2, args));
-        MM_TRY("reorder", dnnl_stream_wait(kiln__dnnl_stream(ctx)));
-        dnnl_primitive_destroy(rp);
-        dnnl_primitive_desc_destroy(rpd);
-        dnnl_memory_destroy(src_b);
-        rp = NULL, rpd = NULL, src_b = NULL;
-        m->packed = true;
-    } else {
-        MM_TRY("memory", dnnl_memory_create(&m->b, &mb, eng, DNNL_MEMORY_NONE));
-    }
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_primitive_attr_destroy(attr);
-    if (po) dnnl_post_ops_destroy(po);
+    MM_TRY("memory", dnnl_memory_create(&m->b, wmd, eng, wp));
+    MM_TRY("memory", dnnl_memory_create(&t.src_b, &mb, eng, (void *)Bm));
+    MM_TRY("reorder desc", dnnl_reorder_primitive_desc_create(&t.rpd, &mb, eng, wmd, eng, NULL));
+    MM_TRY("reorder", dnnl_primitive_create(&t.rp, t.rpd));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, t.src_b}, {DNNL_ARG_TO, m->b}};
+    MM_TRY("reorder", dnnl_primitive_execute(t.rp, stream, 2, args));
+    MM_TRY("reorder", dnnl_stream_wait(stream));
+    mm_tmp_free(&t);
     return KILN_STATUS_OK;
 }
 
-static kiln_status mm_run(kiln_ctx *ctx, lstm_mm *m, const float *A, const float *Bm, float *C)
+static kiln_status mm_run(kiln_ctx *ctx, lstm_mm *m, const float *A, float *C)
 {
     dnnl_status_t s = dnnl_memory_set_data_handle(m->a, (void *)A);
-    if (s == dnnl_success && !m->packed) s = dnnl_memory_set_data_handle(m->b, (void *)Bm);
     if (s == dnnl_success) s = dnnl_memory_set_data_handle(m->c, C);
     if (s == dnnl_success) {
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m->a}, {DNNL_ARG_WEIGHTS, m->b}, {DNNL_ARG_DST, m->c},
@@ -139,47 +145,26 @@ static kiln_status mm_run(kiln_ctx *ctx, lstm_mm *m, const float *A, const float
     return KILN_STATUS_OK;
 }
 
-/* One product, run once: C = A @ B [+ C]. */
-static kiln_status mm_once(kiln_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, const int64_t sa[2],
-                           const float *Bm, const int64_t sb[2], float *C, const int64_t sc[2], bool acc, bool pack)
-{
-    lstm_mm m;
-    kiln_status st = mm_init(ctx, &m, M, N, K, sa, sb, sc, acc, pack ? Bm : NULL);
-    if (st < 0) return st;
-    st = mm_run(ctx, &m, A, Bm, C);
-    mm_free(&m);
-    return st;
-}
-
-#define S2(r, c) ((const int64_t[2]){(r), (c)})
-
-#ifndef LSTM_BIG
-#define LSTM_BIG 1
-#endif
-#ifdef LSTM_PROF
+#ifdef LSTM_PROF /* -DLSTM_PROF: time of each phase on stderr, for tuning */
 #include <stdio.h>
 #include <time.h>
-static double prof_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-#define PROF(label) do { double t_ = prof_now(); fprintf(stderr, "%-10s %7.2f ms\n", label, (t_ - prof_t) * 1e3); prof_t = t_; } while (0)
-#define PROF_START double prof_t = prof_now()
-#else
-#define PROF(label) (void)0
-#define PROF_START (void)0
-#endif
-/* Whole-sequence products (run once per call). */
-static kiln_status big_mm(kiln_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, const int64_t sa[2],
-                          const float *Bm, const int64_t sb[2], float *C, const int64_t sc[2], bool acc)
+static double prof_now(void)
 {
-#if LSTM_BIG == 0
-    char ta = sa[1] == 1 ? 'N' : 'T', tb = sb[1] == 1 ? 'N' : 'T';
-    dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, ta == 'N' ? sa[0] : sa[1], Bm, tb == 'N' ? sb[0] : sb[1],
-                                 acc ? 1.0f : 0.0f, C, sc[0]);
-    if (s != dnnl_success) return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm failed: %s", kiln__dnnl_status_str(s));
-    return KILN_STATUS_OK;
-#else
-    return mm_once(ctx, M, N, K, A, sa, Bm, sb, C, sc, acc, LSTM_BIG == 2);
-#endif
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+#define PROF_START double prof_t = prof_now()
+#define PROF(label)                                                               \
+    do {                                                                          \
+        double t_ = prof_now();                                                   \
+        fprintf(stderr, "%-10s %7.2f ms\n", label, (t_ - prof_t) * 1e3);          \
+        prof_t = t_;                                                              \
+    } while (0)
+#else
+#define PROF_START (void)0
+#define PROF(label) (void)0
+#endif
 
 /* ---- vectorisable sigmoid / tanh ----------------------------------------------------- *
  * exp by range reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial
@@ -264,19 +249,19 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     PROF_START;
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
-    kiln_status st = big_mm(ctx, B * T, G, I, a->x, S2(I, 1), a->w_ih, S2(1, I), a->gates, S2(G, 1), false);
-    PROF("fwd proj");
+    kiln_status st = sgemm('N', 'T', B * T, G, I, a->x, I, a->w_ih, I, a->gates, G, false);
+    PROF("fwd_proj");
     if (st < 0) return st;
     /* per step: gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H; rows of y, T*H apart) @ w_hh^T */
     lstm_mm rec = {0};
-    if (T > 1) st = mm_init(ctx, &rec, B, G, H, S2(T * H, 1), S2(1, H), S2(T * G, 1), true, a->w_hh);
+    if (T > 1) st = mm_init(ctx, &rec, B, G, H, S2(T * H, 1), a->w_hh, S2(1, H), S2(T * G, 1), true);
     for (int64_t t = 0; t < T && st == KILN_STATUS_OK; t++) {
-        if (t > 0) st = mm_run(ctx, &rec, a->y + (t - 1) * H, NULL, a->gates + t * G);
-        else if (a->h0) st = mm_once(ctx, B, G, H, a->h0, S2(H, 1), a->w_hh, S2(1, H), a->gates, S2(T * G, 1), true, false);
+        if (t > 0) st = mm_run(ctx, &rec, a->y + (t - 1) * H, a->gates + t * G);
+        else if (a->h0) st = sgemm('N', 'T', B, G, H, a->h0, H, a->w_hh, H, a->gates, T * G, true);
         if (st == KILN_STATUS_OK) fwd_step(a, bias, zeros, t);
     }
     mm_free(&rec);
-    PROF("fwd rec");
+    PROF("fwd_rec");
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
         if (a->h_n) memcpy(a->h_n + b * H, a->y + (b * T + T - 1) * H, (size_t)H * sizeof(float));
@@ -357,27 +342,26 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
     lstm_mm rec = {0};
     kiln_status st = KILN_STATUS_OK;
-    if (T > 1) st = mm_init(ctx, &rec, B, H, G, S2(T * G, 1), S2(H, 1), S2(H, 1), false, a->w_hh);
+    if (T > 1) st = mm_init(ctx, &rec, B, H, G, S2(T * G, 1), a->w_hh, S2(H, 1), S2(H, 1), false);
     for (int64_t t = T - 1; t >= 0 && st == KILN_STATUS_OK; t--) {
         bwd_step(a, dh, dc, zeros, t);
-        if (t > 0) st = mm_run(ctx, &rec, a->gates + t * G, NULL, dh);
-        else if (a->gh0)
-            st = mm_once(ctx, B, H, G, a->gates, S2(T * G, 1), a->w_hh, S2(H, 1), a->gh0, S2(H, 1), true, false);
+        if (t > 0) st = mm_run(ctx, &rec, a->gates + t * G, dh);
+        else if (a->gh0) st = sgemm('N', 'N', B, H, G, a->gates, T * G, a->w_hh, H, a->gh0, H, true);
     }
     mm_free(&rec);
-    PROF("bwd rec");
+    PROF("bwd_rec");
     if (st < 0) return st;
     if (a->gc0)
         for (int64_t k = 0; k < B * H; k++) a->gc0[k] += dc[k];
 
     const float *dg = a->gates; /* (B*T, 4H) */
     if (a->gx) { /* gx (B*T, I) += dg @ w_ih */
-        st = big_mm(ctx, B * T, I, G, dg, S2(G, 1), a->w_ih, S2(I, 1), a->gx, S2(I, 1), true);
+        st = sgemm('N', 'N', B * T, I, G, dg, G, a->w_ih, I, a->gx, I, true);
         PROF("dx");
         if (st < 0) return st;
     }
     if (a->gw_ih) { /* gw_ih (4H, I) += dg^T @ x */
-        st = big_mm(ctx, G, I, B * T, dg, S2(1, G), a->x, S2(I, 1), a->gw_ih, S2(I, 1), true);
+        st = sgemm('T', 'N', G, I, B * T, dg, G, a->x, I, a->gw_ih, I, true);
         PROF("dw_ih");
         if (st < 0) return st;
     }
@@ -391,7 +375,7 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
             else memset(row, 0, (size_t)H * sizeof(float));
             memcpy(row + H, a->y + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
         }
-        st = big_mm(ctx, G, H, B * T, dg, S2(1, G), hp, S2(H, 1), a->gw_hh, S2(H, 1), true);
+        st = sgemm('T', 'N', G, H, B * T, dg, G, hp, H, a->gw_hh, H, true);
         PROF("dw_hh");
         if (st < 0) return st;
     }

@@ -23,10 +23,10 @@
  * forces them. Without OpenMP the loops stay scalar but correct. */
 #ifdef _OPENMP
 #define SIMD PRAGMA_(omp simd)
-#define SIMD_RED(op, v) PRAGMA_(omp simd reduction(op : v))
+#define SIMD_RED(op, ...) PRAGMA_(omp simd reduction(op : __VA_ARGS__))
 #else
 #define SIMD
-#define SIMD_RED(op, v)
+#define SIMD_RED(op, ...)
 #endif
 
 static inline __attribute__((always_inline)) float kexp(float x)
@@ -66,13 +66,17 @@ VEC static float row_max(const float *x, int64_t c)
 VEC static float row_sumexp(const float *x, int64_t c, float m, float *dsum)
 {
     float s = 0.0f, d = 0.0f;
-    SIMD_RED(+, s)
-    for (int64_t j = 0; j < c; j++) s += kexp(x[j] - m);
-    if (dsum) {
-        SIMD_RED(+, d)
-        for (int64_t j = 0; j < c; j++) d += x[j] - m;
-        *dsum = d;
+    if (!dsum) {
+        SIMD_RED(+, s)
+        for (int64_t j = 0; j < c; j++) s += kexp(x[j] - m);
+        return s;
     }
+    SIMD_RED(+, s, d)
+    for (int64_t j = 0; j < c; j++) {
+        s += kexp(x[j] - m);
+        d += x[j] - m;
+    }
+    *dsum = d;
     return s;
 }
 

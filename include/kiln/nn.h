@@ -1,0 +1,227 @@
+/* kiln nn: models made of modules with named parameters, the same names as PyTorch state
+ * dicts ("layer1.0.conv1.weight"), so torch weights load and kiln weights load in torch.
+ *
+ * A kiln_model owns a kiln_store (parameters, gradients, buffers), a tree of modules, the
+ * train/eval flag and the layer groups used for freezing and discriminative learning rates.
+ * Building has two phases, as the store requires:
+ *   1. kiln_model_new(), then constructors (kiln_nn_linear(parent, name, ...), ...) add
+ *      modules under a parent and declare their parameters and buffers;
+ *   2. kiln_model_alloc(model, ctx) allocates the store and initialises every module with
+ *      the context's RNG exactly as PyTorch's reset_parameters does (distributions, not bits).
+ * Constructors return NULL with a message on bad input; a NULL parent makes them return
+ * NULL too, so a builder can check once: kiln_model_alloc fails with the first message.
+ *
+ * Modules and their names belong to the model and live until kiln_model_free. The root
+ * module is a Sequential with path "" (its children are "0", "1", ... as in torch's
+ * nn.Sequential); kiln_module_set_forward turns it (or any container) into a custom module.
+ *
+ * Shapes: NCHW for images, (B, T, C) for batch-first sequences, (N, C) for features. */
+#ifndef KILN_NN_H
+#define KILN_NN_H
+
+#include "kiln/core.h"
+#include "kiln/io.h"
+#include "kiln/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_model kiln_model;
+typedef struct kiln_module kiln_module;
+
+/* A module's forward: returns a new tensor in the step arena, or NULL with a message. */
+typedef kiln_tensor *(*kiln_forward_fn)(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x);
+
+typedef enum kiln_module_kind {
+    KILN_MODULE_SEQUENTIAL = 0,
+    KILN_MODULE_CUSTOM,          /* user forward over its children */
+    KILN_MODULE_LINEAR,
+    KILN_MODULE_CONV2D,
+    KILN_MODULE_BATCH_NORM1D,
+    KILN_MODULE_BATCH_NORM2D,
+    KILN_MODULE_EMBEDDING,
+    KILN_MODULE_LSTM,
+    KILN_MODULE_DROPOUT,
+    KILN_MODULE_RELU,
+    KILN_MODULE_FLATTEN,
+    KILN_MODULE_MAX_POOL2D,
+    KILN_MODULE_AVG_POOL2D,
+    KILN_MODULE_ADAPTIVE_AVG_POOL2D,
+    KILN_MODULE_ADAPTIVE_MAX_POOL2D,
+    KILN_MODULE_ADAPTIVE_CONCAT_POOL2D,
+} kiln_module_kind;
+
+/* ---- model ----------------------------------------------------------------------------- */
+
+kiln_model *kiln_model_new(void); /* NULL + message on failure; starts in train mode */
+void kiln_model_free(kiln_model *model);
+kiln_module *kiln_model_root(kiln_model *model);
+/* Allocates the store and initialises all modules in declaration order. Fails (STATE) if
+ * called twice, or with the first constructor error if building failed. */
+kiln_status kiln_model_alloc(kiln_model *model, kiln_ctx *ctx);
+bool kiln_model_allocated(const kiln_model *model);
+kiln_store *kiln_model_store(kiln_model *model); /* parameters in declaration order */
+void kiln_model_zero_grad(kiln_model *model);
+/* Train mode: BatchNorm uses batch statistics and updates running ones, Dropout is active.
+ * Eval mode: running statistics, no dropout. */
+void kiln_model_train(kiln_model *model, bool train);
+bool kiln_model_training(const kiln_model *model);
+kiln_tensor *kiln_model_forward(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x);
+/* Parameter count: all parameters, or only those with requires_grad (sum p.numel()). */
+int64_t kiln_model_n_params(const kiln_model *model, bool trainable_only);
+/* The module at a dotted path ("" is the root); NULL when there is none (no message). */
+kiln_module *kiln_model_find(kiln_model *model, const char *path);
+/* Modules in declaration order (pre-order: a container before its children). */
+size_t kiln_model_n_modules(const kiln_model *model);
+kiln_module *kiln_model_module_at(kiln_model *model, size_t i);
+/* Prints a table of modules (path, type, output shape, parameter count, layer group) and
+ * of parameters (name, shape, count, group, trainable). With ctx and x (one input batch),
+ * runs one forward in eval mode without gradients to fill the output shapes, then
+ * restores the mode, the running statistics and the step arena. */
+kiln_status kiln_model_summary(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x, FILE *out);
+
+/* ---- layer groups and freezing (fastai) ---------------------------------------------------- *
+ * Every parameter has a layer group (0 by default, one group). Groups follow declaration
+ * order: kiln_model_split(model, n, first_paths) makes n groups, first_paths[0..n-2] naming
+ * the module that starts groups 1..n-1 (e.g. {"6", "8"} for three groups). Or assign a
+ * subtree with kiln_module_set_group. */
+kiln_status kiln_model_split(kiln_model *model, int n_groups, const char *const *first_paths);
+kiln_status kiln_module_set_group(kiln_module *m, int group);
+int kiln_model_n_groups(const kiln_model *model);
+
+typedef struct kiln_param_info {
+    int group;                 /* layer group */
+    bool is_param;             /* false for buffers (running statistics) */
+    bool is_bn;                /* belongs to a BatchNorm: trained when frozen (train_bn), no wd */
+    bool is_bias;              /* "bias", "bias_ih_l0", ...: no weight decay in fastai */
+    const kiln_module *module; /* its owner */
+} kiln_param_info;
+/* Info on store entry i (index as kiln_store_at). INVALID when out of range. */
+kiln_status kiln_model_param_info(const kiln_model *model, size_t i, kiln_param_info *out);
+int kiln_model_param_group(const kiln_model *model, size_t i); /* -1 when out of range */
+
+/* freeze_to(n): parameters of groups < n stop requiring grad, except BatchNorm parameters
+ * while train_bn is on (the default, as fastai); the others require grad. n < 0 counts from
+ * the end as Python slicing does; n is clamped to [0, n_groups]. */
+kiln_status kiln_model_freeze_to(kiln_model *model, int n);
+kiln_status kiln_model_freeze(kiln_model *model);   /* freeze_to(-1): all but the last group */
+kiln_status kiln_model_unfreeze(kiln_model *model); /* freeze_to(0) */
+void kiln_model_set_train_bn(kiln_model *model, bool train_bn);
+
+/* ---- state dicts (safetensors, PyTorch names) ----------------------------------------- *
+ * Keys are parameter and buffer names; BatchNorm's num_batches_tracked is written as an
+ * I64 scalar and read when present (optional). Loading checks everything before copying,
+ * so a failed load leaves the model unchanged: shape mismatches always fail; with strict,
+ * missing and unexpected keys fail too. The message names the keys. F16/BF16 become f32. */
+kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict);
+/* From an open file, reading keys "<prefix><name>" (prefix may be NULL); only keys that
+ * start with prefix count as unexpected. */
+kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict);
+/* meta: NULL or a NULL-terminated list of key, value, ... (see kiln_st_save). */
+kiln_status kiln_model_save(kiln_model *model, const char *path, const char *const *meta);
+
+/* ---- modules ------------------------------------------------------------------------------ *
+ * Constructors add a module under parent with the given name (NULL: the next index, "0",
+ * "1", ... as nn.Sequential). Names must be unique among siblings and have no '.'. */
+
+kiln_module *kiln_nn_sequential(kiln_module *parent, const char *name);
+/* A container whose forward is fn; type names it in summaries ("BasicBlock"). user_bytes
+ * of user are copied into the module (kiln_module_user), so they live with it. */
+kiln_module *kiln_nn_custom(kiln_module *parent, const char *name, const char *type, kiln_forward_fn fn,
+                            const void *user, size_t user_bytes);
+/* Turns a Sequential or custom container (the root too) into a custom module. */
+kiln_status kiln_module_set_forward(kiln_module *m, const char *type, kiln_forward_fn fn, const void *user,
+                                    size_t user_bytes);
+
+/* x (..., in) -> (..., out). weight (out, in), bias (out): U(+-1/sqrt(in)). */
+kiln_module *kiln_nn_linear(kiln_module *parent, const char *name, int64_t in, int64_t out, bool bias);
+/* x (N, in, H, W) -> (N, out, OH, OW). weight (out, in/groups, kh, kw), bias (out):
+ * U(+-1/sqrt(fan_in)), fan_in = in/groups*kh*kw. p NULL = kiln_conv2d_default_params(). */
+kiln_module *kiln_nn_conv2d(kiln_module *parent, const char *name, int64_t in, int64_t out, int kh, int kw,
+                            const kiln_conv2d_params *p, bool bias);
+
+typedef struct kiln_bn_params {
+    float momentum; /* 0.1 */
+    float eps;      /* 1e-5 */
+    bool affine;    /* true: weight (C) = 1, bias (C) = 0 */
+} kiln_bn_params;
+kiln_bn_params kiln_bn_default_params(void);
+/* BatchNorm1d: x (N, C) or (N, C, L); BatchNorm2d: x (N, C, H, W). Buffers running_mean
+ * (C) = 0, running_var (C) = 1. p NULL = defaults. */
+kiln_module *kiln_nn_batch_norm1d(kiln_module *parent, const char *name, int64_t c, const kiln_bn_params *p);
+kiln_module *kiln_nn_batch_norm2d(kiln_module *parent, const char *name, int64_t c, const kiln_bn_params *p);
+
+/* idx (any shape, I64/I32) -> (idx..., dim). weight (n, dim): N(0, 1). */
+kiln_module *kiln_nn_embedding(kiln_module *parent, const char *name, int64_t n, int64_t dim);
+
+/* One batch-first LSTM layer as torch.nn.LSTM(input, hidden, batch_first=True): weights
+ * weight_ih_l0 (4H, I), weight_hh_l0 (4H, H), bias_ih_l0, bias_hh_l0 (4H), all
+ * U(+-1/sqrt(H)). The plain forward maps x (B, T, I) -> y (B, T, H) from zero state. */
+kiln_module *kiln_nn_lstm(kiln_module *parent, const char *name, int64_t input, int64_t hidden, bool bias);
+/* With explicit state: h0, c0 (B, H) or NULL for zeros; hn, cn (B, H) written when not NULL. */
+kiln_tensor *kiln_lstm_module_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0,
+                                      kiln_tensor *c0, kiln_tensor **hn, kiln_tensor **cn);
+
+kiln_module *kiln_nn_dropout(kiln_module *parent, const char *name, float p); /* train mode only */
+kiln_module *kiln_nn_relu(kiln_module *parent, const char *name);
+kiln_module *kiln_nn_flatten(kiln_module *parent, const char *name); /* (N, ...) -> (N, prod) */
+/* p NULL: kernel 2, stride 2 (nn.MaxPool2d(2)). */
+kiln_module *kiln_nn_max_pool2d(kiln_module *parent, const char *name, const kiln_pool2d_params *p);
+kiln_module *kiln_nn_avg_pool2d(kiln_module *parent, const char *name, const kiln_pool2d_params *p);
+/* x (N, C, H, W) -> (N, C, oh, ow). */
+kiln_module *kiln_nn_adaptive_avg_pool2d(kiln_module *parent, const char *name, int oh, int ow);
+kiln_module *kiln_nn_adaptive_max_pool2d(kiln_module *parent, const char *name, int oh, int ow);
+/* fastai AdaptiveConcatPool2d: x (N, C, H, W) -> (N, 2C, size, size), cat([max, avg], 1). */
+kiln_module *kiln_nn_adaptive_concat_pool2d(kiln_module *parent, const char *name, int size);
+
+/* Runs m's forward (checks the model is allocated). On failure the message gains
+ * " [in <type> '<path>']" from the innermost module. Records the output shape. */
+kiln_tensor *kiln_module_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x);
+const char *kiln_module_path(const kiln_module *m); /* "layer1.0.conv1"; "" for the root */
+const char *kiln_module_name(const kiln_module *m); /* last path component */
+const char *kiln_module_type(const kiln_module *m); /* PyTorch class name: "Conv2d" */
+kiln_module_kind kiln_module_kind_of(const kiln_module *m);
+kiln_model *kiln_module_model(kiln_module *m);
+bool kiln_module_training(const kiln_module *m);
+int kiln_module_n_children(const kiln_module *m);
+kiln_module *kiln_module_child_at(kiln_module *m, int i);
+kiln_module *kiln_module_child(kiln_module *m, const char *name); /* NULL + message if absent */
+/* A parameter or buffer by local name ("weight", "running_mean"); NULL if absent. */
+kiln_tensor *kiln_module_param(kiln_module *m, const char *name);
+void *kiln_module_user(kiln_module *m); /* custom modules' copied user data, else NULL */
+
+/* ---- initialisation (after kiln_model_alloc; t contiguous f32) ------------------------------ */
+kiln_status kiln_init_uniform(kiln_ctx *ctx, kiln_tensor *t, float lo, float hi);
+kiln_status kiln_init_normal(kiln_ctx *ctx, kiln_tensor *t, float mean, float std);
+kiln_status kiln_init_constant(kiln_tensor *t, float value);
+/* fan_in = shape[1] * prod(shape[2:]), fan_out = shape[0] * prod(shape[2:]) as PyTorch. */
+int64_t kiln_init_fan(const kiln_tensor *t, bool fan_out);
+/* torch.nn.init.kaiming_normal_(t, a, mode, 'leaky_relu'): N(0, gain/sqrt(fan)),
+ * gain = sqrt(2 / (1 + a^2)). a = 0 is the ReLU default fastai uses for heads. */
+kiln_status kiln_init_kaiming_normal(kiln_ctx *ctx, kiln_tensor *t, float a, bool fan_out);
+/* kaiming_uniform_: U(+-gain*sqrt(3/fan)). */
+kiln_status kiln_init_kaiming_uniform(kiln_ctx *ctx, kiln_tensor *t, float a, bool fan_out);
+/* fastai apply_init(m, kaiming_normal_): for every Linear, Conv2d and Embedding in m's
+ * subtree (BatchNorm skipped), weight kaiming_normal_ (a = 0, fan_in), bias 0. */
+kiln_status kiln_module_init_kaiming(kiln_module *m, kiln_ctx *ctx);
+
+/* ---- model builders (src/nn/models/) ---------------------------------------------------------- */
+/* The fastai lesson-7 ResNet-ish net for 28x28 images, the net of
+ * /work/shared/reference/torch_fmnist.py with the same module names:
+ *   Sequential(conv(n_in, 8), Res(8), conv(8, 16), Res(16), conv(16, 32), Res(32),
+ *              conv(32, 16), Res(16), Conv2d(16, n_out, 3, 2, 1), BatchNorm2d(n_out), Flatten())
+ * conv(ni, nf) = Sequential(Conv2d(ni, nf, 3, 2, 1, bias=False), BatchNorm2d(nf), ReLU());
+ * Res(nf): x + c2(c1(x)), c1 and c2 = conv(nf, nf) with stride 1.
+ * x (N, n_in, 28, 28) -> (N, n_out). Two layer groups: body "0".."7", head "8".."10".
+ * Not allocated: call kiln_model_alloc. */
+kiln_model *kiln_simple_cnn_new(int64_t n_in, int64_t n_out);
+/* A small MLP for tests: for each hidden size h: Linear(prev, h), [BatchNorm1d(h) if bn],
+ * ReLU, [Dropout(p) if p > 0]; then Linear(prev, n_out). x (N, n_in) -> (N, n_out).
+ * Two layer groups: everything but the last Linear, and the last Linear. Not allocated. */
+kiln_model *kiln_mlp_new(int64_t n_in, int n_hidden, const int64_t *hidden, int64_t n_out, float p, bool bn);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/* Internal to src/optim: the optimizer's layout, shared by optim.c (construction, groups,
+ * marks, state access) and step.c (the update loops and gradient clipping). */
+#ifndef KILN_OPTIM_INTERNAL_H
+#define KILN_OPTIM_INTERNAL_H
+
+#include "core/internal.h"
+#include "kiln/optim.h"
+
+#define KILN__OPTIM_MAX_STATE 2 /* flat f32 state buffers: Adam's two moments */
+
+struct kiln_optim {
+    kiln_optim_kind kind;
+    kiln_store *store;
+    size_t n;              /* store entries (kiln_store_count) */
+    size_t numel;          /* elements of the store's params buffer */
+    float *params, *grads; /* the store's flat buffers */
+    /* per store entry; t[i] is NULL for buffers */
+    kiln_tensor **t;
+    size_t *off, *len;     /* offset and numel within the params buffer */
+    int *group;
+    bool *no_wd;
+    int64_t *step;
+    /* groups */
+    kiln_optim_group *groups;
+    int n_groups, cap_groups;
+    /* hyper-parameters shared by all groups */
+    double dampening;      /* SGD */
+    bool nesterov;         /* SGD */
+    double beta2, eps;     /* Adam */
+    bool decoupled_wd, bn_bias_wd;
+    /* flat state buffers, params layout */
+    int n_state;
+    float *state[KILN__OPTIM_MAX_STATE];
+    const char *state_name[KILN__OPTIM_MAX_STATE];
+};
+
+/* Validation of one hyper-parameter; `who` starts the message ("sgd", "adam", "optim"). */
+kiln_status kiln__optim_check_lr(const char *who, double lr);
+kiln_status kiln__optim_check_mom(const char *who, const char *field, double mom);
+kiln_status kiln__optim_check_wd(const char *who, double wd);
+
+#endif

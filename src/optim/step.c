@@ -1,0 +1,203 @@
+/* The optimizer step (one f32 loop per parameter over flat buffers, OpenMP for big ones),
+ * zero_grad and gradient clipping by global norm.
+ *
+ * The loops repeat PyTorch 1.13's single-tensor SGD / Adam / AdamW operation for operation:
+ * scalars are formed in double as Python forms them, then rounded to f32 where PyTorch's
+ * kernels round them (alpha of add_, value of addcmul_/addcdiv_, the mul_ factor), and the
+ * f32 expressions keep PyTorch's order (a + alpha*b, a + value*t1*t2, a + value*t1/t2). The
+ * build is ISO C (no FMA contraction), so only PyTorch's own vectorised FMAs differ, by an
+ * ulp. Every element is independent, so results do not depend on the thread count. */
+#include "optim/optim_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#define KILN__OPTIM_PAR _Pragma("omp parallel for schedule(static) if (n > 32768)")
+#else
+#define KILN__OPTIM_PAR
+#endif
+
+typedef struct sgd_h {
+    float neg_lr;   /* -lr */
+    float decay;    /* 1 - lr*wd (decoupled) */
+    float l2;       /* wd (coupled) */
+    float mom;      /* momentum */
+    float damp1;    /* 1 - dampening */
+    bool decoupled, use_l2, use_mom, first, nesterov;
+} sgd_h;
+
+static void sgd_loop(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, sgd_h h)
+{
+    KILN__OPTIM_PAR
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i], d = g[i];
+        if (h.decoupled) pi = pi * h.decay;
+        if (h.use_l2) d = d + h.l2 * pi;
+        if (h.use_mom) {
+            float b = h.first ? d : buf[i] * h.mom + h.damp1 * d;
+            buf[i] = b;
+            d = h.nesterov ? d + h.mom * b : b;
+        }
+        p[i] = pi + h.neg_lr * d;
+    }
+}
+
+typedef struct adam_h {
+    float decay;        /* 1 - lr*wd (decoupled) */
+    float l2;           /* wd (coupled) */
+    float b1, omb1;     /* beta1, 1 - beta1 */
+    float b2, omb2;     /* beta2, 1 - beta2 */
+    float bc2_sqrt;     /* sqrt(1 - beta2^t) */
+    float eps;
+    float neg_step;     /* -lr / (1 - beta1^t) */
+    bool decoupled, use_l2;
+} adam_h;
+
+static void adam_loop(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+                      adam_h h)
+{
+    KILN__OPTIM_PAR
+    for (int64_t i = 0; i < n; i++) {
+        float pi = p[i], d = g[i];
+        if (h.decoupled) pi = pi * h.decay;
+        if (h.use_l2) d = d + h.l2 * pi;
+        float mi = m[i] * h.b1 + h.omb1 * d;
+        float vi = v[i] * h.b2 + h.omb2 * d * d;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / h.bc2_sqrt + h.eps;
+        p[i] = pi + h.neg_step * mi / denom;
+    }
+}
+
+/* The weight decay a parameter gets from its group. */
+static double param_wd(const kiln_optim *opt, size_t i, const kiln_optim_group *grp)
+{
+    return (opt->no_wd[i] && !opt->bn_bias_wd) ? 0.0 : grp->wd;
+}
+
+static void sgd_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
+{
+    double lr = grp->lr, wd = param_wd(opt, i, grp), mom = grp->mom;
+    sgd_h h = {
+        .neg_lr = (float)-lr,
+        .decay = (float)(1.0 - lr * wd),
+        .l2 = (float)wd,
+        .mom = (float)mom,
+        .damp1 = (float)(1.0 - opt->dampening),
+        .decoupled = opt->decoupled_wd,
+        .use_l2 = !opt->decoupled_wd && wd != 0,
+        .use_mom = mom != 0,
+        .first = opt->step[i] == 0,
+        .nesterov = opt->nesterov,
+    };
+    size_t o = opt->off[i];
+    sgd_loop(opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], h);
+    if (h.use_mom) opt->step[i]++;
+}
+
+static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
+{
+    double lr = grp->lr, wd = param_wd(opt, i, grp), b1 = grp->mom, b2 = opt->beta2;
+    double t = (double)++opt->step[i];
+    double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+    adam_h h = {
+        .decay = (float)(1.0 - lr * wd),
+        .l2 = (float)wd,
+        .b1 = (float)b1,
+        .omb1 = (float)(1.0 - b1),
+        .b2 = (float)b2,
+        .omb2 = (float)(1.0 - b2),
+        .bc2_sqrt = (float)sqrt(bc2),
+        .eps = (float)opt->eps,
+        .neg_step = (float)-(lr / bc1),
+        .decoupled = opt->decoupled_wd,
+        .use_l2 = !opt->decoupled_wd && wd != 0,
+    };
+    size_t o = opt->off[i];
+    adam_loop(opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, (int64_t)opt->len[i], h);
+}
+
+kiln_status kiln_optim_step(kiln_optim *opt)
+{
+    if (!opt) return kiln__err(KILN_STATUS_INVALID, "optim: optimizer is NULL");
+    for (size_t i = 0; i < opt->n; i++) {
+        kiln_tensor *t = opt->t[i];
+        if (!t || !t->requires_grad || !opt->len[i]) continue;
+        const kiln_optim_group *grp = &opt->groups[opt->group[i]];
+        if (grp->frozen) continue;
+        if (opt->kind == KILN_OPTIM_KIND_SGD)
+            sgd_param(opt, i, grp);
+        else
+            adam_param(opt, i, grp);
+    }
+    return KILN_STATUS_OK;
+}
+
+void kiln_optim_zero_grad(kiln_optim *opt)
+{
+    if (opt) kiln_store_zero_grad(opt->store);
+}
+
+/* ---- clipping ---------------------------------------------------------------------------- */
+
+/* Sum of squares in double over fixed chunks whose size depends only on n, added in order:
+ * the same bits for any thread count. */
+static double sum_sq(const float *g, size_t n)
+{
+    enum { MAX_CHUNKS = 256, MIN_CHUNK = 16384 };
+    size_t chunk = n / MAX_CHUNKS + 1;
+    if (chunk < MIN_CHUNK) chunk = MIN_CHUNK;
+    int64_t nc = (int64_t)((n + chunk - 1) / chunk);
+    double part[MAX_CHUNKS];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (nc > 1)
+#endif
+    for (int64_t c = 0; c < nc; c++) {
+        size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n, j = lo;
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (; j + 4 <= hi; j += 4) {
+            a0 += (double)g[j] * g[j];
+            a1 += (double)g[j + 1] * g[j + 1];
+            a2 += (double)g[j + 2] * g[j + 2];
+            a3 += (double)g[j + 3] * g[j + 3];
+        }
+        for (; j < hi; j++) a0 += (double)g[j] * g[j];
+        part[c] = (a0 + a1) + (a2 + a3);
+    }
+    double s = 0;
+    for (int64_t c = 0; c < nc; c++) s += part[c];
+    return s;
+}
+
+static void scale(float *g, int64_t n, float c)
+{
+    KILN__OPTIM_PAR
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] * c;
+}
+
+kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_norm)
+{
+    if (!s) return kiln__err(KILN_STATUS_INVALID, "clip_grad_norm: store is NULL");
+    if (!(max_norm > 0)) return kiln__err(KILN_STATUS_INVALID, "clip_grad_norm: max_norm %g must be > 0", max_norm);
+    if (!kiln_store_flat(s, KILN_STORE_GRADS, NULL))
+        return kiln__err(KILN_STATUS_STATE, "clip_grad_norm: the store is not allocated");
+    size_t n = kiln_store_count(s);
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        if (kiln_store_is_param(s, i) && t->requires_grad && t->grad)
+            ss += sum_sq(t->grad->data, (size_t)kiln_numel(t));
+    }
+    double norm = sqrt(ss);
+    if (total_norm) *total_norm = norm;
+    double coef = max_norm / (norm + 1e-6);
+    if (coef >= 1.0) return KILN_STATUS_OK; /* NaN falls through: PyTorch's clamp keeps it */
+    for (size_t i = 0; i < n; i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        if (kiln_store_is_param(s, i) && t->requires_grad && t->grad)
+            scale(t->grad->data, kiln_numel(t), (float)coef);
+    }
+    return KILN_STATUS_OK;
+}
