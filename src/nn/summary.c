@@ -55,18 +55,20 @@ kiln_status kiln_model_summary(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x,
         const kiln_module *m = model->mods[i];
         int depth = 0;
         for (const kiln_module *p = m->parent; p && p->parent; p = p->parent) depth++;
-        int64_t count = 0;
+        int64_t count = 0; /* the whole subtree's, as torchinfo's "(recursive)" */
         int group = -1;
+        bool mixed = false;
         for (size_t j = 0; j < n; j++) {
-            if (model->owner[j] != m || !kiln_store_is_param(model->store, j)) continue;
+            if (!kiln_store_is_param(model->store, j) || !kiln__nn_contains(m, model->owner[j])) continue;
             count += kiln_numel(kiln_store_at(model->store, j));
+            mixed |= group >= 0 && group != model->group[j];
             group = model->group[j];
         }
         char path[160];
         snprintf(path, sizeof path, "%*s%s", 2 * depth, "", m->path);
         shape_of(sh, sizeof sh, m->out_ndim, m->out_shape);
         char grp[16] = "";
-        if (group >= 0) snprintf(grp, sizeof grp, "%d", group);
+        if (group >= 0) snprintf(grp, sizeof grp, mixed ? "mixed" : "%d", group);
         fprintf(out, "%-32s %-22s %-22s %10lld %5s\n", path, m->type, sh, (long long)count, grp);
     }
     fprintf(out, "\n%-40s %-18s %10s %5s %s\n", "parameter", "shape", "count", "group", "trainable");

@@ -1,0 +1,80 @@
+/* kiln data: where batches come from. A kiln_data is a source with two splits (train and
+ * valid) that hands out batch i of a split as x, y tensors in the context's step arena, so
+ * the Learner's per-step rewind frees them. Any loader (in-memory tensors here; image
+ * folders, text and tables later) plugs in through kiln_data_ops.
+ *
+ * Shuffling is a pure function of (seed, epoch): kiln_data_set_epoch(d, seed, e) fixes the
+ * order of the train split for epoch e, so a run is reproducible and can be resumed at any
+ * epoch without replaying the earlier ones. The valid split is never shuffled (fastai). */
+#ifndef KILN_DATA_H
+#define KILN_DATA_H
+
+#include "kiln/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kiln_split {
+    KILN_SPLIT_TRAIN = 0,
+    KILN_SPLIT_VALID = 1,
+} kiln_split;
+
+const char *kiln_split_name(kiln_split s); /* "train", "valid" */
+
+/* A source's behaviour. state is the source's own pointer (given to kiln_data_new).
+ *   n_items, n_batches: per split (0 for an empty split; valid may be empty).
+ *   set_epoch: fix the train order for epoch `epoch` from seed (may be NULL: no shuffling).
+ *   get_batch: batch i in [0, n_batches) of split, x (B, ...) and y (B, ...) made in ctx's
+ *              step arena (never requiring grad); returns OK or an error with a message.
+ *   free: releases state (may be NULL). */
+typedef struct kiln_data_ops {
+    int64_t (*n_items)(void *state, kiln_split split);
+    int64_t (*n_batches)(void *state, kiln_split split);
+    kiln_status (*set_epoch)(void *state, uint64_t seed, int64_t epoch);
+    kiln_status (*get_batch)(void *state, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+                             kiln_tensor **y);
+    void (*free)(void *state);
+} kiln_data_ops;
+
+typedef struct kiln_data kiln_data;
+
+/* Wraps a source; ops is copied, state is owned from now on (freed by ops->free in
+ * kiln_data_free, also when this call fails). NULL + message on failure. */
+kiln_data *kiln_data_new(const kiln_data_ops *ops, void *state);
+void kiln_data_free(kiln_data *d);
+void *kiln_data_state(kiln_data *d);
+int64_t kiln_data_n_items(const kiln_data *d, kiln_split split);
+int64_t kiln_data_n_batches(const kiln_data *d, kiln_split split);
+kiln_status kiln_data_set_epoch(kiln_data *d, uint64_t seed, int64_t epoch);
+/* INVALID + message when i is out of range. */
+kiln_status kiln_data_get_batch(kiln_data *d, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+                                kiln_tensor **y);
+
+/* The permutation of 0..n-1 that epoch `epoch` uses under seed: Fisher-Yates driven by
+ * Philox(seed, epoch-derived counters). Pure; loaders share it so every source shuffles
+ * the same way. out has n elements. */
+void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out);
+
+/* ---- in-memory tensor dataset ------------------------------------------------------------ *
+ * x (N, ...) f32 features and y (N) i64 class indices, or y (N, ...) f32 targets (regression,
+ * multi-label). Batches are rows of the (shuffled) train order / valid in order; the last
+ * batch is short unless drop_last (train only; valid keeps every item). */
+typedef struct kiln_tensor_data_params {
+    int64_t batch_size;       /* 64 */
+    int64_t valid_batch_size; /* 0 = batch_size */
+    bool shuffle;             /* true: train order from kiln_data_set_epoch */
+    bool drop_last;           /* true: drop the short last train batch (fastai's train dl) */
+} kiln_tensor_data_params;
+
+kiln_tensor_data_params kiln_tensor_data_default_params(void);
+/* Copies the tensors (any strides; they may live in the step arena). x_valid/y_valid may be
+ * NULL for no valid split. The splits must agree on the item shape of x and y and dtypes. */
+kiln_data *kiln_tensor_data_new(const kiln_tensor *x_train, const kiln_tensor *y_train,
+                                const kiln_tensor *x_valid, const kiln_tensor *y_valid,
+                                const kiln_tensor_data_params *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
