@@ -8,4 +8,5 @@
 #include "kiln/sched.h"
 #include "kiln/report.h"
 #include "kiln/optim.h"
+#include "kiln/nn.h"
 #endif

@@ -46,6 +46,46 @@ kiln_status kiln_plot_panels(const char *path, const kiln_plot_panel *panels, in
 kiln_status kiln_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
                             bool log_x, bool log_y, const kiln_plot_series *series, int n_series);
 
+/* ==== progress (src/report/progress.c; added by the Learner issue) ======================== *
+ * fastprogress in a terminal: a live bar while a loop runs,
+ *   "██████████████░░░░░░ 97/100 [00:03<00:00 0.412]"
+ * redrawn in place with "\r" when the stream is a TTY, and plain lines ("label 50/100
+ * [00:01<00:01 0.412]", at most every few seconds plus the end) when it is not; and the
+ * epoch table as fastprogress prints it: names padded to 8 and joined by two spaces,
+ * "epoch     train_loss  valid_loss  accuracy  time", values padded to their column.
+ * Quiet prints nothing. A kiln_progress writes to a borrowed FILE and owns nothing else. */
+typedef enum kiln_progress_style {
+    KILN_PROGRESS_STYLE_AUTO = 0, /* bar on a TTY, lines otherwise */
+    KILN_PROGRESS_STYLE_BAR,
+    KILN_PROGRESS_STYLE_LINES,
+    KILN_PROGRESS_STYLE_QUIET,
+} kiln_progress_style;
+
+typedef struct kiln_progress kiln_progress;
+
+/* out NULL = stdout. NULL + message when out of memory. */
+kiln_progress *kiln_progress_new(FILE *out, kiln_progress_style style);
+void kiln_progress_free(kiln_progress *p);
+/* The style after resolving AUTO (never AUTO). */
+kiln_progress_style kiln_progress_get_style(const kiln_progress *p);
+/* Starts a bar of total steps; label may be NULL. */
+void kiln_progress_begin(kiln_progress *p, const char *label, int64_t total);
+/* done steps so far; value is shown after the times (NAN = none); comment may be NULL. */
+void kiln_progress_update(kiln_progress *p, int64_t done, double value, const char *comment);
+/* Ends the bar: on a TTY the line is cleared so a table row can take its place. */
+void kiln_progress_end(kiln_progress *p);
+/* Table: header once, then rows of n cells (strings) padded to the header's columns. */
+void kiln_progress_table_header(kiln_progress *p, int n, const char *const *names);
+void kiln_progress_table_row(kiln_progress *p, int n, const char *const *cells);
+/* Prints one line (a message between bars). */
+void kiln_progress_message(kiln_progress *p, const char *msg);
+/* "mm:ss" (or "h:mm:ss" from one hour) for a number of seconds; returns buf. */
+char *kiln_format_time(double seconds, char *buf, size_t n);
+/* The bar line for these values without the leading "\r" (what a TTY shows); width is the
+ * number of bar cells. For tests and custom displays. Returns buf. */
+char *kiln_progress_format(char *buf, size_t n, const char *label, int64_t done, int64_t total,
+                           double elapsed, double value, const char *comment, int width);
+
 #ifdef __cplusplus
 }
 #endif

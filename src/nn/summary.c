@@ -1,5 +1,5 @@
-/* kiln_model_summary: a table of modules (path, type, output shape, own parameter count,
- * layer group) and of parameters (name, shape, count, group, trainable), then totals.
+/* kiln_model_summary: a table of modules (path, type, output shape, parameter count of the
+ * subtree, layer group) and of parameters (name, shape, count, group, trainable), then totals.
  * With an input batch it runs one eval-mode forward without gradients to fill the output
  * shapes, and restores the train flag, the running statistics and the step arena. */
 #include "nn/nn_internal.h"
@@ -68,7 +68,10 @@ kiln_status kiln_model_summary(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x,
         snprintf(path, sizeof path, "%*s%s", 2 * depth, "", m->path);
         shape_of(sh, sizeof sh, m->out_ndim, m->out_shape);
         char grp[16] = "";
-        if (group >= 0) snprintf(grp, sizeof grp, mixed ? "mixed" : "%d", group);
+        if (mixed)
+            snprintf(grp, sizeof grp, "mixed");
+        else if (group >= 0)
+            snprintf(grp, sizeof grp, "%d", group);
         fprintf(out, "%-32s %-22s %-22s %10lld %5s\n", path, m->type, sh, (long long)count, grp);
     }
     fprintf(out, "\n%-40s %-18s %10s %5s %s\n", "parameter", "shape", "count", "group", "trainable");
