@@ -60,12 +60,12 @@ static bool check_shape(const kiln_tensor *t, const char *arg, int nd, const int
     bool ok = t->ndim == nd;
     for (int i = 0; ok && i < nd; i++) ok = t->shape[i] == want[i];
     if (ok) return true;
-    char got[128], exp[128] = "(";
+    char got[128], wants[128] = "(";
     size_t len = 1;
     for (int i = 0; i < nd; i++)
-        len += (size_t)snprintf(exp + len, sizeof exp - len, "%s%lld", i ? ", " : "", (long long)want[i]);
-    snprintf(exp + len, sizeof exp - len, nd == 1 ? ",)" : ")"); /* as kiln_shape_str */
-    kiln__err(KILN_STATUS_INVALID, "lstm: %s has shape %s, expected %s %s", arg, shp(t, got, sizeof got), exp, why);
+        len += (size_t)snprintf(wants + len, sizeof wants - len, "%s%lld", i ? ", " : "", (long long)want[i]);
+    snprintf(wants + len, sizeof wants - len, nd == 1 ? ",)" : ")"); /* as kiln_shape_str */
+    kiln__err(KILN_STATUS_INVALID, "lstm: %s has shape %s, expected %s %s", arg, shp(t, got, sizeof got), wants, why);
     return false;
 }
 

@@ -145,26 +145,6 @@ static kiln_status mm_run(kiln_ctx *ctx, lstm_mm *m, const float *A, float *C)
     return KILN_STATUS_OK;
 }
 
-#ifdef LSTM_PROF /* -DLSTM_PROF: time of each phase on stderr, for tuning */
-#include <stdio.h>
-#include <time.h>
-static double prof_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-#define PROF_START double prof_t = prof_now()
-#define PROF(label)                                                               \
-    do {                                                                          \
-        double t_ = prof_now();                                                   \
-        fprintf(stderr, "%-10s %7.2f ms\n", label, (t_ - prof_t) * 1e3);          \
-        prof_t = t_;                                                              \
-    } while (0)
-#else
-#define PROF_START (void)0
-#define PROF(label) (void)0
-#endif
 
 /* ---- vectorisable sigmoid / tanh ----------------------------------------------------- *
  * exp by range reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial
@@ -246,11 +226,9 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     float *zeros = bias + G;
     for (int64_t g = 0; g < G; g++) bias[g] = (a->b_ih ? a->b_ih[g] : 0.0f) + (a->b_hh ? a->b_hh[g] : 0.0f);
     memset(zeros, 0, (size_t)H * sizeof(float));
-    PROF_START;
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
     kiln_status st = sgemm('N', 'T', B * T, G, I, a->x, I, a->w_ih, I, a->gates, G, false);
-    PROF("fwd_proj");
     if (st < 0) return st;
     /* per step: gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H; rows of y, T*H apart) @ w_hh^T */
     lstm_mm rec = {0};
@@ -261,7 +239,6 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
         if (st == KILN_STATUS_OK) fwd_step(a, bias, zeros, t);
     }
     mm_free(&rec);
-    PROF("fwd_rec");
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
         if (a->h_n) memcpy(a->h_n + b * H, a->y + (b * T + T - 1) * H, (size_t)H * sizeof(float));
@@ -337,7 +314,6 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     else memset(dh, 0, (size_t)(B * H) * sizeof(float));
     if (a->gc_n) memcpy(dc, a->gc_n, (size_t)(B * H) * sizeof(float));
     else memset(dc, 0, (size_t)(B * H) * sizeof(float));
-    PROF_START;
 
     /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
     lstm_mm rec = {0};
@@ -349,7 +325,6 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
         else if (a->gh0) st = sgemm('N', 'N', B, H, G, a->gates, T * G, a->w_hh, H, a->gh0, H, true);
     }
     mm_free(&rec);
-    PROF("bwd_rec");
     if (st < 0) return st;
     if (a->gc0)
         for (int64_t k = 0; k < B * H; k++) a->gc0[k] += dc[k];
@@ -357,12 +332,10 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     const float *dg = a->gates; /* (B*T, 4H) */
     if (a->gx) { /* gx (B*T, I) += dg @ w_ih */
         st = sgemm('N', 'N', B * T, I, G, dg, G, a->w_ih, I, a->gx, I, true);
-        PROF("dx");
         if (st < 0) return st;
     }
     if (a->gw_ih) { /* gw_ih (4H, I) += dg^T @ x */
         st = sgemm('T', 'N', G, I, B * T, dg, G, a->x, I, a->gw_ih, I, true);
-        PROF("dw_ih");
         if (st < 0) return st;
     }
     if (a->gw_hh && (T > 1 || a->h0)) { /* gw_hh (4H, H) += dg^T @ hprev, hprev (B*T, H) = h_{t-1} */
@@ -376,11 +349,9 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
             memcpy(row + H, a->y + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
         }
         st = sgemm('T', 'N', G, H, B * T, dg, G, hp, H, a->gw_hh, H, true);
-        PROF("dw_hh");
         if (st < 0) return st;
     }
     if (a->gb_ih || a->gb_hh) colsum_add(dg, B * T, G, a->gb_ih, a->gb_hh);
-    PROF("db");
     return KILN_STATUS_OK;
 }
 
