@@ -9,4 +9,6 @@
 #include "kiln/report.h"
 #include "kiln/optim.h"
 #include "kiln/nn.h"
+#include "kiln/data.h"
+#include "kiln/learn.h"
 #endif

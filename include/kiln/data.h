@@ -15,12 +15,12 @@
 extern "C" {
 #endif
 
-typedef enum kiln_split {
-    KILN_SPLIT_TRAIN = 0,
-    KILN_SPLIT_VALID = 1,
-} kiln_split;
+typedef enum kiln_data_split {
+    KILN_DATA_SPLIT_TRAIN = 0,
+    KILN_DATA_SPLIT_VALID = 1,
+} kiln_data_split;
 
-const char *kiln_split_name(kiln_split s); /* "train", "valid" */
+const char *kiln_data_split_name(kiln_data_split s); /* "train", "valid" */
 
 /* A source's behaviour. state is the source's own pointer (given to kiln_data_new).
  *   n_items, n_batches: per split (0 for an empty split; valid may be empty).
@@ -29,10 +29,10 @@ const char *kiln_split_name(kiln_split s); /* "train", "valid" */
  *              step arena (never requiring grad); returns OK or an error with a message.
  *   free: releases state (may be NULL). */
 typedef struct kiln_data_ops {
-    int64_t (*n_items)(void *state, kiln_split split);
-    int64_t (*n_batches)(void *state, kiln_split split);
+    int64_t (*n_items)(void *state, kiln_data_split split);
+    int64_t (*n_batches)(void *state, kiln_data_split split);
     kiln_status (*set_epoch)(void *state, uint64_t seed, int64_t epoch);
-    kiln_status (*get_batch)(void *state, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+    kiln_status (*get_batch)(void *state, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                              kiln_tensor **y);
     void (*free)(void *state);
 } kiln_data_ops;
@@ -44,11 +44,11 @@ typedef struct kiln_data kiln_data;
 kiln_data *kiln_data_new(const kiln_data_ops *ops, void *state);
 void kiln_data_free(kiln_data *d);
 void *kiln_data_state(kiln_data *d);
-int64_t kiln_data_n_items(const kiln_data *d, kiln_split split);
-int64_t kiln_data_n_batches(const kiln_data *d, kiln_split split);
+int64_t kiln_data_n_items(const kiln_data *d, kiln_data_split split);
+int64_t kiln_data_n_batches(const kiln_data *d, kiln_data_split split);
 kiln_status kiln_data_set_epoch(kiln_data *d, uint64_t seed, int64_t epoch);
 /* INVALID + message when i is out of range. */
-kiln_status kiln_data_get_batch(kiln_data *d, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+kiln_status kiln_data_get_batch(kiln_data *d, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                                 kiln_tensor **y);
 
 /* The permutation of 0..n-1 that epoch `epoch` uses under seed: Fisher-Yates driven by

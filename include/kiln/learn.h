@@ -10,10 +10,12 @@
  *   record; end_batch.
  * A callback may set state->skip_batch (in begin_batch, after_loss or after_backward): the
  * rest of the step up to end_batch is skipped (no backward/step), grads are zeroed and the
- * batch is not recorded. state->stop_training ends the fit after the current callback's
- * batch (or epoch): no validation of a cut-short epoch, end_fit still runs.
- * An epoch: begin_epoch; train batches; validation (valid loss + metrics); record the epoch
- * row; end_epoch (which can read valid_loss and metrics, e.g. early stopping).
+ * batch is not recorded; end_batch still runs. state->stop_training ends the fit: set during
+ * an epoch's training (begin_epoch .. end_batch) it also skips the rest of that batch as
+ * skip_batch does, and the cut-short epoch gets no validation, no epoch row and no
+ * end_epoch; set in end_epoch (early stopping) no further epoch starts. end_fit always runs.
+ * An epoch: kiln_data_set_epoch(seed, epoch); begin_epoch; train batches; validation (valid
+ * loss + metrics); record the epoch row; end_epoch (which can read valid_loss and metrics).
  *
  * Ownership: the learner borrows ctx, model and data (they must outlive it). It borrows the
  * optimizer given to kiln_learner_new, or creates and owns fastai's default Adam when NULL.
@@ -121,7 +123,8 @@ kiln_learner_params kiln_learner_default_params(void);
 
 /* opt NULL: creates kiln_optim_new_adam(kiln_adam_default_params()) over the model's store.
  * The optimizer's groups are set to the model's layer groups (kiln_model_param_group) now
- * and at each fit start. NULL + message when something is missing or not allocated. */
+ * and at each fit start, and with no_wd_bn_bias BatchNorm parameters and biases are marked
+ * no-wd (kiln_optim_set_no_wd). NULL + message when something is missing or not allocated. */
 kiln_learner *kiln_learner_new(kiln_ctx *ctx, kiln_model *model, kiln_data *data, kiln_optim *opt,
                                const kiln_learner_params *p);
 void kiln_learner_free(kiln_learner *l);
@@ -173,7 +176,7 @@ kiln_status kiln_learner_fit_one_cycle(kiln_learner *l, int64_t n_epochs, double
 /* Loss (batch-size weighted mean) and metrics over a split in eval mode without gradients;
  * metrics has kiln_learner_n_metrics elements (may be NULL). Restores the train/eval mode
  * and rewinds the step arena to where it was. */
-kiln_status kiln_learner_validate(kiln_learner *l, kiln_split split, double *loss, double *metrics);
+kiln_status kiln_learner_validate(kiln_learner *l, kiln_data_split split, double *loss, double *metrics);
 
 /* Predictions over a whole split in order: probs (n, c) f32 (softmax for cross-entropy,
  * sigmoid for BCE, raw outputs otherwise; c = output numel per item), targets (n, k) in the
@@ -186,7 +189,7 @@ typedef struct kiln_preds {
     int64_t n, c, k;
     double loss;           /* mean loss over the split */
 } kiln_preds;
-kiln_status kiln_learner_get_preds(kiln_learner *l, kiln_split split, kiln_preds *out);
+kiln_status kiln_learner_get_preds(kiln_learner *l, kiln_data_split split, kiln_preds *out);
 void kiln_preds_free(kiln_preds *p);
 /* One batch x (B, ...) through the model in eval mode without gradients, with the loss's
  * activation applied (softmax / sigmoid / none): (B, ...) in the step arena. */
@@ -199,7 +202,8 @@ typedef struct kiln_fit_state {
     const kiln_sched *sched; /* the fit's schedule (NULL outside a fit) */
     int64_t epoch;           /* current epoch (absolute, counts from 0) */
     int64_t n_epochs;        /* epochs of this fit, start_epoch included */
-    int64_t iter;            /* training iteration: the schedule index of this batch */
+    int64_t iter;            /* training iteration: the schedule index of this batch;
+                                in end_epoch the number of iterations done */
     int64_t n_iters;         /* n_epochs * n_batches */
     int64_t batch;           /* batch index inside the epoch */
     int64_t n_batches;       /* training batches per epoch */
@@ -297,7 +301,8 @@ const char *kiln_recorder_metric_name(const kiln_recorder *r, int j);
 kiln_status kiln_recorder_epoch(const kiln_recorder *r, int64_t i, kiln_epoch_record *out);
 
 /* Epoch table: header "epoch,train_loss,valid_loss,<metric names>,time", one row per epoch,
- * time as mm:ss; numbers with %.6f (fastai's table) / %.9g in the exact columns. Atomic. */
+ * losses and metrics with %.9g, time as mm:ss (as printed). Written atomically (temp file,
+ * fsync, rename). */
 kiln_status kiln_recorder_write_csv(const kiln_recorder *r, const char *path);
 /* Batch log: header "iter,epoch,loss,smooth_loss,lr_0..lr_{G-1},mom_0..mom_{G-1}", %.9g. Atomic. */
 kiln_status kiln_recorder_write_batches_csv(const kiln_recorder *r, const char *path);

@@ -12,7 +12,7 @@ struct kiln_data {
     void *state;
 };
 
-const char *kiln_split_name(kiln_split s) { return s == KILN_SPLIT_TRAIN ? "train" : "valid"; }
+const char *kiln_data_split_name(kiln_data_split s) { return s == KILN_DATA_SPLIT_TRAIN ? "train" : "valid"; }
 
 kiln_data *kiln_data_new(const kiln_data_ops *ops, void *state)
 {
@@ -39,12 +39,12 @@ void kiln_data_free(kiln_data *d)
 
 void *kiln_data_state(kiln_data *d) { return d ? d->state : NULL; }
 
-int64_t kiln_data_n_items(const kiln_data *d, kiln_split split)
+int64_t kiln_data_n_items(const kiln_data *d, kiln_data_split split)
 {
     return d && d->ops.n_items ? d->ops.n_items(d->state, split) : 0;
 }
 
-int64_t kiln_data_n_batches(const kiln_data *d, kiln_split split)
+int64_t kiln_data_n_batches(const kiln_data *d, kiln_data_split split)
 {
     return d ? d->ops.n_batches(d->state, split) : 0;
 }
@@ -56,19 +56,19 @@ kiln_status kiln_data_set_epoch(kiln_data *d, uint64_t seed, int64_t epoch)
     return d->ops.set_epoch ? d->ops.set_epoch(d->state, seed, epoch) : KILN_STATUS_OK;
 }
 
-kiln_status kiln_data_get_batch(kiln_data *d, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+kiln_status kiln_data_get_batch(kiln_data *d, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                                 kiln_tensor **y)
 {
     if (!d || !ctx || !x || !y) return kiln__err(KILN_STATUS_INVALID, "data_get_batch: NULL argument");
     int64_t nb = d->ops.n_batches(d->state, split);
     if (i < 0 || i >= nb)
         return kiln__err(KILN_STATUS_INVALID, "data_get_batch: %s batch %lld out of range (%lld batches)",
-                         kiln_split_name(split), (long long)i, (long long)nb);
+                         kiln_data_split_name(split), (long long)i, (long long)nb);
     *x = *y = NULL;
     kiln_status st = d->ops.get_batch(d->state, split, i, ctx, x, y);
     if (st == KILN_STATUS_OK && (!*x || !*y))
         return kiln__err(KILN_STATUS_STATE, "data_get_batch: the source returned no tensor for %s batch %lld",
-                         kiln_split_name(split), (long long)i);
+                         kiln_data_split_name(split), (long long)i);
     return st;
 }
 
@@ -112,30 +112,30 @@ kiln_tensor_data_params kiln_tensor_data_default_params(void)
     return (kiln_tensor_data_params){.batch_size = 64, .valid_batch_size = 0, .shuffle = true, .drop_last = true};
 }
 
-static int64_t td_items(void *state, kiln_split split) { return ((tdata *)state)->s[split].n; }
+static int64_t td_items(void *state, kiln_data_split split) { return ((tdata *)state)->s[split].n; }
 
-static int64_t td_bs(const tdata *t, kiln_split split)
+static int64_t td_bs(const tdata *t, kiln_data_split split)
 {
-    return split == KILN_SPLIT_VALID && t->p.valid_batch_size > 0 ? t->p.valid_batch_size : t->p.batch_size;
+    return split == KILN_DATA_SPLIT_VALID && t->p.valid_batch_size > 0 ? t->p.valid_batch_size : t->p.batch_size;
 }
 
-static int64_t td_batches(void *state, kiln_split split)
+static int64_t td_batches(void *state, kiln_data_split split)
 {
     tdata *t = state;
     int64_t n = t->s[split].n, bs = td_bs(t, split);
-    if (split == KILN_SPLIT_TRAIN && t->p.drop_last) return n / bs;
+    if (split == KILN_DATA_SPLIT_TRAIN && t->p.drop_last) return n / bs;
     return (n + bs - 1) / bs;
 }
 
 static kiln_status td_set_epoch(void *state, uint64_t seed, int64_t epoch)
 {
     tdata *t = state;
-    tsplit *s = &t->s[KILN_SPLIT_TRAIN];
+    tsplit *s = &t->s[KILN_DATA_SPLIT_TRAIN];
     if (t->p.shuffle) kiln_data_permutation(seed, epoch, s->n, s->order);
     return KILN_STATUS_OK;
 }
 
-static kiln_status td_get(void *state, kiln_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
+static kiln_status td_get(void *state, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                           kiln_tensor **y)
 {
     tdata *t = state;
@@ -230,10 +230,11 @@ kiln_data *kiln_tensor_data_new(const kiln_tensor *x_train, const kiln_tensor *y
         s->n = xs[k]->shape[0];
         s->x = copy_out(xs[k]);
         s->y = copy_out(ys[k]);
-        if (k == KILN_SPLIT_TRAIN) s->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->order);
-        if (!s->x || !s->y || (k == KILN_SPLIT_TRAIN && !s->order)) {
+        if (k == KILN_DATA_SPLIT_TRAIN) s->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->order);
+        if (!s->x || !s->y || (k == KILN_DATA_SPLIT_TRAIN && !s->order)) {
+            long long n = (long long)s->n;
             td_free(t);
-            return kiln__errp(KILN_STATUS_NOMEM, "tensor_data: out of memory copying %lld items", (long long)s->n);
+            return kiln__errp(KILN_STATUS_NOMEM, "tensor_data: out of memory copying %lld items", n);
         }
         if (s->order)
             for (int64_t i = 0; i < s->n; i++) s->order[i] = i;

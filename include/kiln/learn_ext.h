@@ -1,0 +1,191 @@
+/* kiln learn_ext: three things built on the Learner (learn.h):
+ *   - the LR range test (fastai Learner.lr_find), which leaves no trace on the learner;
+ *   - snapshot ensembles (Huang et al. 2017): weights saved at each SGDR/CLR cycle end and
+ *     predictions averaged over the last M snapshots;
+ *   - checkpoints: everything a fit needs to go on (weights, optimizer state, schedule
+ *     position, RNG, history) in one safetensors file, and a callback that writes them, so a
+ *     run stopped after epoch k and resumed with start_epoch = k ends bit for bit where an
+ *     uninterrupted run does (same thread count).
+ * Also an in-memory copy of a model's weights (kiln_weights), which all three use.
+ *
+ * Ownership: results (kiln_lr_find_result, kiln_snapshot_eval, kiln_preds) are malloc'd
+ * and released with their _free function. Snapshots and checkpoint state attached to a
+ * learner belong to it (callback user data) and die with kiln_learner_free. */
+#ifndef KILN_LEARN_EXT_H
+#define KILN_LEARN_EXT_H
+
+#include "kiln/learn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- in-memory weights ------------------------------------------------------------------ *
+ * A copy of the model's flat params and buffers (kiln_store_flat) and BatchNorm's
+ * num_batches_tracked counters: restoring it puts the model back bit for bit. */
+typedef struct kiln_weights {
+    float *params;      /* (n_params) */
+    size_t n_params;
+    float *buffers;     /* (n_buffers) */
+    size_t n_buffers;
+    int64_t *counters;  /* (n_counters) num_batches_tracked per module, declaration order */
+    size_t n_counters;
+} kiln_weights;
+
+kiln_status kiln_weights_copy(kiln_model *m, kiln_weights *out);
+/* INVALID when w was taken from a model of another layout; nothing changes then. */
+kiln_status kiln_weights_restore(kiln_model *m, const kiln_weights *w);
+void kiln_weights_free(kiln_weights *w);
+
+/* ---- LR range test (src/learn/lr_find.c) ------------------------------------------------ *
+ * fastai v2 Learner.lr_find: iteration i trains one batch at lr = start*(end/start)^(i/N)
+ * (every layer group at the same lr, whatever the lr multipliers), for N = num_it
+ * iterations over as many epochs as needed, without validation, recording the lr and the
+ * raw and debiased-smoothed (beta) loss of every batch. With stop_div it stops after the
+ * first batch whose smoothed loss is NaN or above 4x the best so far (that point is
+ * recorded, as fastai does). Afterwards the learner is as it was, bit for bit: params,
+ * grads, buffers (BatchNorm running stats and counters), optimizer state and group
+ * hyper-parameters, RNG, train/eval flag, lr multipliers, recorder, fit state.
+ * The learner's callbacks do not run during the test (no checkpoints, snapshots or
+ * "best model" files of lr_find weights); its progress style shows one "lr_find" bar. */
+typedef struct kiln_lr_find_params {
+    double start_lr;        /* 1e-7 */
+    double end_lr;          /* 10 */
+    int64_t num_it;         /* 100 */
+    bool stop_div;          /* true */
+    double beta;            /* smoothing, 0.98 */
+    kiln_lr_suggest suggest;/* the suggestion returned in result->lr, valley */
+    const char *plot_path;  /* NULL, or a PNG written with kiln_lr_find_plot (skip_end 5) */
+    const char *csv_path;   /* NULL, or a CSV written with kiln_lr_find_write_csv */
+} kiln_lr_find_params;
+
+typedef struct kiln_lr_find_result {
+    int64_t n;              /* recorded points (<= num_it) */
+    double *lrs;            /* (n) lr of each iteration */
+    double *losses;         /* (n) raw batch loss */
+    double *smooth_losses;  /* (n) debiased EMA of losses */
+    int64_t num_it;
+    bool diverged;          /* stopped early by stop_div */
+    kiln_lr_suggest suggest;
+    double lr;              /* suggestions[suggest] */
+    /* kiln_lr_suggest_lr over (lrs, smooth_losses); NAN / -1 when too few points */
+    double suggestions[KILN_LR_SUGGEST_COUNT];
+    int64_t suggestion_idx[KILN_LR_SUGGEST_COUNT];
+} kiln_lr_find_result;
+
+kiln_lr_find_params kiln_lr_find_default_params(void);
+/* p NULL = defaults. INVALID on bad parameters or during a fit. The result is filled even
+ * when no suggestion can be made (too few points; lr = NAN then). On error the learner is
+ * restored too and *out is empty. */
+kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *p, kiln_lr_find_result *out);
+void kiln_lr_find_result_free(kiln_lr_find_result *r);
+/* Smoothed loss vs lr (log x) without the last skip_end points (fastai plot_lr_find, 5),
+ * the chosen suggestion marked with a point and a dashed vertical line, the others with
+ * points. UNSUPPORTED without PLplot. */
+kiln_status kiln_lr_find_plot(const kiln_lr_find_result *r, const char *path, int skip_end);
+/* "lr,loss,smooth_loss", one row per point, %.9g; atomic (temp + fsync + rename). */
+kiln_status kiln_lr_find_write_csv(const kiln_lr_find_result *r, const char *path);
+
+/* ---- snapshot ensembles (src/learn/snapshot.c) ------------------------------------------ *
+ * A callback ("snapshots") that copies the weights at the end of every training batch whose
+ * iteration ends a schedule cycle (kiln_sched_cycle_end: SGDR and cos-restarts restarts,
+ * CLR cycles, and the schedule's last iteration). Snapshot k is the k-th cycle end seen.
+ * A fit starting at epoch 0 clears the set; a resumed fit keeps it, and in directory mode
+ * picks up the files of cycles that ended before its start epoch. */
+typedef struct kiln_snapshot_params {
+    const char *dir;  /* NULL: in memory; else "<dir>/snapshot_<cycle>.safetensors" (model
+                         state dict, atomic, metadata format "kiln-snapshot"); copied */
+} kiln_snapshot_params;
+
+kiln_status kiln_learner_add_snapshots(kiln_learner *l, const kiln_snapshot_params *p);
+int kiln_snapshot_count(kiln_learner *l); /* 0 without the callback */
+/* Where snapshot i was taken (any pointer may be NULL; *path NULL in memory mode). */
+kiln_status kiln_snapshot_info(kiln_learner *l, int i, int64_t *cycle, int64_t *iter, int64_t *epoch,
+                               const char **path);
+/* Puts snapshot i's weights into the model (not during a fit). */
+kiln_status kiln_snapshot_load(kiln_learner *l, int i);
+
+/* Predictions of the ensemble of the last m snapshots (m <= 0 or > count: all) over a
+ * split: probs = the mean of each snapshot's kiln_learner_get_preds probs (softmax for
+ * cross-entropy), targets as get_preds; loss = the learner's loss of those mean probs
+ * (cross-entropy of log(mean p), BCE of logit(mean p), MSE of the mean). The model's
+ * weights are restored afterwards. */
+kiln_status kiln_snapshot_predict(kiln_learner *l, kiln_data_split split, int m, kiln_preds *out);
+
+/* Loss and metrics of each of the last m snapshots and of their ensemble. Metrics are
+ * computed over the whole split from the predictions given back the model's output form
+ * (log p for cross-entropy, logit(p) for BCE), so argmax/threshold metrics see what they
+ * see in validation; custom metrics get that form too. */
+typedef struct kiln_snapshot_eval {
+    kiln_data_split split;
+    int n;             /* snapshots evaluated */
+    int first;         /* index of the first of them */
+    int n_metrics;
+    double *losses;    /* (n) loss of each snapshot (kiln_learner_get_preds) */
+    double *metrics;   /* (n, n_metrics) */
+    double ens_loss;
+    double *ens_metrics; /* (n_metrics) */
+} kiln_snapshot_eval;
+
+kiln_status kiln_snapshot_evaluate(kiln_learner *l, kiln_data_split split, int m, kiln_snapshot_eval *out);
+void kiln_snapshot_eval_free(kiln_snapshot_eval *e);
+/* The table: "snapshot  valid_loss  accuracy" ("train_loss" for the train split), one row
+ * per snapshot (its cycle), then
+ * "ensemble (last M)" with the ensemble's values. out NULL = stdout. */
+void kiln_snapshot_eval_print(kiln_learner *l, const kiln_snapshot_eval *e, FILE *out);
+
+/* ---- checkpoints (src/learn/checkpoint.c) ----------------------------------------------- *
+ * One safetensors file, written atomically (kiln_st_save: temp + fsync + rename):
+ *   model.<name>             params and buffers (+ BatchNorm num_batches_tracked), so
+ *                            kiln_model_load_st(model, f, "model.", true) reads the weights
+ *   optim.<state>            kiln_optim_state entries (exp_avg, exp_avg_sq, step, ...)
+ *   optim.groups             (G, 4) lr, mom, wd, frozen per group (f64 bits in I64)
+ *   learner.lr_mults         (G) f64 bits; learner.requires_grad (entries) U8
+ *   recorder.*               the batch and epoch history (f64 bits in I64)
+ *   sched                    the kiln_sched struct's bytes (U8)
+ * and __metadata__: format "kiln-checkpoint", version "1", epoch (epochs done), iter
+ * (iterations done), n_epochs, n_batches, seed, rng_seed, rng_counter, optim, sched_policy,
+ * the smoothing state and the metric names.
+ * Saved at an epoch end (as the callback does) the position is exact; saved elsewhere in a
+ * fit it counts only finished epochs, so a resume repeats the partial one. */
+typedef struct kiln_checkpoint_info {
+    int64_t epoch;      /* epochs done: resume with start_epoch = epoch */
+    int64_t iter;       /* iterations done */
+    int64_t n_epochs;   /* of the fit that wrote it; 0 when saved outside a fit */
+    int64_t n_batches;  /* training batches per epoch then */
+    uint64_t seed;      /* the learner's shuffle seed */
+    bool has_sched;     /* saved during a fit: sched holds its schedule */
+    kiln_sched sched;
+} kiln_checkpoint_info;
+
+kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path);
+/* Checks everything first: the file, its format and version, the model's tensor names and
+ * shapes, the optimizer kind and state sizes, layer groups and metrics; any mismatch is
+ * an error naming the file and the problem, and leaves the learner unchanged. Then restores
+ * all of it; the recorder shows the saved history at once, and the next fit that starts at
+ * the checkpoint's epoch continues it (and the loss smoothing) instead of starting afresh.
+ * info (may be NULL) receives the position. Not during a fit. */
+kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpoint_info *info);
+/* The position and schedule alone, without a learner. */
+kiln_status kiln_checkpoint_read_info(const char *path, kiln_checkpoint_info *out);
+/* Loads path and goes on with the fit that wrote it: kiln_learner_fit_ex with its schedule,
+ * n_epochs and start_epoch = epoch (validation on). OK without training when that fit was
+ * finished. INVALID when the checkpoint was not written during a fit or the data's batch
+ * count changed. */
+kiln_status kiln_learner_resume(kiln_learner *l, const char *path);
+
+/* A callback ("checkpointing") that saves at the end of every every_n-th epoch and of the
+ * fit's last epoch. path is
+ *   - a pattern with one %d (or %0Nd) and no other % but %%: the epochs done, one file per
+ *     save ("ckpt/epoch_%03d.safetensors");
+ *   - an existing directory or a path ending in '/': "<dir>/checkpoint.safetensors",
+ *     overwritten (atomically) each time;
+ *   - any other path: that file, overwritten each time. */
+kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, int every_n);
+/* The file the callback wrote last (NULL when none yet or no callback). */
+const char *kiln_checkpointing_last_path(kiln_learner *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,839 @@
+/* Checkpoints: a learner's whole training state in one safetensors file (layout in
+ * include/kiln/learn_ext.h), the callback that writes one at epoch ends, and resume.
+ *
+ * Exactness: a fit's epoch e depends only on the weights, buffers, optimizer state and
+ * group hyper-parameters, the RNG (dropout), the schedule and e itself (shuffling is a
+ * function of (seed, e), data.h). All of them are saved bit for bit (doubles as their
+ * IEEE bits in I64 tensors, since safetensors readers differ on F64, or as %.17g text),
+ * so a resumed fit repeats the uninterrupted one exactly.
+ *
+ * Loading validates everything before it changes anything; the history (recorder, loss
+ * smoothing) is put back at once and again, through a one-shot "checkpoint_resume"
+ * callback, at the start of the fit that resumes at the checkpoint's epoch (a fit resets
+ * both when it starts). */
+#include "learn_internal.h"
+#include "kiln/learn_ext.h"
+#include "nn/nn_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CK_FORMAT "kiln-checkpoint"
+#define CK_VERSION "1"
+#define RESUME_CB "checkpoint_resume"
+
+static int64_t d2b(double d)
+{
+    int64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+static double b2d(const void *p, size_t i) /* element i of possibly unaligned I64 bits */
+{
+    double d;
+    memcpy(&d, (const char *)p + i * sizeof d, sizeof d);
+    return d;
+}
+
+static int64_t i64_at(const void *p, size_t i)
+{
+    int64_t v;
+    memcpy(&v, (const char *)p + i * sizeof v, sizeof v);
+    return v;
+}
+
+/* Puts "<prefix>" before the current message (copied first: it is the buffer written). */
+static kiln_status prefix_err(kiln_status st, const char *prefix)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", kiln_last_error());
+    return kiln__err(st, "%s%s", prefix, msg);
+}
+
+static bool is_bn(const kiln_module *m)
+{
+    return m->kind == KILN_MODULE_BATCH_NORM1D || m->kind == KILN_MODULE_BATCH_NORM2D;
+}
+
+/* ---- writing ------------------------------------------------------------------------------------ */
+
+typedef struct writer {
+    kiln_st_entry *e; /* (cap) */
+    kiln_tensor *t;   /* (cap) wrappers the entries point at */
+    char **names;     /* (cap) owned */
+    void **bufs;      /* (cap) owned data copies, NULL where borrowed */
+    size_t n, cap;
+} writer;
+
+static void writer_free(writer *w)
+{
+    for (size_t i = 0; i < w->n; i++) free(w->names[i]), free(w->bufs[i]);
+    free(w->e), free(w->t), free(w->names), free(w->bufs);
+}
+
+/* Adds an entry over data (borrowed, or owned when own: freed with the writer). */
+static kiln_status put(writer *w, const char *name, kiln_dtype dt, int ndim, const int64_t *shape, void *data, bool own)
+{
+    size_t len = strlen(name) + 1;
+    char *nm = malloc(len);
+    if (!nm || w->n == w->cap) {
+        free(nm);
+        if (own) free(data);
+        return kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+    }
+    memcpy(nm, name, len);
+    kiln_tensor_wrap(&w->t[w->n], dt, ndim, shape, data);
+    w->names[w->n] = nm;
+    w->bufs[w->n] = own ? data : NULL;
+    w->e[w->n] = (kiln_st_entry){.name = nm, .t = &w->t[w->n]};
+    w->n++;
+    return KILN_STATUS_OK;
+}
+
+/* rows x cols doubles (src[r][c]) as an owned I64 bit tensor: (rows*cols) when ndim is 1,
+ * else (rows, cols). */
+static kiln_status put_f64(writer *w, const char *name, int ndim, int64_t rows, int64_t cols, const double *const *src)
+{
+    int64_t n = rows * cols;
+    int64_t *b = malloc((size_t)(n ? n : 1) * sizeof *b);
+    if (!b) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) b[r * cols + c] = d2b(src[r][c]);
+    int64_t shape[2] = {ndim == 1 ? n : rows, cols};
+    return put(w, name, KILN_DTYPE_I64, ndim, shape, b, true);
+}
+
+/* The position a save records: epochs and iterations done, and the fit's schedule. */
+static void position(kiln_learner *l, kiln_checkpoint_info *pos)
+{
+    memset(pos, 0, sizeof *pos);
+    pos->seed = l->p.seed;
+    pos->n_batches = kiln_data_n_batches(l->data, KILN_DATA_SPLIT_TRAIN);
+    const kiln_fit_state *s = &l->st;
+    if (l->in_fit && s->sched) {
+        int64_t nb = s->n_batches > 0 ? s->n_batches : 1;
+        int64_t done = s->training ? s->iter + 1 : s->iter; /* end_batch: that batch is done */
+        pos->epoch = done / nb;
+        pos->iter = pos->epoch * nb;
+        pos->n_epochs = s->n_epochs;
+        pos->n_batches = s->n_batches;
+        pos->has_sched = true;
+        pos->sched = *s->sched;
+        return;
+    }
+    int64_t ne = kiln_recorder_n_epochs(l->rec);
+    kiln_epoch_record er;
+    if (ne > 0 && !kiln_recorder_epoch(l->rec, ne - 1, &er)) pos->epoch = er.epoch + 1, pos->iter = er.iter;
+}
+
+static kiln_status put_recorder(writer *w, kiln_recorder *r, int nm)
+{
+    int64_t nb = kiln_recorder_n_batches(r), ne = kiln_recorder_n_epochs(r);
+    int g = kiln_recorder_n_groups(r);
+    kiln_status st = KILN_STATUS_OK;
+    if (nb > 0) {
+        const double *rows[64];
+        int64_t shape[1] = {nb};
+        int64_t *it = malloc((size_t)nb * sizeof *it);
+        if (!it) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+        memcpy(it, kiln_recorder_iters(r), (size_t)nb * sizeof *it);
+        if ((st = put(w, "recorder.iters", KILN_DTYPE_I64, 1, shape, it, true))) return st;
+        rows[0] = kiln_recorder_losses(r);
+        if ((st = put_f64(w, "recorder.losses", 1, 1, nb, rows))) return st;
+        rows[0] = kiln_recorder_smooth_losses(r);
+        if ((st = put_f64(w, "recorder.smooth_losses", 1, 1, nb, rows))) return st;
+        if (g > 64) return kiln__err(KILN_STATUS_UNSUPPORTED, "checkpoint_save: more than 64 layer groups");
+        for (int k = 0; k < g; k++) rows[k] = kiln_recorder_lrs(r, k);
+        if ((st = put_f64(w, "recorder.lrs", 2, g, nb, rows))) return st;
+        for (int k = 0; k < g; k++) rows[k] = kiln_recorder_moms(r, k);
+        if ((st = put_f64(w, "recorder.moms", 2, g, nb, rows))) return st;
+    }
+    if (ne > 0) {
+        int64_t cols = 3 + nm, shape[2] = {ne, 2};
+        int64_t *ids = malloc((size_t)ne * 2 * sizeof *ids);
+        double *vals = malloc((size_t)(ne * cols) * sizeof *vals);
+        const double **rows = malloc((size_t)ne * sizeof *rows);
+        if (!ids || !vals || !rows) {
+            free(ids), free(vals), free(rows);
+            return kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+        }
+        for (int64_t i = 0; i < ne; i++) {
+            kiln_epoch_record er;
+            kiln_recorder_epoch(r, i, &er);
+            ids[2 * i] = er.epoch, ids[2 * i + 1] = er.iter;
+            double *v = vals + i * cols;
+            v[0] = er.train_loss, v[1] = er.valid_loss, v[2] = er.seconds;
+            for (int j = 0; j < nm; j++) v[3 + j] = er.metrics[j];
+            rows[i] = v;
+        }
+        st = put(w, "recorder.epochs", KILN_DTYPE_I64, 2, shape, ids, true);
+        if (!st) st = put_f64(w, "recorder.epoch_values", 2, ne, cols, rows);
+        free(vals), free(rows);
+    }
+    return st;
+}
+
+typedef struct meta_buf {
+    const char *kv[64];
+    char val[32][40];
+    int n, nv;
+} meta_buf;
+
+static void meta_str(meta_buf *m, const char *k, const char *v)
+{
+    if (m->n + 3 > 64) return;
+    m->kv[m->n++] = k, m->kv[m->n++] = v, m->kv[m->n] = NULL;
+}
+
+static void meta_i(meta_buf *m, const char *k, long long v)
+{
+    if (m->nv == 32) return;
+    snprintf(m->val[m->nv], sizeof m->val[0], "%lld", v);
+    meta_str(m, k, m->val[m->nv++]);
+}
+
+static void meta_u(meta_buf *m, const char *k, unsigned long long v)
+{
+    if (m->nv == 32) return;
+    snprintf(m->val[m->nv], sizeof m->val[0], "%llu", v);
+    meta_str(m, k, m->val[m->nv++]);
+}
+
+static void meta_d(meta_buf *m, const char *k, double v)
+{
+    if (m->nv == 32) return;
+    snprintf(m->val[m->nv], sizeof m->val[0], "%.17g", v);
+    meta_str(m, k, m->val[m->nv++]);
+}
+
+/* Metric names joined by ',' (malloc'd). */
+static char *metric_names(kiln_learner *l)
+{
+    size_t n = 1;
+    for (int j = 0; j < l->n_metrics; j++) n += strlen(l->metrics[j].name) + 1;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int j = 0; j < l->n_metrics; j++) {
+        if (j) strcat(s, ",");
+        strcat(s, l->metrics[j].name);
+    }
+    return s;
+}
+
+kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path)
+{
+    if (!l || !path) return kiln__err(KILN_STATUS_INVALID, "checkpoint_save: needs a learner and a path");
+    kiln_model *model = l->model;
+    kiln_store *s = kiln_model_store(model);
+    size_t n_store = kiln_store_count(s), n_opt = kiln_optim_state_count(l->opt);
+    writer w = {.cap = n_store + model->n_mods + n_opt + 16};
+    w.e = calloc(w.cap, sizeof *w.e), w.t = calloc(w.cap, sizeof *w.t);
+    w.names = calloc(w.cap, sizeof *w.names), w.bufs = calloc(w.cap, sizeof *w.bufs);
+    char *mnames = metric_names(l);
+    kiln_status st = !w.e || !w.t || !w.names || !w.bufs || !mnames
+                         ? kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory")
+                         : KILN_STATUS_OK;
+    char name[640];
+    /* model: the store in declaration order, then BatchNorm counters */
+    for (size_t i = 0; !st && i < n_store; i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        snprintf(name, sizeof name, "model.%s", t->name);
+        st = put(&w, name, KILN_DTYPE_F32, t->ndim, t->shape, t->data, false);
+    }
+    for (size_t i = 0; !st && i < model->n_mods; i++) {
+        kiln_module *m = model->mods[i];
+        if (!is_bn(m)) continue;
+        snprintf(name, sizeof name, "model.%s.num_batches_tracked", m->path);
+        st = put(&w, name, KILN_DTYPE_I64, 0, NULL, &m->num_batches_tracked, false);
+    }
+    /* optimizer */
+    for (size_t i = 0; !st && i < n_opt; i++) {
+        kiln_optim_state e;
+        if ((st = kiln_optim_state_at(l->opt, i, &e))) break;
+        snprintf(name, sizeof name, "optim.%s", e.name);
+        int64_t shape[1] = {(int64_t)e.numel};
+        st = put(&w, name, e.dtype, 1, shape, e.data, false);
+    }
+    int ng = kiln_optim_n_groups(l->opt);
+    double *gv = malloc((size_t)ng * 4 * sizeof *gv);
+    const double **gr = malloc((size_t)ng * sizeof *gr);
+    if (!st && (!gv || !gr)) st = kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+    for (int g = 0; !st && g < ng; g++) {
+        kiln_optim_group h;
+        if ((st = kiln_optim_get_group(l->opt, g, &h))) break;
+        gv[4 * g] = h.lr, gv[4 * g + 1] = h.mom, gv[4 * g + 2] = h.wd, gv[4 * g + 3] = h.frozen;
+        gr[g] = gv + 4 * g;
+    }
+    if (!st) st = put_f64(&w, "optim.groups", 2, ng, 4, gr);
+    free(gv), free(gr);
+    /* learner */
+    const double *mr[1] = {l->lr_mults};
+    if (!st) st = put_f64(&w, "learner.lr_mults", 1, 1, l->n_mults, mr);
+    uint8_t *rg = malloc(n_store ? n_store : 1);
+    if (!st && !rg) st = kiln__err(KILN_STATUS_NOMEM, "checkpoint_save: out of memory");
+    for (size_t i = 0; !st && i < n_store; i++) rg[i] = kiln_store_at(s, i)->requires_grad;
+    int64_t rshape[1] = {(int64_t)n_store};
+    if (!st) st = put(&w, "learner.requires_grad", KILN_DTYPE_U8, 1, rshape, rg, true);
+    else free(rg);
+    if (!st) st = put_recorder(&w, l->rec, l->n_metrics);
+    kiln_checkpoint_info pos;
+    position(l, &pos);
+    int64_t sshape[1] = {(int64_t)sizeof(kiln_sched)};
+    if (!st && pos.has_sched) st = put(&w, "sched", KILN_DTYPE_U8, 1, sshape, &pos.sched, false);
+
+    meta_buf m = {0};
+    kiln_rng_state rng = kiln_rng_get(l->ctx);
+    meta_str(&m, "format", CK_FORMAT);
+    meta_str(&m, "version", CK_VERSION);
+    meta_str(&m, "kiln_version", KILN_VERSION_STRING);
+    meta_i(&m, "epoch", pos.epoch);
+    meta_i(&m, "iter", pos.iter);
+    meta_i(&m, "n_epochs", pos.n_epochs);
+    meta_i(&m, "n_batches", pos.n_batches);
+    meta_u(&m, "seed", pos.seed);
+    meta_u(&m, "rng_seed", rng.seed);
+    meta_u(&m, "rng_counter", rng.counter);
+    meta_str(&m, "optim", kiln_optim_kind_name(kiln_optim_get_kind(l->opt)));
+    if (pos.has_sched) meta_str(&m, "sched_policy", kiln_sched_policy_name(pos.sched.policy));
+    meta_d(&m, "ema_beta", l->ema.beta);
+    meta_d(&m, "ema_avg", l->ema.avg);
+    meta_i(&m, "ema_n", l->ema.n);
+    meta_i(&m, "mults_set", l->mults_set);
+    meta_i(&m, "recorder_batches", kiln_recorder_n_batches(l->rec));
+    meta_i(&m, "recorder_epochs", kiln_recorder_n_epochs(l->rec));
+    meta_i(&m, "recorder_groups", kiln_recorder_n_groups(l->rec));
+    meta_str(&m, "metrics", mnames ? mnames : "");
+    if (!st) st = kiln_st_save(path, w.e, w.n, m.kv);
+    if (st) prefix_err(st, "checkpoint_save: ");
+    free(mnames);
+    writer_free(&w);
+    return st;
+}
+
+/* ---- reading ------------------------------------------------------------------------------------ */
+
+/* The checkpoint's history and position, kept for the resuming fit. */
+typedef struct hist {
+    kiln_checkpoint_info info;
+    int64_t nb, ne;
+    int g, nm;
+    const void *iters, *losses, *smooth, *lrs, *moms, *ep_ids, *ep_vals; /* in the mapping while loading */
+    int64_t *buf;   /* owned copy of all of them, laid out in that order */
+    kiln_ema ema;
+    bool armed;
+} hist;
+
+static kiln_status ck_err(kiln_status s, const char *path, const char *what)
+{
+    return kiln__err(s, "checkpoint_load: %s: %s", path, what);
+}
+
+static kiln_status meta_int(const kiln_st_file *f, const char *key, bool sign, uint64_t *out)
+{
+    const char *v = kiln_st_metadata(f, key);
+    char *end = NULL;
+    errno = 0;
+    if (v && *v) *out = sign ? (uint64_t)strtoll(v, &end, 10) : strtoull(v, &end, 10);
+    if (!v || !*v || *end || errno || (!sign && *v == '-'))
+        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: metadata \"%s\" is %s", kiln_st_path(f), key,
+                         v ? "not an integer" : "missing");
+    return KILN_STATUS_OK;
+}
+
+static kiln_status meta_dbl(const kiln_st_file *f, const char *key, double *out)
+{
+    const char *v = kiln_st_metadata(f, key);
+    char *end = NULL;
+    if (v && *v) *out = strtod(v, &end);
+    if (!v || !*v || *end)
+        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: metadata \"%s\" is %s", kiln_st_path(f), key,
+                         v ? "not a number" : "missing");
+    return KILN_STATUS_OK;
+}
+
+/* Tensor name must exist with dtype dt and shape (ndim, shape); *data gets its bytes. */
+static kiln_status want(const kiln_st_file *f, const char *name, kiln_dtype dt, int ndim, const int64_t *shape,
+                        const void **data)
+{
+    const char *path = kiln_st_path(f);
+    if (!kiln_st_has(f, name))
+        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" is missing", path, name);
+    kiln_dtype d;
+    int nd;
+    int64_t shp[KILN_MAX_DIMS];
+    size_t nbytes;
+    kiln_status st = kiln_st_info(f, name, &d, &nd, shp, data, &nbytes);
+    if (st) return st;
+    if (d != dt)
+        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" is %s, expected %s", path, name,
+                         kiln_dtype_name(d), kiln_dtype_name(dt));
+    bool same = nd == ndim;
+    for (int i = 0; same && i < nd; i++) same = shp[i] == shape[i];
+    if (!same) {
+        char a[96] = "(", b[96] = "(";
+        for (int i = 0; i < nd; i++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", i ? ", " : "", (long long)shp[i]);
+        for (int i = 0; i < ndim; i++)
+            snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", i ? ", " : "", (long long)shape[i]);
+        strcat(a, ")"), strcat(b, ")");
+        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" has shape %s, the learner needs %s",
+                         path, name, a, b);
+    }
+    return KILN_STATUS_OK;
+}
+
+/* Format, version and position (what kiln_checkpoint_read_info reports). */
+static kiln_status read_header(const kiln_st_file *f, kiln_checkpoint_info *info)
+{
+    const char *path = kiln_st_path(f);
+    const char *fmt = kiln_st_metadata(f, "format");
+    if (!fmt)
+        return ck_err(KILN_STATUS_FORMAT, path,
+                      "not a kiln checkpoint (no __metadata__ \"format\"; a model state dict loads with kiln_model_load)");
+    if (strcmp(fmt, CK_FORMAT) != 0)
+        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: not a kiln checkpoint (format \"%s\", expected \"%s\")",
+                         path, fmt, CK_FORMAT);
+    const char *ver = kiln_st_metadata(f, "version");
+    if (!ver || strcmp(ver, CK_VERSION) != 0)
+        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: checkpoint version \"%s\"; this kiln reads version %s",
+                         path, ver ? ver : "(none)", CK_VERSION);
+    memset(info, 0, sizeof *info);
+    uint64_t v[5];
+    const char *keys[5] = {"epoch", "iter", "n_epochs", "n_batches", "seed"};
+    for (int i = 0; i < 5; i++) {
+        kiln_status st = meta_int(f, keys[i], i < 4, &v[i]);
+        if (st) return st;
+    }
+    info->epoch = (int64_t)v[0], info->iter = (int64_t)v[1], info->n_epochs = (int64_t)v[2];
+    info->n_batches = (int64_t)v[3], info->seed = v[4];
+    if (info->epoch < 0 || info->iter < 0 || info->n_epochs < 0 || info->n_batches < 0)
+        return ck_err(KILN_STATUS_FORMAT, path, "negative epoch, iter, n_epochs or n_batches in the metadata");
+    const char *pol = kiln_st_metadata(f, "sched_policy");
+    if (pol) {
+        const void *d;
+        int64_t shape[1] = {(int64_t)sizeof(kiln_sched)};
+        kiln_status st = want(f, "sched", KILN_DTYPE_U8, 1, shape, &d);
+        if (st) return st;
+        memcpy(&info->sched, d, sizeof info->sched);
+        double lr;
+        if ((unsigned)info->sched.policy >= KILN_SCHED_POLICY_COUNT ||
+            strcmp(kiln_sched_policy_name(info->sched.policy), pol) != 0 || kiln_sched_at(&info->sched, 0, &lr, NULL))
+            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: the saved \"%s\" schedule is not valid here", path,
+                             pol);
+        info->has_sched = true;
+    }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_checkpoint_read_info(const char *path, kiln_checkpoint_info *out)
+{
+    if (!path || !out) return kiln__err(KILN_STATUS_INVALID, "checkpoint_read_info: NULL argument");
+    kiln_st_file *f;
+    kiln_status st = kiln_st_open(path, &f);
+    if (st) return st;
+    st = read_header(f, out);
+    kiln_st_close(f);
+    return st;
+}
+
+/* Appends "name" to a list of at most 4 names ("..." after). */
+static void list_add(char *buf, size_t cap, int *count, const char *name)
+{
+    size_t n = strlen(buf);
+    if (++*count <= 4) snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", name);
+    else if (*count == 5) snprintf(buf + n, cap - n, ", ...");
+}
+
+/* The model's tensors against the file's "model.*" entries: names and shapes. */
+static kiln_status check_model(kiln_model *model, const kiln_st_file *f)
+{
+    kiln_store *s = kiln_model_store(model);
+    char missing[512] = "", shapes[1024] = "", extra[512] = "", name[640];
+    int n_missing = 0, n_shapes = 0, n_extra = 0;
+    size_t n_model = 0;
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        const kiln_tensor *t = kiln_store_at(s, i);
+        snprintf(name, sizeof name, "model.%s", t->name);
+        kiln_dtype dt;
+        int nd;
+        int64_t shp[KILN_MAX_DIMS];
+        const void *d;
+        size_t nbytes;
+        if (!kiln_st_has(f, name)) {
+            list_add(missing, sizeof missing, &n_missing, t->name);
+            continue;
+        }
+        n_model++;
+        bool same = !kiln_st_info(f, name, &dt, &nd, shp, &d, &nbytes) && nd == t->ndim;
+        for (int k = 0; same && k < nd; k++) same = shp[k] == t->shape[k];
+        if (!same && n_shapes == 0) { /* the first one with both shapes */
+            char a[96], b[96], item[800];
+            kiln_tensor ft;
+            kiln_tensor_wrap(&ft, KILN_DTYPE_F32, nd, shp, NULL);
+            snprintf(item, sizeof item, "%s %s in the file, %s in the model", t->name, kiln_shape_str(&ft, a, sizeof a),
+                     kiln_shape_str(t, b, sizeof b));
+            list_add(shapes, sizeof shapes, &n_shapes, item);
+        } else if (!same) {
+            list_add(shapes, sizeof shapes, &n_shapes, t->name);
+        }
+    }
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const char *k = kiln_st_name(f, i);
+        size_t len = strlen(k), sfx = strlen(".num_batches_tracked");
+        if (strncmp(k, "model.", 6) != 0 || (len > sfx && !strcmp(k + len - sfx, ".num_batches_tracked"))) continue;
+        if (!kiln_store_find(s, k + 6)) list_add(extra, sizeof extra, &n_extra, k + 6);
+    }
+    if (!n_missing && !n_shapes && !n_extra) return KILN_STATUS_OK;
+    char msg[1700] = "";
+    const char *parts[3][2] = {{"missing ", missing}, {"other shapes ", shapes}, {"not in the model ", extra}};
+    for (int k = 0; k < 3; k++)
+        if (parts[k][1][0])
+            snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s%s", msg[0] ? "; " : "", parts[k][0], parts[k][1]);
+    return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: saved from a different model (tensors \"model.<name>\"): %s", kiln_st_path(f), msg);
+}
+
+/* Everything, checked against the learner (the model by name and shape only); fills h
+ * (views into f). */
+static kiln_status check(kiln_learner *l, const kiln_st_file *f, hist *h)
+{
+    const char *path = kiln_st_path(f);
+    kiln_status st = read_header(f, &h->info);
+    if (st || (st = check_model(l->model, f))) return st;
+    const char *kind = kiln_st_metadata(f, "optim"), *mine = kiln_optim_kind_name(kiln_optim_get_kind(l->opt));
+    if (!kind || strcmp(kind, mine) != 0)
+        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: saved with optimizer \"%s\", the learner has \"%s\"",
+                         path, kind ? kind : "(none)", mine);
+    char name[640];
+    for (size_t i = 0; i < kiln_optim_state_count(l->opt); i++) {
+        kiln_optim_state e;
+        const void *d;
+        if ((st = kiln_optim_state_at(l->opt, i, &e))) return st;
+        snprintf(name, sizeof name, "optim.%s", e.name);
+        int64_t shape[1] = {(int64_t)e.numel};
+        if ((st = want(f, name, e.dtype, 1, shape, &d))) return st;
+        for (size_t k = 0; e.dtype == KILN_DTYPE_I64 && k < e.numel; k++)
+            if (i64_at(d, k) < 0) return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: \"%s\" has a negative step", path, name);
+    }
+    int ng = kiln_optim_n_groups(l->opt);
+    const void *gd, *md, *rd;
+    int64_t gshape[2] = {ng, 4}, mshape[1] = {l->n_mults}, rshape[1] = {(int64_t)kiln_store_count(kiln_model_store(l->model))};
+    if ((st = want(f, "optim.groups", KILN_DTYPE_I64, 2, gshape, &gd))) return st;
+    for (int g = 0; g < ng; g++) {
+        double lr = b2d(gd, 4 * g), mom = b2d(gd, 4 * g + 1), wd = b2d(gd, 4 * g + 2);
+        if (!(lr >= 0 && isfinite(lr) && mom >= 0 && mom < 1 && wd >= 0 && isfinite(wd)))
+            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: optimizer group %d has lr %g, mom %g, wd %g", path, g,
+                             lr, mom, wd);
+    }
+    if ((st = want(f, "learner.lr_mults", KILN_DTYPE_I64, 1, mshape, &md))) return st;
+    for (int g = 0; g < l->n_mults; g++)
+        if (!(b2d(md, g) >= 0 && isfinite(b2d(md, g))))
+            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: lr multiplier %d is %g", path, g, b2d(md, g));
+    if ((st = want(f, "learner.requires_grad", KILN_DTYPE_U8, 1, rshape, &rd))) return st;
+    /* history */
+    uint64_t nb, ne, g, n;
+    if ((st = meta_int(f, "recorder_batches", true, &nb)) || (st = meta_int(f, "recorder_epochs", true, &ne)) ||
+        (st = meta_int(f, "recorder_groups", true, &g)) || (st = meta_int(f, "ema_n", true, &n)) ||
+        (st = meta_dbl(f, "ema_beta", &h->ema.beta)) || (st = meta_dbl(f, "ema_avg", &h->ema.avg)))
+        return st;
+    h->nb = (int64_t)nb, h->ne = (int64_t)ne, h->g = (int)g, h->nm = l->n_metrics, h->ema.n = (int64_t)n;
+    if (h->nb < 0 || h->ne < 0 || h->g < 0 || h->g > 64 || h->ema.n < 0)
+        return ck_err(KILN_STATUS_FORMAT, path, "bad recorder or smoothing sizes in the metadata");
+    const char *ms = kiln_st_metadata(f, "metrics");
+    char *mine_ms = metric_names(l);
+    if (!mine_ms) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
+    bool same = ms && !strcmp(ms, mine_ms);
+    if (!same)
+        kiln__err(KILN_STATUS_INVALID,
+                  "checkpoint_load: %s: saved with metrics [%s], the learner has [%s] (add the same metrics, or load the "
+                  "weights alone with kiln_model_load_st(model, f, \"model.\", true))",
+                  path, ms ? ms : "", mine_ms);
+    free(mine_ms);
+    if (!same) return KILN_STATUS_INVALID;
+    if (h->nb > 0) {
+        if (h->g != l->n_mults)
+            return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: history of %d layer groups, the learner has %d",
+                             path, h->g, l->n_mults);
+        int64_t s1[1] = {h->nb}, s2[2] = {h->g, h->nb};
+        if ((st = want(f, "recorder.iters", KILN_DTYPE_I64, 1, s1, &h->iters)) ||
+            (st = want(f, "recorder.losses", KILN_DTYPE_I64, 1, s1, &h->losses)) ||
+            (st = want(f, "recorder.smooth_losses", KILN_DTYPE_I64, 1, s1, &h->smooth)) ||
+            (st = want(f, "recorder.lrs", KILN_DTYPE_I64, 2, s2, &h->lrs)) ||
+            (st = want(f, "recorder.moms", KILN_DTYPE_I64, 2, s2, &h->moms)))
+            return st;
+    }
+    if (h->ne > 0) {
+        int64_t s1[2] = {h->ne, 2}, s2[2] = {h->ne, 3 + h->nm};
+        if ((st = want(f, "recorder.epochs", KILN_DTYPE_I64, 2, s1, &h->ep_ids)) ||
+            (st = want(f, "recorder.epoch_values", KILN_DTYPE_I64, 2, s2, &h->ep_vals)))
+            return st;
+    }
+    return KILN_STATUS_OK;
+}
+
+/* Copies the history out of the mapping so it outlives the file. */
+static kiln_status own_history(hist *h)
+{
+    size_t nb = (size_t)h->nb, g = (size_t)h->g, ne = (size_t)h->ne, nm = (size_t)h->nm;
+    size_t sizes[7] = {nb, nb, nb, g * nb, g * nb, 2 * ne, (3 + nm) * ne}, total = 0;
+    for (int i = 0; i < 7; i++) total += sizes[i];
+    h->buf = malloc((total ? total : 1) * sizeof(int64_t));
+    if (!h->buf) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
+    const void **src[7] = {&h->iters, &h->losses, &h->smooth, &h->lrs, &h->moms, &h->ep_ids, &h->ep_vals};
+    int64_t *p = h->buf;
+    for (int i = 0; i < 7; i++) {
+        if (sizes[i]) memcpy(p, *src[i], sizes[i] * sizeof(int64_t));
+        *src[i] = p;
+        p += sizes[i];
+    }
+    return KILN_STATUS_OK;
+}
+
+/* Refills the learner's recorder and smoothing from h. */
+static kiln_status replay(kiln_learner *l, const hist *h)
+{
+    int g = h->nb > 0 ? h->g : l->n_mults;
+    kiln_status st = kiln__recorder_reset(l->rec, g, l->n_metrics, l->metrics);
+    double lrs[64], moms[64], *mets = malloc(((size_t)h->nm + 1) * sizeof *mets);
+    if (!mets) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
+    int64_t bpe = h->info.n_batches > 0 ? h->info.n_batches : 1;
+    for (int64_t i = 0; !st && i < h->nb; i++) {
+        for (int k = 0; k < g; k++) lrs[k] = b2d(h->lrs, (size_t)(k * h->nb + i)), moms[k] = b2d(h->moms, (size_t)(k * h->nb + i));
+        int64_t it = i64_at(h->iters, (size_t)i);
+        st = kiln__recorder_add_batch(l->rec, it, it / bpe, b2d(h->losses, (size_t)i), b2d(h->smooth, (size_t)i), lrs, moms);
+    }
+    size_t cols = 3 + (size_t)h->nm;
+    for (int64_t i = 0; !st && i < h->ne; i++) {
+        for (int j = 0; j < h->nm; j++) mets[j] = b2d(h->ep_vals, (size_t)i * cols + 3 + (size_t)j);
+        st = kiln__recorder_add_epoch(l->rec, i64_at(h->ep_ids, 2 * (size_t)i), i64_at(h->ep_ids, 2 * (size_t)i + 1),
+                                      b2d(h->ep_vals, (size_t)i * cols), b2d(h->ep_vals, (size_t)i * cols + 1), mets,
+                                      b2d(h->ep_vals, (size_t)i * cols + 2));
+    }
+    free(mets);
+    l->ema = h->ema;
+    l->st.smooth_loss = h->ema.n > 0 ? h->ema.avg / (1 - pow(h->ema.beta, (double)h->ema.n)) : NAN;
+    return st;
+}
+
+static void hist_free(void *user)
+{
+    hist *h = user;
+    if (h) free(h->buf);
+    free(h);
+}
+
+/* The resuming fit: after the fit's own reset, put the history back (once). */
+static kiln_status resume_begin_fit(kiln_learner *l, void *user)
+{
+    hist *h = user;
+    if (!h->armed) return KILN_STATUS_OK;
+    h->armed = false;
+    return l->st.epoch == h->info.epoch && h->info.epoch > 0 ? replay(l, h) : KILN_STATUS_OK;
+}
+
+kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpoint_info *info)
+{
+    if (!l || !path) return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: needs a learner and a path");
+    if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "checkpoint_load: not during a fit");
+    kiln_st_file *f;
+    kiln_status st = kiln_st_open(path, &f);
+    if (st) return prefix_err(st, "checkpoint_load: ");
+    hist *h = calloc(1, sizeof *h);
+    if (!h) {
+        kiln_st_close(f);
+        return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
+    }
+    st = check(l, f, h);
+    if (!st) st = own_history(h);
+    /* the model last: it checks every name and shape before it copies anything */
+    if (!st && (st = kiln_model_load_st(l->model, f, "model.", true)))
+        prefix_err(st, "checkpoint_load: ");
+    if (st) {
+        kiln_st_close(f);
+        hist_free(h);
+        return st;
+    }
+    /* nothing below fails on a checked file */
+    char name[640];
+    for (size_t i = 0; i < kiln_optim_state_count(l->opt); i++) {
+        kiln_optim_state e;
+        const void *d;
+        kiln_dtype dt;
+        int nd;
+        int64_t shp[KILN_MAX_DIMS];
+        size_t nbytes;
+        kiln_optim_state_at(l->opt, i, &e);
+        snprintf(name, sizeof name, "optim.%s", e.name);
+        kiln_st_info(f, name, &dt, &nd, shp, &d, &nbytes);
+        memcpy(e.data, d, nbytes);
+    }
+    const void *gd, *md, *rd;
+    kiln_dtype dt;
+    int nd;
+    int64_t shp[KILN_MAX_DIMS];
+    size_t nbytes;
+    kiln_st_info(f, "optim.groups", &dt, &nd, shp, &gd, &nbytes);
+    for (int g = 0; g < kiln_optim_n_groups(l->opt); g++) {
+        kiln_optim_set_lr(l->opt, g, b2d(gd, 4 * (size_t)g));
+        kiln_optim_set_mom(l->opt, g, b2d(gd, 4 * (size_t)g + 1));
+        kiln_optim_set_wd(l->opt, g, b2d(gd, 4 * (size_t)g + 2));
+        kiln_optim_set_frozen(l->opt, g, b2d(gd, 4 * (size_t)g + 3) != 0);
+    }
+    kiln_st_info(f, "learner.lr_mults", &dt, &nd, shp, &md, &nbytes);
+    for (int g = 0; g < l->n_mults; g++) l->lr_mults[g] = b2d(md, (size_t)g);
+    const char *ms = kiln_st_metadata(f, "mults_set");
+    l->mults_set = ms && !strcmp(ms, "1");
+    kiln_st_info(f, "learner.requires_grad", &dt, &nd, shp, &rd, &nbytes);
+    kiln_store *s = kiln_model_store(l->model);
+    for (size_t i = 0; i < kiln_store_count(s); i++) kiln_store_at(s, i)->requires_grad = ((const uint8_t *)rd)[i] != 0;
+    uint64_t rs = 0, rc = 0;
+    meta_int(f, "rng_seed", false, &rs);
+    meta_int(f, "rng_counter", false, &rc);
+    kiln_rng_set(l->ctx, (kiln_rng_state){.seed = rs, .counter = rc});
+    kiln_st_close(f);
+
+    st = replay(l, h);
+    if (kiln_learner_callback_user(l, RESUME_CB)) kiln_learner_remove_callback(l, RESUME_CB);
+    h->armed = true;
+    kiln_callback cb = {.name = RESUME_CB, .begin_fit = resume_begin_fit, .user = h, .free_user = hist_free};
+    if (info) *info = h->info;
+    kiln_status st2 = kiln_learner_add_callback(l, &cb);
+    if (st2) hist_free(h);
+    return st ? st : st2;
+}
+
+kiln_status kiln_learner_resume(kiln_learner *l, const char *path)
+{
+    if (!l || !path) return kiln__err(KILN_STATUS_INVALID, "learner_resume: needs a learner and a path");
+    kiln_checkpoint_info info;
+    kiln_status st = kiln_checkpoint_read_info(path, &info);
+    if (st) return st;
+    if (!info.has_sched)
+        return kiln__err(KILN_STATUS_INVALID,
+                         "learner_resume: %s was saved outside a fit: no schedule to go on with (use "
+                         "kiln_checkpoint_load and kiln_learner_fit_ex)", path);
+    int64_t nb = kiln_data_n_batches(l->data, KILN_DATA_SPLIT_TRAIN);
+    if (nb != info.n_batches)
+        return kiln__err(KILN_STATUS_INVALID,
+                         "learner_resume: %s was saved with %lld training batches per epoch, the data now gives %lld",
+                         path, (long long)info.n_batches, (long long)nb);
+    if (info.seed != l->p.seed)
+        return kiln__err(KILN_STATUS_INVALID, "learner_resume: %s was saved with shuffle seed %llu, the learner has %llu",
+                         path, (unsigned long long)info.seed, (unsigned long long)l->p.seed);
+    if ((st = kiln_checkpoint_load(l, path, &info))) return st;
+    if (info.epoch >= info.n_epochs) return KILN_STATUS_OK;
+    kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch, .no_valid = false};
+    return kiln_learner_fit_ex(l, &fp);
+}
+
+/* ---- the checkpointing callback ----------------------------------------------------------------- */
+
+typedef struct ckpt_cb {
+    char *pre, *post; /* pattern: pre + number + post; file/dir: pre is the whole path */
+    bool pattern, zero;
+    int width, every;
+    char *last;
+} ckpt_cb;
+
+static void ckpt_free(void *user)
+{
+    ckpt_cb *c = user;
+    if (!c) return;
+    free(c->pre), free(c->post), free(c->last);
+    free(c);
+}
+
+static char *unescape(const char *s, size_t n) /* "%%" -> "%" */
+{
+    char *o = malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; o && i < n; i++) {
+        o[k++] = s[i];
+        if (s[i] == '%' && i + 1 < n && s[i + 1] == '%') i++;
+    }
+    if (o) o[k] = '\0';
+    return o;
+}
+
+/* Splits a pattern at its one %d / %Nd / %0Nd. */
+static kiln_status parse_pattern(ckpt_cb *c, const char *path)
+{
+    const char *conv = NULL, *conv_end = NULL;
+    for (const char *p = path; *p; p++) {
+        if (*p != '%') continue;
+        if (p[1] == '%') {
+            p++;
+            continue;
+        }
+        const char *q = p + 1;
+        bool zero = *q == '0';
+        int width = 0;
+        while (*q >= '0' && *q <= '9' && width < 100) width = width * 10 + (*q++ - '0');
+        if (*q != 'd' || conv)
+            return kiln__err(KILN_STATUS_INVALID,
+                             "add_checkpointing: path \"%s\": only one %%d (or %%0Nd) may appear, other %% as %%%%", path);
+        conv = p, conv_end = q + 1, c->zero = zero, c->width = width;
+        p = q;
+    }
+    if (!conv) return KILN_STATUS_OK;
+    c->pattern = true;
+    free(c->pre);
+    c->pre = unescape(path, (size_t)(conv - path));
+    c->post = unescape(conv_end, strlen(conv_end));
+    return c->pre && c->post ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
+}
+
+static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
+{
+    ckpt_cb *c = user;
+    int64_t done = l->st.epoch + 1;
+    if (done % c->every != 0 && done != l->st.n_epochs) return KILN_STATUS_OK;
+    size_t n = strlen(c->pre) + (c->post ? strlen(c->post) : 0) + 160;
+    char *path = malloc(n);
+    if (!path) return kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
+    if (c->pattern) snprintf(path, n, "%s%0*lld%s", c->pre, c->zero ? c->width : 0, (long long)done, c->post);
+    if (c->pattern && !c->zero) snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
+    if (!c->pattern) snprintf(path, n, "%s", c->pre);
+    kiln_status st = kiln_checkpoint_save(l, path);
+    if (st) {
+        free(path);
+        return st;
+    }
+    free(c->last);
+    c->last = path;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, int every_n)
+{
+    if (!l || !path || !*path) return kiln__err(KILN_STATUS_INVALID, "add_checkpointing: needs a learner and a path");
+    if (every_n < 1) return kiln__err(KILN_STATUS_INVALID, "add_checkpointing: every_n %d must be >= 1", every_n);
+    if (kiln_learner_callback_user(l, "checkpointing"))
+        return kiln__err(KILN_STATUS_STATE, "add_checkpointing: the learner already has a 'checkpointing' callback");
+    ckpt_cb *c = calloc(1, sizeof *c);
+    size_t n = strlen(path);
+    if (c) c->pre = malloc(n + 32);
+    if (!c || !c->pre) {
+        ckpt_free(c);
+        return kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
+    }
+    c->every = every_n;
+    memcpy(c->pre, path, n + 1);
+    kiln_status st = parse_pattern(c, path);
+    struct stat sb;
+    if (!st && !c->pattern && (path[n - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))))
+        strcat(c->pre, path[n - 1] == '/' ? "checkpoint.safetensors" : "/checkpoint.safetensors");
+    kiln_callback cb = {.name = "checkpointing", .end_epoch = ckpt_end_epoch, .user = c, .free_user = ckpt_free};
+    if (!st) st = kiln_learner_add_callback(l, &cb);
+    if (st) ckpt_free(c);
+    return st;
+}
+
+const char *kiln_checkpointing_last_path(kiln_learner *l)
+{
+    ckpt_cb *c = l ? kiln_learner_callback_user(l, "checkpointing") : NULL;
+    return c ? c->last : NULL;
+}

@@ -1,0 +1,439 @@
+/* Tests of checkpoints (include/kiln/learn_ext.h): a run stopped after epoch k and resumed
+ * from its checkpoint ends with the same weights, optimizer state and history bit for bit
+ * as an uninterrupted run (AdamW, one-cycle, a dropout + BatchNorm MLP); truncated, foreign
+ * and mismatched files fail with messages naming the file and the problem and leave the
+ * learner unchanged; the callback's file naming. */
+#include "util/ku.h"
+
+#include "kiln/learn.h"
+#include "kiln/learn_ext.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+static uint64_t g_rs;
+static double urand(void) /* xorshift64*, [0, 1) */
+{
+    g_rs ^= g_rs >> 12, g_rs ^= g_rs << 25, g_rs ^= g_rs >> 27;
+    return (double)((g_rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+static double nrand(void) { return sqrt(-2 * log(1 - urand())) * cos(2 * M_PI * urand()); }
+
+typedef struct fixture {
+    kiln_ctx *ctx;
+    kiln_model *model;
+    kiln_data *data;
+    kiln_optim *opt;
+    kiln_learner *learn;
+} fixture;
+
+/* Four Gaussian blobs in 2-D (x (n, 2), y (n) i64), 320 train / 128 valid, batch 32, and an
+ * MLP 2-hidden-4 with BatchNorm and dropout 0.25 (two layer groups). sgd: SGD with
+ * momentum instead of the learner's default AdamW. */
+static fixture make(int64_t hidden, bool sgd)
+{
+    fixture f = {0};
+    enum { NT = 320, NV = 128 };
+    g_rs = 88172645463325252ull;
+    f.ctx = ku_ctx();
+    static float x[(NT + NV) * 2];
+    static int64_t y[NT + NV];
+    for (int64_t i = 0; i < NT + NV; i++) {
+        int64_t c = i % 4;
+        x[2 * i] = (float)((c & 1 ? 2 : -2) + 1.5 * nrand());
+        x[2 * i + 1] = (float)((c & 2 ? 2 : -2) + 1.5 * nrand());
+        y[i] = c;
+    }
+    kiln_tensor xt, yt, xv, yv;
+    kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){NT, 2}, x);
+    kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){NT}, y);
+    kiln_tensor_wrap(&xv, KILN_DTYPE_F32, 2, (int64_t[]){NV, 2}, x + 2 * NT);
+    kiln_tensor_wrap(&yv, KILN_DTYPE_I64, 1, (int64_t[]){NV}, y + NT);
+    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
+    dp.batch_size = 32;
+    f.data = kiln_tensor_data_new(&xt, &yt, &xv, &yv, &dp);
+    cr_assert(f.data, "tensor_data: %s", kiln_last_error());
+    f.model = kiln_mlp_new(2, 1, (int64_t[]){hidden}, 4, 0.25f, true);
+    cr_assert(f.model && !kiln_model_alloc(f.model, f.ctx), "mlp: %s", kiln_last_error());
+    if (sgd) {
+        kiln_sgd_params sp = kiln_sgd_default_params();
+        sp.momentum = 0.9;
+        f.opt = kiln_optim_new_sgd(kiln_model_store(f.model), &sp);
+        cr_assert(f.opt, "%s", kiln_last_error());
+    }
+    kiln_learner_params p = kiln_learner_default_params();
+    p.progress = KILN_PROGRESS_STYLE_QUIET;
+    f.learn = kiln_learner_new(f.ctx, f.model, f.data, f.opt, &p);
+    cr_assert(f.learn, "learner_new: %s", kiln_last_error());
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
+    cr_assert(!kiln_learner_add_metric(f.learn, &acc));
+    return f;
+}
+
+static void destroy(fixture *f)
+{
+    kiln_learner_free(f->learn);
+    kiln_optim_free(f->opt);
+    kiln_model_free(f->model);
+    kiln_data_free(f->data);
+    ku_ctx_free(f->ctx);
+}
+
+static kiln_sched one_cycle(kiln_learner *l, int64_t n_epochs)
+{
+    kiln_sched_one_cycle_params p = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+    p.lr_max = 2e-2;
+    p.iters = n_epochs * kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN);
+    kiln_sched s;
+    cr_assert(!kiln_sched_one_cycle(&s, &p), "%s", kiln_last_error());
+    return s;
+}
+
+static char g_dir[64];
+static void tmpdir_make(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/kiln_ckpt_XXXXXX");
+    cr_assert(mkdtemp(g_dir), "mkdtemp");
+}
+static void tmpdir_remove(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    cr_assert(system(cmd) == 0);
+}
+static char *in_dir(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", g_dir, name);
+    return buf;
+}
+
+/* Everything a load may change, for "unchanged" and "equal" checks. */
+typedef struct state {
+    kiln_weights w;
+    void *opt[8];
+    size_t opt_bytes[8], n_opt;
+    kiln_rng_state rng;
+    double mults[4];
+} state;
+
+static state grab(fixture *f)
+{
+    state s = {0};
+    cr_assert(!kiln_weights_copy(f->model, &s.w), "%s", kiln_last_error());
+    s.n_opt = kiln_optim_state_count(f->learn ? kiln_learner_optim(f->learn) : NULL);
+    cr_assert(s.n_opt <= 8);
+    for (size_t i = 0; i < s.n_opt; i++) {
+        kiln_optim_state e;
+        cr_assert(!kiln_optim_state_at(kiln_learner_optim(f->learn), i, &e));
+        s.opt_bytes[i] = e.numel * kiln_dtype_size(e.dtype);
+        s.opt[i] = malloc(s.opt_bytes[i]);
+        memcpy(s.opt[i], e.data, s.opt_bytes[i]);
+    }
+    s.rng = kiln_rng_get(f->ctx);
+    for (int g = 0; g < kiln_learner_n_groups(f->learn) && g < 4; g++) s.mults[g] = kiln_learner_lr_mult(f->learn, g);
+    return s;
+}
+
+static void drop(state *s)
+{
+    kiln_weights_free(&s->w);
+    for (size_t i = 0; i < s->n_opt; i++) free(s->opt[i]);
+}
+
+static void expect_same(const state *a, const state *b, const char *what)
+{
+    cr_assert_eq(a->w.n_params, b->w.n_params, "%s: params", what);
+    cr_assert(!memcmp(a->w.params, b->w.params, a->w.n_params * sizeof(float)), "%s: params differ", what);
+    cr_assert(!memcmp(a->w.buffers, b->w.buffers, a->w.n_buffers * sizeof(float)), "%s: buffers differ", what);
+    cr_assert(!memcmp(a->w.counters, b->w.counters, a->w.n_counters * sizeof(int64_t)), "%s: BN counters differ", what);
+    cr_assert_eq(a->n_opt, b->n_opt, "%s", what);
+    for (size_t i = 0; i < a->n_opt; i++)
+        cr_assert(!memcmp(a->opt[i], b->opt[i], a->opt_bytes[i]), "%s: optimizer state %zu differs", what, i);
+    cr_assert(a->rng.seed == b->rng.seed && a->rng.counter == b->rng.counter, "%s: rng differs", what);
+    cr_assert(!memcmp(a->mults, b->mults, sizeof a->mults), "%s: lr multipliers differ", what);
+}
+
+/* Stops the fit at the end of epoch stop_after - 1 (stop_after epochs done). */
+static kiln_status stop_end_epoch(kiln_learner *l, void *user)
+{
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (s->epoch + 1 == *(int64_t *)user) s->stop_training = true;
+    return KILN_STATUS_OK;
+}
+
+static void add_stopper(kiln_learner *l, int64_t *after)
+{
+    kiln_callback cb = {.name = "stop", .end_epoch = stop_end_epoch, .user = after};
+    cr_assert(!kiln_learner_add_callback(l, &cb));
+}
+
+static void expect_same_history(kiln_learner *a, kiln_learner *b)
+{
+    kiln_recorder *ra = kiln_learner_recorder(a), *rb = kiln_learner_recorder(b);
+    int64_t nb = kiln_recorder_n_batches(ra);
+    cr_assert_eq(kiln_recorder_n_batches(rb), nb);
+    cr_assert_eq(kiln_recorder_n_epochs(rb), kiln_recorder_n_epochs(ra));
+    cr_assert(!memcmp(kiln_recorder_iters(ra), kiln_recorder_iters(rb), (size_t)nb * sizeof(int64_t)));
+    cr_assert(!memcmp(kiln_recorder_losses(ra), kiln_recorder_losses(rb), (size_t)nb * sizeof(double)));
+    cr_assert(!memcmp(kiln_recorder_smooth_losses(ra), kiln_recorder_smooth_losses(rb), (size_t)nb * sizeof(double)));
+    cr_assert(!memcmp(kiln_recorder_lrs(ra, 1), kiln_recorder_lrs(rb, 1), (size_t)nb * sizeof(double)));
+    for (int64_t e = 0; e < kiln_recorder_n_epochs(ra); e++) {
+        kiln_epoch_record x, y;
+        cr_assert(!kiln_recorder_epoch(ra, e, &x) && !kiln_recorder_epoch(rb, e, &y));
+        cr_assert(x.epoch == y.epoch && x.iter == y.iter, "epoch row %lld", (long long)e);
+        cr_assert(x.train_loss == y.train_loss, "epoch %lld train_loss %.17g vs %.17g", (long long)e, x.train_loss,
+                  y.train_loss);
+        cr_assert(x.valid_loss == y.valid_loss && x.metrics[0] == y.metrics[0], "epoch %lld valid", (long long)e);
+    }
+}
+
+/* ---- resume is exact ---------------------------------------------------------------------- */
+
+Test(checkpoint, resume_is_bit_exact)
+{
+    enum { N = 4, K = 2 };
+    tmpdir_make();
+    /* A: four epochs uninterrupted */
+    fixture a = make(16, false);
+    kiln_sched sa = one_cycle(a.learn, N);
+    cr_assert(!kiln_learner_fit(a.learn, N, &sa), "%s", kiln_last_error());
+    state ref = grab(&a);
+
+    /* B: the same run, stopped after K epochs, checkpoint every epoch */
+    fixture b = make(16, false);
+    char pat[128], path[128];
+    cr_assert(!kiln_learner_add_checkpointing(b.learn, in_dir(pat, sizeof pat, "epoch_%02d.safetensors"), 1),
+              "%s", kiln_last_error());
+    int64_t after = K;
+    add_stopper(b.learn, &after);
+    kiln_sched sb = one_cycle(b.learn, N);
+    cr_assert(!kiln_learner_fit(b.learn, N, &sb), "%s", kiln_last_error());
+    cr_assert_str_eq(kiln_checkpointing_last_path(b.learn), in_dir(path, sizeof path, "epoch_02.safetensors"));
+    cr_assert(access(in_dir(path, sizeof path, "epoch_01.safetensors"), R_OK) == 0);
+    kiln_checkpoint_info info;
+    cr_assert(!kiln_checkpoint_read_info(kiln_checkpointing_last_path(b.learn), &info), "%s", kiln_last_error());
+    cr_assert_eq(info.epoch, K);
+    cr_assert_eq(info.iter, K * 10);
+    cr_assert_eq(info.n_epochs, N);
+    cr_assert_eq(info.n_batches, 10);
+    cr_assert(info.has_sched && !memcmp(&info.sched, &sb, sizeof sb));
+
+    in_dir(path, sizeof path, "epoch_02.safetensors");
+    /* C: a new process, as it were: fresh objects, RNG moved on, load and go on */
+    fixture c = make(16, false);
+    kiln_rng_seed(c.ctx, 999);
+    kiln_checkpoint_info ci;
+    cr_assert(!kiln_checkpoint_load(c.learn, path, &ci), "%s", kiln_last_error());
+    cr_assert_eq(ci.epoch, K, "epoch %lld", (long long)ci.epoch);
+    cr_assert_eq(kiln_recorder_n_epochs(kiln_learner_recorder(c.learn)), K, "history is back at once");
+    kiln_fit_params fp = {.n_epochs = N, .sched = &ci.sched, .start_epoch = ci.epoch};
+    cr_assert(!kiln_learner_fit_ex(c.learn, &fp), "%s", kiln_last_error());
+    state got = grab(&c);
+    expect_same(&ref, &got, "resumed vs uninterrupted");
+    expect_same_history(a.learn, c.learn);
+
+    /* D: kiln_learner_resume does the same in one call */
+    fixture d = make(16, false);
+    cr_assert(!kiln_learner_resume(d.learn, path), "%s", kiln_last_error());
+    state got_d = grab(&d);
+    expect_same(&ref, &got_d, "learner_resume vs uninterrupted");
+
+    /* resuming a finished fit trains nothing */
+    cr_assert(!kiln_learner_resume(d.learn, in_dir(path, sizeof path, "epoch_02.safetensors")));
+    drop(&got_d), drop(&got), drop(&ref);
+    destroy(&a), destroy(&b), destroy(&c), destroy(&d);
+    tmpdir_remove();
+}
+
+/* Without the RNG (dropout masks) the resumed run would differ: the test above can see it. */
+Test(checkpoint, dropout_rng_matters)
+{
+    fixture a = make(16, false), b = make(16, false);
+    kiln_sched s = one_cycle(a.learn, 1);
+    kiln_rng_seed(b.ctx, 999);
+    cr_assert(!kiln_learner_fit(a.learn, 1, &s) && !kiln_learner_fit(b.learn, 1, &s));
+    state x = grab(&a), y = grab(&b);
+    cr_assert(memcmp(x.w.params, y.w.params, x.w.n_params * sizeof(float)) != 0, "dropout ignored the RNG");
+    drop(&x), drop(&y);
+    destroy(&a), destroy(&b);
+}
+
+Test(checkpoint, save_load_outside_a_fit)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    kiln_sched s = one_cycle(a.learn, 2);
+    cr_assert(!kiln_learner_set_lr_slice(a.learn, 1e-3, 1e-2));
+    cr_assert(!kiln_learner_fit(a.learn, 2, &s), "%s", kiln_last_error());
+    char path[128];
+    in_dir(path, sizeof path, "manual.safetensors");
+    cr_assert(!kiln_checkpoint_save(a.learn, path), "%s", kiln_last_error());
+    state ref = grab(&a);
+    fixture b = make(16, false);
+    kiln_checkpoint_info info;
+    cr_assert(!kiln_checkpoint_load(b.learn, path, &info), "%s", kiln_last_error());
+    cr_assert(!info.has_sched && info.n_epochs == 0 && info.epoch == 2 && info.iter == 20);
+    state got = grab(&b);
+    expect_same(&ref, &got, "loaded");
+    expect_same_history(a.learn, b.learn);
+    cr_assert(kiln_learner_resume(b.learn, path) == KILN_STATUS_INVALID);
+    ku_expect_error("outside a fit", "resume without a schedule");
+    /* the weights alone load as a state dict with the "model." prefix */
+    kiln_st_file *f;
+    cr_assert(!kiln_st_open(path, &f));
+    cr_assert(!kiln_model_load_st(b.model, f, "model.", true), "%s", kiln_last_error());
+    kiln_st_close(f);
+    drop(&ref), drop(&got);
+    destroy(&a), destroy(&b);
+    tmpdir_remove();
+}
+
+/* ---- bad files ------------------------------------------------------------------------------ */
+
+/* Loads path into a trained learner and checks it fails with both needles and changes nothing. */
+static void expect_rejected(fixture *f, const char *path, kiln_status want_st, const char *needle)
+{
+    state before = grab(f);
+    int64_t nb = kiln_recorder_n_batches(kiln_learner_recorder(f->learn));
+    kiln_status st = kiln_checkpoint_load(f->learn, path, NULL);
+    cr_assert(st != KILN_STATUS_OK, "loading %s succeeded", path);
+    if (want_st) cr_assert_eq(st, want_st, "status %s for %s: %s", kiln_status_name(st), path, kiln_last_error());
+    if (getenv("KU_SHOW")) fprintf(stderr, "%s\n", kiln_last_error());
+    ku_expect_error(path, "the message names the file");
+    ku_expect_error(needle, "the message names the problem");
+    state after = grab(f);
+    expect_same(&before, &after, "after a failed load");
+    cr_assert_eq(kiln_recorder_n_batches(kiln_learner_recorder(f->learn)), nb);
+    cr_assert_null(kiln_learner_callback_user(f->learn, "checkpoint_resume"));
+    drop(&before), drop(&after);
+}
+
+static void truncate_copy(const char *src, const char *dst, double frac)
+{
+    FILE *in = fopen(src, "rb");
+    cr_assert(in);
+    fseek(in, 0, SEEK_END);
+    long n = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    char *buf = malloc((size_t)n);
+    cr_assert(fread(buf, 1, (size_t)n, in) == (size_t)n);
+    fclose(in);
+    FILE *out = fopen(dst, "wb");
+    cr_assert(out);
+    fwrite(buf, 1, (size_t)(n * frac), out);
+    fclose(out);
+    free(buf);
+}
+
+Test(checkpoint, bad_files_leave_the_learner_unchanged)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    kiln_sched s = one_cycle(a.learn, 1);
+    cr_assert(!kiln_learner_fit(a.learn, 1, &s), "%s", kiln_last_error());
+    char good[128], path[128];
+    in_dir(good, sizeof good, "good.safetensors");
+    cr_assert(!kiln_checkpoint_save(a.learn, good), "%s", kiln_last_error());
+
+    fixture t = make(16, false); /* the target: trained a little, so it has state to lose */
+    cr_assert(!kiln_learner_fit(t.learn, 1, &s));
+
+    expect_rejected(&t, in_dir(path, sizeof path, "missing.safetensors"), KILN_STATUS_IO, "cannot open");
+    truncate_copy(good, in_dir(path, sizeof path, "half.safetensors"), 0.5);
+    expect_rejected(&t, path, KILN_STATUS_FORMAT, "past the end");
+    truncate_copy(good, in_dir(path, sizeof path, "tiny.safetensors"), 0.001);
+    expect_rejected(&t, path, 0, "tiny.safetensors");
+
+    /* foreign: a plain state dict, and a safetensors file of another format */
+    cr_assert(!kiln_model_save(a.model, in_dir(path, sizeof path, "model.safetensors"), NULL));
+    expect_rejected(&t, path, KILN_STATUS_FORMAT, "not a kiln checkpoint");
+    const char *meta[] = {"format", "pt", NULL};
+    cr_assert(!kiln_model_save(a.model, in_dir(path, sizeof path, "pt.safetensors"), meta));
+    expect_rejected(&t, path, KILN_STATUS_FORMAT, "format \"pt\"");
+    const char *meta2[] = {"format", "kiln-checkpoint", "version", "9", NULL};
+    cr_assert(!kiln_model_save(a.model, in_dir(path, sizeof path, "v9.safetensors"), meta2));
+    expect_rejected(&t, path, KILN_STATUS_FORMAT, "version");
+
+    /* another model: different hidden size (shapes), and no BatchNorm (names) */
+    fixture w = make(8, false);
+    cr_assert(!kiln_checkpoint_save(w.learn, in_dir(path, sizeof path, "narrow.safetensors")));
+    expect_rejected(&t, path, 0, "0.weight (8, 2) in the file, (16, 2) in the model");
+    fixture sg = make(16, true);
+    cr_assert(!kiln_checkpoint_save(sg.learn, in_dir(path, sizeof path, "sgd.safetensors")));
+    expect_rejected(&t, path, KILN_STATUS_INVALID, "optimizer \"sgd\"");
+
+    /* other metrics */
+    fixture nm = make(16, false);
+    kiln_metric er = kiln_metric_make(KILN_METRIC_KIND_ERROR_RATE);
+    cr_assert(!kiln_learner_add_metric(nm.learn, &er));
+    cr_assert(!kiln_checkpoint_save(nm.learn, in_dir(path, sizeof path, "metrics.safetensors")));
+    expect_rejected(&t, path, KILN_STATUS_INVALID, "error_rate");
+
+    /* and the good one still loads */
+    cr_assert(!kiln_checkpoint_load(t.learn, good, NULL), "%s", kiln_last_error());
+    destroy(&a), destroy(&t), destroy(&w), destroy(&sg), destroy(&nm);
+    tmpdir_remove();
+}
+
+Test(checkpoint, model_without_batchnorm_names_missing_keys)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    char path[128];
+    cr_assert(!kiln_checkpoint_save(a.learn, in_dir(path, sizeof path, "bn.safetensors")));
+    /* the same MLP without BatchNorm: "model.1.*" BN tensors are unexpected, layout differs */
+    kiln_ctx *ctx = ku_ctx();
+    kiln_model *m = kiln_mlp_new(2, 1, (int64_t[]){16}, 4, 0.25f, false);
+    cr_assert(m && !kiln_model_alloc(m, ctx));
+    kiln_learner_params p = kiln_learner_default_params();
+    p.progress = KILN_PROGRESS_STYLE_QUIET;
+    kiln_learner *l = kiln_learner_new(ctx, m, a.data, NULL, &p);
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
+    cr_assert(l && !kiln_learner_add_metric(l, &acc));
+    kiln_weights before, after;
+    cr_assert(!kiln_weights_copy(m, &before));
+    cr_assert(kiln_checkpoint_load(l, path, NULL) != KILN_STATUS_OK);
+    if (getenv("KU_SHOW")) fprintf(stderr, "%s\n", kiln_last_error());
+    ku_expect_error(path, "names the file");
+    ku_expect_error("missing 3.weight", "names the missing tensors");
+    ku_expect_error("1.running_mean", "names the unexpected tensors");
+    cr_assert(!kiln_weights_copy(m, &after));
+    cr_assert(!memcmp(before.params, after.params, before.n_params * sizeof(float)));
+    kiln_weights_free(&before), kiln_weights_free(&after);
+    kiln_learner_free(l);
+    kiln_model_free(m);
+    ku_ctx_free(ctx);
+    destroy(&a);
+    tmpdir_remove();
+}
+
+/* ---- the callback's paths ------------------------------------------------------------------- */
+
+Test(checkpoint, callback_paths)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    cr_assert(kiln_learner_add_checkpointing(a.learn, "a_%d_%s", 1) == KILN_STATUS_INVALID);
+    cr_assert(kiln_learner_add_checkpointing(a.learn, "x", 0) == KILN_STATUS_INVALID);
+    /* a directory: one file overwritten; every 2 epochs plus the last */
+    cr_assert(!kiln_learner_add_checkpointing(a.learn, g_dir, 2), "%s", kiln_last_error());
+    kiln_sched s = one_cycle(a.learn, 3);
+    cr_assert(!kiln_learner_fit(a.learn, 3, &s));
+    char path[128];
+    cr_assert_str_eq(kiln_checkpointing_last_path(a.learn), in_dir(path, sizeof path, "checkpoint.safetensors"));
+    kiln_checkpoint_info info;
+    cr_assert(!kiln_checkpoint_read_info(path, &info));
+    cr_assert_eq(info.epoch, 3, "the last epoch is always saved");
+    cr_assert(!kiln_learner_remove_callback(a.learn, "checkpointing"));
+    /* "%%" is a literal percent */
+    cr_assert(!kiln_learner_add_checkpointing(a.learn, in_dir(path, sizeof path, "p%%_%3d.st"), 1));
+    cr_assert(!kiln_learner_fit(a.learn, 1, &s));
+    cr_assert_str_eq(kiln_checkpointing_last_path(a.learn), in_dir(path, sizeof path, "p%_  1.st"));
+    destroy(&a);
+    tmpdir_remove();
+}
