@@ -11,4 +11,5 @@
 #include "kiln/nn.h"
 #include "kiln/data.h"
 #include "kiln/learn.h"
+#include "kiln/learn_ext.h"
 #endif

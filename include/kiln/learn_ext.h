@@ -47,7 +47,9 @@ void kiln_weights_free(kiln_weights *w);
  * grads, buffers (BatchNorm running stats and counters), optimizer state and group
  * hyper-parameters, RNG, train/eval flag, lr multipliers, recorder, fit state.
  * The learner's callbacks do not run during the test (no checkpoints, snapshots or
- * "best model" files of lr_find weights); its progress style shows one "lr_find" bar. */
+ * "best model" files of lr_find weights); its progress style shows one "lr_find" bar and
+ * the suggestions. The data's train order is set back to the last fit's epoch (data.h:
+ * a function of (seed, epoch)); before any fit it is left at the test's last epoch. */
 typedef struct kiln_lr_find_params {
     double start_lr;        /* 1e-7 */
     double end_lr;          /* 10 */
@@ -76,7 +78,8 @@ typedef struct kiln_lr_find_result {
 kiln_lr_find_params kiln_lr_find_default_params(void);
 /* p NULL = defaults. INVALID on bad parameters or during a fit. The result is filled even
  * when no suggestion can be made (too few points; lr = NAN then). On error the learner is
- * restored too and *out is empty. */
+ * restored too and *out is empty, except when only writing the CSV or plot failed: then
+ * *out is filled (free it) and that error is returned. */
 kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *p, kiln_lr_find_result *out);
 void kiln_lr_find_result_free(kiln_lr_find_result *r);
 /* Smoothed loss vs lr (log x) without the last skip_end points (fastai plot_lr_find, 5),
@@ -170,8 +173,8 @@ kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpo
 kiln_status kiln_checkpoint_read_info(const char *path, kiln_checkpoint_info *out);
 /* Loads path and goes on with the fit that wrote it: kiln_learner_fit_ex with its schedule,
  * n_epochs and start_epoch = epoch (validation on). OK without training when that fit was
- * finished. INVALID when the checkpoint was not written during a fit or the data's batch
- * count changed. */
+ * finished. INVALID (before anything changes) when the checkpoint was not written during
+ * a fit, or the data's batch count or the learner's shuffle seed differ from then. */
 kiln_status kiln_learner_resume(kiln_learner *l, const char *path);
 
 /* A callback ("checkpointing") that saves at the end of every every_n-th epoch and of the

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -52,11 +53,6 @@ static kiln_status prefix_err(kiln_status st, const char *prefix)
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", kiln_last_error());
     return kiln__err(st, "%s%s", prefix, msg);
-}
-
-static bool is_bn(const kiln_module *m)
-{
-    return m->kind == KILN_MODULE_BATCH_NORM1D || m->kind == KILN_MODULE_BATCH_NORM2D;
 }
 
 /* ---- writing ------------------------------------------------------------------------------------ */
@@ -178,36 +174,20 @@ static kiln_status put_recorder(writer *w, kiln_recorder *r, int nm)
 }
 
 typedef struct meta_buf {
-    const char *kv[64];
+    const char *kv[64]; /* key, value, ..., NULL */
     char val[32][40];
     int n, nv;
 } meta_buf;
 
-static void meta_str(meta_buf *m, const char *k, const char *v)
+/* Adds key = printf(fmt, ...) (fmt NULL: the string given as the one argument). */
+__attribute__((format(printf, 3, 4))) static void meta_add(meta_buf *m, const char *k, const char *fmt, ...)
 {
-    if (m->n + 3 > 64) return;
-    m->kv[m->n++] = k, m->kv[m->n++] = v, m->kv[m->n] = NULL;
-}
-
-static void meta_i(meta_buf *m, const char *k, long long v)
-{
-    if (m->nv == 32) return;
-    snprintf(m->val[m->nv], sizeof m->val[0], "%lld", v);
-    meta_str(m, k, m->val[m->nv++]);
-}
-
-static void meta_u(meta_buf *m, const char *k, unsigned long long v)
-{
-    if (m->nv == 32) return;
-    snprintf(m->val[m->nv], sizeof m->val[0], "%llu", v);
-    meta_str(m, k, m->val[m->nv++]);
-}
-
-static void meta_d(meta_buf *m, const char *k, double v)
-{
-    if (m->nv == 32) return;
-    snprintf(m->val[m->nv], sizeof m->val[0], "%.17g", v);
-    meta_str(m, k, m->val[m->nv++]);
+    if (m->n + 3 > 64 || m->nv == 32) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->val[m->nv], sizeof m->val[0], fmt, ap);
+    va_end(ap);
+    m->kv[m->n++] = k, m->kv[m->n++] = m->val[m->nv++], m->kv[m->n] = NULL;
 }
 
 /* Metric names joined by ',' (malloc'd). */
@@ -247,7 +227,7 @@ kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path)
     }
     for (size_t i = 0; !st && i < model->n_mods; i++) {
         kiln_module *m = model->mods[i];
-        if (!is_bn(m)) continue;
+        if (m->kind != KILN_MODULE_BATCH_NORM1D && m->kind != KILN_MODULE_BATCH_NORM2D) continue;
         snprintf(name, sizeof name, "model.%s.num_batches_tracked", m->path);
         st = put(&w, name, KILN_DTYPE_I64, 0, NULL, &m->num_batches_tracked, false);
     }
@@ -288,26 +268,26 @@ kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path)
 
     meta_buf m = {0};
     kiln_rng_state rng = kiln_rng_get(l->ctx);
-    meta_str(&m, "format", CK_FORMAT);
-    meta_str(&m, "version", CK_VERSION);
-    meta_str(&m, "kiln_version", KILN_VERSION_STRING);
-    meta_i(&m, "epoch", pos.epoch);
-    meta_i(&m, "iter", pos.iter);
-    meta_i(&m, "n_epochs", pos.n_epochs);
-    meta_i(&m, "n_batches", pos.n_batches);
-    meta_u(&m, "seed", pos.seed);
-    meta_u(&m, "rng_seed", rng.seed);
-    meta_u(&m, "rng_counter", rng.counter);
-    meta_str(&m, "optim", kiln_optim_kind_name(kiln_optim_get_kind(l->opt)));
-    if (pos.has_sched) meta_str(&m, "sched_policy", kiln_sched_policy_name(pos.sched.policy));
-    meta_d(&m, "ema_beta", l->ema.beta);
-    meta_d(&m, "ema_avg", l->ema.avg);
-    meta_i(&m, "ema_n", l->ema.n);
-    meta_i(&m, "mults_set", l->mults_set);
-    meta_i(&m, "recorder_batches", kiln_recorder_n_batches(l->rec));
-    meta_i(&m, "recorder_epochs", kiln_recorder_n_epochs(l->rec));
-    meta_i(&m, "recorder_groups", kiln_recorder_n_groups(l->rec));
-    meta_str(&m, "metrics", mnames ? mnames : "");
+    meta_add(&m, "format", "%s", CK_FORMAT);
+    meta_add(&m, "version", "%s", CK_VERSION);
+    meta_add(&m, "kiln_version", "%s", KILN_VERSION_STRING);
+    meta_add(&m, "epoch", "%lld", (long long)pos.epoch);
+    meta_add(&m, "iter", "%lld", (long long)pos.iter);
+    meta_add(&m, "n_epochs", "%lld", (long long)pos.n_epochs);
+    meta_add(&m, "n_batches", "%lld", (long long)pos.n_batches);
+    meta_add(&m, "seed", "%llu", (unsigned long long)pos.seed);
+    meta_add(&m, "rng_seed", "%llu", (unsigned long long)rng.seed);
+    meta_add(&m, "rng_counter", "%llu", (unsigned long long)rng.counter);
+    meta_add(&m, "optim", "%s", kiln_optim_kind_name(kiln_optim_get_kind(l->opt)));
+    if (pos.has_sched) meta_add(&m, "sched_policy", "%s", kiln_sched_policy_name(pos.sched.policy));
+    meta_add(&m, "ema_beta", "%.17g", l->ema.beta);
+    meta_add(&m, "ema_avg", "%.17g", l->ema.avg);
+    meta_add(&m, "ema_n", "%lld", (long long)l->ema.n);
+    meta_add(&m, "mults_set", "%d", (int)l->mults_set);
+    meta_add(&m, "recorder_batches", "%lld", (long long)kiln_recorder_n_batches(l->rec));
+    meta_add(&m, "recorder_epochs", "%lld", (long long)kiln_recorder_n_epochs(l->rec));
+    meta_add(&m, "recorder_groups", "%d", kiln_recorder_n_groups(l->rec));
+    if (m.n + 3 <= 64) m.kv[m.n++] = "metrics", m.kv[m.n++] = mnames ? mnames : "", m.kv[m.n] = NULL;
     if (!st) st = kiln_st_save(path, w.e, w.n, m.kv);
     if (st) prefix_err(st, "checkpoint_save: ");
     free(mnames);
@@ -325,34 +305,31 @@ typedef struct hist {
     const void *iters, *losses, *smooth, *lrs, *moms, *ep_ids, *ep_vals; /* in the mapping while loading */
     int64_t *buf;   /* owned copy of all of them, laid out in that order */
     kiln_ema ema;
+    struct { uint64_t seed, counter; } rng;
     bool armed;
 } hist;
 
-static kiln_status ck_err(kiln_status s, const char *path, const char *what)
+/* "checkpoint_load: <path>: <message>". */
+__attribute__((format(printf, 3, 4))) static kiln_status fail(kiln_status st, const char *path, const char *fmt, ...)
 {
-    return kiln__err(s, "checkpoint_load: %s: %s", path, what);
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return kiln__err(st, "checkpoint_load: %s: %s", path, msg);
 }
 
-static kiln_status meta_int(const kiln_st_file *f, const char *key, bool sign, uint64_t *out)
+/* Metadata key as an integer (kind 'i'), unsigned ('u', into uint64_t) or double ('d'). */
+static kiln_status meta_num(const kiln_st_file *f, const char *key, char kind, void *out)
 {
     const char *v = kiln_st_metadata(f, key);
     char *end = NULL;
     errno = 0;
-    if (v && *v) *out = sign ? (uint64_t)strtoll(v, &end, 10) : strtoull(v, &end, 10);
-    if (!v || !*v || *end || errno || (!sign && *v == '-'))
-        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: metadata \"%s\" is %s", kiln_st_path(f), key,
-                         v ? "not an integer" : "missing");
-    return KILN_STATUS_OK;
-}
-
-static kiln_status meta_dbl(const kiln_st_file *f, const char *key, double *out)
-{
-    const char *v = kiln_st_metadata(f, key);
-    char *end = NULL;
-    if (v && *v) *out = strtod(v, &end);
-    if (!v || !*v || *end)
-        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: metadata \"%s\" is %s", kiln_st_path(f), key,
-                         v ? "not a number" : "missing");
+    if (v && *v && kind == 'd') *(double *)out = strtod(v, &end);
+    else if (v && *v) *(uint64_t *)out = kind == 'i' ? (uint64_t)strtoll(v, &end, 10) : strtoull(v, &end, 10);
+    if (!v || !*v || *end || (kind != 'd' && errno) || (kind == 'u' && *v == '-'))
+        return fail(KILN_STATUS_FORMAT, kiln_st_path(f), "metadata \"%s\" is %s", key, v ? "not a number" : "missing");
     return KILN_STATUS_OK;
 }
 
@@ -362,28 +339,34 @@ static kiln_status want(const kiln_st_file *f, const char *name, kiln_dtype dt, 
 {
     const char *path = kiln_st_path(f);
     if (!kiln_st_has(f, name))
-        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" is missing", path, name);
-    kiln_dtype d;
-    int nd;
-    int64_t shp[KILN_MAX_DIMS];
+        return fail(KILN_STATUS_INVALID, path, "tensor \"%s\" is missing", name);
+    kiln_tensor got, need;
+    kiln_dtype gdt;
+    int gnd;
+    int64_t gshape[KILN_MAX_DIMS];
     size_t nbytes;
-    kiln_status st = kiln_st_info(f, name, &d, &nd, shp, data, &nbytes);
+    kiln_status st = kiln_st_info(f, name, &gdt, &gnd, gshape, data, &nbytes);
     if (st) return st;
-    if (d != dt)
-        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" is %s, expected %s", path, name,
-                         kiln_dtype_name(d), kiln_dtype_name(dt));
-    bool same = nd == ndim;
-    for (int i = 0; same && i < nd; i++) same = shp[i] == shape[i];
-    if (!same) {
-        char a[96] = "(", b[96] = "(";
-        for (int i = 0; i < nd; i++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", i ? ", " : "", (long long)shp[i]);
-        for (int i = 0; i < ndim; i++)
-            snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", i ? ", " : "", (long long)shape[i]);
-        strcat(a, ")"), strcat(b, ")");
-        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: tensor \"%s\" has shape %s, the learner needs %s",
-                         path, name, a, b);
-    }
+    if (gdt != dt)
+        return fail(KILN_STATUS_INVALID, path, "tensor \"%s\" is %s, expected %s", name, kiln_dtype_name(gdt),
+                    kiln_dtype_name(dt));
+    kiln_tensor_wrap(&got, dt, gnd, gshape, NULL);
+    kiln_tensor_wrap(&need, dt, ndim, shape, NULL);
+    char a[96], b[96];
+    if (!kiln_same_shape(&got, &need))
+        return fail(KILN_STATUS_INVALID, path, "tensor \"%s\" has shape %s, the learner needs %s", name,
+                    kiln_shape_str(&got, a, sizeof a), kiln_shape_str(&need, b, sizeof b));
     return KILN_STATUS_OK;
+}
+
+/* The bytes of a tensor known to be there. */
+static const void *view(const kiln_st_file *f, const char *name)
+{
+    kiln_tensor t;
+    const void *d = NULL;
+    size_t nbytes;
+    kiln_st_info(f, name, &t.dtype, &t.ndim, t.shape, &d, &nbytes);
+    return d;
 }
 
 /* Format, version and position (what kiln_checkpoint_read_info reports). */
@@ -392,26 +375,25 @@ static kiln_status read_header(const kiln_st_file *f, kiln_checkpoint_info *info
     const char *path = kiln_st_path(f);
     const char *fmt = kiln_st_metadata(f, "format");
     if (!fmt)
-        return ck_err(KILN_STATUS_FORMAT, path,
-                      "not a kiln checkpoint (no __metadata__ \"format\"; a model state dict loads with kiln_model_load)");
+        return fail(KILN_STATUS_FORMAT, path,
+                    "not a kiln checkpoint (no __metadata__ \"format\"; a state dict loads with kiln_model_load)");
     if (strcmp(fmt, CK_FORMAT) != 0)
-        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: not a kiln checkpoint (format \"%s\", expected \"%s\")",
-                         path, fmt, CK_FORMAT);
+        return fail(KILN_STATUS_FORMAT, path, "not a kiln checkpoint (format \"%s\", expected \"%s\")", fmt, CK_FORMAT);
     const char *ver = kiln_st_metadata(f, "version");
     if (!ver || strcmp(ver, CK_VERSION) != 0)
-        return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: checkpoint version \"%s\"; this kiln reads version %s",
-                         path, ver ? ver : "(none)", CK_VERSION);
+        return fail(KILN_STATUS_FORMAT, path, "checkpoint version \"%s\"; this kiln reads version %s",
+                    ver ? ver : "(none)", CK_VERSION);
     memset(info, 0, sizeof *info);
     uint64_t v[5];
     const char *keys[5] = {"epoch", "iter", "n_epochs", "n_batches", "seed"};
     for (int i = 0; i < 5; i++) {
-        kiln_status st = meta_int(f, keys[i], i < 4, &v[i]);
+        kiln_status st = meta_num(f, keys[i], i < 4 ? 'i' : 'u', &v[i]);
         if (st) return st;
     }
     info->epoch = (int64_t)v[0], info->iter = (int64_t)v[1], info->n_epochs = (int64_t)v[2];
     info->n_batches = (int64_t)v[3], info->seed = v[4];
     if (info->epoch < 0 || info->iter < 0 || info->n_epochs < 0 || info->n_batches < 0)
-        return ck_err(KILN_STATUS_FORMAT, path, "negative epoch, iter, n_epochs or n_batches in the metadata");
+        return fail(KILN_STATUS_FORMAT, path, "negative epoch, iter, n_epochs or n_batches in the metadata");
     const char *pol = kiln_st_metadata(f, "sched_policy");
     if (pol) {
         const void *d;
@@ -422,8 +404,7 @@ static kiln_status read_header(const kiln_st_file *f, kiln_checkpoint_info *info
         double lr;
         if ((unsigned)info->sched.policy >= KILN_SCHED_POLICY_COUNT ||
             strcmp(kiln_sched_policy_name(info->sched.policy), pol) != 0 || kiln_sched_at(&info->sched, 0, &lr, NULL))
-            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: the saved \"%s\" schedule is not valid here", path,
-                             pol);
+            return fail(KILN_STATUS_FORMAT, path, "the saved \"%s\" schedule is not valid here", pol);
         info->has_sched = true;
     }
     return KILN_STATUS_OK;
@@ -452,48 +433,44 @@ static void list_add(char *buf, size_t cap, int *count, const char *name)
 static kiln_status check_model(kiln_model *model, const kiln_st_file *f)
 {
     kiln_store *s = kiln_model_store(model);
-    char missing[512] = "", shapes[1024] = "", extra[512] = "", name[640];
+    char missing[512] = "", shapes[1024] = "", extra[512] = "", name[640], a[96], b[96], item[800];
     int n_missing = 0, n_shapes = 0, n_extra = 0;
-    size_t n_model = 0;
     for (size_t i = 0; i < kiln_store_count(s); i++) {
         const kiln_tensor *t = kiln_store_at(s, i);
         snprintf(name, sizeof name, "model.%s", t->name);
-        kiln_dtype dt;
-        int nd;
-        int64_t shp[KILN_MAX_DIMS];
+        kiln_tensor ft;
+        kiln_dtype fdt;
+        int fnd;
+        int64_t fshape[KILN_MAX_DIMS];
         const void *d;
         size_t nbytes;
-        if (!kiln_st_has(f, name)) {
+        if (!kiln_st_has(f, name) || kiln_st_info(f, name, &fdt, &fnd, fshape, &d, &nbytes)) {
             list_add(missing, sizeof missing, &n_missing, t->name);
             continue;
         }
-        n_model++;
-        bool same = !kiln_st_info(f, name, &dt, &nd, shp, &d, &nbytes) && nd == t->ndim;
-        for (int k = 0; same && k < nd; k++) same = shp[k] == t->shape[k];
-        if (!same && n_shapes == 0) { /* the first one with both shapes */
-            char a[96], b[96], item[800];
-            kiln_tensor ft;
-            kiln_tensor_wrap(&ft, KILN_DTYPE_F32, nd, shp, NULL);
-            snprintf(item, sizeof item, "%s %s in the file, %s in the model", t->name, kiln_shape_str(&ft, a, sizeof a),
-                     kiln_shape_str(t, b, sizeof b));
-            list_add(shapes, sizeof shapes, &n_shapes, item);
-        } else if (!same) {
-            list_add(shapes, sizeof shapes, &n_shapes, t->name);
-        }
+        kiln_tensor_wrap(&ft, KILN_DTYPE_F32, fnd, fshape, NULL);
+        if (kiln_same_shape(&ft, t)) continue;
+        snprintf(item, sizeof item, "%s %s in the file, %s in the model", t->name, kiln_shape_str(&ft, a, sizeof a),
+                 kiln_shape_str(t, b, sizeof b));
+        list_add(shapes, sizeof shapes, &n_shapes, n_shapes ? t->name : item); /* shapes of the first one */
     }
+    const char *nbt = ".num_batches_tracked";
     for (size_t i = 0; i < kiln_st_count(f); i++) {
         const char *k = kiln_st_name(f, i);
-        size_t len = strlen(k), sfx = strlen(".num_batches_tracked");
-        if (strncmp(k, "model.", 6) != 0 || (len > sfx && !strcmp(k + len - sfx, ".num_batches_tracked"))) continue;
+        size_t len = strlen(k), sfx = strlen(nbt);
+        if (strncmp(k, "model.", 6) != 0 || (len > sfx && !strcmp(k + len - sfx, nbt))) continue;
         if (!kiln_store_find(s, k + 6)) list_add(extra, sizeof extra, &n_extra, k + 6);
     }
+    kiln_clear_error();
     if (!n_missing && !n_shapes && !n_extra) return KILN_STATUS_OK;
-    char msg[1700] = "";
+    char msg[2100] = "";
     const char *parts[3][2] = {{"missing ", missing}, {"other shapes ", shapes}, {"not in the model ", extra}};
     for (int k = 0; k < 3; k++)
         if (parts[k][1][0])
-            snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s%s", msg[0] ? "; " : "", parts[k][0], parts[k][1]);
-    return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: saved from a different model (tensors \"model.<name>\"): %s", kiln_st_path(f), msg);
+            snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s%s", msg[0] ? "; " : "", parts[k][0],
+                     parts[k][1]);
+    return fail(KILN_STATUS_INVALID, kiln_st_path(f), "saved from a different model (tensors \"model.<name>\"): %s",
+                msg);
 }
 
 /* Everything, checked against the learner (the model by name and shape only); fills h
@@ -505,8 +482,8 @@ static kiln_status check(kiln_learner *l, const kiln_st_file *f, hist *h)
     if (st || (st = check_model(l->model, f))) return st;
     const char *kind = kiln_st_metadata(f, "optim"), *mine = kiln_optim_kind_name(kiln_optim_get_kind(l->opt));
     if (!kind || strcmp(kind, mine) != 0)
-        return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: saved with optimizer \"%s\", the learner has \"%s\"",
-                         path, kind ? kind : "(none)", mine);
+        return fail(KILN_STATUS_INVALID, path, "saved with optimizer \"%s\", the learner has \"%s\"",
+                    kind ? kind : "(none)", mine);
     char name[640];
     for (size_t i = 0; i < kiln_optim_state_count(l->opt); i++) {
         kiln_optim_state e;
@@ -516,47 +493,47 @@ static kiln_status check(kiln_learner *l, const kiln_st_file *f, hist *h)
         int64_t shape[1] = {(int64_t)e.numel};
         if ((st = want(f, name, e.dtype, 1, shape, &d))) return st;
         for (size_t k = 0; e.dtype == KILN_DTYPE_I64 && k < e.numel; k++)
-            if (i64_at(d, k) < 0) return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: \"%s\" has a negative step", path, name);
+            if (i64_at(d, k) < 0) return fail(KILN_STATUS_FORMAT, path, "\"%s\" has a negative step", name);
     }
     int ng = kiln_optim_n_groups(l->opt);
     const void *gd, *md, *rd;
-    int64_t gshape[2] = {ng, 4}, mshape[1] = {l->n_mults}, rshape[1] = {(int64_t)kiln_store_count(kiln_model_store(l->model))};
+    int64_t gshape[2] = {ng, 4}, mshape[1] = {l->n_mults};
+    int64_t rshape[1] = {(int64_t)kiln_store_count(kiln_model_store(l->model))};
     if ((st = want(f, "optim.groups", KILN_DTYPE_I64, 2, gshape, &gd))) return st;
     for (int g = 0; g < ng; g++) {
         double lr = b2d(gd, 4 * g), mom = b2d(gd, 4 * g + 1), wd = b2d(gd, 4 * g + 2);
         if (!(lr >= 0 && isfinite(lr) && mom >= 0 && mom < 1 && wd >= 0 && isfinite(wd)))
-            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: optimizer group %d has lr %g, mom %g, wd %g", path, g,
-                             lr, mom, wd);
+            return fail(KILN_STATUS_FORMAT, path, "optimizer group %d has lr %g, mom %g, wd %g", g, lr, mom, wd);
     }
     if ((st = want(f, "learner.lr_mults", KILN_DTYPE_I64, 1, mshape, &md))) return st;
     for (int g = 0; g < l->n_mults; g++)
         if (!(b2d(md, g) >= 0 && isfinite(b2d(md, g))))
-            return kiln__err(KILN_STATUS_FORMAT, "checkpoint_load: %s: lr multiplier %d is %g", path, g, b2d(md, g));
+            return fail(KILN_STATUS_FORMAT, path, "lr multiplier %d is %g", g, b2d(md, g));
     if ((st = want(f, "learner.requires_grad", KILN_DTYPE_U8, 1, rshape, &rd))) return st;
     /* history */
     uint64_t nb, ne, g, n;
-    if ((st = meta_int(f, "recorder_batches", true, &nb)) || (st = meta_int(f, "recorder_epochs", true, &ne)) ||
-        (st = meta_int(f, "recorder_groups", true, &g)) || (st = meta_int(f, "ema_n", true, &n)) ||
-        (st = meta_dbl(f, "ema_beta", &h->ema.beta)) || (st = meta_dbl(f, "ema_avg", &h->ema.avg)))
+    if ((st = meta_num(f, "recorder_batches", 'i', &nb)) || (st = meta_num(f, "recorder_epochs", 'i', &ne)) ||
+        (st = meta_num(f, "recorder_groups", 'i', &g)) || (st = meta_num(f, "ema_n", 'i', &n)) ||
+        (st = meta_num(f, "ema_beta", 'd', &h->ema.beta)) || (st = meta_num(f, "ema_avg", 'd', &h->ema.avg)) ||
+        (st = meta_num(f, "rng_seed", 'u', &h->rng.seed)) ||
+        (st = meta_num(f, "rng_counter", 'u', &h->rng.counter)))
         return st;
     h->nb = (int64_t)nb, h->ne = (int64_t)ne, h->g = (int)g, h->nm = l->n_metrics, h->ema.n = (int64_t)n;
     if (h->nb < 0 || h->ne < 0 || h->g < 0 || h->g > 64 || h->ema.n < 0)
-        return ck_err(KILN_STATUS_FORMAT, path, "bad recorder or smoothing sizes in the metadata");
+        return fail(KILN_STATUS_FORMAT, path, "bad recorder or smoothing sizes in the metadata");
     const char *ms = kiln_st_metadata(f, "metrics");
     char *mine_ms = metric_names(l);
     if (!mine_ms) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
     bool same = ms && !strcmp(ms, mine_ms);
     if (!same)
-        kiln__err(KILN_STATUS_INVALID,
-                  "checkpoint_load: %s: saved with metrics [%s], the learner has [%s] (add the same metrics, or load the "
-                  "weights alone with kiln_model_load_st(model, f, \"model.\", true))",
-                  path, ms ? ms : "", mine_ms);
+        fail(KILN_STATUS_INVALID, path,
+                  "saved with metrics [%s], the learner has [%s] (add the same metrics, or load the "
+                  "weights alone with kiln_model_load_st(model, f, \"model.\", true))", ms ? ms : "", mine_ms);
     free(mine_ms);
     if (!same) return KILN_STATUS_INVALID;
     if (h->nb > 0) {
         if (h->g != l->n_mults)
-            return kiln__err(KILN_STATUS_INVALID, "checkpoint_load: %s: history of %d layer groups, the learner has %d",
-                             path, h->g, l->n_mults);
+            return fail(KILN_STATUS_INVALID, path, "history of %d layer groups, the learner has %d", h->g, l->n_mults);
         int64_t s1[1] = {h->nb}, s2[2] = {h->g, h->nb};
         if ((st = want(f, "recorder.iters", KILN_DTYPE_I64, 1, s1, &h->iters)) ||
             (st = want(f, "recorder.losses", KILN_DTYPE_I64, 1, s1, &h->losses)) ||
@@ -601,9 +578,13 @@ static kiln_status replay(kiln_learner *l, const hist *h)
     if (!mets) return kiln__err(KILN_STATUS_NOMEM, "checkpoint_load: out of memory");
     int64_t bpe = h->info.n_batches > 0 ? h->info.n_batches : 1;
     for (int64_t i = 0; !st && i < h->nb; i++) {
-        for (int k = 0; k < g; k++) lrs[k] = b2d(h->lrs, (size_t)(k * h->nb + i)), moms[k] = b2d(h->moms, (size_t)(k * h->nb + i));
+        for (int k = 0; k < g; k++) {
+            lrs[k] = b2d(h->lrs, (size_t)(k * h->nb + i));
+            moms[k] = b2d(h->moms, (size_t)(k * h->nb + i));
+        }
         int64_t it = i64_at(h->iters, (size_t)i);
-        st = kiln__recorder_add_batch(l->rec, it, it / bpe, b2d(h->losses, (size_t)i), b2d(h->smooth, (size_t)i), lrs, moms);
+        double loss = b2d(h->losses, (size_t)i), smooth = b2d(h->smooth, (size_t)i);
+        st = kiln__recorder_add_batch(l->rec, it, it / bpe, loss, smooth, lrs, moms);
     }
     size_t cols = 3 + (size_t)h->nm;
     for (int64_t i = 0; !st && i < h->ne; i++) {
@@ -660,39 +641,24 @@ kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpo
     char name[640];
     for (size_t i = 0; i < kiln_optim_state_count(l->opt); i++) {
         kiln_optim_state e;
-        const void *d;
-        kiln_dtype dt;
-        int nd;
-        int64_t shp[KILN_MAX_DIMS];
-        size_t nbytes;
         kiln_optim_state_at(l->opt, i, &e);
         snprintf(name, sizeof name, "optim.%s", e.name);
-        kiln_st_info(f, name, &dt, &nd, shp, &d, &nbytes);
-        memcpy(e.data, d, nbytes);
+        memcpy(e.data, view(f, name), e.numel * kiln_dtype_size(e.dtype));
     }
-    const void *gd, *md, *rd;
-    kiln_dtype dt;
-    int nd;
-    int64_t shp[KILN_MAX_DIMS];
-    size_t nbytes;
-    kiln_st_info(f, "optim.groups", &dt, &nd, shp, &gd, &nbytes);
+    const void *gd = view(f, "optim.groups"), *md = view(f, "learner.lr_mults");
+    const uint8_t *rd = view(f, "learner.requires_grad");
     for (int g = 0; g < kiln_optim_n_groups(l->opt); g++) {
         kiln_optim_set_lr(l->opt, g, b2d(gd, 4 * (size_t)g));
         kiln_optim_set_mom(l->opt, g, b2d(gd, 4 * (size_t)g + 1));
         kiln_optim_set_wd(l->opt, g, b2d(gd, 4 * (size_t)g + 2));
         kiln_optim_set_frozen(l->opt, g, b2d(gd, 4 * (size_t)g + 3) != 0);
     }
-    kiln_st_info(f, "learner.lr_mults", &dt, &nd, shp, &md, &nbytes);
     for (int g = 0; g < l->n_mults; g++) l->lr_mults[g] = b2d(md, (size_t)g);
     const char *ms = kiln_st_metadata(f, "mults_set");
     l->mults_set = ms && !strcmp(ms, "1");
-    kiln_st_info(f, "learner.requires_grad", &dt, &nd, shp, &rd, &nbytes);
     kiln_store *s = kiln_model_store(l->model);
-    for (size_t i = 0; i < kiln_store_count(s); i++) kiln_store_at(s, i)->requires_grad = ((const uint8_t *)rd)[i] != 0;
-    uint64_t rs = 0, rc = 0;
-    meta_int(f, "rng_seed", false, &rs);
-    meta_int(f, "rng_counter", false, &rc);
-    kiln_rng_set(l->ctx, (kiln_rng_state){.seed = rs, .counter = rc});
+    for (size_t i = 0; i < kiln_store_count(s); i++) kiln_store_at(s, i)->requires_grad = rd[i] != 0;
+    kiln_rng_set(l->ctx, (kiln_rng_state){.seed = h->rng.seed, .counter = h->rng.counter});
     kiln_st_close(f);
 
     st = replay(l, h);
@@ -721,11 +687,11 @@ kiln_status kiln_learner_resume(kiln_learner *l, const char *path)
                          "learner_resume: %s was saved with %lld training batches per epoch, the data now gives %lld",
                          path, (long long)info.n_batches, (long long)nb);
     if (info.seed != l->p.seed)
-        return kiln__err(KILN_STATUS_INVALID, "learner_resume: %s was saved with shuffle seed %llu, the learner has %llu",
+        return kiln__err(KILN_STATUS_INVALID, "learner_resume: %s was saved with shuffle seed %llu, the learner %llu",
                          path, (unsigned long long)info.seed, (unsigned long long)l->p.seed);
     if ((st = kiln_checkpoint_load(l, path, &info))) return st;
     if (info.epoch >= info.n_epochs) return KILN_STATUS_OK;
-    kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch, .no_valid = false};
+    kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch};
     return kiln_learner_fit_ex(l, &fp);
 }
 
@@ -746,44 +712,38 @@ static void ckpt_free(void *user)
     free(c);
 }
 
-static char *unescape(const char *s, size_t n) /* "%%" -> "%" */
-{
-    char *o = malloc(n + 1);
-    size_t k = 0;
-    for (size_t i = 0; o && i < n; i++) {
-        o[k++] = s[i];
-        if (s[i] == '%' && i + 1 < n && s[i + 1] == '%') i++;
-    }
-    if (o) o[k] = '\0';
-    return o;
-}
-
-/* Splits a pattern at its one %d / %Nd / %0Nd. */
+/* Splits a pattern at its one %d / %Nd / %0Nd into pre and post; "%%" stands for "%". */
 static kiln_status parse_pattern(ckpt_cb *c, const char *path)
 {
-    const char *conv = NULL, *conv_end = NULL;
-    for (const char *p = path; *p; p++) {
-        if (*p != '%') continue;
-        if (p[1] == '%') {
-            p++;
+    size_t n = strlen(path), k = 0, cut = 0;
+    char *out = malloc(n + 1);
+    if (!out) return kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (path[i] != '%' || path[i + 1] == '%') {
+            out[k++] = path[i];
+            i += path[i] == '%';
             continue;
         }
-        const char *q = p + 1;
-        bool zero = *q == '0';
+        size_t j = i + 1;
         int width = 0;
-        while (*q >= '0' && *q <= '9' && width < 100) width = width * 10 + (*q++ - '0');
-        if (*q != 'd' || conv)
-            return kiln__err(KILN_STATUS_INVALID,
-                             "add_checkpointing: path \"%s\": only one %%d (or %%0Nd) may appear, other %% as %%%%", path);
-        conv = p, conv_end = q + 1, c->zero = zero, c->width = width;
-        p = q;
+        while (path[j] >= '0' && path[j] <= '9' && width < 100) width = width * 10 + (path[j++] - '0');
+        if (path[j] != 'd' || c->pattern) {
+            free(out);
+            return kiln__err(KILN_STATUS_INVALID, "add_checkpointing: path \"%s\": one %%d (or %%0Nd) at most, "
+                             "other %% as %%%%", path);
+        }
+        c->pattern = true, c->zero = path[i + 1] == '0', c->width = width, cut = k;
+        i = j;
     }
-    if (!conv) return KILN_STATUS_OK;
-    c->pattern = true;
-    free(c->pre);
-    c->pre = unescape(path, (size_t)(conv - path));
-    c->post = unescape(conv_end, strlen(conv_end));
-    return c->pre && c->post ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
+    out[k] = '\0';
+    if (c->pattern) {
+        if (!(c->post = strdup(out + cut)))
+            return free(out), kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
+        out[cut] = '\0';
+    }
+    memcpy(c->pre, out, strlen(out) + 1); /* pre has room for the whole path */
+    free(out);
+    return KILN_STATUS_OK;
 }
 
 static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
@@ -794,9 +754,9 @@ static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
     size_t n = strlen(c->pre) + (c->post ? strlen(c->post) : 0) + 160;
     char *path = malloc(n);
     if (!path) return kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
-    if (c->pattern) snprintf(path, n, "%s%0*lld%s", c->pre, c->zero ? c->width : 0, (long long)done, c->post);
-    if (c->pattern && !c->zero) snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
     if (!c->pattern) snprintf(path, n, "%s", c->pre);
+    else if (c->zero) snprintf(path, n, "%s%0*lld%s", c->pre, c->width, (long long)done, c->post);
+    else snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
     kiln_status st = kiln_checkpoint_save(l, path);
     if (st) {
         free(path);
@@ -814,18 +774,18 @@ kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, in
     if (kiln_learner_callback_user(l, "checkpointing"))
         return kiln__err(KILN_STATUS_STATE, "add_checkpointing: the learner already has a 'checkpointing' callback");
     ckpt_cb *c = calloc(1, sizeof *c);
-    size_t n = strlen(path);
-    if (c) c->pre = malloc(n + 32);
+    if (c) c->pre = malloc(strlen(path) + 32);
     if (!c || !c->pre) {
         ckpt_free(c);
         return kiln__err(KILN_STATUS_NOMEM, "add_checkpointing: out of memory");
     }
     c->every = every_n;
-    memcpy(c->pre, path, n + 1);
     kiln_status st = parse_pattern(c, path);
     struct stat sb;
-    if (!st && !c->pattern && (path[n - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))))
-        strcat(c->pre, path[n - 1] == '/' ? "checkpoint.safetensors" : "/checkpoint.safetensors");
+    size_t m = st ? 0 : strlen(c->pre);
+    bool slash = m && c->pre[m - 1] == '/';
+    if (!st && !c->pattern && (slash || (stat(c->pre, &sb) == 0 && S_ISDIR(sb.st_mode))))
+        strcat(c->pre, slash ? "checkpoint.safetensors" : "/checkpoint.safetensors");
     kiln_callback cb = {.name = "checkpointing", .end_epoch = ckpt_end_epoch, .user = c, .free_user = ckpt_free};
     if (!st) st = kiln_learner_add_callback(l, &cb);
     if (st) ckpt_free(c);

@@ -130,6 +130,10 @@ static kiln_status restore_all(kiln_learner *l, saved *s)
         if (!st) st = r;
     }
     kiln_rng_set(l->ctx, s->rng);
+    if (s->st.n_batches > 0) { /* a fit ran before: its last epoch's train order */
+        kiln_status r = kiln_data_set_epoch(l->data, l->p.seed, s->st.epoch);
+        if (!st) st = r;
+    }
     kiln_model_train(l->model, s->train);
     l->ema = s->ema;
     if (l->n_mults == s->n_mults) memcpy(l->lr_mults, s->mults, (size_t)s->n_mults * sizeof(double));
@@ -195,7 +199,8 @@ static kiln_status check_params(const kiln_lr_find_params *p)
     if (!(p->end_lr > p->start_lr) || !isfinite(p->end_lr))
         return kiln__err(KILN_STATUS_INVALID, "lr_find: end_lr %g must be above start_lr %g", p->end_lr, p->start_lr);
     if (p->num_it < 2) return kiln__err(KILN_STATUS_INVALID, "lr_find: num_it %lld must be >= 2", (long long)p->num_it);
-    if (!(p->beta >= 0 && p->beta < 1)) return kiln__err(KILN_STATUS_INVALID, "lr_find: beta %g outside [0, 1)", p->beta);
+    if (!(p->beta >= 0 && p->beta < 1))
+        return kiln__err(KILN_STATUS_INVALID, "lr_find: beta %g outside [0, 1)", p->beta);
     if ((unsigned)p->suggest >= KILN_LR_SUGGEST_COUNT)
         return kiln__err(KILN_STATUS_INVALID, "lr_find: unknown suggestion %d", (int)p->suggest);
     return KILN_STATUS_OK;
@@ -313,7 +318,8 @@ kiln_status kiln_lr_find_write_csv(const kiln_lr_find_result *r, const char *pat
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        kiln_status e = kiln__err(KILN_STATUS_IO, "lr_find_write_csv: %s: cannot create %s: %s", path, tmp, strerror(errno));
+        kiln_status e =
+            kiln__err(KILN_STATUS_IO, "lr_find_write_csv: %s: cannot create %s: %s", path, tmp, strerror(errno));
         free(tmp);
         return e;
     }
@@ -338,8 +344,9 @@ kiln_status kiln_lr_find_plot(const kiln_lr_find_result *r, const char *path, in
     if (!r || !path) return kiln__err(KILN_STATUS_INVALID, "lr_find_plot: NULL argument");
     if (skip_end < 0) return kiln__err(KILN_STATUS_INVALID, "lr_find_plot: skip_end %d < 0", skip_end);
     int64_t n = r->n - skip_end;
-    if (n < 2) return kiln__err(KILN_STATUS_INVALID, "lr_find_plot: %lld points, %d skipped at the end: nothing to plot",
-                                (long long)r->n, skip_end);
+    if (n < 2)
+        return kiln__err(KILN_STATUS_INVALID, "lr_find_plot: %lld points, %d skipped at the end: nothing to plot",
+                         (long long)r->n, skip_end);
     double lo = INFINITY, hi = -INFINITY;
     for (int64_t i = 0; i < n; i++)
         if (isfinite(r->smooth_losses[i])) lo = fmin(lo, r->smooth_losses[i]), hi = fmax(hi, r->smooth_losses[i]);

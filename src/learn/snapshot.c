@@ -45,7 +45,8 @@ kiln_status kiln_weights_restore(kiln_model *m, const kiln_weights *w)
     float *b = kiln_store_flat(s, KILN_STORE_BUFFERS, &nb);
     if (np != w->n_params || nb != w->n_buffers || m->n_mods != w->n_counters)
         return kiln__err(KILN_STATUS_INVALID,
-                         "weights_restore: copy of %zu params, %zu buffer values, %zu modules; the model has %zu, %zu, %zu",
+                         "weights_restore: a copy of %zu params, %zu buffer values, %zu modules; the model has "
+                         "%zu, %zu, %zu",
                          w->n_params, w->n_buffers, w->n_counters, np, nb, m->n_mods);
     if (np) memcpy(p, w->params, np * sizeof(float));
     if (nb) memcpy(b, w->buffers, nb * sizeof(float));
@@ -349,7 +350,8 @@ static kiln_status ensemble(kiln_learner *l, kiln_data_split split, int m, kiln_
             *out = p; /* keeps targets and shapes; probs replaced by the mean below */
             if (!sum) st = kiln__err(KILN_STATUS_NOMEM, "snapshot_predict: out of memory");
         } else if (p.n != out->n || p.c != out->c) {
-            st = kiln__err(KILN_STATUS_INVALID, "snapshot_predict: snapshot %d gives (%lld, %lld) predictions, not (%lld, %lld)",
+            st = kiln__err(KILN_STATUS_INVALID,
+                           "snapshot_predict: snapshot %d gives (%lld, %lld) predictions, not (%lld, %lld)",
                            i, (long long)p.n, (long long)p.c, (long long)out->n, (long long)out->c);
         }
         for (int64_t j = 0; !st && j < p.n * p.c; j++) sum[j] += p.probs[j];

@@ -1,0 +1,111 @@
+/* kiln models: builders for torchvision's ResNets and for the model fastai's vision learner
+ * makes from them (a ResNet body cut before avgpool/fc, plus fastai's head).
+ *
+ * Every builder returns a model that is built but not allocated (call kiln_model_alloc,
+ * which initialises it as its PyTorch twin does) and that the caller frees with
+ * kiln_model_free. Module and parameter names are PyTorch's, so state dicts load both ways:
+ *   ResNet:       conv1.weight, bn1.*, layer1.0.conv1.weight, ..., layer2.0.downsample.0.weight,
+ *                 layer2.0.downsample.1.*, ..., fc.weight, fc.bias   (torchvision)
+ *   vision model: 0.0.weight (conv1), 0.1.* (bn1), 0.4.0.conv1.weight (layer1), ...,
+ *                 1.2.* (head BatchNorm1d), 1.4.weight (head Linear), ...  (fastai
+ *                 nn.Sequential(body, head))
+ * Shapes: x (N, n_in, H, W), NCHW; the outputs are logits (N, n_classes). */
+#ifndef KILN_MODELS_H
+#define KILN_MODELS_H
+
+#include "kiln/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- ResNet (torchvision v1.5) ---------------------------------------------------------------- */
+
+typedef enum kiln_resnet_block {
+    KILN_RESNET_BLOCK_BASIC = 0,  /* BasicBlock: 3x3 (stride) -> 3x3, expansion 1 (ResNet-18/34) */
+    KILN_RESNET_BLOCK_BOTTLENECK, /* Bottleneck: 1x1 -> 3x3 (stride, v1.5) -> 1x1, expansion 4 */
+} kiln_resnet_block;
+
+typedef struct kiln_resnet_params {
+    kiln_resnet_block block;
+    int layers[4];     /* blocks in layer1..layer4, each >= 1: {2, 2, 2, 2} for ResNet-18 */
+    int64_t width;     /* 64: stem channels and layer1's planes; layerK has width * 2^(K-1) planes.
+                        * torchvision fixes 64; smaller widths are for tests */
+    int64_t n_in;      /* 3: input channels (conv1 weight (width, n_in, 7, 7)) */
+    int64_t n_classes; /* 1000: fc outputs */
+} kiln_resnet_params;
+
+/* torchvision's resnet<depth> for depth 18, 34, 50, 101 or 152 (n_in 3, 1000 classes).
+ * Any other depth gives layers {0, 0, 0, 0}, which the builders reject. */
+kiln_resnet_params kiln_resnet_default_params(int depth);
+/* Features the body outputs: width * 8 * expansion (512 for ResNet-18/34, 2048 for 50). */
+int64_t kiln_resnet_n_features(const kiln_resnet_params *p);
+
+/* torchvision.models.ResNet: conv1 (7x7 s2, no bias), bn1, relu, maxpool (3x3 s2 p1),
+ * layer1..layer4 (first block of layer2..4 has stride 2 and a downsample = Sequential(
+ * conv1x1 with stride, BatchNorm2d)), avgpool (adaptive 1x1), flatten, fc.
+ * x (N, n_in, H, W) -> (N, n_classes). Initialised at kiln_model_alloc as torchvision:
+ * convs kaiming_normal_(mode='fan_out', nonlinearity='relu'), BatchNorm weight 1 bias 0,
+ * fc nn.Linear's default. One layer group. NULL + message on bad parameters. */
+kiln_model *kiln_resnet_new(const kiln_resnet_params *p);
+kiln_model *kiln_resnet18_new(int64_t n_in, int64_t n_classes); /* 11,689,512 params (3, 1000) */
+kiln_model *kiln_resnet34_new(int64_t n_in, int64_t n_classes); /* 21,797,672 */
+kiln_model *kiln_resnet50_new(int64_t n_in, int64_t n_classes); /* 25,557,032 */
+
+/* The ResNet body as fastai's create_body(arch, cut=-2): a Sequential called name under
+ * parent (NULL: the next index) with children "0" conv1, "1" bn1, "2" relu, "3" maxpool,
+ * "4".."7" layer1..layer4, same init as kiln_resnet_new. p->n_classes is ignored.
+ * x (N, n_in, H, W) -> (N, kiln_resnet_n_features(p), ~H/32, ~W/32). */
+kiln_module *kiln_resnet_body(kiln_module *parent, const char *name, const kiln_resnet_params *p);
+
+/* ---- fastai vision learner model ---------------------------------------------------------------- */
+
+typedef struct kiln_vision_params {
+    int64_t n_classes; /* 0: must be set (dls.c in fastai) */
+    int64_t lin_ftrs;  /* 512: the one hidden layer of the head */
+    float ps;          /* 0.5: dropout ps/2 before the hidden Linear and ps before the last one;
+                        * a dropout of 0 is left out, as fastai does (later names shift) */
+    bool concat_pool;  /* true: AdaptiveConcatPool2d (2 * nf features); false: AdaptiveAvgPool2d(1) */
+    bool v1_head;      /* false: fastai v2 LinBnDrop, Linear(bias=False) after each BatchNorm1d,
+                        * BatchNorm1d weight 1 bias 1e-3; true: fastai v1 bn_drop_lin, Linear
+                        * with bias (initialised 0), BatchNorm1d bias 0 */
+    bool frozen;       /* true: freeze() at creation, as a pretrained learner starts: only the
+                        * head and the BatchNorm parameters train */
+} kiln_vision_params;
+kiln_vision_params kiln_vision_default_params(void); /* n_classes 0: set it */
+
+/* fastai create_head(nf, n_classes, lin_ftrs=[lin_ftrs], ps) as a Sequential called name
+ * under parent (NULL: the next index), flat as fastai builds it:
+ *   "0" AdaptiveConcatPool2d(1)  "1" Flatten  "2" BatchNorm1d(2nf)  "3" Dropout(ps/2)
+ *   "4" Linear(2nf, lin_ftrs)  "5" ReLU  "6" BatchNorm1d(lin_ftrs)  "7" Dropout(ps)
+ *   "8" Linear(lin_ftrs, n_classes)          (without concat_pool 2nf is nf)
+ * x (N, nf, H, W) -> (N, n_classes). Initialised as fastai's apply_init(head,
+ * kaiming_normal_): Linear weights kaiming_normal_ (fan_in, a=0), biases 0, norms skipped. */
+kiln_module *kiln_vision_head(kiln_module *parent, const char *name, int64_t nf, const kiln_vision_params *p);
+
+/* fastai v2's create_vision_model(resnet, n_out): nn.Sequential(body "0", head "1") with
+ * three layer groups as fastai's resnet split: {conv1 .. layer2} ("0.0".."0.5"),
+ * {layer3, layer4} ("0.6", "0.7"), {head} ("1"). body->n_classes is ignored.
+ * x (N, n_in, H, W) -> (N, p->n_classes). NULL + message on bad parameters. */
+kiln_model *kiln_vision_model_new(const kiln_resnet_params *body, const kiln_vision_params *p);
+
+/* torchvision ResNet key -> vision-model key: "conv1.*" -> "0.0.*", "bn1.*" -> "0.1.*",
+ * "layerK.*" -> "0.<3+K>.*" ("layer1.0.conv1.weight" -> "0.4.0.conv1.weight"). False for
+ * every other key ("fc.weight") or when out (cap bytes) is too small. */
+bool kiln_resnet_body_key(const char *torchvision_key, char *out, size_t cap);
+
+/* Loads torchvision ResNet weights (a safetensors file with torchvision's keys, e.g. an
+ * ImageNet resnet34 converted from its .pth) into the body "0.*" of a vision model (any
+ * model whose body keys map as above); fc.* is ignored and the head left as it is. Every
+ * body parameter and buffer must be in the file; with strict, keys other than fc.* that
+ * map to nothing fail too; num_batches_tracked is read when present. Shapes must match,
+ * except conv1's weight when the file has 3 input channels and the model n_in != 3: then it
+ * is adapted as fastai's _load_pretrained_weights (1: summed over RGB; 2: the first two
+ * times 1.5; more: RGB then zeros). Checks everything before copying: on failure the model
+ * is unchanged and the message names the keys. F16/BF16 become f32. */
+kiln_status kiln_vision_load_pretrained(kiln_model *model, const char *path, bool strict);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

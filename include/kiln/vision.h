@@ -1,0 +1,159 @@
+/* kiln vision data: image classification sources that plug into kiln_data (data.h).
+ *
+ *   sources        IDX files (MNIST family, gzip or plain), "fashion-mnist" by name, image
+ *                  folders (root/train/<class>/*, root/valid/<class>/*, or root/<class>/* with a
+ *                  seeded random validation split) and CSV files of (file name, label).
+ *   loader         background threads (pthreads) decode, resize, transform and normalize the
+ *                  next batches while the model trains; get_batch copies a ready batch into the
+ *                  step arena. Batches are x (B, C, H, W) f32 and y (B) i64 class indices.
+ *   normalization  (x - mean) / std per channel, with the data set's own stats (computed on
+ *                  the train split, [0, 1] pixels) or ImageNet's.
+ *
+ * Images are NCHW, pixels in [0, 1] before normalization. PNG (libspng) and JPEG
+ * (libturbojpeg), grey or colour; grey is replicated to 3 channels when the data set is colour,
+ * alpha is dropped, 16-bit PNG is scaled by 1/65535. Resizing is bilinear with PIL's
+ * antialiasing (what torchvision's Resize does on PIL images).
+ *
+ * Determinism: the train order of epoch e is kiln_data_permutation(seed, e, n) (see
+ * kiln_data_set_epoch), and a transform's randomness comes only from (seed, item_counter), a
+ * pure function of (epoch, split, item index); batches are the same whatever the thread count
+ * or timing. The loader assumes one consumer thread (the one calling kiln_data_get_batch). */
+#ifndef KILN_VISION_H
+#define KILN_VISION_H
+
+#include "kiln/core.h"
+#include "kiln/data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- images ------------------------------------------------------------------------------ */
+
+typedef enum kiln_vision_resize {
+    KILN_VISION_RESIZE_CROP = 0, /* shorter side to size, then centre crop (Resize + CenterCrop) */
+    KILN_VISION_RESIZE_SQUISH,   /* both sides to size; the aspect ratio is not kept */
+} kiln_vision_resize;
+
+/* Reads a PNG or JPEG file (format from its bytes, not its name) into (C, size, size) f32 in
+ * [0, 1] in ctx's step arena. n_channels: 1 or 3 (0 = the file's own: 1 if grey, else 3);
+ * size 0 keeps the file's size (C, H, W). NULL + message naming the file on failure. */
+kiln_tensor *kiln_vision_image_load(kiln_ctx *ctx, const char *path, int n_channels, int size,
+                                    kiln_vision_resize resize);
+
+/* ---- normalization ----------------------------------------------------------------------- */
+
+typedef enum kiln_vision_norm {
+    KILN_VISION_NORM_DATASET = 0, /* mean/std of the train split (computed at construction) */
+    KILN_VISION_NORM_IMAGENET,    /* 0.485, 0.456, 0.406 / 0.229, 0.224, 0.225 (3 channels) */
+    KILN_VISION_NORM_CUSTOM,      /* params.custom_stats */
+    KILN_VISION_NORM_NONE,        /* pixels stay in [0, 1] */
+} kiln_vision_norm;
+
+/* Per-channel statistics; the first n_channels entries are used. */
+typedef struct kiln_vision_stats {
+    float mean[3];
+    float std[3];
+} kiln_vision_stats;
+
+kiln_vision_stats kiln_vision_imagenet_stats(void);
+/* x (N, C, H, W) in place: x = (x - mean[c]) / std[c]. INVALID when c is not 1..3 or a std <= 0. */
+kiln_status kiln_vision_normalize(float *x, int64_t n, int c, int64_t hw, const kiln_vision_stats *s);
+
+/* ---- sources and loader ------------------------------------------------------------------ */
+
+/* Per-item transform (augmentation), run by the loader threads on each image before
+ * normalization. img (C, H, W) holds pixels in [0, 1] and is changed in place (same shape).
+ * The transform's randomness must come only from kiln_philox_uniform(seed, item_counter + k)
+ * for k < KILN_VISION_TFM_COUNTERS: item_counter is a pure function of (epoch, split, item
+ * index in the data set) and seed is the one given to kiln_data_set_epoch. train is false for
+ * the valid split. Return OK, or an error status with a message (kiln__err). Must be
+ * thread-safe (it runs on several threads at once, user is shared). */
+typedef kiln_status (*kiln_vision_tfm_fn)(void *user, float *img, int c, int h, int w, uint64_t seed,
+                                          uint64_t item_counter, bool train);
+#define KILN_VISION_TFM_COUNTERS 256
+/* The item_counter a transform gets (exposed for tests and for a Learner's TTA). */
+uint64_t kiln_vision_item_counter(int64_t epoch, kiln_data_split split, int64_t item);
+
+typedef struct kiln_vision_params {
+    /* batches */
+    int64_t batch_size;       /* 64 */
+    int64_t valid_batch_size; /* 0 = batch_size */
+    bool shuffle;             /* true: train order from kiln_data_set_epoch */
+    bool drop_last;           /* true: drop the short last train batch (valid keeps every item) */
+    /* images */
+    int size;                 /* output side in pixels; 0 = native (IDX: 28); folders need it */
+    kiln_vision_resize resize;/* KILN_VISION_RESIZE_CROP */
+    int n_channels;           /* 0 = the data's own (1 if every image is grey, else 3); 1; 3 */
+    kiln_vision_norm norm;    /* KILN_VISION_NORM_DATASET */
+    kiln_vision_stats custom_stats; /* for KILN_VISION_NORM_CUSTOM */
+    int64_t stats_items;      /* folders: train items (evenly spaced) for the data set's stats;
+                                 0 = all. IDX always uses every train item. 1024 */
+    /* folders and CSV */
+    const char *train_dir;    /* "train" */
+    const char *valid_dir;    /* "valid" */
+    double valid_pct;         /* 0.2: valid share when there is no train/valid layout */
+    uint64_t split_seed;      /* 42: seed of that random split */
+    const char *csv_name_col; /* "name": column of file names, relative to the CSV's folder */
+    const char *csv_label_col;/* "label": column of class names */
+    const char *csv_valid_col;/* NULL: random split; else a column of 1/0 true/false (is_valid) */
+    bool skip_bad;            /* false: a bad image is an error naming it. true: every image is
+                                 decoded once at construction; bad ones are dropped with a
+                                 warning on stderr and counted (kiln_vision_data_n_skipped) */
+    /* loader */
+    int n_workers;            /* background threads: 2; 0 = decode in get_batch on the caller */
+    int prefetch;             /* batches prepared ahead: 4 */
+    kiln_vision_tfm_fn tfm;   /* NULL = none */
+    void *tfm_user;
+} kiln_vision_params;
+
+kiln_vision_params kiln_vision_default_params(void);
+
+/* source: "fashion-mnist" (/usr/share/datasets/fashion-mnist, from the Debian package
+ * dataset-fashion-mnist; its test split serves as valid), a folder holding IDX files
+ * (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-... for valid), an image
+ * folder, or a .csv file. NULL + message on failure. */
+kiln_data *kiln_vision_open(const char *source, const kiln_vision_params *p);
+
+/* IDX files, gzip or plain (detected): images magic 0x00000803 (N, H, W) u8, labels
+ * 0x00000801 (N) u8. The valid pair may be NULL (no valid split). Decoded once into memory;
+ * classes are "0".."max label". */
+kiln_data *kiln_vision_idx_new(const char *train_images, const char *train_labels, const char *valid_images,
+                               const char *valid_labels, const kiln_vision_params *p);
+
+/* root/<train_dir>/<class>/* and root/<valid_dir>/<class>/*, or root/<class>/* split by
+ * valid_pct and split_seed. Classes sorted by name (torchvision ImageFolder); files sorted by
+ * name; .png .jpg .jpeg (any case) are images, other files and dot-files are ignored. */
+kiln_data *kiln_vision_folder_new(const char *root, const kiln_vision_params *p);
+
+/* A CSV (RFC 4180, header row) of file names and class labels. */
+kiln_data *kiln_vision_csv_new(const char *csv_path, const kiln_vision_params *p);
+
+/* ---- what a vision source holds ---------------------------------------------------------- */
+
+typedef struct kiln_vision_data kiln_vision_data;
+
+/* The vision source inside d; NULL + message when d is not one. Lives as long as d. */
+kiln_vision_data *kiln_vision_data_of(kiln_data *d);
+const char *kiln_vision_data_name(const kiln_vision_data *v); /* "fashion-mnist", the path */
+int kiln_vision_data_n_classes(const kiln_vision_data *v);
+const char *kiln_vision_data_class(const kiln_vision_data *v, int i); /* NULL out of range */
+int kiln_vision_data_n_channels(const kiln_vision_data *v);
+int kiln_vision_data_size(const kiln_vision_data *v); /* H = W of every batch image */
+/* The stats batches are normalized with (mean 0, std 1 for KILN_VISION_NORM_NONE). */
+kiln_vision_stats kiln_vision_data_stats(const kiln_vision_data *v);
+/* Images dropped at construction because skip_bad was set. */
+int64_t kiln_vision_data_n_skipped(const kiln_vision_data *v);
+/* Label of item i of a split (data set order, not shuffled); -1 when out of range. */
+int64_t kiln_vision_data_label(const kiln_vision_data *v, kiln_data_split split, int64_t i);
+/* File of item i; NULL for IDX sources or out of range. */
+const char *kiln_vision_data_path(const kiln_vision_data *v, kiln_data_split split, int64_t i);
+/* Item i as the loader makes it, without the transform: out (C, size, size), normalized when
+ * normalize is true. Runs on the calling thread. */
+kiln_status kiln_vision_data_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, bool normalize,
+                                  float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
