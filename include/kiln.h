@@ -12,4 +12,5 @@
 #include "kiln/data.h"
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
+#include "kiln/augment.h"
 #endif

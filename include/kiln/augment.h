@@ -10,10 +10,10 @@
  *      (grid_sample(mode='bilinear', padding_mode='reflection', align_corners=True), the
  *      align_corners=True that aug_transforms passes), then brightness and contrast on logits.
  *
- * Randomness: every draw of an item is kiln_philox_uniform(kiln_augment_key(seed, counter),
- * slot) for a fixed slot per quantity, so an item's augmentation is a pure function of
+ * Randomness: draw k of an item is kiln_philox_uniform(seed, counter + k), one fixed k per
+ * quantity, k < KILN_AUGMENT_COUNTERS, so an item's augmentation is a pure function of
  * (params, sizes, seed, counter, train): any thread may compute any item, in any order.
- * Give every item of every epoch its own counter (e.g. epoch * n_items + index).
+ * Give items counters at least KILN_AUGMENT_COUNTERS apart (kiln_vision_item_counter's are).
  *
  * Images are float CHW (one item) or NCHW (a batch), values in [0, 1]: lighting works on
  * logits and clamps to [1e-7, 1 - 1e-7] first, so normalise (mean/std) after augmenting.
@@ -26,6 +26,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Counters one item's draws use, from its counter on (<= KILN_VISION_TFM_COUNTERS). */
+#define KILN_AUGMENT_COUNTERS 64
 
 /* How the crop stage picks its source box (train / valid). */
 typedef enum kiln_augment_crop {
@@ -98,8 +101,6 @@ typedef struct kiln_augment_draw {
 
 /* The identity: whole image squished to the output, no affine, no lighting. */
 kiln_augment_draw kiln_augment_draw_identity(int h, int w);
-/* The per-item key that seeds an item's draws. */
-uint64_t kiln_augment_key(uint64_t seed, uint64_t counter);
 /* Draws the transform of item (seed, counter) for a (h, w) source and (oh, ow) output;
  * train = false gives the validation transform (centre crop/resize, nothing random). */
 kiln_status kiln_augment_sample(const kiln_augment_params *p, int h, int w, int oh, int ow, uint64_t seed,
@@ -121,18 +122,28 @@ kiln_status kiln_augment_apply(const kiln_augment_draw *d, const float *src, int
  * Thread-safe; deterministic in (p, sizes, seed, counter, train). */
 kiln_status kiln_augment_item(const kiln_augment_params *p, const float *src, int c, int h, int w, float *dst,
                               int oh, int ow, uint64_t seed, uint64_t counter, bool train);
-/* Every item of src (b, c, h, w) -> dst (b, c, oh, ow); item i uses counter first_counter + i.
+/* Every item of src (b, c, h, w) -> dst (b, c, oh, ow); item i uses counter
+ * first_counter + i * KILN_AUGMENT_COUNTERS.
  * Items run in parallel (OpenMP) when kiln is built with it. */
 kiln_status kiln_augment_batch(const kiln_augment_params *p, const float *src, int b, int c, int h, int w,
                                float *dst, int oh, int ow, uint64_t seed, uint64_t first_counter, bool train);
+
+/* A kiln_vision_tfm_fn (vision.h) for the image loader: user is a const kiln_augment_params *
+ * (checked on every call, so keep it valid and unchanged while the loader runs); img
+ * (c, h, w) is augmented in place at its own size, the crop stage working on the loader's
+ * already resized image (CROP_RESIZE is then the identity; CROP_PAD and RANDOM_RESIZED crop
+ * and resample back to (h, w)). */
+kiln_status kiln_augment_tfm(void *user, float *img, int c, int h, int w, uint64_t seed, uint64_t item_counter,
+                             bool train);
 
 /* ---- show_batch ------------------------------------------------------------------------- *
  * Writes images (b, c, h, w), c = 1 (grey) or 3 (RGB), as a PNG grid of ncol columns (0 =
  * ceil(sqrt(b))), each image with its label (labels may be NULL, or hold NULL entries)
  * above it. mean/std (c,) undo a normalisation first (x * std + mean), or are NULL for
- * images already in [0, 1]; values are then clipped to [0, 1]. Small images are scaled up
- * and big ones down so each cell is about 160-256 pixels. Drawn with PLplot (pngcairo),
- * written to a temp file and renamed over path; UNSUPPORTED in a build without PLplot. */
+ * images already in [0, 1]; values are then clipped to [0, 1]. Big images are box-averaged
+ * by an integer factor to at most 192 pixels a side, small ones drawn with k x k squares
+ * to about 176. Drawn with PLplot (pngcairo), written to "<path>.tmp.<pid>" and renamed
+ * over path; UNSUPPORTED in a build without PLplot. At most 1024 images. */
 kiln_status kiln_image_grid_png(const char *path, const float *images, int b, int c, int h, int w,
                                 const char *const *labels, int ncol, const float *mean, const float *std);
 

@@ -1,0 +1,294 @@
+/* show_batch: a grid of images with their labels, as a PNG drawn by PLplot's pngcairo device
+ * (declared in include/kiln/augment.h next to the transforms it shows).
+ *
+ * PLplot has no RGB image call (plimage maps values through a colour map), so each image
+ * is drawn as filled rectangles, one per displayed pixel, merging runs of equal colour;
+ * graphics anti-aliasing is off so neighbouring rectangles leave no seams, while the labels
+ * keep anti-aliased text. Big images are box-averaged by an integer factor to at most
+ * MAX_SIDE displayed pixels a side, small ones drawn with s x s squares to about TARGET.
+ *
+ * PLplot is global state: calls here are serialised by a lock, and a fatal PLplot error
+ * longjmps back and becomes a status, as in plot.c. That lock is this file's own, so a
+ * plot and a grid drawn at the same moment on two threads would race; the Learner draws
+ * from one thread. */
+#include "core/internal.h"
+#include "kiln/augment.h"
+#include "kiln/report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    MAX_SIDE = 192,  /* displayed pixels per side, at most */
+    TARGET = 176,    /* small images are scaled up to about this many device pixels */
+    PAD = 10,        /* between cells, device pixels */
+    LABEL_H = 24,    /* label strip above each image */
+    TEXT_PX = 11,    /* label text height, device pixels */
+    MAX_IMAGES = 1024,
+};
+
+static kiln_status check_args(const char *path, const float *images, int b, int c, int h, int w, int ncol,
+                              const float *mean, const float *std)
+{
+    if (!path || !path[0])
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: no output path");
+    if (!images)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: images is NULL", path);
+    if (b < 1 || b > MAX_IMAGES)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: %d images (need 1..%d)", path, b, MAX_IMAGES);
+    if (c != 1 && c != 3)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: %d channels (need 1 or 3)", path, c);
+    if (h < 1 || w < 1 || h > 16384 || w > 16384)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: image size %dx%d (need 1..16384)", path, h, w);
+    if (ncol < 0)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: ncol %d is negative", path, ncol);
+    if ((mean == NULL) != (std == NULL))
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: give both mean and std, or neither", path);
+    for (int k = 0; std && k < c; k++)
+        if (!(std[k] > 0) || !isfinite(mean[k]))
+            return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: channel %d has mean %g, std %g", path, k,
+                             (double)mean[k], (double)std[k]);
+    return KILN_STATUS_OK;
+}
+
+/* Pixel (y, x) of one image, box-averaged over f x f, denormalised, as 8-bit RGB. */
+static void pixel_rgb(const float *img, int c, int h, int w, int f, int y, int x, const float *mean,
+                      const float *std, unsigned char rgb[3])
+{
+    int y1 = (y + 1) * f < h ? (y + 1) * f : h, x1 = (x + 1) * f < w ? (x + 1) * f : w;
+    for (int k = 0; k < 3; k++) {
+        int ch = c == 1 ? 0 : k;
+        const float *p = img + (size_t)ch * h * w;
+        double s = 0;
+        for (int yy = y * f; yy < y1; yy++)
+            for (int xx = x * f; xx < x1; xx++) {
+                double v = p[(size_t)yy * w + xx];
+                v = std ? v * std[ch] + mean[ch] : v;
+                s += isfinite(v) ? (v < 0 ? 0 : (v > 1 ? 1 : v)) : 0;
+            }
+        rgb[k] = (unsigned char)(s / ((y1 - y * f) * (x1 - x * f)) * 255.0 + 0.5);
+    }
+}
+
+/* A label fit for plptex: '#' doubled (PLplot's escape), cut to max_chars (>= 4) with "...". */
+static void label_text(const char *in, int max_chars, char *out, size_t n)
+{
+    int total = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++)
+        total += (*p & 0xC0) != 0x80; /* UTF-8 lead bytes: one per character */
+    int keep = total <= max_chars ? total : max_chars - 3, chars = 0;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 8 < n; p++) {
+        if ((*p & 0xC0) != 0x80 && chars++ == keep)
+            break;
+        if (*p == '#')
+            out[o++] = '#';
+        out[o++] = (char)*p;
+    }
+    if (keep < total)
+        memcpy(out + o, "...", 3), o += 3;
+    out[o] = '\0';
+}
+
+#ifdef KILN_HAVE_PLPLOT
+
+#include <plplot.h>
+#include <pthread.h>
+#include <setjmp.h>
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static jmp_buf g_jmp;
+static char g_plmsg[256];
+
+static int on_plexit(const char *msg)
+{
+    snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "fatal error");
+    longjmp(g_jmp, 1);
+}
+
+static void on_plabort(const char *msg)
+{
+    if (!g_plmsg[0])
+        snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "error");
+}
+
+enum { COL_BG = 0, COL_FG = 1, COL_PIX = 15 };
+
+typedef struct layout {
+    int b, c, h, w, f, dh, dw, s, ncol, nrow, label_h, page_w, page_h;
+} layout;
+
+static void draw_image(const layout *L, const float *img, int x0, int y0, const float *mean, const float *std)
+{
+    PLFLT xs[4], ys[4];
+    for (int y = 0; y < L->dh; y++) {
+        int x = 0;
+        unsigned char cur[3];
+        pixel_rgb(img, L->c, L->h, L->w, L->f, y, 0, mean, std, cur);
+        while (x < L->dw) {
+            int end = x + 1;
+            unsigned char nxt[3];
+            while (end < L->dw) {
+                pixel_rgb(img, L->c, L->h, L->w, L->f, y, end, mean, std, nxt);
+                if (memcmp(nxt, cur, 3))
+                    break;
+                end++;
+            }
+            /* world y grows upwards: flip the page's top-down rows */
+            double top = L->page_h - (y0 + y * L->s), bot = top - L->s;
+            xs[0] = xs[3] = x0 + x * L->s, xs[1] = xs[2] = x0 + end * L->s;
+            ys[0] = ys[1] = top, ys[2] = ys[3] = bot;
+            plscol0(COL_PIX, cur[0], cur[1], cur[2]);
+            plcol0(COL_PIX);
+            plfill(4, xs, ys);
+            if (end < L->dw)
+                memcpy(cur, nxt, 3);
+            x = end;
+        }
+    }
+}
+
+static void run_plplot(const char *tmp, const layout *L, const float *images, const char *const *labels,
+                       const float *mean, const float *std)
+{
+    volatile bool started = false;
+    plsexit(on_plexit);
+    plsabort(on_plabort);
+    if (setjmp(g_jmp) == 0) {
+        plsdev("pngcairo");
+        plsfnam(tmp);
+        plspage(0, 0, L->page_w, L->page_h, 0, 0);
+        plsetopt("drvopt", "graphics_anti_aliasing=1"); /* CAIRO_ANTIALIAS_NONE: no seams */
+        plscol0(COL_BG, 255, 255, 255);
+        plscol0(COL_FG, 0, 0, 0);
+        plinit();
+        started = true;
+        pladv(0);
+        plvpor(0, 1, 0, 1);
+        plwind(0, L->page_w, 0, L->page_h);
+        /* PLplot sizes text in mm: find the page's pixels per mm, then ask for TEXT_PX */
+        PLFLT sx0, sx1, sy0, sy1;
+        plgspa(&sx0, &sx1, &sy0, &sy1);
+        double px_per_mm = sx1 > sx0 ? L->page_w / (sx1 - sx0) : 3.5;
+        plschr(TEXT_PX / px_per_mm, 1.0);
+        size_t per = (size_t)L->c * L->h * L->w;
+        int cell_w = L->dw * L->s, cell_h = L->dh * L->s;
+        for (int i = 0; i < L->b; i++) {
+            int col = i % L->ncol, row = i / L->ncol;
+            int x0 = PAD + col * (cell_w + PAD), y0 = PAD + row * (L->label_h + cell_h + PAD);
+            draw_image(L, images + i * per, x0, y0 + L->label_h, mean, std);
+            if (labels && labels[i] && labels[i][0]) {
+                char text[512];
+                int max_chars = (int)((cell_w + PAD / 2) / (0.75 * TEXT_PX)); /* ~ DejaVu Sans widths */
+                label_text(labels[i], max_chars < 4 ? 4 : max_chars, text, sizeof text);
+                plcol0(COL_FG);
+                plptex(x0 + cell_w / 2.0, L->page_h - (y0 + L->label_h * 0.7), 1, 0, 0.5, text);
+            }
+        }
+        plend1();
+        started = false;
+    } else if (started) {
+        if (setjmp(g_jmp) == 0)
+            plend1();
+    }
+    plsetopt("drvopt", "graphics_anti_aliasing=0"); /* back to cairo's default for plot.c */
+    plsexit(NULL);
+    plsabort(NULL);
+}
+
+/* The temp file must exist, be a PNG and reach the disk before the rename. */
+static kiln_status finish_file(const char *path, const char *tmp)
+{
+    static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    int fd = open(tmp, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return kiln__err(KILN_STATUS_IO, "image_grid: %s: PLplot wrote nothing to %s: %s", path, tmp,
+                         strerror(errno));
+    ssize_t got = read(fd, head, sizeof head);
+    bool ok = got == (ssize_t)sizeof head && !memcmp(head, magic, sizeof magic);
+    int sync_rc = fsync(fd);
+    close(fd);
+    if (!ok)
+        return kiln__err(KILN_STATUS_IO, "image_grid: %s: PLplot did not write a PNG to %s", path, tmp);
+    if (sync_rc != 0)
+        return kiln__err(KILN_STATUS_IO, "image_grid: %s: fsync %s: %s", path, tmp, strerror(errno));
+    if (rename(tmp, path) != 0)
+        return kiln__err(KILN_STATUS_IO, "image_grid: %s: cannot rename %s over it: %s", path, tmp,
+                         strerror(errno));
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_image_grid_png(const char *path, const float *images, int b, int c, int h, int w,
+                                const char *const *labels, int ncol, const float *mean, const float *std)
+{
+    kiln_status st = check_args(path, images, b, c, h, w, ncol, mean, std);
+    if (st)
+        return st;
+    layout L = {.b = b, .c = c, .h = h, .w = w};
+    int big = h > w ? h : w;
+    L.f = big > MAX_SIDE ? (big + MAX_SIDE - 1) / MAX_SIDE : 1;
+    L.dh = (h + L.f - 1) / L.f, L.dw = (w + L.f - 1) / L.f;
+    int dbig = L.dh > L.dw ? L.dh : L.dw;
+    L.s = dbig < TARGET ? TARGET / dbig : 1;
+    L.ncol = ncol > 0 ? (ncol < b ? ncol : b) : (int)ceil(sqrt((double)b));
+    L.nrow = (b + L.ncol - 1) / L.ncol;
+    bool any_label = false;
+    for (int i = 0; labels && i < b; i++)
+        any_label |= labels[i] && labels[i][0];
+    L.label_h = any_label ? LABEL_H : 0;
+    L.page_w = PAD + L.ncol * (L.dw * L.s + PAD);
+    L.page_h = PAD + L.nrow * (L.label_h + L.dh * L.s + PAD);
+    if (L.page_w > 20000 || L.page_h > 20000)
+        return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: a %dx%d page is too large (fewer images or "
+                         "more columns)", path, L.page_h, L.page_w);
+
+    size_t tlen = strlen(path) + 32;
+    char *tmp = malloc(tlen);
+    if (!tmp)
+        return kiln__err(KILN_STATUS_NOMEM, "image_grid: %s: out of memory", path);
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        st = kiln__err(KILN_STATUS_IO, "image_grid: cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    close(fd);
+    if (!kiln_plot_available()) {
+        unlink(tmp);
+        free(tmp);
+        return kiln__err(KILN_STATUS_UNSUPPORTED,
+                         "image_grid: %s: PLplot has no pngcairo device (apt-get install plplot-driver-cairo)", path);
+    }
+    pthread_mutex_lock(&g_lock);
+    g_plmsg[0] = '\0';
+    run_plplot(tmp, &L, images, labels, mean, std);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", g_plmsg);
+    pthread_mutex_unlock(&g_lock);
+    st = msg[0] ? kiln__err(KILN_STATUS_BACKEND, "image_grid: %s: PLplot: %s", path, msg) : finish_file(path, tmp);
+    if (st != KILN_STATUS_OK)
+        unlink(tmp);
+    free(tmp);
+    return st;
+}
+
+#else /* !KILN_HAVE_PLPLOT */
+
+kiln_status kiln_image_grid_png(const char *path, const float *images, int b, int c, int h, int w,
+                                const char *const *labels, int ncol, const float *mean, const float *std)
+{
+    kiln_status st = check_args(path, images, b, c, h, w, ncol, mean, std);
+    if (st)
+        return st;
+    (void)labels, (void)label_text, (void)pixel_rgb;
+    return kiln__err(KILN_STATUS_UNSUPPORTED, "image_grid: %s: kiln was built without PLplot "
+                     "(apt-get install libplplot-dev plplot-driver-cairo, then rebuild)", path);
+}
+
+#endif
