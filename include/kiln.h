@@ -12,5 +12,6 @@
 #include "kiln/data.h"
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
+#include "kiln/vision.h"
 #include "kiln/augment.h"
 #endif

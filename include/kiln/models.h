@@ -46,7 +46,8 @@ int64_t kiln_resnet_n_features(const kiln_resnet_params *p);
  * conv1x1 with stride, BatchNorm2d)), avgpool (adaptive 1x1), flatten, fc.
  * x (N, n_in, H, W) -> (N, n_classes). Initialised at kiln_model_alloc as torchvision:
  * convs kaiming_normal_(mode='fan_out', nonlinearity='relu'), BatchNorm weight 1 bias 0,
- * fc nn.Linear's default. One layer group. NULL + message on bad parameters. */
+ * fc nn.Linear's default. One layer group. p NULL: ResNet-34 (kiln_resnet_default_params(34)).
+ * NULL + message on bad parameters. */
 kiln_model *kiln_resnet_new(const kiln_resnet_params *p);
 kiln_model *kiln_resnet18_new(int64_t n_in, int64_t n_classes); /* 11,689,512 params (3, 1000) */
 kiln_model *kiln_resnet34_new(int64_t n_in, int64_t n_classes); /* 21,797,672 */
@@ -60,7 +61,7 @@ kiln_module *kiln_resnet_body(kiln_module *parent, const char *name, const kiln_
 
 /* ---- fastai vision learner model ---------------------------------------------------------------- */
 
-typedef struct kiln_vision_params {
+typedef struct kiln_vision_model_params {
     int64_t n_classes; /* 0: must be set (dls.c in fastai) */
     int64_t lin_ftrs;  /* 512: the one hidden layer of the head */
     float ps;          /* 0.5: dropout ps/2 before the hidden Linear and ps before the last one;
@@ -71,8 +72,8 @@ typedef struct kiln_vision_params {
                         * with bias (initialised 0), BatchNorm1d bias 0 */
     bool frozen;       /* true: freeze() at creation, as a pretrained learner starts: only the
                         * head and the BatchNorm parameters train */
-} kiln_vision_params;
-kiln_vision_params kiln_vision_default_params(void); /* n_classes 0: set it */
+} kiln_vision_model_params;
+kiln_vision_model_params kiln_vision_model_default_params(void); /* n_classes 0: set it */
 
 /* fastai create_head(nf, n_classes, lin_ftrs=[lin_ftrs], ps) as a Sequential called name
  * under parent (NULL: the next index), flat as fastai builds it:
@@ -81,13 +82,13 @@ kiln_vision_params kiln_vision_default_params(void); /* n_classes 0: set it */
  *   "8" Linear(lin_ftrs, n_classes)          (without concat_pool 2nf is nf)
  * x (N, nf, H, W) -> (N, n_classes). Initialised as fastai's apply_init(head,
  * kaiming_normal_): Linear weights kaiming_normal_ (fan_in, a=0), biases 0, norms skipped. */
-kiln_module *kiln_vision_head(kiln_module *parent, const char *name, int64_t nf, const kiln_vision_params *p);
+kiln_module *kiln_vision_model_head(kiln_module *parent, const char *name, int64_t nf, const kiln_vision_model_params *p);
 
 /* fastai v2's create_vision_model(resnet, n_out): nn.Sequential(body "0", head "1") with
  * three layer groups as fastai's resnet split: {conv1 .. layer2} ("0.0".."0.5"),
  * {layer3, layer4} ("0.6", "0.7"), {head} ("1"). body->n_classes is ignored.
  * x (N, n_in, H, W) -> (N, p->n_classes). NULL + message on bad parameters. */
-kiln_model *kiln_vision_model_new(const kiln_resnet_params *body, const kiln_vision_params *p);
+kiln_model *kiln_vision_model_new(const kiln_resnet_params *body, const kiln_vision_model_params *p);
 
 /* torchvision ResNet key -> vision-model key: "conv1.*" -> "0.0.*", "bn1.*" -> "0.1.*",
  * "layerK.*" -> "0.<3+K>.*" ("layer1.0.conv1.weight" -> "0.4.0.conv1.weight"). False for
@@ -103,7 +104,7 @@ bool kiln_resnet_body_key(const char *torchvision_key, char *out, size_t cap);
  * is adapted as fastai's _load_pretrained_weights (1: summed over RGB; 2: the first two
  * times 1.5; more: RGB then zeros). Checks everything before copying: on failure the model
  * is unchanged and the message names the keys. F16/BF16 become f32. */
-kiln_status kiln_vision_load_pretrained(kiln_model *model, const char *path, bool strict);
+kiln_status kiln_vision_model_load_pretrained(kiln_model *model, const char *path, bool strict);
 
 #ifdef __cplusplus
 }

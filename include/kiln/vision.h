@@ -1,7 +1,7 @@
 /* kiln vision data: image classification sources that plug into kiln_data (data.h).
  *
  *   sources        IDX files (MNIST family, gzip or plain), "fashion-mnist" by name, image
- *                  folders (root/train/<class>/*, root/valid/<class>/*, or root/<class>/* with a
+ *                  folders (root/train/<class>/, root/valid/<class>/, or root/<class>/ with a
  *                  seeded random validation split) and CSV files of (file name, label).
  *   loader         background threads (pthreads) decode, resize, transform and normalize the
  *                  next batches while the model trains; get_batch copies a ready batch into the
@@ -121,7 +121,7 @@ kiln_data *kiln_vision_open(const char *source, const kiln_vision_params *p);
 kiln_data *kiln_vision_idx_new(const char *train_images, const char *train_labels, const char *valid_images,
                                const char *valid_labels, const kiln_vision_params *p);
 
-/* root/<train_dir>/<class>/* and root/<valid_dir>/<class>/*, or root/<class>/* split by
+/* root/<train_dir>/<class>/ and root/<valid_dir>/<class>/, or root/<class>/ split by
  * valid_pct and split_seed. Classes sorted by name (torchvision ImageFolder); files sorted by
  * name; .png .jpg .jpeg (any case) are images, other files and dot-files are ignored. */
 kiln_data *kiln_vision_folder_new(const char *root, const kiln_vision_params *p);

@@ -1,0 +1,12 @@
+# kiln: what the vision data sources (src/data/vision/) need; included at the end of
+# CMakeLists.txt. zlib reads gzip'd IDX files, libspng decodes PNG, libturbojpeg decodes JPEG
+# (Debian zlib1g-dev libspng-dev libturbojpeg0-dev, installed by scripts/setup.sh); the loader
+# threads are pthreads. The tests also encode PNG/JPEG files with the same libraries.
+pkg_check_modules(KILN_ZLIB REQUIRED IMPORTED_TARGET zlib)
+pkg_check_modules(KILN_SPNG REQUIRED IMPORTED_TARGET spng)
+pkg_check_modules(KILN_TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+find_package(Threads REQUIRED)
+target_link_libraries(kiln PUBLIC PkgConfig::KILN_ZLIB PkgConfig::KILN_SPNG PkgConfig::KILN_TURBOJPEG Threads::Threads)
+message(STATUS "kiln: zlib        ${KILN_ZLIB_VERSION}")
+message(STATUS "kiln: libspng     ${KILN_SPNG_VERSION}")
+message(STATUS "kiln: turbojpeg   ${KILN_TURBOJPEG_VERSION}")
