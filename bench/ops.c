@@ -1,10 +1,11 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS]. */
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|all]  (default: ops). */
 #include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void)
@@ -38,9 +39,6 @@ double kiln_bench_run(kiln_ctx *ctx, const char *name, kiln_bench_fn fn, void *u
     return dt;
 }
 
-void kiln_bench_dense(kiln_ctx *ctx) __attribute__((weak));
-void kiln_bench_conv(kiln_ctx *ctx) __attribute__((weak));
-void kiln_bench_rnn(kiln_ctx *ctx) __attribute__((weak));
 
 int main(int argc, char **argv)
 {
@@ -54,9 +52,19 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("kiln %s, %d threads\n", KILN_VERSION_STRING, kiln_ctx_threads(ctx));
-    if (kiln_bench_dense) kiln_bench_dense(ctx);
-    if (kiln_bench_conv) kiln_bench_conv(ctx);
-    if (kiln_bench_rnn) kiln_bench_rnn(ctx);
+    const char *what = argc > 3 ? argv[3] : "ops";
+    bool ops = !strcmp(what, "ops") || !strcmp(what, "all"), r34 = !strcmp(what, "resnet34") || !strcmp(what, "all");
+    if (!ops && !r34) {
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34 or all)\n", what);
+        kiln_ctx_free(ctx);
+        return 2;
+    }
+    if (ops) {
+        kiln_bench_dense(ctx);
+        kiln_bench_conv(ctx);
+        kiln_bench_rnn(ctx);
+    }
+    if (r34) kiln_bench_resnet34(ctx);
     printf("peak memory held by kiln: %.1f MB\n", (double)kiln_mem_peak_bytes() / 1e6);
     kiln_ctx_free(ctx);
     return 0;

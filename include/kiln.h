@@ -14,4 +14,5 @@
 #include "kiln/learn_ext.h"
 #include "kiln/vision.h"
 #include "kiln/augment.h"
+#include "kiln/models.h"
 #endif
