@@ -11,7 +11,6 @@
 
 #include <stdio.h>
 
-
 typedef struct resnet_bench {
     kiln_model *model;
     kiln_optim *opt;

@@ -18,12 +18,13 @@
 /* ---- GEMM ---------------------------------------------------------------------------- *
  * Both kinds of product come from oneDNN, which threads with kiln's OpenMP runtime
  * (Debian's OpenBLAS is the pthreads build and, on this CPU, falls back to old kernels).
- * Transposes and the strided rows of one time step (leading dimensions T*H, T*4H) need
- * no copies.
  *   whole-sequence products (run once): dnnl_sgemm, the fastest for these shapes;
+ *     transposes and strided rows need no copies.
  *   per-step products against w_hh (B rows, run T times): a matmul primitive whose w_hh
- *   is reordered once per call into the layout it prefers ("packed"), in the step arena,
- *   about 1.5x faster than sgemm, which re-packs the weights on every call. */
+ *     is reordered once per call into the layout it prefers ("packed", in the step arena),
+ *     with contiguous (B, .) operands that the gate loops write as they go. About 1.5x
+ *     faster than sgemm, which re-packs the weights on every call, and than reading the
+ *     rows of one step in place (T*4H floats apart). */
 
 #define S2(r, c) ((const int64_t[2]){(r), (c)})
 
@@ -56,7 +57,6 @@ static void mm_free(lstm_mm *m)
 /* Objects that live only during mm_init. */
 typedef struct mm_tmp {
     dnnl_primitive_attr_t attr;
-    dnnl_post_ops_t po;
     dnnl_primitive_desc_t pd, rpd;
     dnnl_primitive_t rp;
     dnnl_memory_t src_b;
@@ -65,7 +65,6 @@ typedef struct mm_tmp {
 static void mm_tmp_free(mm_tmp *t)
 {
     if (t->attr) dnnl_primitive_attr_destroy(t->attr);
-    if (t->po) dnnl_post_ops_destroy(t->po);
     if (t->pd) dnnl_primitive_desc_destroy(t->pd);
     if (t->rpd) dnnl_primitive_desc_destroy(t->rpd);
     if (t->rp) dnnl_primitive_destroy(t->rp);
@@ -82,32 +81,25 @@ static void mm_tmp_free(mm_tmp *t)
         }                                                                                               \
     } while (0)
 
-/* Prepares C (M, N) = A (M, K) @ B (K, N) [+ C when acc] for many A and C, with B's data
- * (strides sb) reordered now into an arena buffer. sa, sc: strides of A and C. */
-static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int64_t K, const int64_t sa[2],
-                           const float *Bm, const int64_t sb[2], const int64_t sc[2], bool acc)
+/* Prepares C (M, N) = A (M, K) @ B (K, N) for many contiguous A and C, with B's data
+ * (element strides sb: row, column) reordered now into an arena buffer. */
+static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int64_t K, const float *Bm,
+                           const int64_t sb[2])
 {
     memset(m, 0, sizeof *m);
     mm_tmp t = {0};
     dnnl_engine_t eng = kiln__dnnl_engine(ctx);
     dnnl_stream_t stream = kiln__dnnl_stream(ctx);
     dnnl_memory_desc_t ma, mb, mbw, mc;
-    MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&ma, 2, (dnnl_dims_t){M, K}, dnnl_f32,
-                                                           (dnnl_dims_t){sa[0], sa[1]}));
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&ma, 2, (dnnl_dims_t){M, K}, dnnl_f32, dnnl_ab));
     MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&mb, 2, (dnnl_dims_t){K, N}, dnnl_f32,
                                                            (dnnl_dims_t){sb[0], sb[1]}));
-    MM_TRY("memory desc", dnnl_memory_desc_init_by_strides(&mc, 2, (dnnl_dims_t){M, N}, dnnl_f32,
-                                                           (dnnl_dims_t){sc[0], sc[1]}));
+    MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&mc, 2, (dnnl_dims_t){M, N}, dnnl_f32, dnnl_ab));
     MM_TRY("memory desc", dnnl_memory_desc_init_by_tag(&mbw, 2, (dnnl_dims_t){K, N}, dnnl_f32, dnnl_format_tag_any));
     dnnl_matmul_desc_t md;
     MM_TRY("matmul desc", dnnl_matmul_desc_init(&md, &ma, &mbw, NULL, &mc));
     MM_TRY("attr", dnnl_primitive_attr_create(&t.attr));
     MM_TRY("attr", dnnl_primitive_attr_set_scratchpad_mode(t.attr, dnnl_scratchpad_mode_user));
-    if (acc) {
-        MM_TRY("post ops", dnnl_post_ops_create(&t.po));
-        MM_TRY("post ops", dnnl_post_ops_append_sum(t.po, 1.0f));
-        MM_TRY("post ops", dnnl_primitive_attr_set_post_ops(t.attr, t.po));
-    }
     MM_TRY("matmul primitive desc", dnnl_primitive_desc_create(&t.pd, &md, t.attr, eng, NULL));
     MM_TRY("matmul primitive", dnnl_primitive_create(&m->prim, t.pd));
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(t.pd, dnnl_query_weights_md, 0);
@@ -115,7 +107,11 @@ static kiln_status mm_init(kiln_ctx *ctx, lstm_mm *m, int64_t M, int64_t N, int6
     size_t sbytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     void *sp = sbytes ? kiln_step_alloc(ctx, sbytes) : NULL;
     void *wp = kiln_step_alloc(ctx, dnnl_memory_desc_get_size(wmd));
-    if ((sbytes && !sp) || !wp) MM_TRY("arena", dnnl_out_of_memory);
+    if ((sbytes && !sp) || !wp) { /* the arena has set the message */
+        mm_tmp_free(&t);
+        mm_free(m);
+        return KILN_STATUS_NOMEM;
+    }
     if (sbytes) MM_TRY("memory", dnnl_memory_create(&m->scratch, smd, eng, sp));
     MM_TRY("memory", dnnl_memory_create(&m->a, &ma, eng, DNNL_MEMORY_NONE));
     MM_TRY("memory", dnnl_memory_create(&m->c, &mc, eng, DNNL_MEMORY_NONE));
@@ -186,62 +182,69 @@ static inline float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* One batch row of step t: gt (4H) pre-activations without bias -> activations i, f, g, o;
- * writes ct = c_t and yt = h_t from cp = c_{t-1}. */
-LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict bias, const float *restrict cp,
-                                float *restrict ct, float *restrict yt, int64_t H)
+/* One batch row of step t. In: gt (4H) = x_t @ w_ih^T, rt (4H) = h_{t-1} @ w_hh^T, cp = c_{t-1}.
+ * Out: gt = activations i, f, g, o; ct = c_t; yt = h = h_t (y's row and the next step's
+ * GEMM input). */
+LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict rt, const float *restrict bias,
+                                const float *restrict cp, float *restrict ct, float *restrict yt,
+                                float *restrict h, int64_t H)
 {
 #pragma omp simd
     for (int64_t j = 0; j < H; j++) {
-        float i = fsigmoid(gt[j] + bias[j]);
-        float f = fsigmoid(gt[H + j] + bias[H + j]);
-        float g = ftanh(gt[2 * H + j] + bias[2 * H + j]);
-        float o = fsigmoid(gt[3 * H + j] + bias[3 * H + j]);
+        float i = fsigmoid(gt[j] + rt[j] + bias[j]);
+        float f = fsigmoid(gt[H + j] + rt[H + j] + bias[H + j]);
+        float g = ftanh(gt[2 * H + j] + rt[2 * H + j] + bias[2 * H + j]);
+        float o = fsigmoid(gt[3 * H + j] + rt[3 * H + j] + bias[3 * H + j]);
         float c = f * cp[j] + i * g;
+        float hv = o * ftanh(c);
         gt[j] = i;
         gt[H + j] = f;
         gt[2 * H + j] = g;
         gt[3 * H + j] = o;
         ct[j] = c;
-        yt[j] = o * ftanh(c);
+        yt[j] = hv;
+        h[j] = hv;
     }
 }
 
-/* Gate math of step t for every batch row (gates[:, t] holds x_t @ w_ih^T + h_{t-1} @ w_hh^T). */
-static void fwd_step(const kiln_lstm_args *a, const float *bias, const float *zeros, int64_t t)
+/* Gate math of step t for every batch row; rec (B, 4H) = h_{t-1} @ w_hh^T, h (B, H) <- h_t. */
+static void fwd_step(const kiln_lstm_args *a, const float *rec, const float *bias, float *h, const float *zeros,
+                     int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
 #pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
     for (int64_t b = 0; b < B; b++) {
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
-        fwd_row(a->gates + (b * T + t) * G, bias, cp, a->cell + (b * T + t) * H, a->y + (b * T + t) * H, H);
+        fwd_row(a->gates + (b * T + t) * G, rec + b * G, bias, cp, a->cell + (b * T + t) * H,
+                a->y + (b * T + t) * H, h + b * H, H);
     }
 }
 
 kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
-    float *bias = kiln_step_alloc(ctx, (size_t)(G + H) * sizeof(float)); /* (4H) b_ih + b_hh, then (H) zeros */
+    /* (4H) b_ih + b_hh, (H) zeros, (B, 4H) h_{t-1} @ w_hh^T, (B, H) h_{t-1} */
+    float *bias = kiln_step_alloc(ctx, (size_t)(G + H + B * G + B * H) * sizeof(float));
     if (!bias) return KILN_STATUS_NOMEM;
-    float *zeros = bias + G;
+    float *zeros = bias + G, *rec = zeros + H, *h = rec + B * G;
     for (int64_t g = 0; g < G; g++) bias[g] = (a->b_ih ? a->b_ih[g] : 0.0f) + (a->b_hh ? a->b_hh[g] : 0.0f);
     memset(zeros, 0, (size_t)H * sizeof(float));
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
     kiln_status st = sgemm('N', 'T', B * T, G, I, a->x, I, a->w_ih, I, a->gates, G, false);
     if (st < 0) return st;
-    /* per step: gates[:, t] (B, 4H; rows T*4H apart) += h_{t-1} (B, H; rows of y, T*H apart) @ w_hh^T */
-    lstm_mm rec = {0};
-    if (T > 1) st = mm_init(ctx, &rec, B, G, H, S2(T * H, 1), a->w_hh, S2(1, H), S2(T * G, 1), true);
+    /* per step: rec (B, 4H) = h_{t-1} (B, H) @ w_hh^T, w_hh^T = (H, 4H) with strides (1, H) */
+    lstm_mm mm = {0};
+    if (T > 1 || a->h0) st = mm_init(ctx, &mm, B, G, H, a->w_hh, S2(1, H));
     for (int64_t t = 0; t < T && st == KILN_STATUS_OK; t++) {
-        if (t > 0) st = mm_run(ctx, &rec, a->y + (t - 1) * H, a->gates + t * G);
-        else if (a->h0) st = sgemm('N', 'T', B, G, H, a->h0, H, a->w_hh, H, a->gates, T * G, true);
-        if (st == KILN_STATUS_OK) fwd_step(a, bias, zeros, t);
+        if (t > 0 || a->h0) st = mm_run(ctx, &mm, t > 0 ? h : a->h0, rec);
+        else memset(rec, 0, (size_t)(B * G) * sizeof(float));
+        if (st == KILN_STATUS_OK) fwd_step(a, rec, bias, h, zeros, t);
     }
-    mm_free(&rec);
+    mm_free(&mm);
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
-        if (a->h_n) memcpy(a->h_n + b * H, a->y + (b * T + T - 1) * H, (size_t)H * sizeof(float));
+        if (a->h_n) memcpy(a->h_n + b * H, h + b * H, (size_t)H * sizeof(float));
         if (a->c_n) memcpy(a->c_n + b * H, a->cell + (b * T + T - 1) * H, (size_t)H * sizeof(float));
     }
     return KILN_STATUS_OK;
@@ -251,10 +254,11 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 
 /* One batch row of step t. In: gt (4H) activations i, f, g, o; ct = c_t, cp = c_{t-1};
  * dh = dL/dh_t from later steps, gy = dL/dy_t; dc = dL/dc_t from later steps.
- * Out: gt = dL/d(pre-activations), dc = dL/dc_{t-1}. */
-LSTM_CLONES static void bwd_row(float *restrict gt, const float *restrict ct, const float *restrict cp,
-                                const float *restrict dh, const float *restrict gy, float *restrict dc,
-                                int64_t H)
+ * Out: gt = dg = dL/d(pre-activations) (dg is the contiguous copy for the step's GEMM),
+ * dc = dL/dc_{t-1}. */
+LSTM_CLONES static void bwd_row(float *restrict gt, float *restrict dg, const float *restrict ct,
+                                const float *restrict cp, const float *restrict dh, const float *restrict gy,
+                                float *restrict dc, int64_t H)
 {
 #pragma omp simd
     for (int64_t j = 0; j < H; j++) {
@@ -262,23 +266,26 @@ LSTM_CLONES static void bwd_row(float *restrict gt, const float *restrict ct, co
         float tc = ftanh(ct[j]);
         float dht = dh[j] + gy[j];
         float dct = dc[j] + dht * o * (1.0f - tc * tc);
-        gt[j] = dct * g * i * (1.0f - i);
-        gt[H + j] = dct * cp[j] * f * (1.0f - f);
-        gt[2 * H + j] = dct * i * (1.0f - g * g);
-        gt[3 * H + j] = dht * tc * o * (1.0f - o);
+        float di = dct * g * i * (1.0f - i), df = dct * cp[j] * f * (1.0f - f);
+        float dgg = dct * i * (1.0f - g * g), dov = dht * tc * o * (1.0f - o);
+        gt[j] = dg[j] = di;
+        gt[H + j] = dg[H + j] = df;
+        gt[2 * H + j] = dg[2 * H + j] = dgg;
+        gt[3 * H + j] = dg[3 * H + j] = dov;
         dc[j] = dct * f;
     }
 }
 
-/* Gradient math of step t for every batch row; dh, dc (B, H). */
-static void bwd_step(const kiln_lstm_args *a, const float *dh, float *dc, const float *zeros, int64_t t)
+/* Gradient math of step t for every batch row; dh, dc (B, H); dg (B, 4H) <- dgates_t. */
+static void bwd_step(const kiln_lstm_args *a, const float *dh, float *dc, float *dg, const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
 #pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
     for (int64_t b = 0; b < B; b++) {
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
         const float *gy = a->gy ? a->gy + (b * T + t) * H : zeros;
-        bwd_row(a->gates + (b * T + t) * G, a->cell + (b * T + t) * H, cp, dh + b * H, gy, dc + b * H, H);
+        bwd_row(a->gates + (b * T + t) * G, dg + b * G, a->cell + (b * T + t) * H, cp, dh + b * H, gy,
+                dc + b * H, H);
     }
 }
 
@@ -306,26 +313,28 @@ static void colsum_add(const float *d, int64_t R, int64_t G, float *out1, float 
 kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
-    float *dh = kiln_step_alloc(ctx, (size_t)(3 * B * H) * sizeof(float)); /* (B, H) x3: dh, dc, zeros */
+    /* (B, H) x3: dh, dc, zeros; (B, 4H) dgates_t */
+    float *dh = kiln_step_alloc(ctx, (size_t)(3 * B * H + B * G) * sizeof(float));
     if (!dh) return KILN_STATUS_NOMEM;
-    float *dc = dh + B * H, *zeros = dc + B * H;
+    float *dc = dh + B * H, *zeros = dc + B * H, *dgt = zeros + B * H;
     memset(zeros, 0, (size_t)(B * H) * sizeof(float));
     if (a->gh_n) memcpy(dh, a->gh_n, (size_t)(B * H) * sizeof(float));
     else memset(dh, 0, (size_t)(B * H) * sizeof(float));
     if (a->gc_n) memcpy(dc, a->gc_n, (size_t)(B * H) * sizeof(float));
     else memset(dc, 0, (size_t)(B * H) * sizeof(float));
 
-    /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H; rows T*4H apart) @ w_hh (4H, H) */
-    lstm_mm rec = {0};
+    /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H) @ w_hh (4H, H) */
+    lstm_mm mm = {0};
     kiln_status st = KILN_STATUS_OK;
-    if (T > 1) st = mm_init(ctx, &rec, B, H, G, S2(T * G, 1), a->w_hh, S2(H, 1), S2(H, 1), false);
+    if (T > 1 || a->gh0) st = mm_init(ctx, &mm, B, H, G, a->w_hh, S2(H, 1));
     for (int64_t t = T - 1; t >= 0 && st == KILN_STATUS_OK; t--) {
-        bwd_step(a, dh, dc, zeros, t);
-        if (t > 0) st = mm_run(ctx, &rec, a->gates + t * G, dh);
-        else if (a->gh0) st = sgemm('N', 'N', B, H, G, a->gates, T * G, a->w_hh, H, a->gh0, H, true);
+        bwd_step(a, dh, dc, dgt, zeros, t);
+        if (t > 0 || a->gh0) st = mm_run(ctx, &mm, dgt, dh);
     }
-    mm_free(&rec);
+    mm_free(&mm);
     if (st < 0) return st;
+    if (a->gh0)
+        for (int64_t k = 0; k < B * H; k++) a->gh0[k] += dh[k];
     if (a->gc0)
         for (int64_t k = 0; k < B * H; k++) a->gc0[k] += dc[k];
 
