@@ -1,11 +1,12 @@
-/* kiln learn_ext: three things built on the Learner (learn.h):
+/* kiln learn_ext: four things built on the Learner (learn.h):
  *   - the LR range test (fastai Learner.lr_find), which leaves no trace on the learner;
  *   - snapshot ensembles (Huang et al. 2017): weights saved at each SGDR/CLR cycle end and
  *     predictions averaged over the last M snapshots;
  *   - checkpoints: everything a fit needs to go on (weights, optimizer state, schedule
  *     position, RNG, history) in one safetensors file, and a callback that writes them, so a
  *     run stopped after epoch k and resumed with start_epoch = k ends bit for bit where an
- *     uninterrupted run does (same thread count).
+ *     uninterrupted run does (same thread count);
+ *   - test-time augmentation (fastai v2 Learner.tta).
  * Also an in-memory copy of a model's weights (kiln_weights), which all three use.
  *
  * Ownership: results (kiln_lr_find_result, kiln_snapshot_eval, kiln_preds) are malloc'd
@@ -187,6 +188,31 @@ kiln_status kiln_learner_resume(kiln_learner *l, const char *path);
 kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, int every_n);
 /* The file the callback wrote last (NULL when none yet or no callback). */
 const char *kiln_checkpointing_last_path(kiln_learner *l);
+
+/* ---- test-time augmentation (src/learn/tta.c) -------------------------------------------- *
+ * fastai v2 learn.tta(n=4, beta=0.25, use_max=False): n passes over a split with the
+ * training augmentation (pass k draws from kiln_vision_tta_seed(seed, k): deterministic),
+ * their mean (or elementwise max with use_max) `aug`, and one plain pass:
+ *   final = lerp(aug, plain, beta) = (1 - beta) * aug + beta * plain.
+ * beta = 0 is aug alone, beta = 1 the plain pass. */
+
+/* The combination alone: plain (count), passes (n, count) contiguous -> out (count); out may
+ * be plain. INVALID when n < 1, beta outside [0, 1] or a pointer is NULL. */
+kiln_status kiln_tta_combine(const float *plain, const float *passes, int n, int64_t count, double beta,
+                             bool use_max, float *out);
+
+/* TTA predictions over a split of a vision source (vision.h: kiln_vision_data_set_tta makes
+ * the augmented passes; without a transform they equal the plain one): out as
+ * kiln_learner_get_preds (probs (n, c) = the combination above, targets, loss = the learner's
+ * loss of those probs). The source is put back to normal afterwards, also on error. Not
+ * during a fit. UNSUPPORTED for a data source that is not a vision source. */
+kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, double beta, bool use_max,
+                             kiln_preds *out);
+
+/* Loss (may be NULL) and metrics (kiln_learner_n_metrics values, may be NULL) of any
+ * predictions laid out as kiln_learner_get_preds gives them (plain, TTA, ensembles): metrics
+ * see the model's output form (log p for cross-entropy), as in validation. */
+kiln_status kiln_learner_score(kiln_learner *l, const kiln_preds *p, double *loss, double *metrics);
 
 #ifdef __cplusplus
 }

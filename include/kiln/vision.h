@@ -148,6 +148,16 @@ int64_t kiln_vision_data_n_skipped(const kiln_vision_data *v);
 int64_t kiln_vision_data_label(const kiln_vision_data *v, kiln_data_split split, int64_t i);
 /* File of item i; NULL for IDX sources or out of range. */
 const char *kiln_vision_data_path(const kiln_vision_data *v, kiln_data_split split, int64_t i);
+/* Test-time augmentation (the Learner's kiln_learner_tta): pass >= 0 makes every batch asked
+ * for from now on, of either split, run the transform's training branch (train = true) with
+ * seed kiln_vision_tta_seed(seed of the last kiln_data_set_epoch, pass) and the item
+ * counters of epoch 0, so pass k of a split is the same images whatever the thread count;
+ * -1 goes back to normal (valid: the validation branch). The train order is unchanged.
+ * Prepared batches are dropped when the setting changes. INVALID for other sources. */
+kiln_status kiln_vision_data_set_tta(kiln_vision_data *v, int pass);
+int kiln_vision_data_tta_pass(const kiln_vision_data *v); /* -1 when off */
+/* The transform seed of TTA pass `pass` (>= 0) under seed: a fixed mix of the two. */
+uint64_t kiln_vision_tta_seed(uint64_t seed, int pass);
 /* Item i as the loader makes it, without the transform: out (C, size, size), normalized when
  * normalize is true. Runs on the calling thread. */
 kiln_status kiln_vision_data_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, bool normalize,

@@ -50,6 +50,12 @@ kiln_tensor *kiln__learn_loss(kiln_learner *l, kiln_tensor *out, kiln_tensor *y)
 kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which);
 #define KILN__HOOK(field) offsetof(kiln_callback, field)
 
+/* Loss (when loss != NULL; else given_loss is what metrics see) and metrics (n_metrics, may be
+ * NULL) of predictions probs laid out as p (snapshot.c): the probabilities are turned back
+ * into the model's output form first (log p for cross-entropy, logit for BCE). */
+kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss,
+                              double given_loss, double *metrics);
+
 /* ---- recorder ---- */
 kiln_recorder *kiln__recorder_new(void);
 void kiln__recorder_free(kiln_recorder *r);

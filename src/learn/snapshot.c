@@ -295,8 +295,9 @@ static kiln_status as_batch(kiln_learner *l, const float *probs, const kiln_pred
     return *y ? KILN_STATUS_OK : KILN_STATUS_NOMEM;
 }
 
-/* Loss (when loss != NULL) and metrics (n_metrics) of one set of predictions. */
-static kiln_status score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss, double given_loss,
+/* Loss (when loss != NULL) and metrics (n_metrics) of one set of predictions; also used by
+ * TTA (tta.c) through learn_internal.h. */
+kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss, double given_loss,
                          double *metrics)
 {
     kiln_mark mk = kiln_step_mark(l->ctx);
@@ -357,7 +358,7 @@ static kiln_status ensemble(kiln_learner *l, kiln_data_split split, int m, kiln_
         for (int64_t j = 0; !st && j < p.n * p.c; j++) sum[j] += p.probs[j];
         if (!st && ev) {
             ev->losses[i - first] = p.loss;
-            st = score(l, p.probs, &p, NULL, p.loss, ev->metrics + (size_t)(i - first) * (size_t)nm);
+            st = kiln__learn_score(l, p.probs, &p, NULL, p.loss, ev->metrics + (size_t)(i - first) * (size_t)nm);
         }
         if (i != first) kiln_preds_free(&p);
     }
@@ -366,7 +367,7 @@ static kiln_status ensemble(kiln_learner *l, kiln_data_split split, int m, kiln_
     if (!st) st = rst;
     if (!st) {
         for (int64_t j = 0; j < out->n * out->c; j++) out->probs[j] = (float)(sum[j] / m);
-        st = score(l, out->probs, out, &out->loss, NAN, ev ? ev->ens_metrics : NULL);
+        st = kiln__learn_score(l, out->probs, out, &out->loss, NAN, ev ? ev->ens_metrics : NULL);
         if (ev) ev->ens_loss = out->loss;
     }
     free(sum);

@@ -4,8 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef __SANITIZE_ADDRESS__
+/* fontconfig (under PLplot's cairo driver) keeps its caches until exit; not ours to free;
+ * one definition for the whole binary */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
+#endif
+
 /* one function per subcommand, in tools/kiln/<command>.c */
 int kiln_cmd_schedule(int argc, char **argv);
+int kiln_cmd_vision(int argc, char **argv); /* vision.c, vision_fit.c, vision_predict.c */
 
 static void usage(FILE *f)
 {
@@ -20,9 +28,11 @@ static void usage(FILE *f)
             "\n"
             "commands (kiln <command> --help for each):\n"
             "  schedule    print or plot a learning-rate schedule\n"
+            "  vision      image classification: lr-find, fit, predict, show-batch, interpret\n"
             "\n"
-            "coming with the next releases:\n"
-            "  vision      lr-find, fit, predict, interpret on image data\n");
+            "example (Fashion-MNIST, package dataset-fashion-mnist):\n"
+            "  kiln vision lr-find fashion-mnist --out runs/fm\n"
+            "  kiln vision fit fashion-mnist --out runs/fm\n");
 }
 
 int main(int argc, char **argv)
@@ -41,6 +51,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "schedule"))
         return kiln_cmd_schedule(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "vision"))
+        return kiln_cmd_vision(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s' (try kiln --help)\n", argv[1]);
     return 2;
 }

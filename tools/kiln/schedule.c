@@ -1,7 +1,8 @@
 /* kiln schedule POLICY [flags]: prints "iter lr mom" for every iteration of a learning-rate
  * schedule (the same kiln_sched_at the Learner trains with) and, with --plot, draws lr and
  * momentum against the iteration as a PNG. The flags live in one table that also prints
- * `kiln schedule --help` and says which policies read each flag. */
+ * `kiln schedule --help` and says which policies read each flag (parsed by flags.c). */
+#include "flags.h"
 #include "kiln.h"
 #include "kiln/report.h"
 #include "kiln/sched.h"
@@ -14,12 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef __SANITIZE_ADDRESS__
-/* fontconfig (under PLplot's cairo driver) keeps its caches until exit; not ours to free */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
-#endif
-
 typedef struct opts {
     double lr, start_lr, end_lr, eta_min, pct_start, div, final_div, moms[3], base_lr, step_up, step_down;
     double gamma, cut_frac, ratio, mom, warmup_start;
@@ -27,62 +22,57 @@ typedef struct opts {
     bool three_phase, per_epoch, linear, no_cycle_mom, help;
     int n_moms;
     const char *mode, *variant, *anneal, *plot;
-} opts;
-
-typedef enum kind { K_DOUBLE, K_INT, K_BOOL, K_STR, K_MOMS } kind;
+} opts_t;
 
 #define P(x) (1u << KILN_SCHED_POLICY_##x)
-#define ALL ((1u << KILN_SCHED_POLICY_COUNT) - 1)
+#define ALL ((1u << KILN_SCHED_POLICY_COUNT) - 1u)
 #define EPOCHY (P(CONST) | P(CLR) | P(ONE_CYCLE) | P(STLR) | P(STEP))
 
-typedef struct flag {
-    const char *name, *arg;
-    kind kind;
-    size_t off;
-    unsigned policies;
-    const char *help;
-} flag;
-
-#define O(f) offsetof(opts, f)
-static const flag g_flags[] = {
-    {"--lr", "LR", K_DOUBLE, O(lr), ALL & ~P(EXP), "peak lr (1e-3; step 0.1, stlr 0.01; clr: max_lr 6e-3)"},
-    {"--start-lr", "LR", K_DOUBLE, O(start_lr), P(EXP), "first lr of the range test (1e-7)"},
-    {"--end-lr", "LR", K_DOUBLE, O(end_lr), P(EXP), "lr the range test ends at (10)"},
-    {"--linear", NULL, K_BOOL, O(linear), P(EXP), "linear instead of exponential range"},
-    {"--iters", "N", K_INT, O(iters), EPOCHY | P(EXP), "total iterations (default epochs*iters-per-epoch; exp 100)"},
-    {"--iters-per-epoch", "N", K_INT, O(ipe), ALL & ~P(EXP), "batches per epoch (100)"},
-    {"--epochs", "N", K_INT, O(epochs), EPOCHY | P(COS_RESTARTS), "epochs (1; cos-restarts: n-cycle cycles)"},
-    {"--n-cycle", "N", K_INT, O(n_cycle), P(SGDR) | P(COS_RESTARTS) | P(CLR), "number of cycles (3; clr 1)"},
-    {"--cycle-len", "N", K_INT, O(cycle_len), P(SGDR) | P(COS_RESTARTS), "epochs in the first cycle (1; = T_0)"},
-    {"--cycle-mult", "N", K_INT, O(cycle_mult), P(SGDR) | P(COS_RESTARTS), "cycle length multiplier (2; = T_mult)"},
-    {"--eta-min", "LR", K_DOUBLE, O(eta_min), P(COS_RESTARTS), "lr floor (0)"},
-    {"--per-epoch", NULL, K_BOOL, O(per_epoch), P(COS_RESTARTS), "step once per epoch, not per iteration"},
-    {"--warmup", "N", K_INT, O(warmup), ALL, "linear warm-up over the first N iterations (0)"},
-    {"--warmup-start", "F", K_DOUBLE, O(warmup_start), ALL, "lr factor at iteration 0 of the warm-up (0)"},
-    {"--variant", "NAME", K_STR, O(variant), P(ONE_CYCLE) | P(SGDR),
-     "one-cycle: fastai | fastai1 | torch; sgdr: fastai | fastai07 (0.7 warm-up)"},
-    {"--pct-start", "F", K_DOUBLE, O(pct_start), P(ONE_CYCLE), "fraction of iterations rising (0.25; fastai1, torch 0.3)"},
-    {"--div", "F", K_DOUBLE, O(div), P(ONE_CYCLE), "start lr = lr/div (25)"},
-    {"--final-div", "F", K_DOUBLE, O(final_div), P(ONE_CYCLE),
-     "final lr = lr/F (fastai 1e5, fastai1 div*1e4); torch: lr/div/F (1e4)"},
-    {"--moms", "A,B[,C]", K_MOMS, O(moms), P(ONE_CYCLE) | P(CLR),
-     "momentum at start, peak lr, end (one-cycle 0.95,0.85,0.95; clr 0.9,0.8)"},
-    {"--no-cycle-momentum", NULL, K_BOOL, O(no_cycle_mom), P(ONE_CYCLE) | P(CLR), "keep momentum at A"},
-    {"--three-phase", NULL, K_BOOL, O(three_phase), P(ONE_CYCLE), "torch: the paper's three phases"},
-    {"--anneal", "cos|linear", K_STR, O(anneal), P(ONE_CYCLE), "torch: annealing strategy (cos)"},
-    {"--base-lr", "LR", K_DOUBLE, O(base_lr), P(CLR), "lowest lr of the cycle (1e-3)"},
-    {"--step-size-up", "N", K_DOUBLE, O(step_up), P(CLR), "iterations from base to max lr (2000)"},
-    {"--step-size-down", "N", K_DOUBLE, O(step_down), P(CLR), "iterations back down (= step-size-up)"},
-    {"--mode", "NAME", K_STR, O(mode), P(CLR), "triangular | triangular2 | exp_range"},
-    {"--gamma", "F", K_DOUBLE, O(gamma), P(CLR) | P(STEP), "exp_range: gamma^iter; step: decay factor (0.1)"},
-    {"--step", "N", K_INT, O(step), P(STEP), "iterations between decays (30)"},
-    {"--cut-frac", "F", K_DOUBLE, O(cut_frac), P(STLR), "fraction of iterations rising (0.1)"},
-    {"--ratio", "F", K_DOUBLE, O(ratio), P(STLR), "max lr / min lr (32)"},
-    {"--mom", "F", K_DOUBLE, O(mom), ALL & ~(P(ONE_CYCLE) | P(CLR)), "constant momentum (0.9)"},
-    {"--plot", "FILE.png", K_STR, O(plot), ALL, "also draw lr and momentum as a PNG"},
-    {"--help", NULL, K_BOOL, O(help), ALL, "print this help and exit"},
+#define O(f) offsetof(opts_t, f)
+static bool parse_moms(const char *s, void *opts);
+#define K_MOMS KILN_FLAG_CUSTOM, 0
+#define MOMS_BAD parse_moms, "2 or 3 comma-separated numbers"
+static const kiln_flag g_flags[] = {
+    {"--lr", "LR", KILN_FLAG_DOUBLE, O(lr), ALL & ~P(EXP), "peak lr (1e-3; step 0.1, stlr 0.01; clr: max_lr 6e-3)", NULL, NULL},
+    {"--start-lr", "LR", KILN_FLAG_DOUBLE, O(start_lr), P(EXP), "first lr of the range test (1e-7)", NULL, NULL},
+    {"--end-lr", "LR", KILN_FLAG_DOUBLE, O(end_lr), P(EXP), "lr the range test ends at (10)", NULL, NULL},
+    {"--linear", NULL, KILN_FLAG_BOOL, O(linear), P(EXP), "linear instead of exponential range", NULL, NULL},
+    {"--iters", "N", KILN_FLAG_INT, O(iters), EPOCHY | P(EXP), "total iterations (default epochs*iters-per-epoch; exp 100)", NULL, NULL},
+    {"--iters-per-epoch", "N", KILN_FLAG_INT, O(ipe), ALL & ~P(EXP), "batches per epoch (100)", NULL, NULL},
+    {"--epochs", "N", KILN_FLAG_INT, O(epochs), EPOCHY | P(COS_RESTARTS), "epochs (1; cos-restarts: n-cycle cycles)", NULL, NULL},
+    {"--n-cycle", "N", KILN_FLAG_INT, O(n_cycle), P(SGDR) | P(COS_RESTARTS) | P(CLR), "number of cycles (3; clr 1)", NULL, NULL},
+    {"--cycle-len", "N", KILN_FLAG_INT, O(cycle_len), P(SGDR) | P(COS_RESTARTS), "epochs in the first cycle (1; = T_0)", NULL, NULL},
+    {"--cycle-mult", "N", KILN_FLAG_INT, O(cycle_mult), P(SGDR) | P(COS_RESTARTS), "cycle length multiplier (2; = T_mult)", NULL, NULL},
+    {"--eta-min", "LR", KILN_FLAG_DOUBLE, O(eta_min), P(COS_RESTARTS), "lr floor (0)", NULL, NULL},
+    {"--per-epoch", NULL, KILN_FLAG_BOOL, O(per_epoch), P(COS_RESTARTS), "step once per epoch, not per iteration", NULL, NULL},
+    {"--warmup", "N", KILN_FLAG_INT, O(warmup), ALL, "linear warm-up over the first N iterations (0)", NULL, NULL},
+    {"--warmup-start", "F", KILN_FLAG_DOUBLE, O(warmup_start), ALL, "lr factor at iteration 0 of the warm-up (0)", NULL, NULL},
+    {"--variant", "NAME", KILN_FLAG_STR, O(variant), P(ONE_CYCLE) | P(SGDR),
+     "one-cycle: fastai | fastai1 | torch; sgdr: fastai | fastai07 (0.7 warm-up)", NULL, NULL},
+    {"--pct-start", "F", KILN_FLAG_DOUBLE, O(pct_start), P(ONE_CYCLE), "fraction of iterations rising (0.25; fastai1, torch 0.3)", NULL, NULL},
+    {"--div", "F", KILN_FLAG_DOUBLE, O(div), P(ONE_CYCLE), "start lr = lr/div (25)", NULL, NULL},
+    {"--final-div", "F", KILN_FLAG_DOUBLE, O(final_div), P(ONE_CYCLE),
+     "final lr = lr/F (fastai 1e5, fastai1 div*1e4); torch: lr/div/F (1e4)", NULL, NULL},
+    {"--moms", "A,B[,C]", K_MOMS, P(ONE_CYCLE) | P(CLR),
+     "momentum at start, peak lr, end (one-cycle 0.95,0.85,0.95; clr 0.9,0.8)", MOMS_BAD},
+    {"--no-cycle-momentum", NULL, KILN_FLAG_BOOL, O(no_cycle_mom), P(ONE_CYCLE) | P(CLR), "keep momentum at A", NULL, NULL},
+    {"--three-phase", NULL, KILN_FLAG_BOOL, O(three_phase), P(ONE_CYCLE), "torch: the paper's three phases", NULL, NULL},
+    {"--anneal", "cos|linear", KILN_FLAG_STR, O(anneal), P(ONE_CYCLE), "torch: annealing strategy (cos)", NULL, NULL},
+    {"--base-lr", "LR", KILN_FLAG_DOUBLE, O(base_lr), P(CLR), "lowest lr of the cycle (1e-3)", NULL, NULL},
+    {"--step-size-up", "N", KILN_FLAG_DOUBLE, O(step_up), P(CLR), "iterations from base to max lr (2000)", NULL, NULL},
+    {"--step-size-down", "N", KILN_FLAG_DOUBLE, O(step_down), P(CLR), "iterations back down (= step-size-up)", NULL, NULL},
+    {"--mode", "NAME", KILN_FLAG_STR, O(mode), P(CLR), "triangular | triangular2 | exp_range", NULL, NULL},
+    {"--gamma", "F", KILN_FLAG_DOUBLE, O(gamma), P(CLR) | P(STEP), "exp_range: gamma^iter; step: decay factor (0.1)", NULL, NULL},
+    {"--step", "N", KILN_FLAG_INT, O(step), P(STEP), "iterations between decays (30)", NULL, NULL},
+    {"--cut-frac", "F", KILN_FLAG_DOUBLE, O(cut_frac), P(STLR), "fraction of iterations rising (0.1)", NULL, NULL},
+    {"--ratio", "F", KILN_FLAG_DOUBLE, O(ratio), P(STLR), "max lr / min lr (32)", NULL, NULL},
+    {"--mom", "F", KILN_FLAG_DOUBLE, O(mom), ALL & ~(P(ONE_CYCLE) | P(CLR)), "constant momentum (0.9)", NULL, NULL},
+    {"--plot", "FILE.png", KILN_FLAG_STR, O(plot), ALL, "also draw lr and momentum as a PNG", NULL, NULL},
+    {"--help", NULL, KILN_FLAG_BOOL, O(help), ALL, "print this help and exit", NULL, NULL},
 };
 #define N_FLAGS ((int)(sizeof g_flags / sizeof g_flags[0]))
+
+static const char *policy_name(int bit) { return kiln_sched_policy_name((kiln_sched_policy)bit); }
 
 static void usage(FILE *f)
 {
@@ -99,22 +89,7 @@ static void usage(FILE *f)
                "  stlr          slanted triangular lr (ULMFiT)\n"
                "  step          lr*gamma^floor(iter/step)\n\n"
                "flags:\n");
-    for (int i = 0; i < N_FLAGS; i++) {
-        const flag *fl = &g_flags[i];
-        char head[64];
-        snprintf(head, sizeof head, "%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
-        fprintf(f, "  %-26s %s", head, fl->help);
-        if (fl->policies != ALL) {
-            fprintf(f, " [");
-            for (int p = 0, first = 1; p < KILN_SCHED_POLICY_COUNT; p++)
-                if (fl->policies & (1u << p)) {
-                    fprintf(f, "%s%s", first ? "" : " ", kiln_sched_policy_name((kiln_sched_policy)p));
-                    first = 0;
-                }
-            fprintf(f, "]");
-        }
-        fprintf(f, "\n");
-    }
+    kiln_flags_print(f, g_flags, N_FLAGS, ALL, ALL, policy_name);
     fprintf(f, "\nexample:\n  kiln schedule sgdr --lr 0.1 --iters-per-epoch 100 --n-cycle 3 --cycle-len 1 "
                "--cycle-mult 2 --plot sgdr.png\n");
 }
@@ -127,35 +102,14 @@ static int fail(const char *fmt, const char *a, const char *b)
     return 2;
 }
 
-static bool parse_double(const char *s, double *out)
+static bool parse_moms(const char *s, void *opts)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno == ERANGE)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_moms(const char *s, opts *o)
-{
+    opts_t *o = opts;
     char buf[128], *save = NULL;
     snprintf(buf, sizeof buf, "%s", s);
     int n = 0;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == 3 || !parse_double(t, &o->moms[n]))
+        if (n == 3 || !kiln_flags_double(t, &o->moms[n]))
             return false;
         n++;
     }
@@ -168,67 +122,26 @@ static bool parse_moms(const char *s, opts *o)
 }
 
 /* Fills o from argv; given[i] says flag i was on the command line. Returns 0 or 2. */
-static int parse_args(int argc, char **argv, opts *o, bool *given, const char **policy)
+static int parse_args(int argc, char **argv, opts_t *o, bool *given, const char **policy)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || !a[2]) {
-            if (*policy)
-                return fail("unexpected argument '%s' (policy is already '%s')", a, *policy);
-            *policy = a;
-            continue;
-        }
-        const char *eq = strchr(a, '=');
-        size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        int k = 0;
-        while (k < N_FLAGS && !(strlen(g_flags[k].name) == len && !strncmp(g_flags[k].name, a, len)))
-            k++;
-        if (k == N_FLAGS) {
-            fprintf(stderr, "kiln schedule: unknown flag '%.*s' (see kiln schedule --help)\n", (int)len, a);
-            return 2;
-        }
-        const flag *fl = &g_flags[k];
-        given[k] = true;
-        char *field = (char *)o + fl->off;
-        if (fl->kind == K_BOOL) {
-            if (eq)
-                return fail("%s takes no value (got '%s')", fl->name, eq + 1);
-            *(bool *)field = true;
-            continue;
-        }
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v)
-            return fail("%s needs a value (%s)", fl->name, fl->arg);
-        bool ok = true;
-        switch (fl->kind) {
-        case K_DOUBLE: ok = parse_double(v, (double *)field); break;
-        case K_INT: ok = parse_int(v, (int64_t *)field); break;
-        case K_STR: *(const char **)field = v; break;
-        case K_MOMS: ok = parse_moms(v, o); break;
-        default: break;
-        }
-        if (!ok)
-            return fail(fl->kind == K_INT ? "%s: '%s' is not an integer"
-                        : fl->kind == K_MOMS ? "%s: '%s' is not 2 or 3 comma-separated numbers"
-                                             : "%s: '%s' is not a number",
-                        fl->name, v);
-    }
+    const char *pos[2];
+    int n_pos = 0;
+    int rc = kiln_flags_parse("kiln schedule", g_flags, N_FLAGS, argc, argv, o, given, pos, 2, &n_pos);
+    if (rc)
+        return rc;
+    if (n_pos == 2)
+        return fail("unexpected argument '%s' (policy is already '%s')", pos[1], pos[0]);
+    *policy = n_pos ? pos[0] : NULL;
     return 0;
 }
 
-static int flag_index(const char *name)
-{
-    for (int k = 0; k < N_FLAGS; k++)
-        if (!strcmp(g_flags[k].name, name))
-            return k;
-    return -1;
-}
+static int flag_index(const char *name) { return kiln_flags_index(g_flags, N_FLAGS, name); }
 
 static bool given_flag(const bool *given, const char *name) { return given[flag_index(name)]; }
 
 /* Total iterations for policies measured in iterations: --iters, else --epochs (default 1)
  * times --iters-per-epoch. -1 on overflow. */
-static int64_t total_iters(const opts *o, const bool *given)
+static int64_t total_iters(const opts_t *o, const bool *given)
 {
     if (given_flag(given, "--iters"))
         return o->iters;
@@ -250,7 +163,7 @@ static int to_int(int64_t v, const char *name, int *out)
 #define SET(flagname, dst, src) do { if (given_flag(given, flagname)) (dst) = (src); } while (0)
 
 /* Builds the schedule from library defaults overridden by the flags given. 0 or 2. */
-static int build(const opts *o, const bool *given, kiln_sched_policy pol, kiln_sched *s)
+static int build(const opts_t *o, const bool *given, kiln_sched_policy pol, kiln_sched *s)
 {
     kiln_status st = KILN_STATUS_OK;
     int64_t total = total_iters(o, given);
@@ -471,7 +384,7 @@ static int write_plot(const char *path, kiln_sched_policy pol, const kiln_sched 
 
 int kiln_cmd_schedule(int argc, char **argv)
 {
-    opts o = {.ipe = 100, .epochs = 1};
+    opts_t o = {.ipe = 100, .epochs = 1};
     bool given[N_FLAGS] = {false};
     const char *policy = NULL;
     int rc = parse_args(argc, argv, &o, given, &policy);
@@ -491,7 +404,7 @@ int kiln_cmd_schedule(int argc, char **argv)
         return 2;
     }
     for (int k = 0; k < N_FLAGS; k++)
-        if (given[k] && !(g_flags[k].policies & (1u << pol)))
+        if (given[k] && !(g_flags[k].mask & (1u << pol)))
             fprintf(stderr, "kiln schedule: warning: %s does not apply to %s (ignored)\n", g_flags[k].name, policy);
     kiln_sched s;
     if ((rc = build(&o, given, pol, &s)))

@@ -9,7 +9,11 @@
  * Determinism: a slot records its job (split, item indices, seed, epoch) when it is scheduled,
  * and a batch's content depends only on that job, never on which thread ran it or when. The
  * train order is kiln_data_permutation(seed, epoch), written by set_epoch on the consumer
- * thread; workers never read it. One consumer thread is assumed. */
+ * thread; workers never read it. One consumer thread is assumed.
+ *
+ * TTA (kiln_vision_data_set_tta): while a pass is set, jobs scheduled from then on run the
+ * transform's training branch on either split, with the pass's own seed and epoch-0 counters;
+ * switching drops the scheduled batches as a jump does. */
 #include "data/vision/vision_internal.h"
 
 #include <pthread.h>
@@ -27,6 +31,7 @@ typedef struct vslot {
     int64_t *items;        /* (bs_max) data set indices of the batch's items */
     uint64_t seed;
     int64_t epoch;
+    int tfm;               /* KILN__TFM_SPLIT, or KILN__TFM_TRAIN during a TTA pass */
     float *x;              /* (bs_max, C, S, S) */
     int64_t *y;            /* (bs_max) */
     kiln_status st;
@@ -75,6 +80,12 @@ static void set_job(const kiln_vision_data *v, vslot *s, kiln_data_split split, 
         s->items[r] = split == KILN_DATA_SPLIT_TRAIN ? v->order[start + r] : start + r;
     s->seed = v->seed;
     s->epoch = v->epoch;
+    s->tfm = KILN__TFM_SPLIT;
+    if (v->tta_pass >= 0) {
+        s->seed = kiln_vision_tta_seed(v->seed, v->tta_pass);
+        s->epoch = 0;
+        s->tfm = KILN__TFM_TRAIN;
+    }
 }
 
 static void run_job(const kiln_vision_data *v, vslot *s)
@@ -83,7 +94,7 @@ static void run_job(const kiln_vision_data *v, vslot *s)
     s->st = KILN_STATUS_OK;
     s->err[0] = '\0';
     for (int64_t r = 0; r < s->n; r++) {
-        kiln_status st = kiln__vision_make_item(v, s->split, s->items[r], true, s->seed, s->epoch, true,
+        kiln_status st = kiln__vision_make_item(v, s->split, s->items[r], s->tfm, s->seed, s->epoch, true,
                                                 s->x + (size_t)r * item);
         if (st) {
             s->st = st;
@@ -244,6 +255,37 @@ static kiln_status op_get_batch(void *state, kiln_data_split split, int64_t i, k
 }
 
 static void op_free(void *state) { kiln__vision_destroy(state); }
+
+/* ---- TTA switch ------------------------------------------------------------------------------ */
+
+uint64_t kiln_vision_tta_seed(uint64_t seed, int pass)
+{
+    /* splitmix64 of the seed and the pass: passes get unrelated Philox keys */
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(pass + 1) + 0x7474610000000000ull; /* "tta" */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+kiln_status kiln_vision_data_set_tta(kiln_vision_data *v, int pass)
+{
+    if (!v || v->magic != KILN__VISION_MAGIC || !v->loader)
+        return kiln__err(KILN_STATUS_INVALID, "vision_data_set_tta: not a vision source");
+    if (pass < -1) return kiln__err(KILN_STATUS_INVALID, "vision_data_set_tta: pass %d (use -1 for off)", pass);
+    kiln__vloader *L = v->loader;
+    if (L->n_threads) pthread_mutex_lock(&L->mu);
+    if (v->tta_pass != pass) {
+        v->tta_pass = pass;
+        if (L->n_threads) {
+            invalidate(L); /* the next get_batch restarts the ring with the new setting */
+            L->cursor_on = false;
+        }
+    }
+    if (L->n_threads) pthread_mutex_unlock(&L->mu);
+    return KILN_STATUS_OK;
+}
+
+int kiln_vision_data_tta_pass(const kiln_vision_data *v) { return v ? v->tta_pass : -1; }
 
 const kiln_data_ops kiln__vision_ops = {.n_items = op_items, .n_batches = op_batches, .set_epoch = op_set_epoch,
                                         .get_batch = op_get_batch, .free = op_free};

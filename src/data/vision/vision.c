@@ -108,6 +108,7 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
     if (!v) return kiln__errp(KILN_STATUS_NOMEM, "vision: out of memory");
     v->p = q; /* its strings are the caller's: kiln__vision_finish drops them */
     v->size = q.size;
+    v->tta_pass = -1;
     if (!(v->name = kiln__vision_strdup(name))) {
         free(v);
         return NULL;
@@ -208,7 +209,7 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all)
 
 /* ---- the item pipeline ------------------------------------------------------------------------ */
 
-kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, bool tfm,
+kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, int tfm,
                                    uint64_t seed, int64_t epoch, bool normalize, float *out)
 {
     const kiln__vsplit *s = &v->s[split];
@@ -244,7 +245,7 @@ kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split sp
     if (tfm && v->p.tfm) {
         kiln_clear_error();
         st = v->p.tfm(v->p.tfm_user, out, C, S, S, seed, kiln_vision_item_counter(epoch, split, i),
-                      split == KILN_DATA_SPLIT_TRAIN);
+                      tfm == KILN__TFM_TRAIN || split == KILN_DATA_SPLIT_TRAIN);
         if (st) {
             char m[768]; /* the message buffer is about to be rewritten */
             snprintf(m, sizeof m, "%s", *kiln_last_error() ? kiln_last_error() : kiln_status_name(st));

@@ -35,6 +35,7 @@ struct kiln_vision_data {
     int64_t *order;           /* (s[TRAIN].n) train order of the current epoch */
     uint64_t seed;            /* from the last set_epoch */
     int64_t epoch;
+    int tta_pass;             /* kiln_vision_data_set_tta: -1 off, else the TTA pass (loader.c) */
     kiln__vloader *loader;    /* NULL until the source is complete */
 };
 
@@ -111,9 +112,12 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all);
 /* Checks every file of a folder/CSV source (skip_bad: decodes and drops bad ones, with a
  * warning each); sets *grey_all and, when p.size is 0, v->size from a common square size. */
 kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all);
-/* Item i of split into out (c, size, size): pixels in [0, 1], then the transform (when tfm;
- * with seed and epoch), then normalization (when normalize). Thread-safe: reads v only. */
-kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, bool tfm,
+/* Item i of split into out (c, size, size): pixels in [0, 1], then the transform (with seed
+ * and epoch; tfm: KILN__TFM_NONE, KILN__TFM_SPLIT the split's own branch (train = the split is
+ * train), KILN__TFM_TRAIN the training branch whatever the split: TTA), then normalization
+ * (when normalize). Thread-safe: reads v only. */
+enum { KILN__TFM_NONE = 0, KILN__TFM_SPLIT = 1, KILN__TFM_TRAIN = 2 };
+kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, int tfm,
                                    uint64_t seed, int64_t epoch, bool normalize, float *out);
 /* Runs fn(user, i) for i in [0, n) on n_threads threads (the caller's thread when <= 1). */
 kiln_status kiln__vision_parallel(int n_threads, int64_t n, void (*fn)(void *user, int64_t i), void *user);

@@ -1,0 +1,461 @@
+/* End to end: runs the kiln binary (`kiln vision ...`, path from KILN_CLI_PATH, set in
+ * cmake/vision_cli.cmake) on data made here: an image folder (2 classes x 12 grey 16x16 PNGs,
+ * train/ and valid/) and a tiny IDX set. Checks what every subcommand prints and writes
+ * (lr-find CSV/PNG; fit's model, model.json keys, history.csv header, metrics.json keys with
+ * TTA and snapshot-ensemble entries, plots; predict's lines; show-batch and interpret files),
+ * that no temp file is left, and the bad-input paths: missing data, corrupt and truncated
+ * images with and without --skip-bad, a bad IDX magic, bad flags, a broken model.json.
+ * Without PLplot the PNG checks are skipped. */
+#include "util/ku.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <spng.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef __SANITIZE_ADDRESS__
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
+#endif
+
+#ifndef KILN_CLI_PATH
+#error "KILN_CLI_PATH must name the kiln binary (cmake/vision_cli.cmake)"
+#endif
+
+/* fast and deterministic: one compute thread, loader on the main thread */
+#define FAST "--threads 1 --workers 0 --quiet"
+
+static char g_dir[64];
+
+static const char *P(const char *rel)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, rel);
+    return buf[k];
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+static void write_png(const char *path, int s, const uint8_t *px)
+{
+    spng_ctx *sc = spng_ctx_new(SPNG_CTX_ENCODER);
+    spng_set_option(sc, SPNG_ENCODE_TO_BUFFER, 1);
+    struct spng_ihdr ihdr = {.width = (uint32_t)s, .height = (uint32_t)s, .bit_depth = 8,
+                             .color_type = SPNG_COLOR_TYPE_GRAYSCALE};
+    spng_set_ihdr(sc, &ihdr);
+    int rc = spng_encode_image(sc, px, (size_t)s * s, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+    cr_assert(rc == 0, "spng encode: %s", spng_strerror(rc));
+    size_t n;
+    void *png = spng_get_png_buffer(sc, &n, &rc);
+    cr_assert(png);
+    write_bytes(path, png, n);
+    free(png);
+    spng_ctx_free(sc);
+}
+
+/* Class "left" is bright on the left half, "right" on the right half; a little texture. */
+static void class_image(uint8_t *px, int s, int cls, int i)
+{
+    for (int y = 0; y < s; y++)
+        for (int x = 0; x < s; x++)
+            px[y * s + x] = (uint8_t)(((x < s / 2) == (cls == 0) ? 190 : 40) + (x * 3 + y * 5 + i * 11) % 40);
+}
+
+static void make_folder(const char *root)
+{
+    uint8_t px[16 * 16];
+    char path[512];
+    const char *cls[2] = {"left", "right"};
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 12; i++) {
+            const char *split = i < 8 ? "train" : "valid";
+            snprintf(path, sizeof path, "%s/%s/%s", root, split, cls[c]);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+            cr_assert(system(cmd) == 0);
+            snprintf(path, sizeof path, "%s/%s/%s/%02d.png", root, split, cls[c], i);
+            class_image(px, 16, c, i);
+            write_png(path, 16, px);
+        }
+}
+
+static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, int nd, const uint8_t *data, size_t n)
+{
+    uint8_t hdr[16];
+    for (int i = 0; i < 4; i++) hdr[i] = (uint8_t)(magic >> (24 - 8 * i));
+    for (int d = 0; d < nd; d++)
+        for (int i = 0; i < 4; i++) hdr[4 + 4 * d + i] = (uint8_t)(dims[d] >> (24 - 8 * i));
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite(hdr, 1, 4 + 4 * (size_t)nd, f);
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* dir/<pre>-images-idx3-ubyte and -labels-idx1-ubyte: n 28x28 images of 3 classes. */
+static void make_idx(const char *dir, const char *pre, int n)
+{
+    uint8_t *img = malloc((size_t)n * 784), lab[64];
+    for (int i = 0; i < n; i++) {
+        lab[i] = (uint8_t)(i % 3);
+        for (int q = 0; q < 784; q++) img[i * 784 + q] = (uint8_t)((q % 28) / 10 == lab[i] ? 220 : (q * 7 + i) % 30);
+    }
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/%s-images-idx3-ubyte", dir, pre);
+    snprintf(b, sizeof b, "%s/%s-labels-idx1-ubyte", dir, pre);
+    write_idx(a, 0x803, (uint32_t[]){(uint32_t)n, 28, 28}, 3, img, (size_t)n * 784);
+    write_idx(b, 0x801, (uint32_t[]){(uint32_t)n}, 1, lab, (size_t)n);
+    free(img);
+}
+
+static void setup(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/kiln_vision_cli.XXXXXX");
+    cr_assert(mkdtemp(g_dir) != NULL);
+    make_folder(P("img"));
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    (void)system(cmd);
+}
+TestSuite(vision_cli, .init = setup, .fini = teardown);
+
+/* ---- running kiln ------------------------------------------------------------------------------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* `kiln <args>` (args may use %s for g_dir) with stdout/stderr in g_dir/out, g_dir/err. */
+static int run(const char *args)
+{
+    char cmd[4096], expanded[3072];
+    snprintf(expanded, sizeof expanded, args, g_dir, g_dir, g_dir, g_dir, g_dir, g_dir);
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s/out' 2> '%s/err'", KILN_CLI_PATH, expanded, g_dir, g_dir);
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static void run_ok(const char *args)
+{
+    if (run(args) != 0) {
+        char *err = slurp(P("err"));
+        cr_assert_fail("kiln %s failed: %s", args, err);
+    }
+}
+
+static void expect_in(const char *file, const char *needle)
+{
+    char *s = slurp(P(file));
+    cr_expect(strstr(s, needle), "%s: '%s' does not mention '%s'", file, s, needle);
+    free(s);
+}
+
+/* run() that must fail with status rc and name needle on stderr. */
+static void run_fail(const char *args, int rc, const char *needle)
+{
+    int got = run(args);
+    char *err = slurp(P("err"));
+    cr_expect_eq(got, rc, "kiln %s: exit %d, want %d (stderr: %s)", args, got, rc, err);
+    cr_expect(strstr(err, needle), "kiln %s: stderr '%s' does not mention '%s'", args, err, needle);
+    free(err);
+}
+
+static bool is_png(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    unsigned char h[8] = {0};
+    size_t n = fread(h, 1, 8, f);
+    fclose(f);
+    return n == 8 && !memcmp(h, "\x89PNG\r\n\x1a\n", 8);
+}
+
+static void expect_png(const char *rel)
+{
+    if (kiln_plot_available()) cr_expect(is_png(P(rel)), "%s is not a PNG", rel);
+}
+
+static void expect_no_temp(const char *rel)
+{
+    DIR *d = opendir(P(rel));
+    cr_assert(d, "no folder %s", rel);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_expect(!strstr(e->d_name, ".tmp."), "temp file %s/%s left behind", rel, e->d_name);
+    closedir(d);
+}
+
+static cJSON *json(const char *rel)
+{
+    char *s = slurp(P(rel));
+    cJSON *j = cJSON_Parse(s);
+    cr_assert(j, "%s is not JSON: %s", rel, s);
+    free(s);
+    return j;
+}
+
+static double num(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItem(j, key);
+    cr_assert(cJSON_IsNumber(v), "no number '%s'", key);
+    return v->valuedouble;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------------------- */
+
+Test(vision_cli, help_for_every_subcommand)
+{
+    run_ok("--help");
+    expect_in("out", "vision");
+    run_ok("vision --help");
+    expect_in("out", "show-batch");
+    const char *cmds[] = {"lr-find", "fit", "predict", "show-batch", "interpret"};
+    for (int i = 0; i < 5; i++) {
+        char a[64];
+        snprintf(a, sizeof a, "vision %s --help", cmds[i]);
+        run_ok(a);
+        expect_in("out", "usage: kiln vision");
+        expect_in("out", "--seed");
+    }
+    run_ok("vision fit --help");
+    expect_in("out", "--snapshots");
+    expect_in("out", "--schedule");
+}
+
+Test(vision_cli, lr_find_writes_its_files)
+{
+    run_ok("vision lr-find %s/img --out %s/lr --bs 4 --num-it 30 --threads 1");
+    expect_in("out", "2 classes");
+    expect_in("out", "model: simple-cnn");
+    expect_in("out", "suggested lr");
+    expect_in("out", "lr_find.csv");
+    char *csv = slurp(P("lr/lr_find.csv"));
+    cr_expect(!strncmp(csv, "lr,loss,smooth_loss\n", 20), "lr_find.csv: %.40s", csv);
+    cr_expect(count_lines(csv) >= 10);
+    free(csv);
+    expect_png("lr/lr_find.png");
+    expect_no_temp("lr");
+}
+
+Test(vision_cli, fit_writes_every_file)
+{
+    run_ok("vision fit %s/img --out %s/run --bs 4 --epochs 2 --lr 3e-3 " FAST);
+    expect_in("out", "epochs in");
+    expect_in("out", "wrote");
+    char *hist = slurp(P("run/history.csv"));
+    cr_expect(!strncmp(hist, "epoch,train_loss,valid_loss,accuracy,time\n", 42), "history.csv: %s", hist);
+    cr_expect_eq(count_lines(hist), 3);
+    free(hist);
+    cJSON *m = json("run/model.json");
+    cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-cnn");
+    cr_expect_eq(num(m, "size"), 16);
+    cr_expect_eq(num(m, "n_in"), 1);
+    const cJSON *cl = cJSON_GetObjectItem(m, "classes");
+    cr_assert_eq(cJSON_GetArraySize(cl), 2);
+    cr_expect_str_eq(cJSON_GetArrayItem(cl, 0)->valuestring, "left");
+    cr_expect_str_eq(cJSON_GetArrayItem(cl, 1)->valuestring, "right");
+    const cJSON *nm = cJSON_GetObjectItem(m, "normalization");
+    cr_assert(nm && cJSON_GetArraySize(cJSON_GetObjectItem(nm, "mean")) == 1);
+    cr_expect(cJSON_GetArrayItem(cJSON_GetObjectItem(nm, "std"), 0)->valuedouble > 0);
+    cJSON_Delete(m);
+    cJSON *r = json("run/metrics.json");
+    cr_expect_eq(num(r, "epochs"), 2);
+    double acc = num(r, "accuracy");
+    cr_expect(acc >= 0 && acc <= 1);
+    cr_expect(num(r, "valid_loss") > 0 && num(r, "train_loss") > 0 && num(r, "time_s") > 0);
+    cr_expect(!cJSON_GetObjectItem(r, "tta") && !cJSON_GetObjectItem(r, "snapshot_ensemble"));
+    cJSON_Delete(r);
+    struct stat st;
+    cr_expect(stat(P("run/model.safetensors"), &st) == 0 && st.st_size > 1000);
+    expect_png("run/losses.png");
+    expect_png("run/lr.png");
+    expect_no_temp("run");
+}
+
+Test(vision_cli, fit_tta_and_snapshots_add_their_metrics)
+{
+    run_ok("vision fit %s/img --out %s/snap --bs 4 --lr 3e-3 --schedule sgdr --n-cycle 2 --cycle-len 1 "
+           "--cycle-mult 1 --snapshots 2 --tta --threads 1 --workers 0");
+    expect_in("out", "epoch     train_loss");
+    expect_in("out", "snapshot ensemble (last 2 cycles): accuracy");
+    expect_in("out", "tta (4 passes, beta 0.25): accuracy");
+    cJSON *r = json("snap/metrics.json");
+    cr_expect_eq(num(r, "epochs"), 2);
+    const cJSON *t = cJSON_GetObjectItem(r, "tta"), *s = cJSON_GetObjectItem(r, "snapshot_ensemble");
+    cr_assert(t && s, "metrics.json lacks tta or snapshot_ensemble");
+    cr_expect_eq(num(t, "n"), 4);
+    cr_expect_float_eq(num(t, "beta"), 0.25, 1e-12);
+    cr_expect(num(t, "accuracy") >= 0 && num(t, "valid_loss") > 0);
+    cr_expect_eq(num(s, "n"), 2);
+    cr_expect(num(s, "accuracy") >= 0);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(s, "snapshots")), 2);
+    cJSON_Delete(r);
+}
+
+Test(vision_cli, predict_show_batch_interpret)
+{
+    run_ok("vision fit %s/img --out %s/m --bs 4 --epochs 3 --lr 1e-2 --no-augment " FAST);
+    /* predict: one line per image, file first, a known class, a probability */
+    run_ok("vision predict %s/m %s/img/valid/left/08.png %s/img/valid/right/09.png --threads 1");
+    char *out = slurp(P("out"));
+    cr_expect_eq(count_lines(out), 2, "predict printed: %s", out);
+    char *line = out;
+    for (int i = 0; i < 2; i++) {
+        char file[512], cls[64];
+        double prob;
+        cr_assert_eq(sscanf(line, "%511s %63s %lf", file, cls, &prob), 3, "line: %s", line);
+        cr_expect(strstr(file, i ? "right/09.png" : "left/08.png"), "file %s", file);
+        cr_expect(!strcmp(cls, "left") || !strcmp(cls, "right"), "class %s", cls);
+        cr_expect(prob >= 0.5 && prob <= 1.0, "probability %g", prob);
+        line = strchr(line, '\n') + 1;
+    }
+    free(out);
+    run_ok("vision predict %s/m %s/img/valid/left/08.png --tta --threads 1");
+    expect_in("out", "left/08.png");
+    run_fail("vision predict %s/m %s/img/nothere.png", 1, "nothere.png");
+    /* show-batch */
+    run_ok("vision show-batch %s/img --out %s/sb/batch.png --n 8 " FAST);
+    expect_png("sb/batch.png");
+    /* interpret */
+    run_ok("vision interpret %s/m %s/img --out %s/interp " FAST);
+    char *cm = slurp(P("interp/confusion_matrix.csv"));
+    cr_expect(!strncmp(cm, "actual\\predicted,left,right\nleft,", 33), "confusion_matrix.csv: %s", cm);
+    long a, b, c, d;
+    cr_assert_eq(sscanf(cm, "actual\\predicted,left,right\nleft,%ld,%ld\nright,%ld,%ld", &a, &b, &c, &d), 4, "%s", cm);
+    cr_expect_eq(a + b + c + d, 8);
+    free(cm);
+    char *tl = slurp(P("interp/top_losses.csv"));
+    cr_expect(!strncmp(tl, "rank,index,file,predicted,actual,loss,probability\n", 50), "%s", tl);
+    cr_expect_eq(count_lines(tl), 9);
+    free(tl);
+    expect_png("interp/confusion_matrix.png");
+    expect_png("interp/top_losses.png");
+    expect_no_temp("interp");
+    /* a broken model.json */
+    write_bytes(P("m/model.json"), "{\"format\": \"kiln-vision-model\", \"arch\": 3}", 42);
+    run_fail("vision predict %s/m %s/img/valid/left/08.png", 1, "model.json");
+}
+
+Test(vision_cli, idx_data)
+{
+    cr_assert(mkdir(P("idx"), 0777) == 0);
+    make_idx(P("idx"), "train", 48);
+    make_idx(P("idx"), "t10k", 12);
+    run_ok("vision fit %s/idx --out %s/im --bs 8 --epochs 1 " FAST);
+    cJSON *m = json("im/model.json");
+    cr_expect_eq(num(m, "size"), 28);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(m, "classes")), 3);
+    cr_expect_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "classes"), 2)->valuestring, "2");
+    cJSON_Delete(m);
+    run_ok("vision interpret %s/im %s/idx --out %s/ii --n 4 --tta " FAST);
+    expect_in("out", "accuracy");
+    char *tl = slurp(P("ii/top_losses.csv"));
+    cr_expect_eq(count_lines(tl), 5);
+    free(tl);
+    /* a wrong magic names the file */
+    write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x802, (uint32_t[]){12}, 1, (const uint8_t *)"012012012012", 12);
+    run_fail("vision fit %s/idx --out %s/bad --bs 8 " FAST, 1, "t10k-labels-idx1-ubyte");
+    /* inconsistent counts: 12 valid images, 10 labels */
+    write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x801, (uint32_t[]){10}, 1, (const uint8_t *)"0120120120", 10);
+    run_fail("vision fit %s/idx --out %s/bad --bs 8 " FAST, 1, "t10k");
+}
+
+Test(vision_cli, bad_input)
+{
+    /* missing data set / folder */
+    run_fail("vision fit %s/nowhere --out %s/x " FAST, 1, "nowhere");
+    run_fail("vision lr-find %s/nowhere --out %s/x", 1, "nowhere");
+    /* usage errors */
+    run_fail("vision fit %s/img " FAST, 2, "--out is required");
+    run_fail("vision fit %s/img --out %s/x --epochz 3", 2, "unknown flag '--epochz'");
+    run_fail("vision fit %s/img --out %s/x --lr abc", 2, "--lr: 'abc' is not a number");
+    run_fail("vision predict %s/m x.png --epochs 3", 2, "--epochs does not apply to predict");
+    run_fail("vision fit %s/img --out %s/x --arch vgg16 " FAST, 2, "vgg16");
+    run_fail("vision fit %s/img --out %s/x --schedule cosine --bs 4 " FAST, 2, "cosine");
+    run_fail("vision fit %s/img --out %s/x --size 64 --bs 4 " FAST, 2, "at most 32x32");
+    run_fail("vision frobnicate", 2, "unknown command 'frobnicate'");
+    run_fail("vision predict %s/nomodel x.png", 1, "nomodel/model.json");
+    /* a file that is not an image: an error naming it, or a warning and a count with --skip-bad */
+    write_bytes(P("img/train/left/zz_bad.png"), "this is not a png at all", 24);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "zz_bad.png");
+    run_ok("vision fit %s/img --out %s/skip --bs 4 --epochs 1 --skip-bad " FAST);
+    expect_in("err", "warning");
+    expect_in("err", "zz_bad.png");
+    expect_in("err", "1 bad image file(s) skipped");
+    /* a truncated PNG (valid header, data cut): found while decoding */
+    unlink(P("img/train/left/zz_bad.png"));
+    char *png = slurp(P("img/train/left/00.png"));
+    struct stat st;
+    cr_assert(stat(P("img/train/left/00.png"), &st) == 0);
+    write_bytes(P("img/train/left/zz_trunc.png"), png, (size_t)st.st_size / 2);
+    free(png);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "zz_trunc.png");
+    run_ok("vision fit %s/img --out %s/skip2 --bs 4 --epochs 1 --skip-bad " FAST);
+    expect_in("err", "zz_trunc.png");
+    /* a missing split */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/nv' && cp -r '%s/img/train' '%s/nv/'", g_dir, g_dir, g_dir);
+    cr_assert(system(cmd) == 0);
+    run_fail("vision lr-find %s/nv --out %s/x --bs 4 " FAST, 1, "no valid/");
+    /* an empty class folder */
+    unlink(P("img/train/left/zz_trunc.png"));
+    cr_assert(mkdir(P("img/train/empty"), 0777) == 0);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "empty");
+}
+
+Test(vision_cli, resnet_and_csv_source)
+{
+    /* a ResNet-18 body + fastai head on a CSV of (name, label) with a random 25% valid split */
+    char *csv = malloc(4096);
+    size_t n = (size_t)snprintf(csv, 4096, "name,label\n");
+    const char *cls[2] = {"left", "right"};
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 12; i++)
+            n += (size_t)snprintf(csv + n, 4096 - n, "%s/%s/%02d.png,%s\n", i < 8 ? "train" : "valid", cls[c], i, cls[c]);
+    write_bytes(P("img/labels.csv"), csv, n);
+    free(csv);
+    run_ok("vision fit %s/img/labels.csv --out %s/r18 --arch resnet18 --bs 6 --epochs 1 --valid-pct 0.25 " FAST);
+    cJSON *m = json("r18/model.json");
+    cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "resnet18");
+    cr_expect_float_eq(num(m, "valid_pct"), 0.25, 1e-12);
+    cr_expect(num(m, "n_params") > 1e7);
+    cJSON_Delete(m);
+    run_ok("vision predict %s/r18 %s/img/valid/right/10.png --threads 1");
+    expect_in("out", "right/10.png");
+    run_ok("vision interpret %s/r18 %s/img/labels.csv --out %s/r18i --n 2 " FAST);
+    expect_in("out", "accuracy");
+    expect_in("out", "on 6 valid images");
+}

@@ -1,0 +1,96 @@
+/* `kiln vision`: what its subcommands share (tools/kiln/vision*.c). One options struct filled
+ * from one flag table (vision.c) whose masks say which subcommands read each flag; helpers to
+ * open a data set, build a model by architecture name, make a Learner with the fastai
+ * defaults, write files atomically and read/write model.json. Every helper prints its own
+ * error on stderr ("kiln vision <cmd>: ...") and returns 1 (runtime) or 2 (usage) or NULL. */
+#ifndef KILN_TOOLS_VISION_CLI_H
+#define KILN_TOOLS_VISION_CLI_H
+
+#include "kiln.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* subcommands, as flag mask bits */
+enum {
+    VC_LR_FIND = 1u << 0,
+    VC_FIT = 1u << 1,
+    VC_PREDICT = 1u << 2,
+    VC_SHOW = 1u << 3,
+    VC_INTERP = 1u << 4,
+    VC_ALL = (1u << 5) - 1u,
+};
+
+typedef struct vopts {
+    const char *cmd;        /* "kiln vision fit": message prefix */
+    const char *out, *arch, *schedule, *norm, *progress;
+    int64_t size, bs, epochs, n_cycle, cycle_len, cycle_mult, snapshots, seed, threads, workers, num_it, n;
+    int64_t tta_n;
+    double lr, wd, valid_pct, tta_beta;
+    bool tta, tta_max, no_augment, quiet, skip_bad, help;
+    bool given_epochs, given_n_cycle, given_bs, given_size; /* set from the parser's `given` */
+} vopts;
+
+/* What model.json holds (and what fit knows when it writes it). */
+typedef struct vmodel_info {
+    char arch[32];
+    int n_in, size, n_classes;
+    char **classes;         /* (n_classes), owned */
+    kiln_vision_norm norm;
+    kiln_vision_stats stats;
+    bool augment;
+    uint64_t seed;
+    double valid_pct;
+    int64_t n_params;
+    char data[1024];        /* the DATA argument fit was given */
+} vmodel_info;
+
+int vc_lr_find(vopts *o, const char *data);
+int vc_fit(vopts *o, const char *data);
+int vc_predict(vopts *o, int n_images, const char *const *images, const char *dir);
+int vc_show_batch(vopts *o, const char *data);
+int vc_interpret(vopts *o, const char *dir, const char *data);
+
+/* "<cmd>: <message>" on stderr; returns rc. */
+int vc_fail(const vopts *o, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* vc_fail with kiln_last_error() after what. */
+int vc_kfail(const vopts *o, const char *what);
+
+/* Opens DATA with the flags' batch size, size, channels, normalization, augmentation
+ * (aug NULL: none) and prints the summary line unless quiet. NULL after printing an error. */
+kiln_data *vc_open_data(const vopts *o, const char *data, int n_channels, const kiln_vision_stats *custom,
+                        kiln_vision_norm norm, const kiln_augment_params *aug, int64_t bs, bool summary);
+/* Builds and allocates arch for (n_in, size, n_classes) on ctx; desc gets "simple-cnn (fastai
+ * lesson 7)". NULL after printing an error (unknown arch, a size the arch cannot take). */
+kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, int n_classes, kiln_ctx *ctx,
+                         char *desc, size_t desc_n);
+/* A Learner with fastai's defaults: AdamW (betas 0.9/0.99, eps 1e-5, wd o->wd), no wd on
+ * BatchNorm and biases, accuracy as the metric, progress on stdout (quiet: none). *opt gets
+ * the optimizer (free it after the learner). */
+kiln_learner *vc_learner_new(const vopts *o, kiln_ctx *ctx, kiln_model *m, kiln_data *d, kiln_optim **opt);
+/* A context with o->threads threads and o->seed. */
+kiln_ctx *vc_ctx_new(const vopts *o);
+/* mkdir -p dir. 0 or 1 (after an error message). */
+int vc_mkdirs(const vopts *o, const char *dir);
+/* dir/name into buf. */
+const char *vc_path(char *buf, size_t n, const char *dir, const char *name);
+/* Writes text to path atomically (temp file, fsync, rename). 0 or 1 (after a message). */
+int vc_write_atomic(const vopts *o, const char *path, const char *text);
+
+/* model.json (cJSON): written atomically; read back with every key checked (messages name
+ * the file and the key). vc_info_free releases classes. */
+int vc_info_write(const vopts *o, const char *path, const vmodel_info *mi);
+int vc_info_read(const vopts *o, const char *path, vmodel_info *mi);
+void vc_info_free(vmodel_info *mi);
+/* Fills mi from a data set (classes, channels, size, stats). 0 or 1. */
+int vc_info_from_data(const vopts *o, kiln_data *d, vmodel_info *mi);
+
+/* The augmentation the CLI trains with (fastai aug_transforms defaults). */
+kiln_augment_params vc_augment_params(void);
+
+/* Confusion matrix heat map with counts (heatmap.c): m (n, n) rows actual, columns predicted.
+ * 0, or 1 after a message (also without PLplot). */
+int vc_heatmap_png(const vopts *o, const char *path, const int64_t *m, int n, const char *const *classes,
+                   const char *title);
+
+#endif
