@@ -1,8 +1,8 @@
 # kiln: what the schedules, plots and `kiln schedule` need; included at the end of
 # CMakeLists.txt (after the kiln, kiln_cli and test targets exist).
 # PLplot (pkg-config plplot; Debian libplplot-dev + plplot-driver-cairo at run time) draws
-# the PNG plots in src/report/plot.c. Without it kiln still builds and kiln_plot_* return
-# KILN_STATUS_UNSUPPORTED; -DKILN_PLPLOT=OFF forces that.
+# the PNG plots in src/report/ (plot.c, grid.c, heatmap.c). Without it kiln still builds
+# and kiln_plot_* return KILN_STATUS_UNSUPPORTED; -DKILN_PLPLOT=OFF forces that.
 option(KILN_PLPLOT "PNG plots through PLplot" ON)
 if(KILN_PLPLOT)
   pkg_check_modules(PLPLOT IMPORTED_TARGET plplot)
@@ -14,7 +14,7 @@ if(KILN_PLPLOT AND PLPLOT_FOUND)
 else()
   message(STATUS "kiln: PLplot      off, no plots (apt-get install libplplot-dev plplot-driver-cairo)")
 endif()
-# src/report/plot.c serialises PLplot calls with a mutex
+# src/report/plsession.c serialises PLplot calls with a mutex
 find_package(Threads REQUIRED)
 target_link_libraries(kiln PUBLIC Threads::Threads)
 

@@ -2,13 +2,15 @@
  * formulas in torch (tests/fixtures/gen_augment.py; atol 1e-5 + rtol 1e-5 on [0, 1] pixels),
  * identities (identity draw, flip twice), determinism in (seed, counter), the Bernoulli
  * rates and ranges of the draws, crop boxes within bounds, lighting's range, the loader
- * adapter, parameter errors, and the show-batch PNG grid. */
+ * adapter, parameter errors, and the show-batch PNG grid, also drawn while another thread
+ * draws line plots and heat maps (one PLplot session lock for all of them). */
 #include "util/ku.h"
 
 #include "kiln/augment.h"
 #include "kiln/vision.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -422,4 +424,68 @@ Test(augment, grid_png)
                  kiln_last_error());
     unlink(path);
     free(card), free(src), free(x);
+}
+
+/* Grids on one thread, line plots and heat maps on another: every PLplot writer in kiln
+ * takes the same session lock, so all of them succeed and leave PNGs. */
+enum { RACE_ROUNDS = 4 };
+
+static void *race_grids(void *arg)
+{
+    const char *path = arg;
+    int c = 3, h = 24, w = 32;
+    float *card = malloc((size_t)c * h * w * sizeof *card);
+    test_card(card, c, h, w);
+    intptr_t bad = 0;
+    for (int r = 0; r < RACE_ROUNDS; r++)
+        bad += kiln_image_grid_png(path, card, 1, c, h, w, (const char *[]){"card"}, 0, NULL, NULL) != KILN_STATUS_OK;
+    free(card);
+    return (void *)bad;
+}
+
+static void *race_plots(void *arg)
+{
+    const char *path = arg;
+    double y[50];
+    for (int i = 0; i < 50; i++)
+        y[i] = sin(i * 0.2);
+    kiln_plot_series s = {.label = "sin", .y = y, .n = 50};
+    const int64_t m[4] = {5, 1, 2, 7};
+    intptr_t bad = 0;
+    for (int r = 0; r < RACE_ROUNDS; r++) {
+        bad += kiln_plot_lines(path, "race", "x", "y", false, false, &s, 1) != KILN_STATUS_OK;
+        bad += kiln_plot_heatmap(path, m, 2, (const char *[]){"a", "b"}, "race") != KILN_STATUS_OK;
+    }
+    return (void *)bad;
+}
+
+static void expect_png_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "no file at %s", path);
+    unsigned char head[8] = {0};
+    size_t got = fread(head, 1, 8, f);
+    fclose(f);
+    cr_expect(got == 8 && !memcmp(head, "\x89PNG\r\n\x1a\n", 8), "%s is not a PNG", path);
+}
+
+Test(augment, grid_and_plots_two_threads)
+{
+    if (!kiln_plot_available())
+        cr_skip_test("PLplot's pngcairo device is not available");
+    char gpath[256], ppath[256];
+    snprintf(gpath, sizeof gpath, "/tmp/kiln_test_race_grid_%ld.png", (long)getpid());
+    snprintf(ppath, sizeof ppath, "/tmp/kiln_test_race_plot_%ld.png", (long)getpid());
+    pthread_t a, b;
+    cr_assert(!pthread_create(&a, NULL, race_grids, gpath));
+    cr_assert(!pthread_create(&b, NULL, race_plots, ppath));
+    void *bad_a, *bad_b;
+    pthread_join(a, &bad_a);
+    pthread_join(b, &bad_b);
+    cr_expect_eq((intptr_t)bad_a, 0, "%ld grids failed", (long)(intptr_t)bad_a);
+    cr_expect_eq((intptr_t)bad_b, 0, "%ld plots failed", (long)(intptr_t)bad_b);
+    expect_png_file(gpath);
+    expect_png_file(ppath);
+    unlink(gpath);
+    unlink(ppath);
 }

@@ -3,7 +3,7 @@
  * as an uninterrupted run (AdamW, one-cycle, a dropout + BatchNorm MLP); truncated, foreign
  * and mismatched files fail with messages naming the file and the problem and leave the
  * learner unchanged; the callback's file naming. */
-#include "util/ku.h"
+#include "util/ku_learn.h"
 
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
@@ -16,72 +16,16 @@
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-static uint64_t g_rs;
-static double urand(void) /* xorshift64*, [0, 1) */
-{
-    g_rs ^= g_rs >> 12, g_rs ^= g_rs << 25, g_rs ^= g_rs >> 27;
-    return (double)((g_rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static double nrand(void) { return sqrt(-2 * log(1 - urand())) * cos(2 * M_PI * urand()); }
-
-typedef struct fixture {
-    kiln_ctx *ctx;
-    kiln_model *model;
-    kiln_data *data;
-    kiln_optim *opt;
-    kiln_learner *learn;
-} fixture;
+typedef ku_learn fixture;
 
 /* Four Gaussian blobs in 2-D (x (n, 2), y (n) i64), 320 train / 128 valid, batch 32, and an
  * MLP 2-hidden-4 with BatchNorm and dropout 0.25 (two layer groups). sgd: SGD with
  * momentum instead of the learner's default AdamW. */
 static fixture make(int64_t hidden, bool sgd)
 {
-    fixture f = {0};
-    enum { NT = 320, NV = 128 };
-    g_rs = 88172645463325252ull;
-    f.ctx = ku_ctx();
-    static float x[(NT + NV) * 2];
-    static int64_t y[NT + NV];
-    for (int64_t i = 0; i < NT + NV; i++) {
-        int64_t c = i % 4;
-        x[2 * i] = (float)((c & 1 ? 2 : -2) + 1.5 * nrand());
-        x[2 * i + 1] = (float)((c & 2 ? 2 : -2) + 1.5 * nrand());
-        y[i] = c;
-    }
-    kiln_tensor xt, yt, xv, yv;
-    kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){NT, 2}, x);
-    kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){NT}, y);
-    kiln_tensor_wrap(&xv, KILN_DTYPE_F32, 2, (int64_t[]){NV, 2}, x + 2 * NT);
-    kiln_tensor_wrap(&yv, KILN_DTYPE_I64, 1, (int64_t[]){NV}, y + NT);
-    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
-    dp.batch_size = 32;
-    f.data = kiln_tensor_data_new(&xt, &yt, &xv, &yv, &dp);
-    cr_assert(f.data, "tensor_data: %s", kiln_last_error());
-    f.model = kiln_mlp_new(2, 1, (int64_t[]){hidden}, 4, 0.25f, true);
-    cr_assert(f.model && !kiln_model_alloc(f.model, f.ctx), "mlp: %s", kiln_last_error());
-    if (sgd) {
-        kiln_sgd_params sp = kiln_sgd_default_params();
-        sp.momentum = 0.9;
-        f.opt = kiln_optim_new_sgd(kiln_model_store(f.model), &sp);
-        cr_assert(f.opt, "%s", kiln_last_error());
-    }
-    kiln_learner_params p = kiln_learner_default_params();
-    p.progress = KILN_PROGRESS_STYLE_QUIET;
-    f.learn = kiln_learner_new(f.ctx, f.model, f.data, f.opt, &p);
-    cr_assert(f.learn, "learner_new: %s", kiln_last_error());
-    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
-    cr_assert(!kiln_learner_add_metric(f.learn, &acc));
-    return f;
-}
-
-static void destroy(fixture *f)
-{
-    kiln_learner_free(f->learn);
-    kiln_optim_free(f->opt);
-    kiln_model_free(f->model);
-    kiln_data_free(f->data);
-    ku_ctx_free(f->ctx);
+    return ku_learn_new(&(ku_learn_params){.n_train = 320, .n_valid = 128, .batch_size = 32, .center = 2,
+                                           .noise = 1.5, .hidden = hidden, .dropout = 0.25f, .batchnorm = true,
+                                           .sgd = sgd, .accuracy = true});
 }
 
 static kiln_sched one_cycle(kiln_learner *l, int64_t n_epochs)
@@ -246,7 +190,7 @@ Test(checkpoint, resume_is_bit_exact)
     /* resuming a finished fit trains nothing */
     cr_assert(!kiln_learner_resume(d.learn, in_dir(path, sizeof path, "epoch_02.safetensors")));
     drop(&got_d), drop(&got), drop(&ref);
-    destroy(&a), destroy(&b), destroy(&c), destroy(&d);
+    ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c), ku_learn_free(&d);
     tmpdir_remove();
 }
 
@@ -260,7 +204,7 @@ Test(checkpoint, dropout_rng_matters)
     state x = grab(&a), y = grab(&b);
     cr_assert(memcmp(x.w.params, y.w.params, x.w.n_params * sizeof(float)) != 0, "dropout ignored the RNG");
     drop(&x), drop(&y);
-    destroy(&a), destroy(&b);
+    ku_learn_free(&a), ku_learn_free(&b);
 }
 
 Test(checkpoint, save_load_outside_a_fit)
@@ -289,7 +233,7 @@ Test(checkpoint, save_load_outside_a_fit)
     cr_assert(!kiln_model_load_st(b.model, f, "model.", true), "%s", kiln_last_error());
     kiln_st_close(f);
     drop(&ref), drop(&got);
-    destroy(&a), destroy(&b);
+    ku_learn_free(&a), ku_learn_free(&b);
     tmpdir_remove();
 }
 
@@ -376,7 +320,7 @@ Test(checkpoint, bad_files_leave_the_learner_unchanged)
 
     /* and the good one still loads */
     cr_assert(!kiln_checkpoint_load(t.learn, good, NULL), "%s", kiln_last_error());
-    destroy(&a), destroy(&t), destroy(&w), destroy(&sg), destroy(&nm);
+    ku_learn_free(&a), ku_learn_free(&t), ku_learn_free(&w), ku_learn_free(&sg), ku_learn_free(&nm);
     tmpdir_remove();
 }
 
@@ -408,7 +352,7 @@ Test(checkpoint, model_without_batchnorm_names_missing_keys)
     kiln_learner_free(l);
     kiln_model_free(m);
     ku_ctx_free(ctx);
-    destroy(&a);
+    ku_learn_free(&a);
     tmpdir_remove();
 }
 
@@ -434,6 +378,6 @@ Test(checkpoint, callback_paths)
     cr_assert(!kiln_learner_add_checkpointing(a.learn, in_dir(path, sizeof path, "p%%_%3d.st"), 1));
     cr_assert(!kiln_learner_fit(a.learn, 1, &s));
     cr_assert_str_eq(kiln_checkpointing_last_path(a.learn), in_dir(path, sizeof path, "p%_  1.st"));
-    destroy(&a);
+    ku_learn_free(&a);
     tmpdir_remove();
 }

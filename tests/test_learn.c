@@ -2,7 +2,7 @@
  * small synthetic problems made here, callback order and flags, metrics against values
  * worked out by hand, the recorder and its CSV files, the lrs each group trains with,
  * early stopping, save-best, get_preds and bit-for-bit determinism. */
-#include "util/ku.h"
+#include "util/ku_learn.h"
 
 #include "core/internal.h"
 
@@ -15,66 +15,17 @@
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-static uint64_t g_rs;
-static double urand(void) /* xorshift64*, [0, 1) */
-{
-    g_rs ^= g_rs >> 12, g_rs ^= g_rs << 25, g_rs ^= g_rs >> 27;
-    return (double)((g_rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static double nrand(void) { return sqrt(-2 * log(1 - urand())) * cos(2 * M_PI * urand()); }
+/* Four Gaussian blobs at (+-3, +-3), std 1, from the xorshift64* state *rs: x (n, 2) f32,
+ * y (n) i64. */
+static void blobs(uint64_t *rs, int64_t n, float *x, int64_t *y) { ku_blobs(rs, n, 3, 1, x, y); }
 
-/* Four Gaussian blobs at (+-3, +-3), std 1: x (n, 2) f32, y (n) i64. */
-static void blobs(int64_t n, float *x, int64_t *y)
-{
-    for (int64_t i = 0; i < n; i++) {
-        int64_t c = i % 4;
-        x[2 * i] = (float)((c & 1 ? 3 : -3) + nrand());
-        x[2 * i + 1] = (float)((c & 2 ? 3 : -3) + nrand());
-        y[i] = c;
-    }
-}
-
-typedef struct fixture {
-    kiln_ctx *ctx;
-    kiln_model *model;
-    kiln_data *data;
-    kiln_learner *learn;
-} fixture;
+typedef ku_learn fixture;
 
 /* Blobs (n_train / n_valid items, batch bs) and an MLP 2-16-4 (two layer groups). */
 static fixture make(int64_t n_train, int64_t n_valid, int64_t bs, const kiln_learner_params *lp)
 {
-    fixture f;
-    g_rs = 88172645463325252ull;
-    f.ctx = ku_ctx();
-    float *x = malloc((size_t)(n_train + n_valid) * 2 * sizeof *x);
-    int64_t *y = malloc((size_t)(n_train + n_valid) * sizeof *y);
-    blobs(n_train + n_valid, x, y);
-    kiln_tensor xt, yt, xv, yv;
-    kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){n_train, 2}, x);
-    kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){n_train}, y);
-    kiln_tensor_wrap(&xv, KILN_DTYPE_F32, 2, (int64_t[]){n_valid, 2}, x + 2 * n_train);
-    kiln_tensor_wrap(&yv, KILN_DTYPE_I64, 1, (int64_t[]){n_valid}, y + n_train);
-    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
-    dp.batch_size = bs;
-    f.data = kiln_tensor_data_new(&xt, &yt, &xv, &yv, &dp);
-    free(x), free(y);
-    cr_assert(f.data, "tensor_data: %s", kiln_last_error());
-    f.model = kiln_mlp_new(2, 1, (int64_t[]){16}, 4, 0, false);
-    cr_assert(f.model && !kiln_model_alloc(f.model, f.ctx), "mlp: %s", kiln_last_error());
-    kiln_learner_params p = lp ? *lp : kiln_learner_default_params();
-    p.progress = lp ? lp->progress : KILN_PROGRESS_STYLE_QUIET;
-    f.learn = kiln_learner_new(f.ctx, f.model, f.data, NULL, &p);
-    cr_assert(f.learn, "learner_new: %s", kiln_last_error());
-    return f;
-}
-
-static void destroy(fixture *f)
-{
-    kiln_learner_free(f->learn);
-    kiln_model_free(f->model);
-    kiln_data_free(f->data);
-    ku_ctx_free(f->ctx);
+    return ku_learn_new(&(ku_learn_params){.n_train = n_train, .n_valid = n_valid, .batch_size = bs, .center = 3,
+                                           .noise = 1, .hidden = 16, .learner = lp});
 }
 
 static kiln_sched const_sched(double lr)
@@ -108,7 +59,7 @@ Test(learn, one_cycle_learns_blobs)
     cr_assert(!kiln_learner_validate(f.learn, KILN_DATA_SPLIT_VALID, &loss1, &acc1));
     cr_assert_eq(loss1, e.valid_loss, "validate after fit %g vs recorded %g", loss1, e.valid_loss);
     cr_assert(kiln_model_training(f.model), "fit leaves the model in train mode");
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- callbacks ---------------------------------------------------------------------------- */
@@ -186,7 +137,7 @@ Test(learn, callbacks_order_and_counts)
     const char *want = "FPblwsebl" "wseblwseblwseEPblwseblwseblwseblwseEf";
     cr_assert_str_eq(t.log, want);
     cr_assert(count(t.log, 'F') == 1 && count(t.log, 'b') == 8 && count(t.log, 'E') == 2 && t.lr_checked == 8);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(learn, skip_batch)
@@ -214,7 +165,7 @@ Test(learn, skip_batch)
     cr_assert(count(t.log, 'l') == 4 && count(t.log, 'w') == 0 && count(t.log, 's') == 0, "%s", t.log);
     cr_assert(!memcmp(before, w, n * sizeof *w), "a skipped batch changed the weights");
     free(before);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(learn, stop_training)
@@ -232,7 +183,7 @@ Test(learn, stop_training)
     cr_assert(!kiln_learner_fit(f.learn, 5, &s));
     cr_assert(count(t.log, 'b') == 16 && count(t.log, 'E') == 2);
     cr_assert_eq(kiln_recorder_n_epochs(kiln_learner_recorder(f.learn)), 2);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 static kiln_status fail_cb(kiln_learner *l, void *u)
@@ -260,7 +211,7 @@ Test(learn, callback_error_stops_fit)
     cr_assert(!kiln_learner_remove_callback(f.learn, "fail"));
     cr_assert_null(kiln_learner_callback_user(f.learn, "fail"));
     cr_assert(!kiln_learner_fit(f.learn, 1, &s), "%s", kiln_last_error());
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- metrics -------------------------------------------------------------------------------- */
@@ -366,7 +317,7 @@ Test(learn, metrics_over_whole_split)
     cr_assert_float_eq(v[1], 4.0 / 5, 1e-6);
     /* tp 3 (2, 5, 4), fn 2 (1, 0), fp 0 -> 6 / 8 */
     cr_assert_float_eq(v[2], 6.0 / 8, 1e-12);
-    destroy(&(fixture){ctx, m, d, l});
+    ku_learn_free(&(fixture){.ctx = ctx, .model = m, .data = d, .learn = l});
 }
 
 /* ---- recorder, lrs, moms ------------------------------------------------------------------- */
@@ -466,19 +417,19 @@ Test(learn, recorder_lrs_and_csv)
     cr_assert_float_eq(l0, kiln_recorder_lrs(r, 0)[5], 1e-8 * l0);
     unlink(path);
     unlink(bpath);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(learn, discriminative_lrs_three_groups)
 {
-    g_rs = 7;
+    uint64_t rs = 7;
     kiln_ctx *ctx = ku_ctx();
     kiln_model *m = kiln_mlp_new(2, 2, (int64_t[]){8, 8}, 4, 0, false); /* 0 L, 1 R, 2 L, 3 R, 4 L */
     cr_assert(!kiln_model_split(m, 3, (const char *[]){"2", "4"}), "%s", kiln_last_error());
     cr_assert(!kiln_model_alloc(m, ctx));
     float x[64 * 2];
     int64_t y[64];
-    blobs(64, x, y);
+    blobs(&rs, 64, x, y);
     kiln_tensor xt, yt;
     kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){64, 2}, x);
     kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){64}, y);
@@ -522,7 +473,7 @@ Test(learn, discriminative_lrs_three_groups)
         cr_assert_eq(same, kiln_model_param_group(m, i) < 2, "param %s", t->name);
     }
     free(before);
-    destroy(&(fixture){ctx, m, d, l});
+    ku_learn_free(&(fixture){.ctx = ctx, .model = m, .data = d, .learn = l});
 }
 
 /* ---- built-in callbacks ------------------------------------------------------------------ */
@@ -547,7 +498,7 @@ Test(learn, early_stopping)
     cr_assert(!kiln_learner_add_early_stopping(f.learn, &mp));
     cr_assert_eq(kiln_learner_fit(f.learn, 2, &s), KILN_STATUS_INVALID);
     cr_assert(strstr(kiln_last_error(), "accuracy"), "%s", kiln_last_error());
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 typedef struct unlinker {
@@ -612,7 +563,7 @@ Test(learn, save_best_only_on_improvement)
     }
     kiln_st_close(sf);
     unlink(path);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- predictions -------------------------------------------------------------------------- */
@@ -647,7 +598,7 @@ Test(learn, get_preds_and_predict)
     kiln_step_rewind(f.ctx, mk);
     kiln_preds_free(&p);
     cr_assert_null(p.probs);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- determinism -------------------------------------------------------------------------- */
@@ -662,7 +613,7 @@ static float *train_weights(uint64_t seed, size_t *n)
     float *w = kiln_store_flat(kiln_model_store(f.model), KILN_STORE_PARAMS, n);
     float *copy = malloc(*n * sizeof *copy);
     memcpy(copy, w, *n * sizeof *w);
-    destroy(&f);
+    ku_learn_free(&f);
     return copy;
 }
 
@@ -764,7 +715,7 @@ Test(learn, progress_format_and_table)
     char row[256];
     snprintf(row, sizeof row, "\n1         %.6f    %.6f    %.6f  00:00\n", e.train_loss, e.valid_loss, e.metrics[0]);
     cr_assert(strstr(txt, row), "row %s not in %s", row, txt);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(learn, loss_plots)
@@ -795,5 +746,5 @@ Test(learn, loss_plots)
         cr_assert(!memcmp(sig, "\x89PNG", 4));
         unlink(path);
     }
-    destroy(&f);
+    ku_learn_free(&f);
 }

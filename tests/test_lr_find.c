@@ -2,7 +2,7 @@
  * the learner exactly as it found it (so a fit after lr_find equals a fit without it), its
  * schedule and smoothing are fastai's, its suggestion lands where this synthetic problem
  * trains well, divergence stops it early, and the CSV and plot are written. */
-#include "util/ku.h"
+#include "util/ku_learn.h"
 
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
@@ -14,71 +14,15 @@
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-static uint64_t g_rs;
-static double urand(void) /* xorshift64*, [0, 1) */
-{
-    g_rs ^= g_rs >> 12, g_rs ^= g_rs << 25, g_rs ^= g_rs >> 27;
-    return (double)((g_rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static double nrand(void) { return sqrt(-2 * log(1 - urand())) * cos(2 * M_PI * urand()); }
-
-typedef struct fixture {
-    kiln_ctx *ctx;
-    kiln_model *model;
-    kiln_data *data;
-    kiln_optim *opt;
-    kiln_learner *learn;
-} fixture;
+typedef ku_learn fixture;
 
 /* Four Gaussian blobs (x (n, 2), y (n) i64), 512 train / 128 valid, batch 32; an MLP
  * 2-32-4 with BatchNorm and dropout 0.1. sgd: plain SGD (momentum 0.9) instead of AdamW. */
 static fixture make(bool sgd)
 {
-    fixture f = {0};
-    enum { NT = 512, NV = 128 };
-    g_rs = 88172645463325252ull;
-    f.ctx = ku_ctx();
-    static float x[(NT + NV) * 2];
-    static int64_t y[NT + NV];
-    for (int64_t i = 0; i < NT + NV; i++) {
-        int64_t c = i % 4;
-        x[2 * i] = (float)((c & 1 ? 2 : -2) + nrand());
-        x[2 * i + 1] = (float)((c & 2 ? 2 : -2) + nrand());
-        y[i] = c;
-    }
-    kiln_tensor xt, yt, xv, yv;
-    kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){NT, 2}, x);
-    kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){NT}, y);
-    kiln_tensor_wrap(&xv, KILN_DTYPE_F32, 2, (int64_t[]){NV, 2}, x + 2 * NT);
-    kiln_tensor_wrap(&yv, KILN_DTYPE_I64, 1, (int64_t[]){NV}, y + NT);
-    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
-    dp.batch_size = 32;
-    f.data = kiln_tensor_data_new(&xt, &yt, &xv, &yv, &dp);
-    cr_assert(f.data, "tensor_data: %s", kiln_last_error());
-    f.model = kiln_mlp_new(2, 1, (int64_t[]){32}, 4, 0.1f, true);
-    cr_assert(f.model && !kiln_model_alloc(f.model, f.ctx), "mlp: %s", kiln_last_error());
-    if (sgd) {
-        kiln_sgd_params sp = kiln_sgd_default_params();
-        sp.momentum = 0.9;
-        f.opt = kiln_optim_new_sgd(kiln_model_store(f.model), &sp);
-        cr_assert(f.opt, "%s", kiln_last_error());
-    }
-    kiln_learner_params p = kiln_learner_default_params();
-    p.progress = KILN_PROGRESS_STYLE_QUIET;
-    f.learn = kiln_learner_new(f.ctx, f.model, f.data, f.opt, &p);
-    cr_assert(f.learn, "learner_new: %s", kiln_last_error());
-    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
-    cr_assert(!kiln_learner_add_metric(f.learn, &acc));
-    return f;
-}
-
-static void destroy(fixture *f)
-{
-    kiln_learner_free(f->learn);
-    kiln_optim_free(f->opt);
-    kiln_model_free(f->model);
-    kiln_data_free(f->data);
-    ku_ctx_free(f->ctx);
+    return ku_learn_new(&(ku_learn_params){.n_train = 512, .n_valid = 128, .batch_size = 32, .center = 2,
+                                           .noise = 1, .hidden = 32, .dropout = 0.1f, .batchnorm = true,
+                                           .sgd = sgd, .accuracy = true});
 }
 
 static kiln_sched one_cycle(kiln_learner *l, int64_t n_epochs, double lr)
@@ -178,7 +122,7 @@ Test(lr_find, restores_the_learner_bit_for_bit)
     expect_same(&before, &after);
     kiln_lr_find_result_free(&r);
     drop(&before), drop(&after);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* fastai #3013: running lr_find before fit must not change what fit gives. */
@@ -194,7 +138,7 @@ Test(lr_find, fit_after_lr_find_equals_fit_without)
     cr_assert(!kiln_weights_copy(a.model, &wa) && !kiln_weights_copy(b.model, &wb));
     cr_assert(!memcmp(wa.params, wb.params, wa.n_params * sizeof(float)), "lr_find changed the next fit");
     kiln_weights_free(&wa), kiln_weights_free(&wb);
-    destroy(&a), destroy(&b);
+    ku_learn_free(&a), ku_learn_free(&b);
 }
 
 /* ---- what it records -------------------------------------------------------------------------- */
@@ -233,7 +177,7 @@ Test(lr_find, schedule_smoothing_and_suggestion)
     cr_assert(!kiln_learner_validate(f.learn, KILN_DATA_SPLIT_VALID, &l1, &a1));
     cr_assert(a1 >= 0.9 && l1 < l0, "at lr %g: accuracy %g -> %g, loss %g -> %g", r.lr, a0, a1, l0, l1);
     kiln_lr_find_result_free(&r);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(lr_find, divergence_stops_early)
@@ -258,7 +202,7 @@ Test(lr_find, divergence_stops_early)
     cr_assert(!kiln_learner_lr_find(f.learn, &p, &r), "%s", kiln_last_error());
     cr_assert(!r.diverged && r.n == 60);
     kiln_lr_find_result_free(&r);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(lr_find, csv_and_plot)
@@ -304,7 +248,7 @@ Test(lr_find, csv_and_plot)
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert(system(cmd) == 0);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(lr_find, bad_parameters)
@@ -324,5 +268,5 @@ Test(lr_find, bad_parameters)
     cr_assert(kiln_learner_lr_find(f.learn, &p, &r) == KILN_STATUS_INVALID);
     ku_expect_error("num_it", "num_it 1");
     cr_assert(r.n == 0 && r.lrs == NULL);
-    destroy(&f);
+    ku_learn_free(&f);
 }

@@ -3,7 +3,7 @@
  * snapshots' probabilities; prediction leaves the model's weights as they were; the
  * per-snapshot and ensemble scores and their table; snapshots on disk match those in
  * memory, and a resumed fit picks the files up. Plus kiln_weights. */
-#include "util/ku.h"
+#include "util/ku_learn.h"
 
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
@@ -15,20 +15,7 @@
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-static uint64_t g_rs;
-static double urand(void) /* xorshift64*, [0, 1) */
-{
-    g_rs ^= g_rs >> 12, g_rs ^= g_rs << 25, g_rs ^= g_rs >> 27;
-    return (double)((g_rs * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-static double nrand(void) { return sqrt(-2 * log(1 - urand())) * cos(2 * M_PI * urand()); }
-
-typedef struct fixture {
-    kiln_ctx *ctx;
-    kiln_model *model;
-    kiln_data *data;
-    kiln_learner *learn;
-} fixture;
+typedef ku_learn fixture;
 
 enum { NT = 256, NV = 96, BS = 32, NB = NT / BS };
 
@@ -36,43 +23,8 @@ enum { NT = 256, NV = 96, BS = 32, NB = NT / BS };
  * (8 batches per epoch); an MLP 2-16-4 with BatchNorm; default AdamW; accuracy. */
 static fixture make(void)
 {
-    fixture f = {0};
-    g_rs = 88172645463325252ull;
-    f.ctx = ku_ctx();
-    static float x[(NT + NV) * 2];
-    static int64_t y[NT + NV];
-    for (int64_t i = 0; i < NT + NV; i++) {
-        int64_t c = i % 4;
-        x[2 * i] = (float)((c & 1 ? 1 : -1) + nrand());
-        x[2 * i + 1] = (float)((c & 2 ? 1 : -1) + nrand());
-        y[i] = c;
-    }
-    kiln_tensor xt, yt, xv, yv;
-    kiln_tensor_wrap(&xt, KILN_DTYPE_F32, 2, (int64_t[]){NT, 2}, x);
-    kiln_tensor_wrap(&yt, KILN_DTYPE_I64, 1, (int64_t[]){NT}, y);
-    kiln_tensor_wrap(&xv, KILN_DTYPE_F32, 2, (int64_t[]){NV, 2}, x + 2 * NT);
-    kiln_tensor_wrap(&yv, KILN_DTYPE_I64, 1, (int64_t[]){NV}, y + NT);
-    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
-    dp.batch_size = BS;
-    f.data = kiln_tensor_data_new(&xt, &yt, &xv, &yv, &dp);
-    cr_assert(f.data, "tensor_data: %s", kiln_last_error());
-    f.model = kiln_mlp_new(2, 1, (int64_t[]){16}, 4, 0, true);
-    cr_assert(f.model && !kiln_model_alloc(f.model, f.ctx), "mlp: %s", kiln_last_error());
-    kiln_learner_params p = kiln_learner_default_params();
-    p.progress = KILN_PROGRESS_STYLE_QUIET;
-    f.learn = kiln_learner_new(f.ctx, f.model, f.data, NULL, &p);
-    cr_assert(f.learn, "learner_new: %s", kiln_last_error());
-    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
-    cr_assert(!kiln_learner_add_metric(f.learn, &acc));
-    return f;
-}
-
-static void destroy(fixture *f)
-{
-    kiln_learner_free(f->learn);
-    kiln_model_free(f->model);
-    kiln_data_free(f->data);
-    ku_ctx_free(f->ctx);
+    return ku_learn_new(&(ku_learn_params){.n_train = NT, .n_valid = NV, .batch_size = BS, .center = 1,
+                                           .noise = 1, .hidden = 16, .batchnorm = true, .accuracy = true});
 }
 
 /* SGDR n_cycle cycles of cycle_len epochs (mult 1): returns the epochs it needs. */
@@ -112,7 +64,7 @@ Test(snapshot, weights_copy_restore)
     cr_assert(kiln_weights_restore(f.model, &w3) == KILN_STATUS_INVALID);
     w3.n_params++;
     kiln_weights_free(&w), kiln_weights_free(&w2), kiln_weights_free(&w3);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- taking snapshots ----------------------------------------------------------------------- */
@@ -149,7 +101,7 @@ Test(snapshot, one_per_sgdr_cycle)
     cr_assert(!kiln_learner_fit(f.learn, ne, &s));
     cr_assert_eq(kiln_snapshot_count(f.learn), 2);
     cr_assert(kiln_snapshot_info(f.learn, 2, NULL, NULL, NULL, NULL) == KILN_STATUS_INVALID);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 Test(snapshot, one_per_clr_cycle)
@@ -168,7 +120,7 @@ Test(snapshot, one_per_clr_cycle)
         cr_assert(!kiln_snapshot_info(f.learn, i, NULL, &iter, NULL, NULL));
         cr_assert_eq(iter, 12 * (i + 1));
     }
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- the ensemble ------------------------------------------------------------------------- */
@@ -263,7 +215,7 @@ Test(snapshot, ensemble_is_the_mean_and_restores_weights)
     kiln_weights_free(&before), kiln_weights_free(&after);
     kiln_preds_free(&ens);
     free(sum);
-    destroy(&f);
+    ku_learn_free(&f);
 }
 
 /* ---- on disk ------------------------------------------------------------------------------- */
@@ -316,7 +268,7 @@ Test(snapshot, on_disk_matches_memory_and_resume_adopts_files)
     cr_assert(!kiln_snapshot_predict(a.learn, KILN_DATA_SPLIT_VALID, 0, &pa));
     cr_assert(!memcmp(pa.probs, pb.probs, (size_t)(pa.n * pa.c) * sizeof(float)), "resumed ensemble agrees");
     kiln_preds_free(&pa), kiln_preds_free(&pb);
-    destroy(&a), destroy(&b), destroy(&c), destroy(&d);
+    ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c), ku_learn_free(&d);
     char cmd[96];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert(system(cmd) == 0);

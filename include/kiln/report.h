@@ -1,5 +1,5 @@
-/* kiln report: what training shows to people. For now: line plots written as PNG through
- * PLplot's pngcairo device (schedules, lr_find, losses).
+/* kiln report: what training shows to people. Line plots (schedules, lr_find, losses) and
+ * confusion-matrix heat maps written as PNG through PLplot's pngcairo device.
  *
  * Plots are written atomically: to "<path>.tmp.<pid>", then renamed over path, so a reader
  * never sees half a file. PLplot keeps global state, so calls are serialised by a lock;
@@ -45,6 +45,12 @@ kiln_status kiln_plot_panels(const char *path, const kiln_plot_panel *panels, in
 /* One panel: kiln_plot_panels with the fields spelled out. */
 kiln_status kiln_plot_lines(const char *path, const char *title, const char *xlabel, const char *ylabel,
                             bool log_x, bool log_y, const kiln_plot_series *series, int n_series);
+
+/* A confusion matrix as a heat map with the count in every cell (src/report/heatmap.c):
+ * m (n, n) row-major, rows actual and columns predicted, classes (n,) names; title may be
+ * NULL. White to dark blue, like sklearn/fastai plot_confusion_matrix. */
+kiln_status kiln_plot_heatmap(const char *path, const int64_t *m, int n, const char *const *classes,
+                              const char *title);
 
 /* ==== progress (src/report/progress.c; added by the Learner issue) ======================== *
  * fastprogress in a terminal: a live bar while a loop runs,

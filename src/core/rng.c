@@ -2,31 +2,14 @@
  * counters from the context; number i depends only on (seed, first + i), so the result is
  * the same whatever the thread count. */
 #include "core/internal.h"
+#include "core/philox.h"
 
 #include <math.h>
 
-typedef struct { uint32_t v[4]; } u32x4;
-
-static u32x4 philox(uint64_t seed, uint64_t counter)
+float kiln_philox_uniform(uint64_t seed, uint64_t counter)
 {
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        c1 = (uint32_t)p1;
-        c3 = (uint32_t)p0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    return (u32x4){{c0, c1, c2, c3}};
+    return kiln__philox_u01(kiln__philox(seed, counter).v[0]);
 }
-
-static float u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
-
-float kiln_philox_uniform(uint64_t seed, uint64_t counter) { return u01(philox(seed, counter).v[0]); }
 
 kiln_rng_state kiln_rng_get(const kiln_ctx *ctx) { return ctx->rng; }
 void kiln_rng_set(kiln_ctx *ctx, kiln_rng_state s) { ctx->rng = s; }
@@ -51,7 +34,7 @@ void kiln_rng_normal(kiln_ctx *ctx, float *out, size_t n, float mean, float std)
     uint64_t first = kiln_rng_take(ctx, n), seed = ctx->rng.seed;
 #pragma omp parallel for if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        u32x4 r = philox(seed, first + i);
+        kiln__u32x4 r = kiln__philox(seed, first + i);
         double u1 = ((double)(r.v[0] >> 8) + 1.0) / 16777217.0; /* (0, 1]: log is finite */
         double u2 = (double)(r.v[1] >> 8) / 16777216.0;
         out[i] = mean + std * (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));

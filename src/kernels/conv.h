@@ -163,6 +163,22 @@ kiln_status kiln__cdnn_pool_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_a
                                 const float *x, float *y, void **keep);
 kiln_status kiln__cdnn_pool_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_alg_kind_t alg,
                                 const void *keep, const float *gy, float *gx, bool gx_acc);
+
+/* ---- pooling loops (src/kernels/cpu/pool.c): PyTorch's definitions, one plane per
+ * iteration (OpenMP when par), for the reference entries and where oneDNN's definition
+ * differs. adaptive: the windows are PyTorch's adaptive bins (kiln__adaptive_start/end;
+ * kernel, stride and padding unused), else kernel, stride and padding; the average divides
+ * by the window (with count_include_pad, clipped to [-P, size+P) only). */
+void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx,
+                         bool par);
+/* gx[idx] += gy (gx zeroed first unless gx_acc); idx as kiln__pool_max_loop wrote it. */
+void kiln__pool_max_bwd_loop(const kiln_pool2d_geom *g, const int32_t *idx, const float *gy, float *gx, bool gx_acc,
+                             bool par);
+void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, bool par);
+void kiln__pool_avg_bwd_loop(const kiln_pool2d_geom *g, bool adaptive, const float *gy, float *gx, bool gx_acc,
+                             bool par);
+/* The max indices (N*C*OH*OW int32) in the step arena, stored in *keep; NULL when out of memory. */
+int32_t *kiln__pool_alloc_idx(kiln_ctx *ctx, const kiln_pool2d_geom *g, void **keep);
 #endif
 
 #endif

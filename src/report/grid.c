@@ -7,20 +7,17 @@
  * keep anti-aliased text. Big images are box-averaged by an integer factor to at most
  * MAX_SIDE displayed pixels a side, small ones drawn with s x s squares to about TARGET.
  *
- * PLplot is global state: calls here are serialised by a lock, and a fatal PLplot error
- * longjmps back and becomes a status, as in plot.c. That lock is this file's own, so a
- * plot and a grid drawn at the same moment on two threads would race; the Learner draws
- * from one thread. */
+ * The PLplot session (report/plsession.c) serialises this with every other PLplot call in
+ * kiln under one lock, turns a fatal PLplot error into a status and writes the file
+ * atomically; this file lays out the page. */
 #include "core/internal.h"
 #include "kiln/augment.h"
 #include "kiln/report.h"
+#include "report/plsession.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 enum {
     MAX_SIDE = 192,  /* displayed pixels per side, at most */
@@ -97,26 +94,8 @@ static void label_text(const char *in, int max_chars, char *out, size_t n)
 #ifdef KILN_HAVE_PLPLOT
 
 #include <plplot.h>
-#include <pthread.h>
-#include <setjmp.h>
 
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static jmp_buf g_jmp;
-static char g_plmsg[256];
-
-static int on_plexit(const char *msg)
-{
-    snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "fatal error");
-    longjmp(g_jmp, 1);
-}
-
-static void on_plabort(const char *msg)
-{
-    if (!g_plmsg[0])
-        snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "error");
-}
-
-enum { COL_BG = 0, COL_FG = 1, COL_PIX = 15 };
+enum { COL_FG = KILN__PLOT_FG, COL_PIX = 15 };
 
 typedef struct layout {
     int b, c, h, w, f, dh, dw, s, ncol, nrow, label_h, page_w, page_h;
@@ -152,74 +131,31 @@ static void draw_image(const layout *L, const float *img, int x0, int y0, const 
     }
 }
 
-static void run_plplot(const char *tmp, const layout *L, const float *images, const char *const *labels,
-                       const float *mean, const float *std)
-{
-    volatile bool started = false;
-    plsexit(on_plexit);
-    plsabort(on_plabort);
-    if (setjmp(g_jmp) == 0) {
-        plsdev("pngcairo");
-        plsfnam(tmp);
-        plspage(0, 0, L->page_w, L->page_h, 0, 0);
-        plsetopt("drvopt", "graphics_anti_aliasing=1"); /* CAIRO_ANTIALIAS_NONE: no seams */
-        plscol0(COL_BG, 255, 255, 255);
-        plscol0(COL_FG, 0, 0, 0);
-        plinit();
-        started = true;
-        pladv(0);
-        plvpor(0, 1, 0, 1);
-        plwind(0, L->page_w, 0, L->page_h);
-        /* PLplot sizes text in mm: find the page's pixels per mm, then ask for TEXT_PX */
-        PLFLT sx0, sx1, sy0, sy1;
-        plgspa(&sx0, &sx1, &sy0, &sy1);
-        double px_per_mm = sx1 > sx0 ? L->page_w / (sx1 - sx0) : 3.5;
-        plschr(TEXT_PX / px_per_mm, 1.0);
-        size_t per = (size_t)L->c * L->h * L->w;
-        int cell_w = L->dw * L->s, cell_h = L->dh * L->s;
-        for (int i = 0; i < L->b; i++) {
-            int col = i % L->ncol, row = i / L->ncol;
-            int x0 = PAD + col * (cell_w + PAD), y0 = PAD + row * (L->label_h + cell_h + PAD);
-            draw_image(L, images + i * per, x0, y0 + L->label_h, mean, std);
-            if (labels && labels[i] && labels[i][0]) {
-                char text[512];
-                int max_chars = (int)((cell_w + PAD / 2) / (0.75 * TEXT_PX)); /* ~ DejaVu Sans widths */
-                label_text(labels[i], max_chars < 4 ? 4 : max_chars, text, sizeof text);
-                plcol0(COL_FG);
-                plptex(x0 + cell_w / 2.0, L->page_h - (y0 + L->label_h * 0.7), 1, 0, 0.5, text);
-            }
-        }
-        plend1();
-        started = false;
-    } else if (started) {
-        if (setjmp(g_jmp) == 0)
-            plend1();
-    }
-    plsetopt("drvopt", "graphics_anti_aliasing=0"); /* back to cairo's default for plot.c */
-    plsexit(NULL);
-    plsabort(NULL);
-}
+typedef struct grid_job {
+    const layout *L;
+    const float *images, *mean, *std;
+    const char *const *labels;
+} grid_job;
 
-/* The temp file must exist, be a PNG and reach the disk before the rename. */
-static kiln_status finish_file(const char *path, const char *tmp)
+static kiln_status draw_grid(void *user)
 {
-    static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8] = {0};
-    int fd = open(tmp, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return kiln__err(KILN_STATUS_IO, "image_grid: %s: PLplot wrote nothing to %s: %s", path, tmp,
-                         strerror(errno));
-    ssize_t got = read(fd, head, sizeof head);
-    bool ok = got == (ssize_t)sizeof head && !memcmp(head, magic, sizeof magic);
-    int sync_rc = fsync(fd);
-    close(fd);
-    if (!ok)
-        return kiln__err(KILN_STATUS_IO, "image_grid: %s: PLplot did not write a PNG to %s", path, tmp);
-    if (sync_rc != 0)
-        return kiln__err(KILN_STATUS_IO, "image_grid: %s: fsync %s: %s", path, tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        return kiln__err(KILN_STATUS_IO, "image_grid: %s: cannot rename %s over it: %s", path, tmp,
-                         strerror(errno));
+    const grid_job *j = user;
+    const layout *L = j->L;
+    kiln__plot_pixel_page(L->page_w, L->page_h, TEXT_PX);
+    size_t per = (size_t)L->c * L->h * L->w;
+    int cell_w = L->dw * L->s, cell_h = L->dh * L->s;
+    for (int i = 0; i < L->b; i++) {
+        int col = i % L->ncol, row = i / L->ncol;
+        int x0 = PAD + col * (cell_w + PAD), y0 = PAD + row * (L->label_h + cell_h + PAD);
+        draw_image(L, j->images + i * per, x0, y0 + L->label_h, j->mean, j->std);
+        if (j->labels && j->labels[i] && j->labels[i][0]) {
+            char text[512];
+            int max_chars = (int)((cell_w + PAD / 2) / (0.75 * TEXT_PX)); /* ~ DejaVu Sans widths */
+            label_text(j->labels[i], max_chars < 4 ? 4 : max_chars, text, sizeof text);
+            plcol0(COL_FG);
+            plptex(x0 + cell_w / 2.0, L->page_h - (y0 + L->label_h * 0.7), 1, 0, 0.5, text);
+        }
+    }
     return KILN_STATUS_OK;
 }
 
@@ -247,35 +183,10 @@ kiln_status kiln_image_grid_png(const char *path, const float *images, int b, in
         return kiln__err(KILN_STATUS_INVALID, "image_grid: %s: a %dx%d page is too large (fewer images or "
                          "more columns)", path, L.page_h, L.page_w);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp)
-        return kiln__err(KILN_STATUS_NOMEM, "image_grid: %s: out of memory", path);
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = kiln__err(KILN_STATUS_IO, "image_grid: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    close(fd);
-    if (!kiln_plot_available()) {
-        unlink(tmp);
-        free(tmp);
-        return kiln__err(KILN_STATUS_UNSUPPORTED,
-                         "image_grid: %s: PLplot has no pngcairo device (apt-get install plplot-driver-cairo)", path);
-    }
-    pthread_mutex_lock(&g_lock);
-    g_plmsg[0] = '\0';
-    run_plplot(tmp, &L, images, labels, mean, std);
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s", g_plmsg);
-    pthread_mutex_unlock(&g_lock);
-    st = msg[0] ? kiln__err(KILN_STATUS_BACKEND, "image_grid: %s: PLplot: %s", path, msg) : finish_file(path, tmp);
-    if (st != KILN_STATUS_OK)
-        unlink(tmp);
-    free(tmp);
-    return st;
+    grid_job j = {.L = &L, .images = images, .mean = mean, .std = std, .labels = labels};
+    kiln__plot_page page = {.what = "image_grid", .width = L.page_w, .height = L.page_h, .crisp = true,
+                            .draw = draw_grid, .user = &j};
+    return kiln__plot_session(path, &page);
 }
 
 #else /* !KILN_HAVE_PLPLOT */
@@ -287,8 +198,7 @@ kiln_status kiln_image_grid_png(const char *path, const float *images, int b, in
     if (st)
         return st;
     (void)labels, (void)label_text, (void)pixel_rgb;
-    return kiln__err(KILN_STATUS_UNSUPPORTED, "image_grid: %s: kiln was built without PLplot "
-                     "(apt-get install libplplot-dev plplot-driver-cairo, then rebuild)", path);
+    return kiln__plot_no_plplot("image_grid", path);
 }
 
 #endif

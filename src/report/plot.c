@@ -1,40 +1,20 @@
 /* PNG line plots through PLplot's pngcairo device (see include/kiln/report.h).
  *
- * PLplot is global state and calls exit() on fatal errors, so every plot runs under one
- * lock with an exit handler that longjmps back here and turns the failure into a status.
+ * The PLplot session (the one lock, the exit handler that turns a fatal error into a
+ * status, the temp file and its rename) is report/plsession.c; this file lays out panels.
  * Data are checked before PLplot sees them (finite values, ranges), which leaves PLplot
  * little to fail on besides the device and the file. */
 #include "core/internal.h"
 #include "kiln/report.h"
+#include "report/plsession.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #ifdef KILN_HAVE_PLPLOT
 
 #include <plplot.h>
-#include <pthread.h>
-#include <setjmp.h>
-
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static jmp_buf g_jmp;
-static char g_plmsg[256];
-
-static int on_plexit(const char *msg)
-{
-    snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "fatal error");
-    longjmp(g_jmp, 1);
-}
-
-static void on_plabort(const char *msg)
-{
-    if (!g_plmsg[0])
-        snprintf(g_plmsg, sizeof g_plmsg, "%s", msg ? msg : "error");
-}
 
 /* matplotlib's tab10 */
 static const unsigned char g_colors[][3] = {
@@ -42,28 +22,7 @@ static const unsigned char g_colors[][3] = {
     {140, 86, 75}, {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
 };
 #define N_COLORS ((int)(sizeof g_colors / sizeof g_colors[0]))
-enum { COL_BG = 0, COL_FG = 1, COL_GRID = 2, COL_SERIES = 3 };
-
-static bool have_pngcairo(void)
-{
-    enum { MAXDEV = 128 };
-    const char *menu[MAXDEV], *names[MAXDEV];
-    const char **pm = menu, **pn = names;
-    int n = MAXDEV;
-    plgDevs(&pm, &pn, &n);
-    for (int i = 0; i < n; i++)
-        if (pn[i] && !strcmp(pn[i], "pngcairo"))
-            return true;
-    return false;
-}
-
-bool kiln_plot_available(void)
-{
-    pthread_mutex_lock(&g_lock);
-    bool ok = have_pngcairo();
-    pthread_mutex_unlock(&g_lock);
-    return ok;
-}
+enum { COL_BG = KILN__PLOT_BG, COL_FG = KILN__PLOT_FG, COL_GRID = 2, COL_SERIES = 3 };
 
 /* Value as drawn on an axis: log10 on log axes; NAN when it cannot be drawn. */
 static double axis_val(double v, bool log_axis)
@@ -240,79 +199,29 @@ static kiln_status check_panels(const kiln_plot_panel *panels, int n_panels, int
     return KILN_STATUS_OK;
 }
 
-/* Makes the rename durable where the directory can be opened; best effort. */
-static void sync_dir(const char *path)
+typedef struct plot_job {
+    const kiln_plot_panel *panels;
+    int n_panels;
+    PLFLT *bx, *by; /* run buffers of cap points */
+    int64_t cap;
+} plot_job;
+
+static void setup_plot(void *user)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
+    const plot_job *j = user;
+    plscol0(COL_GRID, 220, 220, 220);
+    for (int i = 0; i < N_COLORS; i++)
+        plscol0(COL_SERIES + i, g_colors[i][0], g_colors[i][1], g_colors[i][2]);
+    plssub(1, j->n_panels);
 }
 
-/* The temp file must exist, be a PNG and reach the disk before the rename. */
-static kiln_status finish_file(const char *path, const char *tmp)
+static kiln_status draw_plot(void *user)
 {
-    static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8] = {0};
-    int fd = open(tmp, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return kiln__err(KILN_STATUS_IO, "plot: %s: PLplot wrote nothing to %s: %s", path, tmp, strerror(errno));
-    ssize_t got = read(fd, head, sizeof head);
-    bool ok = got == (ssize_t)sizeof head && !memcmp(head, magic, sizeof magic);
-    int sync_rc = fsync(fd);
-    close(fd);
-    if (!ok)
-        return kiln__err(KILN_STATUS_IO, "plot: %s: PLplot did not write a PNG to %s", path, tmp);
-    if (sync_rc != 0)
-        return kiln__err(KILN_STATUS_IO, "plot: %s: fsync %s: %s", path, tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        return kiln__err(KILN_STATUS_IO, "plot: %s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    sync_dir(path);
+    const plot_job *j = user;
+    plschr(0, 0.9);
+    for (int i = 0; i < j->n_panels; i++)
+        draw_panel(&j->panels[i], j->bx, j->by, j->cap);
     return KILN_STATUS_OK;
-}
-
-/* Runs PLplot on an open lock; a fatal PLplot error longjmps back here. The message of any
- * PLplot error is left in g_plmsg. */
-static void run_plplot(const char *tmp, const kiln_plot_panel *panels, int n_panels, int width, int height,
-                       PLFLT *bx, PLFLT *by, int64_t cap)
-{
-    volatile bool started = false;
-    plsexit(on_plexit);
-    plsabort(on_plabort);
-    if (setjmp(g_jmp) == 0) {
-        plsdev("pngcairo");
-        plsfnam(tmp);
-        plspage(0, 0, width, height, 0, 0);
-        plscol0(COL_BG, 255, 255, 255);
-        plscol0(COL_FG, 0, 0, 0);
-        plscol0(COL_GRID, 220, 220, 220);
-        for (int i = 0; i < N_COLORS; i++)
-            plscol0(COL_SERIES + i, g_colors[i][0], g_colors[i][1], g_colors[i][2]);
-        plssub(1, n_panels);
-        plinit();
-        started = true;
-        plschr(0, 0.9);
-        for (int i = 0; i < n_panels; i++)
-            draw_panel(&panels[i], bx, by, cap);
-        plend1();
-        started = false;
-    } else if (started) {
-        /* a fatal error inside PLplot: close the stream if it still lets us */
-        if (setjmp(g_jmp) == 0)
-            plend1();
-    }
-    plsexit(NULL);
-    plsabort(NULL);
 }
 
 kiln_status kiln_plot_panels(const char *path, const kiln_plot_panel *panels, int n_panels, int width, int height)
@@ -330,58 +239,26 @@ kiln_status kiln_plot_panels(const char *path, const kiln_plot_panel *panels, in
     if (width > 20000 || height > 20000)
         return kiln__err(KILN_STATUS_INVALID, "plot: %s: size %dx%d too large", path, width, height);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
     int64_t cap = max_n < RUN_CAP ? max_n : RUN_CAP;
     PLFLT *bx = malloc((size_t)cap * sizeof *bx), *by = malloc((size_t)cap * sizeof *by);
-    if (!tmp || !bx || !by) {
-        free(tmp), free(bx), free(by);
+    if (!bx || !by) {
+        free(bx), free(by);
         return kiln__err(KILN_STATUS_NOMEM, "plot: %s: out of memory", path);
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    /* create the file ourselves first: a clear error for a bad directory, before PLplot */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = kiln__err(KILN_STATUS_IO, "plot: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp), free(bx), free(by);
-        return st;
-    }
-    close(fd);
-
-    pthread_mutex_lock(&g_lock);
-    g_plmsg[0] = '\0';
-    if (!have_pngcairo()) {
-        pthread_mutex_unlock(&g_lock);
-        unlink(tmp);
-        free(tmp), free(bx), free(by);
-        return kiln__err(KILN_STATUS_UNSUPPORTED,
-                         "plot: %s: PLplot has no pngcairo device (apt-get install plplot-driver-cairo)", path);
-    }
-    run_plplot(tmp, panels, n_panels, width, height, bx, by, cap);
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s", g_plmsg);
-    pthread_mutex_unlock(&g_lock);
+    plot_job j = {.panels = panels, .n_panels = n_panels, .bx = bx, .by = by, .cap = cap};
+    kiln__plot_page page = {.what = "plot", .width = width, .height = height, .setup = setup_plot,
+                            .draw = draw_plot, .user = &j};
+    st = kiln__plot_session(path, &page);
     free(bx), free(by);
-
-    if (msg[0])
-        st = kiln__err(KILN_STATUS_BACKEND, "plot: %s: PLplot: %s", path, msg);
-    else
-        st = finish_file(path, tmp);
-    if (st != KILN_STATUS_OK)
-        unlink(tmp);
-    free(tmp);
     return st;
 }
 
 #else /* !KILN_HAVE_PLPLOT */
 
-bool kiln_plot_available(void) { return false; }
-
 kiln_status kiln_plot_panels(const char *path, const kiln_plot_panel *panels, int n_panels, int width, int height)
 {
     (void)panels, (void)n_panels, (void)width, (void)height;
-    return kiln__err(KILN_STATUS_UNSUPPORTED, "plot: %s: kiln was built without PLplot "
-                     "(apt-get install libplplot-dev plplot-driver-cairo, then rebuild)", path ? path : "");
+    return kiln__plot_no_plplot("plot", path);
 }
 
 #endif

@@ -88,9 +88,4 @@ int vc_info_from_data(const vopts *o, kiln_data *d, vmodel_info *mi);
 /* The augmentation the CLI trains with (fastai aug_transforms defaults). */
 kiln_augment_params vc_augment_params(void);
 
-/* Confusion matrix heat map with counts (heatmap.c): m (n, n) rows actual, columns predicted.
- * 0, or 1 after a message (also without PLplot). */
-int vc_heatmap_png(const vopts *o, const char *path, const int64_t *m, int n, const char *const *classes,
-                   const char *title);
-
 #endif

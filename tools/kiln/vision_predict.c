@@ -356,7 +356,7 @@ static int write_confusion(vopts *o, const kiln_preds *p, const vmodel_info *mi,
     char title[128];
     snprintf(title, sizeof title, "confusion matrix: accuracy %.4f on %lld images%s", (double)correct / (double)p->n,
              (long long)p->n, o->tta ? " (tta)" : "");
-    if (!rc) rc = vc_heatmap_png(o, png, m, n, (const char *const *)mi->classes, title);
+    if (!rc && kiln_plot_heatmap(png, m, n, (const char *const *)mi->classes, title)) rc = vc_kfail(o, NULL);
     if (!rc) {
         printf("accuracy %.4f on %lld valid images%s\n", (double)correct / (double)p->n, (long long)p->n,
                o->tta ? " (tta)" : "");

@@ -116,36 +116,51 @@ done:
     return st;
 }
 
-/* ---- loops: the reference, and the CPU path where oneDNN's definition differs ------------ */
+/* ---- loops: the reference, and the CPU path where oneDNN's definition differs ------------ *
+ * Shared with pool_adaptive.c: adaptive = PyTorch's adaptive bins instead of kernel, stride
+ * and padding (see conv.h). */
 
-/* Window of output index i along one axis: [start, end) clipped to the input, and the
- * divisor span PyTorch uses with count_include_pad (clipped to [-P, size+P) only). */
-static inline void window(int64_t i, int64_t s, int64_t p, int64_t k, int64_t size, int64_t *start,
-                          int64_t *end, int64_t *span)
+typedef struct win {
+    int64_t start, end; /* [start, end) clipped to the input */
+    int64_t span;       /* the divisor span with count_include_pad: clipped to [-P, size+P) only */
+} win;
+
+/* Window of output index i along one axis of size in, out outputs. */
+static inline win axis_window(bool adaptive, int64_t i, int64_t s, int64_t p, int64_t k, int64_t size, int64_t out)
 {
+    if (adaptive) {
+        int64_t a = kiln__adaptive_start(i, size, out), b = kiln__adaptive_end(i, size, out);
+        return (win){a, b, b - a};
+    }
     int64_t a = i * s - p, b = a + k;
     if (b > size + p) b = size + p;
-    *span = b - a;
-    *start = a < 0 ? 0 : a;
-    *end = b > size ? size : b;
+    return (win){a < 0 ? 0 : a, b > size ? size : b, b - a};
 }
 
-static void max_loop(const kiln_pool2d_geom *g, const float *x, float *y, int32_t *idx, bool par)
+static inline win row_window(const kiln_pool2d_geom *g, bool adaptive, int64_t i)
+{
+    return axis_window(adaptive, i, g->sh, g->ph, g->kh, g->h, g->oh);
+}
+
+static inline win col_window(const kiln_pool2d_geom *g, bool adaptive, int64_t j)
+{
+    return axis_window(adaptive, j, g->sw, g->pw, g->kw, g->w, g->ow);
+}
+
+void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx, bool par)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
-#pragma omp parallel for if (par && planes * ohw > 4096)
+#pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * hw;
         for (int64_t i = 0; i < g->oh; i++) {
-            int64_t h0, h1, sp;
-            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &sp);
+            win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
-                int64_t w0, w1;
-                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &sp);
+                win c = col_window(g, adaptive, j);
                 float best = -INFINITY;
-                int64_t bi = h0 * g->w + w0;
-                for (int64_t a = h0; a < h1; a++)
-                    for (int64_t b = w0; b < w1; b++) {
+                int64_t bi = r.start * g->w + c.start;
+                for (int64_t a = r.start; a < r.end; a++)
+                    for (int64_t b = c.start; b < c.end; b++) {
                         float v = xp[a * g->w + b];
                         if (v > best || isnan(v)) { /* first maximum; NaN wins, as PyTorch */
                             best = v;
@@ -160,10 +175,10 @@ static void max_loop(const kiln_pool2d_geom *g, const float *x, float *y, int32_
 }
 
 /* gx[argmax] += gy; planes are independent so the scatter is race-free per plane. */
-static void max_bwd_loop(const kiln_pool2d_geom *g, int64_t ohw, const int32_t *idx, const float *gy, float *gx,
-                         bool gx_acc, bool par)
+void kiln__pool_max_bwd_loop(const kiln_pool2d_geom *g, const int32_t *idx, const float *gy, float *gx, bool gx_acc,
+                             bool par)
 {
-    int64_t planes = g->n * g->c, hw = g->h * g->w;
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
 #pragma omp parallel for if (par && planes * hw > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
         float *gp = gx + pl * hw;
@@ -172,29 +187,40 @@ static void max_bwd_loop(const kiln_pool2d_geom *g, int64_t ohw, const int32_t *
     }
 }
 
-static void avg_loop(const kiln_pool2d_geom *g, const float *x, float *y, bool par)
+int32_t *kiln__pool_alloc_idx(kiln_ctx *ctx, const kiln_pool2d_geom *g, void **keep)
+{
+    int32_t *idx = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->oh * g->ow) * sizeof(int32_t));
+    *keep = idx;
+    return idx;
+}
+
+/* The divisor of a window: adaptive bins have span == end - start. */
+static inline int64_t avg_div(const kiln_pool2d_geom *g, win r, win c)
+{
+    return g->count_include_pad ? r.span * c.span : (r.end - r.start) * (c.end - c.start);
+}
+
+void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, bool par)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
-#pragma omp parallel for if (par && planes * ohw > 4096)
+#pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * hw;
         for (int64_t i = 0; i < g->oh; i++) {
-            int64_t h0, h1, hs;
-            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hs);
+            win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
-                int64_t w0, w1, ws;
-                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &ws);
+                win c = col_window(g, adaptive, j);
                 double acc = 0;
-                for (int64_t a = h0; a < h1; a++)
-                    for (int64_t b = w0; b < w1; b++) acc += xp[a * g->w + b];
-                int64_t div = g->count_include_pad ? hs * ws : (h1 - h0) * (w1 - w0);
-                y[pl * ohw + i * g->ow + j] = (float)(acc / (double)div);
+                for (int64_t a = r.start; a < r.end; a++)
+                    for (int64_t b = c.start; b < c.end; b++) acc += xp[a * g->w + b];
+                y[pl * ohw + i * g->ow + j] = (float)(acc / (double)avg_div(g, r, c));
             }
         }
     }
 }
 
-static void avg_bwd_loop(const kiln_pool2d_geom *g, const float *gy, float *gx, bool gx_acc, bool par)
+void kiln__pool_avg_bwd_loop(const kiln_pool2d_geom *g, bool adaptive, const float *gy, float *gx, bool gx_acc,
+                             bool par)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
 #pragma omp parallel for if (par && planes * hw > 4096)
@@ -202,15 +228,12 @@ static void avg_bwd_loop(const kiln_pool2d_geom *g, const float *gy, float *gx, 
         float *gp = gx + pl * hw;
         if (!gx_acc) memset(gp, 0, (size_t)hw * sizeof(float));
         for (int64_t i = 0; i < g->oh; i++) {
-            int64_t h0, h1, hs;
-            window(i, g->sh, g->ph, g->kh, g->h, &h0, &h1, &hs);
+            win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
-                int64_t w0, w1, ws;
-                window(j, g->sw, g->pw, g->kw, g->w, &w0, &w1, &ws);
-                int64_t div = g->count_include_pad ? hs * ws : (h1 - h0) * (w1 - w0);
-                float d = gy[pl * ohw + i * g->ow + j] / (float)div;
-                for (int64_t a = h0; a < h1; a++)
-                    for (int64_t b = w0; b < w1; b++) gp[a * g->w + b] += d;
+                win c = col_window(g, adaptive, j);
+                float d = gy[pl * ohw + i * g->ow + j] / (float)avg_div(g, r, c);
+                for (int64_t a = r.start; a < r.end; a++)
+                    for (int64_t b = c.start; b < c.end; b++) gp[a * g->w + b] += d;
             }
         }
     }
@@ -247,7 +270,7 @@ kiln_status kiln__cpu_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *y)
 {
     if (!avg_fits_dnnl(g)) {
-        avg_loop(g, x, y, true);
+        kiln__pool_avg_loop(g, false, x, y, true);
         return KILN_STATUS_OK;
     }
     return kiln__cdnn_pool_fwd(ctx, g, avg_alg(g), x, y, NULL);
@@ -257,7 +280,7 @@ kiln_status kiln__cpu_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *gx, bool gx_acc)
 {
     if (!avg_fits_dnnl(g)) {
-        avg_bwd_loop(g, gy, gx, gx_acc, true);
+        kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, true);
         return KILN_STATUS_OK;
     }
     return kiln__cdnn_pool_bwd(ctx, g, avg_alg(g), NULL, gy, gx, gx_acc);
@@ -269,12 +292,8 @@ kiln_status kiln__ref_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *y, void **keep)
 {
     int32_t *idx = NULL;
-    if (keep) {
-        idx = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->oh * g->ow) * sizeof(int32_t));
-        if (!idx) return KILN_STATUS_NOMEM;
-        *keep = idx;
-    }
-    max_loop(g, x, y, idx, false);
+    if (keep && !(idx = kiln__pool_alloc_idx(ctx, g, keep))) return KILN_STATUS_NOMEM;
+    kiln__pool_max_loop(g, false, x, y, idx, false);
     return KILN_STATUS_OK;
 }
 
@@ -283,7 +302,7 @@ kiln_status kiln__ref_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
 {
     (void)ctx, (void)x;
     KILN_ASSERT(keep);
-    max_bwd_loop(g, g->oh * g->ow, keep, gy, gx, gx_acc, false);
+    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, false);
     return KILN_STATUS_OK;
 }
 
@@ -291,7 +310,7 @@ kiln_status kiln__ref_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *y)
 {
     (void)ctx;
-    avg_loop(g, x, y, false);
+    kiln__pool_avg_loop(g, false, x, y, false);
     return KILN_STATUS_OK;
 }
 
@@ -299,6 +318,6 @@ kiln_status kiln__ref_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *gx, bool gx_acc)
 {
     (void)ctx;
-    avg_bwd_loop(g, gy, gx, gx_acc, false);
+    kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, false);
     return KILN_STATUS_OK;
 }
