@@ -24,8 +24,8 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
     bn_saved *s = n->saved;
     kiln_tensor *x = n->in[IN_X], *w = n->in[IN_W], *b = n->in[IN_B];
     const kiln_tensor *gy = n->out[0]->grad; /* like x */
-    bool gx_acc = x->grad != NULL;           /* a fresh (zeroed) gradient may be overwritten */
-    kiln_tensor *gx = kiln__grad(ctx, x), *gw = kiln__grad(ctx, w), *gb = kiln__grad(ctx, b);
+    bool gx_acc; /* a fresh gradient is uninitialised: the kernel overwrites it */
+    kiln_tensor *gx = kiln__grad_fresh(ctx, x, &gx_acc), *gw = kiln__grad(ctx, w), *gb = kiln__grad(ctx, b);
     if ((x->requires_grad && !gx) || (w && w->requires_grad && !gw) || (b && b->requires_grad && !gb))
         return KILN_STATUS_NOMEM;
     return ctx->backend->conv->batch_norm_bwd(ctx, &s->g, s->train, s->eps, x->data, w ? w->data : NULL, s->mean,

@@ -60,6 +60,17 @@ kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t)
     return t->grad;
 }
 
+kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc)
+{
+    *acc = t && t->grad != NULL;
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = kiln_empty(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
+        if (t->grad) t->grad->name = t->name;
+    }
+    return t->grad;
+}
+
 kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
 {
     int nd = src->ndim, off = src->ndim - dst->ndim;

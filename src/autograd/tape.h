@@ -38,6 +38,11 @@ kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int
  * tensor in the arena. NULL when t is NULL or does not require grad (nothing to do). */
 kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t);
 
+/* Like kiln__grad, but a new gradient is left uninitialised and *acc tells whether the
+ * gradient already held values: for backward kernels that overwrite gx when !acc (conv,
+ * batch norm), which saves zeroing it first. */
+kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc);
+
 /* dst (contiguous, shape S) += src reduced by summation to shape S (src's shape
  * broadcasts from S). Used by broadcasting ops' backward. */
 kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src);

@@ -139,10 +139,13 @@ typedef struct kiln__cdnn_arg {
 
 /* A primitive attribute with user-managed scratchpad (caller destroys it); NULL on failure. */
 dnnl_primitive_attr_t kiln__cdnn_attr(void);
-/* Creates the primitive of pd (oneDNN's primitive cache makes this cheap), gives it a
+/* Creates the primitive of pd (uncached: see kiln__cdnn_keep for the cached path), gives it a
  * scratchpad from the step arena, runs it on the context's stream and waits. */
 kiln_status kiln__cdnn_exec(kiln_ctx *ctx, const char *op, const_dnnl_primitive_desc_t pd, int n,
                             const kiln__cdnn_arg *args);
+/* Runs prim (e.g. from kiln__cdnn_cached) like kiln__cdnn_exec. */
+kiln_status kiln__cdnn_run(kiln_ctx *ctx, const char *op, dnnl_primitive_t prim, int n,
+                           const kiln__cdnn_arg *args);
 /* dst = src (beta 0) or dst += src (beta 1) converting layout from src_md to dst_md. */
 kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *src_md,
                                const void *src, const dnnl_memory_desc_t *dst_md, void *dst,

@@ -11,6 +11,7 @@
 typedef struct cpu_state {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
+    kiln__cdnn_cache cache;
 } cpu_state;
 
 const char *kiln__dnnl_status_str(dnnl_status_t s)
@@ -48,6 +49,7 @@ static void cpu_free(kiln_ctx *ctx)
 {
     cpu_state *st = ctx->backend_state;
     if (!st) return;
+    kiln__cdnn_cache_clear(&st->cache);
     dnnl_stream_destroy(st->stream);
     dnnl_engine_destroy(st->engine);
     free(st);
@@ -55,6 +57,7 @@ static void cpu_free(kiln_ctx *ctx)
 }
 
 dnnl_engine_t kiln__dnnl_engine(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->engine; }
+kiln__cdnn_cache *kiln__dnnl_cache(kiln_ctx *ctx) { return &((cpu_state *)ctx->backend_state)->cache; }
 dnnl_stream_t kiln__dnnl_stream(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->stream; }
 
 const kiln_backend kiln__cpu_backend = {

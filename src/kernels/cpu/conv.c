@@ -101,19 +101,19 @@ const char *kiln__cdnn_impl(const_dnnl_primitive_desc_t pd)
 
 #define MAX_ARGS 12
 
-kiln_status kiln__cdnn_exec(kiln_ctx *ctx, const char *op, const_dnnl_primitive_desc_t pd, int n,
-                            const kiln__cdnn_arg *args)
+kiln_status kiln__cdnn_run(kiln_ctx *ctx, const char *op, dnnl_primitive_t prim, int n,
+                           const kiln__cdnn_arg *args)
 {
     KILN_ASSERT(n < MAX_ARGS);
     dnnl_engine_t eng = kiln__dnnl_engine(ctx);
     dnnl_exec_arg_t ea[MAX_ARGS];
     int k = 0;
     kiln_status st = KILN_STATUS_OK;
-    dnnl_status_t s = dnnl_success;
-    const char *what = "dnnl_primitive_create";
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_primitive_get_primitive_desc(prim, &pd);
+    const char *what = "dnnl_primitive_get_primitive_desc";
     kiln_mark mark = kiln_step_mark(ctx);
-    dnnl_primitive_t prim = NULL;
-    if ((s = dnnl_primitive_create(&prim, pd)) != dnnl_success) goto done;
+    if (s != dnnl_success) goto done;
     what = "dnnl_memory_create";
     for (int i = 0; i < n; i++, k++) {
         ea[k].arg = args[i].arg;
@@ -135,18 +135,46 @@ kiln_status kiln__cdnn_exec(kiln_ctx *ctx, const char *op, const_dnnl_primitive_
     s = dnnl_stream_wait(kiln__dnnl_stream(ctx));
 done:
     for (int i = 0; i < k; i++) dnnl_memory_destroy(ea[i].memory);
-    if (prim) dnnl_primitive_destroy(prim);
     kiln_step_rewind(ctx, mark);
     if (s != dnnl_success)
         return kiln__err(KILN_STATUS_BACKEND, "%s: oneDNN %s (%s) failed: %s", op, what,
-                         kiln__cdnn_impl(pd), kiln__dnnl_status_str(s));
+                         pd ? kiln__cdnn_impl(pd) : "?", kiln__dnnl_status_str(s));
     return st;
 }
+
+kiln_status kiln__cdnn_exec(kiln_ctx *ctx, const char *op, const_dnnl_primitive_desc_t pd, int n,
+                            const kiln__cdnn_arg *args)
+{
+    dnnl_primitive_t prim = NULL;
+    dnnl_status_t s = dnnl_primitive_create(&prim, pd);
+    if (s != dnnl_success)
+        return kiln__err(KILN_STATUS_BACKEND, "%s: oneDNN dnnl_primitive_create (%s) failed: %s", op,
+                         kiln__cdnn_impl(pd), kiln__dnnl_status_str(s));
+    kiln_status st = kiln__cdnn_run(ctx, op, prim, n, args);
+    dnnl_primitive_destroy(prim);
+    return st;
+}
+
+/* The cache key of a reorder. */
+typedef struct reorder_key {
+    char tag[4];
+    float beta;
+    dnnl_memory_desc_t src, dst;
+} reorder_key;
 
 kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *src_md,
                                const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
                                float beta)
 {
+    reorder_key key;
+    memset(&key, 0, sizeof key);
+    memcpy(key.tag, "ro", 2);
+    key.beta = beta;
+    key.src = *src_md;
+    key.dst = *dst_md;
+    dnnl_primitive_t prim = kiln__cdnn_cached(ctx, &key, sizeof key);
+    kiln__cdnn_arg a[2] = {{DNNL_ARG_FROM, src_md, (void *)src}, {DNNL_ARG_TO, dst_md, dst}};
+    if (prim) return kiln__cdnn_run(ctx, op, prim, 2, a);
     dnnl_engine_t eng = kiln__dnnl_engine(ctx);
     dnnl_primitive_attr_t attr = kiln__cdnn_attr();
     if (!attr) return kiln__err(KILN_STATUS_BACKEND, "%s: oneDNN attribute creation failed", op);
@@ -164,10 +192,9 @@ kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_
     if (s != dnnl_success)
         return kiln__err(KILN_STATUS_BACKEND, "%s: oneDNN reorder creation failed: %s", op,
                          kiln__dnnl_status_str(s));
-    kiln__cdnn_arg a[2] = {{DNNL_ARG_FROM, src_md, (void *)src}, {DNNL_ARG_TO, dst_md, dst}};
-    kiln_status st = kiln__cdnn_exec(ctx, op, pd, 2, a);
+    prim = kiln__cdnn_keep(ctx, op, &key, sizeof key, pd);
     dnnl_primitive_desc_destroy(pd);
-    return st;
+    return prim ? kiln__cdnn_run(ctx, op, prim, 2, a) : KILN_STATUS_BACKEND;
 }
 
 void *kiln__cdnn_as(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *have, const void *ptr,

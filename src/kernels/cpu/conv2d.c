@@ -8,8 +8,8 @@
  * Negative right padding (a last window that stops short of the input's end, e.g. 1x1
  * stride 2 on an even size) is passed to oneDNN as is. Algorithm: direct, or oneDNN's
  * choice (Winograd) for the 3x3 shapes where that measured faster (conv_alg below).
- * Primitive descriptors are created per call: oneDNN's primitive cache makes that a few
- * microseconds, so kiln keeps no cache of its own. */
+ * Primitives are cached per context by geometry and pass (dnnl_cache.c): creating the
+ * descriptors per call cost tens of microseconds, as much as the small layers' compute. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
@@ -29,12 +29,13 @@ typedef struct conv_mds {
  * Measured fwd + bwd-data + bwd-weights on this CPU (2 threads): for 3x3 stride-1 convs
  * with 64..512 channels Winograd F(4x4, 3x3) is 1.6-2.5x faster (64->64 32x32 bs64: 74 ms
  * direct, 34 ms), but slower with few input channels (the 3-channel stem: 0.4-0.5x) and
- * when there are few output pixels (bs16 512ch 4x4: 0.8x). auto keeps oneDNN's own shape
+ * when there are few output pixels (bs16 512ch 4x4: 0.8x; bs128 32ch 4x4: 0.8x, F(4x4) tiles on
+ * images under 8x8 are mostly padding). auto keeps oneDNN's own shape
  * checks on top of these. Its error stays within the conv tests' 1e-4 tolerance. */
 static dnnl_alg_kind_t conv_alg(const kiln_conv2d_geom *g)
 {
     bool wino = g->groups == 1 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 &&
-                g->dw == 1 && g->c >= 32 && g->o >= 32 && g->n * g->oh * g->ow >= 1024;
+                g->dw == 1 && g->c >= 32 && g->o >= 32 && g->n * g->oh * g->ow >= 1024 && g->oh >= 8 && g->ow >= 8;
     return wino ? dnnl_convolution_auto : dnnl_convolution_direct;
 }
 
@@ -64,18 +65,64 @@ static void conv_mds_init(const kiln_conv2d_geom *g, conv_mds *m)
     m->alg = conv_alg(g);
 }
 
-static kiln_status fwd_pd(kiln_ctx *ctx, conv_mds *m, bool bias, dnnl_primitive_desc_t *pd)
+/* Primitive descriptor of one pass: 'f' forward, 'd' backward data, 'w' backward weights
+ * (bias: with a bias / bias gradient). Backward ones are created with a forward hint. */
+static kiln_status make_pd(kiln_ctx *ctx, conv_mds *m, char kind, bool bias, const_dnnl_primitive_desc_t hint,
+                           dnnl_primitive_desc_t *pd)
 {
     dnnl_convolution_desc_t cd;
-    KILN_DNNL(OP, dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, m->alg,
-                                                             &m->x_a, &m->w_a, bias ? &m->b_u : NULL, &m->y_a,
-                                                             m->st, m->dil, m->pl, m->pr));
+    if (kind == 'f')
+        KILN_DNNL(OP, dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, m->alg, &m->x_a, &m->w_a,
+                                                                 bias ? &m->b_u : NULL, &m->y_a, m->st, m->dil, m->pl,
+                                                                 m->pr));
+    else if (kind == 'd')
+        KILN_DNNL(OP, dnnl_dilated_convolution_backward_data_desc_init(&cd, m->alg, &m->x_a, &m->w_a, &m->y_a, m->st,
+                                                                       m->dil, m->pl, m->pr));
+    else
+        KILN_DNNL(OP, dnnl_dilated_convolution_backward_weights_desc_init(&cd, m->alg, &m->x_a, &m->w_a,
+                                                                          bias ? &m->b_u : NULL, &m->y_a, m->st,
+                                                                          m->dil, m->pl, m->pr));
     dnnl_primitive_attr_t attr = kiln__cdnn_attr();
-    dnnl_status_t s = dnnl_primitive_desc_create(pd, &cd, attr, kiln__dnnl_engine(ctx), NULL);
+    dnnl_status_t s = dnnl_primitive_desc_create(pd, &cd, attr, kiln__dnnl_engine(ctx), hint);
     dnnl_primitive_attr_destroy(attr);
     if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN forward creation failed: %s", kiln__dnnl_status_str(s));
+        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN %s creation failed: %s",
+                         kind == 'f' ? "forward" : kind == 'd' ? "backward-data" : "backward-weights",
+                         kiln__dnnl_status_str(s));
     return KILN_STATUS_OK;
+}
+
+/* The cache key of one pass of one geometry. */
+typedef struct conv_key {
+    char tag[8];
+    int64_t bias;
+    kiln_conv2d_geom g;
+} conv_key;
+
+/* The (cached) primitive of one pass and its descriptor; NULL + message on failure. */
+static dnnl_primitive_t conv_prim(kiln_ctx *ctx, const kiln_conv2d_geom *g, conv_mds *m, char kind, bool bias,
+                                  const_dnnl_primitive_desc_t *pd_out)
+{
+    conv_key key;
+    memset(&key, 0, sizeof key);
+    key.tag[0] = 'c', key.tag[1] = kind;
+    key.bias = bias;
+    key.g = *g;
+    dnnl_primitive_t prim = kiln__cdnn_cached(ctx, &key, sizeof key);
+    if (!prim) {
+        dnnl_primitive_desc_t hint = NULL, pd = NULL;
+        kiln_status st = make_pd(ctx, m, 'f', bias, NULL, kind == 'f' ? &pd : &hint);
+        if (st >= 0 && kind != 'f') st = make_pd(ctx, m, kind, bias, hint, &pd);
+        if (st >= 0) prim = kiln__cdnn_keep(ctx, OP, &key, sizeof key, pd);
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        if (hint) dnnl_primitive_desc_destroy(hint);
+        if (!prim) return NULL;
+    }
+    if (dnnl_primitive_get_primitive_desc(prim, pd_out) != dnnl_success) {
+        kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN primitive descriptor query failed");
+        return NULL;
+    }
+    return prim;
 }
 
 #define PD_MD(pd, what) dnnl_primitive_desc_query_md((pd), (what), 0)
@@ -85,9 +132,10 @@ kiln_status kiln__cpu_conv2d_fwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const
 {
     conv_mds m;
     conv_mds_init(g, &m);
-    dnnl_primitive_desc_t pd = NULL;
-    kiln_status st = fwd_pd(ctx, &m, b != NULL, &pd);
-    if (st < 0) return st;
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = conv_prim(ctx, g, &m, 'f', b != NULL, &pd);
+    if (!prim) return KILN_STATUS_BACKEND;
+    kiln_status st;
     kiln_mark mark = kiln_step_mark(ctx);
     const dnnl_memory_desc_t *xs = PD_MD(pd, dnnl_query_src_md), *ws = PD_MD(pd, dnnl_query_weights_md),
                              *ys = PD_MD(pd, dnnl_query_dst_md);
@@ -101,11 +149,10 @@ kiln_status kiln__cpu_conv2d_fwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const
     }
     kiln__cdnn_arg a[4] = {{DNNL_ARG_SRC, xs, xb}, {DNNL_ARG_WEIGHTS, ws, wb}, {DNNL_ARG_DST, ys, yb},
                            {DNNL_ARG_BIAS, &m.b_u, (void *)b}};
-    st = kiln__cdnn_exec(ctx, OP, pd, b ? 4 : 3, a);
+    st = kiln__cdnn_run(ctx, OP, prim, b ? 4 : 3, a);
     if (st >= 0 && !y_direct) st = kiln__cdnn_reorder(ctx, OP, ys, yb, &m.y_u, y, 0.0f);
 done:
     kiln_step_rewind(ctx, mark);
-    dnnl_primitive_desc_destroy(pd);
     return st;
 }
 
@@ -126,22 +173,13 @@ static void bias_grad(const kiln_conv2d_geom *g, const float *gy, float *gb)
     }
 }
 
-static kiln_status bwd_data(kiln_ctx *ctx, conv_mds *m, const_dnnl_primitive_desc_t hint, const float *w,
-                            const void *gyb, const dnnl_memory_desc_t *gys, float *gx, bool gx_acc,
-                            const void **gy_used, const dnnl_memory_desc_t **gy_used_md,
-                            dnnl_primitive_desc_t *out_pd)
+static kiln_status bwd_data(kiln_ctx *ctx, const kiln_conv2d_geom *g, conv_mds *m, const float *w, const void *gyb,
+                            const dnnl_memory_desc_t *gys, float *gx, bool gx_acc, const void **gy_used,
+                            const dnnl_memory_desc_t **gy_used_md)
 {
-    dnnl_convolution_desc_t cd;
-    KILN_DNNL(OP, dnnl_dilated_convolution_backward_data_desc_init(&cd, m->alg, &m->x_a, &m->w_a,
-                                                                   &m->y_a, m->st, m->dil, m->pl, m->pr));
-    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, kiln__dnnl_engine(ctx), hint);
-    dnnl_primitive_attr_destroy(attr);
-    if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN backward-data creation failed: %s",
-                         kiln__dnnl_status_str(s));
-    *out_pd = pd;
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = conv_prim(ctx, g, m, 'd', false, &pd);
+    if (!prim) return KILN_STATUS_BACKEND;
     const dnnl_memory_desc_t *gxs = PD_MD(pd, dnnl_query_diff_src_md), *ws = PD_MD(pd, dnnl_query_weights_md),
                              *gyw = PD_MD(pd, dnnl_query_diff_dst_md);
     void *gyp = kiln__cdnn_as(ctx, OP, gys, gyb, gyw);
@@ -153,41 +191,30 @@ static kiln_status bwd_data(kiln_ctx *ctx, conv_mds *m, const_dnnl_primitive_des
     void *gxb = direct ? (void *)gx : kiln__cdnn_buf(ctx, gxs);
     if (!gxb) return KILN_STATUS_NOMEM;
     kiln__cdnn_arg a[3] = {{DNNL_ARG_DIFF_DST, gyw, gyp}, {DNNL_ARG_WEIGHTS, ws, wb}, {DNNL_ARG_DIFF_SRC, gxs, gxb}};
-    kiln_status st = kiln__cdnn_exec(ctx, OP, pd, 3, a);
+    kiln_status st = kiln__cdnn_run(ctx, OP, prim, 3, a);
     if (st >= 0 && !direct) st = kiln__cdnn_reorder(ctx, OP, gxs, gxb, &m->x_u, gx, gx_acc ? 1.0f : 0.0f);
     return st;
 }
 
-static kiln_status bwd_weights(kiln_ctx *ctx, conv_mds *m, const_dnnl_primitive_desc_t hint, const float *x,
+static kiln_status bwd_weights(kiln_ctx *ctx, const kiln_conv2d_geom *g, conv_mds *m, const float *x,
                                const void *gyb, const dnnl_memory_desc_t *gys, float *gw, float *gb)
 {
-    dnnl_convolution_desc_t cd;
-    KILN_DNNL(OP, dnnl_dilated_convolution_backward_weights_desc_init(&cd, m->alg, &m->x_a, &m->w_a,
-                                                                      gb ? &m->b_u : NULL, &m->y_a, m->st, m->dil,
-                                                                      m->pl, m->pr));
-    dnnl_primitive_attr_t attr = kiln__cdnn_attr();
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s = dnnl_primitive_desc_create(&pd, &cd, attr, kiln__dnnl_engine(ctx), hint);
-    dnnl_primitive_attr_destroy(attr);
-    if (s != dnnl_success)
-        return kiln__err(KILN_STATUS_BACKEND, "conv2d: oneDNN backward-weights creation failed: %s",
-                         kiln__dnnl_status_str(s));
-    kiln_status st = KILN_STATUS_NOMEM;
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = conv_prim(ctx, g, m, 'w', gb != NULL, &pd);
+    if (!prim) return KILN_STATUS_BACKEND;
     const dnnl_memory_desc_t *xs = PD_MD(pd, dnnl_query_src_md), *gws = PD_MD(pd, dnnl_query_diff_weights_md),
                              *gyw = PD_MD(pd, dnnl_query_diff_dst_md);
     void *xb = kiln__cdnn_as(ctx, OP, &m->x_u, x, xs);
     void *gyp = xb ? kiln__cdnn_as(ctx, OP, gys, gyb, gyw) : NULL;
     void *gwb = gyp ? kiln__cdnn_buf(ctx, gws) : NULL;
     float *gbb = gwb && gb ? kiln_step_alloc(ctx, (size_t)m->b_u.dims[0] * sizeof(float)) : NULL;
-    if (!gwb || (gb && !gbb)) goto done;
+    if (!gwb || (gb && !gbb)) return KILN_STATUS_NOMEM; /* or a reorder failure: the message says which */
     kiln__cdnn_arg a[4] = {{DNNL_ARG_SRC, xs, xb}, {DNNL_ARG_DIFF_DST, gyw, gyp}, {DNNL_ARG_DIFF_WEIGHTS, gws, gwb},
                            {DNNL_ARG_DIFF_BIAS, &m->b_u, gbb}};
-    st = kiln__cdnn_exec(ctx, OP, pd, gb ? 4 : 3, a);
+    kiln_status st = kiln__cdnn_run(ctx, OP, prim, gb ? 4 : 3, a);
     if (st >= 0) st = kiln__cdnn_reorder(ctx, OP, gws, gwb, &m->w_u, gw, 1.0f);
     if (st >= 0 && gb)
         for (int64_t o = 0; o < m->b_u.dims[0]; o++) gb[o] += gbb[o];
-done:
-    dnnl_primitive_desc_destroy(pd);
     return st;
 }
 
@@ -198,19 +225,15 @@ kiln_status kiln__cpu_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const
     if (!gx && !gw && !gb) return KILN_STATUS_OK;
     conv_mds m;
     conv_mds_init(g, &m);
-    dnnl_primitive_desc_t fpd = NULL, dpd = NULL;
-    kiln_status st = fwd_pd(ctx, &m, gb != NULL && gw != NULL, &fpd);
-    if (st < 0) return st;
+    kiln_status st = KILN_STATUS_OK;
     kiln_mark mark = kiln_step_mark(ctx);
     /* gy in the layout the first primitive wanted; the second reuses it when it agrees. */
     const void *gyb = gy;
     const dnnl_memory_desc_t *gys = &m.y_u;
-    if (gx) st = bwd_data(ctx, &m, fpd, w, gy, &m.y_u, gx, gx_acc, &gyb, &gys, &dpd);
-    if (st >= 0 && gw) st = bwd_weights(ctx, &m, fpd, x, gyb, gys, gw, gb);
+    if (gx) st = bwd_data(ctx, g, &m, w, gy, &m.y_u, gx, gx_acc, &gyb, &gys);
+    if (st >= 0 && gw) st = bwd_weights(ctx, g, &m, x, gyb, gys, gw, gb);
     else if (st >= 0 && gb) bias_grad(g, gy, gb);
     kiln_step_rewind(ctx, mark);
-    if (dpd) dnnl_primitive_desc_destroy(dpd);
-    dnnl_primitive_desc_destroy(fpd);
     return st;
 }
 
