@@ -137,20 +137,6 @@ TestSuite(vision_cli, .init = setup, .fini = teardown);
 
 /* ---- running kiln ------------------------------------------------------------------------------- */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* `kiln <args>` (args may use %s for g_dir) with stdout/stderr in g_dir/out, g_dir/err. */
 static int run(const char *args)
 {
@@ -165,14 +151,14 @@ static int run(const char *args)
 static void run_ok(const char *args)
 {
     if (run(args) != 0) {
-        char *err = slurp(P("err"));
+        char *err = ku_slurp(P("err"));
         cr_assert_fail("kiln %s failed: %s", args, err);
     }
 }
 
 static void expect_in(const char *file, const char *needle)
 {
-    char *s = slurp(P(file));
+    char *s = ku_slurp(P(file));
     cr_expect(strstr(s, needle), "%s: '%s' does not mention '%s'", file, s, needle);
     free(s);
 }
@@ -181,7 +167,7 @@ static void expect_in(const char *file, const char *needle)
 static void run_fail(const char *args, int rc, const char *needle)
 {
     int got = run(args);
-    char *err = slurp(P("err"));
+    char *err = ku_slurp(P("err"));
     cr_expect_eq(got, rc, "kiln %s: exit %d, want %d (stderr: %s)", args, got, rc, err);
     cr_expect(strstr(err, needle), "kiln %s: stderr '%s' does not mention '%s'", args, err, needle);
     free(err);
@@ -213,7 +199,7 @@ static void expect_no_temp(const char *rel)
 
 static cJSON *json(const char *rel)
 {
-    char *s = slurp(P(rel));
+    char *s = ku_slurp(P(rel));
     cJSON *j = cJSON_Parse(s);
     cr_assert(j, "%s is not JSON: %s", rel, s);
     free(s);
@@ -262,7 +248,7 @@ Test(vision_cli, lr_find_writes_its_files)
     expect_in("out", "model: simple-cnn");
     expect_in("out", "suggested lr");
     expect_in("out", "lr_find.csv");
-    char *csv = slurp(P("lr/lr_find.csv"));
+    char *csv = ku_slurp(P("lr/lr_find.csv"));
     cr_expect(!strncmp(csv, "lr,loss,smooth_loss\n", 20), "lr_find.csv: %.40s", csv);
     cr_expect(count_lines(csv) >= 10);
     free(csv);
@@ -275,7 +261,7 @@ Test(vision_cli, fit_writes_every_file)
     run_ok("vision fit %s/img --out %s/run --bs 4 --epochs 2 --lr 3e-3 " FAST);
     expect_in("out", "epochs in");
     expect_in("out", "wrote");
-    char *hist = slurp(P("run/history.csv"));
+    char *hist = ku_slurp(P("run/history.csv"));
     cr_expect(!strncmp(hist, "epoch,train_loss,valid_loss,accuracy,time\n", 42), "history.csv: %s", hist);
     cr_expect_eq(count_lines(hist), 3);
     free(hist);
@@ -330,7 +316,7 @@ Test(vision_cli, predict_show_batch_interpret)
     run_ok("vision fit %s/img --out %s/m --bs 4 --epochs 3 --lr 1e-2 --no-augment " FAST);
     /* predict: one line per image, file first, a known class, a probability */
     run_ok("vision predict %s/m %s/img/valid/left/08.png %s/img/valid/right/09.png --threads 1");
-    char *out = slurp(P("out"));
+    char *out = ku_slurp(P("out"));
     cr_expect_eq(count_lines(out), 2, "predict printed: %s", out);
     char *line = out;
     for (int i = 0; i < 2; i++) {
@@ -351,13 +337,13 @@ Test(vision_cli, predict_show_batch_interpret)
     expect_png("sb/batch.png");
     /* interpret */
     run_ok("vision interpret %s/m %s/img --out %s/interp " FAST);
-    char *cm = slurp(P("interp/confusion_matrix.csv"));
+    char *cm = ku_slurp(P("interp/confusion_matrix.csv"));
     cr_expect(!strncmp(cm, "actual\\predicted,left,right\nleft,", 33), "confusion_matrix.csv: %s", cm);
     long a, b, c, d;
     cr_assert_eq(sscanf(cm, "actual\\predicted,left,right\nleft,%ld,%ld\nright,%ld,%ld", &a, &b, &c, &d), 4, "%s", cm);
     cr_expect_eq(a + b + c + d, 8);
     free(cm);
-    char *tl = slurp(P("interp/top_losses.csv"));
+    char *tl = ku_slurp(P("interp/top_losses.csv"));
     cr_expect(!strncmp(tl, "rank,index,file,predicted,actual,loss,probability\n", 50), "%s", tl);
     cr_expect_eq(count_lines(tl), 9);
     free(tl);
@@ -382,7 +368,7 @@ Test(vision_cli, idx_data)
     cJSON_Delete(m);
     run_ok("vision interpret %s/im %s/idx --out %s/ii --n 4 --tta " FAST);
     expect_in("out", "accuracy");
-    char *tl = slurp(P("ii/top_losses.csv"));
+    char *tl = ku_slurp(P("ii/top_losses.csv"));
     cr_expect_eq(count_lines(tl), 5);
     free(tl);
     /* a wrong magic names the file */
@@ -417,7 +403,7 @@ Test(vision_cli, bad_input)
     expect_in("err", "1 bad image file(s) skipped");
     /* a truncated PNG (valid header, data cut): found while decoding */
     unlink(P("img/train/left/zz_bad.png"));
-    char *png = slurp(P("img/train/left/00.png"));
+    char *png = ku_slurp(P("img/train/left/00.png"));
     struct stat st;
     cr_assert(stat(P("img/train/left/00.png"), &st) == 0);
     write_bytes(P("img/train/left/zz_trunc.png"), png, (size_t)st.st_size / 2);

@@ -2,6 +2,7 @@
 #include "util/ku.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -97,4 +98,19 @@ void ku_expect_error(const char *needle, const char *what)
     const char *msg = kiln_last_error();
     cr_assert(msg && *msg, "%s: expected an error message, got none", what);
     cr_assert(strstr(msg, needle) != NULL, "%s: error message '%s' does not mention '%s'", what, msg, needle);
+}
+
+char *ku_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    cr_assert(n >= 0, "cannot size %s", path);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
 }
