@@ -166,14 +166,6 @@ Test(conv2d, gradcheck)
 
 /* ---- oneDNN kernels vs reference loops -------------------------------------------------------- */
 
-static float *rand_buf(int64_t n)
-{
-    const int64_t s[1] = {n};
-    kiln_tensor *t = kiln_randn(ctx, 1, s, 0.0f, 1.0f);
-    cr_assert(t != NULL);
-    return t->data;
-}
-
 /* atol grows with the largest reference value: a result that nearly cancels (a weight
  * gradient summed over 1000+ products) carries rounding of the size of its terms, and
  * Winograd's transforms add some more of it. */
@@ -193,8 +185,8 @@ static void compare_kernels(kiln_conv2d_geom g, const char *name)
     g.oh = (g.h + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
     g.ow = (g.w + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
     int64_t nx = g.n * g.c * g.h * g.w, nw = g.o * (g.c / g.groups) * g.kh * g.kw, ny = g.n * g.o * g.oh * g.ow;
-    float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf(g.o), *gy = rand_buf(ny);
-    float *y1 = rand_buf(ny), *y2 = rand_buf(ny);
+    float *x = ku_randn_buf(ctx, nx), *w = ku_randn_buf(ctx, nw), *b = ku_randn_buf(ctx, g.o), *gy = ku_randn_buf(ctx, ny);
+    float *y1 = ku_randn_buf(ctx, ny), *y2 = ku_randn_buf(ctx, ny);
     const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
     float *ys[2] = {y1, y2};
     for (int k = 0; k < 2; k++)
@@ -203,11 +195,11 @@ static void compare_kernels(kiln_conv2d_geom g, const char *name)
     snprintf(what, sizeof what, "%s: y", name);
     expect_buf(y1, y2, ny, what);
     /* Backward twice: gx overwritten (fresh) and accumulated onto the same start values. */
-    float *init_x = rand_buf(nx), *init_w = rand_buf(nw), *init_b = rand_buf(g.o);
+    float *init_x = ku_randn_buf(ctx, nx), *init_w = ku_randn_buf(ctx, nw), *init_b = ku_randn_buf(ctx, g.o);
     for (int acc = 0; acc < 2; acc++) {
         float *gx[2], *gw[2], *gb[2];
         for (int k = 0; k < 2; k++) {
-            gx[k] = rand_buf(nx), gw[k] = rand_buf(nw), gb[k] = rand_buf(g.o);
+            gx[k] = ku_randn_buf(ctx, nx), gw[k] = ku_randn_buf(ctx, nw), gb[k] = ku_randn_buf(ctx, g.o);
             memcpy(gx[k], init_x, (size_t)nx * sizeof(float));
             memcpy(gw[k], init_w, (size_t)nw * sizeof(float));
             memcpy(gb[k], init_b, (size_t)g.o * sizeof(float));
@@ -222,7 +214,7 @@ static void compare_kernels(kiln_conv2d_geom g, const char *name)
         expect_buf(gb[0], gb[1], g.o, what);
     }
     /* Only some gradients. */
-    float *gw1 = rand_buf(nw), *gw2 = rand_buf(nw), *gb1 = rand_buf(g.o), *gb2 = rand_buf(g.o);
+    float *gw1 = ku_randn_buf(ctx, nw), *gw2 = ku_randn_buf(ctx, nw), *gb1 = ku_randn_buf(ctx, g.o), *gb2 = ku_randn_buf(ctx, g.o);
     memcpy(gw2, gw1, (size_t)nw * sizeof(float));
     memcpy(gb2, gb1, (size_t)g.o * sizeof(float));
     cr_assert_eq(K[0]->conv2d_bwd(ctx, &g, x, w, gy, NULL, false, gw1, NULL), KILN_STATUS_OK);

@@ -172,14 +172,6 @@ Test(pool, gradcheck)
 
 /* ---- optimized kernels vs reference loops ------------------------------------------------------ */
 
-static float *rand_buf(int64_t n)
-{
-    const int64_t s[1] = {n};
-    kiln_tensor *t = kiln_randn(ctx, 1, s, 0.0f, 1.0f);
-    cr_assert(t != NULL);
-    return t->data;
-}
-
 static void expect_buf(const float *got, const float *want, int64_t n, const char *what)
 {
     kiln_tensor a, b;
@@ -194,13 +186,13 @@ static void expect_buf(const float *got, const float *want, int64_t n, const cha
 static void compare_kernels_x(kind k, kiln_pool2d_geom g, const char *name, bool ties)
 {
     int64_t nx = g.n * g.c * g.h * g.w, ny = g.n * g.c * g.oh * g.ow;
-    float *x = rand_buf(nx), *gy = rand_buf(ny), *init = rand_buf(nx);
+    float *x = ku_randn_buf(ctx, nx), *gy = ku_randn_buf(ctx, ny), *init = ku_randn_buf(ctx, nx);
     for (int64_t i = 0; ties && i < nx; i++) x[i] = x[i] > 0 ? x[i] : 0.0f;
     const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
     for (int acc = 0; acc < 2; acc++) {
         float *y[2], *gx[2];
         for (int j = 0; j < 2; j++) {
-            y[j] = rand_buf(ny), gx[j] = rand_buf(nx);
+            y[j] = ku_randn_buf(ctx, ny), gx[j] = ku_randn_buf(ctx, nx);
             memcpy(gx[j], init, (size_t)nx * sizeof(float));
             void *keep = NULL;
             kiln_status s1, s2;

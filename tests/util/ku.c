@@ -114,3 +114,11 @@ char *ku_slurp(const char *path)
     fclose(f);
     return buf;
 }
+
+float *ku_randn_buf(kiln_ctx *ctx, int64_t n)
+{
+    const int64_t s[1] = {n};
+    kiln_tensor *t = kiln_randn(ctx, 1, s, 0.0f, 1.0f);
+    cr_assert(t != NULL, "ku_randn_buf(%lld): %s", (long long)n, kiln_last_error());
+    return t->data;
+}
