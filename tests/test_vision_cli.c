@@ -239,6 +239,7 @@ Test(vision_cli, help_for_every_subcommand)
     run_ok("vision fit --help");
     expect_in("out", "--snapshots");
     expect_in("out", "--schedule");
+    expect_in("out", "--resume");
 }
 
 Test(vision_cli, lr_find_writes_its_files)
@@ -309,6 +310,34 @@ Test(vision_cli, fit_tta_and_snapshots_add_their_metrics)
     cr_expect(num(s, "accuracy") >= 0);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(s, "snapshots")), 2);
     cJSON_Delete(r);
+}
+
+/* Every epoch end leaves DIR/checkpoint.safetensors; --resume on a finished run trains no more
+ * and writes the same metrics; --resume without a checkpoint names the missing file. */
+Test(vision_cli, fit_checkpoints_and_resume)
+{
+    run_ok("vision fit %s/img --out %s/rs --bs 4 --epochs 2 --lr 3e-3 --no-augment " FAST);
+    struct stat st;
+    cr_assert(stat(P("rs/checkpoint.safetensors"), &st) == 0 && st.st_size > 1000, "no checkpoint");
+    cJSON *a = json("rs/metrics.json");
+    double acc = num(a, "accuracy"), vl = num(a, "valid_loss");
+    cJSON_Delete(a);
+    char *hist = ku_slurp(P("rs/history.csv"));
+    run_ok("vision fit %s/img --out %s/rs --bs 4 --epochs 2 --lr 3e-3 --no-augment --resume " FAST);
+    cJSON *b = json("rs/metrics.json");
+    cr_expect_eq(num(b, "epochs"), 2);
+    cr_expect_float_eq(num(b, "accuracy"), acc, 1e-12);
+    cr_expect_float_eq(num(b, "valid_loss"), vl, 1e-12);
+    cJSON_Delete(b);
+    char *hist2 = ku_slurp(P("rs/history.csv"));
+    cr_expect_eq(count_lines(hist2), 3, "history.csv after resume: %s", hist2);
+    cr_expect(!strncmp(hist, hist2, strlen("epoch,train_loss,valid_loss,accuracy,time\n")));
+    free(hist);
+    free(hist2);
+    expect_no_temp("rs");
+    run_fail("vision fit %s/img --out %s/rs --bs 4 --epochs 3 --lr 3e-3 --no-augment --resume " FAST, 1,
+             "epochs");
+    run_fail("vision fit %s/img --out %s/none --bs 4 --epochs 2 --resume " FAST, 1, "none/checkpoint.safetensors");
 }
 
 Test(vision_cli, predict_show_batch_interpret)

@@ -30,6 +30,8 @@ static const kiln_flag g_flags[] = {
     {"--epochs", "E", KILN_FLAG_INT, O(epochs), VC_FIT,
      "epochs (3; sgdr: the cycles' sum; clr: n-cycle x cycle-len)", NULL, NULL},
     {"--lr", "X", KILN_FLAG_DOUBLE, O(lr), VC_FIT, "peak learning rate (1e-2)", NULL, NULL},
+    {"--resume", NULL, KILN_FLAG_BOOL, O(resume), VC_FIT,
+     "go on from DIR/checkpoint.safetensors (saved at every epoch end) with the same flags", NULL, NULL},
     {"--schedule", "NAME", KILN_FLAG_STR, O(schedule), VC_FIT,
      "one-cycle (fastai v2) | sgdr | clr (triangular, lr/25 .. lr) | const (one-cycle)", NULL, NULL},
     {"--n-cycle", "N", KILN_FLAG_INT, O(n_cycle), VC_FIT, "sgdr, clr: number of cycles (sgdr 3; clr epochs/cycle-len)",

@@ -27,7 +27,7 @@ typedef struct vopts {
     int64_t size, bs, epochs, n_cycle, cycle_len, cycle_mult, snapshots, seed, threads, workers, num_it, n;
     int64_t tta_n;
     double lr, wd, valid_pct, tta_beta;
-    bool tta, tta_max, no_augment, quiet, skip_bad, help;
+    bool tta, tta_max, no_augment, quiet, skip_bad, help, resume;
     bool given_epochs, given_n_cycle, given_bs, given_size; /* set from the parser's `given` */
 } vopts;
 

@@ -6,10 +6,12 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void)
 {
@@ -317,6 +319,25 @@ static int write_outputs(vopts *o, const char *data, session *s, fit_result *r)
     return 0;
 }
 
+/* Ctrl-C: the handler only raises a flag; a callback sees it at the next batch boundary and
+ * stops the fit, so the last epoch-end checkpoint stands. */
+static volatile sig_atomic_t g_sigint;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_sigint = 1;
+}
+
+static kiln_status interrupt_cb(kiln_learner *l, void *user)
+{
+    if (g_sigint) {
+        kiln_learner_state(l)->stop_training = true;
+        *(bool *)user = true;
+    }
+    return KILN_STATUS_OK;
+}
+
 int vc_fit(vopts *o, const char *data)
 {
     if (o->snapshots < 0 || o->snapshots > 1000) return vc_fail(o, 2, "--snapshots must be in [0, 1000]");
@@ -326,20 +347,55 @@ int vc_fit(vopts *o, const char *data)
     bool known = false;
     for (int i = 0; i < 4; i++) known |= !strcmp(o->schedule, scheds[i]);
     if (!known) return vc_fail(o, 2, "--schedule: '%s' is not one-cycle, sgdr, clr or const", o->schedule);
+    char p_ckpt[4096];
+    vc_path(p_ckpt, sizeof p_ckpt, o->out, "checkpoint.safetensors");
+    if (o->resume && access(p_ckpt, R_OK) != 0)
+        return vc_fail(o, 1, "--resume: no checkpoint %s to resume from", p_ckpt);
     session s;
     int rc = vc_mkdirs(o, o->out);
     if (!rc) rc = session_begin(o, data, &s);
     else memset(&s, 0, sizeof s);
     fit_result r = {0};
     kiln_sched sched;
+    bool interrupted = false, handler_set = false;
+    struct sigaction sa_old;
     int64_t nb = s.d ? kiln_data_n_batches(s.d, KILN_DATA_SPLIT_TRAIN) : 0;
     if (!rc) rc = make_sched(o, nb, &sched, &r.epochs);
     if (!rc && o->snapshots > 0 && kiln_learner_add_snapshots(s.l, NULL)) rc = vc_kfail(o, "snapshots");
+    if (!rc && kiln_learner_add_checkpointing(s.l, p_ckpt, 1)) rc = vc_kfail(o, "checkpoint");
+    kiln_callback cb = {.name = "sigint", .begin_batch = interrupt_cb, .end_batch = interrupt_cb,
+                        .user = &interrupted};
+    if (!rc && kiln_learner_add_callback(s.l, &cb)) rc = vc_kfail(o, "fit");
+    if (!rc && o->resume) {
+        kiln_checkpoint_info info;
+        if (kiln_checkpoint_read_info(p_ckpt, &info)) rc = vc_kfail(o, "--resume");
+        else if (info.n_epochs != r.epochs)
+            rc = vc_fail(o, 1, "--resume: %s is from a fit of %lld epochs; these flags give %lld (use the same flags)",
+                         p_ckpt, (long long)info.n_epochs, (long long)r.epochs);
+    }
     if (rc) goto done;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    g_sigint = 0;
+    handler_set = sigaction(SIGINT, &sa, &sa_old) == 0;
     fflush(stdout);
     double t0 = now_s();
-    if (kiln_learner_fit(s.l, r.epochs, &sched)) {
-        rc = vc_kfail(o, "fit");
+    kiln_status fst = o->resume ? kiln_learner_resume(s.l, p_ckpt) : kiln_learner_fit(s.l, r.epochs, &sched);
+    if (handler_set) sigaction(SIGINT, &sa_old, NULL);
+    if (fst) {
+        rc = vc_kfail(o, o->resume ? "--resume" : "fit");
+        goto done;
+    }
+    if (interrupted) {
+        fflush(stdout);
+        if (access(p_ckpt, R_OK) == 0)
+            fprintf(stderr, "%s: interrupted: resume with kiln vision fit %s --out %s [the same flags] --resume\n",
+                    o->cmd, data, o->out);
+        else
+            fprintf(stderr, "%s: interrupted before the first epoch ended: no checkpoint to resume from\n", o->cmd);
+        rc = 130;
         goto done;
     }
     r.seconds = now_s() - t0;
