@@ -135,15 +135,6 @@ static void fill(float *p, int64_t n, uint64_t seed)
     for (int64_t i = 0; i < n; i++) p[i] = kiln_philox_uniform(seed, (uint64_t)i) * 2.0f - 1.0f;
 }
 
-static void expect_arrays(const float *got, const float *want, int64_t n, double atol, double rtol, const char *what)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
-        if (!(err <= atol + rtol * fabs(want[i])))
-            cr_assert_fail("%s: element %lld is %.8g, reference %.8g", what, (long long)i, got[i], want[i]);
-    }
-}
-
 Test(dense_kernels, gemm_matches_reference)
 {
     kiln_ctx *ctx = ku_ctx();
@@ -161,7 +152,7 @@ Test(dense_kernels, gemm_matches_reference)
             cr_assert(opt->gemm(ctx, ta, tb, m, n, k, 0.5f, a, ld, b, ld, (float)beta, c1, ld) == KILN_STATUS_OK,
                       "gemm: %s", kiln_last_error());
             ref->gemm(ctx, ta, tb, m, n, k, 0.5f, a, ld, b, ld, (float)beta, c2, ld);
-            expect_arrays(c1, c2, 64 * 64, 1e-5, 1e-4, "gemm");
+            ku_expect_arrays(c1, c2, 64 * 64, 1e-5, 1e-4, "gemm");
         }
     }
     /* k = 0 scales c by beta */
@@ -183,7 +174,7 @@ Test(dense_kernels, col_sum_and_embedding_match_reference)
     memcpy(b2, b1, n * 4);
     opt->col_sum(ctx, g, m, n, b1);
     ref->col_sum(ctx, g, m, n, b2);
-    expect_arrays(b1, b2, n, 1e-5, 1e-5, "col_sum");
+    ku_expect_arrays(b1, b2, n, 1e-5, 1e-5, "col_sum");
 
     const int64_t v = 97, d = 130, cnt = 4000; /* n * d above the parallel threshold */
     int64_t *idx = kiln_step_alloc(ctx, cnt * 8);
@@ -192,14 +183,14 @@ Test(dense_kernels, col_sum_and_embedding_match_reference)
     fill(w, v * d, 7);
     opt->embedding_fwd(ctx, idx, cnt, w, d, o1);
     ref->embedding_fwd(ctx, idx, cnt, w, d, o2);
-    expect_arrays(o1, o2, cnt * d, 0, 0, "embedding_fwd");
+    ku_expect_arrays(o1, o2, cnt * d, 0, 0, "embedding_fwd");
     float *gw1 = kiln_step_alloc(ctx, v * d * 4), *gw2 = kiln_step_alloc(ctx, v * d * 4);
     fill(gw1, v * d, 8);
     memcpy(gw2, gw1, v * d * 4);
     cr_assert(opt->embedding_bwd(ctx, idx, cnt, o1, v, d, gw1) == KILN_STATUS_OK);
     ref->embedding_bwd(ctx, idx, cnt, o1, v, d, gw2);
     /* same summation order per row: bitwise equal */
-    expect_arrays(gw1, gw2, v * d, 0, 0, "embedding_bwd");
+    ku_expect_arrays(gw1, gw2, v * d, 0, 0, "embedding_bwd");
     ku_ctx_free(ctx);
 }
 
@@ -216,13 +207,13 @@ Test(dense_kernels, linear_large_matches_reference)
     float *want = kiln_step_alloc(ctx, m * out * 4);
     for (int64_t i = 0; i < m; i++) memcpy(want + i * out, b->data, out * 4);
     kiln__ref_dense.gemm(ctx, false, true, m, out, in, 1.0f, x->data, in, w->data, in, 1.0f, want, out);
-    expect_arrays(y->data, want, m * out, 1e-5, 1e-4, "linear forward");
+    ku_expect_arrays(y->data, want, m * out, 1e-5, 1e-4, "linear forward");
     kiln_tensor *gy = kiln_randn(ctx, 2, y->shape, 0, 1);
     cr_assert(kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
     float *gb = kiln_step_alloc(ctx, out * 4);
     memset(gb, 0, out * 4);
     kiln__ref_dense.col_sum(ctx, gy->data, m, out, gb);
-    expect_arrays(b->grad->data, gb, out, 1e-5, 1e-5, "linear bias gradient");
+    ku_expect_arrays(b->grad->data, gb, out, 1e-5, 1e-5, "linear bias gradient");
     ku_ctx_free(ctx);
 }
 
@@ -253,7 +244,7 @@ Test(dense_kernels, embedding_backward_60000_rows)
         if (threads == 2) {
             memset(want, 0, V * D * 4);
             kiln__ref_dense.embedding_bwd(ctx, ids, N, gy->data, V, D, want);
-            expect_arrays(w->grad->data, want, V * D, 0, 0, "embedding backward (60000 rows)");
+            ku_expect_arrays(w->grad->data, want, V * D, 0, 0, "embedding backward (60000 rows)");
             memcpy(first, w->grad->data, V * D * 4);
         } else {
             cr_assert(memcmp(first, w->grad->data, V * D * 4) == 0, "embedding backward differs with 1 thread");

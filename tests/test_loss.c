@@ -218,15 +218,6 @@ static void fill(float *p, int64_t n, uint64_t seed, float scale)
     for (int64_t i = 0; i < n; i++) p[i] = (kiln_philox_uniform(seed, (uint64_t)i) * 2.0f - 1.0f) * scale;
 }
 
-static void expect_arrays(const float *got, const float *want, int64_t n, double atol, double rtol, const char *what)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
-        if (!(err <= atol + rtol * fabs(want[i])))
-            cr_assert_fail("%s: element %lld is %.8g, reference %.8g", what, (long long)i, got[i], want[i]);
-    }
-}
-
 Test(loss_kernels, softmax_matches_reference)
 {
     kiln_ctx *ctx = ku_ctx();
@@ -246,12 +237,12 @@ Test(loss_kernels, softmax_matches_reference)
             if (lg) {
                 y1[0] = y2[0] = -1e30f; /* log softmax of -inf: compare the rest */
             }
-            expect_arrays(y1, y2, n, 1e-6, 1e-5, lg ? "log_softmax_fwd" : "softmax_fwd");
+            ku_expect_arrays(y1, y2, n, 1e-6, 1e-5, lg ? "log_softmax_fwd" : "softmax_fwd");
             fill(g1, n, 40, 1.0f);
             memcpy(g2, g1, n * 4);
             opt->softmax_bwd(ctx, y2, gy, g1, o, k, in, lg);
             ref->softmax_bwd(ctx, y2, gy, g2, o, k, in, lg);
-            expect_arrays(g1, g2, n, 1e-5, 1e-5, lg ? "log_softmax_bwd" : "softmax_bwd");
+            ku_expect_arrays(g1, g2, n, 1e-5, 1e-5, lg ? "log_softmax_bwd" : "softmax_bwd");
         }
     }
     ku_ctx_free(ctx);
@@ -276,14 +267,14 @@ Test(loss_kernels, xent_matches_reference)
             float eps = s ? 0.1f : 0.0f;
             opt->xent_fwd(ctx, x, t, o, k, in, -100, eps, l1, e1);
             ref->xent_fwd(ctx, x, t, o, k, in, -100, eps, l2, e2);
-            expect_arrays(l1, l2, np, 1e-5, 1e-5, "xent_fwd loss");
-            expect_arrays(e1, e2, np, 1e-5, 1e-6, "xent_fwd lse");
+            ku_expect_arrays(l1, l2, np, 1e-5, 1e-5, "xent_fwd loss");
+            ku_expect_arrays(e1, e2, np, 1e-5, 1e-6, "xent_fwd lse");
             for (int ow = 0; ow < 2; ow++) {
                 fill(g1, n, 80, 1.0f);
                 memcpy(g2, g1, n * 4);
                 opt->xent_bwd(ctx, x, t, e2, g, 1, o, k, in, -100, eps, g1, ow);
                 ref->xent_bwd(ctx, x, t, e2, g, 1, o, k, in, -100, eps, g2, ow);
-                expect_arrays(g1, g2, n, 1e-6, 1e-5, ow ? "xent_bwd overwrite" : "xent_bwd accumulate");
+                ku_expect_arrays(g1, g2, n, 1e-6, 1e-5, ow ? "xent_bwd overwrite" : "xent_bwd accumulate");
             }
         }
     }
@@ -309,13 +300,13 @@ Test(loss_kernels, pointwise_matches_reference)
             const float *p = w ? pw : NULL;
             double s1 = opt->ploss_fwd(ctx, (kiln_ploss_kind)k, x, y, p, n, o1);
             double s2 = ref->ploss_fwd(ctx, (kiln_ploss_kind)k, x, y, p, n, o2);
-            expect_arrays(o1, o2, n, 1e-6, 1e-5, "ploss_fwd");
+            ku_expect_arrays(o1, o2, n, 1e-6, 1e-5, "ploss_fwd");
             cr_assert(fabs(s1 - s2) <= 1e-5 * fabs(s2) + 1e-4, "ploss sum %g vs %g", s1, s2);
             memset(a1, 0, n * 4), memset(a2, 0, n * 4), memset(b1, 0, n * 4), memset(b2, 0, n * 4);
             opt->ploss_bwd(ctx, (kiln_ploss_kind)k, x, y, p, n, &g, 0, a1, b1);
             ref->ploss_bwd(ctx, (kiln_ploss_kind)k, x, y, p, n, &g, 0, a2, b2);
-            expect_arrays(a1, a2, n, 1e-6, 1e-5, "ploss_bwd dx");
-            expect_arrays(b1, b2, n, 1e-6, 1e-5, "ploss_bwd dy");
+            ku_expect_arrays(a1, a2, n, 1e-6, 1e-5, "ploss_bwd dx");
+            ku_expect_arrays(b1, b2, n, 1e-6, 1e-5, "ploss_bwd dy");
         }
     ku_ctx_free(ctx);
 }

@@ -122,3 +122,12 @@ float *ku_randn_buf(kiln_ctx *ctx, int64_t n)
     cr_assert(t != NULL, "ku_randn_buf(%lld): %s", (long long)n, kiln_last_error());
     return t->data;
 }
+
+void ku_expect_arrays(const float *got, const float *want, int64_t n, double atol, double rtol, const char *what)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        if (!(err <= atol + rtol * fabs(want[i])))
+            cr_assert_fail("%s: element %lld is %.8g, reference %.8g", what, (long long)i, got[i], want[i]);
+    }
+}

@@ -34,6 +34,8 @@ void ku_expect_fixture(kiln_ctx *ctx, kiln_st_file *f, const char *kase, const c
 /* Runs kiln_gradcheck with the given tolerances and asserts it passes. */
 void ku_gradcheck(kiln_ctx *ctx, kiln_gradcheck_fn fn, kiln_tensor **inputs, int n, void *user,
                   double eps, double atol, double rtol, const char *what);
+/* Asserts |got[i] - want[i]| <= atol + rtol * |want[i]| for every i < n (NaN fails). */
+void ku_expect_arrays(const float *got, const float *want, int64_t n, double atol, double rtol, const char *what);
 /* n standard-normal floats from ctx's RNG in the step arena (asserts on failure). */
 float *ku_randn_buf(kiln_ctx *ctx, int64_t n);
 /* The whole file at path, NUL-terminated, malloc'd (caller frees); asserts it opens. */
