@@ -65,7 +65,8 @@ typedef struct kiln_tensor {
     int64_t shape[KILN_MAX_DIMS];
     int64_t stride[KILN_MAX_DIMS];   /* in elements; 0 for broadcast (expanded) dims */
     void *data;                      /* address of element [0, ..., 0] */
-    struct kiln_tensor *grad;        /* dL/dthis: contiguous, same shape; NULL until needed */
+    struct kiln_tensor *grad;        /* dL/dthis, same shape; contiguous, or channels-last when
+                                        this is; NULL until needed */
     kiln_node *node;                 /* op that made it, NULL for leaves */
     bool requires_grad;
     const char *name;                /* for error messages, may be NULL */
@@ -73,6 +74,10 @@ typedef struct kiln_tensor {
 
 int64_t kiln_numel(const kiln_tensor *t);
 bool kiln_is_contiguous(const kiln_tensor *t);
+/* Channels-last: a 4-D (N, C, H, W) tensor stored NHWC, as PyTorch's torch.channels_last:
+ * strides exactly (H*W*C, 1, W*C, C). Convolution, batch norm and elementwise ops keep this
+ * layout (no reorders between layers); other ops take a contiguous copy. */
+bool kiln_is_channels_last(const kiln_tensor *t);
 bool kiln_same_shape(const kiln_tensor *a, const kiln_tensor *b);
 /* Writes "(2, 3, 4)" into buf and returns buf. */
 char *kiln_shape_str(const kiln_tensor *t, char *buf, size_t n);
@@ -153,6 +158,10 @@ kiln_tensor *kiln_from_data(kiln_ctx *ctx, kiln_dtype dtype, int ndim, const int
 kiln_tensor *kiln_randn(kiln_ctx *ctx, int ndim, const int64_t *shape, float mean, float std);
 kiln_tensor *kiln_rand(kiln_ctx *ctx, int ndim, const int64_t *shape, float lo, float hi);
 kiln_tensor *kiln_empty_like(kiln_ctx *ctx, const kiln_tensor *t); /* contiguous */
+/* Like t's layout: channels-last when t is (see kiln_is_channels_last), else contiguous. */
+kiln_tensor *kiln_empty_like_layout(kiln_ctx *ctx, const kiln_tensor *t);
+/* An uninitialised f32 (N, C, H, W) tensor stored channels-last (NHWC). */
+kiln_tensor *kiln_empty_channels_last(kiln_ctx *ctx, const int64_t *shape);
 kiln_tensor *kiln_zeros_like(kiln_ctx *ctx, const kiln_tensor *t);
 
 /* ---- persistent store: parameters, gradients, buffers ---------------------------------- *

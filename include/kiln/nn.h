@@ -68,6 +68,12 @@ void kiln_model_zero_grad(kiln_model *model);
 void kiln_model_train(kiln_model *model, bool train);
 bool kiln_model_training(const kiln_model *model);
 kiln_tensor *kiln_model_forward(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x);
+/* Channels-last mode (as model.to(memory_format=torch.channels_last) plus the input's
+ * .to(channels_last)): 4-D f32 inputs are stored NHWC before the first module, and the
+ * conv / batch norm / elementwise layers keep that layout, which saves oneDNN's reorders
+ * around every convolution. Results match the default layout up to float rounding. */
+void kiln_model_set_channels_last(kiln_model *model, bool on);
+bool kiln_model_channels_last(const kiln_model *model);
 /* Parameter count: all parameters, or only those with requires_grad (sum p.numel()). */
 int64_t kiln_model_n_params(const kiln_model *model, bool trainable_only);
 /* The module at a dotted path ("" is the root); NULL when there is none (no message). */

@@ -24,6 +24,9 @@ kiln_tensor *kiln_slice(kiln_ctx *ctx, kiln_tensor *x, int dim, int64_t start, i
 /* Broadcast to shape (size-1 dims, or new leading dims); stride 0, no copy. */
 kiln_tensor *kiln_expand(kiln_ctx *ctx, kiln_tensor *x, int ndim, const int64_t *shape);
 kiln_tensor *kiln_contiguous(kiln_ctx *ctx, kiln_tensor *x); /* x itself if already contiguous */
+/* x (N, C, H, W) stored channels-last (NHWC; see kiln_is_channels_last), differentiable;
+ * x itself if it already is. Conv nets run faster on CPU with their input in this layout. */
+kiln_tensor *kiln_to_channels_last(kiln_ctx *ctx, kiln_tensor *x);
 kiln_tensor *kiln_squeeze(kiln_ctx *ctx, kiln_tensor *x, int dim);
 kiln_tensor *kiln_unsqueeze(kiln_ctx *ctx, kiln_tensor *x, int dim);
 

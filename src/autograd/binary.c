@@ -71,11 +71,30 @@ static kiln_status add_product(kiln_ctx *ctx, kiln_tensor *g, kiln_binary_op op,
     return st < 0 ? st : add_reduced(ctx, g, t, 1.0f);
 }
 
+/* t seen as a flat 1-D tensor over its memory (t NULL, or dense: here channels-last). */
+static kiln_tensor *flat(kiln_tensor *v, kiln_tensor *t)
+{
+    if (!t) return NULL;
+    int64_t n = kiln_numel(t);
+    return kiln_tensor_wrap(v, t->dtype, 1, &n, t->data);
+}
+
+/* Whether a and b are both channels-last with one shape: then so is the output. */
+static bool both_cl(const kiln_tensor *a, const kiln_tensor *b)
+{
+    return kiln_is_channels_last(a) && kiln_is_channels_last(b) && kiln_same_shape(a, b);
+}
+
 static kiln_status binary_bwd(kiln_ctx *ctx, kiln_node *n)
 {
     kiln_tensor *a = n->in[0], *b = n->in[1], *y = n->out[0], *gy = y->grad;
     kiln_tensor *ga = kiln__grad(ctx, a), *gb = kiln__grad(ctx, b);
     if (!gy) return KILN_STATUS_OK;
+    kiln_tensor fa, fb, fy, fgy, fga, fgb;
+    if (both_cl(a, b)) { /* a, b, y and the grads share one layout (see binary) */
+        a = flat(&fa, a), b = flat(&fb, b), y = flat(&fy, y), gy = flat(&fgy, gy);
+        ga = flat(&fga, ga), gb = flat(&fgb, gb);
+    }
     kiln_binary_op op = ((const binary_saved *)n->saved)->op;
     kiln_tensor av, bv;
     bview(&av, a, y->ndim, y->shape);
@@ -117,12 +136,24 @@ static kiln_tensor *binary(kiln_ctx *ctx, kiln_binary_op op, kiln_tensor *a, kil
     int64_t shape[KILN_MAX_DIMS];
     int nd = kiln__broadcast_shape(name, a, b, shape);
     if (nd < 0) return NULL;
-    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, nd, shape);
-    KILN_IN(y);
+    kiln_tensor *y;
     kiln_tensor av, bv;
-    bview(&av, a, nd, shape);
-    bview(&bv, b, nd, shape);
-    if (K(ctx)->binary(ctx, op, &av, &bv, y, false) < 0) return NULL;
+    if (both_cl(a, b)) {
+        /* both channels-last, no broadcast: y is too, and the op runs over memory */
+        y = kiln_empty_channels_last(ctx, shape);
+        KILN_IN(y);
+        kiln_tensor fy;
+        if (K(ctx)->binary(ctx, op, flat(&av, a), flat(&bv, b), flat(&fy, y), false) < 0) return NULL;
+    } else {
+        a = kiln__plain(ctx, a), b = kiln__plain(ctx, b);
+        KILN_IN(a);
+        KILN_IN(b);
+        y = kiln_empty(ctx, KILN_DTYPE_F32, nd, shape);
+        KILN_IN(y);
+        bview(&av, a, nd, shape);
+        bview(&bv, b, nd, shape);
+        if (K(ctx)->binary(ctx, op, &av, &bv, y, false) < 0) return NULL;
+    }
     kiln_tensor *in[2] = {a, b};
     kiln_status st;
     kiln_node *n = kiln__record(ctx, name, binary_bwd, 2, in, 1, &y, sizeof(binary_saved), &st);
@@ -215,6 +246,10 @@ kiln_tensor *kiln_where(kiln_ctx *ctx, kiln_tensor *cond, kiln_tensor *a, kiln_t
     if (check_cond("where", cond, "cond") < 0 || kiln__check_f32("where", a, "a") < 0 ||
         kiln__check_f32("where", b, "b") < 0)
         return NULL;
+    cond = kiln__plain(ctx, cond), a = kiln__plain(ctx, a), b = kiln__plain(ctx, b);
+    KILN_IN(cond);
+    KILN_IN(a);
+    KILN_IN(b);
     kiln_tensor *in[2] = {a, b};
     return select_op(ctx, "where", cond, a, b, in, 2);
 }
@@ -226,6 +261,9 @@ kiln_tensor *kiln_masked_fill(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask, 
     if (kiln__check_f32("masked_fill", x, "x") < 0 || check_cond("masked_fill", mask, "mask") < 0) return NULL;
     /* where(mask, value, x): the value is a 0-d tensor in the arena; in[1] holds it so the
      * backward (where_bwd) finds x's gradient in the "b" slot. */
+    x = kiln__plain(ctx, x), mask = kiln__plain(ctx, mask);
+    KILN_IN(x);
+    KILN_IN(mask);
     kiln_tensor *v = kiln_full(ctx, 0, NULL, value);
     KILN_IN(v);
     kiln_tensor *in[2] = {v, x};

@@ -20,7 +20,7 @@ static kiln_status conv2d_bwd(kiln_ctx *ctx, kiln_node *n)
 {
     conv_saved *s = n->saved;
     kiln_tensor *x = n->in[IN_X], *w = n->in[IN_W], *b = n->in[IN_B];
-    const kiln_tensor *gy = n->out[0]->grad; /* (N, O, OH, OW) */
+    const kiln_tensor *gy = n->out[0]->grad; /* (N, O, OH, OW), channels-last when y is */
     bool gx_acc; /* a fresh gradient is uninitialised: the kernel overwrites it */
     kiln_tensor *gx = kiln__grad_fresh(ctx, x, &gx_acc), *gw = kiln__grad(ctx, w), *gb = kiln__grad(ctx, b);
     if ((x->requires_grad && !gx) || (w->requires_grad && !gw) || (b && b->requires_grad && !gb))
@@ -103,12 +103,15 @@ kiln_tensor *kiln_conv2d(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
     kiln_conv2d_geom g;
     if (conv_geom(x, w, b, p ? p : &dp, &g) < 0) return NULL;
 
-    kiln_tensor *in[N_IN] = {kiln_contiguous(ctx, x), kiln_contiguous(ctx, w), b ? kiln_contiguous(ctx, b) : NULL};
+    /* A channels-last x gives a channels-last y: no reorders between layers. */
+    g.nhwc = kiln_is_channels_last(x) && g.groups == 1;
+    kiln_tensor *in[N_IN] = {g.nhwc ? x : kiln_contiguous(ctx, x), kiln_contiguous(ctx, w),
+                             b ? kiln_contiguous(ctx, b) : NULL};
     KILN_IN(in[IN_X]);
     KILN_IN(in[IN_W]);
     if (b) KILN_IN(in[IN_B]);
     const int64_t ys[4] = {g.n, g.o, g.oh, g.ow};
-    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, 4, ys); /* (N, O, OH, OW) */
+    kiln_tensor *y = g.nhwc ? kiln_empty_channels_last(ctx, ys) : kiln_empty(ctx, KILN_DTYPE_F32, 4, ys); /* (N, O, OH, OW) */
     KILN_IN(y);
     if (ctx->backend->conv->conv2d_fwd(ctx, &g, in[IN_X]->data, in[IN_W]->data, b ? in[IN_B]->data : NULL,
                                        y->data) < 0)

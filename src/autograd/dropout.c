@@ -162,6 +162,7 @@ static kiln_status apply_mask_bwd(kiln_ctx *ctx, kiln_node *nd)
 
 kiln_tensor *kiln_apply_mask(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask)
 {
+    x = kiln__plain(ctx, x), mask = kiln__plain(ctx, mask);
     KILN_IN(x);
     KILN_IN(mask);
     if (kiln__check_f32("apply_mask", x, "x") < 0 || kiln__check_f32("apply_mask", mask, "mask") < 0) return NULL;

@@ -97,7 +97,14 @@ kiln_tensor *kiln_concat(kiln_ctx *ctx, kiln_tensor **xs, int n, int dim)
                               i, kiln_shape_str(xs[i], a, sizeof a), kiln_shape_str(xs[0], b, sizeof b), d);
         }
     }
-    return concat_group(ctx, xs, n, d);
+    /* channels-last inputs: the backward adds into gradients in logical order */
+    kiln_tensor **plain = kiln_step_alloc(ctx, (size_t)n * sizeof *plain);
+    KILN_IN(plain);
+    for (int i = 0; i < n; i++) {
+        plain[i] = kiln__plain(ctx, xs[i]);
+        KILN_IN(plain[i]);
+    }
+    return concat_group(ctx, plain, n, d);
 }
 
 kiln_status kiln_split(kiln_ctx *ctx, kiln_tensor *x, int dim, int n, const int64_t *sizes, kiln_tensor **out)

@@ -74,6 +74,7 @@ static int64_t dim_mask(const char *op, const kiln_tensor *x, int n_dims, const 
 static kiln_tensor *reduce_sum(kiln_ctx *ctx, const char *op, kiln_tensor *x, int n_dims, const int *dims,
                                bool keepdim, bool mean)
 {
+    x = kiln__plain(ctx, x); /* the backward writes gx in x's logical order */
     KILN_IN(x);
     if (kiln__check_f32(op, x, "x") < 0) return NULL;
     uint32_t mask;
@@ -144,6 +145,7 @@ static kiln_status max_bwd(kiln_ctx *ctx, kiln_node *n)
 kiln_tensor *kiln_max_dim(kiln_ctx *ctx, kiln_tensor *x, int dim, bool keepdim, kiln_tensor **indices)
 {
     if (indices) *indices = NULL;
+    x = kiln__plain(ctx, x); /* the backward writes gx in x's logical order */
     KILN_IN(x);
     if (kiln__check_f32("max_dim", x, "x") < 0) return NULL;
     int d = kiln__dim("max_dim", dim, x->ndim);

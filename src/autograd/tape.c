@@ -3,6 +3,7 @@
 #include "autograd/tape.h"
 #include "kiln/autograd.h"
 #include "kernels/eltwise.h"
+#include "kiln/ops.h"
 
 #include <string.h>
 
@@ -50,12 +51,29 @@ kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int
     return n;
 }
 
+/* A gradient is laid out like its tensor when that is channels-last (so the conv / batch
+ * norm / elementwise kernels see one layout), contiguous otherwise. */
+static kiln_tensor *grad_alloc(kiln_ctx *ctx, const kiln_tensor *t)
+{
+    if (kiln_is_channels_last(t)) return kiln_empty_channels_last(ctx, t->shape);
+    return kiln_empty(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
+}
+
+kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t)
+{
+    if (t && kiln_is_channels_last(t) && !kiln_is_contiguous(t)) return kiln_contiguous(ctx, t);
+    return t;
+}
+
 kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t)
 {
     if (!t || !t->requires_grad) return NULL;
     if (!t->grad) {
-        t->grad = kiln_zeros(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
-        if (t->grad) t->grad->name = t->name;
+        t->grad = grad_alloc(ctx, t);
+        if (t->grad) {
+            memset(t->grad->data, 0, (size_t)kiln_numel(t) * sizeof(float));
+            t->grad->name = t->name;
+        }
     }
     return t->grad;
 }
@@ -65,7 +83,7 @@ kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc)
     *acc = t && t->grad != NULL;
     if (!t || !t->requires_grad) return NULL;
     if (!t->grad) {
-        t->grad = kiln_empty(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
+        t->grad = grad_alloc(ctx, t);
         if (t->grad) t->grad->name = t->name;
     }
     return t->grad;

@@ -34,8 +34,12 @@ kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int
                         kiln_tensor *const *in, int n_out, kiln_tensor *const *out,
                         size_t saved_bytes, kiln_status *st);
 
-/* The gradient accumulator of t: its existing grad, or a new zeroed contiguous f32
- * tensor in the arena. NULL when t is NULL or does not require grad (nothing to do). */
+/* t, or a contiguous copy of it (recorded) when t is channels-last: for ops whose kernels
+ * and backward index their input as contiguous. NULL on failure. */
+kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t);
+
+/* The gradient accumulator of t: its existing grad, or a new zeroed f32 tensor in the
+ * arena, contiguous or channels-last like t. NULL when t is NULL or does not require grad (nothing to do). */
 kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t);
 
 /* Like kiln__grad, but a new gradient is left uninitialised and *acc tells whether the

@@ -18,6 +18,10 @@ static kiln_status flat_bwd(kiln_ctx *ctx, kiln_node *n)
     kiln_tensor *gx = kiln__grad(ctx, n->in[0]);
     const kiln_tensor *gy = n->out[0]->grad;
     if (!gx || !gy) return KILN_STATUS_OK;
+    if (!kiln_is_contiguous(gx)) { /* x was channels-last: its gradient is too */
+        kiln__strided_add(gx, gy);
+        return KILN_STATUS_OK;
+    }
     float *d = gx->data;
     const float *s = gy->data;
     int64_t m = kiln_numel(gx);
@@ -134,6 +138,24 @@ static kiln_tensor *strided_view(kiln_ctx *ctx, const char *op, kiln_tensor *x, 
         v->offset = offset;
     }
     return y;
+}
+
+kiln_tensor *kiln_to_channels_last(kiln_ctx *ctx, kiln_tensor *x)
+{
+    KILN_IN(x);
+    if (kiln__check_f32("to_channels_last", x, "x") < 0) return NULL;
+    if (x->ndim != 4) {
+        char b[96];
+        return kiln__errp(KILN_STATUS_INVALID, "to_channels_last: x has shape %s, expected 4 dims (N, C, H, W)",
+                          kiln_shape_str(x, b, sizeof b));
+    }
+    if (kiln_is_channels_last(x)) return x;
+    /* nhwc (N, H, W, C), contiguous; then the (N, C, H, W) view of it. */
+    kiln_tensor *nhwc = kiln_contiguous(ctx, kiln_permute(ctx, x, (const int[]){0, 2, 3, 1}));
+    KILN_IN(nhwc);
+    const int64_t c = x->shape[1], h = x->shape[2], w = x->shape[3];
+    const int64_t st[4] = {h * w * c, 1, w * c, c};
+    return strided_view(ctx, "to_channels_last", nhwc, 4, x->shape, st, 0);
 }
 
 kiln_tensor *kiln_permute(kiln_ctx *ctx, kiln_tensor *x, const int *perm)

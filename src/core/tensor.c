@@ -28,6 +28,13 @@ bool kiln_is_contiguous(const kiln_tensor *t)
     return true;
 }
 
+bool kiln_is_channels_last(const kiln_tensor *t)
+{
+    if (!t || t->ndim != 4) return false;
+    const int64_t c = t->shape[1], h = t->shape[2], w = t->shape[3];
+    return t->stride[1] == 1 && t->stride[3] == c && t->stride[2] == w * c && t->stride[0] == h * w * c;
+}
+
 bool kiln_same_shape(const kiln_tensor *a, const kiln_tensor *b)
 {
     if (a->ndim != b->ndim) return false;
@@ -162,6 +169,22 @@ kiln_tensor *kiln_rand(kiln_ctx *ctx, int ndim, const int64_t *shape, float lo, 
 kiln_tensor *kiln_empty_like(kiln_ctx *ctx, const kiln_tensor *t)
 {
     KILN_IN(t);
+    return kiln_empty(ctx, t->dtype, t->ndim, t->shape);
+}
+
+kiln_tensor *kiln_empty_channels_last(kiln_ctx *ctx, const int64_t *shape)
+{
+    kiln_tensor *t = kiln_empty(ctx, KILN_DTYPE_F32, 4, shape);
+    if (!t) return NULL;
+    const int64_t c = shape[1], h = shape[2], w = shape[3];
+    t->stride[0] = h * w * c, t->stride[1] = 1, t->stride[2] = w * c, t->stride[3] = c;
+    return t;
+}
+
+kiln_tensor *kiln_empty_like_layout(kiln_ctx *ctx, const kiln_tensor *t)
+{
+    KILN_IN(t);
+    if (kiln_is_channels_last(t) && t->dtype == KILN_DTYPE_F32) return kiln_empty_channels_last(ctx, t->shape);
     return kiln_empty(ctx, t->dtype, t->ndim, t->shape);
 }
 

@@ -28,11 +28,14 @@ typedef struct kiln_conv2d_geom {
     int64_t oh, ow;
     int64_t sh, sw, ph, pw, dh, dw;
     int64_t groups;
+    int64_t nhwc; /* 1: x, y, gx, gy are channels-last, i.e. stored (N, H, W, C) */
 } kiln_conv2d_geom;
 
-/* Batch norm over x seen as (N, C, S): S = H*W for 2d, L for 1d (N, C, L), 1 for (N, C). */
+/* Batch norm over x seen as (N, C, S): S = H*W for 2d, L for 1d (N, C, L), 1 for (N, C).
+ * cl: x, y, gx and gy are channels-last instead, i.e. row-major (N*S, C). */
 typedef struct kiln_bn_geom {
     int64_t n, c, s;
+    bool cl;
 } kiln_bn_geom;
 
 /* One 2-D pooling. x (N, C, H, W) -> y (N, C, OH, OW). Window i along H covers input rows

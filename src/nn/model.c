@@ -89,8 +89,16 @@ kiln_status kiln_model_alloc(kiln_model *model, kiln_ctx *ctx)
 kiln_tensor *kiln_model_forward(kiln_model *model, kiln_ctx *ctx, kiln_tensor *x)
 {
     if (!model) return kiln__errp(KILN_STATUS_INVALID, "model_forward: model is NULL");
+    if (model->channels_last && x && x->ndim == 4 && x->dtype == KILN_DTYPE_F32) x = kiln_to_channels_last(ctx, x);
     return kiln_module_forward(model->root, ctx, x);
 }
+
+void kiln_model_set_channels_last(kiln_model *model, bool on)
+{
+    if (model) model->channels_last = on;
+}
+
+bool kiln_model_channels_last(const kiln_model *model) { return model && model->channels_last; }
 
 int64_t kiln_model_n_params(const kiln_model *model, bool trainable_only)
 {

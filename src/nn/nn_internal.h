@@ -53,6 +53,7 @@ struct kiln_model {
     size_t cap_entries;
     int n_groups;
     bool allocated, training, train_bn;
+    bool channels_last;          /* 4-D inputs are converted to channels-last (NHWC) */
     kiln_status build_status;    /* first constructor failure, OK when none */
     char build_msg[1024];
 };

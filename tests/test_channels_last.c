@@ -1,0 +1,205 @@
+/* Channels-last (NHWC) tensors: kiln_to_channels_last, and every op that keeps the layout
+ * (conv2d, relu and the other unary ops, add of two channels-last tensors) or takes a
+ * contiguous copy (broadcasting binary ops, reductions, concat, pooling, views) gives the
+ * same values and the same gradients as on plain NCHW input. Each case runs twice from the
+ * same data: once on contiguous leaves, once with the 4-D leaves passed through
+ * kiln_to_channels_last, then compares outputs and every leaf's gradient. */
+#include "util/ku.h"
+
+#include <string.h>
+
+static kiln_ctx *ctx;
+static void setup(void) { ctx = ku_ctx(); }
+static void teardown(void) { ku_ctx_free(ctx); }
+TestSuite(channels_last, .init = setup, .fini = teardown);
+
+#define MAX_IN 4
+
+typedef kiln_tensor *(*case_fn)(kiln_ctx *ctx, kiln_tensor **in);
+
+typedef struct cl_case {
+    const char *name;
+    case_fn fn;
+    int n_in;
+    int ndim[MAX_IN];
+    int64_t shape[MAX_IN][4];
+    bool to_cl[MAX_IN];  /* convert this input in the channels-last run */
+    int out_cl;          /* 1: the channels-last run's output must be channels-last */
+} cl_case;
+
+/* One run: leaves from data (requires grad), optionally converted, y = fn, backward of
+ * sum(y * r). Returns y; grads of the leaves in leaves[i]->grad. */
+static kiln_tensor *run(const cl_case *c, float *const *data, const float *r, bool cl, kiln_tensor **leaves)
+{
+    kiln_tensor *in[MAX_IN];
+    for (int i = 0; i < c->n_in; i++) {
+        leaves[i] = kiln_from_data(ctx, KILN_DTYPE_F32, c->ndim[i], c->shape[i], data[i]);
+        cr_assert(leaves[i]);
+        kiln_set_requires_grad(leaves[i], true);
+        in[i] = cl && c->to_cl[i] ? kiln_to_channels_last(ctx, leaves[i]) : leaves[i];
+        cr_assert(in[i], "%s: to_channels_last: %s", c->name, kiln_last_error());
+        if (cl && c->to_cl[i]) cr_assert(kiln_is_channels_last(in[i]), "%s: input %d not channels-last", c->name, i);
+    }
+    kiln_tensor *y = c->fn(ctx, in);
+    cr_assert(y, "%s: %s", c->name, kiln_last_error());
+    if (cl && c->out_cl) cr_assert(kiln_is_channels_last(y), "%s: output lost the channels-last layout", c->name);
+    if (!r) return y;
+    kiln_tensor *rt = kiln_from_data(ctx, KILN_DTYPE_F32, y->ndim, y->shape, r);
+    kiln_tensor *loss = kiln_sum(ctx, kiln_mul(ctx, y, rt));
+    cr_assert(loss, "%s: loss: %s", c->name, kiln_last_error());
+    cr_assert(kiln_backward(ctx, loss) >= 0, "%s: backward: %s", c->name, kiln_last_error());
+    return y;
+}
+
+static void check(const cl_case *c, double tol)
+{
+    float *data[MAX_IN];
+    for (int i = 0; i < c->n_in; i++) {
+        int64_t n = 1;
+        for (int d = 0; d < c->ndim[i]; d++) n *= c->shape[i][d];
+        data[i] = ku_randn_buf(ctx, n);
+    }
+    kiln_tensor *pl[MAX_IN], *cl[MAX_IN];
+    kiln_tensor *y0 = run(c, data, NULL, false, pl); /* shape probe: no backward */
+    float *r = ku_randn_buf(ctx, kiln_numel(y0));
+    kiln_tensor *ya = run(c, data, r, false, pl);
+    kiln_tensor *yb = run(c, data, r, true, cl);
+    char what[128];
+    snprintf(what, sizeof what, "%s: output", c->name);
+    ku_expect_close(yb, ya, tol, tol, what);
+    for (int i = 0; i < c->n_in; i++) {
+        snprintf(what, sizeof what, "%s: grad of input %d", c->name, i);
+        cr_assert(pl[i]->grad && cl[i]->grad, "%s missing", what);
+        ku_expect_close(cl[i]->grad, pl[i]->grad, tol, tol, what);
+    }
+}
+
+/* ---- cases ---------------------------------------------------------------------------- */
+
+static kiln_conv2d_params conv_p(int stride, int pad)
+{
+    kiln_conv2d_params p = kiln_conv2d_default_params();
+    p.stride[0] = p.stride[1] = stride;
+    p.padding[0] = p.padding[1] = pad;
+    return p;
+}
+
+static kiln_tensor *f_conv_s1(kiln_ctx *c, kiln_tensor **in)
+{
+    kiln_conv2d_params p = conv_p(1, 1);
+    return kiln_conv2d(c, in[0], in[1], NULL, &p);
+}
+
+static kiln_tensor *f_conv_s2_bias(kiln_ctx *c, kiln_tensor **in)
+{
+    kiln_conv2d_params p = conv_p(2, 1);
+    return kiln_conv2d(c, in[0], in[1], in[2], &p);
+}
+
+/* conv -> relu -> + x -> conv -> relu: a residual block without batch norm */
+static kiln_tensor *f_res_chain(kiln_ctx *c, kiln_tensor **in)
+{
+    kiln_conv2d_params p = conv_p(1, 1);
+    kiln_tensor *h = kiln_relu(c, kiln_conv2d(c, in[0], in[1], NULL, &p));
+    h = kiln_add(c, in[0], h);
+    return kiln_relu(c, kiln_conv2d(c, h, in[2], NULL, &p));
+}
+
+static kiln_tensor *f_relu(kiln_ctx *c, kiln_tensor **in) { return kiln_relu(c, in[0]); }
+static kiln_tensor *f_sigmoid(kiln_ctx *c, kiln_tensor **in) { return kiln_sigmoid(c, in[0]); }
+static kiln_tensor *f_add(kiln_ctx *c, kiln_tensor **in) { return kiln_add(c, in[0], in[1]); }
+static kiln_tensor *f_mul(kiln_ctx *c, kiln_tensor **in) { return kiln_mul(c, in[0], in[1]); }
+static kiln_tensor *f_div(kiln_ctx *c, kiln_tensor **in) { return kiln_div(c, in[0], kiln_add_scalar(c, kiln_mul(c, in[1], in[1]), 1.0f)); }
+static kiln_tensor *f_mean_hw(kiln_ctx *c, kiln_tensor **in) { return kiln_mean_dims(c, in[0], 2, (const int[]){2, 3}, false); }
+static kiln_tensor *f_max_c(kiln_ctx *c, kiln_tensor **in) { return kiln_max_dim(c, in[0], 1, false, NULL); }
+static kiln_tensor *f_concat(kiln_ctx *c, kiln_tensor **in)
+{
+    kiln_tensor *xs[2] = {in[0], in[1]};
+    return kiln_concat(c, xs, 2, 1);
+}
+static kiln_tensor *f_flatten(kiln_ctx *c, kiln_tensor **in) { return kiln_flatten(c, in[0], 1, -1); }
+static kiln_tensor *f_permute(kiln_ctx *c, kiln_tensor **in) { return kiln_permute(c, in[0], (const int[]){0, 2, 3, 1}); }
+static kiln_tensor *f_pools(kiln_ctx *c, kiln_tensor **in)
+{
+    kiln_pool2d_params p = kiln_pool2d_params_make(3, 2, 1);
+    kiln_tensor *m = kiln_max_pool2d(c, in[0], &p);
+    kiln_tensor *a = kiln_adaptive_avg_pool2d(c, m, 1, 1);
+    kiln_tensor *b = kiln_adaptive_max_pool2d(c, m, 1, 1);
+    kiln_tensor *xs[2] = {a, b};
+    return kiln_concat(c, xs, 2, 1);
+}
+
+#define S4(a, b, c, d) {a, b, c, d}
+
+Test(channels_last, conversion_keeps_values_and_gradient)
+{
+    const int64_t shapes[][4] = {{2, 3, 4, 5}, {3, 1, 6, 6}, {2, 7, 1, 1}, {1, 16, 3, 2}};
+    for (int k = 0; k < 4; k++) {
+        const int64_t *s = shapes[k];
+        int64_t n = s[0] * s[1] * s[2] * s[3];
+        kiln_tensor *x = kiln_from_data(ctx, KILN_DTYPE_F32, 4, s, ku_randn_buf(ctx, n));
+        kiln_set_requires_grad(x, true);
+        kiln_tensor *y = kiln_to_channels_last(ctx, x);
+        cr_assert(y && kiln_is_channels_last(y), "case %d: not channels-last", k);
+        cr_assert(kiln_to_channels_last(ctx, y) == y, "case %d: converting twice copied", k);
+        ku_expect_close(y, x, 0, 0, "to_channels_last values");
+        /* memory is NHWC: element (n, c, h, w) at ((n*H + h)*W + w)*C + c */
+        const float *p = y->data;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t w = i % s[3], h = i / s[3] % s[2], c = i / (s[3] * s[2]) % s[1], b = i / (s[1] * s[2] * s[3]);
+            cr_assert_eq(p[((b * s[2] + h) * s[3] + w) * s[1] + c], (float)kiln_get_flat(x, i), "case %d elem %lld", k,
+                         (long long)i);
+        }
+        kiln_tensor *r = kiln_from_data(ctx, KILN_DTYPE_F32, 4, s, ku_randn_buf(ctx, n));
+        cr_assert(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, r))) >= 0, "%s", kiln_last_error());
+        ku_expect_close(x->grad, r, 1e-6, 1e-6, "to_channels_last gradient");
+        cr_assert(kiln_is_contiguous(x->grad), "a contiguous leaf's gradient must stay contiguous");
+    }
+    kiln_tensor *v = kiln_zeros(ctx, KILN_DTYPE_F32, 2, (const int64_t[]){3, 4});
+    cr_assert_null(kiln_to_channels_last(ctx, v));
+    ku_expect_error("expected 4 dims", "to_channels_last of a 2-D tensor");
+}
+
+Test(channels_last, conv2d_keeps_layout_and_matches)
+{
+    const cl_case cases[] = {
+        {"conv 8->8 s1", f_conv_s1, 2, {4, 4}, {S4(4, 8, 14, 14), S4(8, 8, 3, 3)}, {true, false}, 1},
+        {"conv 1->8 s2 bias", f_conv_s2_bias, 3, {4, 4, 1}, {S4(3, 1, 28, 28), S4(8, 1, 3, 3), S4(8, 0, 0, 0)},
+         {true, false, false}, 1},
+        {"conv 16->32 s2 bias", f_conv_s2_bias, 3, {4, 4, 1}, {S4(2, 16, 7, 7), S4(32, 16, 3, 3), S4(32, 0, 0, 0)},
+         {true, false, false}, 1},
+        {"conv 3->5 s2 odd", f_conv_s2_bias, 3, {4, 4, 1}, {S4(2, 3, 9, 6), S4(5, 3, 3, 3), S4(5, 0, 0, 0)},
+         {true, false, false}, 1},
+        {"residual chain", f_res_chain, 3, {4, 4, 4}, {S4(2, 8, 6, 6), S4(8, 8, 3, 3), S4(4, 8, 3, 3)},
+         {true, false, false}, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-4);
+}
+
+Test(channels_last, elementwise_keeps_layout_and_matches)
+{
+    const cl_case cases[] = {
+        {"relu", f_relu, 1, {4}, {S4(2, 5, 3, 4)}, {true}, 1},
+        {"sigmoid", f_sigmoid, 1, {4}, {S4(2, 5, 3, 4)}, {true}, 1},
+        {"add both cl", f_add, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, true}, 1},
+        {"mul both cl", f_mul, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, true}, 1},
+        {"div both cl", f_div, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, true}, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
+}
+
+Test(channels_last, mixed_and_layout_blind_ops_match)
+{
+    const cl_case cases[] = {
+        {"add cl + plain", f_add, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, false}, 0},
+        {"add cl + channel bias", f_add, 2, {4, 4}, {S4(2, 5, 3, 4), S4(1, 5, 1, 1)}, {true, false}, 0},
+        {"mul cl * broadcast cl", f_mul, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 1, 1)}, {true, true}, 0},
+        {"mean over H, W", f_mean_hw, 1, {4}, {S4(3, 6, 4, 5)}, {true}, 0},
+        {"max over C", f_max_c, 1, {4}, {S4(3, 6, 4, 5)}, {true}, 0},
+        {"concat along C", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 4, 4, 5)}, {true, true}, 0},
+        {"flatten", f_flatten, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
+        {"permute", f_permute, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
+        {"max pool + adaptive concat pool", f_pools, 1, {4}, {S4(2, 6, 9, 7)}, {true}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
+}
