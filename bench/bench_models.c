@@ -62,8 +62,13 @@ void kiln_bench_resnet34(kiln_ctx *ctx)
     train_step(ctx, &b); /* fills the output shapes for the FLOP count */
     kiln_step_rewind(ctx, mark);
     double flops = 3 * forward_flops(b.model); /* forward + backward, counted as torch_ops.py does */
-    double dt = kiln_bench_run(ctx, "resnet34 64px bs32 train step", train_step, &b, flops, 0);
-    printf("resnet34_64px_bs32 train img: %.0f per s  (%.1f ms/step)\n", (double)bs / dt, dt * 1e3);
+    for (int cl = 0; cl < 2; cl++) { /* plain NCHW, then channels-last */
+        kiln_model_set_channels_last(b.model, cl);
+        double dt = kiln_bench_run(ctx, cl ? "resnet34 64px bs32 train step, nhwc" : "resnet34 64px bs32 train step, nchw",
+                                   train_step, &b, flops, 0);
+        printf("resnet34_64px_bs32 %s train img: %.0f per s  (%.1f ms/step)\n", cl ? "nhwc" : "nchw", (double)bs / dt,
+               dt * 1e3);
+    }
     fflush(stdout);
 done:
     kiln_optim_free(b.opt);

@@ -6,6 +6,7 @@
  * kiln_to_channels_last, then compares outputs and every leaf's gradient. */
 #include "util/ku.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static kiln_ctx *ctx;
@@ -202,4 +203,86 @@ Test(channels_last, mixed_and_layout_blind_ops_match)
         {"max pool + adaptive concat pool", f_pools, 1, {4}, {S4(2, 6, 9, 7)}, {true}, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
+}
+
+/* The whole lesson-7 net (conv, batch norm, relu, residual adds, flatten) in channels-last
+ * mode: the same logits, loss, parameter gradients and running statistics as in NCHW. */
+Test(channels_last, simple_cnn_step_matches_nchw)
+{
+    kiln_model *m = kiln_simple_cnn_new(1, 10);
+    cr_assert(m && kiln_model_alloc(m, ctx) >= 0, "%s", kiln_last_error());
+    kiln_model_train(m, true);
+    const int64_t xs[4] = {16, 1, 28, 28};
+    float *xd = ku_randn_buf(ctx, 16 * 28 * 28);
+    int64_t labels[16];
+    for (int i = 0; i < 16; i++) labels[i] = (i * 7) % 10;
+    kiln_store *st = kiln_model_store(m);
+    size_t n = kiln_store_count(st);
+    /* snapshot every store entry (params and running stats) to restore before run 2 */
+    float **start = calloc(n, sizeof *start), **grads = calloc(n, sizeof *grads), **after = calloc(n, sizeof *after);
+    for (size_t i = 0; i < n; i++) {
+        kiln_tensor *t = kiln_store_at(st, i);
+        size_t b = (size_t)kiln_numel(t) * sizeof(float);
+        start[i] = malloc(b), grads[i] = malloc(b), after[i] = malloc(b);
+        memcpy(start[i], t->data, b);
+    }
+    kiln_tensor *logits[2];
+    for (int run = 0; run < 2; run++) {
+        kiln_model_set_channels_last(m, run == 1);
+        cr_assert_eq(kiln_model_channels_last(m), run == 1);
+        kiln_model_zero_grad(m);
+        for (size_t i = 0; i < n; i++) {
+            kiln_tensor *t = kiln_store_at(st, i);
+            memcpy(t->data, start[i], (size_t)kiln_numel(t) * sizeof(float));
+        }
+        kiln_tensor *x = kiln_from_data(ctx, KILN_DTYPE_F32, 4, xs, xd);
+        kiln_tensor *y = kiln_from_data(ctx, KILN_DTYPE_I64, 1, (const int64_t[]){16}, labels);
+        logits[run] = kiln_model_forward(m, ctx, x);
+        cr_assert(logits[run], "run %d: %s", run, kiln_last_error());
+        cr_assert(kiln_is_contiguous(logits[run]), "run %d: logits must come out contiguous", run);
+        kiln_tensor *loss = kiln_cross_entropy(ctx, logits[run], y, NULL);
+        cr_assert(loss && kiln_backward(ctx, loss) >= 0, "run %d: %s", run, kiln_last_error());
+        for (size_t i = 0; i < n; i++) {
+            kiln_tensor *t = kiln_store_at(st, i);
+            size_t b = (size_t)kiln_numel(t) * sizeof(float);
+            if (run == 0) {
+                memcpy(after[i], t->data, b);
+                if (t->grad) memcpy(grads[i], t->grad->data, b);
+                continue;
+            }
+            char what[96];
+            snprintf(what, sizeof what, "store entry %zu (value after the forward: running stats)", i);
+            ku_expect_arrays(t->data, after[i], kiln_numel(t), 1e-5, 1e-4, what);
+            if (!t->grad) continue;
+            snprintf(what, sizeof what, "store entry %zu (gradient)", i);
+            ku_expect_arrays(t->grad->data, grads[i], kiln_numel(t), 1e-4, 1e-3, what);
+        }
+    }
+    ku_expect_close(logits[1], logits[0], 1e-4, 1e-4, "logits, nhwc vs nchw");
+    for (size_t i = 0; i < n; i++) free(start[i]), free(grads[i]), free(after[i]);
+    free(start), free(grads), free(after);
+    kiln_model_free(m);
+}
+
+/* A frozen weight with a trainable bias: the bias gradient is summed by kiln itself (not
+ * by oneDNN's backward-weights), over NHWC rows in channels-last mode. */
+Test(channels_last, conv2d_bias_gradient_with_frozen_weight)
+{
+    const int64_t xs[4] = {3, 4, 5, 6}, ws[4] = {7, 4, 3, 3}, bs[1] = {7};
+    float *xd = ku_randn_buf(ctx, 3 * 4 * 5 * 6), *wd = ku_randn_buf(ctx, 7 * 4 * 9), *bd = ku_randn_buf(ctx, 7);
+    float *rd = ku_randn_buf(ctx, 3 * 7 * 5 * 6);
+    kiln_tensor *gb[2];
+    for (int cl = 0; cl < 2; cl++) {
+        kiln_tensor *x = kiln_from_data(ctx, KILN_DTYPE_F32, 4, xs, xd);
+        kiln_tensor *w = kiln_from_data(ctx, KILN_DTYPE_F32, 4, ws, wd);
+        kiln_tensor *b = kiln_from_data(ctx, KILN_DTYPE_F32, 1, bs, bd);
+        kiln_set_requires_grad(b, true);
+        kiln_conv2d_params p = conv_p(1, 1);
+        kiln_tensor *y = kiln_conv2d(ctx, cl ? kiln_to_channels_last(ctx, x) : x, w, b, &p);
+        cr_assert(y && kiln_is_channels_last(y) == (cl == 1), "%s", kiln_last_error());
+        kiln_tensor *r = kiln_from_data(ctx, KILN_DTYPE_F32, 4, y->shape, rd);
+        cr_assert(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, r))) >= 0, "%s", kiln_last_error());
+        gb[cl] = b->grad;
+    }
+    ku_expect_close(gb[1], gb[0], 1e-5, 1e-5, "bias gradient, nhwc vs nchw");
 }

@@ -60,6 +60,9 @@ static const kiln_flag g_flags[] = {
      NULL, NULL},
     {"--skip-bad", NULL, KILN_FLAG_BOOL, O(skip_bad), DATA_CMDS,
      "drop unreadable images with a warning instead of failing", NULL, NULL},
+    {"--layout", "NAME", KILN_FLAG_STR, O(layout), TRAIN_CMDS | VC_PREDICT | VC_INTERP,
+     "activations' memory layout: nhwc (channels-last) | nchw | auto (nhwc for simple-cnn, else nchw)",
+     NULL, NULL},
     {"--seed", "N", KILN_FLAG_INT, O(seed), VC_ALL, "seed of weights, shuffling and augmentation (42)", NULL, NULL},
     {"--threads", "T", KILN_FLAG_INT, O(threads), VC_ALL, "compute threads (0: all cores)", NULL, NULL},
     {"--workers", "N", KILN_FLAG_INT, O(workers), DATA_CMDS, "data loader threads (2; 0: load on the main thread)",
@@ -133,7 +136,7 @@ int kiln_cmd_vision(int argc, char **argv)
     }
     char prog[64];
     snprintf(prog, sizeof prog, "kiln vision %s", c->name);
-    vopts o = {.cmd = prog, .arch = "simple-cnn", .schedule = "one-cycle", .norm = "dataset", .progress = "auto",
+    vopts o = {.cmd = prog, .arch = "simple-cnn", .schedule = "one-cycle", .norm = "dataset", .progress = "auto", .layout = "auto",
                .bs = 128,
                .epochs = 3, .n_cycle = 3, .cycle_len = 1, .cycle_mult = 2, .seed = 42, .workers = 2,
                .num_it = 100, .n = c->bit == VC_SHOW ? 16 : 9, .tta_n = 4, .lr = 1e-2, .wd = 1e-2,
@@ -166,7 +169,9 @@ int kiln_cmd_vision(int argc, char **argv)
                     : o.seed < 0 ? "--seed must be >= 0"
                     : strcmp(o.progress, "auto") && strcmp(o.progress, "bar") && strcmp(o.progress, "plain") &&
                               strcmp(o.progress, "quiet")
-                        ? "--progress must be auto, bar, plain or quiet" : NULL;
+                        ? "--progress must be auto, bar, plain or quiet"
+                    : strcmp(o.layout, "auto") && strcmp(o.layout, "nhwc") && strcmp(o.layout, "nchw")
+                        ? "--layout must be auto, nhwc or nchw" : NULL;
     if (bad) {
         rc = vc_fail(&o, 2, "%s", bad);
         goto done;
@@ -333,6 +338,10 @@ kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, i
         kiln_model_free(m);
         return NULL;
     }
+    /* auto: nhwc where it measured faster (docs/benchmarks.md): the small convs of
+     * simple-cnn (1.5x an epoch); the ResNets keep nchw (their pooling is not nhwc yet). */
+    bool nhwc = !strcmp(o->layout, "nhwc") || (!strcmp(o->layout, "auto") && !strcmp(arch, "simple-cnn"));
+    kiln_model_set_channels_last(m, nhwc);
     return m;
 }
 

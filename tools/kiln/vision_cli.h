@@ -23,7 +23,7 @@ enum {
 
 typedef struct vopts {
     const char *cmd;        /* "kiln vision fit": message prefix */
-    const char *out, *arch, *schedule, *norm, *progress;
+    const char *out, *arch, *schedule, *norm, *progress, *layout;
     int64_t size, bs, epochs, n_cycle, cycle_len, cycle_mult, snapshots, seed, threads, workers, num_it, n;
     int64_t tta_n;
     double lr, wd, valid_pct, tta_beta;
