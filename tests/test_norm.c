@@ -1,17 +1,23 @@
 /* kiln_batch_norm: parity with torch.nn.functional.batch_norm (tests/fixtures/conv.safetensors,
  * written by gen_conv.py) for 1d (N, C), (N, C, L) and 2d inputs in train mode (output,
  * gradients and the updated running statistics) and eval mode, with and without weight and
- * bias; finite differences; CPU (OpenMP) kernels against the reference loops; argument errors.
+ * bias; finite differences; CPU (OpenMP) kernels against the reference loops, NCHW and
+ * channels-last (g.cl); kiln_batch_norm on a channels-last x against the same x contiguous
+ * (y, its layout, running statistics, gradients, accumulation into existing gradients);
+ * argument errors.
  *
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
  *   vs PyTorch: atol 1e-5, rtol 1e-5 for y and running stats; atol 2e-5, rtol 1e-4 for
  *   gradients (their reductions cancel, so absolute error is what stays small);
- *   CPU vs reference kernels: atol 2e-5, rtol 1e-4;
+ *   CPU vs reference kernels: atol 2e-5, rtol 1e-4 (1e-4, 1e-4 for the summed gw, gb);
+ *   channels-last vs contiguous: atol 1e-5, rtol 1e-5 for y and running stats, atol 2e-5,
+ *   rtol 1e-4 for gradients;
  *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward). */
 #include "util/ku.h"
 #include "autograd/tape.h"
 #include "kernels/conv.h"
 
+#include <math.h>
 #include <string.h>
 
 static kiln_ctx *ctx;
@@ -192,10 +198,165 @@ static void compare_kernels(kiln_bn_geom g, bool train, bool affine)
 
 Test(batch_norm, cpu_matches_reference)
 {
-    const kiln_bn_geom geoms[] = {{16, 64, 1}, {4, 16, 37}, {8, 32, 64}, {3, 5, 7}};
+    const kiln_bn_geom geoms[] = {{16, 64, 1, false}, {4, 16, 37, false}, {8, 32, 64, false}, {3, 5, 7, false}};
     for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
         for (int train = 0; train < 2; train++)
             for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine);
+}
+
+/* Channels-last (g.cl): x, y, gx, gy are (N*S, C). The random buffers are just read in that
+ * layout; the reference transposes them to NCHW. Geometries cover one thread and two, the
+ * wide rows of batchnorm_nhwc.c from W = 16 (C = 8, 16) to 1200 (C = 600), partial row
+ * groups and blocks, and a short last row (C = 5: W = 80, C = 33: W = 528). */
+Test(batch_norm, cpu_matches_reference_channels_last)
+{
+    const kiln_bn_geom geoms[] = {{128, 8, 196, true}, {4, 5, 21, true},  {2, 64, 1, true},  {3, 16, 4, true},
+                                  {50, 5, 99, true},   {7, 33, 99, true}, {2, 600, 16, true}};
+    for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
+        for (int train = 0; train < 2; train++)
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine);
+}
+
+/* Statistics of data far from zero (mean 1000, std 1; the first rows, one image's border,
+ * at 1010): the one-pass variance of the channels-last kernel must not cancel. y = x * k +
+ * sh loses |x| * 2^-24 in both layouts, hence its atol. */
+Test(batch_norm, statistics_far_from_zero)
+{
+    for (int cl = 0; cl < 2; cl++) {
+        const kiln_bn_geom g = {64, 16, 49, cl};
+        const int64_t n = g.n * g.c * g.s;
+        float *x = rand_buf(n, 1000.0f, 1.0f), *y[2], mean[2][16], var[2][16];
+        for (int64_t i = 0; i < 16 * g.c; i++) x[i] = 1010.0f; /* rows 0..15 (cl) or part of (0, 0, :) */
+        const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
+        for (int k = 0; k < 2; k++) {
+            y[k] = rand_buf(n, 0, 1);
+            cr_assert_eq(K[k]->batch_norm_fwd(ctx, &g, true, 1e-5f, x, NULL, NULL, mean[k], var[k], y[k]),
+                         KILN_STATUS_OK);
+        }
+        const char *what = cl ? "far from zero, channels-last" : "far from zero, NCHW";
+        expect_buf(mean[0], mean[1], g.c, 0, 1e-6, what);
+        expect_buf(var[0], var[1], g.c, 0, 1e-4, what);
+        expect_buf(y[0], y[1], n, 3e-4, 1e-4, what);
+    }
+}
+
+/* The reference's channels-last entries are its NCHW loops on transposed data: checked
+ * here by hand on one element so that both sides of the test above cannot share a
+ * transposition mistake. (N, C, S) = (2, 3, 2): NHWC element (n*S + i)*C + c. */
+Test(batch_norm, reference_channels_last_layout)
+{
+    const kiln_bn_geom g = {2, 3, 2, true};
+    float x[12], y[12], mean[3], var[3];
+    for (int n = 0; n < 2; n++)
+        for (int i = 0; i < 2; i++)
+            for (int c = 0; c < 3; c++) x[(n * 2 + i) * 3 + c] = (float)(c * 10 + n * 2 + i); /* channel c: 10c + 0..3 */
+    cr_assert_eq(kiln__ref_batch_norm_fwd(ctx, &g, true, 0.0f, x, NULL, NULL, mean, var, y), KILN_STATUS_OK);
+    for (int c = 0; c < 3; c++) {
+        cr_expect_float_eq(mean[c], 10.0f * c + 1.5f, 1e-5, "mean[%d] %g", c, (double)mean[c]);
+        cr_expect_float_eq(var[c], 1.25f, 1e-5, "var[%d] %g", c, (double)var[c]);
+        /* n = 1, i = 1 is the largest value of each channel: (3 - 1.5) / sqrt(1.25) */
+        cr_expect_float_eq(y[3 * 3 + c], 1.5f / sqrtf(1.25f), 1e-5, "y[1, %d, 1] %g", c, (double)y[9 + c]);
+    }
+    float cy[12], cmean[3], cvar[3];
+    cr_assert_eq(kiln__cpu_conv.batch_norm_fwd(ctx, &g, true, 0.0f, x, NULL, NULL, cmean, cvar, cy), KILN_STATUS_OK);
+    expect_buf(cy, y, 12, 1e-5, 1e-5, "cpu channels-last (2, 3, 2)");
+}
+
+/* kiln_batch_norm on kiln_to_channels_last(x) against the same x contiguous: y (and that it
+ * stays channels-last), the running statistics, and the gradients of x (when xgrad),
+ * weight and bias from the backward of sum(y * r). */
+static void check_channels_last(const int64_t shape[4], bool train, bool affine, bool xgrad)
+{
+    kiln_mark mk = kiln_step_mark(ctx);
+    const int64_t c[1] = {shape[1]};
+    kiln_tensor *x = rnd(4, shape, 0.5f, 2.0f, xgrad), *r = rnd(4, shape, 0.0f, 1.0f, false);
+    kiln_tensor *w = affine ? rnd(1, c, 1.0f, 0.5f, true) : NULL, *b = affine ? rnd(1, c, 0.0f, 1.0f, true) : NULL;
+    kiln_tensor *rm[2], *rv[2];
+    rm[0] = rnd(1, c, 0.0f, 0.3f, false), rv[0] = kiln_rand(ctx, 1, c, 0.5f, 1.5f);
+    rm[1] = kiln_add_scalar(ctx, rm[0], 0.0f), rv[1] = kiln_add_scalar(ctx, rv[0], 0.0f); /* copies */
+    char what[160];
+    snprintf(what, sizeof what, "channels-last (%lld, %lld, %lld, %lld) train %d affine %d x grad %d",
+             (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3], train, affine, xgrad);
+
+    kiln_tensor *y0 = kiln_batch_norm(ctx, x, w, b, rm[0], rv[0], train, 0.1f, 1e-5f);
+    cr_assert(y0 != NULL, "%s: %s", what, kiln_last_error());
+    cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y0, r))), KILN_STATUS_OK, "%s: %s", what,
+                 kiln_last_error());
+    kiln_tensor *gx0 = x->grad, *gw0 = affine ? w->grad : NULL, *gb0 = affine ? b->grad : NULL;
+    if (affine) w->grad = b->grad = NULL;
+
+    /* a leaf, so that its gradient is kept and can be checked for layout */
+    kiln_tensor *xc = kiln_to_channels_last(ctx, kiln_detach(ctx, x));
+    cr_assert(xc != NULL, "%s: %s", what, kiln_last_error());
+    cr_assert(kiln_is_channels_last(xc) && !kiln_is_contiguous(xc), "%s: input is not channels-last", what);
+    kiln_set_requires_grad(xc, xgrad);
+    kiln_tensor *y1 = kiln_batch_norm(ctx, xc, w, b, rm[1], rv[1], train, 0.1f, 1e-5f);
+    cr_assert(y1 != NULL, "%s: %s", what, kiln_last_error());
+    cr_assert(kiln_is_channels_last(y1) && !kiln_is_contiguous(y1), "%s: y is not channels-last", what);
+    ku_expect_close(kiln_contiguous(ctx, y1), y0, 1e-5, 1e-5, what);
+    ku_expect_close(rm[1], rm[0], 1e-5, 1e-5, what);
+    ku_expect_close(rv[1], rv[0], 1e-5, 1e-5, what);
+    cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y1, r))), KILN_STATUS_OK, "%s: %s", what,
+                 kiln_last_error());
+    if (xgrad) {
+        cr_assert(xc->grad && kiln_is_channels_last(xc->grad), "%s: grad of the channels-last input is not", what);
+        ku_expect_close(kiln_contiguous(ctx, xc->grad), gx0, 2e-5, 1e-4, what);
+    } else {
+        cr_assert_null(xc->grad, "%s", what);
+    }
+    if (affine) {
+        ku_expect_close(w->grad, gw0, 2e-5, 1e-4, what);
+        ku_expect_close(b->grad, gb0, 2e-5, 1e-4, what);
+    }
+    kiln_step_rewind(ctx, mk);
+}
+
+Test(batch_norm, channels_last_matches_contiguous)
+{
+    const int64_t shapes[][4] = {{128, 8, 14, 14}, {4, 5, 3, 7}, {3, 16, 2, 2}, {16, 32, 4, 4}, {2, 600, 3, 5}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int train = 0; train < 2; train++) {
+            for (int affine = 0; affine < 2; affine++) check_channels_last(shapes[i], train, affine, true);
+            check_channels_last(shapes[i], train, true, false); /* only weight and bias need grad */
+        }
+}
+
+/* (N, C, 1, 1) channels-last strides are also contiguous ones: the NCHW path, y contiguous. */
+Test(batch_norm, channels_last_1x1_is_contiguous)
+{
+    const int64_t s[4] = {2, 64, 1, 1};
+    kiln_tensor *x = kiln_to_channels_last(ctx, rnd(4, s, 0.0f, 1.0f, false));
+    cr_assert(x && kiln_is_contiguous(x));
+    kiln_tensor *y = kiln_batch_norm(ctx, x, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f);
+    cr_assert(y && kiln_is_contiguous(y), "%s", kiln_last_error());
+    ku_expect_close(y, kiln_batch_norm(ctx, kiln_contiguous(ctx, x), NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f),
+                    1e-6, 1e-6, "(2, 64, 1, 1)");
+}
+
+/* An existing gradient on a channels-last leaf is added to, whether it is channels-last
+ * (the kernel accumulates) or contiguous (set by the user: added through a copy). */
+Test(batch_norm, channels_last_grads_accumulate)
+{
+    const int64_t s[4] = {8, 16, 5, 6}, c[1] = {16};
+    kiln_tensor *x = rnd(4, s, 0.5f, 2.0f, true), *r = rnd(4, s, 0.0f, 1.0f, false);
+    kiln_tensor *w = rnd(1, c, 1.0f, 0.5f, false);
+    kiln_tensor *y0 = kiln_batch_norm(ctx, x, w, NULL, NULL, NULL, true, 0.1f, 1e-5f);
+    cr_assert_eq(kiln_backward_with(ctx, y0, r), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_tensor *want = kiln_add_scalar(ctx, x->grad, 0.5f);
+    for (int layout = 0; layout < 2; layout++) {
+        kiln_tensor *xl = kiln_to_channels_last(ctx, kiln_detach(ctx, x));
+        cr_assert(xl && kiln_is_channels_last(xl) && !kiln_is_contiguous(xl));
+        kiln_set_requires_grad(xl, true);
+        if (layout) {
+            xl->grad = kiln_full(ctx, 4, s, 0.5f);
+        } else {
+            xl->grad = kiln_empty_channels_last(ctx, s);
+            for (int64_t i = 0; i < kiln_numel(xl); i++) ((float *)xl->grad->data)[i] = 0.5f;
+        }
+        kiln_tensor *y = kiln_batch_norm(ctx, xl, w, NULL, NULL, NULL, true, 0.1f, 1e-5f);
+        cr_assert_eq(kiln_backward_with(ctx, y, r), KILN_STATUS_OK, "%s", kiln_last_error());
+        ku_expect_close(xl->grad, want, 2e-5, 1e-4, layout ? "contiguous grad" : "channels-last grad");
+    }
 }
 
 /* ---- bad input -------------------------------------------------------------------------------- */

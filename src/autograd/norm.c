@@ -3,7 +3,9 @@
  * with the batch mean and biased variance and updates the running statistics in place
  * (new = (1 - momentum) * old + momentum * batch, with the unbiased variance, exactly as
  * PyTorch); eval mode uses the running statistics. The running statistics are buffers,
- * not part of the graph. Kernels: src/kernels/conv.h. */
+ * not part of the graph. A channels-last x (kiln_is_channels_last) is normalised in place
+ * of its layout (NHWC kernels, y channels-last too) instead of being copied to NCHW.
+ * Kernels: src/kernels/conv.h. */
 #include "autograd/tape.h"
 #include "kernels/conv.h"
 #include "kiln/ops.h"
@@ -28,9 +30,27 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
     kiln_tensor *gx = kiln__grad_fresh(ctx, x, &gx_acc), *gw = kiln__grad(ctx, w), *gb = kiln__grad(ctx, b);
     if ((x->requires_grad && !gx) || (w && w->requires_grad && !gw) || (b && b->requires_grad && !gb))
         return KILN_STATUS_NOMEM;
-    return ctx->backend->conv->batch_norm_bwd(ctx, &s->g, s->train, s->eps, x->data, w ? w->data : NULL, s->mean,
-                                              s->var, gy->data, gx ? gx->data : NULL, gx_acc,
-                                              gw ? gw->data : NULL, gb ? gb->data : NULL);
+    /* Gradients made by the tape are laid out like their tensors; one set by the user may
+     * not be: the kernel then works on channels-last copies. */
+    kiln_tensor *gy_k = (kiln_tensor *)gy, *gx_k = gx;
+    if (s->g.cl && !kiln_is_channels_last(gy)) {
+        gy_k = kiln_empty_channels_last(ctx, gy->shape);
+        if (!gy_k) return KILN_STATUS_NOMEM;
+        kiln__strided_copy(gy_k, gy);
+    }
+    if (s->g.cl && gx && !kiln_is_channels_last(gx)) { /* only an existing grad: gx_acc */
+        gx_k = kiln_empty_channels_last(ctx, gx->shape);
+        if (!gx_k) return KILN_STATUS_NOMEM;
+    }
+    kiln_status st = ctx->backend->conv->batch_norm_bwd(ctx, &s->g, s->train, s->eps, x->data, w ? w->data : NULL,
+                                                        s->mean, s->var, gy_k->data, gx_k ? gx_k->data : NULL,
+                                                        gx_acc && gx_k == gx, gw ? gw->data : NULL,
+                                                        gb ? gb->data : NULL);
+    if (st == KILN_STATUS_OK && gx_k != gx) {
+        if (gx_acc) kiln__strided_add(gx, gx_k);
+        else kiln__strided_copy(gx, gx_k);
+    }
+    return st;
 }
 
 /* INVALID + message unless t is NULL or an f32 (C) vector; contiguous required when updated
@@ -80,12 +100,14 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
         return kiln__errp(KILN_STATUS_INVALID,
                           "batch_norm: expected more than 1 value per channel when training, x has shape %s", sx);
 
-    kiln_tensor *in[N_IN] = {kiln_contiguous(ctx, x), weight ? kiln_contiguous(ctx, weight) : NULL,
+    /* channels-last (strides differ from contiguous ones): kept, g.cl */
+    g.cl = x->ndim == 4 && kiln_is_channels_last(x) && !kiln_is_contiguous(x);
+    kiln_tensor *in[N_IN] = {g.cl ? x : kiln_contiguous(ctx, x), weight ? kiln_contiguous(ctx, weight) : NULL,
                              bias ? kiln_contiguous(ctx, bias) : NULL};
     KILN_IN(in[IN_X]);
     if (weight) KILN_IN(in[IN_W]);
     if (bias) KILN_IN(in[IN_B]);
-    kiln_tensor *y = kiln_empty_like(ctx, in[IN_X]); /* like x */
+    kiln_tensor *y = g.cl ? kiln_empty_channels_last(ctx, x->shape) : kiln_empty_like(ctx, in[IN_X]); /* like x */
     float *stats = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(float)); /* mean (C), var (C) */
     if (!y || !stats) return NULL;
     float *mean = stats, *var = stats + C;

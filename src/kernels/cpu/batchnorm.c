@@ -10,12 +10,22 @@
  * Statistics use two passes (mean, then the biased variance around it) with float SIMD
  * partial sums per (n, c) row added in double. (N, C) inputs (S = 1) run across channels
  * instead, so the inner loops stay contiguous. The unbiased running-variance update is
- * done by the caller. */
+ * done by the caller. Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference
+ * entries transpose it to NCHW and back. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
 #include <math.h>
 #include <string.h>
+
+/* batchnorm_nhwc.c: the g->cl case of the two CPU entries below. */
+kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                          const float *x, const float *w, const float *b, float *mean,
+                                          float *var, float *y);
+kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                          const float *x, const float *w, const float *mean,
+                                          const float *var, const float *gy, float *gx, bool gx_acc,
+                                          float *gw, float *gb);
 
 /* S >= 2: one channel per iteration. */
 static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
@@ -90,7 +100,7 @@ kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
 {
-    (void)ctx;
+    if (g->cl) return kiln__cpu_batch_norm_fwd_nhwc(ctx, g, train, eps, x, w, b, mean, var, y);
     if (g->s == 1) fwd_rows(g, train, eps, x, w, b, mean, var, y);
     else fwd_channels(g, train, eps, x, w, b, mean, var, y);
     return KILN_STATUS_OK;
@@ -175,7 +185,7 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *var, const float *gy, float *gx, bool gx_acc,
                                      float *gw, float *gb)
 {
-    (void)ctx;
+    if (g->cl) return kiln__cpu_batch_norm_bwd_nhwc(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     if (g->s == 1) bwd_rows(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     else bwd_channels(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     return KILN_STATUS_OK;
@@ -183,11 +193,65 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
 
 /* ---- reference ---------------------------------------------------------------------------- */
 
+/* dst (N, C, S) from src (N*S, C) when to_nchw, else the other way round. */
+static void transpose(const kiln_bn_geom *g, bool to_nchw, const float *src, float *dst)
+{
+    const int64_t C = g->c, S = g->s;
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < S; i++) {
+                const int64_t nchw = (n * C + c) * S + i, nhwc = (n * S + i) * C + c;
+                if (to_nchw) dst[nchw] = src[nhwc];
+                else dst[nhwc] = src[nchw];
+            }
+}
+
+/* An NCHW step-arena copy of channels-last src (N*S, C); NULL when out of memory. */
+static float *to_nchw(kiln_ctx *ctx, const kiln_bn_geom *g, const float *src)
+{
+    float *d = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->s) * sizeof(float));
+    if (d) transpose(g, true, src, d);
+    return d;
+}
+
+/* g->cl: the NCHW reference on transposed copies. */
+static kiln_status ref_fwd_cl(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x,
+                              const float *w, const float *b, float *mean, float *var, float *y)
+{
+    kiln_mark mark = kiln_step_mark(ctx);
+    kiln_bn_geom gc = *g;
+    gc.cl = false;
+    float *xc = to_nchw(ctx, g, x), *yc = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->s) * sizeof(float));
+    kiln_status st = xc && yc ? kiln__ref_batch_norm_fwd(ctx, &gc, train, eps, xc, w, b, mean, var, yc)
+                              : KILN_STATUS_NOMEM;
+    if (st == KILN_STATUS_OK) transpose(g, false, yc, y);
+    kiln_step_rewind(ctx, mark);
+    return st;
+}
+
+static kiln_status ref_bwd_cl(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x,
+                              const float *w, const float *mean, const float *var, const float *gy, float *gx,
+                              bool gx_acc, float *gw, float *gb)
+{
+    kiln_mark mark = kiln_step_mark(ctx);
+    kiln_bn_geom gc = *g;
+    gc.cl = false;
+    float *xc = to_nchw(ctx, g, x), *gyc = to_nchw(ctx, g, gy);
+    float *gxc = NULL;
+    if (gx) gxc = gx_acc ? to_nchw(ctx, g, gx) : kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->s) * sizeof(float));
+    kiln_status st = xc && gyc && (gxc || !gx)
+                         ? kiln__ref_batch_norm_bwd(ctx, &gc, train, eps, xc, w, mean, var, gyc, gxc, gx_acc, gw, gb)
+                         : KILN_STATUS_NOMEM;
+    if (st == KILN_STATUS_OK && gx) transpose(g, false, gxc, gx);
+    kiln_step_rewind(ctx, mark);
+    return st;
+}
+
 kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
 {
-    (void)ctx;
+    if (g->cl) return ref_fwd_cl(ctx, g, train, eps, x, w, b, mean, var, y);
     int64_t s = g->s, cs = g->c * s, m = g->n * s;
     for (int64_t c = 0; c < g->c; c++) {
         if (train) {
@@ -219,7 +283,7 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *var, const float *gy, float *gx, bool gx_acc,
                                      float *gw, float *gb)
 {
-    (void)ctx;
+    if (g->cl) return ref_bwd_cl(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     int64_t s = g->s, cs = g->c * s, m = g->n * s;
     for (int64_t c = 0; c < g->c; c++) {
         double invstd = 1.0 / sqrt((double)var[c] + eps), mu = mean[c], wc = w ? w[c] : 1.0;
