@@ -426,6 +426,43 @@ Test(augment, grid_png)
     free(card), free(src), free(x);
 }
 
+/* The height of the PNG at path (IHDR), -1 if unreadable. */
+static long png_height(const char *path)
+{
+    unsigned char b[24];
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t got = fread(b, 1, sizeof b, f);
+    fclose(f);
+    if (got != sizeof b || memcmp(b, "\x89PNG", 4)) return -1;
+    return (long)b[20] << 24 | (long)b[21] << 16 | (long)b[22] << 8 | (long)b[23];
+}
+
+/* '\n' in a label adds a line: the label strip (and the page) grows by one line each, up
+ * to four lines. */
+Test(augment, grid_multi_line_labels_grow_the_page)
+{
+    int c = 1, h = 28, w = 28;
+    float *img = calloc((size_t)h * w, sizeof *img);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/kiln_test_grid_lines_%ld.png", (long)getpid());
+    const char *texts[] = {"one", "one\ntwo", "one\ntwo\nthree", "1\n2\n3\n4\n5\n6", "trailing\n"};
+    long heights[5];
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(kiln_image_grid_png(path, img, 1, c, h, w, &texts[i], 0, NULL, NULL), KILN_STATUS_OK, "%s",
+                     kiln_last_error());
+        heights[i] = png_height(path);
+        cr_assert(heights[i] > 0, "label %d: no PNG", i);
+    }
+    long line = heights[1] - heights[0];
+    cr_assert(line > 5 && line < 40, "one more line added %ld pixels", line);
+    cr_assert_eq(heights[2] - heights[1], line, "the third line");
+    cr_assert_eq(heights[3], heights[0] + 3 * line, "six lines are capped at four");
+    cr_assert_eq(heights[4], heights[0], "a trailing newline adds no line");
+    unlink(path);
+    free(img);
+}
+
 /* Grids on one thread, line plots and heat maps on another: every PLplot writer in kiln
  * takes the same session lock, so all of them succeed and leave PNGs. */
 enum { RACE_ROUNDS = 4 };

@@ -139,7 +139,7 @@ kiln_status kiln_augment_tfm(void *user, float *img, int c, int h, int w, uint64
 /* ---- show_batch ------------------------------------------------------------------------- *
  * Writes images (b, c, h, w), c = 1 (grey) or 3 (RGB), as a PNG grid of ncol columns (0 =
  * ceil(sqrt(b))), each image with its label (labels may be NULL, or hold NULL entries)
- * above it. mean/std (c,) undo a normalisation first (x * std + mean), or are NULL for
+ * above it; '\n' in a label starts a new line (at most 4), long lines end in "...". mean/std (c,) undo a normalisation first (x * std + mean), or are NULL for
  * images already in [0, 1]; values are then clipped to [0, 1]. Big images are box-averaged
  * by an integer factor to at most 192 pixels a side, small ones drawn with k x k squares
  * to about 176. Drawn with PLplot (pngcairo), written to "<path>.tmp.<pid>" and renamed

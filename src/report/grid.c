@@ -25,6 +25,8 @@ enum {
     PAD = 10,        /* between cells, device pixels */
     LABEL_H = 24,    /* label strip above each image */
     TEXT_PX = 11,    /* label text height, device pixels */
+    LINE_H = 15,     /* each further label line ('\n' in a label) adds this much */
+    MAX_LINES = 4,
     MAX_IMAGES = 1024,
 };
 
@@ -149,11 +151,18 @@ static kiln_status draw_grid(void *user)
         int x0 = PAD + col * (cell_w + PAD), y0 = PAD + row * (L->label_h + cell_h + PAD);
         draw_image(L, j->images + i * per, x0, y0 + L->label_h, j->mean, j->std);
         if (j->labels && j->labels[i] && j->labels[i][0]) {
-            char text[512];
+            char line[512], text[600];
             int max_chars = (int)((cell_w + PAD / 2) / (0.75 * TEXT_PX)); /* ~ DejaVu Sans widths */
-            label_text(j->labels[i], max_chars < 4 ? 4 : max_chars, text, sizeof text);
+            const char *p = j->labels[i];
             plcol0(COL_FG);
-            plptex(x0 + cell_w / 2.0, L->page_h - (y0 + L->label_h * 0.7), 1, 0, 0.5, text);
+            for (int k = 0; k < MAX_LINES && *p; k++) { /* one line per '\n'-separated part */
+                size_t len = strcspn(p, "\n");
+                snprintf(line, sizeof line, "%.*s", (int)len, p);
+                label_text(line, max_chars < 4 ? 4 : max_chars, text, sizeof text);
+                double base = y0 + LABEL_H * 0.7 + k * LINE_H; /* from the page top */
+                plptex(x0 + cell_w / 2.0, L->page_h - base, 1, 0, 0.5, text);
+                p += len + (p[len] == '\n');
+            }
         }
     }
     return KILN_STATUS_OK;
@@ -173,10 +182,17 @@ kiln_status kiln_image_grid_png(const char *path, const float *images, int b, in
     L.s = dbig < TARGET ? TARGET / dbig : 1;
     L.ncol = ncol > 0 ? (ncol < b ? ncol : b) : (int)ceil(sqrt((double)b));
     L.nrow = (b + L.ncol - 1) / L.ncol;
-    bool any_label = false;
-    for (int i = 0; labels && i < b; i++)
-        any_label |= labels[i] && labels[i][0];
-    L.label_h = any_label ? LABEL_H : 0;
+    int lines = 0; /* the most lines of any label */
+    for (int i = 0; labels && i < b; i++) {
+        if (!labels[i] || !labels[i][0])
+            continue;
+        int n = 1;
+        for (const char *p = labels[i]; *p; p++)
+            n += *p == '\n' && p[1];
+        lines = n > lines ? n : lines;
+    }
+    lines = lines > MAX_LINES ? MAX_LINES : lines;
+    L.label_h = lines ? LABEL_H + (lines - 1) * LINE_H : 0;
     L.page_w = PAD + L.ncol * (L.dw * L.s + PAD);
     L.page_h = PAD + L.nrow * (L.label_h + L.dh * L.s + PAD);
     if (L.page_w > 20000 || L.page_h > 20000)

@@ -109,7 +109,17 @@ static void softmax_row(const float *z, int c, double *p)
     for (int k = 0; k < c; k++) p[k] /= s;
 }
 
-/* Probabilities of one image: plain, or plain + TTA passes mixed. probs (n_classes). */
+/* TTA augments with the training augmentation, as fastai's tta (and `fit --tta`) do: a
+ * model trained with --no-augment has none, so its TTA passes equal the plain one. */
+static void tta_note(const vopts *o, const vmodel_info *mi)
+{
+    if (o->tta && !mi->augment)
+        fprintf(stderr, "%s: warning: --tta on a model trained with --no-augment: the augmented passes equal the plain one\n",
+                o->cmd);
+}
+
+/* Probabilities of one image: plain, or plain + TTA passes mixed (aug NULL: the model was
+ * trained without augmentation, the passes are plain). probs (n_classes). */
 static int predict_one(vopts *o, trained *t, const kiln_augment_params *aug, const char *path, int64_t index,
                        float *probs)
 {
@@ -129,7 +139,7 @@ static int predict_one(vopts *o, trained *t, const kiln_augment_params *aug, con
     float *xd = x->data;
     for (int k = 0; k < passes; k++) {
         memcpy(xd + k * per, img->data, per * sizeof(float));
-        if (k > 0 && kiln_augment_tfm((void *)aug, xd + k * per, c, s, s, kiln_vision_tta_seed(mi->seed, k - 1),
+        if (k > 0 && aug && kiln_augment_tfm((void *)aug, xd + k * per, c, s, s, kiln_vision_tta_seed(mi->seed, k - 1),
                                       kiln_vision_item_counter(0, KILN_DATA_SPLIT_VALID, index), true)) {
             rc = vc_kfail(o, path);
             goto done;
@@ -172,12 +182,13 @@ int vc_predict(vopts *o, int n_images, const char *const *images, const char *di
         return rc;
     }
     kiln_augment_params aug = vc_augment_params();
+    tta_note(o, &t.mi);
     int wf = 4, wc = 5;
     for (int i = 0; i < n_images; i++) wf = (int)strlen(images[i]) > wf ? (int)strlen(images[i]) : wf;
     for (int k = 0; k < t.mi.n_classes; k++) wc = (int)strlen(t.mi.classes[k]) > wc ? (int)strlen(t.mi.classes[k]) : wc;
     int failed = 0;
     for (int i = 0; i < n_images; i++) {
-        if (predict_one(o, &t, &aug, images[i], i, probs)) {
+        if (predict_one(o, &t, t.mi.augment ? &aug : NULL, images[i], i, probs)) {
             failed++;
             continue;
         }
@@ -299,8 +310,9 @@ static int write_top_losses(vopts *o, kiln_vision_data *v, const kiln_preds *p, 
             rc = vc_kfail(o, NULL);
             break;
         }
-        /* fastai plot_top_losses: prediction/actual/loss/probability of the actual class */
-        snprintf(lab[r], sizeof lab[r], "%s/%s/%.2f/%.2f", mi->classes[pred], mi->classes[yy[i]], li[r].loss,
+        /* fastai plot_top_losses: prediction/actual/loss/probability of the actual class, on two
+         * lines so that long class names fit the cell */
+        snprintf(lab[r], sizeof lab[r], "%s/%s\n%.2f / %.2f", mi->classes[pred], mi->classes[yy[i]], li[r].loss,
                  row[yy[i]]);
         labels[r] = lab[r];
         const char *file = kiln_vision_data_path(v, KILN_DATA_SPLIT_VALID, i);
@@ -383,7 +395,9 @@ int vc_interpret(vopts *o, const char *dir, const char *data)
     o->size = t.mi.size;
     o->valid_pct = t.mi.valid_pct;
     kiln_augment_params aug = vc_augment_params();
-    kiln_data *d = vc_open_data(o, data, t.mi.n_in, &t.mi.stats, t.mi.norm, o->tta ? &aug : NULL, o->bs, true);
+    tta_note(o, &t.mi);
+    kiln_data *d = vc_open_data(o, data, t.mi.n_in, &t.mi.stats, t.mi.norm, o->tta && t.mi.augment ? &aug : NULL,
+                                o->bs, true);
     kiln_optim *opt = NULL;
     kiln_learner *l = NULL;
     kiln_preds p = {0};
