@@ -7,7 +7,12 @@
  *    running statistics; the fastai head (eval with dropout, train with ps = 0, gradient of
  *    its input too) and a whole tiny vision model match;
  *  - init, layer groups, freeze with BatchNorm trainable, the torchvision -> body key
- *    mapping and loading torchvision-named weights into a vision model's body.
+ *    mapping and loading torchvision-named weights into a vision model's body;
+ *  - simple-resnet (simple_resnet.c) against its PyTorch twin (SimpleResNet in gen_models.py):
+ *    state-dict keys and shapes, parameter counts, module types, layer groups, spatial sizes,
+ *    the identity shortcut, that every ResBlock keeps the channels-last layout; and in both
+ *    layouts the eval and train outputs, the loss, the input gradient, a few parameter
+ *    gradients and running statistics, from weights both sides compute (det_fill).
  *
  * Tolerance for every comparison with PyTorch: |kiln - torch| <= 1e-5 + 1e-4 * |torch|. */
 #include "util/ku.h"
@@ -271,6 +276,168 @@ Test(models, tiny_vision_model_matches_fastai)
     kiln_st_close(f);
     ku_ctx_free(ctx);
 }
+
+/* ---- simple-resnet: the fastai 2022 course ResNet ------------------------------------------- */
+
+static size_t store_index(kiln_model *m, const char *name)
+{
+    kiln_store *s = kiln_model_store(m);
+    for (size_t i = 0; i < kiln_store_count(s); i++)
+        if (!strcmp(kiln_store_at(s, i)->name, name)) return i;
+    cr_assert_fail("no store entry %s", name);
+    return 0;
+}
+
+Test(models, simple_resnet_keys_params_and_structure_match_the_torch_twin)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("models");
+    kiln_model *m = kiln_simple_resnet_new(1, 10);
+    cr_assert(m, "%s", kiln_last_error());
+    expect_keys(m, f, "keys.simple_resnet");
+    /* the twin prints 1228404 for (1, 10) when gen_models.py runs */
+    cr_expect_eq(kiln_model_n_params(m, false), atoll(kiln_st_metadata(f, "params.simple_resnet")));
+    cr_expect_eq(kiln_model_n_params(m, false), 1228404, "%lld params", (long long)kiln_model_n_params(m, false));
+    const struct { const char *path, *type; } types[] = {
+        {"0", "ResBlock"}, {"0.convs", "Sequential"}, {"0.convs.2", "ReLU"}, {"3.convs.3", "Conv2d"},
+        {"1.idconv.0", "Conv2d"}, {"5.idconv.1", "BatchNorm2d"}, {"6", "Flatten"}, {"7", "Linear"},
+        {"8", "BatchNorm1d"},
+    };
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        kiln_module *mod = kiln_model_find(m, types[k].path);
+        cr_assert(mod, "no module %s", types[k].path);
+        cr_expect_str_eq(kiln_module_type(mod), types[k].type, "%s", types[k].path);
+    }
+    kiln_store *s = kiln_model_store(m);
+    cr_expect(kiln_store_find(s, "7.bias") == NULL && kiln_store_find(s, "2.convs.0.bias") == NULL, "no biases");
+    /* strides: the second conv of convs and the 1x1 shortcut, never the first conv */
+    cr_expect_eq(kiln_model_find(m, "2.convs.0")->conv.stride[0], 1);
+    cr_expect_eq(kiln_model_find(m, "2.convs.3")->conv.stride[0], 2);
+    cr_expect_eq(kiln_model_find(m, "2.idconv.0")->conv.stride[0], 2);
+    cr_expect_eq(kiln_model_find(m, "0.convs.3")->conv.stride[0], 1);
+    /* two layer groups: the ResBlocks, then Linear + BatchNorm1d */
+    cr_expect_eq(kiln_model_n_groups(m), 2);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "0.convs.0.weight")), 0);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "5.idconv.1.bias")), 0);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "7.weight")), 1);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "8.bias")), 1);
+
+    /* 28 -> 28 -> 14 -> 7 -> 4 -> 2 -> 1 */
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_tensor *y = kiln_model_forward(m, ctx, kiln_randn(ctx, 4, (int64_t[]){3, 1, 28, 28}, 0.0f, 1.0f));
+    cr_assert(y, "%s", kiln_last_error());
+    cr_expect(y->ndim == 2 && y->shape[0] == 3 && y->shape[1] == 10);
+    const int64_t sizes[6] = {28, 14, 7, 4, 2, 1}, chans[6] = {8, 16, 32, 64, 128, 256};
+    for (int b = 0; b < 6; b++) {
+        char path[4] = {(char)('0' + b), 0};
+        const int64_t *o = kiln_model_find(m, path)->out_shape;
+        cr_expect(o[1] == chans[b] && o[2] == sizes[b] && o[3] == sizes[b], "block %d: (%lld, %lld, %lld)", b,
+                  (long long)o[1], (long long)o[2], (long long)o[3]);
+    }
+    /* every ResBlock on a channels-last input gives a channels-last output (no reorder back) */
+    kiln_tensor *h = kiln_to_channels_last(ctx, kiln_randn(ctx, 4, (int64_t[]){2, 1, 28, 28}, 0.0f, 1.0f));
+    for (int b = 0; b < 5; b++) { /* block 5's (N, 256, 1, 1) has no telling layout */
+        char path[4] = {(char)('0' + b), 0};
+        h = kiln_module_forward(kiln_model_find(m, path), ctx, h);
+        cr_assert(h, "%s", kiln_last_error());
+        cr_expect(kiln_is_channels_last(h), "ResBlock %d lost the channels-last layout", b);
+    }
+    kiln_model_free(m);
+
+    m = kiln_simple_resnet_new(3, 10); /* colour input: only the first block's convs widen */
+    cr_assert(m, "%s", kiln_last_error());
+    cr_expect_eq(kiln_model_n_params(m, false), atoll(kiln_st_metadata(f, "params.simple_resnet_rgb")));
+    cr_expect_eq(kiln_store_find(kiln_model_store(m), "0.idconv.0.weight")->shape[1], 3);
+    kiln_model_free(m);
+
+    m = kiln_simple_resnet_new(8, 5); /* ResBlock(8, 8, 1): identity shortcut, no idconv */
+    cr_assert(m, "%s", kiln_last_error());
+    cr_expect(kiln_model_find(m, "0.idconv") == NULL && kiln_model_find(m, "1.idconv") != NULL);
+    cr_expect_eq(kiln_model_n_params(m, false), atoll(kiln_st_metadata(f, "params.simple_resnet_8_5")));
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    y = kiln_model_forward(m, ctx, kiln_randn(ctx, 4, (int64_t[]){2, 8, 16, 16}, 0.0f, 1.0f));
+    cr_assert(y, "16x16 input: %s", kiln_last_error());
+    cr_expect(y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 5);
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+/* det_fill of gen_models.py: every element from a hash of the entry's name and its index,
+ * s = 2 h / 2^32 - 1 in [-1, 1), computed in double and rounded to float as numpy does. */
+static void det_fill(kiln_tensor *t)
+{
+    uint32_t seed = 0x811c9dc5u; /* FNV-1a of the name */
+    for (const char *c = t->name; *c; c++) seed = (seed ^ (uint8_t)*c) * 0x01000193u;
+    int64_t n = kiln_numel(t);
+    float *d = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)((uint64_t)i * 0x9E3779B1u) ^ seed;
+        h ^= h >> 16, h *= 0x45d9f3bu, h ^= h >> 16, h *= 0x45d9f3bu, h ^= h >> 16;
+        double s = h / 4294967296.0 * 2.0 - 1.0, v;
+        if (ends_with(t->name, "running_mean")) v = 0.5 * s;
+        else if (ends_with(t->name, "running_var")) v = 1.25 + 0.75 * s;
+        else if (t->ndim >= 2) v = s * sqrt(6.0 / (double)(n / t->shape[0])); /* kaiming-uniform scale */
+        else if (ends_with(t->name, "weight")) v = 1.0 + 0.5 * s;
+        else v = 0.5 * s;
+        d[i] = (float)v;
+    }
+}
+
+/* Eval forward, then a train forward, cross entropy and backward on fixture "sresnet", in
+ * the given layout: outputs, loss, dL/dx and the gradients / running statistics the fixture
+ * holds ("sresnet.grad.<param>", "sresnet.after.<buffer>"). */
+static void simple_resnet_parity(bool channels_last)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("models");
+    kiln_model *m = kiln_simple_resnet_new(1, 10);
+    cr_assert(m, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_model_set_channels_last(m, channels_last);
+    kiln_store *s = kiln_model_store(m);
+    for (size_t i = 0; i < kiln_store_count(s); i++) det_fill(kiln_store_at(s, i));
+
+    kiln_model_train(m, false);
+    kiln_tensor *y = kiln_model_forward(m, ctx, ku_load(ctx, f, "sresnet", "x")); /* (4, 1, 28, 28) -> (4, 10) */
+    ku_expect_fixture(ctx, f, "sresnet", "y_eval", y, ATOL, RTOL);
+
+    kiln_model_train(m, true);
+    kiln_tensor *x = ku_load_grad(ctx, f, "sresnet", "x");
+    y = kiln_model_forward(m, ctx, x);
+    ku_expect_fixture(ctx, f, "sresnet", "y_train", y, ATOL, RTOL);
+    kiln_tensor *loss = kiln_cross_entropy(ctx, y, ku_load(ctx, f, "sresnet", "target"), NULL);
+    ku_expect_fixture(ctx, f, "sresnet", "loss", loss, ATOL, RTOL);
+    kiln_model_zero_grad(m);
+    cr_assert_eq(kiln_backward(ctx, loss), KILN_STATUS_OK, "%s", kiln_last_error());
+    ku_expect_fixture(ctx, f, "sresnet.grad", "x", x->grad, ATOL, RTOL);
+    int n_grads = 0, n_after = 0;
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const char *k = kiln_st_name(f, i);
+        bool grad = !strncmp(k, "sresnet.grad.", 13), after = !strncmp(k, "sresnet.after.", 14);
+        if (!grad && !after) continue;
+        const char *name = k + (grad ? 13 : 14);
+        if (!strcmp(name, "x")) continue;
+        kiln_tensor *t = kiln_store_find(s, name);
+        cr_assert(t, "fixture %s has no store entry", k);
+        ku_expect_fixture(ctx, f, grad ? "sresnet.grad" : "sresnet.after", name, grad ? t->grad : t, ATOL, RTOL);
+        n_grads += grad, n_after += after;
+    }
+    cr_expect_eq(n_grads, 9, "parameter gradients compared: %d", n_grads);
+    cr_expect_eq(n_after, 4, "running statistics compared: %d", n_after);
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+Test(models, simple_resnet_matches_torch_nchw) { simple_resnet_parity(false); }
+Test(models, simple_resnet_matches_torch_channels_last) { simple_resnet_parity(true); }
 
 /* ---- init, groups, freezing ----------------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * train/ and valid/) and a tiny IDX set. Checks what every subcommand prints and writes
  * (lr-find CSV/PNG; fit's model, model.json keys, history.csv header, metrics.json keys with
  * TTA and snapshot-ensemble entries, plots; predict's lines; show-batch and interpret files),
- * that no temp file is left, and the bad-input paths: missing data, corrupt and truncated
+ * that no temp file is left, fit and predict with --arch simple-resnet on the IDX set, and
+ * the bad-input paths: missing data, corrupt and truncated
  * images with and without --skip-bad, a bad IDX magic, bad flags, a broken model.json.
  * Without PLplot the PNG checks are skipped. */
 #include "util/ku.h"
@@ -406,6 +407,38 @@ Test(vision_cli, idx_data)
     /* inconsistent counts: 12 valid images, 10 labels */
     write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x801, (uint32_t[]){10}, 1, (const uint8_t *)"0120120120", 10);
     run_fail("vision fit %s/idx --out %s/bad --bs 8 " FAST, 1, "t10k");
+}
+
+/* The fastai 2022 course ResNet (kiln_simple_resnet_new) end to end on the tiny IDX set. */
+Test(vision_cli, simple_resnet_fit_and_predict)
+{
+    cr_assert(mkdir(P("idx"), 0777) == 0);
+    make_idx(P("idx"), "train", 48);
+    make_idx(P("idx"), "t10k", 12);
+    run_ok("vision fit %s/idx --out %s/sr --arch simple-resnet --bs 8 --epochs 1 --threads 1 --workers 0");
+    expect_in("out", "model: simple-resnet");
+    cJSON *m = json("sr/model.json");
+    cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-resnet");
+    cr_expect_eq(num(m, "size"), 28);
+    cr_expect_eq(num(m, "n_in"), 1);
+    cr_expect_eq(num(m, "n_params"), 1228404 - 7 * 258, "Linear(256, 3) + BatchNorm1d(3) instead of 10 classes");
+    cJSON_Delete(m);
+    struct stat st;
+    cr_expect(stat(P("sr/model.safetensors"), &st) == 0 && st.st_size > 4 * 1200000, "1.2M f32 weights");
+    /* predict reads an image file: write one of the IDX images as a 28x28 PNG */
+    uint8_t px[784];
+    for (int q = 0; q < 784; q++) px[q] = (uint8_t)((q % 28) / 10 == 1 ? 220 : (q * 7 + 1) % 30); /* class 1 */
+    write_png(P("one.png"), 28, px);
+    run_ok("vision predict %s/sr %s/one.png --threads 1");
+    char *out = ku_slurp(P("out"));
+    char file[512], cls[64];
+    double prob;
+    cr_assert_eq(sscanf(out, "%511s %63s %lf", file, cls, &prob), 3, "predict printed: %s", out);
+    cr_expect(strstr(file, "one.png"), "file %s", file);
+    cr_expect(!strcmp(cls, "0") || !strcmp(cls, "1") || !strcmp(cls, "2"), "class %s", cls);
+    cr_expect(prob >= 1.0 / 3 && prob <= 1.0, "probability %g", prob);
+    free(out);
+    run_fail("vision fit %s/img --out %s/x --arch simple-resnet --size 64 --bs 4 " FAST, 2, "simple-resnet takes");
 }
 
 Test(vision_cli, bad_input)

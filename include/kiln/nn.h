@@ -222,6 +222,18 @@ kiln_status kiln_module_init_kaiming(kiln_module *m, kiln_ctx *ctx);
  * x (N, n_in, 28, 28) -> (N, n_out). Two layer groups: body "0".."7", head "8".."10".
  * Not allocated: call kiln_model_alloc. */
 kiln_model *kiln_simple_cnn_new(int64_t n_in, int64_t n_out);
+/* The fastai 2022 course's (part 2) ResNet for 28x28 images, with a 1x1 stride-2 conv (no
+ * AvgPool2d) on downsampling shortcuts so it stays channels-last end to end:
+ *   Sequential(ResBlock(n_in, 8, 1), ResBlock(8, 16, 2), ResBlock(16, 32, 2), ResBlock(32, 64, 2),
+ *              ResBlock(64, 128, 2), ResBlock(128, 256, 2), Flatten(), Linear(256, n_out, bias=False),
+ *              BatchNorm1d(n_out))
+ * ResBlock(ni, nf, s): relu(convs(x) + idconv(x)), convs = Sequential(Conv2d(ni, nf, 3, 1, 1),
+ * BatchNorm2d(nf), ReLU(), Conv2d(nf, nf, 3, s, 1), BatchNorm2d(nf)) and idconv =
+ * Sequential(Conv2d(ni, nf, 1, s, 0), BatchNorm2d(nf)) or the identity when ni == nf and s == 1;
+ * no conv or Linear has a bias. Keys "0.convs.0.weight", "1.idconv.1.running_mean", "7.weight".
+ * x (N, n_in, H, W), H, W <= 32 -> (N, n_out). Two layer groups: "0".."6", head "7".."8".
+ * Not allocated: call kiln_model_alloc. */
+kiln_model *kiln_simple_resnet_new(int64_t n_in, int64_t n_out);
 /* A small MLP for tests: for each hidden size h: Linear(prev, h), [BatchNorm1d(h) if bn],
  * ReLU, [Dropout(p) if p > 0]; then Linear(prev, n_out). x (N, n_in) -> (N, n_out).
  * Two layer groups: everything but the last Linear, and the last Linear. Not allocated. */

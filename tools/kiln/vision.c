@@ -23,7 +23,8 @@ static const kiln_flag g_flags[] = {
     {"--out", "DIR", KILN_FLAG_STR, O(out), VC_LR_FIND | VC_FIT | VC_SHOW | VC_INTERP,
      "output folder, created if missing (show-batch: the PNG file)", NULL, NULL},
     {"--arch", "NAME", KILN_FLAG_STR, O(arch), TRAIN_CMDS,
-     "simple-cnn (fastai lesson 7) | resnet18 | resnet34 | resnet50 (+ fastai head) (simple-cnn)", NULL, NULL},
+     "simple-cnn (fastai lesson 7) | simple-resnet (fastai 2022 part 2) | resnet18 | resnet34 | resnet50 "
+     "(+ fastai head) (simple-cnn)", NULL, NULL},
     {"--size", "S", KILN_FLAG_INT, O(size), TRAIN_CMDS | VC_SHOW,
      "image side in pixels (IDX: 28 native; folders: their common square size)", NULL, NULL},
     {"--bs", "B", KILN_FLAG_INT, O(bs), TRAIN_CMDS | VC_INTERP, "batch size (128)", NULL, NULL},
@@ -61,7 +62,8 @@ static const kiln_flag g_flags[] = {
     {"--skip-bad", NULL, KILN_FLAG_BOOL, O(skip_bad), DATA_CMDS,
      "drop unreadable images with a warning instead of failing", NULL, NULL},
     {"--layout", "NAME", KILN_FLAG_STR, O(layout), TRAIN_CMDS | VC_PREDICT | VC_INTERP,
-     "activations' memory layout: nhwc (channels-last) | nchw | auto (nhwc for simple-cnn, else nchw)",
+     "activations' memory layout: nhwc (channels-last) | nchw | auto (nhwc for simple-cnn and "
+     "simple-resnet, else nchw)",
      NULL, NULL},
     {"--seed", "N", KILN_FLAG_INT, O(seed), VC_ALL, "seed of weights, shuffling and augmentation (42)", NULL, NULL},
     {"--threads", "T", KILN_FLAG_INT, O(threads), VC_ALL, "compute threads (0: all cores)", NULL, NULL},
@@ -311,16 +313,17 @@ kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, i
                          char *desc, size_t desc_n)
 {
     kiln_model *m = NULL;
-    if (!strcmp(arch, "simple-cnn")) {
+    if (!strcmp(arch, "simple-cnn") || !strcmp(arch, "simple-resnet")) {
         int s = size;
-        for (int i = 0; i < 5; i++) s = (s + 1) / 2; /* five 3x3 stride-2 convs */
+        for (int i = 0; i < 5; i++) s = (s + 1) / 2; /* five stride-2 stages down to 1x1 */
         if (s != 1) {
-            vc_fail(o, 2, "--arch simple-cnn takes images of at most 32x32 (these are %dx%d): use --size 28 or a resnet",
-                    size, size);
+            vc_fail(o, 2, "--arch %s takes images of at most 32x32 (these are %dx%d): use --size 28 or a resnet",
+                    arch, size, size);
             return NULL;
         }
-        m = kiln_simple_cnn_new(n_in, n_classes);
-        snprintf(desc, desc_n, "simple-cnn (fastai lesson 7)");
+        bool cnn = !strcmp(arch, "simple-cnn");
+        m = cnn ? kiln_simple_cnn_new(n_in, n_classes) : kiln_simple_resnet_new(n_in, n_classes);
+        snprintf(desc, desc_n, cnn ? "simple-cnn (fastai lesson 7)" : "simple-resnet (fastai 2022 part 2)");
     } else if (!strcmp(arch, "resnet18") || !strcmp(arch, "resnet34") || !strcmp(arch, "resnet50")) {
         kiln_resnet_params body = kiln_resnet_default_params(atoi(arch + 6));
         body.n_in = n_in;
@@ -330,7 +333,7 @@ kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, i
         m = kiln_vision_model_new(&body, &hp);
         snprintf(desc, desc_n, "%s + fastai head (from scratch)", arch);
     } else {
-        vc_fail(o, 2, "--arch: '%s' is not simple-cnn, resnet18, resnet34 or resnet50", arch);
+        vc_fail(o, 2, "--arch: '%s' is not simple-cnn, simple-resnet, resnet18, resnet34 or resnet50", arch);
         return NULL;
     }
     if (!m || kiln_model_alloc(m, ctx) != KILN_STATUS_OK) {
@@ -338,9 +341,11 @@ kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, i
         kiln_model_free(m);
         return NULL;
     }
-    /* auto: nhwc where it measured faster (docs/benchmarks.md): the small convs of
-     * simple-cnn (1.5x an epoch); the ResNets keep nchw (their pooling is not nhwc yet). */
-    bool nhwc = !strcmp(o->layout, "nhwc") || (!strcmp(o->layout, "auto") && !strcmp(arch, "simple-cnn"));
+    /* auto: nhwc for simple-cnn, where it measured faster (docs/benchmarks.md: its small
+     * convs, 1.5x an epoch), and simple-resnet, built of conv, batch norm and adds only so
+     * nothing reorders; the ResNets keep nchw (their pooling is not nhwc yet). */
+    bool nhwc = !strcmp(o->layout, "nhwc") ||
+                (!strcmp(o->layout, "auto") && (!strcmp(arch, "simple-cnn") || !strcmp(arch, "simple-resnet")));
     kiln_model_set_channels_last(m, nhwc);
     return m;
 }

@@ -73,10 +73,10 @@ static int session_begin(vopts *o, const char *data, session *s)
     if (!ok) return vc_fail(o, 2, "--norm: '%s' is not dataset, imagenet or none", o->norm);
     if (s->norm == KILN_VISION_NORM_IMAGENET && !strcmp(data, "fashion-mnist"))
         return vc_fail(o, 2, "--norm imagenet needs colour images (fashion-mnist is grey)");
-    const char *archs[] = {"simple-cnn", "resnet18", "resnet34", "resnet50"};
+    const char *archs[] = {"simple-cnn", "simple-resnet", "resnet18", "resnet34", "resnet50"};
     bool known = false;
-    for (int i = 0; i < 4; i++) known |= !strcmp(o->arch, archs[i]);
-    if (!known) return vc_fail(o, 2, "--arch: '%s' is not simple-cnn, resnet18, resnet34 or resnet50", o->arch);
+    for (int i = 0; i < 5; i++) known |= !strcmp(o->arch, archs[i]);
+    if (!known) return vc_fail(o, 2, "--arch: '%s' is not simple-cnn, simple-resnet, resnet18, resnet34 or resnet50", o->arch);
     s->aug = vc_augment_params();
     if (!(s->ctx = vc_ctx_new(o))) return 1;
     /* imagenet stats are 3 channels: ask the source for colour then */
