@@ -166,6 +166,20 @@ kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_
                                const void *src, const dnnl_memory_desc_t *dst_md, void *dst,
                                float beta)
 {
+    if (dnnl_memory_desc_equal(src_md, dst_md) && src_md->data_type == dnnl_f32 && (beta == 0.0f || beta == 1.0f)) {
+        /* same layout (e.g. nhwc gradients): a copy or an add; oneDNN's reorder takes its
+         * slow generic path ("simple:any") for that */
+        int64_t n = (int64_t)(dnnl_memory_desc_get_size(src_md) / sizeof(float));
+        float *d = dst;
+        const float *x = src;
+        if (beta == 0.0f) {
+            memcpy(d, x, (size_t)n * sizeof(float));
+        } else {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+            for (int64_t i = 0; i < n; i++) d[i] += x[i];
+        }
+        return KILN_STATUS_OK;
+    }
     reorder_key key;
     memset(&key, 0, sizeof key);
     memcpy(key.tag, "ro", 2);
