@@ -1,11 +1,14 @@
 /* nn layer tests: module names equal PyTorch state-dict keys (the lesson-7 net, an MLP and
  * an LSTM load strictly from torch's state dicts in tests/fixtures/nn.safetensors, written
  * by gen_nn.py), outputs and all parameter gradients match PyTorch in eval and train mode,
- * init distributions, layer groups and freezing, train/eval behaviour, state-dict errors.
+ * init distributions, layer groups and freezing, train/eval behaviour, state-dict errors;
+ * a BatchNorm followed by a ReLU in a Sequential runs fused (kiln_batch_norm_relu) with the
+ * values and gradients of the ops done one by one.
  *
  * Tolerance for every comparison with PyTorch: |kiln - torch| <= 1e-5 + 1e-4 * |torch|. */
 #include "util/ku.h"
 
+#include "autograd/tape.h"
 #include "kiln/nn.h"
 
 #include <math.h>
@@ -390,6 +393,133 @@ Test(nn, batch_norm_train_updates_running_stats_eval_uses_them)
     kiln_model_free(m);
     ku_ctx_free(ctx);
 }
+
+/* ---- BatchNorm + ReLU fused in Sequential ---------------------------------------------------- */
+
+/* Sequential(Sequential(Conv2d(3, 8, 3, 1, 1, bias=False), BatchNorm2d(8, momentum 0.2, eps
+ * 1e-3), ReLU()), Conv2d(8, 6, 3, 2, 1), BatchNorm2d(6, affine=False), ReLU(), Flatten(),
+ * Linear(150, 4), BatchNorm1d(4), ReLU()) on x (6, 3, 9, 9), against the same computation
+ * done by hand with kiln_conv2d, kiln_batch_norm, kiln_relu, ... on detached copies of the
+ * parameters and copies of the running statistics: output, every parameter gradient (from
+ * sum(y * r)), the running statistics; the three BN + ReLU pairs ran as fused nodes; the
+ * skipped ReLU modules still record their output shape (summary). */
+static void check_bn_relu_fused(bool train, bool cl)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_model *m = kiln_model_new();
+    kiln_module *root = kiln_model_root(m), *blk = kiln_nn_sequential(root, "0");
+    kiln_conv2d_params p1 = kiln_conv2d_default_params(), p2 = p1;
+    p1.padding[0] = p1.padding[1] = 1;
+    p2.padding[0] = p2.padding[1] = 1, p2.stride[0] = p2.stride[1] = 2;
+    kiln_bn_params bp = kiln_bn_default_params(), bp_na = bp;
+    bp.momentum = 0.2f, bp.eps = 1e-3f, bp_na.affine = false;
+    kiln_nn_conv2d(blk, "0", 3, 8, 3, 3, &p1, false);
+    kiln_nn_batch_norm2d(blk, "1", 8, &bp);
+    kiln_nn_relu(blk, "2");
+    kiln_nn_conv2d(root, "1", 8, 6, 3, 3, &p2, true);
+    kiln_nn_batch_norm2d(root, "2", 6, &bp_na);
+    kiln_nn_relu(root, "3");
+    kiln_nn_flatten(root, "4");
+    kiln_nn_linear(root, "5", 150, 4, true);
+    kiln_nn_batch_norm1d(root, "6", 4, NULL);
+    kiln_nn_relu(root, "7");
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_model_set_channels_last(m, cl);
+    kiln_model_train(m, train);
+    kiln_store *st = kiln_model_store(m);
+    /* BN parameters and statistics away from 1 and 0, so that the ReLUs cut somewhere */
+    const char *bn_w[2] = {"0.1", "6"}, *bn_s[3] = {"0.1", "2", "6"};
+    char name[64];
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s.weight", bn_w[i]);
+        kiln_init_normal(ctx, kiln_store_find(st, name), 1.0f, 0.5f);
+        snprintf(name, sizeof name, "%s.bias", bn_w[i]);
+        kiln_init_normal(ctx, kiln_store_find(st, name), 0.0f, 0.5f);
+    }
+    kiln_tensor *stats[3][2], *hand_stats[3][2]; /* running mean, var: the model's, copies */
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s.running_mean", bn_s[i]);
+        stats[i][0] = kiln_store_find(st, name);
+        snprintf(name, sizeof name, "%s.running_var", bn_s[i]);
+        stats[i][1] = kiln_store_find(st, name);
+        kiln_init_normal(ctx, stats[i][0], 0.0f, 0.3f);
+        kiln_init_uniform(ctx, stats[i][1], 0.5f, 1.5f);
+        for (int j = 0; j < 2; j++) hand_stats[i][j] = kiln_add_scalar(ctx, stats[i][j], 0.0f);
+    }
+    /* detached parameter copies share the data but not the gradients */
+    const char *pn[] = {"0.0.weight", "0.1.weight", "0.1.bias", "1.weight", "1.bias", "5.weight",
+                        "5.bias",     "6.weight",   "6.bias"};
+    enum { NP = sizeof pn / sizeof *pn };
+    kiln_tensor *prm[NP], *hp[NP];
+    for (int i = 0; i < NP; i++) {
+        prm[i] = kiln_store_find(st, pn[i]);
+        cr_assert(prm[i], "no parameter %s", pn[i]);
+        hp[i] = kiln_detach(ctx, prm[i]);
+        kiln_set_requires_grad(hp[i], true);
+    }
+    cr_expect_eq(kiln_store_count(st), NP + 6, "the test names every parameter");
+
+    kiln_tensor *x = kiln_randn(ctx, 4, (int64_t[]){6, 3, 9, 9}, 0.0f, 1.0f);
+    kiln_tensor *r = kiln_randn(ctx, 2, (int64_t[]){6, 4}, 0.0f, 1.0f);
+    kiln_node *before = ctx->tape;
+    kiln_tensor *y = kiln_model_forward(m, ctx, x); /* (6, 4) */
+    cr_assert(y, "%s", kiln_last_error());
+    int fused = 0, relus = 0, bns = 0;
+    for (kiln_node *n = ctx->tape; n && n != before; n = n->prev) {
+        fused += strcmp(n->op, "batch_norm_relu") == 0;
+        relus += strcmp(n->op, "relu") == 0;
+        bns += strcmp(n->op, "batch_norm") == 0;
+    }
+    cr_expect(fused == 3 && relus == 0 && bns == 0, "train %d cl %d: %d fused, %d relu, %d batch_norm nodes", train, cl,
+              fused, relus, bns);
+    kiln_model_zero_grad(m);
+    cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, r))), KILN_STATUS_OK, "%s", kiln_last_error());
+
+    kiln_tensor *h = cl ? kiln_to_channels_last(ctx, x) : x;
+    h = kiln_conv2d(ctx, h, hp[0], NULL, &p1);
+    h = kiln_relu(ctx, kiln_batch_norm(ctx, h, hp[1], hp[2], hand_stats[0][0], hand_stats[0][1], train, 0.2f, 1e-3f));
+    h = kiln_conv2d(ctx, h, hp[3], hp[4], &p2);
+    h = kiln_relu(ctx, kiln_batch_norm(ctx, h, NULL, NULL, hand_stats[1][0], hand_stats[1][1], train, 0.1f, 1e-5f));
+    h = kiln_linear(ctx, kiln_flatten(ctx, h, 1, -1), hp[5], hp[6]);
+    h = kiln_relu(ctx, kiln_batch_norm(ctx, h, hp[7], hp[8], hand_stats[2][0], hand_stats[2][1], train, 0.1f, 1e-5f));
+    cr_assert(h, "by hand: %s", kiln_last_error());
+    cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, h, r))), KILN_STATUS_OK, "%s", kiln_last_error());
+
+    char what[96];
+    snprintf(what, sizeof what, "bn+relu fused, train %d cl %d: y", train, cl);
+    ku_expect_close(y, h, ATOL, RTOL, what);
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < kiln_numel(y); i++) zeros += kiln_get_flat(y, i) == 0.0;
+    cr_expect(zeros > 0 && zeros < kiln_numel(y), "%s: %lld of %lld outputs cut", what, (long long)zeros,
+              (long long)kiln_numel(y));
+    for (int i = 0; i < NP; i++) {
+        snprintf(what, sizeof what, "bn+relu fused, train %d cl %d: grad %s", train, cl, pn[i]);
+        ku_expect_close(prm[i]->grad, hp[i]->grad, ATOL, RTOL, what);
+    }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) {
+            snprintf(what, sizeof what, "bn+relu fused, train %d cl %d: %s running %s", train, cl, bn_s[i],
+                     j ? "var" : "mean");
+            ku_expect_close(stats[i][j], hand_stats[i][j], train ? ATOL : 0, train ? RTOL : 0, what);
+        }
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cr_assert_eq(kiln_model_summary(m, NULL, NULL, out), KILN_STATUS_OK, "%s", kiln_last_error());
+    fclose(out);
+    cr_expect(strstr(buf, "ReLU                   (6, 8, 9, 9)") && strstr(buf, "ReLU                   (6, 6, 5, 5)") &&
+                  strstr(buf, "ReLU                   (6, 4)"),
+              "ReLU output shapes:\n%s", buf);
+    free(buf);
+    kiln_model_free(m);
+    ku_ctx_free(ctx);
+}
+
+Test(nn, batch_norm_relu_fused_in_sequential_train) { check_bn_relu_fused(true, false); }
+Test(nn, batch_norm_relu_fused_in_sequential_eval) { check_bn_relu_fused(false, false); }
+Test(nn, batch_norm_relu_fused_in_sequential_channels_last_train) { check_bn_relu_fused(true, true); }
+Test(nn, batch_norm_relu_fused_in_sequential_channels_last_eval) { check_bn_relu_fused(false, true); }
 
 Test(nn, concat_pool_is_max_then_avg)
 {

@@ -4,7 +4,9 @@
  * bias; finite differences; CPU (OpenMP) kernels against the reference loops, NCHW and
  * channels-last (g.cl); kiln_batch_norm on a channels-last x against the same x contiguous
  * (y, its layout, running statistics, gradients, accumulation into existing gradients);
- * argument errors.
+ * argument errors. Batch norm + ReLU (kiln_bn_geom.relu, kiln_batch_norm_relu): the CPU
+ * kernels against the reference as above, and the op against kiln_relu(kiln_batch_norm())
+ * with many values of bn(x) exactly 0 (the mask must be y > 0, as threshold_backward).
  *
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
  *   vs PyTorch: atol 1e-5, rtol 1e-5 for y and running stats; atol 2e-5, rtol 1e-4 for
@@ -12,7 +14,9 @@
  *   CPU vs reference kernels: atol 2e-5, rtol 1e-4 (1e-4, 1e-4 for the summed gw, gb);
  *   channels-last vs contiguous: atol 1e-5, rtol 1e-5 for y and running stats, atol 2e-5,
  *   rtol 1e-4 for gradients;
- *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward). */
+ *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward);
+ *   kiln_batch_norm_relu vs kiln_relu(kiln_batch_norm()): y and running stats exact (the
+ *   same kernel arithmetic), gradients atol 1e-6, rtol 1e-5. */
 #include "util/ku.h"
 #include "autograd/tape.h"
 #include "kernels/conv.h"
@@ -161,7 +165,47 @@ static void expect_buf(const float *got, const float *want, int64_t n, double at
     ku_expect_close(&a, &b, atol, rtol, what);
 }
 
-static void compare_kernels(kiln_bn_geom g, bool train, bool affine)
+#define GEOM(n_, c_, s_, cl_) {.n = (n_), .c = (c_), .s = (s_), .cl = (cl_)}
+
+/* The channel of element i of a (N, C, S) or channels-last (N*S, C) buffer. */
+static int64_t channel_of(const kiln_bn_geom *g, int64_t i) { return g->cl ? i % g->c : i / g->s % g->c; }
+
+/* relu: ties and a safe margin for the comparison of two kernel sets. Channels c % 3 == 0
+ * hold 0.5 (with bias 0 and, in eval mode, running mean 0.5), so bn(x) is exactly 0 there
+ * in both (0.5 * k is exact); every other value whose bn(x) (the reference's, before the
+ * ReLU) lies within 1e-4 of 0 is moved to about +-1e-2, so that rounding differences
+ * between the kernels cannot flip the mask. Train mode repeats: the statistics move with x. */
+static void relu_inputs(kiln_bn_geom g, bool train, float *x, float *w, float *b, float *rm, const float *rv)
+{
+    const int64_t n = g.n * g.c * g.s;
+    for (int64_t i = 0; i < n; i++)
+        if (channel_of(&g, i) % 3 == 0) x[i] = 0.5f;
+    for (int64_t c = 0; c < g.c; c += 3) {
+        rm[c] = 0.5f;
+        if (b) b[c] = 0.0f;
+    }
+    if (w) /* away from 0, so that moving y moves x little */
+        for (int64_t c = 0; c < g.c; c++)
+            if (fabsf(w[c]) < 0.25f) w[c] = w[c] < 0 ? -0.25f : 0.25f;
+    g.relu = false;
+    float *y = rand_buf(n, 0, 1), *mean = rand_buf(g.c, 0, 1), *var = rand_buf(g.c, 0, 1);
+    int64_t moved = 1;
+    for (int it = 0; it < 10 && moved; it++) {
+        memcpy(mean, rm, (size_t)g.c * sizeof(float)), memcpy(var, rv, (size_t)g.c * sizeof(float));
+        cr_assert_eq(kiln__ref_batch_norm_fwd(ctx, &g, train, 1e-5f, x, w, b, mean, var, y), KILN_STATUS_OK);
+        moved = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t c = channel_of(&g, i);
+            if (y[i] == 0.0f || fabsf(y[i]) >= 1e-4f) continue;
+            const float k = (w ? w[c] : 1.0f) / sqrtf(var[c] + 1e-5f);
+            x[i] += ((y[i] > 0 ? 1e-2f : -1e-2f) - y[i]) / k;
+            moved++;
+        }
+    }
+    cr_assert_eq(moved, 0, "relu inputs: values near the threshold keep moving");
+}
+
+static void compare_kernels(kiln_bn_geom g, bool train, bool affine, bool relu)
 {
     int64_t n = g.n * g.c * g.s;
     float *x = rand_buf(n, 1.0f, 3.0f), *gy = rand_buf(n, 0.0f, 1.0f);
@@ -169,7 +213,9 @@ static void compare_kernels(kiln_bn_geom g, bool train, bool affine)
     const kiln_conv_kernels *K[2] = {&kiln__cpu_conv, &kiln__ref_conv};
     float *y[2], *mean[2], *var[2], *gx[2], *gw[2], *gb[2];
     float *rm = rand_buf(g.c, 0.0f, 1.0f), *rv = rand_buf(g.c, 2.0f, 0.3f), *init = rand_buf(n, 0.0f, 1.0f);
-    char what[128];
+    if (relu) relu_inputs(g, train, x, w, b, rm, rv);
+    g.relu = relu, g.b = relu ? b : NULL;
+    char what[160];
     for (int acc = 0; acc < 2; acc++) {
         for (int k = 0; k < 2; k++) {
             y[k] = rand_buf(n, 0, 1), gx[k] = rand_buf(n, 0, 1);
@@ -185,23 +231,42 @@ static void compare_kernels(kiln_bn_geom g, bool train, bool affine)
                                               affine ? gw[k] : NULL, affine ? gb[k] : NULL),
                          KILN_STATUS_OK, "%s", kiln_last_error());
         }
-        snprintf(what, sizeof what, "bn (%lld, %lld, %lld) train %d affine %d acc %d", (long long)g.n, (long long)g.c,
-                 (long long)g.s, train, affine, acc);
+        snprintf(what, sizeof what, "bn (%lld, %lld, %lld) cl %d train %d affine %d relu %d acc %d", (long long)g.n,
+                 (long long)g.c, (long long)g.s, g.cl, train, affine, relu, acc);
         expect_buf(y[0], y[1], n, 2e-5, 1e-4, what);
         expect_buf(mean[0], mean[1], g.c, 2e-5, 1e-4, what);
         expect_buf(var[0], var[1], g.c, 2e-5, 1e-4, what);
         expect_buf(gx[0], gx[1], n, 2e-5, 1e-4, what);
         expect_buf(gw[0], gw[1], g.c, 1e-4, 1e-4, what);
         expect_buf(gb[0], gb[1], g.c, 1e-4, 1e-4, what);
+        if (relu) { /* the ties: y and gx exactly 0 in channel 0 (gx: the mask is y > 0, not >= 0) */
+            for (int64_t i = 0; i < n; i++)
+                if (channel_of(&g, i) == 0) {
+                    cr_assert(y[0][i] == 0.0f, "%s: y[%lld] = %g at a tie", what, (long long)i, (double)y[0][i]);
+                    if (!acc)
+                        cr_assert(gx[0][i] == 0.0f, "%s: gx[%lld] = %g at a tie", what, (long long)i, (double)gx[0][i]);
+                }
+            if (affine) cr_assert(gb[0][0] == 0.0f, "%s: gb[0] = %g at a tie", what, (double)gb[0][0]);
+        }
     }
 }
 
 Test(batch_norm, cpu_matches_reference)
 {
-    const kiln_bn_geom geoms[] = {{16, 64, 1, false}, {4, 16, 37, false}, {8, 32, 64, false}, {3, 5, 7, false}};
+    const kiln_bn_geom geoms[] = {GEOM(16, 64, 1, false), GEOM(4, 16, 37, false), GEOM(8, 32, 64, false),
+                                  GEOM(3, 5, 7, false)};
     for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
         for (int train = 0; train < 2; train++)
-            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine);
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine, false);
+}
+
+Test(batch_norm, relu_cpu_matches_reference)
+{
+    const kiln_bn_geom geoms[] = {GEOM(16, 64, 1, false), GEOM(4, 16, 37, false), GEOM(8, 32, 64, false),
+                                  GEOM(3, 5, 7, false), GEOM(128, 8, 196, false)};
+    for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
+        for (int train = 0; train < 2; train++)
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine, true);
 }
 
 /* Channels-last (g.cl): x, y, gx, gy are (N*S, C). The random buffers are just read in that
@@ -210,11 +275,24 @@ Test(batch_norm, cpu_matches_reference)
  * groups and blocks, and a short last row (C = 5: W = 80, C = 33: W = 528). */
 Test(batch_norm, cpu_matches_reference_channels_last)
 {
-    const kiln_bn_geom geoms[] = {{128, 8, 196, true}, {4, 5, 21, true},  {2, 64, 1, true},  {3, 16, 4, true},
-                                  {50, 5, 99, true},   {7, 33, 99, true}, {2, 600, 16, true}};
+    const kiln_bn_geom geoms[] = {GEOM(128, 8, 196, true), GEOM(4, 5, 21, true),  GEOM(2, 64, 1, true),
+                                  GEOM(3, 16, 4, true),    GEOM(50, 5, 99, true), GEOM(7, 33, 99, true),
+                                  GEOM(2, 600, 16, true)};
     for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
         for (int train = 0; train < 2; train++)
-            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine);
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine, false);
+}
+
+/* The same geometries with the ReLU: (128, 8, 14x14) and (3, 16, 2x2) take the register
+ * paths (W = 16), C = 5 and 33 the short last row, C = 600 the coefficient tables. */
+Test(batch_norm, relu_cpu_matches_reference_channels_last)
+{
+    const kiln_bn_geom geoms[] = {GEOM(128, 8, 196, true), GEOM(4, 5, 21, true),  GEOM(2, 64, 1, true),
+                                  GEOM(3, 16, 4, true),    GEOM(50, 5, 99, true), GEOM(7, 33, 99, true),
+                                  GEOM(2, 600, 16, true),  GEOM(128, 32, 16, true)};
+    for (size_t i = 0; i < sizeof geoms / sizeof *geoms; i++)
+        for (int train = 0; train < 2; train++)
+            for (int affine = 0; affine < 2; affine++) compare_kernels(geoms[i], train, affine, true);
 }
 
 /* Statistics of data far from zero (mean 1000, std 1; the first rows, one image's border,
@@ -223,7 +301,7 @@ Test(batch_norm, cpu_matches_reference_channels_last)
 Test(batch_norm, statistics_far_from_zero)
 {
     for (int cl = 0; cl < 2; cl++) {
-        const kiln_bn_geom g = {64, 16, 49, cl};
+        const kiln_bn_geom g = GEOM(64, 16, 49, cl);
         const int64_t n = g.n * g.c * g.s;
         float *x = rand_buf(n, 1000.0f, 1.0f), *y[2], mean[2][16], var[2][16];
         for (int64_t i = 0; i < 16 * g.c; i++) x[i] = 1010.0f; /* rows 0..15 (cl) or part of (0, 0, :) */
@@ -245,7 +323,7 @@ Test(batch_norm, statistics_far_from_zero)
  * transposition mistake. (N, C, S) = (2, 3, 2): NHWC element (n*S + i)*C + c. */
 Test(batch_norm, reference_channels_last_layout)
 {
-    const kiln_bn_geom g = {2, 3, 2, true};
+    const kiln_bn_geom g = GEOM(2, 3, 2, true);
     float x[12], y[12], mean[3], var[3];
     for (int n = 0; n < 2; n++)
         for (int i = 0; i < 2; i++)
@@ -356,6 +434,114 @@ Test(batch_norm, channels_last_grads_accumulate)
         kiln_tensor *y = kiln_batch_norm(ctx, xl, w, NULL, NULL, NULL, true, 0.1f, 1e-5f);
         cr_assert_eq(kiln_backward_with(ctx, y, r), KILN_STATUS_OK, "%s", kiln_last_error());
         ku_expect_close(xl->grad, want, 2e-5, 1e-4, layout ? "contiguous grad" : "channels-last grad");
+    }
+}
+
+/* ---- batch norm + ReLU as one op ------------------------------------------------------------- */
+
+/* kiln_batch_norm_relu against kiln_relu(kiln_batch_norm()) on copies of the same x (nd-D,
+ * channels-last when cl), weight, bias and running statistics: y (exactly, and its layout),
+ * the running statistics, and the gradients of x (when xgrad), weight and bias (when
+ * pgrad; else frozen) from the backward of sum(y * r). Ties: channels c % 3 == 0 hold 0.5 (train: all of the channel;
+ * eval: the first half of the batch, with running mean 0.5) and bias 0, so bn(x) is
+ * exactly 0 there; checked to be there, so that a mask of y >= 0 would fail. */
+static void check_fused(int nd, const int64_t *shape, bool cl, bool train, bool affine, bool xgrad, bool pgrad)
+{
+    kiln_mark mk = kiln_step_mark(ctx);
+    const int64_t C = shape[1], c[1] = {C};
+    kiln_tensor *base = rnd(nd, shape, 0.3f, 2.0f, false); /* contiguous */
+    kiln_tensor *w = rnd(1, c, 1.0f, 0.5f, false), *b = rnd(1, c, 0.2f, 1.0f, false);
+    kiln_tensor *rm = rnd(1, c, 0.0f, 0.3f, false), *rv = kiln_rand(ctx, 1, c, 0.5f, 1.5f);
+    float *xd = base->data, *bd = b->data, *rmd = rm->data;
+    const int64_t N = shape[0], S = kiln_numel(base) / (N * C);
+    for (int64_t ch = 0; ch < C; ch += 3) {
+        bd[ch] = 0.0f, rmd[ch] = 0.5f;
+        for (int64_t n = 0; n < (train ? N : (N + 1) / 2); n++)
+            for (int64_t i = 0; i < S; i++) xd[(n * C + ch) * S + i] = 0.5f;
+    }
+    kiln_tensor *x[2], *wk[2], *bk[2], *rmk[2], *rvk[2], *y[2];
+    char what[160];
+    snprintf(what, sizeof what, "bn+relu %dd (%lld, %lld, ...) cl %d train %d affine %d x grad %d w, b grad %d", nd,
+             (long long)shape[0], (long long)C, cl, train, affine, xgrad, pgrad);
+    for (int k = 0; k < 2; k++) { /* 0: kiln_relu(kiln_batch_norm()), 1: kiln_batch_norm_relu */
+        x[k] = cl ? kiln_to_channels_last(ctx, base) : kiln_add_scalar(ctx, base, 0.0f);
+        cr_assert(x[k] != NULL, "%s: %s", what, kiln_last_error());
+        cr_assert(!cl || kiln_is_channels_last(x[k]), "%s: not channels-last", what);
+        kiln_set_requires_grad(x[k], xgrad);
+        wk[k] = affine ? kiln_add_scalar(ctx, w, 0.0f) : NULL, bk[k] = affine ? kiln_add_scalar(ctx, b, 0.0f) : NULL;
+        if (affine) kiln_set_requires_grad(wk[k], pgrad), kiln_set_requires_grad(bk[k], pgrad);
+        rmk[k] = kiln_add_scalar(ctx, rm, 0.0f), rvk[k] = kiln_add_scalar(ctx, rv, 0.0f);
+        y[k] = k ? kiln_batch_norm_relu(ctx, x[k], wk[k], bk[k], rmk[k], rvk[k], train, 0.1f, 1e-5f)
+                 : kiln_relu(ctx, kiln_batch_norm(ctx, x[k], wk[k], bk[k], rmk[k], rvk[k], train, 0.1f, 1e-5f));
+        cr_assert(y[k] != NULL, "%s: %s", what, kiln_last_error());
+    }
+    /* the ties are there: bn(x) == 0 exactly, in a third of the channels or half of that */
+    kiln_tensor *pre = kiln_contiguous(ctx, kiln_batch_norm(ctx, x[0], wk[0], bk[0], train ? NULL : rm,
+                                                            train ? NULL : rv, train, 0.1f, 1e-5f));
+    cr_assert(pre != NULL, "%s: %s", what, kiln_last_error());
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < kiln_numel(pre); i++) zeros += ((const float *)pre->data)[i] == 0.0f;
+    const int64_t tied = (C + 2) / 3 * S * (train ? N : (N + 1) / 2);
+    cr_assert_geq(zeros, tied, "%s: %lld values of bn(x) are 0, expected at least %lld", what, (long long)zeros,
+                  (long long)tied);
+
+    /* (N, C, 1, 1) channels-last is contiguous too: y contiguous (see channels_last_1x1_is_contiguous) */
+    cr_assert_eq(kiln_is_channels_last(y[1]) && !kiln_is_contiguous(y[1]), cl && S > 1, "%s: layout of y", what);
+    ku_expect_close(kiln_contiguous(ctx, y[1]), kiln_contiguous(ctx, y[0]), 0, 0, what);
+    ku_expect_close(rmk[1], rmk[0], 0, 0, what);
+    ku_expect_close(rvk[1], rvk[0], 0, 0, what);
+    kiln_tensor *r = rnd(nd, shape, 0.0f, 1.0f, false);
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y[k], r))), KILN_STATUS_OK, "%s: %s", what,
+                     kiln_last_error());
+    if (xgrad) {
+        cr_assert(x[1]->grad && kiln_is_channels_last(x[1]->grad) == kiln_is_channels_last(x[1]), "%s: grad layout",
+                  what);
+        ku_expect_close(kiln_contiguous(ctx, x[1]->grad), kiln_contiguous(ctx, x[0]->grad), 1e-6, 1e-5, what);
+    } else {
+        cr_assert_null(x[1]->grad, "%s", what);
+    }
+    if (affine && pgrad) {
+        ku_expect_close(wk[1]->grad, wk[0]->grad, 1e-6, 1e-5, what);
+        ku_expect_close(bk[1]->grad, bk[0]->grad, 1e-6, 1e-5, what);
+    } else if (affine) {
+        cr_assert(!wk[1]->grad && !bk[1]->grad, "%s: grads of frozen weight, bias", what);
+    }
+    kiln_step_rewind(ctx, mk);
+}
+
+Test(batch_norm, relu_fused_matches_unfused)
+{
+    const int64_t s4[][4] = {{128, 8, 14, 14}, {4, 5, 3, 7}, {3, 16, 2, 2}, {2, 64, 1, 1}, {16, 32, 4, 4}};
+    const int64_t s2[2] = {16, 6}, s3[3] = {4, 5, 7};
+    for (int train = 0; train < 2; train++)
+        for (int affine = 0; affine < 2; affine++) {
+            for (size_t i = 0; i < sizeof s4 / sizeof *s4; i++)
+                for (int cl = 0; cl < 2; cl++) check_fused(4, s4[i], cl, train, affine, true, true);
+            check_fused(2, s2, false, train, affine, true, true);
+            check_fused(3, s3, false, train, affine, true, true);
+        }
+    for (int cl = 0; cl < 2; cl++) {
+        check_fused(4, s4[0], cl, true, true, false, true); /* only weight and bias */
+        check_fused(4, s4[0], cl, true, true, true, false); /* frozen weight and bias (train_bn off) */
+        check_fused(4, s4[1], cl, false, true, true, false);
+    }
+}
+
+/* NaN stays NaN in y, as torch.relu (a mask of y > 0 then drops its gradient). */
+Test(batch_norm, relu_keeps_nan)
+{
+    const int64_t s[4] = {2, 8, 3, 3};
+    for (int cl = 0; cl < 2; cl++) {
+        kiln_tensor *x = rnd(4, s, 0.0f, 1.0f, false);
+        ((float *)x->data)[5] = NAN;
+        if (cl) x = kiln_to_channels_last(ctx, x);
+        kiln_tensor *rm = kiln_zeros(ctx, KILN_DTYPE_F32, 1, (int64_t[]){8});
+        kiln_tensor *rv = kiln_full(ctx, 1, (int64_t[]){8}, 1.0f);
+        kiln_tensor *y = kiln_contiguous(ctx, kiln_batch_norm_relu(ctx, x, NULL, NULL, rm, rv, false, 0.1f, 1e-5f));
+        cr_assert(y, "%s", kiln_last_error());
+        cr_expect(isnan(kiln_get_flat(y, 5)), "cl %d: y[5] = %g", cl, kiln_get_flat(y, 5));
+        cr_expect(!isnan(kiln_get_flat(y, 6)), "cl %d: y[6] = %g", cl, kiln_get_flat(y, 6));
     }
 }
 

@@ -116,6 +116,10 @@ kiln_tensor *kiln_conv2d(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
 kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
                              kiln_tensor *running_mean, kiln_tensor *running_var, bool train,
                              float momentum, float eps);
+/* kiln_relu(kiln_batch_norm(...)) in one pass, same values and gradients. */
+kiln_tensor *kiln_batch_norm_relu(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
+                                  kiln_tensor *running_mean, kiln_tensor *running_var, bool train,
+                                  float momentum, float eps);
 typedef struct kiln_pool2d_params {
     int kernel[2], stride[2], padding[2];
     bool ceil_mode;

@@ -5,6 +5,9 @@
  * PyTorch); eval mode uses the running statistics. The running statistics are buffers,
  * not part of the graph. A channels-last x (kiln_is_channels_last) is normalised in place
  * of its layout (NHWC kernels, y channels-last too) instead of being copied to NCHW.
+ * kiln_batch_norm_relu is the same node with the ReLU folded in (kiln_bn_geom.relu): y =
+ * max(0, bn(x)) written in the same pass, and a backward that masks gy as it reads it,
+ * which saves the separate ReLU's output, its two passes and its gradient buffer.
  * Kernels: src/kernels/conv.h. */
 #include "autograd/tape.h"
 #include "kernels/conv.h"
@@ -15,7 +18,7 @@
 enum { IN_X, IN_W, IN_B, N_IN };
 
 typedef struct bn_saved {
-    kiln_bn_geom g;
+    kiln_bn_geom g; /* g.relu: the fused op, g.b its bias */
     bool train;
     float eps;
     float *mean, *var; /* (C): the statistics the forward used (copies in eval mode) */
@@ -68,9 +71,10 @@ static kiln_status check_vec(const kiln_tensor *t, const char *arg, int64_t C, c
     return KILN_STATUS_OK;
 }
 
-kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
-                             kiln_tensor *running_mean, kiln_tensor *running_var, bool train, float momentum,
-                             float eps)
+/* kiln_batch_norm (relu false) and kiln_batch_norm_relu */
+static kiln_tensor *bn_op(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
+                          kiln_tensor *running_mean, kiln_tensor *running_var, bool train, float momentum, float eps,
+                          bool relu)
 {
     if (!ctx) return kiln__errp(KILN_STATUS_INVALID, "batch_norm: NULL context");
     KILN_IN(x);
@@ -93,7 +97,7 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
     if (!(eps >= 0) || !isfinite(momentum))
         return kiln__errp(KILN_STATUS_INVALID, "batch_norm: eps %g must be >= 0 and momentum %g finite", (double)eps,
                           (double)momentum);
-    kiln_bn_geom g = {.n = x->shape[0], .c = C, .s = 1};
+    kiln_bn_geom g = {.n = x->shape[0], .c = C, .s = 1, .relu = relu};
     for (int i = 2; i < x->ndim; i++) g.s *= x->shape[i];
     const int64_t m = g.n * g.s; /* values per channel */
     if (train && m < 2)
@@ -107,6 +111,7 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
     KILN_IN(in[IN_X]);
     if (weight) KILN_IN(in[IN_W]);
     if (bias) KILN_IN(in[IN_B]);
+    if (relu && bias) g.b = in[IN_B]->data; /* the backward's mask recomputes y */
     kiln_tensor *y = g.cl ? kiln_empty_channels_last(ctx, x->shape) : kiln_empty_like(ctx, in[IN_X]); /* like x */
     float *stats = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(float)); /* mean (C), var (C) */
     if (!y || !stats) return NULL;
@@ -128,8 +133,23 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
     }
 
     kiln_status st;
-    kiln_node *n = kiln__record(ctx, "batch_norm", bn_bwd, N_IN, in, 1, &y, sizeof(bn_saved), &st);
+    kiln_node *n = kiln__record(ctx, relu ? "batch_norm_relu" : "batch_norm", bn_bwd, N_IN, in, 1, &y,
+                                sizeof(bn_saved), &st);
     if (st < 0) return NULL;
     if (n) *(bn_saved *)n->saved = (bn_saved){.g = g, .train = train, .eps = eps, .mean = mean, .var = var};
     return y;
+}
+
+kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
+                             kiln_tensor *running_mean, kiln_tensor *running_var, bool train, float momentum,
+                             float eps)
+{
+    return bn_op(ctx, x, weight, bias, running_mean, running_var, train, momentum, eps, false);
+}
+
+kiln_tensor *kiln_batch_norm_relu(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
+                                  kiln_tensor *running_mean, kiln_tensor *running_var, bool train, float momentum,
+                                  float eps)
+{
+    return bn_op(ctx, x, weight, bias, running_mean, running_var, train, momentum, eps, true);
 }

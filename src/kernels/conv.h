@@ -32,10 +32,19 @@ typedef struct kiln_conv2d_geom {
 } kiln_conv2d_geom;
 
 /* Batch norm over x seen as (N, C, S): S = H*W for 2d, L for 1d (N, C, L), 1 for (N, C).
- * cl: x, y, gx and gy are channels-last instead, i.e. row-major (N*S, C). */
+ * cl: x, y, gx and gy are channels-last instead, i.e. row-major (N*S, C).
+ * relu: batch norm then ReLU in one op, y = max(0, bn(x)) (NaN stays NaN, as torch.relu).
+ * The backward masks gy by bn(x) > 0 as it reads it, recomputing bn(x) from x with the
+ * forward's own per-channel scale and shift arithmetic, so the mask is bit for bit
+ * PyTorch's threshold_backward of the forward's y (gy where y > 0, else 0); the
+ * statistics' gradients (train) and gw, gb then use the masked gy. b: the forward's bias
+ * (C), NULL for 0; read only by the backward when relu (the mask needs it and the
+ * backward has no bias argument). */
 typedef struct kiln_bn_geom {
     int64_t n, c, s;
     bool cl;
+    bool relu;
+    const float *b;
 } kiln_bn_geom;
 
 /* One 2-D pooling. x (N, C, H, W) -> y (N, C, OH, OW). Window i along H covers input rows

@@ -164,10 +164,43 @@ kiln_tensor *kiln__nn_param(kiln_module *m, const char *local, int ndim, const i
 
 /* ---- containers ------------------------------------------------------------------------- */
 
-/* Sequential: x -> child[n-1](...child[0](x)). An empty Sequential is the identity. */
+/* BatchNorm module bn then ReLU module act as kiln_batch_norm_relu: what kiln_module_forward
+ * does for one module (errors name bn, the output shape is recorded) for both. */
+static kiln_tensor *bn_relu_forward(kiln_module *bn, kiln_module *act, kiln_ctx *ctx, kiln_tensor *x)
+{
+    kiln_tensor *y = kiln__nn_batch_norm_forward(bn, ctx, x, true);
+    if (!y) {
+        const char *msg = kiln_last_error();
+        if (!strstr(msg, " [in ")) {
+            char copy[768];
+            snprintf(copy, sizeof copy, "%s", msg);
+            kiln__err(KILN_STATUS_INVALID, "%s [in %s '%s']", copy, bn->type, bn->path);
+        }
+        return NULL;
+    }
+    kiln_module *both[2] = {bn, act};
+    for (int i = 0; i < 2; i++) {
+        both[i]->out_ndim = y->ndim;
+        memcpy(both[i]->out_shape, y->shape, sizeof both[i]->out_shape);
+    }
+    return y;
+}
+
+/* Sequential: x -> child[n-1](...child[0](x)). An empty Sequential is the identity. A
+ * BatchNorm child directly followed by a ReLU child runs as one fused op (same values and
+ * gradients, one memory pass fewer each way); the modules themselves stay as they are. */
 kiln_tensor *kiln__nn_sequential_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
 {
-    for (int i = 0; i < m->n_child && x; i++) x = kiln_module_forward(m->child[i], ctx, x);
+    for (int i = 0; i < m->n_child && x; i++) {
+        kiln_module *c = m->child[i];
+        const bool bn = c->kind == KILN_MODULE_BATCH_NORM1D || c->kind == KILN_MODULE_BATCH_NORM2D;
+        if (bn && i + 1 < m->n_child && m->child[i + 1]->kind == KILN_MODULE_RELU) {
+            x = bn_relu_forward(c, m->child[i + 1], ctx, x);
+            i++;
+        } else {
+            x = kiln_module_forward(c, ctx, x);
+        }
+    }
     return x;
 }
 

@@ -70,7 +70,11 @@ void *kiln__nn_fail(kiln_model *model);
 void *kiln__nn_err(kiln_model *model, kiln_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* True when m's subtree contains sub (m itself included). */
 bool kiln__nn_contains(const kiln_module *m, const kiln_module *sub);
-/* Sequential's forward: the children in order. */
+/* BatchNorm1d/2d module m's forward (train flag, running statistics, momentum, eps, affine
+ * or not); relu: relu(bn(x)) as one op (kiln_batch_norm_relu). */
+kiln_tensor *kiln__nn_batch_norm_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x, bool relu);
+/* Sequential's forward: the children in order, a BatchNorm directly followed by a ReLU as
+ * one fused op. */
 kiln_tensor *kiln__nn_sequential_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x);
 /* Frees one module (not its children). */
 void kiln__nn_module_free(kiln_module *m);

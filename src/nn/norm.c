@@ -9,8 +9,9 @@ kiln_bn_params kiln_bn_default_params(void)
     return (kiln_bn_params){.momentum = 0.1f, .eps = 1e-5f, .affine = true};
 }
 
-/* x (N, C), (N, C, L) [1d] or (N, C, H, W) [2d] -> same shape */
-static kiln_tensor *bn_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+/* x (N, C), (N, C, L) [1d] or (N, C, H, W) [2d] -> same shape; relu: max(0, bn(x)) as
+ * one op, for a Sequential whose next child is a ReLU (module.c). */
+kiln_tensor *kiln__nn_batch_norm_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x, bool relu)
 {
     bool two_d = m->kind == KILN_MODULE_BATCH_NORM2D;
     if (two_d ? x->ndim != 4 : (x->ndim != 2 && x->ndim != 3)) {
@@ -19,10 +20,15 @@ static kiln_tensor *bn_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
                           two_d ? "4-D (N, C, H, W)" : "2-D (N, C) or 3-D (N, C, L)", kiln_shape_str(x, s, sizeof s));
     }
     bool train = m->model->training;
-    kiln_tensor *y = kiln_batch_norm(ctx, x, m->weight, m->bias, m->running_mean, m->running_var, train,
-                                     m->bn.momentum, m->bn.eps);
+    kiln_tensor *y = (relu ? kiln_batch_norm_relu : kiln_batch_norm)(ctx, x, m->weight, m->bias, m->running_mean,
+                                                                     m->running_var, train, m->bn.momentum, m->bn.eps);
     if (y && train) m->num_batches_tracked++;
     return y;
+}
+
+static kiln_tensor *bn_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+{
+    return kiln__nn_batch_norm_forward(m, ctx, x, false);
 }
 
 static kiln_status bn_init(kiln_module *m, kiln_ctx *ctx)

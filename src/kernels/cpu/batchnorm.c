@@ -11,7 +11,12 @@
  * partial sums per (n, c) row added in double. (N, C) inputs (S = 1) run across channels
  * instead, so the inner loops stay contiguous. The unbiased running-variance update is
  * done by the caller. Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference
- * entries transpose it to NCHW and back. */
+ * entries transpose it to NCHW and back.
+ *
+ * g->relu (batch norm + ReLU, see conv.h): the forward clamps as it writes y; the backward
+ * recomputes x * k + sh with bn_coef's k and sh, exactly the forward's arithmetic, and
+ * drops gy where that is not > 0 in both of its passes. The relu loops are separate
+ * copies so that the plain loops stay as they were. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
@@ -26,6 +31,20 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
                                           const float *x, const float *w, const float *mean,
                                           const float *var, const float *gy, float *gx, bool gx_acc,
                                           float *gw, float *gb);
+
+/* The forward's y = x * k + sh of channel c; the relu backward recomputes it with these. */
+static inline void bn_coef(const float *w, const float *b, const float *mean, const float *var, float eps, int64_t c,
+                           float *k, float *sh)
+{
+    *k = (w ? w[c] : 1.0f) / sqrtf(var[c] + eps);
+    *sh = (b ? b[c] : 0.0f) - mean[c] * *k;
+}
+
+/* max(0, v) with NaN kept, as torch.relu */
+static inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }
+
+/* gy where x * k + sh > 0, else 0: threshold_backward of the fused forward's y */
+static inline float mask1(float x, float k, float sh, float gy) { return x * k + sh > 0.0f ? gy : 0.0f; }
 
 /* S >= 2: one channel per iteration. */
 static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
@@ -55,12 +74,18 @@ static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const flo
             mean[c] = mu;
             var[c] = (float)(sq / m);
         }
-        const float k = (w ? w[c] : 1.0f) / sqrtf(var[c] + eps), sh = (b ? b[c] : 0.0f) - mean[c] * k;
+        float k, sh;
+        bn_coef(w, b, mean, var, eps, c, &k, &sh);
         for (int64_t n = 0; n < g->n; n++) {
             const float *p = x + n * cs + c * s;
             float *q = y + n * cs + c * s;
+            if (g->relu) {
 #pragma omp simd
-            for (int64_t i = 0; i < s; i++) q[i] = p[i] * k + sh;
+                for (int64_t i = 0; i < s; i++) q[i] = relu1(p[i] * k + sh);
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) q[i] = p[i] * k + sh;
+            }
         }
     }
 }
@@ -87,12 +112,14 @@ static void fwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *
                 }
             for (int64_t j = 0; j < nc; j++) var[c0 + j] = (float)(sq[j] / (double)g->n);
         }
-        for (int64_t j = 0; j < nc; j++) {
-            k[j] = (w ? w[c0 + j] : 1.0f) / sqrtf(var[c0 + j] + eps);
-            sh[j] = (b ? b[c0 + j] : 0.0f) - mean[c0 + j] * k[j];
+        for (int64_t j = 0; j < nc; j++) bn_coef(w, b, mean, var, eps, c0 + j, &k[j], &sh[j]);
+        if (g->relu) {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) y[n * C + c0 + j] = relu1(x[n * C + c0 + j] * k[j] + sh[j]);
+        } else {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) y[n * C + c0 + j] = x[n * C + c0 + j] * k[j] + sh[j];
         }
-        for (int64_t n = 0; n < g->n; n++)
-            for (int64_t j = 0; j < nc; j++) y[n * C + c0 + j] = x[n * C + c0 + j] * k[j] + sh[j];
     }
 }
 
@@ -107,7 +134,8 @@ kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
 }
 
 /* gx = k * (gy - a - (x - mean) * q) with k = w * invstd, and in train mode a = mean(gy),
- * q = mean(gy * (x - mean)) * invstd^2 (the statistics' own gradients); eval: a = q = 0. */
+ * q = mean(gy * (x - mean)) * invstd^2 (the statistics' own gradients); eval: a = q = 0.
+ * relu: gy masked (mask1) wherever it is read. */
 static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
                          const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
                          float *gb)
@@ -117,14 +145,25 @@ static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const flo
 #pragma omp parallel for schedule(static) if (g->n * cs > 16384)
     for (int64_t c = 0; c < g->c; c++) {
         const float mu = mean[c], invstd = 1.0f / sqrtf(var[c] + eps);
+        float fk = 0, fsh = 0; /* relu: the forward's coefficients */
+        if (g->relu) bn_coef(w, g->b, mean, var, eps, c, &fk, &fsh);
         double sg = 0, sgx = 0;
         for (int64_t n = 0; n < g->n; n++) {
             const float *p = x + n * cs + c * s, *q = gy + n * cs + c * s;
             float a = 0, d = 0;
+            if (g->relu) {
 #pragma omp simd reduction(+ : a, d)
-            for (int64_t i = 0; i < s; i++) {
-                a += q[i];
-                d += q[i] * (p[i] - mu);
+                for (int64_t i = 0; i < s; i++) {
+                    const float gm = mask1(p[i], fk, fsh, q[i]);
+                    a += gm;
+                    d += gm * (p[i] - mu);
+                }
+            } else {
+#pragma omp simd reduction(+ : a, d)
+                for (int64_t i = 0; i < s; i++) {
+                    a += q[i];
+                    d += q[i] * (p[i] - mu);
+                }
             }
             sg += a, sgx += d;
         }
@@ -136,7 +175,13 @@ static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const flo
         for (int64_t n = 0; n < g->n; n++) {
             const float *p = x + n * cs + c * s, *q = gy + n * cs + c * s;
             float *r = gx + n * cs + c * s;
-            if (gx_acc) {
+            if (g->relu && gx_acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) r[i] += k * (mask1(p[i], fk, fsh, q[i]) - a - (p[i] - mu) * qq);
+            } else if (g->relu) {
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) r[i] = k * (mask1(p[i], fk, fsh, q[i]) - a - (p[i] - mu) * qq);
+            } else if (gx_acc) {
 #pragma omp simd
                 for (int64_t i = 0; i < s; i++) r[i] += k * (q[i] - a - (p[i] - mu) * qq);
             } else {
@@ -155,13 +200,24 @@ static void bwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *
     for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double sg[CB] = {0}, sgx[CB] = {0};
-        float k[CB], a[CB], qq[CB], invstd[CB];
-        for (int64_t n = 0; n < g->n; n++)
-            for (int64_t j = 0; j < nc; j++) {
-                const int64_t i = n * C + c0 + j;
-                sg[j] += gy[i];
-                sgx[j] += (double)gy[i] * (x[i] - mean[c0 + j]);
-            }
+        float k[CB], a[CB], qq[CB], invstd[CB], fk[CB], fsh[CB];
+        if (g->relu) {
+            for (int64_t j = 0; j < nc; j++) bn_coef(w, g->b, mean, var, eps, c0 + j, &fk[j], &fsh[j]);
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) {
+                    const int64_t i = n * C + c0 + j;
+                    const float gm = mask1(x[i], fk[j], fsh[j], gy[i]);
+                    sg[j] += gm;
+                    sgx[j] += (double)gm * (x[i] - mean[c0 + j]);
+                }
+        } else {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) {
+                    const int64_t i = n * C + c0 + j;
+                    sg[j] += gy[i];
+                    sgx[j] += (double)gy[i] * (x[i] - mean[c0 + j]);
+                }
+        }
         for (int64_t j = 0; j < nc; j++) {
             invstd[j] = 1.0f / sqrtf(var[c0 + j] + eps);
             if (gb) gb[c0 + j] += (float)sg[j];
@@ -171,6 +227,15 @@ static void bwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *
             qq[j] = train ? (float)(sgx[j] / (double)g->n) * invstd[j] * invstd[j] : 0.0f;
         }
         if (!gx) continue;
+        if (g->relu) {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t j = 0; j < nc; j++) {
+                    const int64_t i = n * C + c0 + j;
+                    const float d = k[j] * (mask1(x[i], fk[j], fsh[j], gy[i]) - a[j] - (x[i] - mean[c0 + j]) * qq[j]);
+                    gx[i] = gx_acc ? gx[i] + d : d;
+                }
+            continue;
+        }
         for (int64_t n = 0; n < g->n; n++)
             for (int64_t j = 0; j < nc; j++) {
                 const int64_t i = n * C + c0 + j;
@@ -247,6 +312,14 @@ static kiln_status ref_bwd_cl(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
     return st;
 }
 
+/* The reference y of one value (before the ReLU when !relu); its backward recomputes it
+ * for the mask (g->relu). */
+static float ref_y(float x, float mean, double k, double sh, bool relu)
+{
+    const float v = (float)((x - (double)mean) * k + sh);
+    return relu && v < 0.0f ? 0.0f : v; /* NaN stays NaN */
+}
+
 kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
@@ -272,7 +345,7 @@ kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
         for (int64_t n = 0; n < g->n; n++)
             for (int64_t i = 0; i < s; i++) {
                 int64_t j = n * cs + c * s + i;
-                y[j] = (float)((x[j] - (double)mean[c]) * k + sh);
+                y[j] = ref_y(x[j], mean[c], k, sh, g->relu);
             }
     }
     return KILN_STATUS_OK;
@@ -287,12 +360,14 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
     int64_t s = g->s, cs = g->c * s, m = g->n * s;
     for (int64_t c = 0; c < g->c; c++) {
         double invstd = 1.0 / sqrt((double)var[c] + eps), mu = mean[c], wc = w ? w[c] : 1.0;
-        double sg = 0, sgx = 0; /* sum gy, sum gy * xhat */
+        double k = wc * invstd, sh = g->b ? g->b[c] : 0.0; /* as the forward (relu mask) */
+        double sg = 0, sgx = 0; /* sum gy, sum gy * xhat (gy masked when relu) */
         for (int64_t n = 0; n < g->n; n++)
             for (int64_t i = 0; i < s; i++) {
                 int64_t j = n * cs + c * s + i;
-                sg += gy[j];
-                sgx += gy[j] * (x[j] - mu) * invstd;
+                double gj = !g->relu || ref_y(x[j], mean[c], k, sh, false) > 0.0f ? gy[j] : 0.0;
+                sg += gj;
+                sgx += gj * (x[j] - mu) * invstd;
             }
         if (gb) gb[c] += (float)sg;
         if (gw) gw[c] += (float)sgx;
@@ -300,7 +375,7 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
         for (int64_t n = 0; n < g->n; n++)
             for (int64_t i = 0; i < s; i++) {
                 int64_t j = n * cs + c * s + i;
-                double d = gy[j];
+                double d = !g->relu || ref_y(x[j], mean[c], k, sh, false) > 0.0f ? gy[j] : 0.0;
                 if (train) d -= (sg + (x[j] - mu) * invstd * sgx) / (double)m;
                 d *= wc * invstd;
                 gx[j] = (float)((gx_acc ? gx[j] : 0.0) + d);

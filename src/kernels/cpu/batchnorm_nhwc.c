@@ -25,7 +25,13 @@
  * batch, so E[d^2] - E[d]^2 does not cancel badly); backward reads x and gy twice and
  * writes gx.
  * NCHW has each channel's values contiguous and reads them once from memory (see
- * batchnorm.c), so on tensors far larger than L2 the backward here moves more data. */
+ * batchnorm.c), so on tensors far larger than L2 the backward here moves more data.
+ *
+ * g->relu (batch norm + ReLU, see conv.h): the forward clamps as it writes y; both passes
+ * of the backward mask gy as they load it, by x * k + sh > 0 with the forward's k and sh
+ * (bn_coef, the same float arithmetic), so the traffic is the plain op's. Each pass is an
+ * always-inline body instantiated twice, relu false and true, as separate functions: the
+ * plain ones compile to the same code as before the ReLU existed. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
@@ -59,6 +65,10 @@ typedef struct vc {
 } vc; /* 16 consecutive floats */
 
 #define EACH(i) _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+#define INLINE static inline __attribute__((always_inline))
+#define NOINLINE static __attribute__((noinline))
+
+typedef int32_t v4i __attribute__((vector_size(16))); /* comparison masks of v4 */
 
 static inline vc vc_ld(const float *p)
 {
@@ -70,6 +80,31 @@ static inline vc vc_ld(const float *p)
 static inline void vc_st(float *p, vc a)
 {
     EACH(i) *(v4u *)(p + 4 * i) = a.v[i];
+}
+
+/* max(0, v), NaN kept (as torch.relu): clears the lanes where v < 0 */
+static inline v4 v4_relu(v4 v)
+{
+    const v4 z = {0, 0, 0, 0};
+    return (v4)((v4i)v & ~(v < z));
+}
+
+/* g where x * k + sh > 0, else 0 (threshold_backward of the fused forward's y) */
+static inline v4 v4_mask(v4 x, v4 k, v4 sh, v4 g)
+{
+    const v4 z = {0, 0, 0, 0};
+    return (v4)((v4i)g & (x * k + sh > z));
+}
+
+static inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }
+static inline float mask1(float x, float k, float sh, float g) { return x * k + sh > 0.0f ? g : 0.0f; }
+
+/* The forward's y = x * k + sh of channel c; the relu backward recomputes it with these. */
+static inline void bn_coef(const float *w, const float *b, const float *mean, const float *var, float eps, int64_t c,
+                           float *k, float *sh)
+{
+    *k = (w ? w[c] : 1.0f) / sqrtf(var[c] + eps);
+    *sh = (b ? b[c] : 0.0f) - mean[c] * *k;
 }
 
 /* ---- plan ---------------------------------------------------------------------------------- */
@@ -84,7 +119,7 @@ typedef struct plan {
     bool par;        /* worth a parallel region */
     int64_t tstride; /* doubles of scratch per thread */
     double *scratch; /* per thread: da (w), db (w) doubles, fa (w), fb (w) floats */
-    float *coef;     /* 4 * w: per-column coefficients (channel j % c) */
+    float *coef;     /* 6 * w: per-column coefficients (channel j % c) */
 } plan;
 
 static int max_threads(void)
@@ -124,7 +159,7 @@ static kiln_status plan_init(kiln_ctx *ctx, const kiln_bn_geom *g, plan *p)
     const int nt = p->par ? max_threads() : 1;
     p->tstride = (3 * p->w + 7) & ~(int64_t)7; /* 64-byte multiple: no false sharing */
     p->scratch = kiln_step_alloc(ctx, (size_t)(nt * p->tstride) * sizeof(double));
-    p->coef = kiln_step_alloc(ctx, (size_t)(4 * p->w) * sizeof(float));
+    p->coef = kiln_step_alloc(ctx, (size_t)(6 * p->w) * sizeof(float));
     return p->scratch && p->coef ? KILN_STATUS_OK : KILN_STATUS_NOMEM;
 }
 
@@ -156,10 +191,11 @@ static void spread(const plan *p, float *dst, const float *v)
 
 /* Per-column sums over wide rows [r0, r1) and the short row at r1 when tail, into acc:
  * da (w), db (w) doubles, then fa (w), fb (w) floats; da, db overwritten.
- * fwd: da = sum(x - k), db = sum((x - k)^2); bwd: da = sum(gy), db = sum(gy * (x - k)).
+ * fwd: da = sum(x - k), db = sum((x - k)^2); bwd: da = sum(gy), db = sum(gy * (x - k)),
+ * with gy masked by x * fk + fsh > 0 when relu (fk, fsh: w each, else NULL).
  * gy: NULL when fwd. */
-static void sums(const plan *p, bool fwd, const float *x, const float *gy, const float *k, int64_t r0, int64_t r1,
-                 bool tail, double *acc)
+INLINE void sums_body(const plan *p, bool fwd, bool relu, const float *x, const float *gy, const float *k,
+                      const float *fk, const float *fsh, int64_t r0, int64_t r1, bool tail, double *acc)
 {
     const int64_t W = p->w, G = p->group;
     double *da = acc, *db = acc + W;
@@ -184,6 +220,16 @@ static void sums(const plan *p, bool fwd, const float *x, const float *gy, const
                             a.v[i] += d, b.v[i] += d * d;
                         }
                     }
+                } else if (relu) {
+                    const vc mk = vc_ld(fk + j), ms = vc_ld(fsh + j);
+                    for (int64_t r = 0; r < nr; r++) {
+                        const vc xv = vc_ld(px + r * W), gv = vc_ld(pg + r * W);
+                        EACH(i)
+                        {
+                            const v4 gm = v4_mask(xv.v[i], mk.v[i], ms.v[i], gv.v[i]);
+                            a.v[i] += gm, b.v[i] += gm * (xv.v[i] - kk.v[i]);
+                        }
+                    }
                 } else {
                     for (int64_t r = 0; r < nr; r++) {
                         const vc xv = vc_ld(px + r * W), gv = vc_ld(pg + r * W);
@@ -198,16 +244,29 @@ static void sums(const plan *p, bool fwd, const float *x, const float *gy, const
     if (tail) {
         const float *px = x + r1 * W, *pg = fwd ? NULL : gy + r1 * W;
         for (int64_t j = 0; j < p->tail; j++) {
-            const float d = px[j] - k[j];
-            da[j] += fwd ? d : pg[j];
-            db[j] += fwd ? d * d : pg[j] * d;
+            const float d = px[j] - k[j], gj = fwd ? 0.0f : relu ? mask1(px[j], fk[j], fsh[j], pg[j]) : pg[j];
+            da[j] += fwd ? d : gj;
+            db[j] += fwd ? d * d : gj * d;
         }
     }
 }
 
-/* y = x * k + sh over wide rows [r0, r1) (+ the short row at r1 when tail). */
-static void normalise(const plan *p, const float *x, const float *k, const float *sh, int64_t r0, int64_t r1,
-                      bool tail, float *y)
+NOINLINE void sums(const plan *p, bool fwd, const float *x, const float *gy, const float *k, int64_t r0, int64_t r1,
+                   bool tail, double *acc)
+{
+    sums_body(p, fwd, false, x, gy, k, NULL, NULL, r0, r1, tail, acc);
+}
+
+NOINLINE void sums_relu(const plan *p, const float *x, const float *gy, const float *k, const float *fk,
+                        const float *fsh, int64_t r0, int64_t r1, bool tail, double *acc)
+{
+    sums_body(p, false, true, x, gy, k, fk, fsh, r0, r1, tail, acc);
+}
+
+/* y = x * k + sh (max(0, .) when relu) over wide rows [r0, r1) (+ the short row at r1
+ * when tail). */
+INLINE void normalise_body(const plan *p, bool relu, const float *x, const float *k, const float *sh, int64_t r0,
+                      int64_t r1, bool tail, float *y)
 {
     const int64_t W = p->w;
     if (W == CW) { /* the coefficients fit in registers */
@@ -215,7 +274,15 @@ static void normalise(const plan *p, const float *x, const float *k, const float
         for (int64_t r = r0; r < r1; r++) {
             vc v = vc_ld(x + r * W);
             EACH(i) v.v[i] = v.v[i] * kk.v[i] + ss.v[i];
+            if (relu) EACH(i) v.v[i] = v4_relu(v.v[i]);
             vc_st(y + r * W, v);
+        }
+    } else if (relu) {
+        for (int64_t r = r0; r < r1; r++) {
+            const float *px = x + r * W;
+            float *py = y + r * W;
+#pragma omp simd
+            for (int64_t j = 0; j < W; j++) py[j] = relu1(px[j] * k[j] + sh[j]);
         }
     } else {
         for (int64_t r = r0; r < r1; r++) {
@@ -226,40 +293,65 @@ static void normalise(const plan *p, const float *x, const float *k, const float
         }
     }
     if (tail)
-        for (int64_t j = 0; j < p->tail; j++) y[r1 * W + j] = x[r1 * W + j] * k[j] + sh[j];
+        for (int64_t j = 0; j < p->tail; j++) {
+            const float v = x[r1 * W + j] * k[j] + sh[j];
+            y[r1 * W + j] = relu ? relu1(v) : v;
+        }
 }
 
-/* One wide row (len floats) of grad_x, coefficients from memory. */
-static inline void grad_row(bool train, bool acc, const float *px, const float *pg, const float *k, const float *q,
-                            const float *a, const float *mu, int64_t len, float *pd)
+NOINLINE void normalise(const plan *p, const float *x, const float *k, const float *sh, int64_t r0, int64_t r1,
+                        bool tail, float *y)
 {
+    normalise_body(p, false, x, k, sh, r0, r1, tail, y);
+}
+
+NOINLINE void normalise_relu(const plan *p, const float *x, const float *k, const float *sh, int64_t r0, int64_t r1,
+                             bool tail, float *y)
+{
+    normalise_body(p, true, x, k, sh, r0, r1, tail, y);
+}
+
+/* One wide row (len floats) of grad_x, coefficients from memory; relu: gy masked with the
+ * forward's coefficients fk, fsh. */
+INLINE void grad_row(bool train, bool acc, bool relu, const float *px, const float *pg, const float *k,
+                     const float *q, const float *a, const float *mu, const float *fk, const float *fsh, int64_t len,
+                     float *pd)
+{
+#define GY(j) (relu ? mask1(px[j], fk[j], fsh[j], pg[j]) : pg[j])
     if (train && acc) {
 #pragma omp simd
-        for (int64_t j = 0; j < len; j++) pd[j] += k[j] * pg[j] + (px[j] - mu[j]) * q[j] + a[j];
+        for (int64_t j = 0; j < len; j++) pd[j] += k[j] * GY(j) + (px[j] - mu[j]) * q[j] + a[j];
     } else if (train) {
 #pragma omp simd
-        for (int64_t j = 0; j < len; j++) pd[j] = k[j] * pg[j] + (px[j] - mu[j]) * q[j] + a[j];
+        for (int64_t j = 0; j < len; j++) pd[j] = k[j] * GY(j) + (px[j] - mu[j]) * q[j] + a[j];
     } else if (acc) {
 #pragma omp simd
-        for (int64_t j = 0; j < len; j++) pd[j] += k[j] * pg[j];
+        for (int64_t j = 0; j < len; j++) pd[j] += k[j] * GY(j);
     } else {
 #pragma omp simd
-        for (int64_t j = 0; j < len; j++) pd[j] = k[j] * pg[j];
+        for (int64_t j = 0; j < len; j++) pd[j] = k[j] * GY(j);
     }
+#undef GY
 }
 
 /* gx (=, or += when acc) k * gy + (x - mu) * q + a over wide rows [r0, r1) (+ the short row
- * at r1 when tail); eval: k * gy (x not read). cf: k, q, a, mu (w each). */
-static void grad_x(const plan *p, bool train, bool acc, const float *x, const float *gy, const float *cf, int64_t r0,
-                   int64_t r1, bool tail, float *gx)
+ * at r1 when tail); eval: k * gy (x not read unless relu). relu: gy masked by
+ * x * fk + fsh > 0. cf: k, q, a, mu, fk, fsh (w each; fk, fsh only for relu). */
+INLINE void grad_x_body(const plan *p, bool train, bool acc, bool relu, const float *x, const float *gy,
+                        const float *cf, int64_t r0, int64_t r1, bool tail, float *gx)
 {
     const int64_t W = p->w;
-    const float *k = cf, *q = cf + W, *a = cf + 2 * W, *mu = cf + 3 * W;
+    const float *k = cf, *q = cf + W, *a = cf + 2 * W, *mu = cf + 3 * W, *fk = cf + 4 * W, *fsh = cf + 5 * W;
     if (W == CW && train) { /* the coefficients fit in registers */
         const vc kk = vc_ld(k), qq = vc_ld(q), aa = vc_ld(a), mm = vc_ld(mu);
         for (int64_t r = r0; r < r1; r++) {
             const int64_t o = r * W;
-            const vc gv = vc_ld(gy + o), xv = vc_ld(x + o);
+            vc gv = vc_ld(gy + o);
+            const vc xv = vc_ld(x + o);
+            if (relu) {
+                const vc mk = vc_ld(fk), ms = vc_ld(fsh); /* from L1: the registers are taken */
+                EACH(i) gv.v[i] = v4_mask(xv.v[i], mk.v[i], ms.v[i], gv.v[i]);
+            }
             vc d;
             EACH(i) d.v[i] = kk.v[i] * gv.v[i] + (xv.v[i] - mm.v[i]) * qq.v[i] + aa.v[i];
             if (acc) {
@@ -270,9 +362,21 @@ static void grad_x(const plan *p, bool train, bool acc, const float *x, const fl
         }
     } else {
         for (int64_t r = r0; r < r1; r++)
-            grad_row(train, acc, x + r * W, gy + r * W, k, q, a, mu, W, gx + r * W);
+            grad_row(train, acc, relu, x + r * W, gy + r * W, k, q, a, mu, fk, fsh, W, gx + r * W);
     }
-    if (tail) grad_row(train, acc, x + r1 * W, gy + r1 * W, k, q, a, mu, p->tail, gx + r1 * W);
+    if (tail) grad_row(train, acc, relu, x + r1 * W, gy + r1 * W, k, q, a, mu, fk, fsh, p->tail, gx + r1 * W);
+}
+
+NOINLINE void grad_x(const plan *p, bool train, bool acc, const float *x, const float *gy, const float *cf, int64_t r0,
+                     int64_t r1, bool tail, float *gx)
+{
+    grad_x_body(p, train, acc, false, x, gy, cf, r0, r1, tail, gx);
+}
+
+NOINLINE void grad_x_relu(const plan *p, bool train, bool acc, const float *x, const float *gy, const float *cf,
+                          int64_t r0, int64_t r1, bool tail, float *gx)
+{
+    grad_x_body(p, train, acc, true, x, gy, cf, r0, r1, tail, gx);
 }
 
 /* Per-channel shift for the one-pass variance: the mean of SHIFT_ROWS rows spread evenly
@@ -328,21 +432,20 @@ kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
                     var[c] = (float)(v > 0 ? v : 0);
                 }
             }
-            for (int64_t c = 0; c < C; c++) {
-                kk[c] = (w ? w[c] : 1.0f) / sqrtf(var[c] + eps);
-                sh[c] = (b ? b[c] : 0.0f) - mean[c] * kk[c];
-            }
+            for (int64_t c = 0; c < C; c++) bn_coef(w, b, mean, var, eps, c, &kk[c], &sh[c]);
             spread(&p, kw, kk);
             spread(&p, shw, sh);
         }
-        normalise(&p, x, kw, shw, r0, r1, tail, y);
+        if (g->relu) normalise_relu(&p, x, kw, shw, r0, r1, tail, y);
+        else normalise(&p, x, kw, shw, r0, r1, tail, y);
     }
     kiln_step_rewind(ctx, mark);
     return KILN_STATUS_OK;
 }
 
 /* gx = k * (gy - mean(gy) - (x - mean) * mean(gy * (x - mean)) * invstd^2) in train mode
- * (k = w * invstd), as the NCHW kernel; computed as k * gy + (x - mean) * q + a. */
+ * (k = w * invstd), as the NCHW kernel; computed as k * gy + (x - mean) * q + a. relu: gy
+ * masked wherever it is read. */
 kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
                                           const float *x, const float *w, const float *mean,
                                           const float *var, const float *gy, float *gx, bool gx_acc,
@@ -354,14 +457,20 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
     plan p;
     const int64_t C = g->c;
     double *sg = kiln_step_alloc(ctx, (size_t)(2 * C) * sizeof(double)), *sgx = sg ? sg + C : NULL; /* (C) */
-    float *cc = kiln_step_alloc(ctx, (size_t)(3 * C) * sizeof(float)); /* k, q, a (C) */
+    float *cc = kiln_step_alloc(ctx, (size_t)(5 * C) * sizeof(float)); /* k, q, a, fk, fsh (C) */
     if (plan_init(ctx, g, &p) < 0 || !sg || !cc) {
         kiln_step_rewind(ctx, mark);
         return KILN_STATUS_NOMEM;
     }
     if (!need_sums) memset(sg, 0, (size_t)(2 * C) * sizeof(double));
-    float *cf = p.coef; /* k, q, a, mu (W each) */
+    float *cf = p.coef; /* k, q, a, mu, fk, fsh (W each) */
+    const float *fk = cf + 4 * p.w, *fsh = cf + 5 * p.w;
     spread(&p, cf + 3 * p.w, mean);
+    if (g->relu) { /* the forward's coefficients, for the mask */
+        for (int64_t c = 0; c < C; c++) bn_coef(w, g->b, mean, var, eps, c, &cc[3 * C + c], &cc[4 * C + c]);
+        spread(&p, cf + 4 * p.w, cc + 3 * C);
+        spread(&p, cf + 5 * p.w, cc + 4 * C);
+    }
     const double m = (double)(g->n * g->s);
 #pragma omp parallel if (p.par)
     {
@@ -370,7 +479,9 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
         int64_t r0, r1;
         bool tail;
         range(&p, t, nt, &r0, &r1, &tail);
-        if (need_sums) sums(&p, false, x, gy, cf + 3 * p.w, r0, r1, tail, p.scratch + t * p.tstride);
+        double *acc = p.scratch + t * p.tstride;
+        if (need_sums && g->relu) sums_relu(&p, x, gy, cf + 3 * p.w, fk, fsh, r0, r1, tail, acc);
+        else if (need_sums) sums(&p, false, x, gy, cf + 3 * p.w, r0, r1, tail, acc);
 #pragma omp barrier
 #pragma omp single
         {
@@ -385,7 +496,8 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
             }
             for (int i = 0; i < 3; i++) spread(&p, cf + i * p.w, cc + i * C);
         }
-        if (gx) grad_x(&p, train, gx_acc, x, gy, cf, r0, r1, tail, gx);
+        if (gx && g->relu) grad_x_relu(&p, train, gx_acc, x, gy, cf, r0, r1, tail, gx);
+        else if (gx) grad_x(&p, train, gx_acc, x, gy, cf, r0, r1, tail, gx);
     }
     kiln_step_rewind(ctx, mark);
     return KILN_STATUS_OK;
