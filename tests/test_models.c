@@ -411,12 +411,16 @@ static void simple_resnet_parity(bool channels_last)
     kiln_model_train(m, true);
     kiln_tensor *x = ku_load_grad(ctx, f, "sresnet", "x");
     y = kiln_model_forward(m, ctx, x);
-    ku_expect_fixture(ctx, f, "sresnet", "y_train", y, ATOL, RTOL);
+    /* Train mode ends in BatchNorm1d over a batch of 4: it divides by the batch's small
+     * spread of logits, which magnifies rounding-order differences (an -O0 sanitizer build
+     * sums in another order than -O2) about tenfold: 1e-4 there. */
+    const double tatol = 1e-4, trtol = 1e-3;
+    ku_expect_fixture(ctx, f, "sresnet", "y_train", y, tatol, trtol);
     kiln_tensor *loss = kiln_cross_entropy(ctx, y, ku_load(ctx, f, "sresnet", "target"), NULL);
-    ku_expect_fixture(ctx, f, "sresnet", "loss", loss, ATOL, RTOL);
+    ku_expect_fixture(ctx, f, "sresnet", "loss", loss, tatol, trtol);
     kiln_model_zero_grad(m);
     cr_assert_eq(kiln_backward(ctx, loss), KILN_STATUS_OK, "%s", kiln_last_error());
-    ku_expect_fixture(ctx, f, "sresnet.grad", "x", x->grad, ATOL, RTOL);
+    ku_expect_fixture(ctx, f, "sresnet.grad", "x", x->grad, tatol, trtol);
     int n_grads = 0, n_after = 0;
     for (size_t i = 0; i < kiln_st_count(f); i++) {
         const char *k = kiln_st_name(f, i);
@@ -426,7 +430,7 @@ static void simple_resnet_parity(bool channels_last)
         if (!strcmp(name, "x")) continue;
         kiln_tensor *t = kiln_store_find(s, name);
         cr_assert(t, "fixture %s has no store entry", k);
-        ku_expect_fixture(ctx, f, grad ? "sresnet.grad" : "sresnet.after", name, grad ? t->grad : t, ATOL, RTOL);
+        ku_expect_fixture(ctx, f, grad ? "sresnet.grad" : "sresnet.after", name, grad ? t->grad : t, tatol, trtol);
         n_grads += grad, n_after += after;
     }
     cr_expect_eq(n_grads, 9, "parameter gradients compared: %d", n_grads);
