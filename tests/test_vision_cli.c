@@ -385,6 +385,38 @@ Test(vision_cli, predict_show_batch_interpret)
     run_fail("vision predict %s/m %s/img/valid/left/08.png", 1, "model.json");
 }
 
+/* fastai aug_transforms' knobs as flags: recorded in model.json, reused by predict --tta;
+ * a model trained with --no-augment gets plain TTA passes and a warning; bad values fail. */
+Test(vision_cli, augmentation_flags)
+{
+    run_ok("vision fit %s/img --out %s/a --bs 4 --epochs 1 --max-rotate 5 --max-warp 0 --max-lighting 0.1 "
+           "--p-affine 0.5 --no-flip " FAST);
+    cJSON *j = json("a/model.json");
+    const cJSON *ag = cJSON_GetObjectItem(j, "augmentation");
+    cr_assert(cJSON_IsObject(ag), "model.json has no augmentation object");
+    cr_expect_float_eq(num(ag, "max_rotate"), 5.0, 1e-6);
+    cr_expect_float_eq(num(ag, "max_warp"), 0.0, 1e-6);
+    cr_expect_float_eq(num(ag, "max_lighting"), 0.1, 1e-6);
+    cr_expect_float_eq(num(ag, "p_affine"), 0.5, 1e-6);
+    cr_expect_float_eq(num(ag, "max_zoom"), 1.1, 1e-6);
+    cr_expect(cJSON_IsFalse(cJSON_GetObjectItem(ag, "do_flip")), "do_flip should be false");
+    cJSON_Delete(j);
+    run_ok("vision predict %s/a %s/img/valid/left/08.png --tta --threads 1");
+    expect_in("out", "left/08.png");
+    run_ok("vision show-batch %s/img --out %s/a/batch.png --n 4 --max-rotate 30 --no-flip " FAST);
+    expect_png("a/batch.png");
+    /* no augmentation: no "augmentation" object, TTA warns that its passes are plain */
+    run_ok("vision fit %s/img --out %s/na --bs 4 --epochs 1 --no-augment " FAST);
+    j = json("na/model.json");
+    cr_expect(!cJSON_GetObjectItem(j, "augmentation"), "a --no-augment model records no augmentation");
+    cJSON_Delete(j);
+    run_ok("vision predict %s/na %s/img/valid/left/08.png --tta --threads 1");
+    expect_in("err", "augmented passes equal the plain one");
+    run_fail("vision fit %s/img --out %s/bad --max-zoom 0.5", 2, "max_zoom");
+    run_fail("vision fit %s/img --out %s/bad --p-affine 2", 2, "p_affine");
+    run_fail("vision fit %s/img --out %s/bad --max-rotate -1", 2, "max_rotate");
+}
+
 Test(vision_cli, idx_data)
 {
     cr_assert(mkdir(P("idx"), 0777) == 0);

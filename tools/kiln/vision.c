@@ -52,6 +52,20 @@ static const kiln_flag g_flags[] = {
      NULL, NULL},
     {"--no-augment", NULL, KILN_FLAG_BOOL, O(no_augment), TRAIN_CMDS | VC_SHOW,
      "no training augmentation (the benchmark recipe)", NULL, NULL},
+    {"--max-rotate", "DEG", KILN_FLAG_DOUBLE, O(max_rotate), TRAIN_CMDS | VC_SHOW,
+     "augmentation: rotation up to DEG degrees either way (10)", NULL, NULL},
+    {"--max-zoom", "F", KILN_FLAG_DOUBLE, O(max_zoom), TRAIN_CMDS | VC_SHOW, "augmentation: zoom up to F (1.1)", NULL,
+     NULL},
+    {"--max-warp", "F", KILN_FLAG_DOUBLE, O(max_warp), TRAIN_CMDS | VC_SHOW,
+     "augmentation: perspective warp magnitude (0.2)", NULL, NULL},
+    {"--max-lighting", "F", KILN_FLAG_DOUBLE, O(max_lighting), TRAIN_CMDS | VC_SHOW,
+     "augmentation: brightness and contrast change (0.2)", NULL, NULL},
+    {"--p-affine", "P", KILN_FLAG_DOUBLE, O(p_affine), TRAIN_CMDS | VC_SHOW,
+     "augmentation: probability of each of rotate, zoom, warp (0.75)", NULL, NULL},
+    {"--p-lighting", "P", KILN_FLAG_DOUBLE, O(p_lighting), TRAIN_CMDS | VC_SHOW,
+     "augmentation: probability of each of brightness, contrast (0.75)", NULL, NULL},
+    {"--no-flip", NULL, KILN_FLAG_BOOL, O(no_flip), TRAIN_CMDS | VC_SHOW, "augmentation: no horizontal flips",
+     NULL, NULL},
     {"--norm", "NAME", KILN_FLAG_STR, O(norm), TRAIN_CMDS,
      "dataset (the train split's mean/std) | imagenet | none (dataset)", NULL, NULL},
     {"--valid-pct", "F", KILN_FLAG_DOUBLE, O(valid_pct), TRAIN_CMDS | VC_SHOW,
@@ -139,6 +153,8 @@ int kiln_cmd_vision(int argc, char **argv)
     char prog[64];
     snprintf(prog, sizeof prog, "kiln vision %s", c->name);
     vopts o = {.cmd = prog, .arch = "simple-cnn", .schedule = "one-cycle", .norm = "dataset", .progress = "auto", .layout = "auto",
+               .max_rotate = 10, .max_zoom = 1.1, .max_warp = 0.2, .max_lighting = 0.2, .p_affine = 0.75,
+               .p_lighting = 0.75,
                .bs = 128,
                .epochs = 3, .n_cycle = 3, .cycle_len = 1, .cycle_mult = 2, .seed = 42, .workers = 2,
                .num_it = 100, .n = c->bit == VC_SHOW ? 16 : 9, .tta_n = 4, .lr = 1e-2, .wd = 1e-2,
@@ -174,6 +190,8 @@ int kiln_cmd_vision(int argc, char **argv)
                         ? "--progress must be auto, bar, plain or quiet"
                     : strcmp(o.layout, "auto") && strcmp(o.layout, "nhwc") && strcmp(o.layout, "nchw")
                         ? "--layout must be auto, nhwc or nchw" : NULL;
+    kiln_augment_params ap = vc_augment_params(&o);
+    if (!bad && kiln_augment_check_params(&ap)) bad = kiln_last_error();
     if (bad) {
         rc = vc_fail(&o, 2, "%s", bad);
         goto done;
@@ -265,7 +283,14 @@ int vc_write_atomic(const vopts *o, const char *path, const char *text)
 
 /* ---- data, model, learner ----------------------------------------------------------------------- */
 
-kiln_augment_params vc_augment_params(void) { return kiln_augment_default_params(); }
+kiln_augment_params vc_augment_params(const vopts *o)
+{
+    kiln_augment_params p = kiln_augment_default_params();
+    p.max_rotate = (float)o->max_rotate, p.max_zoom = (float)o->max_zoom, p.max_warp = (float)o->max_warp;
+    p.max_lighting = (float)o->max_lighting, p.p_affine = (float)o->p_affine, p.p_lighting = (float)o->p_lighting;
+    p.do_flip = !o->no_flip;
+    return p;
+}
 
 kiln_data *vc_open_data(const vopts *o, const char *data, int n_channels, const kiln_vision_stats *custom,
                         kiln_vision_norm norm, const kiln_augment_params *aug, int64_t bs, bool summary)
@@ -425,6 +450,16 @@ int vc_info_write(const vopts *o, const char *path, const vmodel_info *mi)
     cJSON_AddItemToObject(nm, "mean", cJSON_CreateFloatArray(mean, mi->n_in));
     cJSON_AddItemToObject(nm, "std", cJSON_CreateFloatArray(std, mi->n_in));
     cJSON_AddBoolToObject(j, "augment", mi->augment);
+    if (mi->augment) { /* what TTA at predict / interpret time repeats */
+        cJSON *a = cJSON_AddObjectToObject(j, "augmentation");
+        cJSON_AddBoolToObject(a, "do_flip", mi->aug.do_flip);
+        cJSON_AddNumberToObject(a, "max_rotate", mi->aug.max_rotate);
+        cJSON_AddNumberToObject(a, "max_zoom", mi->aug.max_zoom);
+        cJSON_AddNumberToObject(a, "max_warp", mi->aug.max_warp);
+        cJSON_AddNumberToObject(a, "max_lighting", mi->aug.max_lighting);
+        cJSON_AddNumberToObject(a, "p_affine", mi->aug.p_affine);
+        cJSON_AddNumberToObject(a, "p_lighting", mi->aug.p_lighting);
+    }
     cJSON_AddNumberToObject(j, "seed", (double)mi->seed);
     cJSON_AddNumberToObject(j, "valid_pct", mi->valid_pct);
     cJSON_AddNumberToObject(j, "n_params", (double)mi->n_params);
@@ -500,6 +535,20 @@ int vc_info_read(const vopts *o, const char *path, vmodel_info *mi)
     const cJSON *aug = cJSON_GetObjectItem(j, "augment"), *seed = cJSON_GetObjectItem(j, "seed");
     const cJSON *vp = cJSON_GetObjectItem(j, "valid_pct");
     mi->augment = !cJSON_IsFalse(aug);
+    mi->aug = kiln_augment_default_params(); /* files written before "augmentation" existed */
+    const cJSON *ag = cJSON_GetObjectItem(j, "augmentation");
+    if (cJSON_IsObject(ag)) {
+        const cJSON *f = cJSON_GetObjectItem(ag, "do_flip");
+        if (cJSON_IsBool(f)) mi->aug.do_flip = cJSON_IsTrue(f);
+        const char *names[] = {"max_rotate", "max_zoom", "max_warp", "max_lighting", "p_affine", "p_lighting"};
+        float *dst[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
+                        &mi->aug.p_affine, &mi->aug.p_lighting};
+        for (int k = 0; k < 6; k++) {
+            const cJSON *v = cJSON_GetObjectItem(ag, names[k]);
+            if (cJSON_IsNumber(v)) *dst[k] = (float)v->valuedouble;
+        }
+        if (!bad && kiln_augment_check_params(&mi->aug)) bad = "augmentation holds values out of range";
+    }
     mi->seed = cJSON_IsNumber(seed) && seed->valuedouble >= 0 ? (uint64_t)seed->valuedouble : 42;
     mi->valid_pct = cJSON_IsNumber(vp) ? vp->valuedouble : 0.2;
     cJSON_Delete(j);

@@ -28,6 +28,9 @@ typedef struct vopts {
     int64_t tta_n;
     double lr, wd, valid_pct, tta_beta;
     bool tta, tta_max, no_augment, quiet, skip_bad, help, resume;
+    /* augmentation (fastai aug_transforms' arguments); defaults from kiln_augment_default_params */
+    double max_rotate, max_zoom, max_warp, max_lighting, p_affine, p_lighting;
+    bool no_flip;
     bool given_epochs, given_n_cycle, given_bs, given_size; /* set from the parser's `given` */
 } vopts;
 
@@ -39,6 +42,7 @@ typedef struct vmodel_info {
     kiln_vision_norm norm;
     kiln_vision_stats stats;
     bool augment;
+    kiln_augment_params aug; /* the training augmentation (TTA uses it) */
     uint64_t seed;
     double valid_pct;
     int64_t n_params;
@@ -86,6 +90,7 @@ void vc_info_free(vmodel_info *mi);
 int vc_info_from_data(const vopts *o, kiln_data *d, vmodel_info *mi);
 
 /* The augmentation the CLI trains with (fastai aug_transforms defaults). */
-kiln_augment_params vc_augment_params(void);
+/* The augmentation the flags ask for (fastai's defaults, overridden by --max-rotate etc.). */
+kiln_augment_params vc_augment_params(const vopts *o);
 
 #endif

@@ -77,7 +77,7 @@ static int session_begin(vopts *o, const char *data, session *s)
     bool known = false;
     for (int i = 0; i < 5; i++) known |= !strcmp(o->arch, archs[i]);
     if (!known) return vc_fail(o, 2, "--arch: '%s' is not simple-cnn, simple-resnet, resnet18, resnet34 or resnet50", o->arch);
-    s->aug = vc_augment_params();
+    s->aug = vc_augment_params(o);
     if (!(s->ctx = vc_ctx_new(o))) return 1;
     /* imagenet stats are 3 channels: ask the source for colour then */
     int nc = s->norm == KILN_VISION_NORM_IMAGENET ? 3 : 0;
@@ -301,7 +301,7 @@ static int write_outputs(vopts *o, const char *data, session *s, fit_result *r)
     vc_path(p_lr, sizeof p_lr, o->out, "lr.png");
     const char *meta[] = {"format", "kiln-vision-model", "arch", o->arch, NULL};
     if (kiln_model_save(s->m, p_model, meta)) return vc_kfail(o, NULL);
-    vmodel_info mi = {.norm = s->norm, .augment = !o->no_augment, .seed = (uint64_t)o->seed,
+    vmodel_info mi = {.norm = s->norm, .augment = !o->no_augment, .aug = s->aug, .seed = (uint64_t)o->seed,
                       .valid_pct = o->valid_pct, .n_params = kiln_model_n_params(s->m, false)};
     snprintf(mi.arch, sizeof mi.arch, "%s", o->arch);
     snprintf(mi.data, sizeof mi.data, "%s", data);

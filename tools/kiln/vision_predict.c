@@ -181,7 +181,7 @@ int vc_predict(vopts *o, int n_images, const char *const *images, const char *di
         trained_free(&t);
         return rc;
     }
-    kiln_augment_params aug = vc_augment_params();
+    kiln_augment_params aug = t.mi.aug; /* the model's training augmentation */
     tta_note(o, &t.mi);
     int wf = 4, wc = 5;
     for (int i = 0; i < n_images; i++) wf = (int)strlen(images[i]) > wf ? (int)strlen(images[i]) : wf;
@@ -213,7 +213,7 @@ int vc_show_batch(vopts *o, const char *data)
         *slash = '\0';
         if (vc_mkdirs(o, parent)) return 1;
     }
-    kiln_augment_params aug = vc_augment_params();
+    kiln_augment_params aug = vc_augment_params(o);
     kiln_data *d = vc_open_data(o, data, 0, NULL, KILN_VISION_NORM_DATASET, o->no_augment ? NULL : &aug, o->n, true);
     if (!d) return 1;
     kiln_ctx *ctx = vc_ctx_new(o);
@@ -394,7 +394,7 @@ int vc_interpret(vopts *o, const char *dir, const char *data)
     }
     o->size = t.mi.size;
     o->valid_pct = t.mi.valid_pct;
-    kiln_augment_params aug = vc_augment_params();
+    kiln_augment_params aug = t.mi.aug; /* the model's training augmentation */
     tta_note(o, &t.mi);
     kiln_data *d = vc_open_data(o, data, t.mi.n_in, &t.mi.stats, t.mi.norm, o->tta && t.mi.augment ? &aug : NULL,
                                 o->bs, true);
