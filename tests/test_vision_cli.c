@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <spng.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -415,6 +416,36 @@ Test(vision_cli, augmentation_flags)
     run_fail("vision fit %s/img --out %s/bad --max-zoom 0.5", 2, "max_zoom");
     run_fail("vision fit %s/img --out %s/bad --p-affine 2", 2, "p_affine");
     run_fail("vision fit %s/img --out %s/bad --max-rotate -1", 2, "max_rotate");
+}
+
+/* --layout: nchw and nhwc train the same net to the same place (up to float rounding: the
+ * two layouts run different oneDNN kernels); a bad name fails. */
+Test(vision_cli, layout_flag)
+{
+    double acc[2], first[2];
+    const char *names[2] = {"nchw", "nhwc"};
+    for (int k = 0; k < 2; k++) {
+        char args[512];
+        snprintf(args, sizeof args, "vision fit %%s/img --out %%s/l%s --bs 4 --epochs 2 --no-augment --layout %s " FAST,
+                 names[k], names[k]);
+        run_ok(args);
+        char rel[64];
+        snprintf(rel, sizeof rel, "l%s/metrics.json", names[k]);
+        cJSON *j = json(rel);
+        acc[k] = num(j, "accuracy");
+        double loss = num(j, "train_loss");
+        cr_expect(loss > 0 && loss < 10, "%s: train loss %g", names[k], loss);
+        cJSON_Delete(j);
+        snprintf(rel, sizeof rel, "l%s/history.csv", names[k]);
+        char *h = ku_slurp(P(rel));
+        cr_assert_eq(sscanf(strchr(h, '\n') + 1, "0,%lf", &first[k]), 1, "%s", h);
+        free(h);
+    }
+    /* the first epoch's mean train loss: same data, same init, same schedule */
+    cr_expect(fabs(first[0] - first[1]) <= 1e-4 * fabs(first[0]) + 1e-5, "epoch 0 train loss nchw %.9g vs nhwc %.9g",
+              first[0], first[1]);
+    cr_expect(fabs(acc[0] - acc[1]) <= 0.25, "nchw accuracy %g vs nhwc %g", acc[0], acc[1]);
+    run_fail("vision fit %s/img --out %s/bad --layout nhcw", 2, "--layout must be auto, nhwc or nchw");
 }
 
 Test(vision_cli, idx_data)
