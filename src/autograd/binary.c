@@ -71,14 +71,6 @@ static kiln_status add_product(kiln_ctx *ctx, kiln_tensor *g, kiln_binary_op op,
     return st < 0 ? st : add_reduced(ctx, g, t, 1.0f);
 }
 
-/* t seen as a flat 1-D tensor over its memory (t NULL, or dense: here channels-last). */
-static kiln_tensor *flat(kiln_tensor *v, kiln_tensor *t)
-{
-    if (!t) return NULL;
-    int64_t n = kiln_numel(t);
-    return kiln_tensor_wrap(v, t->dtype, 1, &n, t->data);
-}
-
 /* Whether a and b are both channels-last with one shape: then so is the output. */
 static bool both_cl(const kiln_tensor *a, const kiln_tensor *b)
 {
@@ -92,8 +84,8 @@ static kiln_status binary_bwd(kiln_ctx *ctx, kiln_node *n)
     if (!gy) return KILN_STATUS_OK;
     kiln_tensor fa, fb, fy, fgy, fga, fgb;
     if (both_cl(a, b)) { /* a, b, y and the grads share one layout (see binary) */
-        a = flat(&fa, a), b = flat(&fb, b), y = flat(&fy, y), gy = flat(&fgy, gy);
-        ga = flat(&fga, ga), gb = flat(&fgb, gb);
+        a = kiln__flat_view(&fa, a), b = kiln__flat_view(&fb, b), y = kiln__flat_view(&fy, y);
+        gy = kiln__flat_view(&fgy, gy), ga = kiln__flat_view(&fga, ga), gb = kiln__flat_view(&fgb, gb);
     }
     kiln_binary_op op = ((const binary_saved *)n->saved)->op;
     kiln_tensor av, bv;
@@ -143,7 +135,8 @@ static kiln_tensor *binary(kiln_ctx *ctx, kiln_binary_op op, kiln_tensor *a, kil
         y = kiln_empty_channels_last(ctx, shape);
         KILN_IN(y);
         kiln_tensor fy;
-        if (K(ctx)->binary(ctx, op, flat(&av, a), flat(&bv, b), flat(&fy, y), false) < 0) return NULL;
+        if (K(ctx)->binary(ctx, op, kiln__flat_view(&av, a), kiln__flat_view(&bv, b), kiln__flat_view(&fy, y), false) < 0)
+            return NULL;
     } else {
         a = kiln__plain(ctx, a), b = kiln__plain(ctx, b);
         KILN_IN(a);

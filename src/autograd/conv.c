@@ -111,7 +111,8 @@ kiln_tensor *kiln_conv2d(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
     KILN_IN(in[IN_W]);
     if (b) KILN_IN(in[IN_B]);
     const int64_t ys[4] = {g.n, g.o, g.oh, g.ow};
-    kiln_tensor *y = g.nhwc ? kiln_empty_channels_last(ctx, ys) : kiln_empty(ctx, KILN_DTYPE_F32, 4, ys); /* (N, O, OH, OW) */
+    /* (N, O, OH, OW) */
+    kiln_tensor *y = g.nhwc ? kiln_empty_channels_last(ctx, ys) : kiln_empty(ctx, KILN_DTYPE_F32, 4, ys);
     KILN_IN(y);
     if (ctx->backend->conv->conv2d_fwd(ctx, &g, in[IN_X]->data, in[IN_W]->data, b ? in[IN_B]->data : NULL,
                                        y->data) < 0)

@@ -10,13 +10,6 @@ typedef struct unary_saved {
     float alpha;
 } unary_saved;
 
-/* t seen as a flat 1-D tensor over its memory (t dense: contiguous or channels-last). */
-static kiln_tensor *flat(kiln_tensor *v, const kiln_tensor *t)
-{
-    int64_t n = kiln_numel(t);
-    return kiln_tensor_wrap(v, t->dtype, 1, &n, t->data);
-}
-
 static kiln_status unary_bwd(kiln_ctx *ctx, kiln_node *n)
 {
     kiln_tensor *gx = kiln__grad(ctx, n->in[0]);
@@ -26,8 +19,9 @@ static kiln_status unary_bwd(kiln_ctx *ctx, kiln_node *n)
     kiln_tensor *x = n->in[0], *y = n->out[0];
     if (kiln_is_channels_last(x)) { /* x, y, gx, gy share the layout: elementwise over memory */
         kiln_tensor fx, fy, fgy, fgx;
-        return ctx->backend->eltwise->unary_bwd(ctx, s->op, s->alpha, flat(&fx, x), flat(&fy, y), flat(&fgy, gy),
-                                                flat(&fgx, gx));
+        return ctx->backend->eltwise->unary_bwd(ctx, s->op, s->alpha, kiln__flat_view(&fx, x),
+                                                kiln__flat_view(&fy, y), kiln__flat_view(&fgy, gy),
+                                                kiln__flat_view(&fgx, gx));
     }
     return ctx->backend->eltwise->unary_bwd(ctx, s->op, s->alpha, x, y, gy, gx);
 }
@@ -43,7 +37,8 @@ static kiln_tensor *unary(kiln_ctx *ctx, kiln_unary_op op, float alpha, kiln_ten
     kiln_tensor *y = kiln_empty_like_layout(ctx, x);
     KILN_IN(y);
     kiln_tensor fx, fy;
-    if (ctx->backend->eltwise->unary_fwd(ctx, op, alpha, cl ? flat(&fx, x) : x, cl ? flat(&fy, y) : y) < 0)
+    if (ctx->backend->eltwise->unary_fwd(ctx, op, alpha, cl ? kiln__flat_view(&fx, x) : x,
+                                         cl ? kiln__flat_view(&fy, y) : y) < 0)
         return NULL;
     kiln_status st;
     kiln_node *n = kiln__record(ctx, name, unary_bwd, 1, &x, 1, &y, sizeof(unary_saved), &st);

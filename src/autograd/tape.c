@@ -59,6 +59,13 @@ static kiln_tensor *grad_alloc(kiln_ctx *ctx, const kiln_tensor *t)
     return kiln_empty(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
 }
 
+kiln_tensor *kiln__flat_view(kiln_tensor *v, const kiln_tensor *t)
+{
+    if (!t) return NULL;
+    int64_t n = kiln_numel(t);
+    return kiln_tensor_wrap(v, t->dtype, 1, &n, t->data);
+}
+
 kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t)
 {
     if (t && kiln_is_channels_last(t) && !kiln_is_contiguous(t)) return kiln_contiguous(ctx, t);

@@ -34,6 +34,10 @@ kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int
                         kiln_tensor *const *in, int n_out, kiln_tensor *const *out,
                         size_t saved_bytes, kiln_status *st);
 
+/* v = t seen as a flat 1-D tensor over its memory, for elementwise kernels on tensors that
+ * share one dense layout (channels-last); returns v, or NULL when t is NULL. */
+kiln_tensor *kiln__flat_view(kiln_tensor *v, const kiln_tensor *t);
+
 /* t, or a contiguous copy of it (recorded) when t is channels-last: for ops whose kernels
  * and backward index their input as contiguous. NULL on failure. */
 kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t);
