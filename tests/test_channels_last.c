@@ -1,6 +1,6 @@
 /* Channels-last (NHWC) tensors: kiln_to_channels_last, and every op that keeps the layout
- * (conv2d, relu and the other unary ops, add of two channels-last tensors) or takes a
- * contiguous copy (broadcasting binary ops, reductions, concat, pooling, views) gives the
+ * (conv2d, 2-D pooling, relu and the other unary ops, add of two channels-last tensors) or
+ * takes a contiguous copy (broadcasting binary ops, reductions, concat, views) gives the
  * same values and the same gradients as on plain NCHW input. Each case runs twice from the
  * same data: once on contiguous leaves, once with the 4-D leaves passed through
  * kiln_to_channels_last, then compares outputs and every leaf's gradient. */
@@ -67,11 +67,11 @@ static void check(const cl_case *c, double tol)
     kiln_tensor *yb = run(c, data, r, true, cl);
     char what[128];
     snprintf(what, sizeof what, "%s: output", c->name);
-    ku_expect_close(yb, ya, tol, tol, what);
+    ku_expect_close(kiln_contiguous(ctx, yb), ya, tol, tol, what);
     for (int i = 0; i < c->n_in; i++) {
         snprintf(what, sizeof what, "%s: grad of input %d", c->name, i);
         cr_assert(pl[i]->grad && cl[i]->grad, "%s missing", what);
-        ku_expect_close(cl[i]->grad, pl[i]->grad, tol, tol, what);
+        ku_expect_close(kiln_contiguous(ctx, cl[i]->grad), pl[i]->grad, tol, tol, what);
     }
 }
 
@@ -120,14 +120,58 @@ static kiln_tensor *f_concat(kiln_ctx *c, kiln_tensor **in)
 }
 static kiln_tensor *f_flatten(kiln_ctx *c, kiln_tensor **in) { return kiln_flatten(c, in[0], 1, -1); }
 static kiln_tensor *f_permute(kiln_ctx *c, kiln_tensor **in) { return kiln_permute(c, in[0], (const int[]){0, 2, 3, 1}); }
+/* max pool, then both adaptive 1x1 pools of it, concatenated (concat takes contiguous
+ * copies, so the result is NCHW; the pools in between keep x's layout) */
 static kiln_tensor *f_pools(kiln_ctx *c, kiln_tensor **in)
 {
     kiln_pool2d_params p = kiln_pool2d_params_make(3, 2, 1);
     kiln_tensor *m = kiln_max_pool2d(c, in[0], &p);
+    cr_assert(m && kiln_is_channels_last(m) == kiln_is_channels_last(in[0]), "max pool changed the layout");
     kiln_tensor *a = kiln_adaptive_avg_pool2d(c, m, 1, 1);
     kiln_tensor *b = kiln_adaptive_max_pool2d(c, m, 1, 1);
+    cr_assert(a && b && kiln_is_channels_last(a) == kiln_is_channels_last(m) &&
+                  kiln_is_channels_last(b) == kiln_is_channels_last(m),
+              "adaptive 1x1 pool changed the layout");
     kiln_tensor *xs[2] = {a, b};
     return kiln_concat(c, xs, 2, 1);
+}
+
+/* One pooling op for f_pool / f_pool_pair, set by the pooling test before each check(). */
+typedef enum pool_op { P_MAX, P_AVG, P_AMAX, P_AAVG } pool_op;
+
+typedef struct pool_spec {
+    const char *name;
+    pool_op op;
+    int k, s, p;        /* max / avg: kernel, stride, padding */
+    bool ceil, incl;    /* max / avg: ceil_mode, count_include_pad */
+    int oh, ow;         /* adaptive: output size */
+    int64_t shape[4];   /* x (N, C, H, W) */
+} pool_spec;
+
+static const pool_spec *pool_cur;
+
+static kiln_tensor *pool_apply(kiln_ctx *c, pool_op op, kiln_tensor *x)
+{
+    const pool_spec *ps = pool_cur;
+    kiln_pool2d_params p = kiln_pool2d_params_make(ps->k, ps->s, ps->p);
+    p.ceil_mode = ps->ceil;
+    p.count_include_pad = ps->incl;
+    switch (op) {
+    case P_MAX: return kiln_max_pool2d(c, x, &p);
+    case P_AVG: return kiln_avg_pool2d(c, x, &p);
+    case P_AMAX: return kiln_adaptive_max_pool2d(c, x, ps->oh, ps->ow);
+    default: return kiln_adaptive_avg_pool2d(c, x, ps->oh, ps->ow);
+    }
+}
+
+static kiln_tensor *f_pool(kiln_ctx *c, kiln_tensor **in) { return pool_apply(c, pool_cur->op, in[0]); }
+
+/* max + avg of the same x (adaptive: amax + aavg): the second backward adds into x's
+ * gradient (gx_acc), in x's layout. */
+static kiln_tensor *f_pool_pair(kiln_ctx *c, kiln_tensor **in)
+{
+    bool ad = pool_cur->op == P_AMAX || pool_cur->op == P_AAVG;
+    return kiln_add(c, pool_apply(c, ad ? P_AMAX : P_MAX, in[0]), pool_apply(c, ad ? P_AAVG : P_AVG, in[0]));
 }
 
 #define S4(a, b, c, d) {a, b, c, d}
@@ -200,9 +244,57 @@ Test(channels_last, mixed_and_layout_blind_ops_match)
         {"concat along C", f_concat, 2, {4, 4}, {S4(2, 3, 4, 5), S4(2, 4, 4, 5)}, {true, true}, 0},
         {"flatten", f_flatten, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
         {"permute", f_permute, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
-        {"max pool + adaptive concat pool", f_pools, 1, {4}, {S4(2, 6, 9, 7)}, {true}, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
+}
+
+/* Every 2-D pool on a channels-last x gives a channels-last y with the NCHW run's values
+ * and x gradient: oneDNN paths (nhwc descriptors, max workspace), the OpenMP loops (ceil-mode
+ * average counting padding past H+P, uneven adaptive bins, overlapping; large enough to run
+ * in parallel) and the 1x1 output. Tolerance 1e-5 abs and rel: max pooling is exact, the
+ * averages may sum in another order. */
+Test(channels_last, pools_keep_layout_and_match)
+{
+    static const pool_spec specs[] = {
+        {"max k3 s2 p1", P_MAX, 3, 2, 1, false, true, 0, 0, {2, 6, 9, 7}},
+        {"max k3 s2 p1 ceil", P_MAX, 3, 2, 1, true, true, 0, 0, {2, 5, 8, 8}},
+        {"max k3 s2 p0 ceil (short last window)", P_MAX, 3, 2, 0, true, true, 0, 0, {2, 4, 8, 7}},
+        {"max k2 s2 16 channels", P_MAX, 2, 2, 0, false, true, 0, 0, {2, 16, 8, 8}},
+        {"avg k3 s2 p1 count pad", P_AVG, 3, 2, 1, false, true, 0, 0, {2, 6, 9, 7}},
+        {"avg k3 s2 p1 exclude pad", P_AVG, 3, 2, 1, false, false, 0, 0, {2, 6, 9, 7}},
+        {"avg k3 s2 p1 ceil count pad (loop)", P_AVG, 3, 2, 1, true, true, 0, 0, {2, 5, 8, 8}},
+        {"avg k3 s2 p1 ceil exclude pad", P_AVG, 3, 2, 1, true, false, 0, 0, {2, 5, 8, 8}},
+        {"avg k2 s2 p1 ceil count pad (parallel loop)", P_AVG, 2, 2, 1, true, true, 0, 0, {4, 32, 15, 13}},
+        {"adaptive max 7x5 -> 3x2", P_AMAX, 0, 0, 0, false, false, 3, 2, {2, 6, 7, 5}},
+        {"adaptive max 7x5 -> 1x1", P_AMAX, 0, 0, 0, false, false, 1, 1, {2, 6, 7, 5}},
+        {"adaptive max 8x6 -> 4x3 (even)", P_AMAX, 0, 0, 0, false, false, 4, 3, {2, 6, 8, 6}},
+        {"adaptive max 15x13 -> 4x6 (parallel loop)", P_AMAX, 0, 0, 0, false, false, 4, 6, {4, 16, 15, 13}},
+        {"adaptive avg 7x5 -> 3x2", P_AAVG, 0, 0, 0, false, false, 3, 2, {2, 6, 7, 5}},
+        {"adaptive avg 7x5 -> 1x1", P_AAVG, 0, 0, 0, false, false, 1, 1, {2, 6, 7, 5}},
+        {"adaptive avg 8x6 -> 4x3 (even)", P_AAVG, 0, 0, 0, false, false, 4, 3, {2, 6, 8, 6}},
+        {"adaptive avg 15x13 -> 4x6 (parallel loop)", P_AAVG, 0, 0, 0, false, false, 4, 6, {4, 16, 15, 13}},
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        pool_cur = &specs[i];
+        const int64_t *sh = specs[i].shape;
+        cl_case c = {specs[i].name, f_pool, 1, {4}, {S4(sh[0], sh[1], sh[2], sh[3])}, {true}, 1};
+        check(&c, 1e-5);
+    }
+    /* x feeding two pools: gradient accumulation on the oneDNN and the loop paths */
+    static const pool_spec pairs[] = {
+        {"max + avg k3 s2 p1", P_MAX, 3, 2, 1, false, true, 0, 0, {2, 6, 9, 7}},
+        {"max + avg k3 s2 p1 ceil count pad", P_MAX, 3, 2, 1, true, true, 0, 0, {2, 5, 8, 8}},
+        {"adaptive max + avg 7x5 -> 3x2", P_AMAX, 0, 0, 0, false, false, 3, 2, {2, 6, 7, 5}},
+        {"adaptive max + avg 8x6 -> 4x3", P_AMAX, 0, 0, 0, false, false, 4, 3, {2, 6, 8, 6}},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        pool_cur = &pairs[i];
+        const int64_t *sh = pairs[i].shape;
+        cl_case c = {pairs[i].name, f_pool_pair, 1, {4}, {S4(sh[0], sh[1], sh[2], sh[3])}, {true}, 1};
+        check(&c, 1e-5);
+    }
+    const cl_case chain = {"max pool + adaptive concat pool", f_pools, 1, {4}, {S4(2, 6, 9, 7)}, {true}, 0};
+    check(&chain, 1e-5);
 }
 
 /* The whole lesson-7 net (conv, batch norm, relu, residual adds, flatten) in channels-last

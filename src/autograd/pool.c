@@ -1,7 +1,9 @@
 /* 2-D pooling ops on x (N, C, H, W), one tape node each (input x, output y): max and
  * average pooling (kernel, stride, padding, ceil_mode, count_include_pad as PyTorch) and
  * adaptive average / max pooling to a given output size. Output sizes follow PyTorch's
- * pooling_output_shape; kernels: src/kernels/conv.h. */
+ * pooling_output_shape; kernels: src/kernels/conv.h. A channels-last x keeps its layout
+ * (y and the gradients are channels-last too), so a channels-last network stays NHWC
+ * through its pools; any other x is pooled as a contiguous NCHW copy. */
 #include "autograd/tape.h"
 #include "kernels/conv.h"
 #include "kiln/ops.h"
@@ -136,13 +138,19 @@ typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_AMAX, POOL_AAVG } pool_kind;
 static const char *const pool_names[] = {"max_pool2d", "avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool2d"};
 static const kiln__backward_fn pool_bwds[] = {max_pool_bwd, avg_pool_bwd, amax_pool_bwd, aavg_pool_bwd};
 
-/* Runs the forward kernel of kind on x (validated, geometry in g) and records the node. */
-static kiln_tensor *pool_run(kiln_ctx *ctx, pool_kind kind, kiln_tensor *x, const kiln_pool2d_geom *g)
+/* Runs the forward kernel of kind on x (validated, geometry in geom; its nhwc is decided
+ * here from x) and records the node. */
+static kiln_tensor *pool_run(kiln_ctx *ctx, pool_kind kind, kiln_tensor *x, const kiln_pool2d_geom *geom)
 {
-    kiln_tensor *xc = kiln_contiguous(ctx, x);
+    kiln_pool2d_geom gl = *geom, *g = &gl;
+    /* A tensor both channels-last and contiguous (C == 1 or H == W == 1) has one memory
+     * order for both: it takes the NCHW path and y comes out contiguous. */
+    g->nhwc = kiln_is_channels_last(x) && !kiln_is_contiguous(x);
+    kiln_tensor *xc = g->nhwc ? x : kiln_contiguous(ctx, x);
     KILN_IN(xc);
     const int64_t ys[4] = {g->n, g->c, g->oh, g->ow};
-    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, 4, ys); /* (N, C, OH, OW) */
+    kiln_tensor *y = g->nhwc ? kiln_empty_channels_last(ctx, ys)
+                             : kiln_empty(ctx, KILN_DTYPE_F32, 4, ys); /* (N, C, OH, OW) */
     KILN_IN(y);
     const kiln_conv_kernels *k = ctx->backend->conv;
     bool grad = kiln__wants_grad(ctx, 1, &xc);

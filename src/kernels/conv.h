@@ -50,12 +50,15 @@ typedef struct kiln_bn_geom {
 /* One 2-D pooling. x (N, C, H, W) -> y (N, C, OH, OW). Window i along H covers input rows
  * [i*SH - PH, i*SH - PH + KH) clipped to the input; the caller computes OH/OW (ceil mode
  * included). Adaptive pooling uses only n, c, h, w, oh, ow (bins as PyTorch:
- * start = floor(i*H/OH), end = ceil((i+1)*H/OH)). */
+ * start = floor(i*H/OH), end = ceil((i+1)*H/OH)). nhwc applies to every pooling kernel and
+ * loop below; the loops' max indices stay (N, C, OH, OW)-ordered offsets within one (H, W)
+ * plane in both layouts, so a forward and a backward of the same table agree. */
 typedef struct kiln_pool2d_geom {
     int64_t n, c, h, w;
     int64_t oh, ow;
     int64_t kh, kw, sh, sw, ph, pw;
     bool count_include_pad; /* avg: divisor counts padding inside [-PH, H+PH) as PyTorch */
+    int64_t nhwc;           /* 1: x, y, gx, gy are channels-last, i.e. stored (N, H, W, C) */
 } kiln_pool2d_geom;
 
 struct kiln_conv_kernels {

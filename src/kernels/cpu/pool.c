@@ -1,5 +1,6 @@
-/* 2-D max and average pooling kernels: oneDNN pooling on kiln's plain NCHW layout, and the
- * reference loops (PyTorch's definitions) that the tests compare against.
+/* 2-D max and average pooling kernels: oneDNN pooling on kiln's plain NCHW layout or on
+ * channels-last NHWC (g->nhwc, no reorders), and the reference loops (PyTorch's
+ * definitions) that the tests compare against; the loops read either layout in place.
  *
  * Geometry: oneDNN takes explicit left/right padding; the right padding is whatever makes
  * the last window end where PyTorch's does: more than the user's padding in ceil mode,
@@ -16,15 +17,16 @@
 #define OP "pool2d"
 
 typedef struct pool_mds {
-    dnnl_memory_desc_t x, y; /* nchw */
+    dnnl_memory_desc_t x, y; /* nchw, or nhwc when g->nhwc */
     dnnl_dims_t st, k, dil, pl, pr;
 } pool_mds;
 
 static void pool_mds_init(const kiln_pool2d_geom *g, pool_mds *m)
 {
     int64_t xd[4] = {g->n, g->c, g->h, g->w}, yd[4] = {g->n, g->c, g->oh, g->ow};
-    m->x = kiln__cdnn_md(4, xd, dnnl_nchw);
-    m->y = kiln__cdnn_md(4, yd, dnnl_nchw);
+    dnnl_format_tag_t tag = g->nhwc ? dnnl_nhwc : dnnl_nchw;
+    m->x = kiln__cdnn_md(4, xd, tag);
+    m->y = kiln__cdnn_md(4, yd, tag);
     m->st[0] = g->sh, m->st[1] = g->sw;
     m->k[0] = g->kh, m->k[1] = g->kw;
     m->dil[0] = 0, m->dil[1] = 0;
@@ -147,12 +149,29 @@ static inline win col_window(const kiln_pool2d_geom *g, bool adaptive, int64_t j
     return axis_window(adaptive, j, g->sw, g->pw, g->kw, g->w, g->ow);
 }
 
+/* Plane pl (= n*C + c) of an image with s positions a plane: its first element; the step
+ * between its elements is plane_step (1 in NCHW, C in NHWC). */
+static inline int64_t plane_at(const kiln_pool2d_geom *g, int64_t pl, int64_t s)
+{
+    return g->nhwc ? pl / g->c * s * g->c + pl % g->c : pl * s;
+}
+
+static inline int64_t plane_step(const kiln_pool2d_geom *g) { return g->nhwc ? g->c : 1; }
+
+static void plane_zero(float *p, int64_t s, int64_t step)
+{
+    if (step == 1) memset(p, 0, (size_t)s * sizeof(float));
+    else
+        for (int64_t e = 0; e < s; e++) p[e * step] = 0;
+}
+
 void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx, bool par)
 {
-    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
 #pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * hw;
+        const float *xp = x + plane_at(g, pl, hw);
+        float *yp = y + plane_at(g, pl, ohw);
         for (int64_t i = 0; i < g->oh; i++) {
             win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
@@ -161,13 +180,13 @@ void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *
                 int64_t bi = r.start * g->w + c.start;
                 for (int64_t a = r.start; a < r.end; a++)
                     for (int64_t b = c.start; b < c.end; b++) {
-                        float v = xp[a * g->w + b];
+                        float v = xp[(a * g->w + b) * st];
                         if (v > best || isnan(v)) { /* first maximum; NaN wins, as PyTorch */
                             best = v;
                             bi = a * g->w + b;
                         }
                     }
-                y[pl * ohw + i * g->ow + j] = best;
+                yp[(i * g->ow + j) * st] = best;
                 if (idx) idx[pl * ohw + i * g->ow + j] = (int32_t)bi;
             }
         }
@@ -178,12 +197,13 @@ void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *
 void kiln__pool_max_bwd_loop(const kiln_pool2d_geom *g, const int32_t *idx, const float *gy, float *gx, bool gx_acc,
                              bool par)
 {
-    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
 #pragma omp parallel for if (par && planes * hw > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
-        float *gp = gx + pl * hw;
-        if (!gx_acc) memset(gp, 0, (size_t)hw * sizeof(float));
-        for (int64_t o = 0; o < ohw; o++) gp[idx[pl * ohw + o]] += gy[pl * ohw + o];
+        float *gp = gx + plane_at(g, pl, hw);
+        const float *gyp = gy + plane_at(g, pl, ohw);
+        if (!gx_acc) plane_zero(gp, hw, st);
+        for (int64_t o = 0; o < ohw; o++) gp[idx[pl * ohw + o] * st] += gyp[o * st];
     }
 }
 
@@ -202,18 +222,19 @@ static inline int64_t avg_div(const kiln_pool2d_geom *g, win r, win c)
 
 void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, bool par)
 {
-    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
 #pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * hw;
+        const float *xp = x + plane_at(g, pl, hw);
+        float *yp = y + plane_at(g, pl, ohw);
         for (int64_t i = 0; i < g->oh; i++) {
             win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
                 win c = col_window(g, adaptive, j);
                 double acc = 0;
                 for (int64_t a = r.start; a < r.end; a++)
-                    for (int64_t b = c.start; b < c.end; b++) acc += xp[a * g->w + b];
-                y[pl * ohw + i * g->ow + j] = (float)(acc / (double)avg_div(g, r, c));
+                    for (int64_t b = c.start; b < c.end; b++) acc += xp[(a * g->w + b) * st];
+                yp[(i * g->ow + j) * st] = (float)(acc / (double)avg_div(g, r, c));
             }
         }
     }
@@ -222,18 +243,19 @@ void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *
 void kiln__pool_avg_bwd_loop(const kiln_pool2d_geom *g, bool adaptive, const float *gy, float *gx, bool gx_acc,
                              bool par)
 {
-    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow;
+    int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
 #pragma omp parallel for if (par && planes * hw > 4096)
     for (int64_t pl = 0; pl < planes; pl++) {
-        float *gp = gx + pl * hw;
-        if (!gx_acc) memset(gp, 0, (size_t)hw * sizeof(float));
+        float *gp = gx + plane_at(g, pl, hw);
+        const float *gyp = gy + plane_at(g, pl, ohw);
+        if (!gx_acc) plane_zero(gp, hw, st);
         for (int64_t i = 0; i < g->oh; i++) {
             win r = row_window(g, adaptive, i);
             for (int64_t j = 0; j < g->ow; j++) {
                 win c = col_window(g, adaptive, j);
-                float d = gy[pl * ohw + i * g->ow + j] / (float)avg_div(g, r, c);
+                float d = gyp[(i * g->ow + j) * st] / (float)avg_div(g, r, c);
                 for (int64_t a = r.start; a < r.end; a++)
-                    for (int64_t b = c.start; b < c.end; b++) gp[a * g->w + b] += d;
+                    for (int64_t b = c.start; b < c.end; b++) gp[(a * g->w + b) * st] += d;
             }
         }
     }

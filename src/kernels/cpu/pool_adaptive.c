@@ -3,7 +3,8 @@
  * OW divides W) this is ordinary pooling with kernel = stride = H/OH and runs on oneDNN;
  * uneven bins (which may overlap) run pool.c's OpenMP loops in adaptive mode, one plane per
  * iteration. The reference entries are the same loops run serially (the loops are the
- * definition). */
+ * definition). Channels-last data (g->nhwc) takes the same paths: as_pool keeps the layout
+ * for oneDNN and the loops read it in place. */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
 
