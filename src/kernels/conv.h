@@ -171,6 +171,9 @@ void *kiln__cdnn_as(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *hav
                     const dnnl_memory_desc_t *want);
 /* An arena buffer for md (NULL + message on failure). */
 void *kiln__cdnn_buf(kiln_ctx *ctx, const dnnl_memory_desc_t *md);
+/* dst = src relaid between NCHW (N, C, S) and channels-last (N, S, C): to_nhwc true NCHW ->
+ * NHWC, false the other way. For the reference kernels, which run NCHW loops on copies. */
+void kiln__nhwc_relayout(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_nhwc);
 /* A plain 4-D NCHW (or any other tag) f32 description. */
 dnnl_memory_desc_t kiln__cdnn_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag);
 /* The implementation oneDNN chose for pd ("jit:avx512_core"), for tests and tuning. */

@@ -258,24 +258,11 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
 
 /* ---- reference ---------------------------------------------------------------------------- */
 
-/* dst (N, C, S) from src (N*S, C) when to_nchw, else the other way round. */
-static void transpose(const kiln_bn_geom *g, bool to_nchw, const float *src, float *dst)
-{
-    const int64_t C = g->c, S = g->s;
-    for (int64_t n = 0; n < g->n; n++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t i = 0; i < S; i++) {
-                const int64_t nchw = (n * C + c) * S + i, nhwc = (n * S + i) * C + c;
-                if (to_nchw) dst[nchw] = src[nhwc];
-                else dst[nhwc] = src[nchw];
-            }
-}
-
 /* An NCHW step-arena copy of channels-last src (N*S, C); NULL when out of memory. */
 static float *to_nchw(kiln_ctx *ctx, const kiln_bn_geom *g, const float *src)
 {
     float *d = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->s) * sizeof(float));
-    if (d) transpose(g, true, src, d);
+    if (d) kiln__nhwc_relayout(src, d, g->n, g->c, g->s, false);
     return d;
 }
 
@@ -289,7 +276,7 @@ static kiln_status ref_fwd_cl(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
     float *xc = to_nchw(ctx, g, x), *yc = kiln_step_alloc(ctx, (size_t)(g->n * g->c * g->s) * sizeof(float));
     kiln_status st = xc && yc ? kiln__ref_batch_norm_fwd(ctx, &gc, train, eps, xc, w, b, mean, var, yc)
                               : KILN_STATUS_NOMEM;
-    if (st == KILN_STATUS_OK) transpose(g, false, yc, y);
+    if (st == KILN_STATUS_OK) kiln__nhwc_relayout(yc, y, g->n, g->c, g->s, true);
     kiln_step_rewind(ctx, mark);
     return st;
 }
@@ -307,7 +294,7 @@ static kiln_status ref_bwd_cl(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
     kiln_status st = xc && gyc && (gxc || !gx)
                          ? kiln__ref_batch_norm_bwd(ctx, &gc, train, eps, xc, w, mean, var, gyc, gxc, gx_acc, gw, gb)
                          : KILN_STATUS_NOMEM;
-    if (st == KILN_STATUS_OK && gx) transpose(g, false, gxc, gx);
+    if (st == KILN_STATUS_OK && gx) kiln__nhwc_relayout(gxc, gx, g->n, g->c, g->s, true);
     kiln_step_rewind(ctx, mark);
     return st;
 }

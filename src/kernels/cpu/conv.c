@@ -220,3 +220,14 @@ void *kiln__cdnn_as(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *hav
     if (kiln__cdnn_reorder(ctx, op, have, ptr, want, buf, 0.0f) < 0) return NULL;
     return buf;
 }
+
+void kiln__nhwc_relayout(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_nhwc)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < c; k++)
+            for (int64_t p = 0; p < s; p++) {
+                const int64_t nchw = (i * c + k) * s + p, nhwc = (i * s + p) * c + k;
+                if (to_nhwc) dst[nhwc] = src[nchw];
+                else dst[nchw] = src[nhwc];
+            }
+}

@@ -309,18 +309,6 @@ kiln_status kiln__cpu_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const
 
 /* ---- reference ---------------------------------------------------------------------------- */
 
-/* dst = src (N, C, H, W) relaid: to_cl true NCHW -> NHWC, false NHWC -> NCHW. */
-static void relayout(const float *src, float *dst, int64_t n, int64_t c, int64_t hw, bool to_cl)
-{
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t k = 0; k < c; k++)
-            for (int64_t p = 0; p < hw; p++) {
-                int64_t a = (i * c + k) * hw + p, b = (i * hw + p) * c + k;
-                if (to_cl) dst[b] = src[a];
-                else dst[a] = src[b];
-            }
-}
-
 /* The reference on channels-last data: relay x (and gy, gx) through NCHW copies. */
 static kiln_status ref_nhwc(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *x, const float *w,
                             const float *b, float *y, const float *gy, float *gx, bool gx_acc, float *gw,
@@ -334,16 +322,16 @@ static kiln_status ref_nhwc(kiln_ctx *ctx, const kiln_conv2d_geom *g, const floa
     float *gxc = gx ? kiln_step_alloc(ctx, (size_t)nx * sizeof *gxc) : NULL;
     kiln_status st = KILN_STATUS_NOMEM;
     if (!xc || !yc || (gx && !gxc)) goto done;
-    relayout(x, xc, g->n, g->c, hw, false);
+    kiln__nhwc_relayout(x, xc, g->n, g->c, hw, false);
     if (y) { /* forward */
         st = kiln__ref_conv2d_fwd(ctx, &p, xc, w, b, yc);
-        if (st >= 0) relayout(yc, y, g->n, g->o, ohw, true);
+        if (st >= 0) kiln__nhwc_relayout(yc, y, g->n, g->o, ohw, true);
         goto done;
     }
-    relayout(gy, yc, g->n, g->o, ohw, false);
-    if (gxc && gx_acc) relayout(gx, gxc, g->n, g->c, hw, false);
+    kiln__nhwc_relayout(gy, yc, g->n, g->o, ohw, false);
+    if (gxc && gx_acc) kiln__nhwc_relayout(gx, gxc, g->n, g->c, hw, false);
     st = kiln__ref_conv2d_bwd(ctx, &p, xc, w, yc, gxc, gx_acc, gw, gb);
-    if (st >= 0 && gx) relayout(gxc, gx, g->n, g->c, hw, true);
+    if (st >= 0 && gx) kiln__nhwc_relayout(gxc, gx, g->n, g->c, hw, true);
 done:
     kiln_step_rewind(ctx, mark);
     return st;
