@@ -241,6 +241,20 @@ Test(conv2d, onednn_matches_reference)
                                        .ph = 2, .pw = 0, .dh = 2, .dw = 3, .groups = 4}, "grouped dilated");
 }
 
+/* Channels-last data (x, y, gx, gy stored NHWC): oneDNN's nhwc kernels (brgconv skipped
+ * for <= 32 channels) against the reference, which runs its NCHW loops on relaid copies. */
+Test(conv2d, onednn_matches_reference_nhwc)
+{
+    compare_kernels((kiln_conv2d_geom){.n = 4, .c = 8, .h = 14, .w = 14, .o = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                                       .ph = 1, .pw = 1, .dh = 1, .dw = 1, .groups = 1, .nhwc = 1}, "nhwc 3x3 8->8");
+    compare_kernels((kiln_conv2d_geom){.n = 3, .c = 1, .h = 28, .w = 28, .o = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+                                       .ph = 1, .pw = 1, .dh = 1, .dw = 1, .groups = 1, .nhwc = 1}, "nhwc stem 1->8 s2");
+    compare_kernels((kiln_conv2d_geom){.n = 2, .c = 16, .h = 7, .w = 7, .o = 64, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
+                                       .ph = 0, .pw = 0, .dh = 1, .dw = 1, .groups = 1, .nhwc = 1}, "nhwc 1x1 s2 16->64");
+    compare_kernels((kiln_conv2d_geom){.n = 2, .c = 64, .h = 6, .w = 5, .o = 48, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                                       .ph = 1, .pw = 1, .dh = 1, .dw = 1, .groups = 1, .nhwc = 1}, "nhwc 3x3 64->48");
+}
+
 /* Shapes for which the CPU kernels let oneDNN use Winograd (3x3 stride 1, >= 32 channels,
  * >= 1024 output pixels): its transform rounding must stay inside the same tolerance. */
 Test(conv2d, winograd_matches_reference)
