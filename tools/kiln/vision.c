@@ -368,7 +368,7 @@ kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, i
     }
     /* auto: nhwc for simple-cnn, where it measured faster (docs/benchmarks.md: its small
      * convs, 1.5x an epoch), and simple-resnet, built of conv, batch norm and adds only so
-     * nothing reorders; the ResNets keep nchw (their pooling is not nhwc yet). */
+     * nothing reorders; the ResNets keep nchw (nhwc measured slower for them). */
     bool nhwc = !strcmp(o->layout, "nhwc") ||
                 (!strcmp(o->layout, "auto") && (!strcmp(arch, "simple-cnn") || !strcmp(arch, "simple-resnet")));
     kiln_model_set_channels_last(m, nhwc);
