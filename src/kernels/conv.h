@@ -171,6 +171,14 @@ void *kiln__cdnn_as(kiln_ctx *ctx, const char *op, const dnnl_memory_desc_t *hav
                     const dnnl_memory_desc_t *want);
 /* An arena buffer for md (NULL + message on failure). */
 void *kiln__cdnn_buf(kiln_ctx *ctx, const dnnl_memory_desc_t *md);
+/* batchnorm_nhwc.c: the g->cl case of the CPU batch-norm entries (batchnorm.c). */
+kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                          const float *x, const float *w, const float *b, float *mean,
+                                          float *var, float *y);
+kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
+                                          const float *x, const float *w, const float *mean,
+                                          const float *var, const float *gy, float *gx, bool gx_acc,
+                                          float *gw, float *gb);
 /* dst = src relaid between NCHW (N, C, S) and channels-last (N, S, C): to_nhwc true NCHW ->
  * NHWC, false the other way. For the reference kernels, which run NCHW loops on copies. */
 void kiln__nhwc_relayout(const float *src, float *dst, int64_t n, int64_t c, int64_t s, bool to_nhwc);

@@ -23,15 +23,6 @@
 #include <math.h>
 #include <string.h>
 
-/* batchnorm_nhwc.c: the g->cl case of the two CPU entries below. */
-kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
-                                          const float *x, const float *w, const float *b, float *mean,
-                                          float *var, float *y);
-kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
-                                          const float *x, const float *w, const float *mean,
-                                          const float *var, const float *gy, float *gx, bool gx_acc,
-                                          float *gw, float *gb);
-
 /* The forward's y = x * k + sh of channel c; the relu backward recomputes it with these. */
 static inline void bn_coef(const float *w, const float *b, const float *mean, const float *var, float eps, int64_t c,
                            float *k, float *sh)

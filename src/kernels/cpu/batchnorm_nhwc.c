@@ -45,14 +45,6 @@
 #define CW 16         /* columns per register chunk */
 #define SHIFT_ROWS 64 /* rows averaged for the shift K */
 
-kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
-                                          const float *x, const float *w, const float *b, float *mean,
-                                          float *var, float *y);
-kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
-                                          const float *x, const float *w, const float *mean,
-                                          const float *var, const float *gy, float *gx, bool gx_acc,
-                                          float *gw, float *gb);
-
 /* ---- 16-float chunks in registers -------------------------------------------------------- *
  * A GCC/Clang generic vector (no ISA intrinsics: an SSE register on the baseline x86-64
  * build); a struct of 4 of them, used with constant indices only, stays in registers.
