@@ -164,26 +164,31 @@ kiln_tensor *kiln__nn_param(kiln_module *m, const char *local, int ndim, const i
 
 /* ---- containers ------------------------------------------------------------------------- */
 
-/* BatchNorm module bn then ReLU module act as kiln_batch_norm_relu: what kiln_module_forward
- * does for one module (errors name bn, the output shape is recorded) for both. */
-static kiln_tensor *bn_relu_forward(kiln_module *bn, kiln_module *act, kiln_ctx *ctx, kiln_tensor *x)
+/* The end of module m's forward with output y: on failure (y NULL) the message gets m's
+ * name, by the innermost module only, so it reads "op: ... [in Conv2d '0.0']"; on success
+ * m records y's shape (for summaries). Returns y. */
+static kiln_tensor *forward_done(kiln_module *m, kiln_tensor *y)
 {
-    kiln_tensor *y = kiln__nn_batch_norm_forward(bn, ctx, x, true);
     if (!y) {
         const char *msg = kiln_last_error();
         if (!strstr(msg, " [in ")) {
             char copy[768];
             snprintf(copy, sizeof copy, "%s", msg);
-            kiln__err(KILN_STATUS_INVALID, "%s [in %s '%s']", copy, bn->type, bn->path);
+            kiln__err(KILN_STATUS_INVALID, "%s [in %s '%s']", copy, m->type, m->path);
         }
         return NULL;
     }
-    kiln_module *both[2] = {bn, act};
-    for (int i = 0; i < 2; i++) {
-        both[i]->out_ndim = y->ndim;
-        memcpy(both[i]->out_shape, y->shape, sizeof both[i]->out_shape);
-    }
+    m->out_ndim = y->ndim;
+    memcpy(m->out_shape, y->shape, sizeof m->out_shape);
     return y;
+}
+
+/* BatchNorm module bn then ReLU module act as kiln_batch_norm_relu: what kiln_module_forward
+ * does for one module (errors name bn, the output shape is recorded) for both. */
+static kiln_tensor *bn_relu_forward(kiln_module *bn, kiln_module *act, kiln_ctx *ctx, kiln_tensor *x)
+{
+    kiln_tensor *y = forward_done(bn, kiln__nn_batch_norm_forward(bn, ctx, x, true));
+    return y ? forward_done(act, y) : NULL;
 }
 
 /* Sequential: x -> child[n-1](...child[0](x)). An empty Sequential is the identity. A
@@ -263,20 +268,7 @@ kiln_tensor *kiln_module_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     if (!m || !ctx) return kiln__errp(KILN_STATUS_INVALID, "nn: forward needs a module and a context");
     if (!m->model->allocated)
         return kiln__errp(KILN_STATUS_STATE, "nn: forward of %s '%s' before kiln_model_alloc", m->type, m->path);
-    kiln_tensor *y = m->forward(m, ctx, x);
-    if (!y) {
-        /* Only the innermost module adds its name, so the message reads op: ... [in Conv2d '0.0'] */
-        const char *msg = kiln_last_error();
-        if (!strstr(msg, " [in ")) {
-            char copy[768];
-            snprintf(copy, sizeof copy, "%s", msg);
-            kiln__err(KILN_STATUS_INVALID, "%s [in %s '%s']", copy, m->type, m->path);
-        }
-        return NULL;
-    }
-    m->out_ndim = y->ndim;
-    memcpy(m->out_shape, y->shape, sizeof m->out_shape);
-    return y;
+    return forward_done(m, m->forward(m, ctx, x));
 }
 
 /* ---- accessors ------------------------------------------------------------------------------ */
