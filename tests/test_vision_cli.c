@@ -416,6 +416,16 @@ Test(vision_cli, augmentation_flags)
     run_fail("vision fit %s/img --out %s/bad --max-zoom 0.5", 2, "max_zoom");
     run_fail("vision fit %s/img --out %s/bad --p-affine 2", 2, "p_affine");
     run_fail("vision fit %s/img --out %s/bad --max-rotate -1", 2, "max_rotate");
+    /* a model.json whose augmentation is out of range (hand-edited) is refused, named */
+    char *mj = ku_slurp(P("a/model.json"));
+    char *at = strstr(mj, "\"p_affine\":");
+    cr_assert(at, "no p_affine in %s", mj);
+    char *edited = malloc(strlen(mj) + 16);
+    snprintf(edited, strlen(mj) + 16, "%.*s\"p_affine\": 7.5,%s", (int)(at - mj), mj, strchr(at, ',') + 1);
+    write_bytes(P("a/model.json"), edited, strlen(edited));
+    run_fail("vision predict %s/a %s/img/valid/left/08.png --tta", 1, "augmentation holds values out of range");
+    free(edited);
+    free(mj);
 }
 
 /* --layout: nchw and nhwc train the same net to the same place (up to float rounding: the
