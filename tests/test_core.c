@@ -104,6 +104,33 @@ Test(core, store_flat_buffers)
     kiln_store_free(s);
 }
 
+/* kiln_store_first_nonfinite names the first tensor holding a NaN or an infinity, per kind. */
+Test(core, store_first_nonfinite)
+{
+    kiln_store *s = kiln_store_new();
+    kiln_store_param(s, "conv.weight", 2, (int64_t[]){3, 4});
+    kiln_tensor *rv = kiln_store_buffer(s, "bn.running_var", 1, (int64_t[]){4});
+    kiln_tensor *b = kiln_store_param(s, "conv.bias", 1, (int64_t[]){3});
+    int64_t at = 7;
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_PARAMS, &at), -1, "not allocated yet");
+    cr_assert_eq(kiln_store_alloc(s), KILN_STATUS_OK);
+    for (int k = 0; k < 3; k++) cr_assert_eq(kiln_store_first_nonfinite(s, (kiln_store_kind)k, &at), -1);
+    cr_assert_eq(at, -1);
+    ((float *)b->data)[2] = NAN;
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_PARAMS, &at), 2);
+    cr_assert_str_eq(kiln_store_at(s, 2)->name, "conv.bias");
+    cr_assert_eq(at, 2);
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_GRADS, NULL), -1);
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_BUFFERS, NULL), -1);
+    ((float *)b->grad->data)[0] = -INFINITY;
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_GRADS, &at), 2);
+    cr_assert_eq(at, 0);
+    ((float *)rv->data)[3] = INFINITY;
+    cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_BUFFERS, &at), 1);
+    cr_assert_eq(at, 3);
+    kiln_store_free(s);
+}
+
 Test(core, rng_same_seed_same_numbers_any_threads)
 {
     float a[5000], b[5000];

@@ -190,6 +190,12 @@ size_t kiln_store_count(const kiln_store *s);
 kiln_tensor *kiln_store_at(kiln_store *s, size_t i);
 kiln_tensor *kiln_store_find(kiln_store *s, const char *name);
 bool kiln_store_is_param(const kiln_store *s, size_t i);
+/* The first tensor, in declaration order, whose values of the given kind (PARAMS: the
+ * parameters, GRADS: their gradients, BUFFERS: running statistics) hold a NaN or an
+ * infinity: its index (kiln_store_at, ->name), and in *elem (may be NULL) the flat index of
+ * the first bad element within it. -1 when all are finite or the store is not allocated.
+ * Lets a caller refuse a model with broken weights, or stop a diverging fit, by name. */
+int64_t kiln_store_first_nonfinite(const kiln_store *s, kiln_store_kind kind, int64_t *elem);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
  * steps and checkpoints are single loops over contiguous memory. */
 #include "core/internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,4 +135,23 @@ kiln_tensor *kiln_store_find(kiln_store *s, const char *name)
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->e[i].t->name, name) == 0) return s->e[i].t;
     return NULL;
+}
+
+int64_t kiln_store_first_nonfinite(const kiln_store *s, kiln_store_kind kind, int64_t *elem)
+{
+    if (elem) *elem = -1;
+    if (!s || !s->allocated || kind < KILN_STORE_PARAMS || kind > KILN_STORE_BUFFERS) return -1;
+    const float *flat = s->flat[kind];
+    for (size_t i = 0; i < s->n; i++) {
+        const entry *e = &s->e[i];
+        if (e->param != (kind != KILN_STORE_BUFFERS)) continue; /* grads sit at their param's offset */
+        const float *x = flat + e->offset;
+        int64_t n = kiln_numel(e->t);
+        for (int64_t k = 0; k < n; k++)
+            if (!isfinite(x[k])) {
+                if (elem) *elem = k;
+                return (int64_t)i;
+            }
+    }
+    return -1;
 }
