@@ -15,4 +15,5 @@
 #include "kiln/vision.h"
 #include "kiln/augment.h"
 #include "kiln/models.h"
+#include "kiln/apps.h"
 #endif

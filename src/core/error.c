@@ -1,10 +1,14 @@
 /* Status names and the per-thread error message that every failing kiln call leaves. */
 #include "core/internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char g_msg[1024];
+/* Room for a message naming two PATH_MAX paths and its cause; longer ones lose their middle
+ * (messages start with the op and end with the cause: both are kept). */
+static _Thread_local char g_msg[12288];
 
 const char *kiln_status_name(kiln_status s)
 {
@@ -27,7 +31,30 @@ bool kiln__has_error(void) { return g_msg[0] != '\0'; }
 
 static void set_msg(const char *fmt, va_list ap)
 {
-    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    if (n >= (int)sizeof g_msg) {
+        char *full = malloc((size_t)n + 1);
+        if (full) {
+            vsnprintf(full, (size_t)n + 1, fmt, ap2);
+            size_t head = sizeof g_msg / 4, tail = sizeof g_msg - head - 8;
+            snprintf(g_msg, sizeof g_msg, "%.*s [...] %s", (int)head, full, full + (size_t)n - tail);
+            free(full);
+        }
+    }
+    va_end(ap2);
+}
+
+void kiln__warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fflush(stdout);
+    fputs("kiln: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
 }
 
 kiln_status kiln__err(kiln_status s, const char *fmt, ...)

@@ -39,6 +39,11 @@ struct kiln_ctx {
 kiln_status kiln__err(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Same, returning NULL, for functions that return pointers. */
 void *kiln__errp(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "kiln: warning: <message>" on stderr (bad input that is accepted, e.g. an unknown key). */
+void kiln__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs,
+ * surrogates or code points above U+10FFFF), or -1 when all of it is valid. */
+int64_t kiln__utf8_invalid_at(const char *s, size_t n);
 /* True when a previous call left an error message on this thread. */
 bool kiln__has_error(void);
 

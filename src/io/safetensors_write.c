@@ -17,26 +17,9 @@
 /* Non-contiguous tensors are gathered through a buffer of about this many bytes. */
 #define ST_CHUNK_BYTES ((size_t)4 << 20)
 
-/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF): other readers of
- * the header, Python's json and the Rust safetensors crate, reject anything else. */
-static bool utf8_ok(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s++;
-        if (c < 0x80) continue;
-        int n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (c < 0xc2 || c > 0xf4) return false;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-        for (int i = 0; i < n; i++, lo = 0x80, hi = 0xbf)
-            if (s[i] < lo || s[i] > hi) return false;
-        s += n;
-    }
-    return true;
-}
+/* Strict UTF-8: other readers of the header, Python's json and the Rust safetensors crate,
+ * reject anything else. */
+static bool utf8_ok(const char *s) { return kiln__utf8_invalid_at(s, strlen(s)) < 0; }
 
 static _Thread_local const kiln_st_entry *g_sort_e;
 
@@ -53,7 +36,7 @@ static kiln_status check_args(const char *path, const kiln_st_entry *e, size_t n
         const char *nm = e[i].name;
         const kiln_tensor *t = e[i].t;
         if (!nm) return kiln__err(KILN_STATUS_INVALID, "st_save: %s: entry %zu has no name", path, i);
-        if (!strcmp(nm, "__metadata__") || !utf8_ok((const unsigned char *)nm))
+        if (!strcmp(nm, "__metadata__") || !utf8_ok(nm))
             return kiln__err(KILN_STATUS_INVALID, "st_save: %s: entry %zu: \"%.*s\" is not a "
                              "valid tensor name (reserved or not UTF-8)", path, i,
                              KILN_ST_NAME_MAX, nm);
@@ -94,7 +77,7 @@ static kiln_status check_args(const char *path, const kiln_st_entry *e, size_t n
         if (!meta[i + 1])
             return kiln__err(KILN_STATUS_INVALID, "st_save: %s: metadata key \"%.*s\" has no value",
                              path, KILN_ST_NAME_MAX, meta[i]);
-        if (!utf8_ok((const unsigned char *)meta[i]) || !utf8_ok((const unsigned char *)meta[i + 1]))
+        if (!utf8_ok(meta[i]) || !utf8_ok(meta[i + 1]))
             return kiln__err(KILN_STATUS_INVALID, "st_save: %s: metadata \"%.*s\" is not UTF-8",
                              path, KILN_ST_NAME_MAX, meta[i]);
         for (size_t j = 0; j < i; j += 2)

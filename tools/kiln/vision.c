@@ -5,7 +5,6 @@
 #include "vision_cli.h"
 #include "kiln/models.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -184,7 +183,7 @@ int kiln_cmd_vision(int argc, char **argv)
                     : o.tta_n < 1 || o.tta_n > 64 ? "--tta-n must be in [1, 64]"
                     : !(o.tta_beta >= 0 && o.tta_beta <= 1) ? "--tta-beta must be in [0, 1]"
                     : o.n < 1 || o.n > 1024 ? "--n must be in [1, 1024]"
-                    : o.seed < 0 ? "--seed must be >= 0"
+                    : o.seed < 0 || o.seed > ((int64_t)1 << 53) ? "--seed must be in [0, 2^53]"
                     : strcmp(o.progress, "auto") && strcmp(o.progress, "bar") && strcmp(o.progress, "plain") &&
                               strcmp(o.progress, "quiet")
                         ? "--progress must be auto, bar, plain or quiet"
@@ -400,162 +399,4 @@ kiln_learner *vc_learner_new(const vopts *o, kiln_ctx *ctx, kiln_model *m, kiln_
         return NULL;
     }
     return l;
-}
-
-/* ---- model.json ----------------------------------------------------------------------------------- */
-
-static const char *norm_name(kiln_vision_norm n)
-{
-    return n == KILN_VISION_NORM_IMAGENET ? "imagenet" : n == KILN_VISION_NORM_NONE ? "none"
-         : n == KILN_VISION_NORM_CUSTOM ? "custom" : "dataset";
-}
-
-int vc_info_from_data(const vopts *o, kiln_data *d, vmodel_info *mi)
-{
-    kiln_vision_data *v = kiln_vision_data_of(d);
-    mi->n_in = kiln_vision_data_n_channels(v);
-    mi->size = kiln_vision_data_size(v);
-    mi->n_classes = kiln_vision_data_n_classes(v);
-    mi->stats = kiln_vision_data_stats(v);
-    mi->classes = calloc((size_t)mi->n_classes, sizeof *mi->classes);
-    for (int i = 0; mi->classes && i < mi->n_classes; i++)
-        if (!(mi->classes[i] = strdup(kiln_vision_data_class(v, i)))) break;
-    if (!mi->classes || (mi->n_classes && !mi->classes[mi->n_classes - 1])) return vc_fail(o, 1, "out of memory");
-    return 0;
-}
-
-void vc_info_free(vmodel_info *mi)
-{
-    for (int i = 0; mi->classes && i < mi->n_classes; i++) free(mi->classes[i]);
-    free(mi->classes);
-    mi->classes = NULL;
-}
-
-int vc_info_write(const vopts *o, const char *path, const vmodel_info *mi)
-{
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "format", "kiln-vision-model");
-    cJSON_AddNumberToObject(j, "version", 1);
-    cJSON_AddStringToObject(j, "arch", mi->arch);
-    cJSON_AddNumberToObject(j, "n_in", mi->n_in);
-    cJSON_AddNumberToObject(j, "size", mi->size);
-    cJSON_AddStringToObject(j, "resize", "crop");
-    cJSON_AddNumberToObject(j, "n_classes", mi->n_classes);
-    cJSON *cl = cJSON_AddArrayToObject(j, "classes");
-    for (int i = 0; i < mi->n_classes; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(mi->classes[i]));
-    cJSON *nm = cJSON_AddObjectToObject(j, "normalization");
-    cJSON_AddStringToObject(nm, "kind", norm_name(mi->norm));
-    float mean[3], std[3];
-    for (int c = 0; c < 3; c++) mean[c] = mi->stats.mean[c], std[c] = mi->stats.std[c];
-    cJSON_AddItemToObject(nm, "mean", cJSON_CreateFloatArray(mean, mi->n_in));
-    cJSON_AddItemToObject(nm, "std", cJSON_CreateFloatArray(std, mi->n_in));
-    cJSON_AddBoolToObject(j, "augment", mi->augment);
-    if (mi->augment) { /* what TTA at predict / interpret time repeats */
-        cJSON *a = cJSON_AddObjectToObject(j, "augmentation");
-        cJSON_AddBoolToObject(a, "do_flip", mi->aug.do_flip);
-        cJSON_AddNumberToObject(a, "max_rotate", mi->aug.max_rotate);
-        cJSON_AddNumberToObject(a, "max_zoom", mi->aug.max_zoom);
-        cJSON_AddNumberToObject(a, "max_warp", mi->aug.max_warp);
-        cJSON_AddNumberToObject(a, "max_lighting", mi->aug.max_lighting);
-        cJSON_AddNumberToObject(a, "p_affine", mi->aug.p_affine);
-        cJSON_AddNumberToObject(a, "p_lighting", mi->aug.p_lighting);
-    }
-    cJSON_AddNumberToObject(j, "seed", (double)mi->seed);
-    cJSON_AddNumberToObject(j, "valid_pct", mi->valid_pct);
-    cJSON_AddNumberToObject(j, "n_params", (double)mi->n_params);
-    cJSON_AddStringToObject(j, "data", mi->data);
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return vc_fail(o, 1, "%s: out of memory", path);
-    size_t n = strlen(text);
-    char *t2 = realloc(text, n + 2);
-    if (!t2) {
-        free(text);
-        return vc_fail(o, 1, "%s: out of memory", path);
-    }
-    strcpy(t2 + n, "\n");
-    int rc = vc_write_atomic(o, path, t2);
-    free(t2);
-    return rc;
-}
-
-static char *slurp(const char *path, size_t max)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
-int vc_info_read(const vopts *o, const char *path, vmodel_info *mi)
-{
-    memset(mi, 0, sizeof *mi);
-    char *text = slurp(path, 1 << 22);
-    if (!text) return vc_fail(o, 1, "cannot read %s: %s", path, strerror(errno));
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    if (!j) return vc_fail(o, 1, "%s: not valid JSON (near '%.20s')", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
-    const char *bad = NULL;
-    const cJSON *fmt = cJSON_GetObjectItem(j, "format"), *arch = cJSON_GetObjectItem(j, "arch");
-    const cJSON *n_in = cJSON_GetObjectItem(j, "n_in"), *size = cJSON_GetObjectItem(j, "size");
-    const cJSON *cl = cJSON_GetObjectItem(j, "classes"), *nm = cJSON_GetObjectItem(j, "normalization");
-    const cJSON *mean = nm ? cJSON_GetObjectItem(nm, "mean") : NULL, *std = nm ? cJSON_GetObjectItem(nm, "std") : NULL;
-    const cJSON *kind = nm ? cJSON_GetObjectItem(nm, "kind") : NULL;
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "kiln-vision-model")) bad = "format is not \"kiln-vision-model\"";
-    else if (!cJSON_IsString(arch) || strlen(arch->valuestring) >= sizeof mi->arch) bad = "arch is missing";
-    else if (!cJSON_IsNumber(n_in) || (n_in->valueint != 1 && n_in->valueint != 3)) bad = "n_in is not 1 or 3";
-    else if (!cJSON_IsNumber(size) || size->valueint < 1 || size->valueint > 4096) bad = "size is not in [1, 4096]";
-    else if (!cJSON_IsArray(cl) || cJSON_GetArraySize(cl) < 1) bad = "classes is not a non-empty array";
-    else if (!cJSON_IsArray(mean) || !cJSON_IsArray(std) || cJSON_GetArraySize(mean) != n_in->valueint ||
-             cJSON_GetArraySize(std) != n_in->valueint)
-        bad = "normalization.mean/std are not n_in numbers";
-    if (bad) {
-        cJSON_Delete(j);
-        return vc_fail(o, 1, "%s: %s", path, bad);
-    }
-    snprintf(mi->arch, sizeof mi->arch, "%s", arch->valuestring);
-    mi->n_in = n_in->valueint, mi->size = size->valueint;
-    mi->n_classes = cJSON_GetArraySize(cl);
-    mi->classes = calloc((size_t)mi->n_classes, sizeof *mi->classes);
-    for (int i = 0; mi->classes && i < mi->n_classes && !bad; i++) {
-        const cJSON *c = cJSON_GetArrayItem(cl, i);
-        if (!cJSON_IsString(c)) bad = "classes holds a non-string";
-        else mi->classes[i] = strdup(c->valuestring);
-    }
-    for (int c = 0; c < mi->n_in && !bad; c++) {
-        const cJSON *a = cJSON_GetArrayItem(mean, c), *b = cJSON_GetArrayItem(std, c);
-        if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(b->valuedouble > 0)) bad = "normalization std must be > 0";
-        else mi->stats.mean[c] = (float)a->valuedouble, mi->stats.std[c] = (float)b->valuedouble;
-    }
-    mi->norm = cJSON_IsString(kind) && !strcmp(kind->valuestring, "none") ? KILN_VISION_NORM_NONE
-                                                                         : KILN_VISION_NORM_CUSTOM;
-    const cJSON *aug = cJSON_GetObjectItem(j, "augment"), *seed = cJSON_GetObjectItem(j, "seed");
-    const cJSON *vp = cJSON_GetObjectItem(j, "valid_pct");
-    mi->augment = !cJSON_IsFalse(aug);
-    mi->aug = kiln_augment_default_params(); /* files written before "augmentation" existed */
-    const cJSON *ag = cJSON_GetObjectItem(j, "augmentation");
-    if (cJSON_IsObject(ag)) {
-        const cJSON *f = cJSON_GetObjectItem(ag, "do_flip");
-        if (cJSON_IsBool(f)) mi->aug.do_flip = cJSON_IsTrue(f);
-        const char *names[] = {"max_rotate", "max_zoom", "max_warp", "max_lighting", "p_affine", "p_lighting"};
-        float *dst[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
-                        &mi->aug.p_affine, &mi->aug.p_lighting};
-        for (int k = 0; k < 6; k++) {
-            const cJSON *v = cJSON_GetObjectItem(ag, names[k]);
-            if (cJSON_IsNumber(v)) *dst[k] = (float)v->valuedouble;
-        }
-        if (!bad && kiln_augment_check_params(&mi->aug)) bad = "augmentation holds values out of range";
-    }
-    mi->seed = cJSON_IsNumber(seed) && seed->valuedouble >= 0 ? (uint64_t)seed->valuedouble : 42;
-    mi->valid_pct = cJSON_IsNumber(vp) ? vp->valuedouble : 0.2;
-    cJSON_Delete(j);
-    if (!bad && !mi->classes) bad = "out of memory";
-    if (bad) {
-        vc_info_free(mi);
-        return vc_fail(o, 1, "%s: %s", path, bad);
-    }
-    return 0;
 }

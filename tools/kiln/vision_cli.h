@@ -1,7 +1,7 @@
 /* `kiln vision`: what its subcommands share (tools/kiln/vision*.c). One options struct filled
  * from one flag table (vision.c) whose masks say which subcommands read each flag; helpers to
  * open a data set, build a model by architecture name, make a Learner with the fastai
- * defaults, write files atomically and read/write model.json. Every helper prints its own
+ * defaults and write files atomically (model.json: kiln/apps.h). Every helper prints its own
  * error on stderr ("kiln vision <cmd>: ...") and returns 1 (runtime) or 2 (usage) or NULL. */
 #ifndef KILN_TOOLS_VISION_CLI_H
 #define KILN_TOOLS_VISION_CLI_H
@@ -33,21 +33,6 @@ typedef struct vopts {
     bool no_flip;
     bool given_epochs, given_n_cycle, given_bs, given_size; /* set from the parser's `given` */
 } vopts;
-
-/* What model.json holds (and what fit knows when it writes it). */
-typedef struct vmodel_info {
-    char arch[32];
-    int n_in, size, n_classes;
-    char **classes;         /* (n_classes), owned */
-    kiln_vision_norm norm;
-    kiln_vision_stats stats;
-    bool augment;
-    kiln_augment_params aug; /* the training augmentation (TTA uses it) */
-    uint64_t seed;
-    double valid_pct;
-    int64_t n_params;
-    char data[1024];        /* the DATA argument fit was given */
-} vmodel_info;
 
 int vc_lr_find(vopts *o, const char *data);
 int vc_fit(vopts *o, const char *data);
@@ -81,15 +66,6 @@ const char *vc_path(char *buf, size_t n, const char *dir, const char *name);
 /* Writes text to path atomically (temp file, fsync, rename). 0 or 1 (after a message). */
 int vc_write_atomic(const vopts *o, const char *path, const char *text);
 
-/* model.json (cJSON): written atomically; read back with every key checked (messages name
- * the file and the key). vc_info_free releases classes. */
-int vc_info_write(const vopts *o, const char *path, const vmodel_info *mi);
-int vc_info_read(const vopts *o, const char *path, vmodel_info *mi);
-void vc_info_free(vmodel_info *mi);
-/* Fills mi from a data set (classes, channels, size, stats). 0 or 1. */
-int vc_info_from_data(const vopts *o, kiln_data *d, vmodel_info *mi);
-
-/* The augmentation the CLI trains with (fastai aug_transforms defaults). */
 /* The augmentation the flags ask for (fastai's defaults, overridden by --max-rotate etc.). */
 kiln_augment_params vc_augment_params(const vopts *o);
 

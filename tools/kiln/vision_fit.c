@@ -301,14 +301,16 @@ static int write_outputs(vopts *o, const char *data, session *s, fit_result *r)
     vc_path(p_lr, sizeof p_lr, o->out, "lr.png");
     const char *meta[] = {"format", "kiln-vision-model", "arch", o->arch, NULL};
     if (kiln_model_save(s->m, p_model, meta)) return vc_kfail(o, NULL);
-    vmodel_info mi = {.norm = s->norm, .augment = !o->no_augment, .aug = s->aug, .seed = (uint64_t)o->seed,
-                      .valid_pct = o->valid_pct, .n_params = kiln_model_n_params(s->m, false)};
+    kiln_vision_model_info mi = {.norm = s->norm, .augment = !o->no_augment, .aug = s->aug,
+                                 .seed = (uint64_t)o->seed, .valid_pct = o->valid_pct,
+                                 .n_params = kiln_model_n_params(s->m, false), .data = strdup(data)};
     snprintf(mi.arch, sizeof mi.arch, "%s", o->arch);
-    snprintf(mi.data, sizeof mi.data, "%s", data);
-    int rc = vc_info_from_data(o, s->d, &mi);
-    if (!rc) rc = vc_info_write(o, p_json, &mi);
-    vc_info_free(&mi);
-    if (rc) return rc;
+    if (!mi.data) return vc_fail(o, 1, "out of memory");
+    kiln_status st = kiln_vision_model_info_from_data(s->d, &mi);
+    if (!st) st = kiln_vision_model_info_write(p_json, &mi);
+    kiln_vision_model_info_free(&mi);
+    if (st) return vc_kfail(o, NULL);
+    int rc;
     const kiln_recorder *rec = kiln_learner_recorder(s->l);
     if (kiln_recorder_write_csv(rec, p_hist)) return vc_kfail(o, NULL);
     if ((rc = write_metrics(o, p_metrics, s->l, r))) return rc;

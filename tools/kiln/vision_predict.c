@@ -73,7 +73,7 @@ static int sb_write(const vopts *o, strbuf *b, const char *path)
 /* ---- a trained model ------------------------------------------------------------------------------ */
 
 typedef struct trained {
-    vmodel_info mi;
+    kiln_vision_model_info mi;
     kiln_ctx *ctx;
     kiln_model *m;
 } trained;
@@ -82,14 +82,14 @@ static void trained_free(trained *t)
 {
     kiln_model_free(t->m);
     kiln_ctx_free(t->ctx);
-    vc_info_free(&t->mi);
+    kiln_vision_model_info_free(&t->mi);
 }
 
 static int trained_load(vopts *o, const char *dir, trained *t)
 {
     memset(t, 0, sizeof *t);
     char pj[4096], pm[4096], desc[96];
-    if (vc_info_read(o, vc_path(pj, sizeof pj, dir, "model.json"), &t->mi)) return 1;
+    if (kiln_vision_model_info_read(vc_path(pj, sizeof pj, dir, "model.json"), &t->mi)) return vc_kfail(o, NULL);
     if (!(t->ctx = vc_ctx_new(o))) return 1;
     if (!(t->m = vc_model_new(o, t->mi.arch, t->mi.n_in, t->mi.size, t->mi.n_classes, t->ctx, desc, sizeof desc)))
         return 1;
@@ -111,7 +111,7 @@ static void softmax_row(const float *z, int c, double *p)
 
 /* TTA augments with the training augmentation, as fastai's tta (and `fit --tta`) do: a
  * model trained with --no-augment has none, so its TTA passes equal the plain one. */
-static void tta_note(const vopts *o, const vmodel_info *mi)
+static void tta_note(const vopts *o, const kiln_vision_model_info *mi)
 {
     if (o->tta && !mi->augment)
         fprintf(stderr, "%s: warning: --tta on a model trained with --no-augment: the augmented passes equal the plain one\n",
@@ -123,7 +123,7 @@ static void tta_note(const vopts *o, const vmodel_info *mi)
 static int predict_one(vopts *o, trained *t, const kiln_augment_params *aug, const char *path, int64_t index,
                        float *probs)
 {
-    const vmodel_info *mi = &t->mi;
+    const kiln_vision_model_info *mi = &t->mi;
     int passes = o->tta ? 1 + (int)o->tta_n : 1, c = mi->n_in, s = mi->size, nc = mi->n_classes;
     size_t per = (size_t)c * s * s;
     kiln_mark mk = kiln_step_mark(t->ctx);
@@ -270,7 +270,7 @@ static int by_count_desc(const void *a, const void *b)
 }
 
 /* The model's classes against the data's: same number and names, in order. */
-static int check_classes(vopts *o, const vmodel_info *mi, kiln_vision_data *v, const char *data)
+static int check_classes(vopts *o, const kiln_vision_model_info *mi, kiln_vision_data *v, const char *data)
 {
     if (kiln_vision_data_n_classes(v) != mi->n_classes)
         return vc_fail(o, 1, "%s has %d classes; the model was trained on %d", data, kiln_vision_data_n_classes(v),
@@ -282,7 +282,7 @@ static int check_classes(vopts *o, const vmodel_info *mi, kiln_vision_data *v, c
     return 0;
 }
 
-static int write_top_losses(vopts *o, kiln_vision_data *v, const kiln_preds *p, const vmodel_info *mi,
+static int write_top_losses(vopts *o, kiln_vision_data *v, const kiln_preds *p, const kiln_vision_model_info *mi,
                             const char *png, const char *csv)
 {
     loss_item *li = malloc(sizeof *li * (size_t)p->n);
@@ -334,7 +334,7 @@ static int write_top_losses(vopts *o, kiln_vision_data *v, const kiln_preds *p, 
     return rc;
 }
 
-static int write_confusion(vopts *o, const kiln_preds *p, const vmodel_info *mi, const char *png, const char *csv)
+static int write_confusion(vopts *o, const kiln_preds *p, const kiln_vision_model_info *mi, const char *png, const char *csv)
 {
     int n = mi->n_classes;
     int64_t *m = calloc((size_t)n * (size_t)n, sizeof *m), correct = 0;

@@ -1,0 +1,562 @@
+/* model.json of a trained vision model (include/kiln/apps.h): read strictly (whole file up
+ * to a limit, every key checked and named in errors, unknown keys warned about), checked and
+ * written atomically. cJSON does the JSON; this file decides what a valid description is. */
+#include "kiln/apps.h"
+
+#include "core/internal.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- messages ----------------------------------------------------------------------------- */
+
+/* s (n bytes) for a message: at most 40 bytes, bytes outside printable ASCII as \xNN. */
+static const char *quoted(const char *s, size_t n, char *buf, size_t cap)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 5 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i == 40) {
+            j += (size_t)snprintf(buf + j, cap - j, "...");
+            break;
+        }
+        if (c >= 0x20 && c < 0x7f) buf[j++] = (char)c;
+        else j += (size_t)snprintf(buf + j, cap - j, "\\x%02X", c);
+    }
+    buf[j < cap ? j : cap - 1] = '\0';
+    return buf;
+}
+
+/* "line L, column C" of byte offset off in text. */
+static void line_col(const char *text, size_t off, int *line, int *col)
+{
+    *line = 1, *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') ++*line, *col = 1;
+        else ++*col;
+    }
+}
+
+/* ---- one number, one string ---------------------------------------------------------------- */
+
+typedef struct reader {
+    const char *name; /* the file, for messages */
+} reader;
+
+/* v as a number in [lo, hi], integral when asked; key names it ("normalization.std[0]"). */
+static kiln_status get_num(const reader *r, const cJSON *v, const char *key, double lo, double hi, bool integral,
+                           double *out)
+{
+    if (!cJSON_IsNumber(v)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a number", r->name, key);
+    double x = v->valuedouble;
+    if (!isfinite(x)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a finite number", r->name, key);
+    if (integral && x != floor(x))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s must be an integer (it is %.17g)", r->name, key, x);
+    if (!(x >= lo && x <= hi))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %.17g, outside [%.17g, %.17g]", r->name, key, x, lo, hi);
+    *out = x;
+    return KILN_STATUS_OK;
+}
+
+/* A finite f32 (a double that overflows float is refused, not turned into inf). */
+static kiln_status get_f32(const reader *r, const cJSON *v, const char *key, float *out)
+{
+    double x;
+    kiln_status st = get_num(r, v, key, -HUGE_VAL, HUGE_VAL, false, &x);
+    if (st) return st;
+    if (!isfinite((float)x))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %.17g, too large for a 32-bit float", r->name, key, x);
+    *out = (float)x;
+    return KILN_STATUS_OK;
+}
+
+static kiln_status get_bool(const reader *r, const cJSON *v, const char *key, bool *out)
+{
+    if (!cJSON_IsBool(v)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not true or false", r->name, key);
+    *out = cJSON_IsTrue(v);
+    return KILN_STATUS_OK;
+}
+
+static kiln_status get_str(const reader *r, const cJSON *v, const char *key, const char **out)
+{
+    if (!cJSON_IsString(v) || !v->valuestring) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a string", r->name, key);
+    *out = v->valuestring;
+    return KILN_STATUS_OK;
+}
+
+/* ---- the whole description ----------------------------------------------------------------- */
+
+typedef struct named {
+    const char *s;
+    int i;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    int c = strcmp(x->s, y->s);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* The members of obj (key prefix for messages): each name at most once; names not in
+ * known[] are ignored with one warning. Sorted, so a huge object costs n log n. */
+static kiln_status check_keys(const reader *r, const cJSON *obj, const char *prefix, const char *const *known)
+{
+    int n = cJSON_GetArraySize(obj), i = 0, n_unknown = 0;
+    const char *first_unknown = NULL;
+    named *v = malloc(sizeof *v * (size_t)(n > 0 ? n : 1));
+    if (!v) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
+    for (const cJSON *a = obj->child; a; a = a->next, i++) {
+        const char *k = a->string ? a->string : "";
+        v[i] = (named){k, i};
+        bool ok = false;
+        for (int q = 0; known[q] && !ok; q++) ok = !strcmp(known[q], k);
+        if (!ok && !n_unknown++) first_unknown = k;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_named);
+    kiln_status st = KILN_STATUS_OK;
+    char q[200];
+    for (i = 1; i < n && !st; i++)
+        if (!strcmp(v[i].s, v[i - 1].s))
+            st = kiln__err(KILN_STATUS_FORMAT, "%s: key %s\"%s\" appears twice", r->name, prefix,
+                           quoted(v[i].s, strlen(v[i].s), q, sizeof q));
+    free(v);
+    if (!st && n_unknown == 1)
+        kiln__warn("%s: unknown key %s\"%s\" ignored", r->name, prefix, quoted(first_unknown, strlen(first_unknown), q, sizeof q));
+    else if (!st && n_unknown)
+        kiln__warn("%s: unknown key %s\"%s\" and %d more ignored", r->name, prefix,
+                   quoted(first_unknown, strlen(first_unknown), q, sizeof q), n_unknown - 1);
+    return st;
+}
+
+/* Non-empty, distinct, valid UTF-8 names; who labels the list in messages. */
+static kiln_status check_names(const char *who, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char q[200];
+        size_t len = names[i] ? strlen(names[i]) : 0;
+        if (!len) return kiln__err(KILN_STATUS_INVALID, "%s: classes[%d] is empty", who, i);
+        int64_t bad = kiln__utf8_invalid_at(names[i], len);
+        if (bad >= 0)
+            return kiln__err(KILN_STATUS_INVALID,
+                             "%s: classes[%d] (the folder name \"%s\") is not valid UTF-8 at byte %lld: JSON holds "
+                             "only UTF-8, rename the folder",
+                             who, i, quoted(names[i], len, q, sizeof q), (long long)bad);
+    }
+    named *v = malloc(sizeof *v * (size_t)(n > 0 ? n : 1));
+    if (!v) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", who);
+    for (int i = 0; i < n; i++) v[i] = (named){names[i], i};
+    qsort(v, (size_t)n, sizeof *v, cmp_named);
+    kiln_status st = KILN_STATUS_OK;
+    for (int i = 1; i < n && !st; i++)
+        if (!strcmp(v[i].s, v[i - 1].s)) {
+            char q[200];
+            st = kiln__err(KILN_STATUS_INVALID, "%s: classes[%d] repeats classes[%d] (\"%s\")", who, v[i].i, v[i - 1].i,
+                           quoted(v[i].s, strlen(v[i].s), q, sizeof q));
+        }
+    free(v);
+    return st;
+}
+
+static const char *const k_root[] = {"format", "version",      "arch",      "n_in",  "size",
+                                     "resize", "n_classes",    "classes",   "normalization",
+                                     "augment", "augmentation", "seed",      "valid_pct", "n_params", "data", NULL};
+static const char *const k_norm[] = {"kind", "mean", "std", NULL};
+static const char *const k_aug[] = {"do_flip", "max_rotate", "max_zoom", "max_warp", "max_lighting", "p_affine",
+                                    "p_lighting", NULL};
+
+static kiln_status read_classes(const reader *r, const cJSON *cl, kiln_vision_model_info *mi)
+{
+    if (!cJSON_IsArray(cl) || !cl->child) return kiln__err(KILN_STATUS_FORMAT, "%s: classes is not a non-empty array", r->name);
+    int n = cJSON_GetArraySize(cl);
+    if (!(mi->classes = calloc((size_t)n, sizeof *mi->classes))) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
+    mi->n_classes = n;
+    int i = 0;
+    for (const cJSON *c = cl->child; c; c = c->next, i++) {
+        char key[32];
+        const char *s = NULL;
+        snprintf(key, sizeof key, "classes[%d]", i);
+        kiln_status st = get_str(r, c, key, &s);
+        if (st) return st;
+        if (!(mi->classes[i] = strdup(s))) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
+    }
+    kiln_status st = check_names(r->name, (const char *const *)mi->classes, n);
+    return st ? kiln__err(KILN_STATUS_FORMAT, "%s", kiln_last_error()) : KILN_STATUS_OK;
+}
+
+static kiln_status read_norm(const reader *r, const cJSON *nm, kiln_vision_model_info *mi)
+{
+    if (!cJSON_IsObject(nm)) return kiln__err(KILN_STATUS_FORMAT, "%s: normalization is not an object", r->name);
+    kiln_status st = check_keys(r, nm, "normalization.", k_norm);
+    if (st) return st;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(nm, "kind");
+    const char *ks = "custom";
+    if (kind && (st = get_str(r, kind, "normalization.kind", &ks))) return st;
+    if (strcmp(ks, "dataset") && strcmp(ks, "imagenet") && strcmp(ks, "custom") && strcmp(ks, "none"))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: normalization.kind is not dataset, imagenet, custom or none",
+                         r->name);
+    mi->norm = !strcmp(ks, "none") ? KILN_VISION_NORM_NONE : KILN_VISION_NORM_CUSTOM;
+    const char *which[2] = {"mean", "std"};
+    for (int w = 0; w < 2; w++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(nm, which[w]);
+        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != mi->n_in)
+            return kiln__err(KILN_STATUS_FORMAT, "%s: normalization.%s is not an array of n_in (%d) numbers", r->name,
+                             which[w], mi->n_in);
+        float *dst = w ? mi->stats.std : mi->stats.mean;
+        int c = 0;
+        for (const cJSON *v = a->child; v; v = v->next, c++) {
+            char key[40];
+            snprintf(key, sizeof key, "normalization.%s[%d]", which[w], c);
+            if ((st = get_f32(r, v, key, &dst[c]))) return st;
+            if (w && !(dst[c] > 0)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s must be > 0", r->name, key);
+        }
+    }
+    return KILN_STATUS_OK;
+}
+
+static kiln_status read_aug(const reader *r, const cJSON *ag, kiln_vision_model_info *mi)
+{
+    mi->aug = kiln_augment_default_params(); /* files written before "augmentation" existed */
+    if (!ag) return KILN_STATUS_OK;
+    if (!cJSON_IsObject(ag)) return kiln__err(KILN_STATUS_FORMAT, "%s: augmentation is not an object", r->name);
+    kiln_status st = check_keys(r, ag, "augmentation.", k_aug);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(ag, "do_flip");
+    if (!st && f) st = get_bool(r, f, "augmentation.do_flip", &mi->aug.do_flip);
+    float *dst[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
+                    &mi->aug.p_affine, &mi->aug.p_lighting};
+    for (int k = 0; k < 6 && !st; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(ag, k_aug[k + 1]);
+        char key[40];
+        snprintf(key, sizeof key, "augmentation.%s", k_aug[k + 1]);
+        if (v) st = get_f32(r, v, key, dst[k]);
+    }
+    if (!st && kiln_augment_check_params(&mi->aug)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", kiln_last_error());
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: augmentation holds values out of range (%s)", r->name, why);
+    }
+    return st;
+}
+
+/* Everything but classes, normalization and augmentation. */
+static kiln_status read_scalars(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+{
+    const char *s = NULL;
+    double x;
+    kiln_status st = get_str(r, cJSON_GetObjectItemCaseSensitive(j, "format"), "format", &s);
+    if (st || strcmp(s, KILN_VISION_MODEL_FORMAT))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: format is not \"" KILN_VISION_MODEL_FORMAT "\"", r->name);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
+    if (v && (st = get_num(r, v, "version", 1, 1, true, &x))) return st;
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "arch");
+    if (!arch) return kiln__err(KILN_STATUS_FORMAT, "%s: arch is missing", r->name);
+    if ((st = get_str(r, arch, "arch", &s))) return st;
+    if (!*s || strlen(s) >= sizeof mi->arch)
+        return kiln__err(KILN_STATUS_FORMAT, "%s: arch must be 1 to %zu bytes long", r->name, sizeof mi->arch - 1);
+    snprintf(mi->arch, sizeof mi->arch, "%s", s);
+    v = cJSON_GetObjectItemCaseSensitive(j, "n_in");
+    if ((st = get_num(r, v, "n_in", 1, 3, true, &x))) return st;
+    if (x == 2) return kiln__err(KILN_STATUS_FORMAT, "%s: n_in is 2; it must be 1 or 3", r->name);
+    mi->n_in = (int)x;
+    if ((st = get_num(r, cJSON_GetObjectItemCaseSensitive(j, "size"), "size", 1, 4096, true, &x))) return st;
+    mi->size = (int)x;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "resize"))) {
+        if ((st = get_str(r, v, "resize", &s))) return st;
+        if (strcmp(s, "crop")) return kiln__err(KILN_STATUS_FORMAT, "%s: resize is not \"crop\"", r->name);
+    }
+    mi->augment = true;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "augment")) && (st = get_bool(r, v, "augment", &mi->augment))) return st;
+    mi->seed = 42;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "seed"))) {
+        if ((st = get_num(r, v, "seed", 0, KILN_VISION_MODEL_MAX_INT, true, &x))) return st;
+        mi->seed = (uint64_t)x;
+    }
+    mi->valid_pct = 0.2;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "valid_pct"))) {
+        if ((st = get_num(r, v, "valid_pct", 0, 1, false, &x))) return st;
+        if (x == 1) return kiln__err(KILN_STATUS_FORMAT, "%s: valid_pct is 1; it must be in [0, 1)", r->name);
+        mi->valid_pct = x;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "n_params"))) {
+        if ((st = get_num(r, v, "n_params", 0, KILN_VISION_MODEL_MAX_INT, true, &x))) return st;
+        mi->n_params = (int64_t)x;
+    }
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "data"))) {
+        if ((st = get_str(r, v, "data", &s))) return st;
+        if (!(mi->data = strdup(s))) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
+    }
+    return KILN_STATUS_OK;
+}
+
+static kiln_status read_json(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+{
+    if (!cJSON_IsObject(j)) return kiln__err(KILN_STATUS_FORMAT, "%s: not a JSON object", r->name);
+    kiln_status st = check_keys(r, j, "", k_root);
+    if (!st) st = read_scalars(r, j, mi);
+    if (!st) st = read_classes(r, cJSON_GetObjectItemCaseSensitive(j, "classes"), mi);
+    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(j, "n_classes");
+    double x;
+    if (!st && nc && !(st = get_num(r, nc, "n_classes", 1, KILN_VISION_MODEL_MAX_INT, true, &x)) && x != mi->n_classes)
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: n_classes is %.0f but classes holds %d names", r->name, x, mi->n_classes);
+    if (!st) st = read_norm(r, cJSON_GetObjectItemCaseSensitive(j, "normalization"), mi);
+    if (!st) st = read_aug(r, cJSON_GetObjectItemCaseSensitive(j, "augmentation"), mi);
+    return st;
+}
+
+kiln_status kiln_vision_model_info_parse(const char *text, size_t len, const char *name, kiln_vision_model_info *info)
+{
+    if (!info) return kiln__err(KILN_STATUS_INVALID, "model.json: info is NULL");
+    memset(info, 0, sizeof *info);
+    reader r = {name ? name : "model.json"};
+    if (!text && len) return kiln__err(KILN_STATUS_INVALID, "%s: text is NULL", r.name);
+    if (len > KILN_VISION_MODEL_INFO_MAX_BYTES)
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %zu bytes, more than the limit of %zu MiB", r.name, len,
+                         KILN_VISION_MODEL_INFO_MAX_BYTES >> 20);
+    const char *nul = len ? memchr(text, '\0', len) : NULL;
+    int line, col;
+    if (nul) {
+        line_col(text, (size_t)(nul - text), &line, &col);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: a NUL byte at line %d, column %d: not a JSON text", r.name, line, col);
+    }
+    int64_t bad = kiln__utf8_invalid_at(text, len);
+    if (bad >= 0) {
+        line_col(text, (size_t)bad, &line, &col);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: not valid UTF-8 at line %d, column %d (byte %lld)", r.name, line, col,
+                         (long long)bad);
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text ? text : "", len, &end, false);
+    size_t off = end && end >= text && text ? (size_t)(end - text) : 0;
+    if (off > len) off = len;
+    /* only white space may follow the value; an error there means the text ended early */
+    while (off < len && strchr(" \t\r\n", text[off])) off++;
+    if (!j || off < len) {
+        char q[200];
+        line_col(text, off, &line, &col);
+        cJSON_Delete(j);
+        if (off >= len) return kiln__err(KILN_STATUS_FORMAT, "%s: not valid JSON: the text ends early (line %d, column %d)",
+                                         r.name, line, col);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: not valid JSON at line %d, column %d (near '%s')", r.name, line, col,
+                         quoted(text + off, len - off < 20 ? len - off : 20, q, sizeof q));
+    }
+    kiln_status st = read_json(&r, j, info);
+    cJSON_Delete(j);
+    if (st) kiln_vision_model_info_free(info);
+    return st;
+}
+
+kiln_status kiln_vision_model_info_read(const char *path, kiln_vision_model_info *info)
+{
+    if (!info || !path) return kiln__err(KILN_STATUS_INVALID, "model.json: path or info is NULL");
+    memset(info, 0, sizeof *info);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kiln__err(KILN_STATUS_IO, "cannot read %s: %s", path, strerror(errno));
+    struct stat st;
+    const char *why = fstat(fd, &st) != 0 ? strerror(errno)
+                    : S_ISDIR(st.st_mode) ? "it is a folder, not a file"
+                    : !S_ISREG(st.st_mode) ? "not a regular file" : NULL;
+    if (why) {
+        close(fd);
+        return kiln__err(KILN_STATUS_IO, "cannot read %s: %s", path, why);
+    }
+    size_t max = KILN_VISION_MODEL_INFO_MAX_BYTES;
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %lld bytes, more than the limit of %zu MiB", path,
+                         (long long)st.st_size, max >> 20);
+    }
+    /* read to the end (the file may grow while read): at most max + 1 bytes */
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    kiln_status rc = buf ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    while (!rc) {
+        if (n == cap) {
+            size_t nc = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *nb = nc > cap ? realloc(buf, nc) : NULL;
+            if (!nb) {
+                rc = nc > cap ? kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path)
+                              : kiln__err(KILN_STATUS_FORMAT, "%s: more than the limit of %zu MiB", path, max >> 20);
+                break;
+            }
+            buf = nb, cap = nc;
+        }
+        ssize_t k = read(fd, buf + n, cap - n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) rc = kiln__err(KILN_STATUS_IO, "cannot read %s: %s", path, strerror(errno));
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    if (!rc) rc = kiln_vision_model_info_parse(buf, n, path, info);
+    free(buf);
+    return rc;
+}
+
+void kiln_vision_model_info_free(kiln_vision_model_info *info)
+{
+    if (!info) return;
+    for (int i = 0; info->classes && i < info->n_classes; i++) free(info->classes[i]);
+    free(info->classes);
+    free(info->data);
+    info->classes = NULL;
+    info->data = NULL;
+    info->n_classes = 0;
+}
+
+/* ---- checking and writing ------------------------------------------------------------------ */
+
+kiln_status kiln_vision_model_info_check(const kiln_vision_model_info *mi)
+{
+    const char *w = "model.json";
+    if (!mi) return kiln__err(KILN_STATUS_INVALID, "%s: info is NULL", w);
+    size_t al = strnlen(mi->arch, sizeof mi->arch);
+    if (!al || al == sizeof mi->arch || kiln__utf8_invalid_at(mi->arch, al) >= 0)
+        return kiln__err(KILN_STATUS_INVALID, "%s: arch must be 1 to %zu bytes of UTF-8", w, sizeof mi->arch - 1);
+    if (mi->n_in != 1 && mi->n_in != 3) return kiln__err(KILN_STATUS_INVALID, "%s: n_in is %d, not 1 or 3", w, mi->n_in);
+    if (mi->size < 1 || mi->size > 4096) return kiln__err(KILN_STATUS_INVALID, "%s: size %d is outside [1, 4096]", w, mi->size);
+    if (mi->n_classes < 1 || !mi->classes)
+        return kiln__err(KILN_STATUS_INVALID, "%s: %d classes; at least one is needed", w, mi->n_classes);
+    kiln_status st = check_names(w, (const char *const *)mi->classes, mi->n_classes);
+    if (st) return st;
+    for (int c = 0; c < mi->n_in; c++) {
+        if (!isfinite(mi->stats.mean[c]))
+            return kiln__err(KILN_STATUS_INVALID, "%s: normalization.mean[%d] is not a finite number", w, c);
+        if (!(isfinite(mi->stats.std[c]) && mi->stats.std[c] > 0))
+            return kiln__err(KILN_STATUS_INVALID, "%s: normalization.std[%d] must be finite and > 0", w, c);
+    }
+    if (mi->augment && kiln_augment_check_params(&mi->aug)) return KILN_STATUS_INVALID;
+    if ((double)mi->seed > KILN_VISION_MODEL_MAX_INT)
+        return kiln__err(KILN_STATUS_INVALID, "%s: seed %llu is above 2^53 (JSON numbers hold it inexactly)", w,
+                         (unsigned long long)mi->seed);
+    if (!(mi->valid_pct >= 0 && mi->valid_pct < 1))
+        return kiln__err(KILN_STATUS_INVALID, "%s: valid_pct %g is outside [0, 1)", w, mi->valid_pct);
+    if (mi->n_params < 0 || (double)mi->n_params > KILN_VISION_MODEL_MAX_INT)
+        return kiln__err(KILN_STATUS_INVALID, "%s: n_params %lld is outside [0, 2^53]", w, (long long)mi->n_params);
+    int64_t bad = mi->data ? kiln__utf8_invalid_at(mi->data, strlen(mi->data)) : -1;
+    if (bad >= 0) {
+        char q[200];
+        return kiln__err(KILN_STATUS_INVALID, "%s: data (\"%s\") is not valid UTF-8 at byte %lld", w,
+                         quoted(mi->data, strlen(mi->data), q, sizeof q), (long long)bad);
+    }
+    return KILN_STATUS_OK;
+}
+
+static const char *norm_name(kiln_vision_norm n)
+{
+    return n == KILN_VISION_NORM_IMAGENET ? "imagenet" : n == KILN_VISION_NORM_NONE ? "none"
+         : n == KILN_VISION_NORM_CUSTOM ? "custom" : "dataset";
+}
+
+kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char **text)
+{
+    if (!text) return kiln__err(KILN_STATUS_INVALID, "model.json: text is NULL");
+    *text = NULL;
+    kiln_status st = kiln_vision_model_info_check(mi);
+    if (st) return st;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", KILN_VISION_MODEL_FORMAT);
+    cJSON_AddNumberToObject(j, "version", 1);
+    cJSON_AddStringToObject(j, "arch", mi->arch);
+    cJSON_AddNumberToObject(j, "n_in", mi->n_in);
+    cJSON_AddNumberToObject(j, "size", mi->size);
+    cJSON_AddStringToObject(j, "resize", "crop");
+    cJSON_AddNumberToObject(j, "n_classes", mi->n_classes);
+    cJSON *cl = cJSON_AddArrayToObject(j, "classes");
+    for (int i = 0; i < mi->n_classes; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(mi->classes[i]));
+    cJSON *nm = cJSON_AddObjectToObject(j, "normalization");
+    cJSON_AddStringToObject(nm, "kind", norm_name(mi->norm));
+    cJSON_AddItemToObject(nm, "mean", cJSON_CreateFloatArray(mi->stats.mean, mi->n_in));
+    cJSON_AddItemToObject(nm, "std", cJSON_CreateFloatArray(mi->stats.std, mi->n_in));
+    cJSON_AddBoolToObject(j, "augment", mi->augment);
+    if (mi->augment) { /* what TTA at predict / interpret time repeats */
+        cJSON *a = cJSON_AddObjectToObject(j, "augmentation");
+        cJSON_AddBoolToObject(a, "do_flip", mi->aug.do_flip);
+        const float *v[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
+                            &mi->aug.p_affine, &mi->aug.p_lighting};
+        for (int k = 0; k < 6; k++) cJSON_AddNumberToObject(a, k_aug[k + 1], *v[k]);
+    }
+    cJSON_AddNumberToObject(j, "seed", (double)mi->seed);
+    cJSON_AddNumberToObject(j, "valid_pct", mi->valid_pct);
+    cJSON_AddNumberToObject(j, "n_params", (double)mi->n_params);
+    cJSON_AddStringToObject(j, "data", mi->data ? mi->data : "");
+    char *s = cJSON_Print(j); /* NULL when any of the above ran out of memory */
+    cJSON_Delete(j);
+    size_t n = s ? strlen(s) : 0;
+    char *t = s ? realloc(s, n + 2) : NULL;
+    if (!t) {
+        free(s);
+        return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
+    }
+    memcpy(t + n, "\n", 2);
+    *text = t;
+    return KILN_STATUS_OK;
+}
+
+/* temp file + fsync + rename (to move onto the library's atomic writer once it has one) */
+static kiln_status write_atomic(const char *path, const char *text)
+{
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 32);
+    if (!tmp) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    kiln_status st = KILN_STATUS_OK;
+    if (!f) st = kiln__err(KILN_STATUS_IO, "cannot create %s: %s", tmp, strerror(errno));
+    else {
+        size_t n = strlen(text);
+        bool ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
+        int err = errno;
+        ok = fclose(f) == 0 && ok;
+        if (ok && rename(tmp, path) != 0) ok = false, err = errno;
+        if (!ok) {
+            unlink(tmp);
+            st = kiln__err(KILN_STATUS_IO, "cannot write %s: %s", path, strerror(err));
+        }
+    }
+    free(tmp);
+    return st;
+}
+
+kiln_status kiln_vision_model_info_write(const char *path, const kiln_vision_model_info *info)
+{
+    char *text;
+    kiln_status st = kiln_vision_model_info_format(info, &text);
+    if (st) return st;
+    st = write_atomic(path, text);
+    free(text);
+    return st;
+}
+
+kiln_status kiln_vision_model_info_from_data(kiln_data *d, kiln_vision_model_info *mi)
+{
+    kiln_vision_data *v = d ? kiln_vision_data_of(d) : NULL;
+    if (!v || !mi) return kiln__err(KILN_STATUS_INVALID, "model.json: not a vision data set");
+    char *data = mi->data; /* kept: the caller's */
+    mi->data = NULL;
+    kiln_vision_model_info_free(mi);
+    mi->data = data;
+    int n = kiln_vision_data_n_classes(v);
+    const char **names = malloc(sizeof *names * (size_t)(n > 0 ? n : 1));
+    if (!names) return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
+    for (int i = 0; i < n; i++) names[i] = kiln_vision_data_class(v, i);
+    kiln_status st = check_names(kiln_vision_data_name(v), names, n);
+    free(names);
+    if (st) return st;
+    mi->n_in = kiln_vision_data_n_channels(v);
+    mi->size = kiln_vision_data_size(v);
+    mi->stats = kiln_vision_data_stats(v);
+    if (!(mi->classes = calloc((size_t)(n > 0 ? n : 1), sizeof *mi->classes)))
+        return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
+    mi->n_classes = n;
+    for (int i = 0; i < n; i++)
+        if (!(mi->classes[i] = strdup(kiln_vision_data_class(v, i))))
+            return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
+    return KILN_STATUS_OK;
+}
