@@ -44,6 +44,18 @@ static void line_col(const char *text, size_t off, int *line, int *col)
     }
 }
 
+/* v as the shortest text that reads back to exactly v (as a float when f32) into b (>= 32
+ * bytes): "28.9", not "28.899999999999999". */
+static const char *shortest(double v, bool f32, char *b, size_t n)
+{
+    for (int p = f32 ? 6 : 15; p <= 17; p++) {
+        snprintf(b, n, "%.*g", p, v);
+        double back = strtod(b, NULL);
+        if (f32 ? (float)back == (float)v : back == v) break;
+    }
+    return b;
+}
+
 /* ---- one number, one string ---------------------------------------------------------------- */
 
 typedef struct reader {
@@ -57,10 +69,14 @@ static kiln_status get_num(const reader *r, const cJSON *v, const char *key, dou
     if (!cJSON_IsNumber(v)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a number", r->name, key);
     double x = v->valuedouble;
     if (!isfinite(x)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a finite number", r->name, key);
+    char b[3][40];
     if (integral && x != floor(x))
-        return kiln__err(KILN_STATUS_FORMAT, "%s: %s must be an integer (it is %.17g)", r->name, key, x);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s must be an integer (it is %s)", r->name, key,
+                         shortest(x, false, b[0], sizeof b[0]));
     if (!(x >= lo && x <= hi))
-        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %.17g, outside [%.17g, %.17g]", r->name, key, x, lo, hi);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %s, outside [%s, %s]", r->name, key,
+                         shortest(x, false, b[0], sizeof b[0]), shortest(lo, false, b[1], sizeof b[1]),
+                         shortest(hi, false, b[2], sizeof b[2]));
     *out = x;
     return KILN_STATUS_OK;
 }
@@ -71,8 +87,10 @@ static kiln_status get_f32(const reader *r, const cJSON *v, const char *key, flo
     double x;
     kiln_status st = get_num(r, v, key, -HUGE_VAL, HUGE_VAL, false, &x);
     if (st) return st;
+    char b[40];
     if (!isfinite((float)x))
-        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %.17g, too large for a 32-bit float", r->name, key, x);
+        return kiln__err(KILN_STATUS_FORMAT, "%s: %s is %s, too large for a 32-bit float", r->name, key,
+                         shortest(x, false, b, sizeof b));
     *out = (float)x;
     return KILN_STATUS_OK;
 }
@@ -136,16 +154,16 @@ static kiln_status check_keys(const reader *r, const cJSON *obj, const char *pre
     return st;
 }
 
-/* Non-empty, distinct, valid UTF-8 names; who labels the list in messages. */
-static kiln_status check_names(const char *who, const char *const *names, int n)
+/* Non-empty, distinct, valid UTF-8 names, else code; who labels the list in messages. */
+static kiln_status check_names(kiln_status code, const char *who, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++) {
         char q[200];
         size_t len = names[i] ? strlen(names[i]) : 0;
-        if (!len) return kiln__err(KILN_STATUS_INVALID, "%s: classes[%d] is empty", who, i);
+        if (!len) return kiln__err(code, "%s: classes[%d] is empty", who, i);
         int64_t bad = kiln__utf8_invalid_at(names[i], len);
         if (bad >= 0)
-            return kiln__err(KILN_STATUS_INVALID,
+            return kiln__err(code,
                              "%s: classes[%d] (the folder name \"%s\") is not valid UTF-8 at byte %lld: JSON holds "
                              "only UTF-8, rename the folder",
                              who, i, quoted(names[i], len, q, sizeof q), (long long)bad);
@@ -158,7 +176,7 @@ static kiln_status check_names(const char *who, const char *const *names, int n)
     for (int i = 1; i < n && !st; i++)
         if (!strcmp(v[i].s, v[i - 1].s)) {
             char q[200];
-            st = kiln__err(KILN_STATUS_INVALID, "%s: classes[%d] repeats classes[%d] (\"%s\")", who, v[i].i, v[i - 1].i,
+            st = kiln__err(code, "%s: classes[%d] repeats classes[%d] (\"%s\")", who, v[i].i, v[i - 1].i,
                            quoted(v[i].s, strlen(v[i].s), q, sizeof q));
         }
     free(v);
@@ -187,8 +205,7 @@ static kiln_status read_classes(const reader *r, const cJSON *cl, kiln_vision_mo
         if (st) return st;
         if (!(mi->classes[i] = strdup(s))) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
     }
-    kiln_status st = check_names(r->name, (const char *const *)mi->classes, n);
-    return st ? kiln__err(KILN_STATUS_FORMAT, "%s", kiln_last_error()) : KILN_STATUS_OK;
+    return check_names(KILN_STATUS_FORMAT, r->name, (const char *const *)mi->classes, n);
 }
 
 static kiln_status read_norm(const reader *r, const cJSON *nm, kiln_vision_model_info *mi)
@@ -423,7 +440,7 @@ kiln_status kiln_vision_model_info_check(const kiln_vision_model_info *mi)
     if (mi->size < 1 || mi->size > 4096) return kiln__err(KILN_STATUS_INVALID, "%s: size %d is outside [1, 4096]", w, mi->size);
     if (mi->n_classes < 1 || !mi->classes)
         return kiln__err(KILN_STATUS_INVALID, "%s: %d classes; at least one is needed", w, mi->n_classes);
-    kiln_status st = check_names(w, (const char *const *)mi->classes, mi->n_classes);
+    kiln_status st = check_names(KILN_STATUS_INVALID, w, (const char *const *)mi->classes, mi->n_classes);
     if (st) return st;
     for (int c = 0; c < mi->n_in; c++) {
         if (!isfinite(mi->stats.mean[c]))
@@ -432,7 +449,7 @@ kiln_status kiln_vision_model_info_check(const kiln_vision_model_info *mi)
             return kiln__err(KILN_STATUS_INVALID, "%s: normalization.std[%d] must be finite and > 0", w, c);
     }
     if (mi->augment && kiln_augment_check_params(&mi->aug)) return KILN_STATUS_INVALID;
-    if ((double)mi->seed > KILN_VISION_MODEL_MAX_INT)
+    if (mi->seed > (1ull << 53))
         return kiln__err(KILN_STATUS_INVALID, "%s: seed %llu is above 2^53 (JSON numbers hold it inexactly)", w,
                          (unsigned long long)mi->seed);
     if (!(mi->valid_pct >= 0 && mi->valid_pct < 1))
@@ -454,6 +471,22 @@ static const char *norm_name(kiln_vision_norm n)
          : n == KILN_VISION_NORM_CUSTOM ? "custom" : "dataset";
 }
 
+/* A number as the shortest text that reads back to exactly v: cJSON's own printing accepts a 15-digit form that is off by an ulp (2^53 + 2 would come back as 2^53). */
+static cJSON *exact_num(double v, bool f32)
+{
+    char b[40];
+    return cJSON_CreateRaw(shortest(v, f32, b, sizeof b));
+}
+
+static void add_num(cJSON *obj, const char *key, double v, bool f32) { cJSON_AddItemToObject(obj, key, exact_num(v, f32)); }
+
+static cJSON *f32_array(const float *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, exact_num(v[i], true));
+    return a;
+}
+
 kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char **text)
 {
     if (!text) return kiln__err(KILN_STATUS_INVALID, "model.json: text is NULL");
@@ -462,29 +495,29 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     if (st) return st;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", KILN_VISION_MODEL_FORMAT);
-    cJSON_AddNumberToObject(j, "version", 1);
+    add_num(j, "version", 1, false);
     cJSON_AddStringToObject(j, "arch", mi->arch);
-    cJSON_AddNumberToObject(j, "n_in", mi->n_in);
-    cJSON_AddNumberToObject(j, "size", mi->size);
+    add_num(j, "n_in", mi->n_in, false);
+    add_num(j, "size", mi->size, false);
     cJSON_AddStringToObject(j, "resize", "crop");
-    cJSON_AddNumberToObject(j, "n_classes", mi->n_classes);
+    add_num(j, "n_classes", mi->n_classes, false);
     cJSON *cl = cJSON_AddArrayToObject(j, "classes");
     for (int i = 0; i < mi->n_classes; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(mi->classes[i]));
     cJSON *nm = cJSON_AddObjectToObject(j, "normalization");
     cJSON_AddStringToObject(nm, "kind", norm_name(mi->norm));
-    cJSON_AddItemToObject(nm, "mean", cJSON_CreateFloatArray(mi->stats.mean, mi->n_in));
-    cJSON_AddItemToObject(nm, "std", cJSON_CreateFloatArray(mi->stats.std, mi->n_in));
+    cJSON_AddItemToObject(nm, "mean", f32_array(mi->stats.mean, mi->n_in));
+    cJSON_AddItemToObject(nm, "std", f32_array(mi->stats.std, mi->n_in));
     cJSON_AddBoolToObject(j, "augment", mi->augment);
     if (mi->augment) { /* what TTA at predict / interpret time repeats */
         cJSON *a = cJSON_AddObjectToObject(j, "augmentation");
         cJSON_AddBoolToObject(a, "do_flip", mi->aug.do_flip);
         const float *v[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
                             &mi->aug.p_affine, &mi->aug.p_lighting};
-        for (int k = 0; k < 6; k++) cJSON_AddNumberToObject(a, k_aug[k + 1], *v[k]);
+        for (int k = 0; k < 6; k++) add_num(a, k_aug[k + 1], *v[k], true);
     }
-    cJSON_AddNumberToObject(j, "seed", (double)mi->seed);
-    cJSON_AddNumberToObject(j, "valid_pct", mi->valid_pct);
-    cJSON_AddNumberToObject(j, "n_params", (double)mi->n_params);
+    add_num(j, "seed", (double)mi->seed, false); /* integers <= 2^53: exact as doubles */
+    add_num(j, "valid_pct", mi->valid_pct, false);
+    add_num(j, "n_params", (double)mi->n_params, false);
     cJSON_AddStringToObject(j, "data", mi->data ? mi->data : "");
     char *s = cJSON_Print(j); /* NULL when any of the above ran out of memory */
     cJSON_Delete(j);
@@ -546,7 +579,7 @@ kiln_status kiln_vision_model_info_from_data(kiln_data *d, kiln_vision_model_inf
     const char **names = malloc(sizeof *names * (size_t)(n > 0 ? n : 1));
     if (!names) return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
     for (int i = 0; i < n; i++) names[i] = kiln_vision_data_class(v, i);
-    kiln_status st = check_names(kiln_vision_data_name(v), names, n);
+    kiln_status st = check_names(KILN_STATUS_INVALID, kiln_vision_data_name(v), names, n);
     free(names);
     if (st) return st;
     mi->n_in = kiln_vision_data_n_channels(v);
