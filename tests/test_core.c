@@ -2,6 +2,8 @@
  * RNG determinism across thread counts, errors as values, and the tape itself. */
 #include "util/ku.h"
 
+#include "core/internal.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -129,6 +131,29 @@ Test(core, store_first_nonfinite)
     cr_assert_eq(kiln_store_first_nonfinite(s, KILN_STORE_BUFFERS, &at), 1);
     cr_assert_eq(at, 3);
     kiln_store_free(s);
+}
+
+/* A message naming a long path keeps its start (the op) and its end (the cause), also after
+ * prefixes are put before it (a 1 KiB buffer used to cut it inside the path). */
+Test(core, long_error_message_keeps_its_cause)
+{
+    static char path[20000];
+    memset(path, 'p', sizeof path - 1);
+    cr_assert_eq(kiln__err(KILN_STATUS_IO, "st_save: cannot create %s: File name too long", path), KILN_STATUS_IO);
+    const char *m = kiln_last_error();
+    cr_expect(!strncmp(m, "st_save: cannot create ppp", 26), "start: %.40s", m);
+    cr_expect(strstr(m, "ppp [...] ppp"), "the middle is marked as cut");
+    size_t n = strlen(m);
+    cr_assert(n > 40);
+    cr_expect_str_eq(m + n - 20, ": File name too long");
+    for (int k = 0; k < 50; k++) kiln__err_prefix(KILN_STATUS_IO, "fit: checkpoint_save: ");
+    m = kiln_last_error();
+    n = strlen(m);
+    cr_expect(!strncmp(m, "fit: checkpoint_save: fit:", 26), "start: %.40s", m);
+    cr_expect_str_eq(m + n - 20, ": File name too long");
+    kiln__err(KILN_STATUS_IO, "short %s", "message");
+    kiln__err_prefix(KILN_STATUS_IO, "op: ");
+    cr_expect_str_eq(kiln_last_error(), "op: short message");
 }
 
 Test(core, rng_same_seed_same_numbers_any_threads)

@@ -142,7 +142,7 @@ TestSuite(vision_cli, .init = setup, .fini = teardown);
 /* `kiln <args>` (args may use %s for g_dir) with stdout/stderr in g_dir/out, g_dir/err. */
 static int run(const char *args)
 {
-    char cmd[4096], expanded[3072];
+    static char cmd[16384], expanded[12288];
     snprintf(expanded, sizeof expanded, args, g_dir, g_dir, g_dir, g_dir, g_dir, g_dir);
     snprintf(cmd, sizeof cmd, "'%s' %s > '%s/out' 2> '%s/err'", KILN_CLI_PATH, expanded, g_dir, g_dir);
     int st = system(cmd);
@@ -579,4 +579,171 @@ Test(vision_cli, resnet_and_csv_source)
     run_ok("vision interpret %s/r18 %s/img/labels.csv --out %s/r18i --n 2 " FAST);
     expect_in("out", "accuracy");
     expect_in("out", "on 6 valid images");
+}
+
+/* ---- issue 8: model.json and outside input ----------------------------------------------------- */
+
+/* DIR/model.safetensors of a fresh simple-cnn for 1x16x16 images and 2 classes (left, right)
+ * and its model.json, made with the library (no training). With poison, one weight of the
+ * first parameter is NaN; its name goes to bad_name. */
+static void make_model_dir(const char *rel, bool poison, char *bad_name, size_t n)
+{
+    cr_assert(mkdir(P(rel), 0777) == 0);
+    kiln_ctx_params cp = kiln_ctx_default_params();
+    cp.n_threads = 1;
+    kiln_ctx *ctx = kiln_ctx_new(&cp);
+    kiln_model *m = kiln_simple_cnn_new(1, 2);
+    cr_assert(ctx && m && kiln_model_alloc(m, ctx) == KILN_STATUS_OK, "%s", kiln_last_error());
+    if (poison) {
+        kiln_tensor *w = kiln_store_at(kiln_model_store(m), 0);
+        ((float *)w->data)[3] = NAN;
+        snprintf(bad_name, n, "%s", w->name);
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", P(rel));
+    cr_assert_eq(kiln_model_save(m, path, NULL), KILN_STATUS_OK, "%s", kiln_last_error());
+    char *classes[] = {"left", "right"};
+    kiln_vision_model_info mi = {.n_in = 1, .size = 16, .n_classes = 2, .classes = classes,
+                                 .norm = KILN_VISION_NORM_DATASET, .valid_pct = 0.2, .seed = 42};
+    snprintf(mi.arch, sizeof mi.arch, "simple-cnn");
+    mi.stats.mean[0] = 0.45f, mi.stats.std[0] = 0.3f;
+    snprintf(path, sizeof path, "%s/model.json", P(rel));
+    cr_assert_eq(kiln_vision_model_info_write(path, &mi), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_model_free(m);
+    kiln_ctx_free(ctx);
+}
+
+/* predict and interpret on DIR must both fail with status 1, naming needle. */
+static void both_refuse(const char *dir, const char *needle)
+{
+    char a[256];
+    snprintf(a, sizeof a, "vision predict %%s/%s %%s/img/valid/left/08.png --threads 1", dir);
+    run_fail(a, 1, needle);
+    snprintf(a, sizeof a, "vision interpret %%s/%s %%s/img --out %%s/interp_%s " FAST, dir, dir);
+    run_fail(a, 1, needle);
+}
+
+/* A truncated model.json (the 11 bytes `{"format": `), a folder named model.json, a file over
+ * the size limit: predict and interpret fail with a message (they crashed, printing the parse
+ * error from freed memory); a valid 5 MiB model.json (cut at 4 MiB before) is read whole. */
+Test(vision_cli, model_json_truncated_folder_or_huge)
+{
+    make_model_dir("m", false, NULL, 0);
+    run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1");
+    expect_in("out", "left/08.png");
+    char *good = ku_slurp(P("m/model.json"));
+    write_bytes(P("m/model.json"), "{\"format\": ", 11);
+    both_refuse("m", "model.json: not valid JSON: the text ends early (line 1, column 12)");
+    unlink(P("m/model.json"));
+    cr_assert(mkdir(P("m/model.json"), 0777) == 0);
+    both_refuse("m", "model.json: it is a folder, not a file");
+    rmdir(P("m/model.json"));
+    FILE *f = fopen(P("m/model.json"), "wb");
+    cr_assert(f && ftruncate(fileno(f), (off_t)(65 << 20)) == 0);
+    fclose(f);
+    both_refuse("m", "more than the limit of 64 MiB");
+    /* 5 MiB: the same description with a long "data" value */
+    size_t big = (size_t)5 << 20, gl = strlen(good);
+    char *text = malloc(gl + big + 32), *brace = strrchr(good, '}');
+    cr_assert(brace);
+    size_t head = (size_t)(brace - good);
+    memcpy(text, good, head);
+    size_t k = head + (size_t)sprintf(text + head, ", \"note\": \"");
+    memset(text + k, 'x', big);
+    k += big;
+    k += (size_t)sprintf(text + k, "\"}\n");
+    write_bytes(P("m/model.json"), text, k);
+    run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1");
+    expect_in("out", "left/08.png");
+    expect_in("err", "unknown key \"note\" ignored");
+    free(text);
+    free(good);
+}
+
+/* Numbers in model.json are checked as numbers: inf, a fractional size, a seed beyond 2^53
+ * are refused naming the key (inf gave class 0 with probability -nan; 28.9 became 28). */
+Test(vision_cli, model_json_numbers_are_range_checked)
+{
+    make_model_dir("m", false, NULL, 0);
+    const char *edits[][5] = {/* mean, std, size, seed, the message */
+                              {"1e999", "0.3", "16", "42", "normalization.mean[0] is not a finite number"},
+                              {"0.45", "0.3", "16.9", "42", "size must be an integer (it is 16.9)"},
+                              {"0.45", "0.3", "16", "1e300", "seed is 1e+300, outside [0, 9007199254740992]"},
+                              {"0.45", "0", "16", "42", "normalization.std[0] must be > 0"},
+                              {"0.45", "0.3", "16", "42", NULL}};
+    for (int i = 0; i < 5; i++) {
+        char t[1024];
+        snprintf(t, sizeof t,
+                 "{\"format\": \"kiln-vision-model\", \"arch\": \"simple-cnn\", \"n_in\": 1, \"size\": %s,"
+                 " \"classes\": [\"left\", \"right\"], \"normalization\": {\"mean\": [%s], \"std\": [%s]},"
+                 " \"augment\": false, \"seed\": %s}",
+                 edits[i][2], edits[i][0], edits[i][1], edits[i][3]);
+        write_bytes(P("m/model.json"), t, strlen(t));
+        if (edits[i][4]) both_refuse("m", edits[i][4]);
+        else run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1"); /* the control: it does run */
+    }
+}
+
+/* Weights holding NaN: predict printed class 0 with probability -nan and exited 0. */
+Test(vision_cli, nonfinite_weights_are_refused)
+{
+    char bad[128] = "";
+    make_model_dir("nan", true, bad, sizeof bad);
+    char needle[256];
+    snprintf(needle, sizeof needle, "parameter '%s'", bad);
+    both_refuse("nan", needle);
+    both_refuse("nan", "holds NaN at element 3");
+    expect_in("err", "model.safetensors");
+}
+
+/* A symlink loop or a dangling link among the class folders named an error (it dropped the
+ * class silently); so does a dangling image link. */
+Test(vision_cli, class_folder_symlinks_are_named)
+{
+    cr_assert(symlink("loop", P("img/train/loop")) == 0);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1,
+             "img/train/loop as a class folder: Too many levels of symbolic links");
+    run_fail("vision show-batch %s/img --out %s/x/b.png --n 4 " FAST, 1, "img/train/loop");
+    unlink(P("img/train/loop"));
+    cr_assert(symlink("nowhere", P("img/valid/gone")) == 0);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1,
+             "img/valid/gone as a class folder: No such file or directory");
+    unlink(P("img/valid/gone"));
+    cr_assert(symlink("/nonexistent/x.png", P("img/train/left/zz.png")) == 0);
+    run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "img/train/left/zz.png as an image");
+}
+
+/* A class folder named in Latin-1 cannot go into model.json (JSON is UTF-8; the raw bytes
+ * made a file other readers reject): fit refuses before training, naming the name and byte. */
+Test(vision_cli, non_utf8_class_folder_is_refused_before_training)
+{
+    cr_assert(rename(P("img/train/left"), P("img/train/caf\xe9")) == 0);
+    cr_assert(rename(P("img/valid/left"), P("img/valid/caf\xe9")) == 0);
+    run_fail("vision fit %s/img --out %s/u --bs 4 --epochs 1 --threads 1 --workers 0", 1,
+             "(the folder name \"caf\\xE9\") is not valid UTF-8 at byte 3");
+    char *out = ku_slurp(P("out"));
+    cr_expect(!strstr(out, "epoch"), "it trained first: %s", out);
+    free(out);
+    struct stat st;
+    cr_expect(stat(P("u/model.json"), &st) != 0, "a model.json was written");
+}
+
+/* A ~4000-byte --out: the message keeps its cause (it was cut inside the path); one too long
+ * for its file names is refused up front instead of writing to cut names. */
+Test(vision_cli, long_out_path_keeps_the_cause)
+{
+    char *longdir = malloc(4200), args[4400];
+    int n = snprintf(longdir, 4200, "%s/", g_dir);
+    memset(longdir + n, 'd', (size_t)(3990 - n));
+    longdir[3990] = '\0';
+    snprintf(args, sizeof args, "vision fit %%s/img --out %s --bs 4 --epochs 1 " FAST, longdir);
+    run_fail(args, 1, ": File name too long");
+    for (int k = n + 200; k < 4100; k += 201) longdir[k] = '/'; /* short components, 4099 bytes */
+    memset(longdir + 3990, 'e', 109);
+    longdir[4099] = '\0';
+    snprintf(args, sizeof args, "vision fit %%s/img --out %s --bs 4 --epochs 1 " FAST, longdir);
+    run_fail(args, 2, "--out is 4099 bytes long; at most 4000 are allowed");
+    snprintf(args, sizeof args, "vision predict %s x.png", longdir);
+    run_fail(args, 2, "DIR is 4099 bytes long");
+    free(longdir);
 }

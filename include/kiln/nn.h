@@ -121,6 +121,10 @@ void kiln_model_set_train_bn(kiln_model *model, bool train_bn);
  * so a failed load leaves the model unchanged: shape mismatches always fail; with strict,
  * missing and unexpected keys fail too. The message names the keys. F16/BF16 become f32. */
 kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict);
+/* INVALID when a parameter or buffer (running statistics) holds a NaN or an infinity,
+ * naming the first such tensor and element (kiln_store_first_nonfinite): a model whose
+ * training diverged, refused before it predicts `nan` for everything. */
+kiln_status kiln_model_check_finite(kiln_model *model);
 /* From an open file, reading keys "<prefix><name>" (prefix may be NULL); only keys that
  * start with prefix count as unexpected. */
 kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict);

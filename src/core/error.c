@@ -46,6 +46,23 @@ static void set_msg(const char *fmt, va_list ap)
     va_end(ap2);
 }
 
+kiln_status kiln__err_prefix(kiln_status s, const char *prefix)
+{
+    size_t p = strlen(prefix), m = strlen(g_msg), cap = sizeof g_msg - 1;
+    if (p > cap / 4) p = cap / 4;
+    if (p + m > cap) { /* drop the old message's middle: its start (what failed) and end (why) stay */
+        size_t keep_head = (cap - p) / 4, mark = 7, keep_tail = cap - p - keep_head - mark;
+        memmove(g_msg + keep_head + mark, g_msg + m - keep_tail, keep_tail + 1);
+        memcpy(g_msg + keep_head, " [...] ", mark);
+        m = strlen(g_msg);
+    }
+    memmove(g_msg + p, g_msg, m + 1);
+    memcpy(g_msg, prefix, p);
+    return s;
+}
+
+char *kiln__error_dup(void) { return strdup(g_msg); }
+
 void kiln__warn(const char *fmt, ...)
 {
     va_list ap;

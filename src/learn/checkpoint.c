@@ -47,13 +47,8 @@ static int64_t i64_at(const void *p, size_t i)
     return v;
 }
 
-/* Puts "<prefix>" before the current message (copied first: it is the buffer written). */
-static kiln_status prefix_err(kiln_status st, const char *prefix)
-{
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", kiln_last_error());
-    return kiln__err(st, "%s%s", prefix, msg);
-}
+/* Puts "<prefix>" before the current message. */
+static kiln_status prefix_err(kiln_status st, const char *prefix) { return kiln__err_prefix(st, prefix); }
 
 /* ---- writing ------------------------------------------------------------------------------------ */
 

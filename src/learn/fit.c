@@ -182,11 +182,11 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     }
     s->training = false;
     /* end_fit runs whatever happened; the first error wins */
-    char msg[1024] = "";
-    if (st) snprintf(msg, sizeof msg, "%s", kiln_last_error());
+    char *msg = st ? kiln__error_dup() : NULL; /* the whole message: its cause is at the end */
     kiln_status st2 = kiln__learn_run_hook(l, KILN__HOOK(end_fit));
-    if (st) kiln__err(st, "%s", msg);
+    if (st) kiln__err(st, "%s", msg ? msg : "out of memory");
     else st = st2;
+    free(msg);
     kiln_step_rewind(l->ctx, mark);
     s->x = s->y = s->out = s->loss = NULL;
     kiln_optim_zero_grad(l->opt);

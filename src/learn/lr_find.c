@@ -288,12 +288,12 @@ kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *pp,
     out->num_it = p.num_it;
     out->suggest = p.suggest;
     st = run(l, &p, out, prog);
-    char msg[1024] = "";
-    if (st) snprintf(msg, sizeof msg, "%s", kiln_last_error());
+    char *msg = st ? kiln__error_dup() : NULL; /* the whole message: its cause is at the end */
     kiln_status rst = restore_all(l, &sv);
     saved_free(&sv);
     if (!st) st = rst;
-    else kiln__err(st, "%s", msg);
+    else kiln__err(st, "%s", msg ? msg : "out of memory");
+    free(msg);
     if (st) {
         kiln_progress_free(prog);
         kiln_lr_find_result_free(out);

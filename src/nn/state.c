@@ -4,6 +4,7 @@
  * then copies, so a failed load leaves the model as it was; the message names the keys. */
 #include "nn/nn_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -154,6 +155,25 @@ kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict)
     st = kiln_model_load_st(model, f, NULL, strict);
     kiln_st_close(f);
     return st;
+}
+
+kiln_status kiln_model_check_finite(kiln_model *model)
+{
+    if (!model || !model->allocated) return kiln__err(KILN_STATUS_STATE, "model: not allocated");
+    for (int k = 0; k < 2; k++) {
+        kiln_store_kind kind = k ? KILN_STORE_BUFFERS : KILN_STORE_PARAMS;
+        int64_t el, i = kiln_store_first_nonfinite(model->store, kind, &el);
+        if (i < 0) continue;
+        const kiln_tensor *t = kiln_store_at(model->store, (size_t)i);
+        float v = ((const float *)t->data)[el];
+        char sh[128];
+        return kiln__err(KILN_STATUS_INVALID,
+                         "model: %s '%s' %s holds %s at element %lld: the weights are not finite (did training "
+                         "diverge?)",
+                         k ? "buffer" : "parameter", t->name, kiln_shape_str(t, sh, sizeof sh),
+                         isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", (long long)el);
+    }
+    return KILN_STATUS_OK;
 }
 
 kiln_status kiln_model_save(kiln_model *model, const char *path, const char *const *meta)

@@ -206,6 +206,15 @@ int kiln_cmd_vision(int argc, char **argv)
         rc = vc_fail(&o, 2, "--out is required (usage: %s)", c->usage);
         goto done;
     }
+    /* file names are joined to --out and DIR in PATH_MAX buffers: refuse what would not fit
+     * now, not a cut name (or the OS's refusal) after training */
+    const char *longp = o.out && strlen(o.out) > VC_DIR_MAX ? "--out"
+                      : (c->bit & (VC_PREDICT | VC_INTERP)) && strlen(pos[0]) > VC_DIR_MAX ? "DIR" : NULL;
+    if (longp) {
+        rc = vc_fail(&o, 2, "%s is %zu bytes long; at most %d are allowed (its file names must fit in PATH_MAX, 4096)",
+                     longp, strlen(!strcmp(longp, "DIR") ? pos[0] : o.out), VC_DIR_MAX);
+        goto done;
+    }
     switch (c->bit) {
     case VC_LR_FIND: rc = vc_lr_find(&o, pos[0]); break;
     case VC_FIT: rc = vc_fit(&o, pos[0]); break;

@@ -11,6 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The longest --out or model DIR taken: the file names joined to it fit in 4096 bytes. */
+#define VC_DIR_MAX 4000
+
 /* subcommands, as flag mask bits */
 enum {
     VC_LR_FIND = 1u << 0,

@@ -357,6 +357,9 @@ int vc_fit(vopts *o, const char *data)
     int rc = vc_mkdirs(o, o->out);
     if (!rc) rc = session_begin(o, data, &s);
     else memset(&s, 0, sizeof s);
+    kiln_vision_model_info probe = {0}; /* what model.json cannot hold (a non-UTF-8 class name) fails now */
+    if (!rc && kiln_vision_model_info_from_data(s.d, &probe)) rc = vc_kfail(o, NULL);
+    kiln_vision_model_info_free(&probe);
     fit_result r = {0};
     kiln_sched sched;
     bool interrupted = false, handler_set = false;

@@ -94,6 +94,7 @@ static int trained_load(vopts *o, const char *dir, trained *t)
     if (!(t->m = vc_model_new(o, t->mi.arch, t->mi.n_in, t->mi.size, t->mi.n_classes, t->ctx, desc, sizeof desc)))
         return 1;
     if (kiln_model_load(t->m, vc_path(pm, sizeof pm, dir, "model.safetensors"), true)) return vc_kfail(o, NULL);
+    if (kiln_model_check_finite(t->m)) return vc_kfail(o, pm);
     kiln_model_train(t->m, false);
     return 0;
 }

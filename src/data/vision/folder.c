@@ -66,7 +66,8 @@ static bool image_ext(const char *name)
     return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
 }
 
-/* Sorted names in dir: subfolders (dirs) or image files; dot-files are skipped. */
+/* Sorted names in dir: subfolders (dirs) or image files; dot-files are skipped. An entry
+ * that cannot be looked at (a symlink loop, a dangling link) is an error naming it. */
 static kiln_status list_dir(const char *dir, bool dirs, strv *out)
 {
     *out = (strv){0};
@@ -78,7 +79,18 @@ static kiln_status list_dir(const char *dir, bool dirs, strv *out)
         char *full = join(dir, e->d_name);
         if (!full) goto nomem;
         struct stat st;
-        bool keep = stat(full, &st) == 0 && (dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && image_ext(e->d_name));
+        if (stat(full, &st) != 0 && (dirs || image_ext(e->d_name))) {
+            /* a symlink loop, a dangling link: an error naming it, not a class or image
+             * silently left out */
+            int err = errno;
+            kiln__err(KILN_STATUS_IO, "folder: cannot use %s as %s: %s", full, dirs ? "a class folder" : "an image",
+                      strerror(err));
+            free(full);
+            closedir(d);
+            strv_free(out);
+            return KILN_STATUS_IO;
+        }
+        bool keep = dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && image_ext(e->d_name);
         free(full);
         if (keep && !strv_push(out, kiln__vision_strdup(e->d_name))) goto nomem;
     }
