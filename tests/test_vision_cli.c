@@ -5,8 +5,10 @@
  * TTA and snapshot-ensemble entries, plots; predict's lines; show-batch and interpret files),
  * that no temp file is left, fit and predict with --arch simple-resnet on the IDX set, and
  * the bad-input paths: missing data, corrupt and truncated
- * images with and without --skip-bad, a bad IDX magic, bad flags, a broken model.json.
- * Without PLplot the PNG checks are skipped. */
+ * images with and without --skip-bad, a bad IDX magic, bad flags, a broken model.json; and
+ * issue 8's cases: a truncated / folder / oversized / 5 MiB model.json, non-finite or
+ * fractional numbers in it, NaN weights, class-folder symlink loops, a non-UTF-8 class
+ * folder, a ~4000-byte --out. Without PLplot the PNG checks are skipped. */
 #include "util/ku.h"
 
 #include <cjson/cJSON.h>

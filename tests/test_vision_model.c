@@ -4,7 +4,7 @@
  * key; every truncation of a valid file is refused; files over the 64 MiB limit and folders
  * are refused by read, a 5 MiB one is read whole; the writer's output is strict JSON (cJSON +
  * a UTF-8 check of our own here) that reads back the same, and a class name that is not UTF-8
- * is refused with its byte offset. */
+ * is refused with its byte offset (a data path's bad bytes become U+FFFD). */
 #include "util/ku.h"
 
 #include <cjson/cJSON.h>
@@ -348,8 +348,21 @@ Test(vision_model, write_refuses_what_it_could_not_read_back)
     mi.stats.std[0] = NAN;
     cr_expect_eq(kiln_vision_model_info_check(&mi), KILN_STATUS_INVALID);
     ku_expect_error("normalization.std[0] must be finite and > 0", "std");
-    mi = sample(fine, 2);
-    mi.data = "d\xff";
-    cr_expect_eq(kiln_vision_model_info_check(&mi), KILN_STATUS_INVALID);
-    ku_expect_error("data (\"d\\xFF\") is not valid UTF-8 at byte 1", "data");
+}
+
+/* "data" only records where the model came from: a path that is not UTF-8 is written with
+ * U+FFFD for its bad bytes (and a warning), so the file stays valid JSON. */
+Test(vision_model, write_replaces_bad_bytes_in_data)
+{
+    char *fine[] = {"x", "y"};
+    kiln_vision_model_info mi = sample(fine, 2);
+    mi.data = "d\xff/caf\xe9s\xc3";
+    cr_assert_eq(kiln_vision_model_info_write(P("model.json"), &mi), KILN_STATUS_OK, "%s", kiln_last_error());
+    char *text = ku_slurp(P("model.json"));
+    cr_expect(utf8_strict((const unsigned char *)text, strlen(text)), "model.json is not strict UTF-8");
+    free(text);
+    kiln_vision_model_info back;
+    cr_assert_eq(kiln_vision_model_info_read(P("model.json"), &back), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_str_eq(back.data, "d\xef\xbf\xbd/caf\xef\xbf\xbds\xef\xbf\xbd");
+    kiln_vision_model_info_free(&back);
 }

@@ -41,7 +41,8 @@ typedef struct kiln_vision_model_info {
     uint64_t seed;            /* the fit's seed, <= 2^53 (42 when absent) */
     double valid_pct;         /* the random validation share, [0, 1) (0.2 when absent) */
     int64_t n_params;         /* trainable parameters, informational */
-    char *data;               /* the data set the model was trained on, owned; may be NULL */
+    char *data;               /* the data set the model was trained on, owned; may be NULL;
+                                 written with U+FFFD for bytes that are not UTF-8 */
 } kiln_vision_model_info;
 
 /* Reads path into *info (zeroed first; free with kiln_vision_model_info_free, also after an

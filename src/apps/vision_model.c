@@ -456,12 +456,6 @@ kiln_status kiln_vision_model_info_check(const kiln_vision_model_info *mi)
         return kiln__err(KILN_STATUS_INVALID, "%s: valid_pct %g is outside [0, 1)", w, mi->valid_pct);
     if (mi->n_params < 0 || (double)mi->n_params > KILN_VISION_MODEL_MAX_INT)
         return kiln__err(KILN_STATUS_INVALID, "%s: n_params %lld is outside [0, 2^53]", w, (long long)mi->n_params);
-    int64_t bad = mi->data ? kiln__utf8_invalid_at(mi->data, strlen(mi->data)) : -1;
-    if (bad >= 0) {
-        char q[200];
-        return kiln__err(KILN_STATUS_INVALID, "%s: data (\"%s\") is not valid UTF-8 at byte %lld", w,
-                         quoted(mi->data, strlen(mi->data), q, sizeof q), (long long)bad);
-    }
     return KILN_STATUS_OK;
 }
 
@@ -479,6 +473,31 @@ static cJSON *exact_num(double v, bool f32)
 }
 
 static void add_num(cJSON *obj, const char *key, double v, bool f32) { cJSON_AddItemToObject(obj, key, exact_num(v, f32)); }
+
+/* s with each byte that is not part of valid UTF-8 as U+FFFD (malloc'd; NULL when out of
+ * memory), with a warning: "data" only records where the model came from (a folder named in
+ * Latin-1, say), so it is kept readable rather than refused. */
+static char *utf8_lossy(const char *s)
+{
+    size_t n = strlen(s), j = 0;
+    char *out = malloc(3 * n + 1);
+    int64_t bad = kiln__utf8_invalid_at(s, n);
+    if (!out || bad < 0) {
+        free(out);
+        return strdup(s);
+    }
+    char q[200];
+    kiln__warn("model.json: data \"%s\" is not valid UTF-8 (byte %lld): written with U+FFFD in place of such bytes",
+               quoted(s, n, q, sizeof q), (long long)bad);
+    for (size_t i = 0; i < n;) {
+        int64_t b = kiln__utf8_invalid_at(s + i, n - i);
+        size_t ok = b < 0 ? n - i : (size_t)b;
+        memcpy(out + j, s + i, ok), j += ok, i += ok;
+        if (i < n) memcpy(out + j, "\xEF\xBF\xBD", 3), j += 3, i++;
+    }
+    out[j] = '\0';
+    return out;
+}
 
 static cJSON *f32_array(const float *v, int n)
 {
@@ -518,7 +537,9 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     add_num(j, "seed", (double)mi->seed, false); /* integers <= 2^53: exact as doubles */
     add_num(j, "valid_pct", mi->valid_pct, false);
     add_num(j, "n_params", (double)mi->n_params, false);
-    cJSON_AddStringToObject(j, "data", mi->data ? mi->data : "");
+    char *data = utf8_lossy(mi->data ? mi->data : "");
+    cJSON_AddStringToObject(j, "data", data ? data : "");
+    free(data);
     char *s = cJSON_Print(j); /* NULL when any of the above ran out of memory */
     cJSON_Delete(j);
     size_t n = s ? strlen(s) : 0;
