@@ -20,6 +20,16 @@ kiln_tensor *kiln_detach(kiln_ctx *ctx, kiln_tensor *t);
 /* Marks a leaf tensor as needing a gradient (its grad is allocated on first use). */
 void kiln_set_requires_grad(kiln_tensor *t, bool on);
 
+/* For a forward pass gone wrong (say a NaN loss): the first op, in the order they ran, on
+ * the tape that leads to t whose output holds a NaN or an infinity. Returns its name
+ * ("conv2d") and in *pos (may be NULL) its 1-based position among those ops and in *n_ops
+ * (may be NULL) how many there are; NULL when every recorded output is finite or t has no
+ * tape (e.g. the input batch itself is bad). One pass over every recorded output: meant for
+ * after a failure, not for every step. */
+const char *kiln_first_nonfinite_op(const kiln_tensor *t, int64_t *pos, int64_t *n_ops);
+/* True when every element of t (f32, any strides) is finite; other dtypes are. */
+bool kiln_tensor_all_finite(const kiln_tensor *t);
+
 /* Finite-difference gradient check. fn builds an output from inputs[0..n); the check
  * compares the analytic gradient of L = sum(out * r) (r fixed random weights) with
  * central differences computed in double, for every element of every f32 input that

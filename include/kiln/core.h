@@ -31,6 +31,7 @@ typedef enum kiln_status {
     KILN_STATUS_UNSUPPORTED = -5, /* valid but not implemented */
     KILN_STATUS_BACKEND = -6,     /* a kernel library (oneDNN, BLAS) failed */
     KILN_STATUS_STATE = -7,       /* call made in the wrong state */
+    KILN_STATUS_DIVERGED = -8,    /* training met a NaN or infinite loss, gradient or weight */
 } kiln_status;
 
 /* "ok", "invalid argument", ... */

@@ -109,6 +109,23 @@ kiln_status kiln_metric_compute(const kiln_metric *m, const kiln_tensor *out, co
 
 /* ---- learner ------------------------------------------------------------------------------- */
 
+/* What a fit does when a training batch's loss or a gradient is NaN or infinite
+ * (src/learn/divergence.c). Either way that batch takes no optimizer step, so the weights
+ * stay the last finite ones (BatchNorm running statistics are put back too).
+ *   STOP (default; fastai TerminateOnNaN): the fit ends with KILN_STATUS_DIVERGED and a
+ *        message naming the epoch, the batch and what went non-finite first: the input
+ *        batch, the first op of the forward pass with a non-finite output, the loss, or
+ *        the first parameter whose gradient is non-finite. No validation, no end_epoch
+ *        (so no checkpoint or "best model" of that epoch is written).
+ *   SKIP: the batch is skipped (not recorded, not smoothed) and counted in
+ *        kiln_fit_state.n_skipped; max_nan_skips batches in a row end the fit as STOP does.
+ * Weights that an optimizer step itself makes non-finite (finite gradients, a huge lr) end
+ * the fit with KILN_STATUS_DIVERGED under both policies, naming the parameter. */
+typedef enum kiln_nan_policy {
+    KILN_NAN_POLICY_STOP = 0,
+    KILN_NAN_POLICY_SKIP,
+} kiln_nan_policy;
+
 typedef struct kiln_learner_params {
     kiln_loss loss;                /* cross-entropy */
     uint64_t seed;                 /* shuffle seed (epoch e uses kiln_data_set_epoch(seed, e)), 42 */
@@ -117,6 +134,8 @@ typedef struct kiln_learner_params {
     bool no_wd_bn_bias;            /* true: no weight decay on BatchNorm params and biases (fastai) */
     kiln_progress_style progress;  /* auto: a bar on a TTY, plain lines otherwise (report.h) */
     FILE *out;                     /* where progress goes; NULL = stdout */
+    kiln_nan_policy on_nan;        /* stop */
+    int max_nan_skips;             /* SKIP: batches in a row before stopping, >= 1 (10) */
 } kiln_learner_params;
 
 kiln_learner_params kiln_learner_default_params(void);
@@ -224,6 +243,8 @@ typedef struct kiln_fit_state {
     double valid_loss;       /* after validation (NAN when there is none) */
     double *metrics;         /* (n_metrics) after validation */
     int n_metrics;
+    int64_t n_skipped;       /* batches skipped this fit for a non-finite loss or gradient */
+    int64_t n_skipped_epoch; /* of them in the current epoch (read it in end_epoch) */
 } kiln_fit_state;
 
 kiln_fit_state *kiln_learner_state(kiln_learner *l);

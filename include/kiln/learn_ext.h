@@ -149,7 +149,7 @@ void kiln_snapshot_eval_print(kiln_learner *l, const kiln_snapshot_eval *e, FILE
  *   sched                    the kiln_sched struct's bytes (U8)
  * and __metadata__: format "kiln-checkpoint", version "1", epoch (epochs done), iter
  * (iterations done), n_epochs, n_batches, seed, rng_seed, rng_counter, optim, sched_policy,
- * the smoothing state and the metric names.
+ * the smoothing state, the metric names, and run_id and run_settings (see Runs below).
  * Saved at an epoch end (as the callback does) the position is exact; saved elsewhere in a
  * fit it counts only finished epochs, so a resume repeats the partial one. */
 typedef struct kiln_checkpoint_info {
@@ -160,9 +160,25 @@ typedef struct kiln_checkpoint_info {
     uint64_t seed;      /* the learner's shuffle seed */
     bool has_sched;     /* saved during a fit: sched holds its schedule */
     kiln_sched sched;
+    char run_id[33];    /* the run that wrote it (kiln_learner_run_id); "" when not recorded */
 } kiln_checkpoint_info;
 
 kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path);
+/* Runs. A run is one training from its first epoch to its last, however often it is
+ * stopped and resumed. kiln_learner_fit_ex starting at epoch 0 gives the learner a new
+ * random run id (32 hex digits); kiln_checkpoint_load takes the checkpoint's, and the next
+ * fit goes on with it. Checkpoints record the id (metadata "run_id") and the run settings
+ * (metadata "run_settings", "key=value" lines): whatever shapes the training that the
+ * learner cannot see itself, e.g. a CLI's flags (architecture, lr, schedule, data, ...).
+ * kiln_learner_resume refuses (INVALID, before anything changes) a checkpoint whose
+ * settings differ from the learner's, naming each ("lr: 0.01 then, 0.5 now"), and, when the
+ * learner has settings, a checkpoint that records none (an older kiln's: they cannot be
+ * checked). A learner without settings checks nothing. */
+/* kv: "key", "value", ..., NULL (copied; replaces the settings; NULL or empty: none). Keys
+ * hold no '=' or newline, values no newline, no key twice. Not during a fit. */
+kiln_status kiln_learner_set_run_settings(kiln_learner *l, const char *const *kv);
+const char *kiln_learner_run_settings(const kiln_learner *l); /* the lines, NULL when none */
+const char *kiln_learner_run_id(const kiln_learner *l);       /* "" before the first fit */
 /* Checks everything first: the file, its format and version, the model's tensor names and
  * shapes, the optimizer kind and state sizes, layer groups and metrics; any mismatch is
  * an error naming the file and the problem, and leaves the learner unchanged. Then restores
@@ -175,11 +191,14 @@ kiln_status kiln_checkpoint_read_info(const char *path, kiln_checkpoint_info *ou
 /* Loads path and goes on with the fit that wrote it: kiln_learner_fit_ex with its schedule,
  * n_epochs and start_epoch = epoch (validation on). OK without training when that fit was
  * finished. INVALID (before anything changes) when the checkpoint was not written during
- * a fit, or the data's batch count or the learner's shuffle seed differ from then. */
+ * a fit, the data's batch count or the learner's shuffle seed differ from then, or the run
+ * settings differ (see kiln_learner_set_run_settings). */
 kiln_status kiln_learner_resume(kiln_learner *l, const char *path);
 
 /* A callback ("checkpointing") that saves at the end of every every_n-th epoch and of the
- * fit's last epoch. path is
+ * fit's last epoch; with one overwritten file (not a pattern) also when a fit starts at
+ * epoch 0 (epochs done 0), so the file holds this run from the start and never another
+ * run's state. path is
  *   - a pattern with one %d (or %0Nd) and no other % but %%: the epochs done, one file per
  *     save ("ckpt/epoch_%03d.safetensors");
  *   - an existing directory or a path ending in '/': "<dir>/checkpoint.safetensors",

@@ -245,7 +245,7 @@ double kiln_ema_add(kiln_ema *e, double x);
 /* out[k] = the debiased average of x[0..k] (out may alias x). */
 kiln_status kiln_ema_smooth(const double *x, int64_t n, double beta, double *out);
 
-/* The range test stops when the smoothed loss is NaN or above 4 * the best so far. */
+/* The range test stops when the smoothed loss is NaN, infinite or above 4 * the best so far. */
 bool kiln_lr_find_diverged(double smooth_loss, double best_loss);
 
 typedef enum kiln_lr_suggest {
@@ -260,7 +260,8 @@ const char *kiln_lr_suggest_name(kiln_lr_suggest how); /* "valley", "minimum", .
 
 /* A suggestion from a recorded range test, as fastai's Learner.lr_find: lrs and (smoothed)
  * losses hold the n recorded points; the first num_it/10 and the last 5 are dropped, then
- * everything from the first NaN loss on. *lr is the suggestion; *idx (may be NULL) indexes
+ * everything from the first NaN or infinite loss on (one among the dropped first points
+ * leaves nothing). *lr is the suggestion; *idx (may be NULL) indexes
  * lrs/losses at the point fastai marks on the plot (for minimum: the minimum itself).
  * INVALID when fewer than 2 points remain. */
 kiln_status kiln_lr_suggest_lr(kiln_lr_suggest how, const double *lrs, const double *losses,

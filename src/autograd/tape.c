@@ -5,6 +5,7 @@
 #include "kernels/eltwise.h"
 #include "kiln/ops.h"
 
+#include <math.h>
 #include <string.h>
 
 bool kiln__wants_grad(const kiln_ctx *ctx, int n_in, kiln_tensor *const *in)
@@ -174,4 +175,38 @@ kiln_tensor *kiln_detach(kiln_ctx *ctx, kiln_tensor *t)
 void kiln_set_requires_grad(kiln_tensor *t, bool on)
 {
     if (t && t->dtype == KILN_DTYPE_F32) t->requires_grad = on;
+}
+
+bool kiln_tensor_all_finite(const kiln_tensor *t)
+{
+    if (!t || t->dtype != KILN_DTYPE_F32 || !t->data) return true;
+    int64_t n = kiln_numel(t), idx[KILN_MAX_DIMS] = {0};
+    const float *base = t->data;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t off = 0;
+        for (int d = 0; d < t->ndim; d++) off += idx[d] * t->stride[d];
+        if (!isfinite(base[off])) return false;
+        for (int d = t->ndim - 1; d >= 0 && ++idx[d] == t->shape[d]; d--) idx[d] = 0; /* odometer */
+    }
+    return true;
+}
+
+const char *kiln_first_nonfinite_op(const kiln_tensor *t, int64_t *pos, int64_t *n_ops)
+{
+    int64_t n = 0;
+    for (const kiln_node *p = t ? t->node : NULL; p; p = p->prev) n++;
+    if (pos) *pos = 0;
+    if (n_ops) *n_ops = n;
+    /* the newest-first list, walked oldest first: the last bad one met going back */
+    const char *op = NULL;
+    int64_t i = n;
+    for (const kiln_node *p = t ? t->node : NULL; p; p = p->prev, i--) {
+        bool bad = false;
+        for (int k = 0; k < p->n_out && !bad; k++) bad = !kiln_tensor_all_finite(p->out[k]);
+        if (bad) {
+            op = p->op;
+            if (pos) *pos = i;
+        }
+    }
+    return op;
 }

@@ -21,6 +21,7 @@ const char *kiln_status_name(kiln_status s)
     case KILN_STATUS_UNSUPPORTED: return "unsupported";
     case KILN_STATUS_BACKEND: return "backend failure";
     case KILN_STATUS_STATE: return "bad state";
+    case KILN_STATUS_DIVERGED: return "training diverged";
     }
     return "unknown status";
 }

@@ -283,6 +283,9 @@ kiln_status kiln_checkpoint_save(kiln_learner *l, const char *path)
     meta_add(&m, "recorder_epochs", "%lld", (long long)kiln_recorder_n_epochs(l->rec));
     meta_add(&m, "recorder_groups", "%d", kiln_recorder_n_groups(l->rec));
     if (m.n + 3 <= 64) m.kv[m.n++] = "metrics", m.kv[m.n++] = mnames ? mnames : "", m.kv[m.n] = NULL;
+    if (l->run_id[0] && m.n + 3 <= 64) m.kv[m.n++] = "run_id", m.kv[m.n++] = l->run_id, m.kv[m.n] = NULL;
+    if (l->run_settings && m.n + 3 <= 64)
+        m.kv[m.n++] = "run_settings", m.kv[m.n++] = l->run_settings, m.kv[m.n] = NULL;
     if (!st) st = kiln_st_save(path, w.e, w.n, m.kv);
     if (st) prefix_err(st, "checkpoint_save: ");
     free(mnames);
@@ -389,6 +392,13 @@ static kiln_status read_header(const kiln_st_file *f, kiln_checkpoint_info *info
     info->n_batches = (int64_t)v[3], info->seed = v[4];
     if (info->epoch < 0 || info->iter < 0 || info->n_epochs < 0 || info->n_batches < 0)
         return fail(KILN_STATUS_FORMAT, path, "negative epoch, iter, n_epochs or n_batches in the metadata");
+    const char *rid = kiln_st_metadata(f, "run_id");
+    if (rid) {
+        size_t n = strlen(rid);
+        if (n < 1 || n >= sizeof info->run_id || strspn(rid, "0123456789abcdef") != n)
+            return fail(KILN_STATUS_FORMAT, path, "metadata \"run_id\" is not 1 to 32 hex digits");
+        memcpy(info->run_id, rid, n + 1);
+    }
     const char *pol = kiln_st_metadata(f, "sched_policy");
     if (pol) {
         const void *d;
@@ -655,6 +665,9 @@ kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpo
     for (size_t i = 0; i < kiln_store_count(s); i++) kiln_store_at(s, i)->requires_grad = rd[i] != 0;
     kiln_rng_set(l->ctx, (kiln_rng_state){.seed = h->rng.seed, .counter = h->rng.counter});
     kiln_st_close(f);
+    /* the next fit goes on with the checkpoint's run (one without an id: a new one then) */
+    memcpy(l->run_id, h->info.run_id, sizeof l->run_id);
+    l->run_loaded = h->info.run_id[0] != '\0';
 
     st = replay(l, h);
     if (kiln_learner_callback_user(l, RESUME_CB)) kiln_learner_remove_callback(l, RESUME_CB);
@@ -684,6 +697,11 @@ kiln_status kiln_learner_resume(kiln_learner *l, const char *path)
     if (info.seed != l->p.seed)
         return kiln__err(KILN_STATUS_INVALID, "learner_resume: %s was saved with shuffle seed %llu, the learner %llu",
                          path, (unsigned long long)info.seed, (unsigned long long)l->p.seed);
+    kiln_st_file *f;
+    if ((st = kiln_st_open(path, &f))) return prefix_err(st, "learner_resume: ");
+    st = kiln__run_check(l, path, kiln_st_metadata(f, "run_id"), kiln_st_metadata(f, "run_settings"));
+    kiln_st_close(f);
+    if (st) return st;
     if ((st = kiln_checkpoint_load(l, path, &info))) return st;
     if (info.epoch >= info.n_epochs) return KILN_STATUS_OK;
     kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch};
@@ -741,6 +759,19 @@ static kiln_status parse_pattern(ckpt_cb *c, const char *path)
     return KILN_STATUS_OK;
 }
 
+/* A fit from epoch 0 with one overwritten file: the file becomes this run's at once (its
+ * starting state), so a stale checkpoint of another run never stands for this one. */
+static kiln_status ckpt_begin_fit(kiln_learner *l, void *user)
+{
+    ckpt_cb *c = user;
+    if (c->pattern || l->st.epoch != 0) return KILN_STATUS_OK;
+    kiln_status st = kiln_checkpoint_save(l, c->pre);
+    if (st) return st;
+    free(c->last);
+    c->last = strdup(c->pre);
+    return c->last ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
+}
+
 static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
 {
     ckpt_cb *c = user;
@@ -781,7 +812,8 @@ kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, in
     bool slash = m && c->pre[m - 1] == '/';
     if (!st && !c->pattern && (slash || (stat(c->pre, &sb) == 0 && S_ISDIR(sb.st_mode))))
         strcat(c->pre, slash ? "checkpoint.safetensors" : "/checkpoint.safetensors");
-    kiln_callback cb = {.name = "checkpointing", .end_epoch = ckpt_end_epoch, .user = c, .free_user = ckpt_free};
+    kiln_callback cb = {.name = "checkpointing", .begin_fit = ckpt_begin_fit, .end_epoch = ckpt_end_epoch, .user = c,
+                        .free_user = ckpt_free};
     if (!st) st = kiln_learner_add_callback(l, &cb);
     if (st) ckpt_free(c);
     return st;

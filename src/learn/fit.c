@@ -57,6 +57,7 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
         s->moms[g] = l->p.sched_mom ? s->sched_mom : og.mom;
     }
     HOOK(begin_batch);
+    kiln__nan_before_forward(l);
     s->out = kiln_model_forward(l->model, l->ctx, s->x);
     s->loss = kiln__learn_loss(l, s->out, s->y);
     if (!s->loss) return kiln__has_error() ? KILN_STATUS_INVALID : kiln__err(KILN_STATUS_INVALID, "learner: forward failed");
@@ -65,14 +66,21 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
     if (!s->loss || kiln_numel(s->loss) != 1)
         return kiln__err(KILN_STATUS_INVALID, "learner: after_loss left no one-element loss");
     s->loss_value = kiln_item(s->loss); /* a callback may have replaced it */
+    bool skip = false; /* set by kiln__nan_handle: SKIP policy, this batch takes no step */
+    if ((st = kiln__nan_check_loss(l)) && (st = kiln__nan_handle(l, st, &skip))) return st;
+    if (skip) goto skipped;
     if ((st = kiln_backward(l->ctx, s->loss))) return st;
     HOOK(after_backward);
+    if ((st = kiln__nan_check_grads(l)) && (st = kiln__nan_handle(l, st, &skip))) return st;
+    if (skip) goto skipped;
     if (l->p.clip > 0 && (st = kiln_clip_grad_norm(kiln_model_store(l->model), l->p.clip, &s->grad_norm))) return st;
     for (int g = 0; g < s->n_groups; g++) {
         if ((st = kiln_optim_set_lr(l->opt, g, s->lrs[g]))) return st;
         if ((st = kiln_optim_set_mom(l->opt, g, s->moms[g]))) return st;
     }
     if ((st = kiln_optim_step(l->opt))) return st;
+    if ((st = kiln__nan_check_params(l))) return st; /* no undoing a step: stop under any policy */
+    kiln__nan_batch_done(l);
     if ((st = kiln__learn_run_hook(l, KILN__HOOK(after_step)))) return st;
     kiln_optim_zero_grad(l->opt);
     s->smooth_loss = kiln_ema_add(&l->ema, s->loss_value);
@@ -80,6 +88,7 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
         return st;
     return kiln__learn_run_hook(l, KILN__HOOK(end_batch));
 skipped:
+    s->skip_batch = true;
     kiln_optim_zero_grad(l->opt);
     return kiln__learn_run_hook(l, KILN__HOOK(end_batch));
 }
@@ -141,8 +150,11 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     s->epoch = p->start_epoch;
     s->iter = p->start_epoch * nb;
     s->batch = 0;
-    s->stop_training = s->skip_batch = false;
+    s->stop_training = s->skip_batch = s->training = false;
     s->smooth_loss = s->train_loss = s->valid_loss = NAN;
+    if ((st = kiln__nan_fit_begin(l))) return st;
+    if (!l->probe && ((p->start_epoch == 0 && !l->run_loaded) || !l->run_id[0])) kiln__run_new_id(l);
+    l->run_loaded = false;
     for (int j = 0; j < l->n_metrics; j++) s->metrics[j] = NAN;
     l->ema = kiln_ema_init(0.98);
     l->in_fit = true;
@@ -160,12 +172,19 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         if ((st = kiln_data_set_epoch(l->data, l->p.seed, e))) break;
         if ((st = kiln__learn_run_hook(l, KILN__HOOK(begin_epoch))) || s->stop_training) break;
         kiln_model_train(l->model, true);
+        s->n_skipped_epoch = 0;
         kiln_progress_begin(l->prog, NULL, nb);
         for (int64_t b = 0; b < nb; b++) {
             if ((st = train_batch(l, b, mark)) || s->stop_training) break;
             kiln_progress_update(l->prog, b + 1, s->smooth_loss, NULL);
         }
         kiln_progress_end(l->prog);
+        if (s->n_skipped_epoch > 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "epoch %lld: skipped %lld of %lld batches (a non-finite loss or gradient)",
+                     (long long)e, (long long)s->n_skipped_epoch, (long long)nb);
+            kiln_progress_message(l->prog, msg);
+        }
         if (st || s->stop_training) break;
         s->iter = (e + 1) * nb; /* iterations done */
         s->train_loss = s->smooth_loss;

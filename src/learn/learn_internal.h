@@ -38,6 +38,17 @@ struct kiln_learner {
     bool in_fit;
     kiln_recorder *rec;
     kiln_progress *prog;
+
+    /* divergence.c: non-finite checks of each training batch */
+    float *buf_copy;       /* (cap_buf_copy) the model's buffers before this batch's forward */
+    size_t cap_buf_copy;
+    int nan_in_row;        /* batches skipped in a row (SKIP policy) */
+    bool probe;            /* lr_find's fit: no non-finite checks, no new run id */
+
+    /* run.c: the run a fit belongs to */
+    char run_id[33];       /* 32 hex digits; "" before the first fit */
+    char *run_settings;    /* "key=value\n" lines (kiln_learner_set_run_settings), NULL = none */
+    bool run_loaded;       /* run_id came from a checkpoint: the next fit goes on with it */
 };
 
 /* Makes the learner's group arrays match the model's layer groups and puts the optimizer's
@@ -55,6 +66,25 @@ kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which);
  * into the model's output form first (log p for cross-entropy, logit for BCE). */
 kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss,
                               double given_loss, double *metrics);
+
+/* ---- divergence.c: the fit loop's non-finite checks ---- *
+ * Each returns OK, or KILN_STATUS_DIVERGED with the message (epoch, batch, what went
+ * non-finite); kiln__nan_handle then applies the policy. */
+kiln_status kiln__nan_fit_begin(kiln_learner *l);  /* sizes the buffer copy */
+void kiln__nan_before_forward(kiln_learner *l);    /* keeps the BatchNorm running stats */
+kiln_status kiln__nan_check_loss(kiln_learner *l);
+kiln_status kiln__nan_check_grads(kiln_learner *l);
+kiln_status kiln__nan_check_params(kiln_learner *l);
+/* After a DIVERGED check (st): puts the buffers back; under SKIP and the limit counts the
+ * batch and returns OK with *skip set, else returns st (message kept). */
+kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip);
+void kiln__nan_batch_done(kiln_learner *l);        /* a batch stepped: the run of skips ends */
+
+/* ---- run.c: run ids and settings ---- */
+void kiln__run_new_id(kiln_learner *l);
+/* A checkpoint's run (saved_id, saved settings; NULL when absent) against the learner's
+ * settings: OK, or INVALID naming the file and every setting that differs. */
+kiln_status kiln__run_check(const kiln_learner *l, const char *path, const char *saved_id, const char *saved);
 
 /* ---- recorder ---- */
 kiln_recorder *kiln__recorder_new(void);

@@ -15,6 +15,8 @@ kiln_learner_params kiln_learner_default_params(void)
         .no_wd_bn_bias = true,
         .progress = KILN_PROGRESS_STYLE_AUTO,
         .out = NULL,
+        .on_nan = KILN_NAN_POLICY_STOP,
+        .max_nan_skips = 10,
     };
 }
 
@@ -82,6 +84,10 @@ kiln_learner *kiln_learner_new(kiln_ctx *ctx, kiln_model *model, kiln_data *data
         return kiln__errp(KILN_STATUS_INVALID, "learner_new: label_smoothing %g outside [0, 1]",
                           (double)prm.loss.label_smoothing);
     if (!(prm.clip >= 0)) return kiln__errp(KILN_STATUS_INVALID, "learner_new: clip %g < 0", prm.clip);
+    if ((unsigned)prm.on_nan > KILN_NAN_POLICY_SKIP)
+        return kiln__errp(KILN_STATUS_INVALID, "learner_new: unknown on_nan policy %d", (int)prm.on_nan);
+    if (prm.on_nan == KILN_NAN_POLICY_SKIP && prm.max_nan_skips < 1)
+        return kiln__errp(KILN_STATUS_INVALID, "learner_new: max_nan_skips %d must be >= 1", prm.max_nan_skips);
     if (opt && kiln_optim_store(opt) != kiln_model_store(model))
         return kiln__errp(KILN_STATUS_INVALID, "learner_new: the optimizer is not over the model's store");
 
@@ -133,6 +139,8 @@ void kiln_learner_free(kiln_learner *l)
     if (l->own_opt) kiln_optim_free(l->opt);
     kiln__recorder_free(l->rec);
     kiln_progress_free(l->prog);
+    free(l->buf_copy);
+    free(l->run_settings);
     free(l);
 }
 

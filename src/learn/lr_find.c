@@ -232,7 +232,9 @@ static kiln_status run(kiln_learner *l, const kiln_lr_find_params *p, kiln_lr_fi
 
     kiln_fit_params fp = {.n_epochs = (p->num_it + nb - 1) / nb, .sched = &sched, .start_epoch = 0, .no_valid = true};
     kiln_progress_begin(prog, "lr_find", p->num_it);
+    l->probe = true; /* fastai's test: every point is recorded, NaN included; no run of its own */
     st = kiln_learner_fit_ex(l, &fp);
+    l->probe = false;
     kiln_progress_update(prog, r->n, r->n ? r->smooth_losses[r->n - 1] : NAN,
                          r->diverged ? "stopped: loss diverged" : NULL);
     kiln_progress_end(prog);

@@ -69,7 +69,7 @@ kiln_status kiln_ema_smooth(const double *x, int64_t n, double beta, double *out
 
 bool kiln_lr_find_diverged(double smooth_loss, double best_loss)
 {
-    return isnan(smooth_loss) || smooth_loss > 4 * best_loss;
+    return !isfinite(smooth_loss) || smooth_loss > 4 * best_loss; /* an infinite first loss too */
 }
 
 static const char *const g_suggest_names[KILN_LR_SUGGEST_COUNT] = {"valley", "minimum", "steep", "slide"};
@@ -132,10 +132,11 @@ kiln_status kiln_lr_suggest_lr(kiln_lr_suggest how, const double *lrs, const dou
     if (n < 0 || num_it < 0 || (n > 0 && (!lrs || !losses)) || !lr)
         return kiln__err(KILN_STATUS_INVALID, "lr_suggest: bad arguments (n %lld, num_it %lld)", (long long)n,
                          (long long)num_it);
-    /* lrs[num_it//10 : -5], then cut at the first NaN loss */
+    /* lrs[num_it//10 : -5], then cut at the first NaN (fastai) or infinite loss: what
+     * follows a divergence says nothing about the lr */
     int64_t lo = num_it / 10, hi = n - 5;
-    for (int64_t i = lo; i < hi; i++) {
-        if (isnan(losses[i])) {
+    for (int64_t i = 0; i < hi; i++) {
+        if (!isfinite(losses[i])) {
             hi = i;
             break;
         }
@@ -144,7 +145,7 @@ kiln_status kiln_lr_suggest_lr(kiln_lr_suggest how, const double *lrs, const dou
     if (m < 2)
         return kiln__err(KILN_STATUS_INVALID,
                          "lr_suggest: %s: %lld points left of %lld after dropping the first num_it/10 = %lld, the "
-                         "last 5 and any from the first NaN", kiln_lr_suggest_name(how), (long long)(m > 0 ? m : 0),
+                         "last 5 and any from the first NaN or infinity", kiln_lr_suggest_name(how), (long long)(m > 0 ? m : 0),
                          (long long)n, (long long)lo);
     const double *L = losses + lo, *R = lrs + lo;
     for (int64_t i = 0; i < m; i++)

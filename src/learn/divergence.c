@@ -1,0 +1,140 @@
+/* Divergence checks of the fit loop (include/kiln/learn.h, kiln_nan_policy): every training
+ * batch's loss, gradients and, after the optimizer step, parameters are checked for NaN and
+ * infinity; a failure names the epoch, the batch and what went non-finite first, and the
+ * batch takes no optimizer step. The BatchNorm running statistics that the failed forward
+ * pass updated are put back from a copy taken before it, so the model is the last good one.
+ *
+ * Cost per batch: one copy of the buffers (running stats, small) and one pass over the
+ * gradients and one over the parameters, branch-free bit tests the compiler vectorizes;
+ * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
+#include "learn_internal.h"
+#include "kiln/autograd.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* True when none of x[0..n) is a NaN or an infinity (exponent bits all ones). */
+static bool flat_finite(const float *x, size_t n)
+{
+    const size_t block = 4096;
+    for (size_t i = 0; i < n; i += block) {
+        size_t m = n - i < block ? n - i : block;
+        uint32_t bad = 0;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t b;
+            memcpy(&b, &x[i + k], sizeof b);
+            bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad) return false;
+    }
+    return true;
+}
+
+/* KILN_STATUS_DIVERGED with "fit diverged at epoch E, batch B of N (lr X): <what>". */
+__attribute__((format(printf, 2, 3))) static kiln_status diverged(kiln_learner *l, const char *fmt, ...)
+{
+    char what[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    const kiln_fit_state *s = &l->st;
+    double lr = s->n_groups > 0 ? s->lrs[s->n_groups - 1] : s->sched_lr;
+    return kiln__err(KILN_STATUS_DIVERGED, "fit diverged at epoch %lld, batch %lld of %lld (lr %g): %s",
+                     (long long)s->epoch, (long long)s->batch, (long long)s->n_batches, lr, what);
+}
+
+/* "parameter 'name' (element k: nan)" of the first non-finite tensor of that kind. */
+static void name_first(kiln_learner *l, kiln_store_kind kind, char *buf, size_t n)
+{
+    kiln_store *st = kiln_model_store(l->model);
+    int64_t elem = -1, i = kiln_store_first_nonfinite(st, kind, &elem);
+    if (i < 0) {
+        snprintf(buf, n, "(a tensor outside the model's store)");
+        return;
+    }
+    const kiln_tensor *t = kiln_store_at(st, (size_t)i);
+    const float *v = kind == KILN_STORE_GRADS ? t->grad->data : t->data;
+    snprintf(buf, n, "'%s' (element %lld: %g)", t->name ? t->name : "?", (long long)elem, (double)v[elem]);
+}
+
+kiln_status kiln__nan_fit_begin(kiln_learner *l)
+{
+    l->nan_in_row = 0;
+    l->st.n_skipped = l->st.n_skipped_epoch = 0;
+    size_t n = 0;
+    kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
+    if (n > l->cap_buf_copy) {
+        float *b = realloc(l->buf_copy, n * sizeof *b);
+        if (!b) return kiln__err(KILN_STATUS_NOMEM, "learner_fit: out of memory");
+        l->buf_copy = b, l->cap_buf_copy = n;
+    }
+    return KILN_STATUS_OK;
+}
+
+void kiln__nan_before_forward(kiln_learner *l)
+{
+    if (l->probe) return;
+    size_t n = 0;
+    const float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
+    if (b && n) memcpy(l->buf_copy, b, n * sizeof *b);
+}
+
+kiln_status kiln__nan_check_loss(kiln_learner *l)
+{
+    const kiln_fit_state *s = &l->st;
+    if (l->probe || isfinite(s->loss_value)) return KILN_STATUS_OK;
+    /* where it started: the batch itself, an op of the forward pass, or the loss */
+    if (!kiln_tensor_all_finite(s->x))
+        return diverged(l, "the loss is %g: the input batch already holds a NaN or an infinity", s->loss_value);
+    int64_t pos, n_ops;
+    const char *op = kiln_first_nonfinite_op(s->loss, &pos, &n_ops);
+    if (op && pos < n_ops)
+        return diverged(l, "the loss is %g; the first non-finite value is the output of op '%s' (op %lld of %lld "
+                           "in the forward pass)", s->loss_value, op, (long long)pos, (long long)n_ops);
+    return diverged(l, "the loss is %g (the model's output is finite: the loss op '%s' overflowed)", s->loss_value,
+                    op ? op : "loss");
+}
+
+kiln_status kiln__nan_check_grads(kiln_learner *l)
+{
+    size_t n = 0;
+    const float *g = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_GRADS, &n);
+    if (l->probe || !g || flat_finite(g, n)) return KILN_STATUS_OK;
+    char who[400];
+    name_first(l, KILN_STORE_GRADS, who, sizeof who);
+    return diverged(l, "the loss is %g but the gradient of parameter %s is not finite", l->st.loss_value, who);
+}
+
+kiln_status kiln__nan_check_params(kiln_learner *l)
+{
+    size_t n = 0;
+    const float *p = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_PARAMS, &n);
+    if (l->probe || !p || flat_finite(p, n)) return KILN_STATUS_OK;
+    char who[400];
+    name_first(l, KILN_STORE_PARAMS, who, sizeof who);
+    return diverged(l, "the optimizer step made parameter %s non-finite from finite gradients (lower the lr)", who);
+}
+
+kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip)
+{
+    *skip = false;
+    size_t n = 0;
+    float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
+    if (b && n) memcpy(b, l->buf_copy, n * sizeof *b);
+    if (l->p.on_nan != KILN_NAN_POLICY_SKIP) return st;
+    if (++l->nan_in_row >= l->p.max_nan_skips) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", kiln_last_error());
+        return kiln__err(st, "%d batches in a row skipped for a non-finite loss or gradient (max_nan_skips %d), "
+                             "the last: %s", l->nan_in_row, l->p.max_nan_skips, msg);
+    }
+    kiln_clear_error();
+    l->st.n_skipped++;
+    l->st.n_skipped_epoch++;
+    *skip = true;
+    return KILN_STATUS_OK;
+}
+
+void kiln__nan_batch_done(kiln_learner *l) { l->nan_in_row = 0; }
