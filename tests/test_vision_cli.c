@@ -749,3 +749,93 @@ Test(vision_cli, long_out_path_keeps_the_cause)
     run_fail(args, 2, "DIR is 4099 bytes long");
     free(longdir);
 }
+
+/* ---- divergence and runs ---------------------------------------------------------------------- */
+
+/* The whole file, for byte-for-byte comparisons (n gets its size). */
+static char *slurp_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)len + 1);
+    cr_assert(b && fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void expect_same_bytes(const char *path, const char *before, size_t n, const char *what)
+{
+    size_t m;
+    char *now = slurp_bytes(path, &m);
+    cr_expect(m == n && !memcmp(now, before, n), "%s: %s was written over", what, path);
+    free(now);
+}
+
+/* Every model.* tensor of a checkpoint is finite. */
+static void expect_finite_checkpoint(const char *path)
+{
+    kiln_st_file *f;
+    cr_assert(!kiln_st_open(path, &f), "%s", kiln_last_error());
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const char *name = kiln_st_name(f, i);
+        kiln_dtype dt;
+        int nd;
+        int64_t shape[KILN_MAX_DIMS];
+        const void *d;
+        size_t nbytes;
+        if (strncmp(name, "model.", 6) || kiln_st_info(f, name, &dt, &nd, shape, &d, &nbytes) || dt != KILN_DTYPE_F32)
+            continue;
+        for (size_t k = 0; k < nbytes / 4; k++) {
+            float v;
+            memcpy(&v, (const char *)d + 4 * k, 4);
+            cr_assert(isfinite(v), "%s: %s[%zu] = %g", path, name, k, (double)v);
+        }
+    }
+    kiln_st_close(f);
+}
+
+/* --lr 1e9 diverges: exit 1 naming the epoch and batch, the earlier run's model files stay as
+ * they were byte for byte, the checkpoint left is this run's finite start; --resume with the
+ * earlier run's flags is refused naming --lr, so the earlier run is never handed back. */
+Test(vision_cli, fit_divergence_keeps_files_and_names_the_batch)
+{
+    run_ok("vision fit %s/img --out %s/dv --bs 4 --epochs 1 --lr 3e-3 --no-augment " FAST);
+    size_t nm, nj;
+    char *model = slurp_bytes(P("dv/model.safetensors"), &nm), *mjson = slurp_bytes(P("dv/model.json"), &nj);
+    run_fail("vision fit %s/img --out %s/dv --bs 4 --epochs 2 --lr 1e9 --no-augment " FAST, 1, "fit diverged at epoch ");
+    expect_in("err", ", batch ");
+    expect_in("err", "the last good state is");
+    expect_in("err", "--on-nan skip");
+    expect_same_bytes(P("dv/model.safetensors"), model, nm, "divergence");
+    expect_same_bytes(P("dv/model.json"), mjson, nj, "divergence");
+    expect_finite_checkpoint(P("dv/checkpoint.safetensors"));
+    expect_no_temp("dv");
+    run_fail("vision fit %s/img --out %s/dv --bs 4 --epochs 2 --lr 3e-3 --no-augment --resume " FAST, 1,
+             "--lr: 1000000000 then, 0.003 now");
+    expect_same_bytes(P("dv/model.safetensors"), model, nm, "refused resume");
+    /* skip: the non-finite batches are skipped and counted, the run goes on with finite weights */
+    run_ok("vision fit %s/img --out %s/dv --bs 4 --epochs 2 --lr 1e9 --no-augment --on-nan skip " FAST);
+    expect_in("err", "batch(es) skipped for a non-finite loss or gradient");
+    expect_finite_checkpoint(P("dv/checkpoint.safetensors"));
+    free(model);
+    free(mjson);
+    run_fail("vision fit %s/img --out %s/dv --on-nan maybe " FAST, 2, "--on-nan must be stop or skip");
+    run_ok("vision fit --help");
+    expect_in("out", "--on-nan");
+}
+
+/* --resume names every flag that differs from the checkpoint's run, old and new value. */
+Test(vision_cli, resume_names_changed_flags)
+{
+    run_ok("vision fit %s/img --out %s/rc --bs 4 --epochs 2 --lr 1e-2 --no-augment " FAST);
+    run_fail("vision fit %s/img --out %s/rc --bs 4 --epochs 2 --lr 0.5 --wd 0.3 --schedule const --no-augment "
+             "--resume " FAST, 1, "--lr: 0.01 then, 0.5 now");
+    expect_in("err", "--wd: 0.01 then, 0.3 now");
+    expect_in("err", "--schedule: one-cycle then, const now");
+    run_ok("vision fit %s/img --out %s/rc --bs 4 --epochs 2 --lr 1e-2 --no-augment --threads 2 --workers 1 --quiet "
+           "--resume");
+}

@@ -7,7 +7,9 @@
  *   rewind the step arena to the mark taken at fit start; get_batch; set every group's
  *   lr = sched_lr * lr_mult[g] and mom = sched_mom; begin_batch; forward; loss; after_loss;
  *   backward; after_backward; clip (if clip > 0); optimizer step; after_step; zero_grad;
- *   record; end_batch.
+ *   record; end_batch. The loss and running statistics (after after_loss), the gradients
+ *   (after after_backward) and the parameters (after the step) are checked for NaN and
+ *   infinity: see kiln_nan_policy.
  * A callback may set state->skip_batch (in begin_batch, after_loss or after_backward): the
  * rest of the step up to end_batch is skipped (no backward/step), grads are zeroed and the
  * batch is not recorded; end_batch still runs. state->stop_training ends the fit: set during
@@ -109,7 +111,8 @@ kiln_status kiln_metric_compute(const kiln_metric *m, const kiln_tensor *out, co
 
 /* ---- learner ------------------------------------------------------------------------------- */
 
-/* What a fit does when a training batch's loss or a gradient is NaN or infinite
+/* What a fit does when a training batch's loss, a gradient or a buffer its forward pass
+ * updated (BatchNorm running statistics) is NaN or infinite
  * (src/learn/divergence.c). Either way that batch takes no optimizer step, so the weights
  * stay the last finite ones (BatchNorm running statistics are put back too).
  *   STOP (default; fastai TerminateOnNaN): the fit ends with KILN_STATUS_DIVERGED and a

@@ -4,8 +4,8 @@
  * batch takes no optimizer step. The BatchNorm running statistics that the failed forward
  * pass updated are put back from a copy taken before it, so the model is the last good one.
  *
- * Cost per batch: one copy of the buffers (running stats, small) and one pass over the
- * gradients and one over the parameters, branch-free bit tests the compiler vectorizes;
+ * Cost per batch: one copy of the buffers (running stats, small) and a check of them after
+ * the forward pass, one pass over the gradients and one over the parameters, branch-free bit tests the compiler vectorizes;
  * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
 #include "learn_internal.h"
 #include "kiln/autograd.h"
@@ -84,7 +84,16 @@ void kiln__nan_before_forward(kiln_learner *l)
 kiln_status kiln__nan_check_loss(kiln_learner *l)
 {
     const kiln_fit_state *s = &l->st;
-    if (l->probe || isfinite(s->loss_value)) return KILN_STATUS_OK;
+    if (l->probe) return KILN_STATUS_OK;
+    if (isfinite(s->loss_value)) {
+        /* huge but finite activations can still overflow a running variance */
+        size_t n = 0;
+        const float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
+        if (!b || flat_finite(b, n)) return KILN_STATUS_OK;
+        char who[400];
+        name_first(l, KILN_STORE_BUFFERS, who, sizeof who);
+        return diverged(l, "the loss is %g but the forward pass made buffer %s non-finite", s->loss_value, who);
+    }
     /* where it started: the batch itself, an op of the forward pass, or the loss */
     if (!kiln_tensor_all_finite(s->x))
         return diverged(l, "the loss is %g: the input batch already holds a NaN or an infinity", s->loss_value);

@@ -32,6 +32,9 @@ static const kiln_flag g_flags[] = {
     {"--lr", "X", KILN_FLAG_DOUBLE, O(lr), VC_FIT, "peak learning rate (1e-2)", NULL, NULL},
     {"--resume", NULL, KILN_FLAG_BOOL, O(resume), VC_FIT,
      "go on from DIR/checkpoint.safetensors (saved at every epoch end) with the same flags", NULL, NULL},
+    {"--on-nan", "POLICY", KILN_FLAG_STR, O(on_nan), VC_FIT,
+     "a NaN/infinite loss or gradient: stop (exit 1, the last good checkpoint and model files kept) | "
+     "skip (skip that batch; stop after 10 in a row) (stop)", NULL, NULL},
     {"--schedule", "NAME", KILN_FLAG_STR, O(schedule), VC_FIT,
      "one-cycle (fastai v2) | sgdr | clr (triangular, lr/25 .. lr) | const (one-cycle)", NULL, NULL},
     {"--n-cycle", "N", KILN_FLAG_INT, O(n_cycle), VC_FIT, "sgdr, clr: number of cycles (sgdr 3; clr epochs/cycle-len)",
@@ -151,7 +154,7 @@ int kiln_cmd_vision(int argc, char **argv)
     }
     char prog[64];
     snprintf(prog, sizeof prog, "kiln vision %s", c->name);
-    vopts o = {.cmd = prog, .arch = "simple-cnn", .schedule = "one-cycle", .norm = "dataset", .progress = "auto", .layout = "auto",
+    vopts o = {.cmd = prog, .arch = "simple-cnn", .schedule = "one-cycle", .norm = "dataset", .progress = "auto", .layout = "auto", .on_nan = "stop",
                .max_rotate = 10, .max_zoom = 1.1, .max_warp = 0.2, .max_lighting = 0.2, .p_affine = 0.75,
                .p_lighting = 0.75,
                .bs = 128,
@@ -188,7 +191,9 @@ int kiln_cmd_vision(int argc, char **argv)
                               strcmp(o.progress, "quiet")
                         ? "--progress must be auto, bar, plain or quiet"
                     : strcmp(o.layout, "auto") && strcmp(o.layout, "nhwc") && strcmp(o.layout, "nchw")
-                        ? "--layout must be auto, nhwc or nchw" : NULL;
+                        ? "--layout must be auto, nhwc or nchw"
+                    : strcmp(o.on_nan, "stop") && strcmp(o.on_nan, "skip") ? "--on-nan must be stop or skip" : NULL;
+    o.skip_nan = !strcmp(o.on_nan, "skip");
     kiln_augment_params ap = vc_augment_params(&o);
     if (!bad && kiln_augment_check_params(&ap)) bad = kiln_last_error();
     if (bad) {
@@ -398,6 +403,7 @@ kiln_learner *vc_learner_new(const vopts *o, kiln_ctx *ctx, kiln_model *m, kiln_
                 : !strcmp(o->progress, "bar")                 ? KILN_PROGRESS_STYLE_BAR
                 : !strcmp(o->progress, "plain")               ? KILN_PROGRESS_STYLE_LINES
                                                               : KILN_PROGRESS_STYLE_AUTO;
+    lp.on_nan = o->skip_nan ? KILN_NAN_POLICY_SKIP : KILN_NAN_POLICY_STOP;
     kiln_learner *l = kiln_learner_new(ctx, m, d, *opt, &lp);
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
     if (!l || kiln_learner_add_metric(l, &acc) != KILN_STATUS_OK) {

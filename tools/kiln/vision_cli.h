@@ -26,7 +26,7 @@ enum {
 
 typedef struct vopts {
     const char *cmd;        /* "kiln vision fit": message prefix */
-    const char *out, *arch, *schedule, *norm, *progress, *layout;
+    const char *out, *arch, *schedule, *norm, *progress, *layout, *on_nan;
     int64_t size, bs, epochs, n_cycle, cycle_len, cycle_mult, snapshots, seed, threads, workers, num_it, n;
     int64_t tta_n;
     double lr, wd, valid_pct, tta_beta;
@@ -35,6 +35,7 @@ typedef struct vopts {
     double max_rotate, max_zoom, max_warp, max_lighting, p_affine, p_lighting;
     bool no_flip;
     bool given_epochs, given_n_cycle, given_bs, given_size; /* set from the parser's `given` */
+    bool skip_nan;          /* --on-nan skip */
 } vopts;
 
 int vc_lr_find(vopts *o, const char *data);
@@ -57,7 +58,8 @@ kiln_data *vc_open_data(const vopts *o, const char *data, int n_channels, const 
 kiln_model *vc_model_new(const vopts *o, const char *arch, int n_in, int size, int n_classes, kiln_ctx *ctx,
                          char *desc, size_t desc_n);
 /* A Learner with fastai's defaults: AdamW (betas 0.9/0.99, eps 1e-5, wd o->wd), no wd on
- * BatchNorm and biases, accuracy as the metric, progress on stdout (quiet: none). *opt gets
+ * BatchNorm and biases, accuracy as the metric, progress on stdout (quiet: none), --on-nan's
+ * policy for a non-finite loss or gradient. *opt gets
  * the optimizer (free it after the learner). */
 kiln_learner *vc_learner_new(const vopts *o, kiln_ctx *ctx, kiln_model *m, kiln_data *d, kiln_optim **opt);
 /* A context with o->threads threads and o->seed. */

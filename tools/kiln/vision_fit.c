@@ -340,6 +340,81 @@ static kiln_status interrupt_cb(kiln_learner *l, void *user)
     return KILN_STATUS_OK;
 }
 
+/* ---- the run's settings -------------------------------------------------------------------------- */
+
+typedef struct settings {
+    const char *kv[2 * 32 + 1]; /* key, value, ..., NULL */
+    char val[32][48];
+    int n;
+} settings;
+
+static void put_str(settings *s, const char *key, const char *v)
+{
+    if (s->n >= 32) return;
+    s->kv[2 * s->n] = key, s->kv[2 * s->n + 1] = v, s->kv[2 * s->n + 2] = NULL;
+    s->n++;
+}
+
+static void put_num(settings *s, const char *key, double v)
+{
+    if (s->n >= 32) return;
+    char *b = s->val[s->n];
+    snprintf(b, sizeof s->val[0], "%.15g", v); /* the shortest text that reads back as v */
+    if (strtod(b, NULL) != v) snprintf(b, sizeof s->val[0], "%.17g", v);
+    put_str(s, key, b);
+}
+
+/* The flags that shape training, recorded in every checkpoint of the run: --resume refuses
+ * one whose values differ and names each (kiln_learner_resume). Not recorded: threads,
+ * workers, progress, evaluation (--tta*, --snapshots) and --on-nan, which a resume may change. */
+static int set_run(vopts *o, const char *data, kiln_learner *l, int64_t epochs)
+{
+    settings s = {.n = 0};
+    s.kv[0] = NULL;
+    put_str(&s, "DATA", data);
+    put_str(&s, "--arch", o->arch);
+    put_num(&s, "--size", (double)o->size);
+    put_num(&s, "--bs", (double)o->bs);
+    put_num(&s, "--epochs", (double)epochs);
+    put_num(&s, "--lr", o->lr);
+    put_num(&s, "--wd", o->wd);
+    put_str(&s, "--schedule", o->schedule);
+    if (!strcmp(o->schedule, "sgdr") || !strcmp(o->schedule, "clr")) put_num(&s, "--cycle-len", (double)o->cycle_len);
+    if (!strcmp(o->schedule, "sgdr")) {
+        put_num(&s, "--n-cycle", (double)o->n_cycle);
+        put_num(&s, "--cycle-mult", (double)o->cycle_mult);
+    }
+    put_str(&s, "--norm", o->norm);
+    put_num(&s, "--valid-pct", o->valid_pct);
+    put_str(&s, "--skip-bad", o->skip_bad ? "yes" : "no");
+    put_str(&s, "--layout", o->layout);
+    put_num(&s, "--seed", (double)o->seed);
+    put_str(&s, "--no-augment", o->no_augment ? "yes" : "no");
+    if (!o->no_augment) {
+        put_num(&s, "--max-rotate", o->max_rotate);
+        put_num(&s, "--max-zoom", o->max_zoom);
+        put_num(&s, "--max-warp", o->max_warp);
+        put_num(&s, "--max-lighting", o->max_lighting);
+        put_num(&s, "--p-affine", o->p_affine);
+        put_num(&s, "--p-lighting", o->p_lighting);
+        put_str(&s, "--no-flip", o->no_flip ? "yes" : "no");
+    }
+    return kiln_learner_set_run_settings(l, s.kv) ? vc_kfail(o, "fit") : 0;
+}
+
+/* After a divergence: what was kept, and where the last good state is. */
+static void report_divergence(vopts *o, const char *p_ckpt)
+{
+    kiln_checkpoint_info info;
+    if (kiln_checkpoint_read_info(p_ckpt, &info)) {
+        fprintf(stderr, "%s: nothing was written over the model files in %s\n", o->cmd, o->out);
+        return;
+    }
+    fprintf(stderr, "%s: nothing was written over the model files in %s; the last good state is %s (%s%lld of %lld "
+                    "epochs done)\n%s: try a lower --lr%s\n", o->cmd, o->out, p_ckpt, info.epoch ? "" : "the start: ",
+            (long long)info.epoch, (long long)info.n_epochs, o->cmd, o->skip_nan ? "" : ", or --on-nan skip");
+}
+
 int vc_fit(vopts *o, const char *data)
 {
     if (o->snapshots < 0 || o->snapshots > 1000) return vc_fail(o, 2, "--snapshots must be in [0, 1000]");
@@ -371,12 +446,10 @@ int vc_fit(vopts *o, const char *data)
     kiln_callback cb = {.name = "sigint", .begin_batch = interrupt_cb, .end_batch = interrupt_cb,
                         .user = &interrupted};
     if (!rc && kiln_learner_add_callback(s.l, &cb)) rc = vc_kfail(o, "fit");
+    if (!rc) rc = set_run(o, data, s.l, r.epochs);
     if (!rc && o->resume) {
         kiln_checkpoint_info info;
         if (kiln_checkpoint_read_info(p_ckpt, &info)) rc = vc_kfail(o, "--resume");
-        else if (info.n_epochs != r.epochs)
-            rc = vc_fail(o, 1, "--resume: %s is from a fit of %lld epochs; these flags give %lld (use the same flags)",
-                         p_ckpt, (long long)info.n_epochs, (long long)r.epochs);
     }
     if (rc) goto done;
     struct sigaction sa;
@@ -390,16 +463,23 @@ int vc_fit(vopts *o, const char *data)
     kiln_status fst = o->resume ? kiln_learner_resume(s.l, p_ckpt) : kiln_learner_fit(s.l, r.epochs, &sched);
     if (handler_set) sigaction(SIGINT, &sa_old, NULL);
     if (fst) {
-        rc = vc_kfail(o, o->resume ? "--resume" : "fit");
+        rc = vc_kfail(o, fst == KILN_STATUS_DIVERGED ? NULL : o->resume ? "--resume" : "fit");
+        if (fst == KILN_STATUS_DIVERGED) report_divergence(o, p_ckpt);
         goto done;
     }
+    int64_t skipped = kiln_learner_state(s.l)->n_skipped;
+    if (skipped > 0)
+        fprintf(stderr, "%s: warning: %lld batch(es) skipped for a non-finite loss or gradient (--on-nan skip)\n",
+                o->cmd, (long long)skipped);
     if (interrupted) {
         fflush(stdout);
-        if (access(p_ckpt, R_OK) == 0)
+        /* the checkpoint is this run's: the callback wrote it at the fit's start */
+        const char *ck = kiln_checkpointing_last_path(s.l);
+        if (ck && access(ck, R_OK) == 0)
             fprintf(stderr, "%s: interrupted: resume with kiln vision fit %s --out %s [the same flags] --resume\n",
                     o->cmd, data, o->out);
         else
-            fprintf(stderr, "%s: interrupted before the first epoch ended: no checkpoint to resume from\n", o->cmd);
+            fprintf(stderr, "%s: interrupted: no checkpoint of this run to resume from\n", o->cmd);
         rc = 130;
         goto done;
     }
