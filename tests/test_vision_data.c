@@ -784,3 +784,101 @@ Test(vision_data, not_a_vision_source)
     kiln_data_free(d);
     ku_ctx_free(ctx);
 }
+
+/* ---- hostile headers (issue 8): sizes that would overflow or take gigabytes --------------------------- */
+
+/* IDX dims whose product passes 2^63 (0xffffffff^3): a signed overflow before the size check
+ * (UBSan in the ASan build), which the release build reported as "inconsistent counts" or as
+ * "out of memory for -4294967296 bytes". Now a clear error naming the file and the sizes. */
+Test(vision_data, idx_header_dims_overflow)
+{
+    char dir[1024];
+    D("ho", dir);
+    const uint32_t huge[][3] = {{0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu, 2},
+                                {1u << 31, 1u << 31, 4}, {65536, 65536, 5}};
+    for (int k = 0; k < 4; k++) {
+        write_idx(P("ho/img"), k % 2, 0x803, huge[k], 3, (const uint8_t *)"abc", 3);
+        int64_t dims[3];
+        uint8_t *px = (uint8_t *)dir;
+        kiln_clear_error();
+        cr_assert_eq(kiln__vision_idx_read(P("ho/img"), 0x803, dims, &px), KILN_STATUS_FORMAT, "case %d", k);
+        cr_expect_null(px);
+        cr_expect(strstr(kiln_last_error(), "ho/img") && strstr(kiln_last_error(), "header sizes"), "case %d: %s", k,
+                  kiln_last_error());
+    }
+    /* a header of 2^34 bytes (the limit) over 3 data bytes: truncated, read without reserving 16 GiB */
+    write_idx(P("ho/img"), false, 0x803, (uint32_t[]){16384, 1024, 1024}, 3, (const uint8_t *)"abc", 3);
+    int64_t dims[3];
+    uint8_t *px;
+    cr_assert_eq(kiln__vision_idx_read(P("ho/img"), 0x803, dims, &px), KILN_STATUS_FORMAT);
+    cr_expect(strstr(kiln_last_error(), "truncated data: expected 17179869184 bytes, got 3"), "%s", kiln_last_error());
+    write_idx(P("ho/lab"), false, 0x801, (uint32_t[]){3}, 1, (const uint8_t *)"abc", 3);
+    write_idx(P("ho/img"), false, 0x803, huge[0], 3, (const uint8_t *)"abc", 3);
+    expect_fail_naming(kiln_vision_idx_new(P("ho/img"), P("ho/lab"), NULL, NULL, NULL), "ho/img", "idx_new");
+    cr_expect(!strstr(kiln_last_error(), "inconsistent counts"), "%s", kiln_last_error());
+}
+
+/* A PNG claiming width x height (8-bit grey) with one tiny IDAT: the header is valid (CRCs
+ * right), the pixels are not there. */
+static void write_png_header(const char *path, uint32_t w, uint32_t h)
+{
+    uint8_t b[8 + 25 + 12 + 22] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    uint8_t *p = b + 8;
+    const uint8_t ihdr[4 + 13] = {'I', 'H', 'D', 'R', (uint8_t)(w >> 24), (uint8_t)(w >> 16), (uint8_t)(w >> 8),
+                                  (uint8_t)w, (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h, 8,
+                                  0, 0, 0, 0};
+    const uint8_t idat[4 + 10] = {'I', 'D', 'A', 'T', 0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 2, 0, 1};
+    const uint8_t *chunks[2] = {ihdr, idat};
+    const uint32_t lens[2] = {13, 10};
+    for (int c = 0; c < 2; c++) {
+        uint32_t n = lens[c], crc = (uint32_t)crc32(0, chunks[c], 4 + n);
+        p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+        memcpy(p + 4, chunks[c], 4 + n);
+        p += 8 + n;
+        p[0] = (uint8_t)(crc >> 24), p[1] = (uint8_t)(crc >> 16), p[2] = (uint8_t)(crc >> 8), p[3] = (uint8_t)crc;
+        p += 4;
+    }
+    write_bytes(path, b, (size_t)(p - b));
+}
+
+/* A 30000x30000 PNG header took 7 GB and 32 s to decode in predict; now every path refuses it
+ * from the header, naming the file and the size, and the cap is configurable. */
+Test(vision_data, image_pixel_cap)
+{
+    write_png_header(P("cap/train/a/huge.png"), 30000, 30000);
+    kiln_ctx *ctx = ku_ctx();
+    kiln_clear_error();
+    cr_assert_null(kiln_vision_image_load(ctx, P("cap/train/a/huge.png"), 0, 28, KILN_VISION_RESIZE_CROP));
+    cr_expect(strstr(kiln_last_error(), "cap/train/a/huge.png") && strstr(kiln_last_error(), "30000x30000") &&
+                  strstr(kiln_last_error(), "max_pixels"), "%s", kiln_last_error());
+    /* the cap is the caller's: a 6x5 PNG and a 6x5 JPEG pass at 30 pixels, not at 29 */
+    png_pattern("cap/train/b/small.png", 1, 6, 5, 3);
+    uint8_t *px = pattern(2, 5, 6, 3);
+    write_jpeg(P("cap/valid/b/small.jpg"), 6, 5, 3, px, 1.0);
+    free(px);
+    const char *files[2] = {P("cap/train/b/small.png"), P("cap/valid/b/small.jpg")};
+    for (int k = 0; k < 2; k++) {
+        cr_expect_not_null(kiln_vision_image_load_ex(ctx, files[k], 0, 0, KILN_VISION_RESIZE_CROP, 30), "%s",
+                           kiln_last_error());
+        cr_expect_null(kiln_vision_image_load_ex(ctx, files[k], 0, 0, KILN_VISION_RESIZE_CROP, 29), "%s", files[k]);
+        cr_expect(strstr(kiln_last_error(), files[k]) && strstr(kiln_last_error(), "6x5"), "%s", kiln_last_error());
+    }
+    ku_ctx_free(ctx);
+    /* a data source refuses it at construction (probe), or skips it with skip_bad */
+    png_pattern("cap/train/a/ok.png", 3, 6, 5, 3);
+    png_pattern("cap/valid/a/ok.png", 4, 6, 5, 3);
+    kiln_vision_params p = prm(8);
+    expect_fail_naming(kiln_vision_folder_new(P("cap"), &p), "cap/train/a/huge.png", "huge png in a folder");
+    cr_expect(strstr(kiln_last_error(), "30000x30000"), "%s", kiln_last_error());
+    p.skip_bad = true;
+    kiln_data *d = kiln_vision_folder_new(P("cap"), &p);
+    cr_assert(d, "%s", kiln_last_error());
+    cr_expect_eq(kiln_vision_data_n_skipped(kiln_vision_data_of(d)), 1);
+    kiln_data_free(d);
+    p.skip_bad = false;
+    p.max_pixels = 29; /* now the 6x5 images are too large as well */
+    remove(P("cap/train/a/huge.png"));
+    expect_fail_naming(kiln_vision_folder_new(P("cap"), &p), "6x5", "max_pixels 29");
+    p.max_pixels = -1;
+    expect_fail_naming(kiln_vision_folder_new(P("cap"), &p), "max_pixels", "max_pixels -1");
+}

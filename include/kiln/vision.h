@@ -35,11 +35,21 @@ typedef enum kiln_vision_resize {
     KILN_VISION_RESIZE_SQUISH,   /* both sides to size; the aspect ratio is not kept */
 } kiln_vision_resize;
 
+/* The default cap on an image's pixels (width x height), checked from the file's header before
+ * anything is decoded: 2^26, about PIL's MAX_IMAGE_PIXELS (89,478,485), 8192x8192. Decoding
+ * takes about 16 bytes per pixel (1 GiB at the cap), once per loader worker. */
+#define KILN_VISION_MAX_PIXELS ((int64_t)1 << 26)
+
 /* Reads a PNG or JPEG file (format from its bytes, not its name) into (C, size, size) f32 in
  * [0, 1] in ctx's step arena. n_channels: 1 or 3 (0 = the file's own: 1 if grey, else 3);
- * size 0 keeps the file's size (C, H, W). NULL + message naming the file on failure. */
+ * size 0 keeps the file's size (C, H, W). Images of more than KILN_VISION_MAX_PIXELS pixels
+ * are refused. NULL + message naming the file on failure. */
 kiln_tensor *kiln_vision_image_load(kiln_ctx *ctx, const char *path, int n_channels, int size,
                                     kiln_vision_resize resize);
+/* The same with the pixel cap given (>= 1): larger images are refused (FORMAT, the message
+ * names the file and its size) before decoding. */
+kiln_tensor *kiln_vision_image_load_ex(kiln_ctx *ctx, const char *path, int n_channels, int size,
+                                       kiln_vision_resize resize, int64_t max_pixels);
 
 /* ---- normalization ----------------------------------------------------------------------- */
 
@@ -100,6 +110,8 @@ typedef struct kiln_vision_params {
     bool skip_bad;            /* false: a bad image is an error naming it. true: every image is
                                  decoded once at construction; bad ones are dropped with a
                                  warning on stderr and counted (kiln_vision_data_n_skipped) */
+    int64_t max_pixels;       /* images whose header gives more pixels (w x h) are refused (bad
+                                 images, above) before decoding; KILN_VISION_MAX_PIXELS; 0 = that */
     /* loader */
     int n_workers;            /* background threads: 2; 0 = decode in get_batch on the caller */
     int prefetch;             /* batches prepared ahead: 4 */

@@ -13,6 +13,7 @@
 #define IDX_IMAGES 0x00000803u /* u8, 3 dims: (N, H, W) */
 #define IDX_LABELS 0x00000801u /* u8, 1 dim: (N) */
 #define IDX_MAX_BYTES ((int64_t)1 << 34)
+#define IDX_FIRST_CHUNK ((int64_t)1 << 16) /* the data buffer starts here and doubles */
 
 /* Reads exactly n bytes or says how many it got; *zerr is zlib's message on a stream error. */
 static int64_t gz_read_all(gzFile gz, uint8_t *dst, int64_t n, const char **zerr)
@@ -77,19 +78,31 @@ kiln_status kiln__vision_idx_read(const char *path, uint32_t want_magic, int64_t
             st = kiln__err(KILN_STATUS_FORMAT, "idx: %s: dimension %d is 0", path, d);
             goto done;
         }
-        total *= dims[d];
-        if (total > IDX_MAX_BYTES) {
-            st = kiln__err(KILN_STATUS_FORMAT, "idx: %s: header sizes give more than %lld bytes", path,
-                           (long long)IDX_MAX_BYTES);
-            goto done;
-        }
     }
-    *data = malloc(total ? (size_t)total : 1);
-    if (!*data) {
-        st = kiln__err(KILN_STATUS_NOMEM, "idx: out of memory for %lld bytes of %s", (long long)total, path);
+    /* Each dim is < 2^32, so three of them can pass 2^63: multiply with overflow checks. */
+    bool over = false;
+    for (int d = 0; d < nd; d++) over = over || __builtin_mul_overflow(total, dims[d], &total) || total > IDX_MAX_BYTES;
+    if (over) {
+        st = kiln__err(KILN_STATUS_FORMAT, "idx: %s: header sizes %lld x %lld x %lld give more than %lld bytes", path,
+                       (long long)dims[0], (long long)(nd > 1 ? dims[1] : 1), (long long)(nd > 2 ? dims[2] : 1),
+                       (long long)IDX_MAX_BYTES);
         goto done;
     }
-    got = gz_read_all(gz, *data, total, &zerr);
+    /* Memory follows the data, not the header: a short file claiming 16 GiB fails as
+     * truncated after reading what it has, without reserving the 16 GiB first. */
+    int64_t cap = 0;
+    got = 0;
+    do {
+        int64_t ncap = cap ? (cap > total / 2 ? total : 2 * cap) : (total < IDX_FIRST_CHUNK ? total : IDX_FIRST_CHUNK);
+        uint8_t *nb = realloc(*data, ncap ? (size_t)ncap : 1);
+        if (!nb) {
+            st = kiln__err(KILN_STATUS_NOMEM, "idx: out of memory for %lld bytes of %s", (long long)ncap, path);
+            goto done;
+        }
+        *data = nb;
+        got += gz_read_all(gz, *data + got, ncap - got, &zerr);
+        cap = ncap;
+    } while (got == cap && cap < total);
     if (got < total) {
         st = truncated(path, "data", total, got, zerr);
         goto done;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 
-#define MAX_SIDE 32768          /* larger images are refused rather than decoded */
+#define MAX_SIDE 32768          /* larger sides are refused rather than decoded */
 #define PROBE_BYTES (64 * 1024) /* enough for any PNG header and nearly every JPEG's SOF */
 
 static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -72,6 +72,16 @@ void kiln__vimage_free(kiln__vimage *im)
     im->px = NULL;
 }
 
+/* The header's size against the caller's cap, before any pixel buffer is allocated: a small
+ * file can claim a huge image (an 875 KB PNG of 30000x30000 took 7 GB to decode). */
+static kiln_status check_pixels(const char *path, const char *kind, int64_t w, int64_t h, int64_t max_pixels)
+{
+    if (w * h <= max_pixels) return KILN_STATUS_OK; /* each side <= MAX_SIDE: no overflow */
+    return kiln__err(KILN_STATUS_FORMAT,
+                     "image: %s: %s of %lldx%lld is %lld pixels, more than the limit of %lld (max_pixels)", path,
+                     kind, (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
+}
+
 /* ---- PNG ----------------------------------------------------------------------------------- */
 
 static spng_ctx *png_open(const unsigned char *b, size_t n, struct spng_ihdr *ihdr, int *rc)
@@ -92,12 +102,18 @@ static spng_ctx *png_open(const unsigned char *b, size_t n, struct spng_ihdr *ih
     return sc;
 }
 
-static kiln_status png_decode(const char *path, const unsigned char *b, size_t n, int want_c, kiln__vimage *out)
+static kiln_status png_decode(const char *path, const unsigned char *b, size_t n, int want_c, int64_t max_pixels,
+                              kiln__vimage *out)
 {
     struct spng_ihdr ihdr;
     int rc;
     spng_ctx *sc = png_open(b, n, &ihdr, &rc);
     if (!sc) return kiln__err(KILN_STATUS_FORMAT, "image: %s: not a valid PNG: %s", path, spng_strerror(rc));
+    kiln_status st = check_pixels(path, "PNG", ihdr.width, ihdr.height, max_pixels);
+    if (st) {
+        spng_ctx_free(sc);
+        return st;
+    }
     bool grey = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE || ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
     bool deep = ihdr.bit_depth == 16;
     int fmt = deep ? SPNG_FMT_RGBA16 : SPNG_FMT_RGBA8; /* every colour type converts to these */
@@ -147,7 +163,8 @@ static bool jpeg_fatal(tjhandle tj)
     return strstr(tjGetErrorStr2(tj), "Premature end") != NULL;
 }
 
-static kiln_status jpeg_decode(const char *path, const unsigned char *b, size_t n, int want_c, kiln__vimage *out)
+static kiln_status jpeg_decode(const char *path, const unsigned char *b, size_t n, int want_c, int64_t max_pixels,
+                               kiln__vimage *out)
 {
     tjhandle tj = tjInitDecompress();
     if (!tj) return kiln__err(KILN_STATUS_NOMEM, "image: cannot start the JPEG decoder for %s", path);
@@ -160,6 +177,11 @@ static kiln_status jpeg_decode(const char *path, const unsigned char *b, size_t 
     if (w <= 0 || h <= 0 || w > MAX_SIDE || h > MAX_SIDE) {
         tjDestroy(tj);
         return kiln__err(KILN_STATUS_FORMAT, "image: %s: JPEG size %dx%d out of range", path, w, h);
+    }
+    kiln_status st = check_pixels(path, "JPEG", w, h, max_pixels);
+    if (st) {
+        tjDestroy(tj);
+        return st;
     }
     bool grey = cs == TJCS_GRAY;
     int src_c = grey ? 1 : 3, c = want_c ? want_c : src_c;
@@ -200,23 +222,25 @@ static kiln_status not_image(const char *path, size_t n)
     return kiln__err(KILN_STATUS_FORMAT, "image: %s: not a PNG or JPEG image (unknown first bytes)", path);
 }
 
-kiln_status kiln__vision_decode(const char *path, int want_c, kiln__vimage *out)
+kiln_status kiln__vision_decode(const char *path, int want_c, int64_t max_pixels, kiln__vimage *out)
 {
     *out = (kiln__vimage){0};
     if (want_c != 0 && want_c != 1 && want_c != 3)
         return kiln__err(KILN_STATUS_INVALID, "image: n_channels %d must be 0, 1 or 3", want_c);
+    if (max_pixels < 1) return kiln__err(KILN_STATUS_INVALID, "image: max_pixels %lld must be >= 1", (long long)max_pixels);
     unsigned char *b;
     size_t n;
     kiln_status st = kiln__vision_read_file("image", path, &b, &n);
     if (st) return st;
-    if (is_png(b, n)) st = png_decode(path, b, n, want_c, out);
-    else if (is_jpeg(b, n)) st = jpeg_decode(path, b, n, want_c, out);
+    if (is_png(b, n)) st = png_decode(path, b, n, want_c, max_pixels, out);
+    else if (is_jpeg(b, n)) st = jpeg_decode(path, b, n, want_c, max_pixels, out);
     else st = not_image(path, n);
     free(b);
     return st;
 }
 
-static kiln_status probe_buf(const char *path, const unsigned char *b, size_t n, bool whole, kiln__vprobe *out)
+static kiln_status probe_buf(const char *path, const unsigned char *b, size_t n, bool whole, int64_t max_pixels,
+                             kiln__vprobe *out)
 {
     if (is_png(b, n)) {
         struct spng_ihdr ihdr;
@@ -224,6 +248,8 @@ static kiln_status probe_buf(const char *path, const unsigned char *b, size_t n,
         spng_ctx *sc = png_open(b, n, &ihdr, &rc);
         if (!sc) return kiln__err(KILN_STATUS_FORMAT, "image: %s: not a valid PNG: %s", path, spng_strerror(rc));
         spng_ctx_free(sc);
+        kiln_status st = check_pixels(path, "PNG", ihdr.width, ihdr.height, max_pixels);
+        if (st) return st;
         out->h = (int)ihdr.height, out->w = (int)ihdr.width;
         out->grey = ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE ||
                     ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA;
@@ -241,6 +267,8 @@ static kiln_status probe_buf(const char *path, const unsigned char *b, size_t n,
             st = KILN_STATUS_UNSUPPORTED; /* header beyond the prefix: caller reads it all */
         else if (w <= 0 || h <= 0 || w > MAX_SIDE || h > MAX_SIDE)
             st = kiln__err(KILN_STATUS_FORMAT, "image: %s: JPEG size %dx%d out of range", path, w, h);
+        else if ((st = check_pixels(path, "JPEG", w, h, max_pixels)))
+            ;
         else
             out->h = h, out->w = w, out->grey = cs == TJCS_GRAY;
         tjDestroy(tj);
@@ -249,18 +277,18 @@ static kiln_status probe_buf(const char *path, const unsigned char *b, size_t n,
     return not_image(path, n);
 }
 
-kiln_status kiln__vision_probe(const char *path, kiln__vprobe *out)
+kiln_status kiln__vision_probe(const char *path, int64_t max_pixels, kiln__vprobe *out)
 {
     unsigned char *b;
     size_t n;
     bool whole;
     kiln_status st = read_prefix("image", path, PROBE_BYTES, &b, &n, &whole);
     if (st) return st;
-    st = probe_buf(path, b, n, whole, out);
+    st = probe_buf(path, b, n, whole, max_pixels, out);
     free(b);
     if (st == KILN_STATUS_UNSUPPORTED) { /* a JPEG with a long preamble (EXIF, thumbnails) */
         if ((st = kiln__vision_read_file("image", path, &b, &n))) return st;
-        st = probe_buf(path, b, n, true, out);
+        st = probe_buf(path, b, n, true, max_pixels, out);
         free(b);
     }
     return st;
@@ -269,11 +297,17 @@ kiln_status kiln__vision_probe(const char *path, kiln__vprobe *out)
 kiln_tensor *kiln_vision_image_load(kiln_ctx *ctx, const char *path, int n_channels, int size,
                                     kiln_vision_resize resize)
 {
+    return kiln_vision_image_load_ex(ctx, path, n_channels, size, resize, KILN_VISION_MAX_PIXELS);
+}
+
+kiln_tensor *kiln_vision_image_load_ex(kiln_ctx *ctx, const char *path, int n_channels, int size,
+                                       kiln_vision_resize resize, int64_t max_pixels)
+{
     if (!ctx || !path) return kiln__errp(KILN_STATUS_INVALID, "vision_image_load: NULL argument");
     if (size < 0 || (resize != KILN_VISION_RESIZE_CROP && resize != KILN_VISION_RESIZE_SQUISH))
         return kiln__errp(KILN_STATUS_INVALID, "vision_image_load: bad size %d or resize mode %d", size, (int)resize);
     kiln__vimage im;
-    if (kiln__vision_decode(path, n_channels, &im)) return NULL;
+    if (kiln__vision_decode(path, n_channels, max_pixels, &im)) return NULL;
     int oh = size ? size : im.h, ow = size ? size : im.w;
     kiln_tensor *t = kiln_empty(ctx, KILN_DTYPE_F32, 3, (int64_t[]){im.c, oh, ow}); /* (C, H, W) */
     if (!t) {

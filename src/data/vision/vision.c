@@ -20,7 +20,8 @@ kiln_vision_params kiln_vision_default_params(void)
                                 .resize = KILN_VISION_RESIZE_CROP, .norm = KILN_VISION_NORM_DATASET,
                                 .stats_items = 1024, .train_dir = "train", .valid_dir = "valid",
                                 .valid_pct = 0.2, .split_seed = 42, .csv_name_col = "name",
-                                .csv_label_col = "label", .n_workers = 2, .prefetch = 4};
+                                .csv_label_col = "label", .max_pixels = KILN_VISION_MAX_PIXELS,
+                                .n_workers = 2, .prefetch = 4};
 }
 
 kiln_vision_stats kiln_vision_imagenet_stats(void)
@@ -93,6 +94,7 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
     if (!q.valid_dir) q.valid_dir = d.valid_dir;
     if (!q.csv_name_col) q.csv_name_col = d.csv_name_col;
     if (!q.csv_label_col) q.csv_label_col = d.csv_label_col;
+    if (!q.max_pixels) q.max_pixels = d.max_pixels;
     const char *bad = q.batch_size < 1 ? "batch_size must be >= 1"
                     : q.valid_batch_size < 0 ? "valid_batch_size must be >= 0"
                     : q.size < 0 || q.size > 8192 ? "size must be in [0, 8192]"
@@ -102,7 +104,8 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
                     : !(q.valid_pct >= 0 && q.valid_pct < 1) ? "valid_pct must be in [0, 1)"
                     : q.n_workers < 0 || q.n_workers > 64 ? "n_workers must be in [0, 64]"
                     : q.prefetch < 0 || q.prefetch > 64 ? "prefetch must be in [0, 64]"
-                    : q.stats_items < 0 ? "stats_items must be >= 0" : NULL;
+                    : q.stats_items < 0 ? "stats_items must be >= 0"
+                    : q.max_pixels < 0 ? "max_pixels must be >= 0 (0: KILN_VISION_MAX_PIXELS)" : NULL;
     if (bad) return kiln__errp(KILN_STATUS_INVALID, "vision: %s: %s", name, bad);
     kiln_vision_data *v = calloc(1, sizeof *v);
     if (!v) return kiln__errp(KILN_STATUS_NOMEM, "vision: out of memory");
@@ -136,15 +139,16 @@ void kiln__vision_destroy(kiln_vision_data *v)
 typedef struct check_job {
     const kiln__vsplit *s;
     bool full;
+    int64_t max_pixels;
     kiln_status *st;   /* (n) */
     kiln__vprobe *pr;  /* (n) */
 } check_job;
 
-static kiln_status check_file(const char *path, bool full, kiln__vprobe *pr)
+static kiln_status check_file(const char *path, bool full, int64_t max_pixels, kiln__vprobe *pr)
 {
-    if (!full) return kiln__vision_probe(path, pr);
+    if (!full) return kiln__vision_probe(path, max_pixels, pr);
     kiln__vimage im;
-    kiln_status st = kiln__vision_decode(path, 0, &im);
+    kiln_status st = kiln__vision_decode(path, 0, max_pixels, &im);
     if (!st) *pr = (kiln__vprobe){.h = im.h, .w = im.w, .grey = im.c == 1};
     kiln__vimage_free(&im);
     return st;
@@ -153,7 +157,7 @@ static kiln_status check_file(const char *path, bool full, kiln__vprobe *pr)
 static void check_one(void *user, int64_t i)
 {
     check_job *j = user;
-    j->st[i] = check_file(j->s->paths[i], j->full, &j->pr[i]);
+    j->st[i] = check_file(j->s->paths[i], j->full, j->max_pixels, &j->pr[i]);
 }
 
 kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all)
@@ -164,7 +168,7 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all)
     for (int k = 0; k < 2; k++) {
         kiln__vsplit *s = &v->s[k];
         if (!s->n) continue;
-        check_job j = {.s = s, .full = v->p.skip_bad, .st = malloc((size_t)s->n * sizeof *j.st),
+        check_job j = {.s = s, .full = v->p.skip_bad, .max_pixels = v->p.max_pixels, .st = malloc((size_t)s->n * sizeof *j.st),
                        .pr = malloc((size_t)s->n * sizeof *j.pr)};
         if (!j.st || !j.pr) {
             free(j.st), free(j.pr);
@@ -175,7 +179,7 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all)
         for (int64_t i = 0; i < s->n; i++) {
             if (j.st[i]) {
                 kiln__vprobe tmp;
-                kiln_status st = check_file(s->paths[i], j.full, &tmp); /* again, for the message here */
+                kiln_status st = check_file(s->paths[i], j.full, j.max_pixels, &tmp); /* again, for the message here */
                 if (!st) st = kiln__err(j.st[i], "vision: %s failed to decode on a worker thread", s->paths[i]);
                 if (!v->p.skip_bad || st == KILN_STATUS_NOMEM) {
                     free(j.st), free(j.pr);
@@ -232,7 +236,7 @@ kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split sp
         for (int k = 1; k < C; k++) memcpy(out + k * hw, out, hw * sizeof *out);
     } else {
         kiln__vimage im;
-        if ((st = kiln__vision_decode(s->paths[i], C, &im))) return st;
+        if ((st = kiln__vision_decode(s->paths[i], C, v->p.max_pixels, &im))) return st;
         if (im.h == S && im.w == S) {
             for (size_t q = 0; q < hw; q++)
                 for (int k = 0; k < C; k++) out[k * hw + q] = im.px[q * C + k];

@@ -54,10 +54,12 @@ typedef struct kiln__vprobe {
 } kiln__vprobe;
 
 /* Reads and decodes a PNG or JPEG; want_c 1 or 3 converts channels, 0 keeps the file's own
- * (1 if grey else 3). Errors (message names the file): IO, FORMAT, NOMEM. */
-kiln_status kiln__vision_decode(const char *path, int want_c, kiln__vimage *out);
-/* Reads just enough of a file to check it is a PNG or JPEG and learn its size. */
-kiln_status kiln__vision_probe(const char *path, kiln__vprobe *out);
+ * (1 if grey else 3); images of more than max_pixels pixels are refused from their header.
+ * Errors (message names the file): IO, FORMAT, NOMEM. */
+kiln_status kiln__vision_decode(const char *path, int want_c, int64_t max_pixels, kiln__vimage *out);
+/* Reads just enough of a file to check it is a PNG or JPEG and learn its size (checked
+ * against max_pixels). */
+kiln_status kiln__vision_probe(const char *path, int64_t max_pixels, kiln__vprobe *out);
 void kiln__vimage_free(kiln__vimage *im);
 /* Reads a whole file into a malloc'd buffer (what names the caller in messages). */
 kiln_status kiln__vision_read_file(const char *what, const char *path, unsigned char **buf, size_t *len);
