@@ -1,0 +1,42 @@
+/* Fuzz target: safetensors files (src/io/safetensors_read.c, _load.c) through kiln_st_open,
+ * then every tensor's info and load and the metadata, as a model load would. A failed open
+ * must leave a message; an opened file must give back each tensor it lists. */
+#include "fuzz.h"
+
+#include "kiln.h"
+
+#include <stdlib.h>
+
+static kiln_ctx *g_ctx;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!g_ctx) {
+        kiln_ctx_params p = kiln_ctx_default_params();
+        p.n_threads = 1;
+        p.arena_block_bytes = 8 << 20;
+        if (!(g_ctx = kiln_ctx_new(&p))) abort();
+    }
+    const char *path = kf_memfile(data, size);
+    if (!path) abort();
+    kiln_clear_error();
+    kiln_st_file *f = NULL;
+    if (kiln_st_open(path, &f)) {
+        kf_refused("st_open");
+        return 0;
+    }
+    (void)kiln_st_metadata(f, "format");
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const char *name = kiln_st_name(f, i);
+        kiln_dtype dt;
+        int nd;
+        int64_t shape[KILN_MAX_DIMS];
+        const void *bytes;
+        size_t nbytes;
+        if (!name || !kiln_st_has(f, name) || kiln_st_info(f, name, &dt, &nd, shape, &bytes, &nbytes)) abort();
+        if (nbytes <= (1u << 20) && !kiln_st_load(g_ctx, f, name)) abort(); /* a listed tensor loads */
+    }
+    kiln_st_close(f);
+    kiln_step_reset(g_ctx);
+    return 0;
+}
