@@ -13,6 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Writes data to a file that lives in memory (memfd, reused by every call of one process) and
  * returns a path that opens it ("/proc/self/fd/N"); NULL when that fails. */
 const char *kf_memfile(const uint8_t *data, size_t size);
+/* One context for the process (one thread, 8 MiB arena blocks); the caller resets its arena. */
+struct kiln_ctx *kf_ctx(void);
 /* A fresh private directory under /tmp for this process (made once, removed at exit). */
 const char *kf_tmpdir(void);
 /* Writes data to dir/name; the path (static buffer) or NULL. */

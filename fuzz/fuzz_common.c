@@ -8,6 +8,18 @@
 
 #include "kiln/core.h"
 
+struct kiln_ctx *kf_ctx(void)
+{
+    static kiln_ctx *ctx;
+    if (!ctx) {
+        kiln_ctx_params p = kiln_ctx_default_params();
+        p.n_threads = 1;
+        p.arena_block_bytes = 8 << 20;
+        if (!(ctx = kiln_ctx_new(&p))) abort();
+    }
+    return ctx;
+}
+
 void kf_refused(const char *what)
 {
     const char *m = kiln_last_error();

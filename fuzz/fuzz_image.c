@@ -10,16 +10,9 @@
 
 #define FUZZ_MAX_PIXELS ((int64_t)1 << 20)
 
-static kiln_ctx *g_ctx;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_ctx) {
-        kiln_ctx_params p = kiln_ctx_default_params();
-        p.n_threads = 1;
-        p.arena_block_bytes = 8 << 20;
-        if (!(g_ctx = kiln_ctx_new(&p))) abort();
-    }
+    kiln_ctx *ctx = kf_ctx();
     const char *path = kf_memfile(data, size);
     if (!path) abort();
     kiln_clear_error();
@@ -28,9 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!probed) kf_refused("probe");
     if (probed && (pr.h < 1 || pr.w < 1 || (int64_t)pr.h * pr.w > FUZZ_MAX_PIXELS)) abort();
     kiln_clear_error();
-    kiln_tensor *t = kiln_vision_image_load_ex(g_ctx, path, 0, 16, KILN_VISION_RESIZE_CROP, FUZZ_MAX_PIXELS);
+    kiln_tensor *t = kiln_vision_image_load_ex(ctx, path, 0, 16, KILN_VISION_RESIZE_CROP, FUZZ_MAX_PIXELS);
     if (!t) kf_refused("image_load");
     if (t && (t->ndim != 3 || t->shape[1] != 16 || t->shape[2] != 16)) abort();
-    kiln_step_reset(g_ctx);
+    kiln_step_reset(ctx);
     return 0;
 }

@@ -7,16 +7,9 @@
 
 #include <stdlib.h>
 
-static kiln_ctx *g_ctx;
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g_ctx) {
-        kiln_ctx_params p = kiln_ctx_default_params();
-        p.n_threads = 1;
-        p.arena_block_bytes = 8 << 20;
-        if (!(g_ctx = kiln_ctx_new(&p))) abort();
-    }
+    kiln_ctx *ctx = kf_ctx();
     const char *path = kf_memfile(data, size);
     if (!path) abort();
     kiln_clear_error();
@@ -34,9 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const void *bytes;
         size_t nbytes;
         if (!name || !kiln_st_has(f, name) || kiln_st_info(f, name, &dt, &nd, shape, &bytes, &nbytes)) abort();
-        if (nbytes <= (1u << 20) && !kiln_st_load(g_ctx, f, name)) abort(); /* a listed tensor loads */
+        if (nbytes <= (1u << 20) && !kiln_st_load(ctx, f, name)) abort(); /* a listed tensor loads */
     }
     kiln_st_close(f);
-    kiln_step_reset(g_ctx);
+    kiln_step_reset(ctx);
     return 0;
 }
