@@ -4,6 +4,7 @@
 #include "kf_images.h"
 #include "kf_learner.h"
 
+#include "kiln/apps.h"
 #include "kiln/learn_ext.h"
 
 #include <stdio.h>
@@ -100,6 +101,20 @@ static void checkpoint_seeds(void)
     kf_learner_free(&l);
 }
 
+static void modeljson_seeds(void)
+{
+    char *classes[3] = {"T-shirt/top", "caf\xc3\xa9", "7"};
+    kiln_vision_model_info mi = {.arch = "simple-cnn", .n_in = 1, .size = 28, .n_classes = 2, .classes = classes,
+                                 .norm = KILN_VISION_NORM_CUSTOM, .stats = {.mean = {0.286f}, .std = {0.353f}},
+                                 .aug = kiln_augment_default_params(), .seed = 42, .valid_pct = 0.2,
+                                 .n_params = 1234, .data = "fashion-mnist"};
+    if (kiln_vision_model_info_write(path_of("modeljson", "grey.json"), &mi)) die("model.json");
+    mi = (kiln_vision_model_info){.arch = "resnet18", .n_in = 3, .size = 64, .n_classes = 3, .classes = classes,
+                                  .norm = KILN_VISION_NORM_NONE, .stats = {.std = {1, 1, 1}}, .augment = true,
+                                  .aug = kiln_augment_default_params(), .seed = 9007199254740992ull};
+    if (kiln_vision_model_info_write(path_of("modeljson", "rgb_augment.json"), &mi)) die("model.json");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -117,6 +132,7 @@ int main(int argc, char **argv)
     image_seeds();
     safetensors_seeds(ctx);
     checkpoint_seeds();
+    modeljson_seeds();
     kiln_ctx_free(ctx);
     return 0;
 }
