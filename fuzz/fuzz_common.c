@@ -20,6 +20,12 @@ struct kiln_ctx *kf_ctx(void)
     return ctx;
 }
 
+void kf_bug(const char *why)
+{
+    fprintf(stderr, "fuzz: BUG: %s (last message: %s)\n", why, kiln_last_error());
+    abort();
+}
+
 void kf_refused(const char *what)
 {
     const char *m = kiln_last_error();

@@ -19,11 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kiln__vprobe pr;
     bool probed = !kiln__vision_probe(path, FUZZ_MAX_PIXELS, &pr);
     if (!probed) kf_refused("probe");
-    if (probed && (pr.h < 1 || pr.w < 1 || (int64_t)pr.h * pr.w > FUZZ_MAX_PIXELS)) abort();
+    if (probed && (pr.h < 1 || pr.w < 1 || (int64_t)pr.h * pr.w > FUZZ_MAX_PIXELS))
+        kf_bug("probe gave a size out of range");
     kiln_clear_error();
     kiln_tensor *t = kiln_vision_image_load_ex(ctx, path, 0, 16, KILN_VISION_RESIZE_CROP, FUZZ_MAX_PIXELS);
     if (!t) kf_refused("image_load");
-    if (t && (t->ndim != 3 || t->shape[1] != 16 || t->shape[2] != 16)) abort();
+    if (t && (t->ndim != 3 || t->shape[1] != 16 || t->shape[2] != 16)) kf_bug("image of the wrong shape");
     kiln_step_reset(ctx);
     return 0;
 }

@@ -26,8 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t shape[KILN_MAX_DIMS];
         const void *bytes;
         size_t nbytes;
-        if (!name || !kiln_st_has(f, name) || kiln_st_info(f, name, &dt, &nd, shape, &bytes, &nbytes)) abort();
-        if (nbytes <= (1u << 20) && !kiln_st_load(ctx, f, name)) abort(); /* a listed tensor loads */
+        if (!name || !kiln_st_has(f, name) || kiln_st_info(f, name, &dt, &nd, shape, &bytes, &nbytes))
+            kf_bug("a listed tensor has no info");
+        if (nbytes <= (1u << 20) && !kiln_st_load(ctx, f, name)) kf_bug("a listed tensor does not load");
     }
     kiln_st_close(f);
     kiln_step_reset(ctx);
