@@ -23,7 +23,7 @@ const char *kf_write(const char *dir, const char *name, const uint8_t *data, siz
  * KILN_FUZZ_VERBOSE is set (to see why a seed fails). */
 void kf_refused(const char *what);
 /* The reader broke its contract on this input: print why (and kiln's last message), abort. */
-void kf_bug(const char *why);
+_Noreturn void kf_bug(const char *why);
 /* Input is refused by the target (e.g. would make the reader open other files): skip it. */
 #define KF_SKIP 0
 

@@ -20,7 +20,7 @@ struct kiln_ctx *kf_ctx(void)
     return ctx;
 }
 
-void kf_bug(const char *why)
+_Noreturn void kf_bug(const char *why)
 {
     fprintf(stderr, "fuzz: BUG: %s (last message: %s)\n", why, kiln_last_error());
     abort();
