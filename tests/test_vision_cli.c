@@ -9,11 +9,11 @@
  * issue 8's cases: a truncated / folder / oversized / 5 MiB model.json, non-finite or
  * fractional numbers in it, NaN weights, class-folder symlink loops, a non-UTF-8 class
  * folder, a ~4000-byte --out. Without PLplot the PNG checks are skipped. */
-#include "util/ku.h"
+#include "util/ku_cli.h"
+#include "util/ku_disk.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <spng.h>
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
@@ -44,91 +44,11 @@ static const char *P(const char *rel)
     return buf[k];
 }
 
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
-
-static void write_png(const char *path, int s, const uint8_t *px)
-{
-    spng_ctx *sc = spng_ctx_new(SPNG_CTX_ENCODER);
-    spng_set_option(sc, SPNG_ENCODE_TO_BUFFER, 1);
-    struct spng_ihdr ihdr = {.width = (uint32_t)s, .height = (uint32_t)s, .bit_depth = 8,
-                             .color_type = SPNG_COLOR_TYPE_GRAYSCALE};
-    spng_set_ihdr(sc, &ihdr);
-    int rc = spng_encode_image(sc, px, (size_t)s * s, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
-    cr_assert(rc == 0, "spng encode: %s", spng_strerror(rc));
-    size_t n;
-    void *png = spng_get_png_buffer(sc, &n, &rc);
-    cr_assert(png);
-    write_bytes(path, png, n);
-    free(png);
-    spng_ctx_free(sc);
-}
-
-/* Class "left" is bright on the left half, "right" on the right half; a little texture. */
-static void class_image(uint8_t *px, int s, int cls, int i)
-{
-    for (int y = 0; y < s; y++)
-        for (int x = 0; x < s; x++)
-            px[y * s + x] = (uint8_t)(((x < s / 2) == (cls == 0) ? 190 : 40) + (x * 3 + y * 5 + i * 11) % 40);
-}
-
-static void make_folder(const char *root)
-{
-    uint8_t px[16 * 16];
-    char path[512];
-    const char *cls[2] = {"left", "right"};
-    for (int c = 0; c < 2; c++)
-        for (int i = 0; i < 12; i++) {
-            const char *split = i < 8 ? "train" : "valid";
-            snprintf(path, sizeof path, "%s/%s/%s", root, split, cls[c]);
-            char cmd[600];
-            snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
-            cr_assert(system(cmd) == 0);
-            snprintf(path, sizeof path, "%s/%s/%s/%02d.png", root, split, cls[c], i);
-            class_image(px, 16, c, i);
-            write_png(path, 16, px);
-        }
-}
-
-static void write_idx(const char *path, uint32_t magic, const uint32_t *dims, int nd, const uint8_t *data, size_t n)
-{
-    uint8_t hdr[16];
-    for (int i = 0; i < 4; i++) hdr[i] = (uint8_t)(magic >> (24 - 8 * i));
-    for (int d = 0; d < nd; d++)
-        for (int i = 0; i < 4; i++) hdr[4 + 4 * d + i] = (uint8_t)(dims[d] >> (24 - 8 * i));
-    FILE *f = fopen(path, "wb");
-    cr_assert(f);
-    fwrite(hdr, 1, 4 + 4 * (size_t)nd, f);
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
-
-/* dir/<pre>-images-idx3-ubyte and -labels-idx1-ubyte: n 28x28 images of 3 classes. */
-static void make_idx(const char *dir, const char *pre, int n)
-{
-    uint8_t *img = malloc((size_t)n * 784), lab[64];
-    for (int i = 0; i < n; i++) {
-        lab[i] = (uint8_t)(i % 3);
-        for (int q = 0; q < 784; q++) img[i * 784 + q] = (uint8_t)((q % 28) / 10 == lab[i] ? 220 : (q * 7 + i) % 30);
-    }
-    char a[512], b[512];
-    snprintf(a, sizeof a, "%s/%s-images-idx3-ubyte", dir, pre);
-    snprintf(b, sizeof b, "%s/%s-labels-idx1-ubyte", dir, pre);
-    write_idx(a, 0x803, (uint32_t[]){(uint32_t)n, 28, 28}, 3, img, (size_t)n * 784);
-    write_idx(b, 0x801, (uint32_t[]){(uint32_t)n}, 1, lab, (size_t)n);
-    free(img);
-}
-
 static void setup(void)
 {
     snprintf(g_dir, sizeof g_dir, "/tmp/kiln_vision_cli.XXXXXX");
     cr_assert(mkdtemp(g_dir) != NULL);
-    make_folder(P("img"));
+    ku_make_image_folder(P("img"));
 }
 
 static void teardown(void)
@@ -192,15 +112,6 @@ static void expect_png(const char *rel)
     if (kiln_plot_available()) cr_expect(is_png(P(rel)), "%s is not a PNG", rel);
 }
 
-static void expect_no_temp(const char *rel)
-{
-    DIR *d = opendir(P(rel));
-    cr_assert(d, "no folder %s", rel);
-    for (struct dirent *e; (e = readdir(d));)
-        cr_expect(!strstr(e->d_name, ".tmp."), "temp file %s/%s left behind", rel, e->d_name);
-    closedir(d);
-}
-
 static cJSON *json(const char *rel)
 {
     char *s = ku_slurp(P(rel));
@@ -258,7 +169,7 @@ Test(vision_cli, lr_find_writes_its_files)
     cr_expect(count_lines(csv) >= 10);
     free(csv);
     expect_png("lr/lr_find.png");
-    expect_no_temp("lr");
+    ku_expect_no_temp(P("lr"));
 }
 
 Test(vision_cli, fit_writes_every_file)
@@ -293,7 +204,7 @@ Test(vision_cli, fit_writes_every_file)
     cr_expect(stat(P("run/model.safetensors"), &st) == 0 && st.st_size > 1000);
     expect_png("run/losses.png");
     expect_png("run/lr.png");
-    expect_no_temp("run");
+    ku_expect_no_temp(P("run"));
 }
 
 Test(vision_cli, fit_tta_and_snapshots_add_their_metrics)
@@ -338,7 +249,7 @@ Test(vision_cli, fit_checkpoints_and_resume)
     cr_expect(!strncmp(hist, hist2, strlen("epoch,train_loss,valid_loss,accuracy,time\n")));
     free(hist);
     free(hist2);
-    expect_no_temp("rs");
+    ku_expect_no_temp(P("rs"));
     run_fail("vision fit %s/img --out %s/rs --bs 4 --epochs 3 --lr 3e-3 --no-augment --resume " FAST, 1,
              "epochs");
     run_fail("vision fit %s/img --out %s/none --bs 4 --epochs 2 --resume " FAST, 1, "none/checkpoint.safetensors");
@@ -382,9 +293,9 @@ Test(vision_cli, predict_show_batch_interpret)
     free(tl);
     expect_png("interp/confusion_matrix.png");
     expect_png("interp/top_losses.png");
-    expect_no_temp("interp");
+    ku_expect_no_temp(P("interp"));
     /* a broken model.json */
-    write_bytes(P("m/model.json"), "{\"format\": \"kiln-vision-model\", \"arch\": 3}", 42);
+    ku_write_bytes(P("m/model.json"), "{\"format\": \"kiln-vision-model\", \"arch\": 3}", 42);
     run_fail("vision predict %s/m %s/img/valid/left/08.png", 1, "model.json");
 }
 
@@ -424,7 +335,7 @@ Test(vision_cli, augmentation_flags)
     cr_assert(at, "no p_affine in %s", mj);
     char *edited = malloc(strlen(mj) + 16);
     snprintf(edited, strlen(mj) + 16, "%.*s\"p_affine\": 7.5,%s", (int)(at - mj), mj, strchr(at, ',') + 1);
-    write_bytes(P("a/model.json"), edited, strlen(edited));
+    ku_write_bytes(P("a/model.json"), edited, strlen(edited));
     run_fail("vision predict %s/a %s/img/valid/left/08.png --tta", 1, "augmentation holds values out of range");
     free(edited);
     free(mj);
@@ -463,8 +374,8 @@ Test(vision_cli, layout_flag)
 Test(vision_cli, idx_data)
 {
     cr_assert(mkdir(P("idx"), 0777) == 0);
-    make_idx(P("idx"), "train", 48);
-    make_idx(P("idx"), "t10k", 12);
+    ku_make_idx(P("idx"), "train", 48);
+    ku_make_idx(P("idx"), "t10k", 12);
     run_ok("vision fit %s/idx --out %s/im --bs 8 --epochs 1 " FAST);
     cJSON *m = json("im/model.json");
     cr_expect_eq(num(m, "size"), 28);
@@ -477,10 +388,10 @@ Test(vision_cli, idx_data)
     cr_expect_eq(count_lines(tl), 5);
     free(tl);
     /* a wrong magic names the file */
-    write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x802, (uint32_t[]){12}, 1, (const uint8_t *)"012012012012", 12);
+    ku_write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x802, (uint32_t[]){12}, 1, (const uint8_t *)"012012012012", 12);
     run_fail("vision fit %s/idx --out %s/bad --bs 8 " FAST, 1, "t10k-labels-idx1-ubyte");
     /* inconsistent counts: 12 valid images, 10 labels */
-    write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x801, (uint32_t[]){10}, 1, (const uint8_t *)"0120120120", 10);
+    ku_write_idx(P("idx/t10k-labels-idx1-ubyte"), 0x801, (uint32_t[]){10}, 1, (const uint8_t *)"0120120120", 10);
     run_fail("vision fit %s/idx --out %s/bad --bs 8 " FAST, 1, "t10k");
 }
 
@@ -488,8 +399,8 @@ Test(vision_cli, idx_data)
 Test(vision_cli, simple_resnet_fit_and_predict)
 {
     cr_assert(mkdir(P("idx"), 0777) == 0);
-    make_idx(P("idx"), "train", 48);
-    make_idx(P("idx"), "t10k", 12);
+    ku_make_idx(P("idx"), "train", 48);
+    ku_make_idx(P("idx"), "t10k", 12);
     run_ok("vision fit %s/idx --out %s/sr --arch simple-resnet --bs 8 --epochs 1 --threads 1 --workers 0");
     expect_in("out", "model: simple-resnet");
     cJSON *m = json("sr/model.json");
@@ -503,7 +414,7 @@ Test(vision_cli, simple_resnet_fit_and_predict)
     /* predict reads an image file: write one of the IDX images as a 28x28 PNG */
     uint8_t px[784];
     for (int q = 0; q < 784; q++) px[q] = (uint8_t)((q % 28) / 10 == 1 ? 220 : (q * 7 + 1) % 30); /* class 1 */
-    write_png(P("one.png"), 28, px);
+    ku_write_png(P("one.png"), 28, px);
     run_ok("vision predict %s/sr %s/one.png --threads 1");
     char *out = ku_slurp(P("out"));
     char file[512], cls[64];
@@ -532,7 +443,7 @@ Test(vision_cli, bad_input)
     run_fail("vision frobnicate", 2, "unknown command 'frobnicate'");
     run_fail("vision predict %s/nomodel x.png", 1, "nomodel/model.json");
     /* a file that is not an image: an error naming it, or a warning and a count with --skip-bad */
-    write_bytes(P("img/train/left/zz_bad.png"), "this is not a png at all", 24);
+    ku_write_bytes(P("img/train/left/zz_bad.png"), "this is not a png at all", 24);
     run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "zz_bad.png");
     run_ok("vision fit %s/img --out %s/skip --bs 4 --epochs 1 --skip-bad " FAST);
     expect_in("err", "warning");
@@ -543,7 +454,7 @@ Test(vision_cli, bad_input)
     char *png = ku_slurp(P("img/train/left/00.png"));
     struct stat st;
     cr_assert(stat(P("img/train/left/00.png"), &st) == 0);
-    write_bytes(P("img/train/left/zz_trunc.png"), png, (size_t)st.st_size / 2);
+    ku_write_bytes(P("img/train/left/zz_trunc.png"), png, (size_t)st.st_size / 2);
     free(png);
     run_fail("vision fit %s/img --out %s/x --bs 4 --epochs 1 " FAST, 1, "zz_trunc.png");
     run_ok("vision fit %s/img --out %s/skip2 --bs 4 --epochs 1 --skip-bad " FAST);
@@ -568,7 +479,7 @@ Test(vision_cli, resnet_and_csv_source)
     for (int c = 0; c < 2; c++)
         for (int i = 0; i < 12; i++)
             n += (size_t)snprintf(csv + n, 4096 - n, "%s/%s/%02d.png,%s\n", i < 8 ? "train" : "valid", cls[c], i, cls[c]);
-    write_bytes(P("img/labels.csv"), csv, n);
+    ku_write_bytes(P("img/labels.csv"), csv, n);
     free(csv);
     run_ok("vision fit %s/img/labels.csv --out %s/r18 --arch resnet18 --bs 6 --epochs 1 --valid-pct 0.25 " FAST);
     cJSON *m = json("r18/model.json");
@@ -634,7 +545,7 @@ Test(vision_cli, model_json_truncated_folder_or_huge)
     run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1");
     expect_in("out", "left/08.png");
     char *good = ku_slurp(P("m/model.json"));
-    write_bytes(P("m/model.json"), "{\"format\": ", 11);
+    ku_write_bytes(P("m/model.json"), "{\"format\": ", 11);
     both_refuse("m", "model.json: not valid JSON: the text ends early (line 1, column 12)");
     unlink(P("m/model.json"));
     cr_assert(mkdir(P("m/model.json"), 0777) == 0);
@@ -654,7 +565,7 @@ Test(vision_cli, model_json_truncated_folder_or_huge)
     memset(text + k, 'x', big);
     k += big;
     k += (size_t)sprintf(text + k, "\"}\n");
-    write_bytes(P("m/model.json"), text, k);
+    ku_write_bytes(P("m/model.json"), text, k);
     run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1");
     expect_in("out", "left/08.png");
     expect_in("err", "unknown key \"note\" ignored");
@@ -680,7 +591,7 @@ Test(vision_cli, model_json_numbers_are_range_checked)
                  " \"classes\": [\"left\", \"right\"], \"normalization\": {\"mean\": [%s], \"std\": [%s]},"
                  " \"augment\": false, \"seed\": %s}",
                  edits[i][2], edits[i][0], edits[i][1], edits[i][3]);
-        write_bytes(P("m/model.json"), t, strlen(t));
+        ku_write_bytes(P("m/model.json"), t, strlen(t));
         if (edits[i][4]) both_refuse("m", edits[i][4]);
         else run_ok("vision predict %s/m %s/img/valid/left/08.png --threads 1"); /* the control: it does run */
     }
@@ -813,7 +724,7 @@ Test(vision_cli, fit_divergence_keeps_files_and_names_the_batch)
     expect_same_bytes(P("dv/model.safetensors"), model, nm, "divergence");
     expect_same_bytes(P("dv/model.json"), mjson, nj, "divergence");
     expect_finite_checkpoint(P("dv/checkpoint.safetensors"));
-    expect_no_temp("dv");
+    ku_expect_no_temp(P("dv"));
     run_fail("vision fit %s/img --out %s/dv --bs 4 --epochs 2 --lr 3e-3 --no-augment --resume " FAST, 1,
              "--lr: 1000000000 then, 0.003 now");
     expect_same_bytes(P("dv/model.safetensors"), model, nm, "refused resume");

@@ -1,5 +1,6 @@
 /* kiln io: safetensors files (the format PyTorch and Hugging Face use), read through mmap
- * and written atomically (temp file + fsync + rename).
+ * and written atomically, and the atomic writer (temp file + fsync + rename) that every file
+ * kiln writes goes through.
  * Layout: u64 little-endian header length N, N bytes of JSON
  * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
  *  "__metadata__": {"key": "value"}}, then the data (offsets are relative to its start). */
@@ -7,6 +8,8 @@
 #define KILN_IO_H
 
 #include "kiln/core.h"
+
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +42,32 @@ typedef struct kiln_st_entry {
 /* meta: NULL or a NULL-terminated list of key, value, key, value, ... */
 kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t n,
                          const char *const *meta);
+
+/* ---- atomic file writes ------------------------------------------------------------------------
+ * Every file kiln writes goes through these. The bytes go to "<path>.tmp.<pid>" in the same
+ * folder; every write, flush, fsync and close is checked (ENOSPC, EIO, ...); the temp file is
+ * fsynced, renamed over path, and the folder fsynced. On any failure the temp file is removed,
+ * the file already at path is left byte for byte as it was, and the error (kiln_last_error)
+ * names path and the cause, e.g. "cannot write out/model.json: write of out/model.json.tmp.42
+ * failed: No space left on device (the previous file is kept)". */
+typedef struct kiln_atomic kiln_atomic;
+
+/* The whole file from one buffer. */
+kiln_status kiln_atomic_write(const char *path, const void *data, size_t n);
+
+/* Streaming: begin creates the temp file and gives a stream to write into (stdio calls on it
+ * may fail; commit reports the first failure with its errno). A writer that must write by
+ * file name (PLplot) writes kiln_atomic_temp_path(a) itself, checks what it wrote, then
+ * commits. commit and abort both free a; abort removes the temp file and keeps path as it was. */
+kiln_status kiln_atomic_begin(const char *path, kiln_atomic **out);
+FILE *kiln_atomic_stream(kiln_atomic *a);
+const char *kiln_atomic_temp_path(const kiln_atomic *a);
+kiln_status kiln_atomic_commit(kiln_atomic *a);
+void kiln_atomic_abort(kiln_atomic *a);
+
+/* Removes the temp files ("<name>.tmp.<pid>", regular files) in dir that a killed process left:
+ * those whose pid is no live process. *removed (may be NULL) counts them. */
+kiln_status kiln_atomic_clean_stale(const char *dir, int *removed);
 
 #ifdef __cplusplus
 }

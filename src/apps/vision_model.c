@@ -4,6 +4,7 @@
 #include "kiln/apps.h"
 
 #include "core/internal.h"
+#include "kiln/io.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -553,37 +554,12 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     return KILN_STATUS_OK;
 }
 
-/* temp file + fsync + rename (to move onto the library's atomic writer once it has one) */
-static kiln_status write_atomic(const char *path, const char *text)
-{
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    if (!tmp) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, pl + 32, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    kiln_status st = KILN_STATUS_OK;
-    if (!f) st = kiln__err(KILN_STATUS_IO, "cannot create %s: %s", tmp, strerror(errno));
-    else {
-        size_t n = strlen(text);
-        bool ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-        int err = errno;
-        ok = fclose(f) == 0 && ok;
-        if (ok && rename(tmp, path) != 0) ok = false, err = errno;
-        if (!ok) {
-            unlink(tmp);
-            st = kiln__err(KILN_STATUS_IO, "cannot write %s: %s", path, strerror(err));
-        }
-    }
-    free(tmp);
-    return st;
-}
-
 kiln_status kiln_vision_model_info_write(const char *path, const kiln_vision_model_info *info)
 {
     char *text;
     kiln_status st = kiln_vision_model_info_format(info, &text);
     if (st) return st;
-    st = write_atomic(path, text);
+    st = kiln_atomic_write(path, text, strlen(text)); /* temp file, fsync, rename */
     free(text);
     return st;
 }

@@ -2,8 +2,8 @@
  * integer text, so large offsets never turn into floating-point notation) and padded with
  * spaces to a multiple of 8 bytes. Tensor data is laid out by element size, largest first,
  * so every tensor is aligned to its element size in the file and in a mapping of it; the
- * header lists tensors in the caller's order. The file is written to "<path>.tmp.<pid>",
- * flushed and fsynced, then renamed over path, so a reader never sees half a file. */
+ * header lists tensors in the caller's order. The file is written through kiln_atomic_begin
+ * (temp file, fsync, rename), so a reader never sees half a file. */
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -150,47 +150,17 @@ static bool write_tensor(FILE *fp, const kiln_tensor *t, uint64_t bytes)
     return ok;
 }
 
-/* Creates tmp and writes the whole file into it; false with errno set on failure. */
-static bool write_file(const char *tmp, const char *json, size_t hlen, const kiln_st_entry *e,
-                       const size_t *order, size_t n, const uint64_t *bytes)
+/* Writes the whole file into fp; false when a write failed (kiln_atomic_commit says why). */
+static bool write_file(FILE *fp, const char *json, size_t hlen, const kiln_st_entry *e, const size_t *order, size_t n,
+                       const uint64_t *bytes)
 {
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) return false;
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        int err = errno;
-        close(fd);
-        errno = err;
-        return false;
-    }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     size_t jlen = strlen(json);
     bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(json, 1, jlen, fp) == jlen;
     for (size_t i = jlen; ok && i < hlen; i++) ok = fputc(' ', fp) != EOF;
     for (size_t i = 0; ok && i < n; i++) ok = write_tensor(fp, e[order[i]].t, bytes[order[i]]);
-    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
-    int err = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    errno = err;
     return ok;
-}
-
-/* Makes the rename durable; best effort, a failure here loses nothing already written. */
-static void sync_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t n,
@@ -200,7 +170,7 @@ kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t 
     if (!entries && n) return kiln__err(KILN_STATUS_INVALID, "st_save: %s: entries is NULL", path);
     uint64_t *bytes = malloc((n + 1) * sizeof *bytes), *begin = malloc((n + 1) * sizeof *begin);
     size_t *order = malloc((n + 1) * sizeof *order);
-    char *json = NULL, *tmp = NULL;
+    char *json = NULL;
     kiln_status s = KILN_STATUS_OK;
     if (!bytes || !begin || !order) {
         s = kiln__err(KILN_STATUS_NOMEM, "st_save: %s: out of memory", path);
@@ -222,29 +192,14 @@ kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t 
         goto done;
     }
     size_t hlen = (strlen(json) + 7) & ~(size_t)7;
-    size_t tlen = strlen(path) + 32;
-    if (!(tmp = malloc(tlen))) {
-        s = kiln__err(KILN_STATUS_NOMEM, "st_save: %s: out of memory", path);
-        goto done;
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    if (!write_file(tmp, json, hlen, entries, order, n, bytes)) {
-        s = kiln__err(KILN_STATUS_IO, "st_save: %s: cannot write %s: %s", path, tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        s = kiln__err(KILN_STATUS_IO, "st_save: %s: cannot rename %s over it: %s", path, tmp,
-                      strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    sync_dir(path);
+    kiln_atomic *af;
+    if ((s = kiln_atomic_begin(path, &af))) goto done;
+    (void)write_file(kiln_atomic_stream(af), json, hlen, entries, order, n, bytes); /* commit reports a failure */
+    s = kiln_atomic_commit(af);
 done:
     free(bytes);
     free(begin);
     free(order);
-    free(tmp);
     if (json) cJSON_free(json);
     return s;
 }

@@ -4,6 +4,7 @@
  * must not change the run that follows). Suggestions come from sched.h's pure functions;
  * the plot and CSV are written here. */
 #include "learn_internal.h"
+#include "kiln/io.h"
 #include "kiln/learn_ext.h"
 
 #include <errno.h>
@@ -314,31 +315,13 @@ kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *pp,
 kiln_status kiln_lr_find_write_csv(const kiln_lr_find_result *r, const char *path)
 {
     if (!r || !path) return kiln__err(KILN_STATUS_INVALID, "lr_find_write_csv: NULL argument");
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) return kiln__err(KILN_STATUS_NOMEM, "lr_find_write_csv: out of memory");
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        kiln_status e =
-            kiln__err(KILN_STATUS_IO, "lr_find_write_csv: %s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return e;
-    }
-    bool ok = fprintf(f, "lr,loss,smooth_loss\n") > 0;
-    for (int64_t i = 0; ok && i < r->n; i++)
-        ok = fprintf(f, "%.9g,%.9g,%.9g\n", r->lrs[i], r->losses[i], r->smooth_losses[i]) > 0;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) err = errno;
-        unlink(tmp);
-        free(tmp);
-        return kiln__err(KILN_STATUS_IO, "lr_find_write_csv: %s: write failed: %s", path, strerror(err));
-    }
-    free(tmp);
-    return KILN_STATUS_OK;
+    kiln_atomic *a;
+    kiln_status st = kiln_atomic_begin(path, &a);
+    if (st) return st;
+    FILE *f = kiln_atomic_stream(a);
+    fputs("lr,loss,smooth_loss\n", f);
+    for (int64_t i = 0; i < r->n; i++) fprintf(f, "%.9g,%.9g,%.9g\n", r->lrs[i], r->losses[i], r->smooth_losses[i]);
+    return kiln_atomic_commit(a); /* reports any failed write above */
 }
 
 kiln_status kiln_lr_find_plot(const kiln_lr_find_result *r, const char *path, int skip_end)

@@ -1,6 +1,7 @@
 /* The recorder (include/kiln/learn.h): what a fit did, per batch and per epoch, as arrays
  * for callbacks and plots and as CSV files written atomically. */
 #include "learn_internal.h"
+#include "kiln/io.h"
 
 #include <errno.h>
 #include <math.h>
@@ -141,37 +142,13 @@ kiln_status kiln_recorder_epoch(const kiln_recorder *r, int64_t i, kiln_epoch_re
 
 /* ---- CSV ---- */
 
-static FILE *open_tmp(const char *path, char *tmp, size_t n)
-{
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) kiln__err(KILN_STATUS_IO, "recorder: cannot create %s: %s", tmp, strerror(errno));
-    return f;
-}
-
-static kiln_status close_tmp(FILE *f, const char *tmp, const char *path)
-{
-    bool ok = fflush(f) == 0 && !ferror(f) && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = fclose(f) == 0 && ok;
-    if (!ok) {
-        unlink(tmp);
-        return kiln__err(KILN_STATUS_IO, "recorder: writing %s failed: %s", tmp, strerror(err));
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        unlink(tmp);
-        return kiln__err(KILN_STATUS_IO, "recorder: cannot rename %s to %s: %s", tmp, path, strerror(err));
-    }
-    return KILN_STATUS_OK;
-}
-
 kiln_status kiln_recorder_write_csv(const kiln_recorder *r, const char *path)
 {
     if (!r || !path) return kiln__err(KILN_STATUS_INVALID, "recorder_write_csv: NULL argument");
-    char tmp[4096];
-    FILE *f = open_tmp(path, tmp, sizeof tmp);
-    if (!f) return KILN_STATUS_IO;
+    kiln_atomic *a;
+    kiln_status st = kiln_atomic_begin(path, &a);
+    if (st) return st;
+    FILE *f = kiln_atomic_stream(a);
     fputs("epoch,train_loss,valid_loss", f);
     for (int j = 0; j < r->n_metrics; j++) fprintf(f, ",%s", r->metric_names[j]);
     fputs(",time\n", f);
@@ -182,15 +159,16 @@ kiln_status kiln_recorder_write_csv(const kiln_recorder *r, const char *path)
         for (int j = 0; j < r->n_metrics; j++) fprintf(f, ",%.9g", r->emet[i * r->n_metrics + j]);
         fprintf(f, ",%s\n", kiln_format_time(e->seconds, tb, sizeof tb));
     }
-    return close_tmp(f, tmp, path);
+    return kiln_atomic_commit(a); /* reports any failed write above */
 }
 
 kiln_status kiln_recorder_write_batches_csv(const kiln_recorder *r, const char *path)
 {
     if (!r || !path) return kiln__err(KILN_STATUS_INVALID, "recorder_write_batches_csv: NULL argument");
-    char tmp[4096];
-    FILE *f = open_tmp(path, tmp, sizeof tmp);
-    if (!f) return KILN_STATUS_IO;
+    kiln_atomic *a;
+    kiln_status st = kiln_atomic_begin(path, &a);
+    if (st) return st;
+    FILE *f = kiln_atomic_stream(a);
     fputs("iter,epoch,loss,smooth_loss", f);
     for (int g = 0; g < r->n_groups; g++) fprintf(f, ",lr_%d", g);
     for (int g = 0; g < r->n_groups; g++) fprintf(f, ",mom_%d", g);
@@ -201,7 +179,7 @@ kiln_status kiln_recorder_write_batches_csv(const kiln_recorder *r, const char *
         for (int g = 0; g < r->n_groups; g++) fprintf(f, ",%.9g", r->moms[g][i]);
         fputc('\n', f);
     }
-    return close_tmp(f, tmp, path);
+    return kiln_atomic_commit(a); /* reports any failed write above */
 }
 
 /* ---- plots ---- */

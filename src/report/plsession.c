@@ -8,12 +8,12 @@
 #include "core/internal.h"
 #include "kiln/report.h"
 #include "report/plsession.h"
+#include "data/vision/vision_internal.h"
+#include "kiln/io.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 kiln_status kiln__plot_no_plplot(const char *what, const char *path)
 {
@@ -26,6 +26,7 @@ kiln_status kiln__plot_no_plplot(const char *what, const char *path)
 #include <plplot.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <spng.h>
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static jmp_buf g_jmp;
@@ -76,44 +77,32 @@ void kiln__plot_pixel_page(int width, int height, double text_px)
     plschr(text_px / px_per_mm, 1.0);
 }
 
-/* Makes the rename durable where the directory can be opened; best effort. */
-static void sync_dir(const char *path)
+/* PLplot and cairo do not report a failed write of the PNG (a full disk leaves a truncated
+ * file behind a valid signature), so the temp file is checked as a reader would see it: it
+ * must end with the IEND chunk and decode completely (every chunk CRC, the whole zlib
+ * stream). */
+static kiln_status check_png(const char *what, const char *path, const char *tmp)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
-/* The temp file must exist, be a PNG and reach the disk before the rename. */
-static kiln_status finish_file(const char *what, const char *path, const char *tmp)
-{
-    static const unsigned char magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8] = {0};
-    int fd = open(tmp, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return kiln__err(KILN_STATUS_IO, "%s: %s: PLplot wrote nothing to %s: %s", what, path, tmp, strerror(errno));
-    ssize_t got = read(fd, head, sizeof head);
-    bool ok = got == (ssize_t)sizeof head && !memcmp(head, magic, sizeof magic);
-    int sync_rc = fsync(fd);
-    close(fd);
-    if (!ok)
-        return kiln__err(KILN_STATUS_IO, "%s: %s: PLplot did not write a PNG to %s", what, path, tmp);
-    if (sync_rc != 0)
-        return kiln__err(KILN_STATUS_IO, "%s: %s: fsync %s: %s", what, path, tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        return kiln__err(KILN_STATUS_IO, "%s: %s: cannot rename %s over it: %s", what, path, tmp, strerror(errno));
-    sync_dir(path);
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char *b = NULL;
+    size_t n = 0;
+    if (kiln__vision_read_file(what, tmp, &b, &n))
+        return KILN_STATUS_IO; /* the message names tmp */
+    int rc = -1;
+    bool whole = n >= 8 + sizeof iend && !memcmp(b + n - sizeof iend, iend, sizeof iend);
+    spng_ctx *sc = whole ? spng_ctx_new(0) : NULL;
+    size_t bytes = 0;
+    unsigned char *px = NULL;
+    if (sc && !(rc = spng_set_png_buffer(sc, b, n)) && !(rc = spng_decoded_image_size(sc, SPNG_FMT_RGBA8, &bytes)))
+        rc = (px = malloc(bytes)) ? spng_decode_image(sc, px, bytes, SPNG_FMT_RGBA8, 0) : SPNG_EMEM;
+    free(px);
+    spng_ctx_free(sc);
+    free(b);
+    if (!whole || rc)
+        return kiln__err(KILN_STATUS_IO,
+                         "%s: cannot write %s: PLplot left an incomplete PNG in %s (%s; is the disk full?); the "
+                         "previous file is kept",
+                         what, path, tmp, whole ? spng_strerror(rc) : "no IEND chunk at its end");
     return KILN_STATUS_OK;
 }
 
@@ -160,26 +149,18 @@ kiln_status kiln__plot_session(const char *path, const kiln__plot_page *pg)
     if (pg->width < 1 || pg->height < 1 || pg->width > 20000 || pg->height > 20000)
         return kiln__err(KILN_STATUS_INVALID, "%s: %s: page %dx%d (need 1..20000 a side)", what, path, pg->width,
                          pg->height);
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp)
-        return kiln__err(KILN_STATUS_NOMEM, "%s: %s: out of memory", what, path);
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    /* create the file ourselves first: a clear error for a bad directory, before PLplot */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        kiln_status st = kiln__err(KILN_STATUS_IO, "%s: cannot create %s: %s", what, tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    close(fd);
+    /* the temp file is created first: a clear error for a bad folder, before PLplot */
+    kiln_atomic *af;
+    kiln_status ast = kiln_atomic_begin(path, &af); /* its message names path and the cause */
+    if (ast)
+        return ast;
+    const char *tmp = kiln_atomic_temp_path(af);
 
     pthread_mutex_lock(&g_lock);
     g_plmsg[0] = '\0';
     if (!have_pngcairo()) {
         pthread_mutex_unlock(&g_lock);
-        unlink(tmp);
-        free(tmp);
+        kiln_atomic_abort(af);
         return kiln__err(KILN_STATUS_UNSUPPORTED,
                          "%s: %s: PLplot has no pngcairo device (apt-get install plplot-driver-cairo)", what, path);
     }
@@ -191,11 +172,12 @@ kiln_status kiln__plot_session(const char *path, const kiln__plot_page *pg)
     if (st == KILN_STATUS_OK && msg[0])
         st = kiln__err(KILN_STATUS_BACKEND, "%s: %s: PLplot: %s", what, path, msg);
     else if (st == KILN_STATUS_OK)
-        st = finish_file(what, path, tmp);
-    if (st != KILN_STATUS_OK)
-        unlink(tmp);
-    free(tmp);
-    return st;
+        st = check_png(what, path, tmp);
+    if (st != KILN_STATUS_OK) {
+        kiln_atomic_abort(af);
+        return st;
+    }
+    return kiln_atomic_commit(af);
 }
 
 #else /* !KILN_HAVE_PLPLOT */

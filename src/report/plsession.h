@@ -5,8 +5,9 @@
  * PLplot is global state and calls exit() on fatal errors. kiln__plot_session takes the
  * single lock every PLplot call in kiln runs under, installs exit/abort handlers (a fatal
  * error longjmps back and becomes a KILN_STATUS_BACKEND error naming the path), opens the
- * pngcairo device on "<path>.tmp.<pid>", runs the caller's callbacks, closes the stream,
- * checks the file is a PNG, fsyncs it and renames it over path. Built without PLplot
+ * pngcairo device on the temp file of kiln_atomic_begin, runs the caller's callbacks, closes
+ * the stream, checks the file is a whole PNG (IEND at its end, a full decode) and commits it
+ * (fsync, rename over path); a failure leaves the previous file at path as it was. Built without PLplot
  * (KILN_HAVE_PLPLOT undefined) the session returns KILN_STATUS_UNSUPPORTED. */
 #ifndef KILN_REPORT_PLSESSION_H
 #define KILN_REPORT_PLSESSION_H

@@ -278,20 +278,7 @@ int vc_mkdirs(const vopts *o, const char *dir)
 
 int vc_write_atomic(const vopts *o, const char *path, const char *text)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return vc_fail(o, 1, "cannot create %s: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) err = errno;
-        unlink(tmp);
-        return vc_fail(o, 1, "cannot write %s: %s", path, strerror(err));
-    }
-    return 0;
+    return kiln_atomic_write(path, text, strlen(text)) ? vc_kfail(o, NULL) : 0;
 }
 
 /* ---- data, model, learner ----------------------------------------------------------------------- */

@@ -100,13 +100,24 @@ static int session_begin(vopts *o, const char *data, session *s)
     return 0;
 }
 
+/* The --out folder, made if missing, without the temp files a killed kiln left there (a kill
+ * during a write leaves "<file>.tmp.<pid>"); one line on stderr says how many went. */
+static int prepare_out(vopts *o)
+{
+    int rc = vc_mkdirs(o, o->out), removed = 0;
+    if (!rc && kiln_atomic_clean_stale(o->out, &removed)) rc = vc_kfail(o, NULL);
+    if (!rc && removed && !o->quiet)
+        fprintf(stderr, "%s: removed %d temp file(s) a killed run left in %s\n", o->cmd, removed, o->out);
+    return rc;
+}
+
 /* ---- lr-find ------------------------------------------------------------------------------------- */
 
 int vc_lr_find(vopts *o, const char *data)
 {
     if (o->num_it < 2 || o->num_it > 100000) return vc_fail(o, 2, "--num-it must be in [2, 100000]");
     session s;
-    int rc = vc_mkdirs(o, o->out);
+    int rc = prepare_out(o);
     if (!rc) rc = session_begin(o, data, &s);
     else memset(&s, 0, sizeof s);
     if (rc) {
@@ -429,7 +440,7 @@ int vc_fit(vopts *o, const char *data)
     if (o->resume && access(p_ckpt, R_OK) != 0)
         return vc_fail(o, 1, "--resume: no checkpoint %s to resume from", p_ckpt);
     session s;
-    int rc = vc_mkdirs(o, o->out);
+    int rc = prepare_out(o);
     if (!rc) rc = session_begin(o, data, &s);
     else memset(&s, 0, sizeof s);
     kiln_vision_model_info probe = {0}; /* what model.json cannot hold (a non-UTF-8 class name) fails now */
