@@ -168,6 +168,7 @@ Test(divergence, stop_names_the_first_nonfinite_op)
     ku_expect_error("output of op 'linear'", "the op");
     cr_assert(strstr(kiln_last_error(), "(op 1 of") == NULL, "the first linear's output is finite: %s",
               kiln_last_error());
+    kiln_weights_free(&p.last_good);
     ku_learn_free(&f);
 }
 

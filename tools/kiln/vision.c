@@ -31,7 +31,8 @@ static const kiln_flag g_flags[] = {
      "epochs (3; sgdr: the cycles' sum; clr: n-cycle x cycle-len)", NULL, NULL},
     {"--lr", "X", KILN_FLAG_DOUBLE, O(lr), VC_FIT, "peak learning rate (1e-2)", NULL, NULL},
     {"--resume", NULL, KILN_FLAG_BOOL, O(resume), VC_FIT,
-     "go on from DIR/checkpoint.safetensors (saved at every epoch end) with the same flags", NULL, NULL},
+     "go on from DIR/checkpoint.safetensors (saved at the start and every epoch end) with the same flags "
+     "(a flag that shapes training and differs is refused by name)", NULL, NULL},
     {"--on-nan", "POLICY", KILN_FLAG_STR, O(on_nan), VC_FIT,
      "a NaN/infinite loss or gradient: stop (exit 1, the last good checkpoint and model files kept) | "
      "skip (skip that batch; stop after 10 in a row) (stop)", NULL, NULL},
