@@ -5,7 +5,11 @@
 #include "core/internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static kiln_ctx *ctx;
 static void setup(void) { ctx = ku_ctx(); }
@@ -154,6 +158,31 @@ Test(core, long_error_message_keeps_its_cause)
     kiln__err(KILN_STATUS_IO, "short %s", "message");
     kiln__err_prefix(KILN_STATUS_IO, "op: ");
     cr_expect_str_eq(kiln_last_error(), "op: short message");
+}
+
+/* The suite runs on the caller's OMP_NUM_THREADS (2 when unset, see CMakeLists.txt), so a
+ * 1-thread run really is one: the test context, a default context and OpenMP agree. */
+Test(core, threads_follow_omp_num_threads)
+{
+    const char *e = getenv("OMP_NUM_THREADS");
+    int want = ku_threads(); /* OMP_NUM_THREADS, or 2 when the binary runs outside ctest */
+    cr_assert(!e || atoi(e) <= 0 || want == atoi(e), "ku_threads %d, OMP_NUM_THREADS=%s", want, e);
+    cr_assert_eq(kiln_ctx_threads(ctx), want, "ku_ctx: %d threads, want %d", kiln_ctx_threads(ctx), want);
+    if (e && atoi(e) > 0) {
+        kiln_ctx_params p = kiln_ctx_default_params();
+        kiln_ctx *c0 = kiln_ctx_new(&p);
+        cr_assert_not_null(c0);
+        cr_assert_eq(kiln_ctx_threads(c0), want, "n_threads 0: %d threads, OMP_NUM_THREADS=%s", kiln_ctx_threads(c0), e);
+        kiln_ctx_free(c0);
+        kiln_ctx_set_threads(ctx, want); /* c0 set OpenMP's count too; ctx's again */
+    }
+#ifdef _OPENMP
+    int seen = 0;
+#pragma omp parallel
+#pragma omp single
+    seen = omp_get_num_threads();
+    cr_assert_eq(seen, want, "an OpenMP region ran %d threads, want %d", seen, want);
+#endif
 }
 
 Test(core, rng_same_seed_same_numbers_any_threads)

@@ -97,7 +97,7 @@ kiln_status kiln_tensor_print(FILE *f, const kiln_tensor *t, const char *label);
 typedef struct kiln_ctx kiln_ctx;
 
 typedef struct kiln_ctx_params {
-    int n_threads;            /* 0 = all cores */
+    int n_threads;            /* 0 = OMP_NUM_THREADS if set, else all cores */
     uint64_t seed;            /* RNG seed */
     size_t arena_block_bytes; /* size of each step-arena block; 0 = 64 MiB */
 } kiln_ctx_params;

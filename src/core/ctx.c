@@ -14,8 +14,16 @@ kiln_ctx_params kiln_ctx_default_params(void)
     return (kiln_ctx_params){.n_threads = 0, .seed = 42, .arena_block_bytes = 0};
 }
 
-static int n_cores(void)
+/* The thread count n_threads = 0 asks for: OMP_NUM_THREADS when it holds a positive number
+ * (its first entry, as OpenMP reads it), else every online core. */
+static int default_threads(void)
 {
+    const char *e = getenv("OMP_NUM_THREADS");
+    if (e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (end != e && v > 0 && v <= 4096 && (*end == '\0' || *end == ',')) return (int)v;
+    }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
@@ -55,7 +63,7 @@ int kiln_ctx_threads(const kiln_ctx *ctx) { return ctx->n_threads; }
 kiln_status kiln_ctx_set_threads(kiln_ctx *ctx, int n)
 {
     if (n < 0) return kiln__err(KILN_STATUS_INVALID, "ctx: thread count %d < 0", n);
-    ctx->n_threads = n ? n : n_cores();
+    ctx->n_threads = n ? n : default_threads();
 #ifdef KILN_HAVE_OPENMP
     omp_set_num_threads(ctx->n_threads);
 #endif

@@ -6,10 +6,17 @@
 #include <stdio.h>
 #include <string.h>
 
+int ku_threads(void)
+{
+    const char *e = getenv("OMP_NUM_THREADS");
+    int n = e ? atoi(e) : 0;
+    return n > 0 ? n : 2;
+}
+
 kiln_ctx *ku_ctx(void)
 {
     kiln_ctx_params p = kiln_ctx_default_params();
-    p.n_threads = 2;
+    p.n_threads = ku_threads();
     p.seed = 1234;
     p.arena_block_bytes = 16 << 20;
     kiln_ctx *ctx = kiln_ctx_new(&p);

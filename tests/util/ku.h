@@ -12,7 +12,10 @@
 
 #include "kiln.h"
 
-/* A fresh context (2 threads, seed 1234); free with ku_ctx_free. */
+/* The compute threads a test uses: OMP_NUM_THREADS when set (so tools/cpu-matrix.sh's
+ * 1-thread runs run on 1 thread), else 2. */
+int ku_threads(void);
+/* A fresh context (ku_threads() threads, seed 1234); free with ku_ctx_free. */
 kiln_ctx *ku_ctx(void);
 void ku_ctx_free(kiln_ctx *ctx);
 

@@ -83,7 +83,7 @@ static const kiln_flag g_flags[] = {
      "simple-resnet, else nchw)",
      NULL, NULL},
     {"--seed", "N", KILN_FLAG_INT, O(seed), VC_ALL, "seed of weights, shuffling and augmentation (42)", NULL, NULL},
-    {"--threads", "T", KILN_FLAG_INT, O(threads), VC_ALL, "compute threads (0: all cores)", NULL, NULL},
+    {"--threads", "T", KILN_FLAG_INT, O(threads), VC_ALL, "compute threads (0: OMP_NUM_THREADS or all cores)", NULL, NULL},
     {"--workers", "N", KILN_FLAG_INT, O(workers), DATA_CMDS, "data loader threads (2; 0: load on the main thread)",
      NULL, NULL},
     {"--progress", "NAME", KILN_FLAG_STR, O(progress), TRAIN_CMDS,
