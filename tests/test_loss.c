@@ -18,9 +18,9 @@ typedef struct case_opts {
 
 typedef kiln_tensor *(*case_fn)(kiln_ctx *ctx, kiln_tensor **in, const case_opts *o);
 
-static void check_case(const char *kase, const char *const *names, int n, case_fn fn, const case_opts *o)
+static void check_case_tol(const char *kase, const char *const *names, int n, case_fn fn, const case_opts *o,
+                           double atol, double rtol)
 {
-    const double atol = 1e-6, rtol = 1e-5;
     kiln_ctx *ctx = ku_ctx();
     kiln_st_file *f = ku_fixture("dense");
     kiln_tensor *in[4] = {0};
@@ -36,6 +36,13 @@ static void check_case(const char *kase, const char *const *names, int n, case_f
     }
     kiln_st_close(f);
     ku_ctx_free(ctx);
+}
+
+/* atol 1e-6 + rtol 1e-5: float results of O(1) from exp/log and sums over up to 1000 terms
+ * (xe_wide) in another order than PyTorch's: ~sqrt(1000) ulp at worst. */
+static void check_case(const char *kase, const char *const *names, int n, case_fn fn, const case_opts *o)
+{
+    check_case_tol(kase, names, n, fn, o, 1e-6, 1e-5);
 }
 
 static kiln_tensor *f_lsm(kiln_ctx *ctx, kiln_tensor **in, const case_opts *o) { return kiln_log_softmax(ctx, in[0], o->dim); }
@@ -72,6 +79,31 @@ Test(loss_fixture, log_softmax_and_softmax_every_dim)
     }
     case_opts neg = {.dim = -1};
     check_case("lsm_2d", X, 1, f_lsm, &neg);
+}
+
+/* Logits at +-1e2..1e4 (gen_dense.py "big" cases): log-probabilities of order 1 must keep
+ * float precision, as PyTorch's do. atol/rtol 2e-6: a few ulp of exp, log and a 6-term sum
+ * on O(1) results; the old lse = m + log s form was off by up to ulp(1e4)/2 = 4.9e-4. */
+Test(loss_fixture, large_logits)
+{
+    for (int e = 2; e <= 4; e++) {
+        char k[32];
+        case_opts last = {.dim = -1}, first = {.dim = 0};
+        snprintf(k, sizeof k, "lsm_big%d", e);
+        check_case_tol(k, X, 1, f_lsm, &last, 2e-6, 2e-6);
+        snprintf(k, sizeof k, "sm_big%d", e);
+        check_case_tol(k, X, 1, f_sm, &last, 2e-6, 2e-6);
+        snprintf(k, sizeof k, "lsm_big%d_d0", e);
+        check_case_tol(k, X, 1, f_lsm, &first, 2e-6, 2e-6);
+        case_opts o = xo(-100, 0.1f, KILN_REDUCTION_MEAN);
+        snprintf(k, sizeof k, "xe_big%d", e);
+        check_case_tol(k, LT, 2, f_xent, &o, 2e-6, 2e-6);
+        o = xo(-100, 0, KILN_REDUCTION_MEAN);
+        snprintf(k, sizeof k, "xe_big%d_ncd", e);
+        check_case_tol(k, LT, 2, f_xent, &o, 2e-6, 2e-6);
+    }
+    case_opts last = {.dim = -1};
+    check_case_tol("lsm_three", X, 1, f_lsm, &last, 1e-7, 1e-7); /* -log 3 to the float: -1.0986123 */
 }
 
 Test(loss_fixture, cross_entropy_mean)
@@ -222,13 +254,16 @@ Test(loss_kernels, softmax_matches_reference)
 {
     kiln_ctx *ctx = ku_ctx();
     const kiln_dense_kernels *opt = &kiln__cpu_dense, *ref = &kiln__ref_dense;
-    static const int64_t shp[][3] = {{64, 3001, 1}, {3, 17, 40}, {1, 5, 1}};
-    for (int c = 0; c < 3; c++) {
+    /* the last two shapes again with logits near 1e4 (offset), where lse = m + log s would
+     * round to ulp(1e4) = 1e-3 */
+    static const int64_t shp[][3] = {{64, 3001, 1}, {3, 17, 40}, {1, 5, 1}, {16, 257, 1}, {3, 17, 40}};
+    for (int c = 0; c < 5; c++) {
         int64_t o = shp[c][0], k = shp[c][1], in = shp[c][2], n = o * k * in;
         float *x = kiln_step_alloc(ctx, n * 4), *gy = kiln_step_alloc(ctx, n * 4);
         float *y1 = kiln_step_alloc(ctx, n * 4), *y2 = kiln_step_alloc(ctx, n * 4);
         float *g1 = kiln_step_alloc(ctx, n * 4), *g2 = kiln_step_alloc(ctx, n * 4);
         fill(x, n, 20 + c, 12.0f);
+        for (int64_t i = 0; c >= 3 && i < n; i++) x[i] += 1e4f;
         fill(gy, n, 30 + c, 1.0f);
         x[0] = -INFINITY; /* exp(-inf) = 0 */
         for (int lg = 0; lg < 2; lg++) {
@@ -257,7 +292,7 @@ Test(loss_kernels, xent_matches_reference)
         int64_t o = shp[c][0], k = shp[c][1], in = shp[c][2], n = o * k * in, np = o * in;
         float *x = kiln_step_alloc(ctx, n * 4), *g1 = kiln_step_alloc(ctx, n * 4), *g2 = kiln_step_alloc(ctx, n * 4);
         float *l1 = kiln_step_alloc(ctx, np * 4), *l2 = kiln_step_alloc(ctx, np * 4);
-        float *e1 = kiln_step_alloc(ctx, np * 4), *e2 = kiln_step_alloc(ctx, np * 4);
+        float *e1 = kiln_step_alloc(ctx, np * 8), *e2 = kiln_step_alloc(ctx, np * 8); /* (np, 2) max, log sum */
         float *g = kiln_step_alloc(ctx, np * 4);
         int64_t *t = kiln_step_alloc(ctx, np * 8);
         fill(x, n, 50 + c, 8.0f);
@@ -268,7 +303,8 @@ Test(loss_kernels, xent_matches_reference)
             opt->xent_fwd(ctx, x, t, o, k, in, -100, eps, l1, e1);
             ref->xent_fwd(ctx, x, t, o, k, in, -100, eps, l2, e2);
             ku_expect_arrays(l1, l2, np, 1e-5, 1e-5, "xent_fwd loss");
-            ku_expect_arrays(e1, e2, np, 1e-5, 1e-6, "xent_fwd lse");
+            /* the max is a logit, exact; log sum: float exp and sums in another order, ~10 ulp */
+            ku_expect_arrays(e1, e2, 2 * np, 1e-6, 1e-6, "xent_fwd max, log sum");
             for (int ow = 0; ow < 2; ow++) {
                 fill(g1, n, 80, 1.0f);
                 memcpy(g2, g1, n * 4);

@@ -115,7 +115,7 @@ typedef struct xent_saved {
     kiln_xent_params p;
     int64_t outer, c, inner;
     const int64_t *target; /* (outer * inner) */
-    const float *lse;      /* (outer * inner) log-sum-exp per position */
+    const float *stat;     /* (outer * inner, 2) max and log sum exp(x - max) per position */
     double count;          /* non-ignored positions */
 } xent_saved;
 
@@ -133,7 +133,7 @@ static kiln_status xent_bwd(kiln_ctx *ctx, kiln_node *nd)
     float scalar;
     int64_t gs;
     const float *g = reduce_grad(nd->out[0], s->p.reduction, s->count, &scalar, &gs);
-    DK(ctx)->xent_bwd(ctx, x->data, s->target, s->lse, g, gs, s->outer, s->c, s->inner, s->p.ignore_index,
+    DK(ctx)->xent_bwd(ctx, x->data, s->target, s->stat, g, gs, s->outer, s->c, s->inner, s->p.ignore_index,
                       s->p.label_smoothing, x->grad->data, fresh);
     return KILN_STATUS_OK;
 }
@@ -191,15 +191,15 @@ kiln_tensor *kiln_cross_entropy(kiln_ctx *ctx, kiln_tensor *logits, kiln_tensor 
                               kiln_shape_str(logits, sl, sizeof sl));
         s.count += 1.0;
     }
-    float *buf = kiln_step_alloc(ctx, (size_t)(2 * np + 1) * sizeof(float)); /* loss (np), lse (np) */
+    float *buf = kiln_step_alloc(ctx, (size_t)(3 * np + 1) * sizeof(float)); /* loss (np), stat (np, 2) */
     KILN_IN(buf);
-    float *loss = buf, *lse = buf + np;
-    s.lse = lse;
+    float *loss = buf, *stat = buf + np;
+    s.stat = stat;
     if (np > 0 && s.c > 0)
         DK(ctx)->xent_fwd(ctx, logits->data, t, s.outer, s.c, s.inner, p->ignore_index, p->label_smoothing, loss,
-                          lse);
+                          stat);
     else
-        for (int64_t i = 0; i < np; i++) loss[i] = lse[i] = 0.0f;
+        for (int64_t i = 0; i < np; i++) loss[i] = stat[2 * i] = stat[2 * i + 1] = 0.0f;
     double sum = 0.0;
     for (int64_t i = 0; i < np; i++) sum += loss[i];
     kiln_tensor *y = reduce_out(ctx, p->reduction, loss, tnd, tshape, sum, s.count);

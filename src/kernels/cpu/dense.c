@@ -14,8 +14,8 @@ void kiln__cpu_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t oute
 void kiln__cpu_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, float *gx, int64_t outer, int64_t c,
                            int64_t inner, bool log);
 void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
-                        int64_t ignore_index, float smoothing, float *loss, float *lse);
-void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *lse, const float *g,
+                        int64_t ignore_index, float smoothing, float *loss, float *stat);
+void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
                         int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
                         float smoothing, float *gx, bool overwrite);
 double kiln__cpu_ploss_fwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,

@@ -49,13 +49,15 @@ static kiln_status ref_embedding_bwd(kiln_ctx *ctx, const int64_t *idx, int64_t 
     return KILN_STATUS_OK;
 }
 
-/* log-sum-exp of the c values x[0], x[st], ... in double */
-static double lse_d(const float *x, int64_t c, int64_t st)
+/* The max *m of the c values x[0], x[st], ... and log sum exp(x - m), in double; the
+ * callers form (x - m) - log s, as the optimised kernels do. */
+static double logsum_d(const float *x, int64_t c, int64_t st, double *m)
 {
-    double m = -INFINITY, s = 0.0;
-    for (int64_t j = 0; j < c; j++) m = x[j * st] > m ? x[j * st] : m;
-    for (int64_t j = 0; j < c; j++) s += exp(x[j * st] - m);
-    return m + log(s);
+    double s = 0.0;
+    *m = -INFINITY;
+    for (int64_t j = 0; j < c; j++) *m = x[j * st] > *m ? x[j * st] : *m;
+    for (int64_t j = 0; j < c; j++) s += exp(x[j * st] - *m);
+    return log(s);
 }
 
 static void ref_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner,
@@ -66,8 +68,11 @@ static void ref_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t out
         for (int64_t k = 0; k < inner; k++) {
             const float *xp = x + o * c * inner + k;
             float *yp = y + o * c * inner + k;
-            double l = lse_d(xp, c, inner);
-            for (int64_t j = 0; j < c; j++) yp[j * inner] = (float)(lg ? xp[j * inner] - l : exp(xp[j * inner] - l));
+            double m, ls = logsum_d(xp, c, inner, &m);
+            for (int64_t j = 0; j < c; j++) {
+                double lp = (xp[j * inner] - m) - ls;
+                yp[j * inner] = (float)(lg ? lp : exp(lp));
+            }
         }
 }
 
@@ -88,23 +93,24 @@ static void ref_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, floa
 }
 
 static void ref_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
-                         int64_t ignore_index, float smoothing, float *loss, float *lse)
+                         int64_t ignore_index, float smoothing, float *loss, float *stat)
 {
     (void)ctx;
     for (int64_t p = 0; p < outer * inner; p++) {
         const float *xp = x + (p / inner) * c * inner + p % inner;
-        double l = lse_d(xp, c, inner), sm = 0.0;
-        lse[p] = (float)l;
+        double m, ls = logsum_d(xp, c, inner, &m), sm = 0.0;
+        stat[2 * p] = (float)m; /* a float logit: exact */
+        stat[2 * p + 1] = (float)ls;
         if (t[p] == ignore_index) {
             loss[p] = 0.0f;
             continue;
         }
-        for (int64_t j = 0; j < c; j++) sm += l - xp[j * inner];
-        loss[p] = (float)((1.0 - smoothing) * (l - xp[t[p] * inner]) + smoothing / (double)c * sm);
+        for (int64_t j = 0; j < c; j++) sm += ls - (xp[j * inner] - m);
+        loss[p] = (float)((1.0 - smoothing) * (ls - (xp[t[p] * inner] - m)) + smoothing / (double)c * sm);
     }
 }
 
-static void ref_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *lse, const float *g,
+static void ref_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
                          int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
                          float smoothing, float *gx, bool overwrite)
 {
@@ -115,7 +121,7 @@ static void ref_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const 
             int64_t q = b + j * inner;
             double v = 0.0;
             if (t[p] != ignore_index)
-                v = g[p * g_stride] * (exp((double)x[q] - lse[p]) - smoothing / (double)c -
+                v = g[p * g_stride] * (exp(((double)x[q] - stat[2 * p]) - stat[2 * p + 1]) - smoothing / (double)c -
                                        (j == t[p] ? 1.0 - smoothing : 0.0));
             gx[q] = (float)(overwrite ? v : gx[q] + v);
         }

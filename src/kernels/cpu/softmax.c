@@ -83,10 +83,10 @@ VEC static float row_sumexp(const float *x, int64_t c, float m, float *dsum)
 VEC static void row_softmax(const float *restrict x, float *restrict y, int64_t c, bool log)
 {
     float m = row_max(x, c);
-    if (log) {
-        float lse = m + logf(row_sumexp(x, c, m, NULL));
+    if (log) { /* (x - m) - log s: never m + log s, which rounds to the precision of |m| */
+        float ls = logf(row_sumexp(x, c, m, NULL));
         SIMD
-        for (int64_t j = 0; j < c; j++) y[j] = x[j] - lse;
+        for (int64_t j = 0; j < c; j++) y[j] = (x[j] - m) - ls;
         return;
     }
     float s = 0.0f;
@@ -117,15 +117,16 @@ VEC static void row_softmax_bwd(const float *restrict y, const float *restrict g
     }
 }
 
-VEC static void row_xent_grad(const float *restrict x, float lse, float scale, float off, float *restrict gx, int64_t c,
-                              bool overwrite)
+/* softmax = exp((x - m) - ls), ls = log sum exp(x - m) */
+VEC static void row_xent_grad(const float *restrict x, float m, float ls, float scale, float off, float *restrict gx,
+                              int64_t c, bool overwrite)
 {
     if (overwrite) {
         SIMD
-        for (int64_t j = 0; j < c; j++) gx[j] = scale * kexp(x[j] - lse) - off;
+        for (int64_t j = 0; j < c; j++) gx[j] = scale * kexp((x[j] - m) - ls) - off;
     } else {
         SIMD
-        for (int64_t j = 0; j < c; j++) gx[j] += scale * kexp(x[j] - lse) - off;
+        for (int64_t j = 0; j < c; j++) gx[j] += scale * kexp((x[j] - m) - ls) - off;
     }
 }
 
@@ -142,8 +143,8 @@ static void col_softmax(const float *x, float *y, int64_t c, int64_t st, bool lo
 {
     float m = col_max(x, c, st), s = 0.0f;
     for (int64_t j = 0; j < c; j++) s += kexp(x[j * st] - m);
-    float lse = m + logf(s), inv = 1.0f / s;
-    for (int64_t j = 0; j < c; j++) y[j * st] = log ? x[j * st] - lse : kexp(x[j * st] - m) * inv;
+    float ls = logf(s), inv = 1.0f / s;
+    for (int64_t j = 0; j < c; j++) y[j * st] = log ? (x[j * st] - m) - ls : kexp(x[j * st] - m) * inv;
 }
 
 static void col_softmax_bwd(const float *y, const float *gy, float *gx, int64_t c, int64_t st, bool log)
@@ -186,7 +187,7 @@ void kiln__cpu_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, float
 }
 
 void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
-                        int64_t ignore_index, float smoothing, float *loss, float *lse)
+                        int64_t ignore_index, float smoothing, float *loss, float *stat)
 {
     (void)ctx;
     int64_t np = outer * inner;
@@ -207,7 +208,8 @@ void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t
             }
         }
         float ls = logf(s);
-        lse[p] = m + ls;
+        stat[2 * p] = m;
+        stat[2 * p + 1] = ls;
         if (t[p] == ignore_index) {
             loss[p] = 0.0f;
             continue;
@@ -220,7 +222,7 @@ void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t
     }
 }
 
-void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *lse, const float *g,
+void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
                         int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
                         float smoothing, float *gx, bool overwrite)
 {
@@ -235,12 +237,12 @@ void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const f
                 for (int64_t j = 0; j < c; j++) gp[j * inner] = 0.0f;
             continue;
         }
-        float scale = g[p * g_stride], off = scale * smoothing / (float)c;
+        float scale = g[p * g_stride], off = scale * smoothing / (float)c, m = stat[2 * p], ls = stat[2 * p + 1];
         if (inner == 1) {
-            row_xent_grad(x + base, lse[p], scale, off, gp, c, overwrite);
+            row_xent_grad(x + base, m, ls, scale, off, gp, c, overwrite);
         } else {
             for (int64_t j = 0; j < c; j++) {
-                float v = scale * kexp(x[base + j * inner] - lse[p]) - off;
+                float v = scale * kexp((x[base + j * inner] - m) - ls) - off;
                 gp[j * inner] = overwrite ? v : gp[j * inner] + v;
             }
         }
