@@ -341,33 +341,40 @@ Test(vision_cli, augmentation_flags)
     free(mj);
 }
 
-/* --layout: nchw and nhwc train the same net to the same place (up to float rounding: the
- * two layouts run different oneDNN kernels); a bad name fails. */
+/* --layout: nchw and nhwc both train, and give the same first-step loss; a bad name fails.
+ * Only the first step is compared: the layouts run different oneDNN kernels (which differ
+ * again per ISA), so their rounding differs from the first convolution on, and training
+ * amplifies it chaotically; whole-epoch losses agreed to 1e-4 on one CPU by chance and
+ * differed by 5e-4 on an AVX2 EPYC. */
 Test(vision_cli, layout_flag)
 {
-    double acc[2], first[2];
+    double step0[2];
     const char *names[2] = {"nchw", "nhwc"};
     for (int k = 0; k < 2; k++) {
-        char args[512];
+        char args[512], rel[64];
         snprintf(args, sizeof args, "vision fit %%s/img --out %%s/l%s --bs 4 --epochs 2 --no-augment --layout %s " FAST,
                  names[k], names[k]);
         run_ok(args);
-        char rel[64];
         snprintf(rel, sizeof rel, "l%s/metrics.json", names[k]);
         cJSON *j = json(rel);
-        acc[k] = num(j, "accuracy");
-        double loss = num(j, "train_loss");
+        double loss = num(j, "train_loss"), acc = num(j, "accuracy");
         cr_expect(loss > 0 && loss < 10, "%s: train loss %g", names[k], loss);
+        cr_expect(acc >= 0 && acc <= 1, "%s: accuracy %g", names[k], acc);
         cJSON_Delete(j);
-        snprintf(rel, sizeof rel, "l%s/history.csv", names[k]);
-        char *h = ku_slurp(P(rel));
-        cr_assert_eq(sscanf(strchr(h, '\n') + 1, "0,%lf", &first[k]), 1, "%s", h);
-        free(h);
+        /* lr-find's first row: the loss of the first batch under the initial weights */
+        snprintf(args, sizeof args, "vision lr-find %%s/img --out %%s/f%s --bs 4 --num-it 30 --no-augment --layout %s " FAST,
+                 names[k], names[k]);
+        run_ok(args);
+        snprintf(rel, sizeof rel, "f%s/lr_find.csv", names[k]);
+        char *csv = ku_slurp(P(rel));
+        double lr;
+        cr_assert_eq(sscanf(strchr(csv, '\n') + 1, "%lf,%lf", &lr, &step0[k]), 2, "%s", csv);
+        free(csv);
     }
-    /* the first epoch's mean train loss: same data, same init, same schedule */
-    cr_expect(fabs(first[0] - first[1]) <= 1e-4 * fabs(first[0]) + 1e-5, "epoch 0 train loss nchw %.9g vs nhwc %.9g",
-              first[0], first[1]);
-    cr_expect(fabs(acc[0] - acc[1]) <= 0.25, "nchw accuracy %g vs nhwc %g", acc[0], acc[1]);
+    /* same weights, same batch, one forward: only the summation order differs (~1e-6
+     * relative), magnified up to tenfold by train-mode BatchNorm over 4 images; 1e-4 */
+    cr_expect(fabs(step0[0] - step0[1]) <= 1e-4 * fabs(step0[0]), "first-step loss nchw %.9g vs nhwc %.9g", step0[0],
+              step0[1]);
     run_fail("vision fit %s/img --out %s/bad --layout nhcw", 2, "--layout must be auto, nhwc or nchw");
 }
 
