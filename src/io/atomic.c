@@ -143,7 +143,7 @@ kiln_status kiln_atomic_write(const char *path, const void *data, size_t n)
     kiln_atomic *a;
     kiln_status s = kiln_atomic_begin(path, &a);
     if (s) return s;
-    (void)fwrite(data, 1, n, a->f); /* a short write is reported by commit, with its cause */
+    if (n) (void)fwrite(data, 1, n, a->f); /* a short write is reported by commit, with its cause */
     return kiln_atomic_commit(a);
 }
 
