@@ -175,9 +175,10 @@ Test(dropout, gradcheck)
     kiln_ctx *ctx = ku_ctx();
     gc_user u = {.rng = kiln_rng_get(ctx)};
     kiln_tensor *x = rnd(ctx, 2, (int64_t[]){4, 5});
-    ku_gradcheck(ctx, g_dropout, &x, 1, &u, 1e-2, 1e-2, 1e-2, "dropout");
+    /* linear in each input: central differences exact up to f32 rounding (measured <= 3e-5) */
+    ku_gradcheck(ctx, g_dropout, &x, 1, &u, 1e-2, 1e-4, 1e-3, "dropout");
     /* both operands broadcast and both need a gradient */
     kiln_tensor *in[2] = {rnd(ctx, 3, (int64_t[]){2, 1, 4}), rnd(ctx, 2, (int64_t[]){3, 1})};
-    ku_gradcheck(ctx, g_apply, in, 2, NULL, 1e-2, 1e-2, 1e-2, "apply_mask");
+    ku_gradcheck(ctx, g_apply, in, 2, NULL, 1e-2, 1e-4, 1e-3, "apply_mask"); /* linear, as above */
     ku_ctx_free(ctx);
 }

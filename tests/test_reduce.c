@@ -271,10 +271,11 @@ Test(reduce, gradcheck_joins)
         sa[d] = 1;
         sc[d] = 2;
         kiln_tensor *in[3] = {spaced(2, sa), spaced(2, sb), spaced(2, sc)};
-        ku_gradcheck(ctx, gc_concat, in, 3, &dim, 1e-2, 1e-2, 1e-2, "concat");
+        /* linear in each input: central differences exact up to f32 rounding (measured <= 3e-5) */
+        ku_gradcheck(ctx, gc_concat, in, 3, &dim, 1e-2, 1e-4, 1e-3, "concat");
     }
     kiln_tensor *x = spaced(2, (int64_t[]){3, 6});
-    ku_gradcheck(ctx, gc_split, &x, 1, NULL, 1e-2, 1e-2, 1e-2, "split");
+    ku_gradcheck(ctx, gc_split, &x, 1, NULL, 1e-2, 1e-4, 1e-3, "split"); /* linear, as concat */
 }
 
 /* ---- optimized vs reference kernels ---------------------------------------------------------- */
