@@ -1,7 +1,8 @@
-/* Data sources (include/kiln/data.h): the kiln_data wrapper every loader plugs into, the
- * seeded per-epoch permutation, and the in-memory tensor dataset used by tests and small
- * problems. The tensor dataset keeps its own contiguous copies so callers may pass arena
- * tensors; batches are gathered rows copied into the step arena. */
+/* Data sources (include/kiln/data.h; the data layer, below learn): the kiln_data wrapper
+ * every loader plugs into, the seeded per-epoch permutation, and the in-memory tensor
+ * dataset used by tests and small problems. The tensor dataset keeps its own contiguous
+ * copies so callers may pass arena tensors; batches are gathered rows copied into the step
+ * arena. */
 #include "core/internal.h"
 #include "kiln/data.h"
 
