@@ -1,5 +1,6 @@
 /* Core: arena marks and reuse, tensor creation and printing, the store's flat buffers,
- * RNG determinism across thread counts, errors as values, and the tape itself. */
+ * RNG determinism across thread counts, errors as values, the tape itself and the gradient
+ * checker (it must catch a 0.3% gradient error). */
 #include "util/ku.h"
 
 #include "core/internal.h"
@@ -254,4 +255,32 @@ Test(core, grads_accumulate_into_store_params)
     cr_assert_eq(gw[1], 2 * 3.0f);
     cr_assert_eq(gw[3], 2 * 2.0f);
     kiln_store_free(s);
+}
+
+/* y = x + 2e-3 x^2, with one factor detached when *user is true: the tape then misses half
+ * of the 4e-3 x term, a 0.3% error in the gradient at x = 1.5. */
+static kiln_tensor *gc_small_error(kiln_ctx *c, kiln_tensor **in, void *user)
+{
+    kiln_tensor *x = in[0], *other = *(bool *)user ? kiln_detach(c, x) : x;
+    return kiln_add(c, x, kiln_mul_scalar(c, kiln_mul(c, x, other), 2e-3f));
+}
+
+Test(core, gradcheck_finds_a_small_gradient_error)
+{
+    kiln_tensor *x = kiln_full(ctx, 1, (int64_t[]){16}, 1.5f);
+    kiln_set_requires_grad(x, true);
+    kiln_gradcheck_params p = {.eps = 1e-2, .atol = 1e-4, .rtol = 1e-3};
+    double used = -1;
+    bool wrong = false;
+    cr_assert_eq(kiln_gradcheck(ctx, gc_small_error, &x, 1, &wrong, &p, &used), KILN_STATUS_OK, "%s",
+                 kiln_last_error());
+    /* smooth: Richardson leaves only f32 rounding, a few percent of the tolerance */
+    cr_assert(used >= 0 && used < 0.1, "share of the tolerance used: %g", used);
+    wrong = true;
+    cr_assert_eq(kiln_gradcheck(ctx, gc_small_error, &x, 1, &wrong, &p, &used), KILN_STATUS_INVALID);
+    ku_expect_error("analytic", "a gradient 0.3% off");
+    /* the loose tolerance the op tests used before (1e-2 abs and rel) let it through */
+    p.atol = p.rtol = 1e-2;
+    cr_assert_eq(kiln_gradcheck(ctx, gc_small_error, &x, 1, &wrong, &p, &used), KILN_STATUS_OK);
+    cr_assert(used > 0.05 && used < 1, "share of the tolerance used: %g", used);
 }

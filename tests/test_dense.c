@@ -85,8 +85,10 @@ Test(dense_gradcheck, matmul_shapes)
     static const int nds[][2] = {{2, 2}, {3, 2}, {3, 3}, {2, 3}, {4, 3}};
     for (int c = 0; c < 5; c++) {
         kiln_tensor *in[2] = {rnd(ctx, nds[c][0], shapes[c][0]), rnd(ctx, nds[c][1], shapes[c][1])};
-        /* linear in each input: central differences exact up to f32 rounding (measured <= 3e-5) */
-        ku_gradcheck(ctx, g_matmul, in, 2, NULL, 1e-2, 1e-4, 1e-3, "matmul");
+        /* linear in each input: no truncation, so a large step; f32 rounding of the outputs
+         * (~3u|f|sqrt(k)/eps) is what remains, measured <= 0.01 of the tolerance.
+         * Values vs PyTorch in dense_fixture. */
+        ku_gradcheck(ctx, g_matmul, in, 2, NULL, 0.5, 1e-4, 1e-3, "matmul");
     }
     ku_ctx_free(ctx);
 }
@@ -111,12 +113,12 @@ Test(dense_gradcheck, linear_with_and_without_bias)
 {
     kiln_ctx *ctx = ku_ctx();
     kiln_tensor *in[3] = {rnd(ctx, 3, (int64_t[]){2, 3, 4}), rnd(ctx, 2, (int64_t[]){5, 4}), rnd(ctx, 1, (int64_t[]){5})};
-    /* linear in each input: central differences exact up to f32 rounding (measured <= 3e-5) */
-    ku_gradcheck(ctx, g_linear, in, 3, NULL, 1e-2, 1e-4, 1e-3, "linear with bias");
+    /* linear in each input, as matmul: eps 0.5, f32 rounding measured <= 0.01 of the tolerance */
+    ku_gradcheck(ctx, g_linear, in, 3, NULL, 0.5, 1e-4, 1e-3, "linear with bias");
     in[2] = NULL;
-    ku_gradcheck(ctx, g_linear, in, 3, NULL, 1e-2, 1e-4, 1e-3, "linear without bias");
+    ku_gradcheck(ctx, g_linear, in, 3, NULL, 0.5, 1e-4, 1e-3, "linear without bias");
     kiln_tensor *in1[3] = {rnd(ctx, 1, (int64_t[]){4}), in[1], NULL};
-    ku_gradcheck(ctx, g_linear, in1, 3, NULL, 1e-2, 1e-4, 1e-3, "linear on a vector");
+    ku_gradcheck(ctx, g_linear, in1, 3, NULL, 0.5, 1e-4, 1e-3, "linear on a vector");
     ku_ctx_free(ctx);
 }
 
@@ -126,7 +128,7 @@ Test(dense_gradcheck, embedding)
     int64_t ids[] = {2, 0, 2, 4, 4, 4};
     kiln_tensor *idx = kiln_from_data(ctx, KILN_DTYPE_I64, 2, (int64_t[]){2, 3}, ids);
     kiln_tensor *in[1] = {rnd(ctx, 2, (int64_t[]){5, 3})};
-    /* linear in each input: central differences exact up to f32 rounding (measured <= 3e-5) */
+    /* linear (a gather): exact up to f32 rounding of the outputs (measured <= 1e-6) */
     ku_gradcheck(ctx, g_embedding, in, 1, idx, 1e-2, 1e-4, 1e-3, "embedding");
     ku_ctx_free(ctx);
 }

@@ -2,8 +2,10 @@
  * against PyTorch fixtures (tests/fixtures/eltwise.safetensors, gen_eltwise.py), finite
  * differences, the optimized CPU kernels against the reference kernels, and bad input.
  *
- * Tolerances: fixtures |got - ref| <= 1e-6 + 1e-5 |ref|; gradcheck eps 1e-2 (f32 forward),
- * 1e-2 abs + 1e-2 rel; CPU vs reference kernels: bit-exact, except 1e-6 abs + 2e-6 rel
+ * Tolerances: fixtures |got - ref| <= 1e-6 + 1e-5 |ref| (f32 both sides, same formulas;
+ * these check every gradient's value); gradcheck 1e-4 abs + 1e-3 rel, on the f32 rounding
+ * of the Richardson difference quotient (~3u|f|/eps, measured below 0.07 of it); CPU vs
+ * reference kernels: bit-exact, except 1e-6 abs + 2e-6 rel
  * where oneDNN's JIT exp/tanh/sigmoid/sqrt replace libm (contiguous, past ~1000 elements). */
 #include "util/ku.h"
 
@@ -194,7 +196,10 @@ static void gradcheck_unary(const char *what, un_fn f, float lo, bool positive)
         for (int i = 0; i < 15; i++) p[i] = fabsf(p[i]);
     }
     unary_case u = {f};
-    ku_gradcheck(ctx, gc_unary, &x, 1, &u, 1e-2, 1e-2, 1e-2, what);
+    /* guards the autograd wiring; the values are checked against PyTorch in check_unary.
+     * eps 1e-2: truncation h^4 f^(5) is negligible after Richardson even for pow -1.5 at
+     * 0.5; f32 rounding ~3u|f|/eps dominates (worst 5.7e-5 at |f'| 12, 0.02 of the tolerance) */
+    ku_gradcheck(ctx, gc_unary, &x, 1, &u, 1e-2, 1e-4, 1e-3, what);
 }
 
 static kiln_tensor *f_softplus_wide(kiln_ctx *c, kiln_tensor *x) { return kiln_softplus(c, kiln_mul_scalar(c, x, 12.0f)); }
@@ -233,7 +238,10 @@ static void gradcheck_binary(const char *what, bin_fn f, int na, const int64_t *
 {
     kiln_tensor *in[2] = {away(na, sa, 0.5f), away(nb, sb, 0.5f)};
     binary_case u = {f};
-    ku_gradcheck(ctx, gc_binary, in, 2, &u, 1e-2, 1e-2, 1e-2, what);
+    /* guards the wiring; values against PyTorch in check_binary. eps 3e-2: add/sub/mul are
+     * linear in each input and div's truncation is cancelled, so f32 rounding of the outputs
+     * a broadcast input feeds (~3u|f|sqrt(k)/eps) is what remains (worst 0.06 of the tolerance) */
+    ku_gradcheck(ctx, gc_binary, in, 2, &u, 3e-2, 1e-4, 1e-3, what);
 }
 
 Test(eltwise, gradcheck_binary)

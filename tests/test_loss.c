@@ -2,8 +2,9 @@
  * tests/fixtures/gen_dense.py: every reduction, ignore_index, label smoothing and both
  * together, the (N, C, d...) layout, bce pos_weight), finite-difference gradchecks,
  * optimized vs reference kernels on long rows, and bad input by message.
- * Tolerances: outputs and gradients atol 1e-6 + rtol 1e-5; gradcheck eps 1e-2,
- * atol/rtol 1e-2 (1e-3 step and 2e-2 for softmax-heavy cases noted inline). */
+ * Tolerances: outputs and gradients atol 1e-6 + rtol 1e-5 vs PyTorch (f32 both sides; these
+ * check every gradient's value); gradcheck eps 1e-1, atol 1e-4 + rtol 1e-3 (f32 rounding of
+ * the Richardson difference quotient dominates; reasons inline). */
 #include "util/ku.h"
 #include "kernels/dense.h"
 
@@ -202,7 +203,9 @@ Test(loss_gradcheck, softmax_every_dim)
     for (int which = 0; which < 2; which++)
         for (int d = 0; d < 3; d++) {
             gc_user u = {.o = {.dim = d}, .which = which};
-            ku_gradcheck(ctx, gfn, in, 1, &u, 1e-2, 1e-2, 1e-2, which ? "softmax" : "log_softmax");
+            /* guards the wiring; values vs PyTorch in log_softmax_and_softmax_every_dim. eps 0.1:
+             * smooth, truncation cancelled to h^4; f32 rounding measured <= 0.03 of the tolerance */
+            ku_gradcheck(ctx, gfn, in, 1, &u, 1e-1, 1e-4, 1e-3, which ? "softmax" : "log_softmax");
         }
     ku_ctx_free(ctx);
 }
@@ -219,9 +222,11 @@ Test(loss_gradcheck, cross_entropy_options)
     for (int s = 0; s < 2; s++)
         for (int r = 0; r < 3; r++) {
             gc_user u = {.o = xo(-100, smooth[s], (kiln_reduction)r), .target = tg2, .which = 2};
-            ku_gradcheck(ctx, gfn, &x2, 1, &u, 1e-2, 1e-2, 1e-2, "cross_entropy (N, C)");
+            /* wiring; values vs PyTorch in the cross_entropy_* fixtures. Smooth: eps 0.1, f32
+             * rounding of the summed loss dominates (measured <= 0.03 of the tolerance) */
+            ku_gradcheck(ctx, gfn, &x2, 1, &u, 1e-1, 1e-4, 1e-3, "cross_entropy (N, C)");
             u.target = tg3;
-            ku_gradcheck(ctx, gfn, &x3, 1, &u, 1e-2, 1e-2, 1e-2, "cross_entropy (N, C, d)");
+            ku_gradcheck(ctx, gfn, &x3, 1, &u, 1e-1, 1e-4, 1e-3, "cross_entropy (N, C, d)");
         }
     ku_ctx_free(ctx);
 }
@@ -231,13 +236,19 @@ Test(loss_gradcheck, pointwise_losses)
     kiln_ctx *ctx = ku_ctx();
     kiln_tensor *in[2] = {rnd(ctx, 2, (int64_t[]){3, 4}, 1.0f), rnd(ctx, 2, (int64_t[]){3, 4}, 1.0f)};
     kiln_tensor *pw = kiln_rand(ctx, 1, (int64_t[]){4}, 0.5f, 3.0f);
+    /* |x - y| >= 0.3 everywhere: l1's kink at x == y stays farther than the step */
+    float *x = in[0]->data, *y = in[1]->data;
+    for (int i = 0; i < 12; i++)
+        if (fabsf(x[i] - y[i]) < 0.3f) y[i] = x[i] + (y[i] < x[i] ? -0.3f : 0.3f);
     for (int which = 3; which <= 5; which++)
         for (int r = 0; r < 3; r++) {
             gc_user u = {.o = {.r = (kiln_reduction)r}, .which = which};
-            ku_gradcheck(ctx, gfn, in, 2, &u, 1e-3, 1e-2, 1e-2, "pointwise loss");
+            /* wiring; values vs PyTorch in mse_l1_bce. eps 0.1 (kink avoided above): f32
+             * rounding dominates, measured <= 0.06 of the tolerance */
+            ku_gradcheck(ctx, gfn, in, 2, &u, 1e-1, 1e-4, 1e-3, "pointwise loss");
             if (which == 5) {
                 u.pw = pw;
-                ku_gradcheck(ctx, gfn, in, 2, &u, 1e-3, 1e-2, 1e-2, "bce with pos_weight");
+                ku_gradcheck(ctx, gfn, in, 2, &u, 1e-1, 1e-4, 1e-3, "bce with pos_weight");
             }
         }
     ku_ctx_free(ctx);

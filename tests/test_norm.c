@@ -9,12 +9,14 @@
  * with many values of bn(x) exactly 0 (the mask must be y > 0, as threshold_backward).
  *
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
- *   vs PyTorch: atol 1e-5, rtol 1e-5 for y and running stats; atol 2e-5, rtol 1e-4 for
- *   gradients (their reductions cancel, so absolute error is what stays small);
- *   CPU vs reference kernels: atol 2e-5, rtol 1e-4 (1e-4, 1e-4 for the summed gw, gb);
+ *   vs PyTorch: atol 1e-5, rtol 1e-5 for y and running stats (f32 both sides, the batch
+ *   statistics summed in other orders); atol 2e-5, rtol 1e-4 for gradients (their
+ *   reductions cancel, so absolute error is what stays small);
+ *   CPU vs reference kernels: atol 2e-5, rtol 1e-4 (OpenMP chunks vs one loop in double;
+ *   1e-4, 1e-4 for gw, gb, sums over every N*H*W position);
  *   channels-last vs contiguous: atol 1e-5, rtol 1e-5 for y and running stats, atol 2e-5,
- *   rtol 1e-4 for gradients;
- *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward);
+ *   rtol 1e-4 for gradients (the same sums in NHWC order, as against PyTorch);
+ *   finite differences: eps 0.1, atol 1e-4, rtol 1e-3 (f32 rounding of the outputs dominates);
  *   kiln_batch_norm_relu vs kiln_relu(kiln_batch_norm()): y and running stats exact (the
  *   same kernel arithmetic), gradients atol 1e-6, rtol 1e-5. */
 #include "util/ku.h"
@@ -141,7 +143,10 @@ Test(batch_norm, gradcheck)
                                       affine ? rnd(1, c, 0.0f, 1.0f, true) : NULL};
                 char what[64];
                 snprintf(what, sizeof what, "batch_norm %dd train %d affine %d", nd, train, affine);
-                ku_gradcheck(ctx, gc_fn, in, 3, &u, 1e-2, 2e-3, 1e-2, what);
+                /* wiring; gradient values vs PyTorch in the fixture tests. eps 0.1: train mode
+                 * is smooth (truncation cancelled to h^4), eval mode linear; f32 rounding of the
+                 * normalised outputs dominates, measured <= 0.05 of the tolerance */
+                ku_gradcheck(ctx, gc_fn, in, 3, &u, 1e-1, 1e-4, 1e-3, what);
                 kiln_step_rewind(ctx, m);
             }
 }
@@ -312,6 +317,9 @@ Test(batch_norm, statistics_far_from_zero)
                          KILN_STATUS_OK);
         }
         const char *what = cl ? "far from zero, channels-last" : "far from zero, NCHW";
+        /* mean: 1e-6 relative, f32 results of sums in another order; var (~1, from values
+         * whose squares are ~1e6): 1e-4 relative, where a one-pass sum of squares in f32
+         * would lose ~1e6 * 2^-24 = 0.06 of it */
         expect_buf(mean[0], mean[1], g.c, 0, 1e-6, what);
         expect_buf(var[0], var[1], g.c, 0, 1e-4, what);
         expect_buf(y[0], y[1], n, 3e-4, 1e-4, what);
@@ -329,7 +337,7 @@ Test(batch_norm, reference_channels_last_layout)
         for (int i = 0; i < 2; i++)
             for (int c = 0; c < 3; c++) x[(n * 2 + i) * 3 + c] = (float)(c * 10 + n * 2 + i); /* channel c: 10c + 0..3 */
     cr_assert_eq(kiln__ref_batch_norm_fwd(ctx, &g, true, 0.0f, x, NULL, NULL, mean, var, y), KILN_STATUS_OK);
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 3; c++) { /* small integers: exact but for the sqrt, 1e-5 is a floor */
         cr_expect_float_eq(mean[c], 10.0f * c + 1.5f, 1e-5, "mean[%d] %g", c, (double)mean[c]);
         cr_expect_float_eq(var[c], 1.25f, 1e-5, "var[%d] %g", c, (double)var[c]);
         /* n = 1, i = 1 is the largest value of each channel: (3 - 1.5) / sqrt(1.25) */

@@ -6,8 +6,9 @@
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
  *   vs PyTorch and oneDNN vs reference: atol 1e-6, rtol 1e-5 (max pooling is exact; averages
  *   differ only in summation order);
- *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2, on inputs whose values are at least
- *   0.1 apart so no window's maximum changes under the step. */
+ *   finite differences: atol 1e-4, rtol 1e-3; max pooling at eps 1e-2 on inputs whose values
+ *   are at least 0.1 apart, so no window's maximum changes under the step (then exact);
+ *   average pooling is linear: eps 0.5, only f32 rounding of the outputs remains. */
 #include "util/ku.h"
 #include "autograd/tape.h"
 #include "kernels/conv.h"
@@ -165,7 +166,9 @@ Test(pool, gradcheck)
         kiln_tensor *in[1] = {distinct(2, 2, 5, 7)};
         char what[32];
         snprintf(what, sizeof what, "pool case %zu", i);
-        ku_gradcheck(ctx, gc_fn, in, 1, &cases[i], 1e-2, 2e-3, 1e-2, what);
+        bool max = cases[i].k == MAX || cases[i].k == AMAX;
+        /* wiring; values vs PyTorch in the fixture tests. Measured <= 0.03 of the tolerance */
+        ku_gradcheck(ctx, gc_fn, in, 1, &cases[i], max ? 1e-2 : 0.5, 1e-4, 1e-3, what);
         kiln_step_rewind(ctx, m);
     }
 }

@@ -4,7 +4,8 @@
  * across thread counts, and bad input.
  *
  * Tolerances: fixtures |got - ref| <= 1e-6 + 1e-5 |ref| (max values, indices, concat and
- * split exactly); gradcheck eps 1e-2, 1e-2 abs + 1e-2 rel; CPU vs reference sums 1e-6 rel
+ * split exactly; these check every gradient's value); gradcheck 1e-4 abs + 1e-3 rel (f32
+ * rounding of the difference quotient, see below); CPU vs reference sums 1e-6 rel
  * (both accumulate in double, in different orders), max exactly. */
 #include "util/ku.h"
 
@@ -244,7 +245,10 @@ Test(reduce, gradcheck_reductions)
         kiln_tensor *x = spaced(3, s);
         char what[32];
         snprintf(what, sizeof what, "reduce case %zu", i);
-        ku_gradcheck(ctx, gc_reduce, &x, 1, &cases[i], 1e-2, 1e-2, 1e-2, what);
+        /* wiring; values vs PyTorch in the fixture tests above. Sums and means are linear
+         * (eps 0.1, only f32 rounding of the outputs, measured <= 0.01 of the tolerance); max
+         * is piecewise linear, so eps 1e-2 stays below the 0.1 spacing and it is exact */
+        ku_gradcheck(ctx, gc_reduce, &x, 1, &cases[i], cases[i].kind == 2 ? 1e-2 : 1e-1, 1e-4, 1e-3, what);
     }
 }
 

@@ -5,7 +5,8 @@
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
  *   vs PyTorch: atol 2e-5, rtol 1e-4 (f32 both sides; different GEMM orders and exp);
  *   fast vs reference kernels: atol 2e-5, rtol 2e-4 (reference accumulates in double);
- *   finite differences: eps 1e-2, atol 2e-3, rtol 1e-2 (f32 forward). */
+ *   finite differences: eps 3e-2, atol 1e-4, rtol 1e-3 (smooth: truncation cancelled to
+ *   h^4 by Richardson; f32 rounding through T steps of gates dominates, ~0.1 of it). */
 #include "util/ku.h"
 #include "autograd/tape.h"
 #include "kernels/rnn.h"
@@ -92,7 +93,7 @@ Test(lstm, gradcheck_every_input_and_output)
     };
     const char *what[3] = {"lstm y", "lstm h_n", "lstm c_n"};
     for (int which = 0; which < 3; which++)
-        ku_gradcheck(ctx, gc_fn, in, 7, &which, 1e-2, 2e-3, 1e-2, what[which]);
+        ku_gradcheck(ctx, gc_fn, in, 7, &which, 3e-2, 1e-4, 1e-3, what[which]); /* values vs PyTorch: torch_* */
 }
 
 Test(lstm, gradcheck_no_state_no_bias)
@@ -100,7 +101,7 @@ Test(lstm, gradcheck_no_state_no_bias)
     const int64_t B = 3, T = 4, I = 2, H = 3;
     kiln_tensor *in[7] = {rnd(3, (int64_t[]){B, T, I}, 1.0f), NULL, NULL, rnd(2, (int64_t[]){4 * H, I}, 0.5f),
                           rnd(2, (int64_t[]){4 * H, H}, 0.5f), NULL, NULL};
-    for (int which = 0; which < 3; which++) ku_gradcheck(ctx, gc_fn, in, 7, &which, 1e-2, 2e-3, 1e-2, "lstm no state");
+    for (int which = 0; which < 3; which++) ku_gradcheck(ctx, gc_fn, in, 7, &which, 3e-2, 1e-4, 1e-3, "lstm no state");
 }
 
 /* ---- fast kernels against the reference loops ---------------------------------------- */

@@ -79,10 +79,12 @@ Test(views, gradcheck)
 {
     kiln_tensor *x = kiln_randn(ctx, 3, (int64_t[]){3, 4, 6}, 0, 1);
     kiln_set_requires_grad(x, true);
-    ku_gradcheck(ctx, gc_chain, &x, 1, NULL, 1e-2, 1e-3, 1e-3, "permute+slice+reshape");
+    /* views move values without arithmetic: exact up to f32 rounding of the outputs (measured
+     * <= 2e-7); 1e-4 abs + 1e-3 rel as the other linear ops */
+    ku_gradcheck(ctx, gc_chain, &x, 1, NULL, 1e-2, 1e-4, 1e-3, "permute+slice+reshape");
     kiln_tensor *y = kiln_randn(ctx, 2, (int64_t[]){3, 1}, 0, 1);
     kiln_set_requires_grad(y, true);
-    ku_gradcheck(ctx, gc_expand, &y, 1, NULL, 1e-2, 1e-3, 1e-3, "expand");
+    ku_gradcheck(ctx, gc_expand, &y, 1, NULL, 1e-2, 1e-4, 1e-3, "expand");
 }
 
 Test(views, bad_input)

@@ -32,9 +32,12 @@ bool kiln_tensor_all_finite(const kiln_tensor *t);
 
 /* Finite-difference gradient check. fn builds an output from inputs[0..n); the check
  * compares the analytic gradient of L = sum(out * r) (r fixed random weights) with
- * central differences computed in double, for every element of every f32 input that
- * requires grad. Returns OK when every element satisfies |a - n| <= atol + rtol*|n|;
- * otherwise INVALID with a message naming input, index, analytic and numeric values. */
+ * central differences at steps eps and eps/2 (L summed in double), combined by Richardson
+ * extrapolation, for every element of every f32 input that requires grad. Returns OK when
+ * every element satisfies |a - n| <= atol + rtol*|n|; otherwise INVALID with a message
+ * naming input, index, analytic and numeric values. *max_err (may be NULL) gets the largest
+ * |a - n| / (atol + rtol*|n|) among the elements checked: the share of the tolerance the
+ * worst element used (with atol 1, rtol 0 it is the largest absolute error). */
 typedef kiln_tensor *(*kiln_gradcheck_fn)(kiln_ctx *ctx, kiln_tensor **inputs, void *user);
 typedef struct kiln_gradcheck_params {
     double eps;  /* step, default 1e-2 (f32 forward) */

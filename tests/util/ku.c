@@ -95,9 +95,18 @@ void ku_gradcheck(kiln_ctx *ctx, kiln_gradcheck_fn fn, kiln_tensor **inputs, int
                   double atol, double rtol, const char *what)
 {
     kiln_gradcheck_params p = {.eps = eps, .atol = atol, .rtol = rtol};
-    double err = 0;
-    kiln_status st = kiln_gradcheck(ctx, fn, inputs, n, user, &p, &err);
+    double used = 0;
+    kiln_status st = kiln_gradcheck(ctx, fn, inputs, n, user, &p, &used);
     cr_assert(st == KILN_STATUS_OK, "%s: gradcheck failed: %s", what, kiln_last_error());
+    if (getenv("KU_GRADCHECK_SURVEY")) {
+        /* measuring tolerances: also the largest absolute error (atol 1, rtol 0) */
+        kiln_gradcheck_params q = {.eps = eps, .atol = 1, .rtol = 0};
+        double abs_err = 0;
+        cr_assert(kiln_gradcheck(ctx, fn, inputs, n, user, &q, &abs_err) == KILN_STATUS_OK, "%s: %s", what,
+                  kiln_last_error());
+        printf("GRADCHECK %s: eps %g atol %g rtol %g | max abs err %.3g, uses %.3f of the tolerance\n", what, eps,
+               atol, rtol, abs_err, used);
+    }
 }
 
 void ku_expect_error(const char *needle, const char *what)

@@ -34,7 +34,8 @@ void ku_expect_close(const kiln_tensor *got, const kiln_tensor *want, double ato
 /* Compares got with fixture "<case>.<tensor>". */
 void ku_expect_fixture(kiln_ctx *ctx, kiln_st_file *f, const char *kase, const char *tensor,
                        const kiln_tensor *got, double atol, double rtol);
-/* Runs kiln_gradcheck with the given tolerances and asserts it passes. */
+/* Runs kiln_gradcheck with the given tolerances and asserts it passes; with KU_GRADCHECK_SURVEY
+ * set it also prints the largest absolute error and the share of the tolerance used. */
 void ku_gradcheck(kiln_ctx *ctx, kiln_gradcheck_fn fn, kiln_tensor **inputs, int n, void *user,
                   double eps, double atol, double rtol, const char *what);
 /* Asserts |got[i] - want[i]| <= atol + rtol * |want[i]| for every i < n (NaN fails). */
