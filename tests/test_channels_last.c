@@ -197,6 +197,7 @@ Test(channels_last, conversion_keeps_values_and_gradient)
         }
         kiln_tensor *r = kiln_from_data(ctx, KILN_DTYPE_F32, 4, s, ku_randn_buf(ctx, n));
         cr_assert(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, r))) >= 0, "%s", kiln_last_error());
+        /* a layout copy moves values without arithmetic: exact, 1e-6 is only a floor */
         ku_expect_close(x->grad, r, 1e-6, 1e-6, "to_channels_last gradient");
         cr_assert(kiln_is_contiguous(x->grad), "a contiguous leaf's gradient must stay contiguous");
     }
@@ -218,6 +219,8 @@ Test(channels_last, conv2d_keeps_layout_and_matches)
         {"residual chain", f_res_chain, 3, {4, 4, 4}, {S4(2, 8, 6, 6), S4(8, 8, 3, 3), S4(4, 8, 3, 3)},
          {true, false, false}, 1},
     };
+    /* 1e-4: oneDNN picks another kernel (and summation order) for nhwc than for nchw; the
+     * weight gradients sum up to 2*28*28 products of randn values, f32 rounding ~u*sqrt(K)*|terms| */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-4);
 }
 
@@ -230,6 +233,8 @@ Test(channels_last, elementwise_keeps_layout_and_matches)
         {"mul both cl", f_mul, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, true}, 1},
         {"div both cl", f_div, 2, {4, 4}, {S4(2, 5, 3, 4), S4(2, 5, 3, 4)}, {true, true}, 1},
     };
+    /* 1e-5: the same scalar formulas on the same values; only the vectorised exp (sigmoid) and
+     * the order of the chunks differ with the layout */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
 }
 
@@ -245,6 +250,8 @@ Test(channels_last, mixed_and_layout_blind_ops_match)
         {"flatten", f_flatten, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
         {"permute", f_permute, 1, {4}, {S4(2, 3, 4, 5)}, {true}, 0},
     };
+    /* 1e-5: a contiguous copy, then the same kernels; the broadcast gradients and the mean
+     * sum the same terms in another order (f32, at most 20 terms) */
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(&cases[i], 1e-5);
 }
 
@@ -344,12 +351,16 @@ Test(channels_last, simple_cnn_step_matches_nchw)
             }
             char what[96];
             snprintf(what, sizeof what, "store entry %zu (value after the forward: running stats)", i);
+            /* batch statistics sum N*H*W values in another order per layout: 1e-5 + 1e-4 rel */
             ku_expect_arrays(t->data, after[i], kiln_numel(t), 1e-5, 1e-4, what);
             if (!t->grad) continue;
             snprintf(what, sizeof what, "store entry %zu (gradient)", i);
+            /* through every layer of other oneDNN conv kernels (nhwc vs nchw) and batch-norm
+             * reductions; the weight gradients cancel in their sums, so 1e-4 abs + 1e-3 rel */
             ku_expect_arrays(t->grad->data, grads[i], kiln_numel(t), 1e-4, 1e-3, what);
         }
     }
+    /* logits (|y| ~ 1) after the conv stack in other kernel orders: 1e-4 abs and rel */
     ku_expect_close(logits[1], logits[0], 1e-4, 1e-4, "logits, nhwc vs nchw");
     for (size_t i = 0; i < n; i++) free(start[i]), free(grads[i]), free(after[i]);
     free(start), free(grads), free(after);
@@ -376,5 +387,6 @@ Test(channels_last, conv2d_bias_gradient_with_frozen_weight)
         cr_assert(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, r))) >= 0, "%s", kiln_last_error());
         gb[cl] = b->grad;
     }
+    /* the same 90 terms per channel summed in NHWC row order vs NCHW plane order: 1e-5 */
     ku_expect_close(gb[1], gb[0], 1e-5, 1e-5, "bias gradient, nhwc vs nchw");
 }

@@ -239,7 +239,8 @@ Test(learn, metrics_by_hand)
     const int64_t yv[] = {1, 2, 3, 0, 1};
     kiln_tensor *out = f32(ctx, 2, (int64_t[]){5, 4}, o);
     kiln_tensor *y = kiln_from_data(ctx, KILN_DTYPE_I64, 1, (int64_t[]){5}, yv);
-    /* row 4 is a tie (0.3, 0.3, 0.3): argmax picks index 0 (torch's first), so target 1 misses */
+    /* row 4 is a tie (0.3, 0.3, 0.3): argmax picks index 0 (torch's first), so target 1 misses.
+     * Metrics are ratios of small counts (or sums of a few f32 values) taken in double: 1e-12 */
     cr_assert_float_eq(mval(KILN_METRIC_KIND_ACCURACY, 0, out, y, 0), 2.0 / 5, 1e-12);
     cr_assert_float_eq(mval(KILN_METRIC_KIND_ERROR_RATE, 0, out, y, 0), 3.0 / 5, 1e-12);
     /* top-2: row0 1 yes; row1 2 (0.7 second) yes; row2 yes; row3 0 (0.2 second) yes; row4 1 (tie, rank 1) yes */
@@ -312,6 +313,8 @@ Test(learn, metrics_over_whole_split)
     for (int j = 0; j < 3; j++) cr_assert(!kiln_learner_add_metric(l, &ms[j]));
     double loss, v[3];
     cr_assert(!kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &loss, v), "%s", kiln_last_error());
+    /* the loss and RMSE/MAE go through f32 ops (mse, l1) on small integers: 1e-6 covers f32
+     * rounding of the batch means; F1 is a ratio of counts: 1e-12 */
     cr_assert_float_eq(loss, 10.0 / 5, 1e-6, "batch-size weighted mean of the batch MSEs");
     cr_assert_float_eq(v[0], sqrt(10.0 / 5), 1e-6);
     cr_assert_float_eq(v[1], 4.0 / 5, 1e-6);
@@ -369,7 +372,7 @@ Test(learn, recorder_lrs_and_csv)
         }
         /* smoothed loss: debiased EMA, beta 0.98, of the raw losses */
         double sm = kiln_ema_add(&ema, kiln_recorder_losses(r)[i]);
-        cr_assert_float_eq(kiln_recorder_smooth_losses(r)[i], sm, 1e-12);
+        cr_assert_float_eq(kiln_recorder_smooth_losses(r)[i], sm, 1e-12); /* same double EMA */
         cr_assert(isfinite(kiln_recorder_losses(r)[i]));
     }
     cr_assert_eq(kiln_recorder_n_epochs(r), 3);
@@ -397,6 +400,7 @@ Test(learn, recorder_lrs_and_csv)
                      "row %lld: %s", (long long)i, line);
         cr_assert(!kiln_recorder_epoch(r, i, &e));
         cr_assert_eq(ep, i);
+        /* the CSV prints doubles with %.9g or more: 1e-8 relative is the printing's rounding */
         cr_assert_float_eq(tl, e.train_loss, 1e-8 * fabs(e.train_loss));
         cr_assert_float_eq(vl, e.valid_loss, 1e-8 * fabs(e.valid_loss));
         cr_assert_float_eq(a, e.metrics[0], 1e-8);
@@ -414,7 +418,7 @@ Test(learn, recorder_lrs_and_csv)
     double lo, sm, l0, l1;
     cr_assert_eq(sscanf(line, "%lld,%lld,%lf,%lf,%lf,%lf", &it, &ep, &lo, &sm, &l0, &l1), 6);
     cr_assert(it == 5 && ep == 1);
-    cr_assert_float_eq(l0, kiln_recorder_lrs(r, 0)[5], 1e-8 * l0);
+    cr_assert_float_eq(l0, kiln_recorder_lrs(r, 0)[5], 1e-8 * l0); /* printed, as above */
     unlink(path);
     unlink(bpath);
     ku_learn_free(&f);
@@ -441,7 +445,7 @@ Test(learn, discriminative_lrs_three_groups)
     cr_assert_eq(kiln_learner_n_groups(l), 3);
     cr_assert(!kiln_learner_set_lr_slice(l, 1e-4, 1e-2));
     const double want[3] = {1e-4, 1e-3, 1e-2};
-    for (int g = 0; g < 3; g++)
+    for (int g = 0; g < 3; g++) /* geometric spacing in double: a few ulp of 1e-2 */
         cr_assert_float_eq(kiln_learner_lr_mult(l, g) * 1e-2, want[g], 1e-15, "group %d", g);
     kiln_sched s = const_sched(1e-2);
     cr_assert(!kiln_learner_fit(l, 1, &s), "%s", kiln_last_error());
@@ -577,13 +581,14 @@ Test(learn, get_preds_and_predict)
     cr_assert(p.n == 40 && p.c == 4 && p.k == 1 && p.target_dtype == KILN_DTYPE_I64);
     double vl;
     cr_assert(!kiln_learner_validate(f.learn, KILN_DATA_SPLIT_VALID, &vl, NULL));
-    cr_assert_float_eq(p.loss, vl, 1e-12);
+    cr_assert_float_eq(p.loss, vl, 1e-12); /* the same batches and f32 ops, summed in double */
     for (int64_t i = 0; i < p.n; i++) {
         double sum = 0;
         for (int j = 0; j < 4; j++) {
             cr_assert(p.probs[i * 4 + j] >= 0 && p.probs[i * 4 + j] <= 1);
             sum += p.probs[i * 4 + j];
         }
+        /* four f32 softmax outputs, each rounded (u = 6e-8) and divided by an f32 sum: 1e-5 */
         cr_assert_float_eq(sum, 1.0, 1e-5, "row %lld sums to %g", (long long)i, sum);
         cr_assert_eq(((int64_t *)p.targets)[i], (64 + i) % 4, "targets in order");
     }
@@ -593,6 +598,7 @@ Test(learn, get_preds_and_predict)
     cr_assert(!kiln_data_get_batch(f.data, KILN_DATA_SPLIT_VALID, 0, f.ctx, &x, &y));
     kiln_tensor *pr = kiln_learner_predict(f.learn, x);
     cr_assert(pr && pr->shape[0] == 16 && pr->shape[1] == 4);
+    /* the same model on the same batch: only the batching of the softmax may differ, 1e-6 */
     for (int64_t i = 0; i < 64; i++) cr_assert_float_eq(kiln_get_flat(pr, i), p.probs[i], 1e-6);
     cr_assert(kiln_grad_enabled(f.ctx) && kiln_model_training(f.model), "predict restores grad and mode");
     kiln_step_rewind(f.ctx, mk);

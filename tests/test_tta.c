@@ -17,6 +17,8 @@ Test(tta, combine_mean_and_beta)
     float out[3];
     cr_assert_eq(kiln_tta_combine(plain, &passes[0][0], 2, 3, 0.25, false, out), KILN_STATUS_OK);
     const double want[3] = {0.75 * 0.5 + 0.25 * 0.2, 0.75 * 0.3 + 0.25 * 0.5, 0.75 * 0.2 + 0.25 * 0.3};
+    /* f32 outputs of a few f32 products and sums vs the same in double: 1e-6 (u = 6e-8);
+     * beta 1 returns the plain pass itself: 1e-7 */
     for (int i = 0; i < 3; i++) cr_expect_float_eq(out[i], want[i], 1e-6, "item %d: %g vs %g", i, out[i], want[i]);
     /* probabilities stay a distribution */
     cr_expect_float_eq(out[0] + out[1] + out[2], 1.0, 1e-6);
@@ -162,20 +164,23 @@ Test(tta, learner_tta_matches_the_passes, .init = setup, .fini = teardown)
     }
     cr_assert_eq(kiln_vision_data_set_tta(v, -1), KILN_STATUS_OK);
     bool differ = false;
-    for (int i = 0; i < 20; i++) differ |= fabsf(pass[0].probs[i] - plain.probs[i]) > 1e-6f;
+    for (int i = 0; i < 20; i++) differ |= fabsf(pass[0].probs[i] - plain.probs[i]) > 1e-6f; /* above f32 noise */
     cr_expect(differ, "the augmented pass equals the plain one: the transform did not run on valid");
     float want[20];
     cr_assert_eq(kiln_tta_combine(plain.probs, all, 3, 20, 0.25, false, want), KILN_STATUS_OK);
+    /* the same f32 combine on the same passes: 1e-6 only as a floor */
     for (int i = 0; i < 20; i++) cr_expect_float_eq(t1.probs[i], want[i], 1e-6, "prob %d", i);
     /* the same again (deterministic passes), and the loss is the loss of the mixed probs */
     cr_assert_eq(kiln_learner_tta(l, KILN_DATA_SPLIT_VALID, 3, 0.25, false, &t2), KILN_STATUS_OK);
     cr_expect_eq(memcmp(t1.probs, t2.probs, sizeof(float) * 20), 0, "TTA is not deterministic");
     double ce = 0;
     for (int i = 0; i < 10; i++) ce -= log(t1.probs[i * 2 + ((int64_t *)t1.targets)[i]]);
+    /* the loss runs the mixed probabilities back through log() into the f32 cross-entropy
+     * (rounding ~u*|log p| per item, ~1e-6): 1e-4 leaves a wide margin */
     cr_expect_float_eq(t1.loss, ce / 10, 1e-4, "loss %g vs %g", t1.loss, ce / 10);
     double sl, sm;
     cr_assert_eq(kiln_learner_score(l, &t1, &sl, &sm), KILN_STATUS_OK);
-    cr_expect_float_eq(sl, t1.loss, 1e-6);
+    cr_expect_float_eq(sl, t1.loss, 1e-6); /* the same computation again */
     cr_expect(sm >= 0 && sm <= 1);
     /* max */
     kiln_preds tm;
