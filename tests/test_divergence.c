@@ -3,7 +3,9 @@
  * KILN_STATUS_DIVERGED naming the epoch, the batch and the culprit (input, op, gradient,
  * parameter), without the optimizer step and without a checkpoint of the broken epoch;
  * the skip policy skips and counts, and stops after max_nan_skips in a row; lr_find's
- * suggestions ignore non-finite points; a resume refuses a checkpoint of other settings,
+ * suggestions ignore non-finite points; a non-finite validation loss or metric stops the fit
+ * (STOP) or is reported and never taken as a best model (SKIP); a skipped batch leaves the
+ * BatchNorm running statistics and num_batches_tracked as they were; a resume refuses a checkpoint of other settings,
  * naming each, and a fresh fit owns the checkpoint file from its start. */
 #include "util/ku_learn.h"
 
@@ -121,7 +123,27 @@ static void expect_weights(kiln_model *m, const kiln_weights *w, const char *wha
     cr_assert(now.n_params == w->n_params && now.n_buffers == w->n_buffers);
     cr_assert(!memcmp(now.params, w->params, w->n_params * sizeof(float)), "%s: params changed", what);
     cr_assert(!memcmp(now.buffers, w->buffers, w->n_buffers * sizeof(float)), "%s: running stats changed", what);
+    cr_assert(now.n_counters == w->n_counters);
+    for (size_t i = 0; i < w->n_counters; i++)
+        cr_assert_eq(now.counters[i], w->counters[i], "%s: module %zu's num_batches_tracked %lld, was %lld", what, i,
+                     (long long)now.counters[i], (long long)w->counters[i]);
     kiln_weights_free(&now);
+}
+
+/* Asserts every BatchNorm (a module that counts) tracked exactly want training batches. */
+static void expect_batches_tracked(kiln_model *m, int64_t want)
+{
+    kiln_weights w;
+    cr_assert(!kiln_weights_copy(m, &w));
+    int bns = 0;
+    for (size_t i = 0; i < w.n_counters; i++)
+        if (w.counters[i]) {
+            bns++;
+            cr_assert_eq(w.counters[i], want, "module %zu tracked %lld batches, want %lld", i,
+                         (long long)w.counters[i], (long long)want);
+        }
+    cr_assert(bns > 0, "the MLP has a BatchNorm");
+    kiln_weights_free(&w);
 }
 
 /* ---- stop ---------------------------------------------------------------------------------- */
@@ -221,6 +243,7 @@ Test(divergence, skip_skips_counts_and_goes_on)
     cr_assert(isfinite(er.train_loss) && isfinite(er.valid_loss), "train %g valid %g", er.train_loss, er.valid_loss);
     kiln_store *st = kiln_model_store(f.model);
     for (int k = 0; k < 3; k++) cr_assert_eq(kiln_store_first_nonfinite(st, (kiln_store_kind)k, NULL), -1);
+    expect_batches_tracked(f.model, 2 * 10 - 2); /* the skipped forwards count nothing */
     kiln_weights_free(&p.last_good);
     ku_learn_free(&f);
 }
@@ -242,6 +265,144 @@ Test(divergence, skip_stops_after_max_in_a_row)
     cr_assert_null(kiln_learner_new(f.ctx, f.model, f.data, NULL, &lp));
     ku_expect_error("max_nan_skips", "the bad limit");
     ku_learn_free(&f);
+}
+
+/* ---- validation ---------------------------------------------------------------------------- *
+ * Training stays finite while the eval-mode pass does not: at the end of epoch `epoch` the
+ * BatchNorm running statistics are set to -1 (variance < 0: NaN in eval mode, unused in
+ * training mode) and put back when the next epoch begins; or a custom metric turns infinite. */
+
+typedef struct bad_valid {
+    int64_t epoch;
+    bool metric;      /* poison the metric "boom" instead of the running stats */
+    kiln_weights kept; /* the running stats before the poison */
+    bool poisoned;
+} bad_valid;
+
+static kiln_status bv_end_batch(kiln_learner *l, void *user)
+{
+    bad_valid *b = user;
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (b->metric || s->epoch != b->epoch || s->batch != s->n_batches - 1) return KILN_STATUS_OK;
+    cr_assert(!kiln_weights_copy(kiln_learner_model(l), &b->kept));
+    size_t n = 0;
+    float *buf = kiln_store_flat(kiln_model_store(kiln_learner_model(l)), KILN_STORE_BUFFERS, &n);
+    cr_assert(buf && n > 0);
+    for (size_t i = 0; i < n; i++) buf[i] = -1.0f;
+    b->poisoned = true;
+    return KILN_STATUS_OK;
+}
+
+static kiln_status bv_begin_epoch(kiln_learner *l, void *user)
+{
+    bad_valid *b = user;
+    if (!b->poisoned) return KILN_STATUS_OK;
+    cr_assert(!kiln_weights_restore(kiln_learner_model(l), &b->kept));
+    kiln_weights_free(&b->kept);
+    b->poisoned = false;
+    return KILN_STATUS_OK;
+}
+
+static kiln_status boom_acc(kiln_metric_acc *acc, const kiln_tensor *out, const kiln_tensor *y, double loss, void *u)
+{
+    (void)out, (void)y, (void)loss, (void)u;
+    acc->n++;
+    return KILN_STATUS_OK;
+}
+
+static kiln_learner *g_bv_learner;
+static double boom_value(const kiln_metric_acc *acc, void *user)
+{
+    bad_valid *b = user;
+    return b->metric && kiln_learner_state(g_bv_learner)->epoch == b->epoch ? INFINITY : (double)acc->n;
+}
+
+static void add_bad_valid(kiln_learner *l, bad_valid *b)
+{
+    kiln_callback cb = {.name = "bad_valid", .end_batch = bv_end_batch, .begin_epoch = bv_begin_epoch, .user = b};
+    cr_assert(!kiln_learner_add_callback(l, &cb));
+    kiln_metric m = kiln_metric_make(KILN_METRIC_KIND_CUSTOM);
+    m.name = "boom", m.accumulate = boom_acc, m.value = boom_value, m.user = b;
+    cr_assert(!kiln_learner_add_metric(l, &m), "%s", kiln_last_error());
+    g_bv_learner = l;
+}
+
+Test(divergence, stop_on_a_nonfinite_validation_loss_names_the_epoch_and_keeps_the_last_checkpoint)
+{
+    tmpdir_make();
+    kiln_learner_params lp = quiet(KILN_NAN_POLICY_STOP, 10);
+    ku_learn f = make(&lp);
+    bad_valid b = {.epoch = 1};
+    add_bad_valid(f.learn, &b);
+    cr_assert(!kiln_learner_add_checkpointing(f.learn, g_dir, 1));
+    char best[128];
+    snprintf(best, sizeof best, "%s/best.safetensors", g_dir);
+    cr_assert(!kiln_learner_add_save_best(f.learn, best, NULL));
+    kiln_sched s = const_sched(f.learn, 3, 1e-2);
+    kiln_status st = kiln_learner_fit(f.learn, 3, &s);
+    cr_assert_eq(st, KILN_STATUS_DIVERGED, "status %s: %s", kiln_status_name(st), kiln_last_error());
+    ku_expect_error("fit diverged at epoch 1, in validation: the validation loss is ", "the epoch");
+    ku_expect_error("nan (non-finite from validation batch 0 of 2)", "the value and the first bad batch");
+    char path[128];
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", g_dir);
+    kiln_checkpoint_info info;
+    cr_assert(!kiln_checkpoint_read_info(path, &info), "%s", kiln_last_error());
+    cr_assert_eq(info.epoch, 1, "the checkpoint is epoch 0's end: epoch 1 validated NaN");
+    int64_t best_epoch, saves;
+    cr_assert(!kiln_save_best_info(f.learn, NULL, &best_epoch, &saves));
+    cr_assert(best_epoch == 0 && saves == 1, "best epoch %lld, %lld saves", (long long)best_epoch, (long long)saves);
+    /* the epoch's row is recorded, with its NaN, for the user to see */
+    kiln_epoch_record er;
+    cr_assert_eq(kiln_recorder_n_epochs(kiln_learner_recorder(f.learn)), 2);
+    cr_assert(!kiln_recorder_epoch(kiln_learner_recorder(f.learn), 1, &er));
+    cr_assert(isnan(er.valid_loss) && isfinite(er.train_loss));
+    kiln_weights_free(&b.kept);
+    ku_learn_free(&f);
+    tmpdir_remove();
+}
+
+Test(divergence, stop_on_a_nonfinite_validation_metric_names_it)
+{
+    kiln_learner_params lp = quiet(KILN_NAN_POLICY_STOP, 10);
+    ku_learn f = make(&lp);
+    bad_valid b = {.epoch = 0, .metric = true};
+    add_bad_valid(f.learn, &b);
+    kiln_sched s = const_sched(f.learn, 2, 1e-2);
+    cr_assert_eq(kiln_learner_fit(f.learn, 2, &s), KILN_STATUS_DIVERGED);
+    ku_expect_error("epoch 0, in validation: the validation metric 'boom' is inf", "the metric");
+    ku_learn_free(&f);
+}
+
+Test(divergence, skip_reports_a_nonfinite_validation_and_takes_no_best_model_from_it)
+{
+    kiln_learner_params lp = quiet(KILN_NAN_POLICY_SKIP, 10);
+    ku_learn f = make(&lp);
+    bad_valid b = {.epoch = 1};
+    add_bad_valid(f.learn, &b);
+    tmpdir_make();
+    char best[128];
+    snprintf(best, sizeof best, "%s/best.safetensors", g_dir);
+    /* monitored: train_loss, finite in every epoch, so only the check keeps epoch 1 out */
+    kiln_monitor_params mp = kiln_monitor_default_params();
+    mp.monitor = "train_loss";
+    cr_assert(!kiln_learner_add_save_best(f.learn, best, &mp));
+    kiln_sched s = const_sched(f.learn, 3, 1e-2);
+    cr_assert(!kiln_learner_fit(f.learn, 3, &s), "%s", kiln_last_error());
+    const kiln_recorder *rec = kiln_learner_recorder(f.learn);
+    cr_assert_eq(kiln_recorder_n_epochs(rec), 3);
+    kiln_epoch_record e[3];
+    for (int i = 0; i < 3; i++) cr_assert(!kiln_recorder_epoch(rec, i, &e[i]));
+    cr_assert(e[0].train_loss > e[1].train_loss && e[1].train_loss > e[2].train_loss,
+              "train_loss %g %g %g: each epoch improves, epoch 1 would be a best", e[0].train_loss, e[1].train_loss,
+              e[2].train_loss);
+    cr_assert(isnan(e[1].valid_loss) && isfinite(e[0].valid_loss) && isfinite(e[2].valid_loss));
+    cr_assert_eq(kiln_learner_state(f.learn)->n_valid_nonfinite, 1);
+    int64_t best_epoch, saves;
+    cr_assert(!kiln_save_best_info(f.learn, NULL, &best_epoch, &saves));
+    cr_assert(best_epoch == 2 && saves == 2, "best epoch %lld, %lld saves: epoch 1 must not be one",
+              (long long)best_epoch, (long long)saves);
+    ku_learn_free(&f);
+    tmpdir_remove();
 }
 
 /* ---- lr_find --------------------------------------------------------------------------------- */

@@ -123,7 +123,15 @@ kiln_status kiln_metric_compute(const kiln_metric *m, const kiln_tensor *out, co
  *   SKIP: the batch is skipped (not recorded, not smoothed) and counted in
  *        kiln_fit_state.n_skipped; max_nan_skips batches in a row end the fit as STOP does.
  * Weights that an optimizer step itself makes non-finite (finite gradients, a huge lr) end
- * the fit with KILN_STATUS_DIVERGED under both policies, naming the parameter. */
+ * the fit with KILN_STATUS_DIVERGED under both policies, naming the parameter.
+ * A validation loss or metric that is NaN or infinite (finite training, e.g. BatchNorm
+ * running statistics that only the eval-mode pass uses) is checked after each epoch's
+ * validation: STOP ends the fit with KILN_STATUS_DIVERGED naming the epoch, the value and
+ * the first validation batch with a non-finite loss, after the epoch's table row and
+ * recorder entry but before its end_epoch (no checkpoint, no best model of it); SKIP prints
+ * a message, sets kiln_fit_state.valid_nonfinite for that epoch's end_epoch (the built-in
+ * save_best and early stopping never take it as an improvement), counts it in
+ * n_valid_nonfinite and goes on. */
 typedef enum kiln_nan_policy {
     KILN_NAN_POLICY_STOP = 0,
     KILN_NAN_POLICY_SKIP,
@@ -248,6 +256,8 @@ typedef struct kiln_fit_state {
     int n_metrics;
     int64_t n_skipped;       /* batches skipped this fit for a non-finite loss or gradient */
     int64_t n_skipped_epoch; /* of them in the current epoch (read it in end_epoch) */
+    bool valid_nonfinite;    /* SKIP: this epoch's validation loss or a metric is NaN or infinite */
+    int64_t n_valid_nonfinite; /* SKIP: epochs of this fit whose validation was non-finite */
 } kiln_fit_state;
 
 kiln_fit_state *kiln_learner_state(kiln_learner *l);

@@ -73,7 +73,9 @@ static bool tracker_end_epoch(kiln_learner *l, tracker *t)
 {
     const kiln_fit_state *s = kiln_learner_state(l);
     double v = t->index == -1 ? s->valid_loss : t->index == -2 ? s->train_loss : s->metrics[t->index];
-    t->new_best = t->lower ? v + t->min_delta < t->best : v - t->min_delta > t->best; /* NaN: never */
+    /* never from a non-finite value (-inf would win) nor an epoch whose validation was non-finite */
+    t->new_best = isfinite(v) && !s->valid_nonfinite &&
+                  (t->lower ? v + t->min_delta < t->best : v - t->min_delta > t->best);
     if (t->new_best) {
         t->best = v;
         t->best_epoch = s->epoch;

@@ -4,11 +4,15 @@
  * batch takes no optimizer step. The BatchNorm running statistics that the failed forward
  * pass updated are put back from a copy taken before it, so the model is the last good one.
  *
+ * After each epoch's validation its loss and metrics are checked the same way (a model can
+ * train finite and still validate NaN: eval mode uses the BatchNorm running statistics).
+ *
  * Cost per batch: one copy of the buffers (running stats, small) and a check of them after
  * the forward pass, one pass over the gradients and one over the parameters, branch-free bit tests the compiler vectorizes;
  * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
 #include "learn_internal.h"
 #include "kiln/autograd.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -62,13 +66,19 @@ static void name_first(kiln_learner *l, kiln_store_kind kind, char *buf, size_t 
 kiln_status kiln__nan_fit_begin(kiln_learner *l)
 {
     l->nan_in_row = 0;
-    l->st.n_skipped = l->st.n_skipped_epoch = 0;
-    size_t n = 0;
+    l->st.n_skipped = l->st.n_skipped_epoch = l->st.n_valid_nonfinite = 0;
+    l->st.valid_nonfinite = false;
+    size_t n = 0, nm = l->model->n_mods;
     kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (n > l->cap_buf_copy) {
         float *b = realloc(l->buf_copy, n * sizeof *b);
         if (!b) return kiln__err(KILN_STATUS_NOMEM, "learner_fit: out of memory");
         l->buf_copy = b, l->cap_buf_copy = n;
+    }
+    if (nm > l->cap_nbt_copy) {
+        int64_t *c = realloc(l->nbt_copy, nm * sizeof *c);
+        if (!c) return kiln__err(KILN_STATUS_NOMEM, "learner_fit: out of memory");
+        l->nbt_copy = c, l->cap_nbt_copy = nm;
     }
     return KILN_STATUS_OK;
 }
@@ -79,6 +89,7 @@ void kiln__nan_before_forward(kiln_learner *l)
     size_t n = 0;
     const float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (b && n) memcpy(l->buf_copy, b, n * sizeof *b);
+    for (size_t i = 0; i < l->model->n_mods; i++) l->nbt_copy[i] = l->model->mods[i]->num_batches_tracked;
 }
 
 kiln_status kiln__nan_check_loss(kiln_learner *l)
@@ -132,6 +143,7 @@ kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip)
     size_t n = 0;
     float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (b && n) memcpy(b, l->buf_copy, n * sizeof *b);
+    for (size_t i = 0; i < l->model->n_mods; i++) l->model->mods[i]->num_batches_tracked = l->nbt_copy[i];
     if (l->p.on_nan != KILN_NAN_POLICY_SKIP) return st;
     if (++l->nan_in_row >= l->p.max_nan_skips) {
         char msg[1024];
@@ -147,3 +159,34 @@ kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip)
 }
 
 void kiln__nan_batch_done(kiln_learner *l) { l->nan_in_row = 0; }
+
+kiln_status kiln__nan_check_valid(kiln_learner *l, int64_t bad_batch)
+{
+    kiln_fit_state *s = &l->st;
+    s->valid_nonfinite = false;
+    int64_t nvb = kiln_data_n_batches(l->data, KILN_DATA_SPLIT_VALID);
+    if (l->probe || nvb < 1) return KILN_STATUS_OK; /* no validation data: NaN means "none" */
+    char what[300] = "";
+    if (!isfinite(s->valid_loss)) {
+        int k = snprintf(what, sizeof what, "the validation loss is %g", s->valid_loss);
+        if (bad_batch >= 0 && k > 0 && (size_t)k < sizeof what)
+            snprintf(what + k, sizeof what - (size_t)k, " (non-finite from validation batch %lld of %lld)",
+                     (long long)bad_batch, (long long)nvb);
+    }
+    for (int j = 0; !what[0] && j < l->n_metrics; j++)
+        if (!isfinite(s->metrics[j]))
+            snprintf(what, sizeof what, "the validation metric '%s' is %g", kiln_learner_metric_name(l, j),
+                     s->metrics[j]);
+    if (!what[0]) return KILN_STATUS_OK;
+    if (l->p.on_nan != KILN_NAN_POLICY_SKIP)
+        return kiln__err(KILN_STATUS_DIVERGED,
+                         "fit diverged at epoch %lld, in validation: %s; its %lld training batches were finite (the "
+                         "eval-mode pass differs: BatchNorm uses its running statistics)",
+                         (long long)s->epoch, what, (long long)s->n_batches);
+    s->valid_nonfinite = true;
+    s->n_valid_nonfinite++;
+    char msg[400];
+    snprintf(msg, sizeof msg, "epoch %lld: %s: not taken as a best model", (long long)s->epoch, what);
+    kiln_progress_message(l->prog, msg);
+    return KILN_STATUS_OK;
+}

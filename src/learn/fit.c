@@ -193,10 +193,15 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         s->x = s->y = s->out = s->loss = NULL;
         s->valid_loss = NAN;
         for (int j = 0; j < l->n_metrics; j++) s->metrics[j] = NAN;
-        if (!p->no_valid && (st = kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &s->valid_loss, s->metrics))) break;
+        int64_t bad_batch = -1; /* the first validation batch with a non-finite loss */
+        if (!p->no_valid &&
+            (st = kiln__learn_validate(l, KILN_DATA_SPLIT_VALID, &s->valid_loss, s->metrics, &bad_batch)))
+            break;
         double secs = now_s() - t0;
         if ((st = kiln__recorder_add_epoch(l->rec, e, s->iter, s->train_loss, s->valid_loss, s->metrics, secs))) break;
         if (table) table_row(l, secs);
+        /* STOP: no end_epoch, so no checkpoint or best model of an epoch that validates non-finite */
+        if (!p->no_valid && (st = kiln__nan_check_valid(l, bad_batch))) break;
         st = kiln__learn_run_hook(l, KILN__HOOK(end_epoch));
     }
     s->training = false;
@@ -252,6 +257,14 @@ static void eval_end(kiln_learner *l, eval_scope e)
 
 kiln_status kiln_learner_validate(kiln_learner *l, kiln_data_split split, double *loss, double *metrics)
 {
+    int64_t first_bad;
+    return kiln__learn_validate(l, split, loss, metrics, &first_bad);
+}
+
+kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double *loss, double *metrics,
+                                 int64_t *first_bad)
+{
+    *first_bad = -1;
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_validate: learner is NULL");
     int64_t nb = kiln_data_n_batches(l->data, split);
     if (loss) *loss = NAN;
@@ -274,6 +287,7 @@ kiln_status kiln_learner_validate(kiln_learner *l, kiln_data_split split, double
             break;
         }
         double lv = kiln_item(lt);
+        if (!isfinite(lv) && *first_bad < 0) *first_bad = i;
         int64_t b = x->ndim ? x->shape[0] : 1;
         total += lv * (double)b;
         n += b;

@@ -42,6 +42,8 @@ struct kiln_learner {
     /* divergence.c: non-finite checks of each training batch */
     float *buf_copy;       /* (cap_buf_copy) the model's buffers before this batch's forward */
     size_t cap_buf_copy;
+    int64_t *nbt_copy;     /* (cap_nbt_copy) each module's num_batches_tracked before it */
+    size_t cap_nbt_copy;
     int nan_in_row;        /* batches skipped in a row (SKIP policy) */
     bool probe;            /* lr_find's fit: no non-finite checks, no new run id */
 
@@ -61,6 +63,10 @@ kiln_tensor *kiln__learn_loss(kiln_learner *l, kiln_tensor *out, kiln_tensor *y)
 kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which);
 #define KILN__HOOK(field) offsetof(kiln_callback, field)
 
+/* kiln_learner_validate that also gives the index of the first batch whose loss is not
+ * finite (-1: none). */
+kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double *loss, double *metrics,
+                                 int64_t *first_bad);
 /* Loss (when loss != NULL; else given_loss is what metrics see) and metrics (n_metrics, may be
  * NULL) of predictions probs laid out as p (snapshot.c): the probabilities are turned back
  * into the model's output form first (log p for cross-entropy, logit for BCE). */
@@ -79,6 +85,11 @@ kiln_status kiln__nan_check_params(kiln_learner *l);
  * batch and returns OK with *skip set, else returns st (message kept). */
 kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip);
 void kiln__nan_batch_done(kiln_learner *l);        /* a batch stepped: the run of skips ends */
+/* After an epoch's validation (bad_batch: its first batch with a non-finite loss, -1: none):
+ * OK when the validation loss and metrics are finite (or there was no validation data);
+ * else STOP: KILN_STATUS_DIVERGED naming the epoch and what; SKIP: a progress message, the
+ * epoch marked (kiln_fit_state.valid_nonfinite, no best model from it) and OK. */
+kiln_status kiln__nan_check_valid(kiln_learner *l, int64_t bad_batch);
 
 /* ---- run.c: run ids and settings ---- */
 void kiln__run_new_id(kiln_learner *l);

@@ -140,6 +140,7 @@ void kiln_learner_free(kiln_learner *l)
     kiln__recorder_free(l->rec);
     kiln_progress_free(l->prog);
     free(l->buf_copy);
+    free(l->nbt_copy);
     free(l->run_settings);
     free(l);
 }

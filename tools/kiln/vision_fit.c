@@ -482,6 +482,10 @@ int vc_fit(vopts *o, const char *data)
     if (skipped > 0)
         fprintf(stderr, "%s: warning: %lld batch(es) skipped for a non-finite loss or gradient (--on-nan skip)\n",
                 o->cmd, (long long)skipped);
+    int64_t bad_valid = kiln_learner_state(s.l)->n_valid_nonfinite;
+    if (bad_valid > 0)
+        fprintf(stderr, "%s: warning: the validation loss or a metric was non-finite in %lld epoch(s) (--on-nan skip)\n",
+                o->cmd, (long long)bad_valid);
     if (interrupted) {
         fflush(stdout);
         /* the checkpoint is this run's: the callback wrote it at the fit's start */
