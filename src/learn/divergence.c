@@ -18,6 +18,14 @@
 #include <stdarg.h>
 #include <string.h>
 
+/* -DKILN_NO_DIVERGENCE_CHECKS builds a fit without them, only to measure what they cost
+ * (docs/benchmarks.md); the policies then do nothing. */
+#ifdef KILN_NO_DIVERGENCE_CHECKS
+#define OFF(l) true
+#else
+#define OFF(l) ((l)->probe)
+#endif
+
 /* True when none of x[0..n) is a NaN or an infinity (exponent bits all ones). */
 static bool flat_finite(const float *x, size_t n)
 {
@@ -85,7 +93,7 @@ kiln_status kiln__nan_fit_begin(kiln_learner *l)
 
 void kiln__nan_before_forward(kiln_learner *l)
 {
-    if (l->probe) return;
+    if (OFF(l)) return;
     size_t n = 0;
     const float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (b && n) memcpy(l->buf_copy, b, n * sizeof *b);
@@ -95,7 +103,7 @@ void kiln__nan_before_forward(kiln_learner *l)
 kiln_status kiln__nan_check_loss(kiln_learner *l)
 {
     const kiln_fit_state *s = &l->st;
-    if (l->probe) return KILN_STATUS_OK;
+    if (OFF(l)) return KILN_STATUS_OK;
     if (isfinite(s->loss_value)) {
         /* huge but finite activations can still overflow a running variance */
         size_t n = 0;
@@ -121,7 +129,7 @@ kiln_status kiln__nan_check_grads(kiln_learner *l)
 {
     size_t n = 0;
     const float *g = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_GRADS, &n);
-    if (l->probe || !g || flat_finite(g, n)) return KILN_STATUS_OK;
+    if (OFF(l) || !g || flat_finite(g, n)) return KILN_STATUS_OK;
     char who[400];
     name_first(l, KILN_STORE_GRADS, who, sizeof who);
     return diverged(l, "the loss is %g but the gradient of parameter %s is not finite", l->st.loss_value, who);
@@ -131,7 +139,7 @@ kiln_status kiln__nan_check_params(kiln_learner *l)
 {
     size_t n = 0;
     const float *p = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_PARAMS, &n);
-    if (l->probe || !p || flat_finite(p, n)) return KILN_STATUS_OK;
+    if (OFF(l) || !p || flat_finite(p, n)) return KILN_STATUS_OK;
     char who[400];
     name_first(l, KILN_STORE_PARAMS, who, sizeof who);
     return diverged(l, "the optimizer step made parameter %s non-finite from finite gradients (lower the lr)", who);
@@ -165,7 +173,7 @@ kiln_status kiln__nan_check_valid(kiln_learner *l, int64_t bad_batch)
     kiln_fit_state *s = &l->st;
     s->valid_nonfinite = false;
     int64_t nvb = kiln_data_n_batches(l->data, KILN_DATA_SPLIT_VALID);
-    if (l->probe || nvb < 1) return KILN_STATUS_OK; /* no validation data: NaN means "none" */
+    if (OFF(l) || nvb < 1) return KILN_STATUS_OK; /* no validation data: NaN means "none" */
     char what[300] = "";
     if (!isfinite(s->valid_loss)) {
         int k = snprintf(what, sizeof what, "the validation loss is %g", s->valid_loss);
