@@ -176,7 +176,7 @@ static void expect_result(const char *out, const unsigned char *ref, size_t ref_
     ku_expect_no_temp(out);
 }
 
-Test(kill_resume, sigkill_anywhere_resumes_to_the_same_weights, .timeout = 900)
+Test(kill_resume, sigkill_anywhere_resumes_to_the_same_weights, .timeout = 500)
 {
     double t0 = now_s();
     finish_fit(P("ref"));
