@@ -161,6 +161,27 @@ Test(core, long_error_message_keeps_its_cause)
     cr_expect_str_eq(kiln_last_error(), "op: short message");
 }
 
+/* kiln_error is the public setter; kiln_last_status keeps the code of a call that returns
+ * NULL; kiln_clear_error resets both. */
+Test(core, public_error_setter_and_last_status)
+{
+    kiln_clear_error();
+    cr_assert_eq(kiln_last_status(), KILN_STATUS_OK);
+    cr_assert_str_eq(kiln_last_error(), "");
+    cr_assert_eq(kiln_error(KILN_STATUS_FORMAT, "my_metric: %d classes, want %s", 3, "2"), KILN_STATUS_FORMAT);
+    cr_assert_eq(kiln_last_status(), KILN_STATUS_FORMAT);
+    cr_assert_str_eq(kiln_last_error(), "my_metric: 3 classes, want 2");
+    cr_assert_eq(kiln_error(KILN_STATUS_OK, "an error with no code"), KILN_STATUS_INVALID, "OK is no error code");
+    cr_assert_eq(kiln_last_status(), KILN_STATUS_INVALID);
+    kiln_clear_error();
+    cr_assert_eq(kiln_last_status(), KILN_STATUS_OK);
+    kiln_vision_params vp = kiln_vision_default_params();
+    cr_assert_null(kiln_vision_open("/nonexistent/kiln-test-data", &vp));
+    cr_assert_eq(kiln_last_status(), KILN_STATUS_IO, "NULL from vision_open keeps IO: %s (%s)",
+                 kiln_status_name(kiln_last_status()), kiln_last_error());
+    cr_assert(strstr(kiln_last_error(), "/nonexistent/kiln-test-data"), "%s", kiln_last_error());
+}
+
 /* The suite runs on the caller's OMP_NUM_THREADS (2 when unset, see CMakeLists.txt), so a
  * 1-thread run really is one: the test context, a default context and OpenMP agree. */
 Test(core, threads_follow_omp_num_threads)

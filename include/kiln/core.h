@@ -39,7 +39,20 @@ const char *kiln_status_name(kiln_status s);
 /* The message of the last error on this thread ("" when none). Names the op, tensor,
  * shape, file or field at fault. Valid until the next kiln call on this thread. */
 const char *kiln_last_error(void);
+/* The status of the last error on this thread (KILN_STATUS_OK when none), so a call that
+ * returns NULL does not lose its code. */
+kiln_status kiln_last_status(void);
 void kiln_clear_error(void);
+/* Sets this thread's error (a printf-style message naming what failed, and s) and returns s:
+ * `return kiln_error(KILN_STATUS_INVALID, "my_metric: %d classes", n);` from a callback,
+ * metric, loss or data source. A kiln call that gets the error back stops and passes it on
+ * (a fit names the callback when the message is empty). s == OK is taken as INVALID. */
+#if defined(__GNUC__)
+#define KILN_PRINTF_FMT(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KILN_PRINTF_FMT(f, a)
+#endif
+kiln_status kiln_error(kiln_status s, const char *fmt, ...) KILN_PRINTF_FMT(2, 3);
 
 /* ---- dtypes --------------------------------------------------------------------------- */
 

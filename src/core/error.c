@@ -1,4 +1,5 @@
-/* Status names and the per-thread error message that every failing kiln call leaves. */
+/* Status names and the per-thread error (status + message) that every failing kiln call
+ * leaves; kiln_error is the public setter for user callbacks, metrics, losses and data. */
 #include "core/internal.h"
 
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 /* Room for a message naming two PATH_MAX paths and its cause; longer ones lose their middle
  * (messages start with the op and end with the cause: both are kept). */
 static _Thread_local char g_msg[12288];
+static _Thread_local kiln_status g_status; /* the status that went with g_msg */
 
 const char *kiln_status_name(kiln_status s)
 {
@@ -27,7 +29,12 @@ const char *kiln_status_name(kiln_status s)
 }
 
 const char *kiln_last_error(void) { return g_msg; }
-void kiln_clear_error(void) { g_msg[0] = '\0'; }
+kiln_status kiln_last_status(void) { return g_status; }
+void kiln_clear_error(void)
+{
+    g_msg[0] = '\0';
+    g_status = KILN_STATUS_OK;
+}
 bool kiln__has_error(void) { return g_msg[0] != '\0'; }
 
 static void set_msg(const char *fmt, va_list ap)
@@ -49,6 +56,7 @@ static void set_msg(const char *fmt, va_list ap)
 
 kiln_status kiln__err_prefix(kiln_status s, const char *prefix)
 {
+    if (s != KILN_STATUS_OK) g_status = s;
     size_t p = strlen(prefix), m = strlen(g_msg), cap = sizeof g_msg - 1;
     if (p > cap / 4) p = cap / 4;
     if (p + m > cap) { /* drop the old message's middle: its start (what failed) and end (why) stay */
@@ -75,21 +83,28 @@ void kiln__warn(const char *fmt, ...)
     va_end(ap);
 }
 
-kiln_status kiln__err(kiln_status s, const char *fmt, ...)
+/* An error with s == OK is still an error: its status reads INVALID. */
+static kiln_status set_err(kiln_status s, const char *fmt, va_list ap)
+{
+    g_status = s != KILN_STATUS_OK ? s : KILN_STATUS_INVALID;
+    set_msg(fmt, ap);
+    return g_status;
+}
+
+kiln_status kiln_error(kiln_status s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    set_msg(fmt, ap);
+    kiln_status r = set_err(s, fmt, ap);
     va_end(ap);
-    return s;
+    return r;
 }
 
 void *kiln__errp(kiln_status s, const char *fmt, ...)
 {
-    (void)s;
     va_list ap;
     va_start(ap, fmt);
-    set_msg(fmt, ap);
+    set_err(s, fmt, ap);
     va_end(ap);
     return NULL;
 }

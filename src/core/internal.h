@@ -35,8 +35,9 @@ struct kiln_ctx {
     void *backend_state;           /* owned by the backend (oneDNN engine and stream) */
 };
 
-/* Sets the thread's error message ("op: message") and returns s. */
-kiln_status kiln__err(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets the thread's error message ("op: message") and status, returns s: the public
+ * kiln_error (core.h) under the name the library has always used. */
+#define kiln__err kiln_error
 /* Same, returning NULL, for functions that return pointers. */
 void *kiln__errp(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Puts prefix before this thread's message (whole, however long: a long one loses its middle,
