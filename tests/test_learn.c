@@ -598,7 +598,7 @@ Test(learn, get_preds_and_predict)
     kiln_mark mk = kiln_step_mark(f.ctx);
     kiln_tensor *x, *y;
     cr_assert(!kiln_data_get_batch(f.data, KILN_DATA_SPLIT_VALID, 0, f.ctx, &x, &y));
-    kiln_tensor *pr = kiln_learner_predict(f.learn, x);
+    kiln_tensor *pr = kiln_learner_predict_batch(f.learn, x);
     cr_assert(pr && pr->shape[0] == 16 && pr->shape[1] == 4);
     /* the same model on the same batch: only the batching of the softmax may differ, 1e-6 */
     for (int64_t i = 0; i < 64; i++) cr_assert_float_eq(kiln_get_flat(pr, i), p.probs[i], 1e-6);

@@ -1,71 +1,239 @@
-/* kiln apps: what each task (vision now; text, tabular, collab later) keeps beside a trained
- * model's weights so that it can be loaded again and used on new inputs.
- *
- * Vision: DIR/model.json describes DIR/model.safetensors: the architecture, input channels
- * and image size, the class names (in label order), the normalization and the training
- * augmentation (what test-time augmentation repeats). `kiln vision fit` writes it and
- * `predict` / `interpret` read it; a C program can do the same with these calls. Reading is
- * strict: every key is checked (type, finite, range, integral where it counts) and an error
- * names the file and the key ("model.json: normalization.std[0] must be > 0"); unknown keys
- * are accepted with a warning on stderr, so newer files still load. */
+/* kiln apps: the application layer, fastai's shape in C. A task's constructor
+ * (kiln_vision_learner_new now; text, tabular and collab later) returns one kiln_learner
+ * holding fastai's defaults; the same calls then work for every task:
+ *   kiln_learner_train        the shared training driver: a fit recipe, checkpoints and
+ *                             resume, history.csv, metrics.json, plots, the exported model
+ *   kiln_learner_export/load  weights (safetensors, PyTorch names) + DIR/model.json, whose
+ *                             common part every task shares and whose task part each adds
+ *   kiln_learner_predict      inference on new items (files for vision), with or without
+ *                             TTA, through the same data path and forward pass as validation
+ *   kiln_learner_interpret    ClassificationInterpretation (kiln/interp.h) on a split
+ * The fit recipes (one-cycle, SGDR, CLR, constant, fine_tune) and the architecture registry
+ * (kiln_arch_find) are here too. Errors are values: NULL or a status, with
+ * kiln_last_error() naming the file, key or flag-like field at fault. */
 #ifndef KILN_APPS_H
 #define KILN_APPS_H
 
 #include "kiln/augment.h"
 #include "kiln/core.h"
 #include "kiln/data.h"
+#include "kiln/interp.h"
+#include "kiln/learn.h"
+#include "kiln/learn_ext.h"
+#include "kiln/nn.h"
+#include "kiln/sched.h"
 #include "kiln/vision.h"
+#include "kiln/vision_model.h"
+
+#include <signal.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---- vision: model.json ------------------------------------------------------------------ */
+/* ---- architectures ------------------------------------------------------------------------ */
 
-#define KILN_VISION_MODEL_FORMAT "kiln-vision-model"
-/* model.json files larger than this are refused (an error naming the limit, never a cut). */
-#define KILN_VISION_MODEL_INFO_MAX_BYTES ((size_t)64 << 20)
-/* Integers kept in JSON numbers (seed, n_params) must be at most 2^53 to stay exact. */
-#define KILN_VISION_MODEL_MAX_INT 9007199254740992.0
+typedef struct kiln_arch {
+    const char *name;  /* "simple-cnn": the name model.json and the CLI's --arch use */
+    const char *about; /* "fastai lesson 7" */
+    int max_size;      /* largest image side it takes (its stride-2 stages end at 1x1); 0: any */
+    bool nhwc;         /* KILN_LAYOUT_AUTO runs it channels-last (measured faster for it) */
+    kiln_model *(*make)(int n_in, int n_classes); /* not allocated yet */
+} kiln_arch;
 
-typedef struct kiln_vision_model_info {
-    char arch[32];            /* "simple-cnn", "resnet18", ... (the CLI's --arch names) */
-    int n_in;                 /* input channels: 1 or 3 */
-    int size;                 /* image side in pixels, [1, 4096] */
-    int n_classes;            /* >= 1 */
-    char **classes;           /* (n_classes) distinct non-empty UTF-8 names, owned */
-    kiln_vision_norm norm;    /* NONE or CUSTOM after reading (stats hold the numbers) */
-    kiln_vision_stats stats;  /* first n_in entries: mean finite, std finite and > 0 */
-    bool augment;             /* trained with augmentation */
-    kiln_augment_params aug;  /* that augmentation (TTA repeats it); defaults when absent */
-    uint64_t seed;            /* the fit's seed, <= 2^53 (42 when absent) */
-    double valid_pct;         /* the random validation share, [0, 1) (0.2 when absent) */
-    int64_t n_params;         /* trainable parameters, informational */
-    char *data;               /* the data set the model was trained on, owned; may be NULL;
-                                 written with U+FFFD for bytes that are not UTF-8 */
-} kiln_vision_model_info;
+int kiln_arch_count(void);
+const kiln_arch *kiln_arch_at(int i); /* NULL out of range */
+/* NULL + INVALID naming the known ones when name is not one of them. */
+const kiln_arch *kiln_arch_find(const char *name);
+/* "simple-cnn, simple-resnet, resnet18, resnet34 or resnet50" (for messages and --help). */
+const char *kiln_arch_names(void);
 
-/* Reads path into *info (zeroed first; free with kiln_vision_model_info_free, also after an
- * error). FORMAT with a message naming path and the key at fault; IO when the file cannot be
- * read or is a folder; FORMAT when it is larger than KILN_VISION_MODEL_INFO_MAX_BYTES. */
-kiln_status kiln_vision_model_info_read(const char *path, kiln_vision_model_info *info);
-/* The same from len bytes of text (need not be NUL-terminated); name labels the messages
- * ("model.json" when NULL). */
-kiln_status kiln_vision_model_info_parse(const char *text, size_t len, const char *name,
-                                         kiln_vision_model_info *info);
-/* Checks info as the reader would (the writer calls it): INVALID naming the field. A class
- * name that is not UTF-8 (a folder name in another encoding) is refused with the byte offset:
- * JSON holds only UTF-8, and a silently re-encoded name would not match the folder again. */
-kiln_status kiln_vision_model_info_check(const kiln_vision_model_info *info);
-/* The JSON text of info (malloc'd, ends in a newline) into *text, after the check. */
-kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *info, char **text);
-/* Writes path atomically (temp file, fsync, rename). */
-kiln_status kiln_vision_model_info_write(const char *path, const kiln_vision_model_info *info);
-/* Fills n_in, size, n_classes, classes and stats from a vision data set (kiln_vision_open);
- * the other fields are left as they are. */
-kiln_status kiln_vision_model_info_from_data(kiln_data *d, kiln_vision_model_info *info);
-/* Frees classes and data and zeroes them; safe on a zeroed or partly filled info. */
-void kiln_vision_model_info_free(kiln_vision_model_info *info);
+typedef enum kiln_layout {
+    KILN_LAYOUT_AUTO = 0, /* the arch's choice (kiln_arch.nhwc) */
+    KILN_LAYOUT_NCHW,
+    KILN_LAYOUT_NHWC,     /* channels-last */
+} kiln_layout;
+kiln_status kiln_layout_parse(const char *name, kiln_layout *out); /* "auto", "nchw", "nhwc" */
+
+/* arch for (n_in, size, size) images and n_classes outputs, allocated on ctx, in layout.
+ * INVALID when size exceeds the arch's max_size ("simple-cnn takes images of at most 32x32"). */
+kiln_model *kiln_arch_model_new(const kiln_arch *a, kiln_ctx *ctx, int n_in, int size, int n_classes,
+                                kiln_layout layout);
+
+/* ---- vision data (fastai ImageDataLoaders) --------------------------------------------------- */
+
+/* kiln_vision_open with training augmentation aug (NULL: none) applied to the train split;
+ * the data keeps its own copy of aug (p->tfm / tfm_user are replaced). */
+kiln_data *kiln_vision_dls_open(const char *source, const kiln_vision_params *p, const kiln_augment_params *aug);
+
+/* The first training batch of an epoch (seed, epoch 0), as the loader makes it (augmented
+ * when d has a transform), as a labelled grid PNG at path: fastai show_batch. The batch size
+ * is the data's. */
+kiln_status kiln_vision_show_batch(kiln_data *d, kiln_ctx *ctx, uint64_t seed, const char *path);
+
+/* ---- learners ------------------------------------------------------------------------------ */
+
+typedef struct kiln_vision_learner_params {
+    double wd;                  /* AdamW weight decay, 1e-2 (none on BatchNorm and biases) */
+    kiln_layout layout;         /* KILN_LAYOUT_AUTO */
+    kiln_learner_params learner;/* seed 42, progress, on_nan, ... (kiln_learner_default_params) */
+} kiln_vision_learner_params;
+
+kiln_vision_learner_params kiln_vision_learner_default_params(void);
+
+/* fastai vision_learner / cnn_learner for a classifier trained from scratch: arch built for
+ * the data's channels, image size and classes; AdamW (betas 0.9/0.99, eps 1e-5); accuracy
+ * as the metric; cross-entropy. The learner takes data (freed by kiln_learner_free, and by
+ * this call when it fails) and owns the model and optimizer it makes; ctx is borrowed (free
+ * it after the learner). The data must come from kiln_vision_open / kiln_vision_dls_open
+ * and have >= 2 classes and >= 1 training batch. p NULL: defaults. */
+kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char *arch,
+                                      const kiln_vision_learner_params *p);
+
+/* The task a learner was made for ("vision"); NULL for a learner made by kiln_learner_new. */
+const char *kiln_learner_task(const kiln_learner *l);
+/* Its model's description (arch, classes, normalization, augmentation, ...); NULL when
+ * the learner has no task. Class names: kiln_learner_classes. */
+const kiln_vision_model_info *kiln_learner_vision_info(const kiln_learner *l);
+int kiln_learner_n_classes(const kiln_learner *l);
+const char *const *kiln_learner_classes(const kiln_learner *l);
+
+/* ---- export / load ------------------------------------------------------------------------- *
+ * dir/model.safetensors (the weights, PyTorch state-dict names) and dir/model.json:
+ *   {"format": "kiln-model", "format_version": 1, "task": "vision",
+ *    "arch", "n_params", "classes", "n_classes",
+ *    "normalization": {"kind", "mean", "std"},
+ *    "preprocessing": {"n_in", "size", "resize"},
+ *    "augmentation": {...} or null,
+ *    "training": {"seed", "valid_pct", "data"},
+ *    "vision": {}}                                       (the task's own part)
+ * Unknown keys warn on stderr (so a file a later kiln writes still loads); missing,
+ * mistyped or out-of-range keys are refused naming the key; a format_version above the one
+ * this kiln reads is refused saying so. Files kiln wrote before this layout (format
+ * "kiln-vision-model") load too. Both files are written atomically. */
+kiln_status kiln_learner_export(kiln_learner *l, const char *dir);
+/* The learner dir holds, on ctx (borrowed), without data (predict needs none; set one with
+ * kiln_learner_set_data or kiln_learner_open_data to validate or interpret). Its weights are
+ * checked finite. */
+kiln_learner *kiln_learner_load(kiln_ctx *ctx, const char *dir);
+
+/* The data source opened as the learner's model expects it (its image size, channels,
+ * normalization, the valid split of its training with valid_pct and seed, and with tta its
+ * training augmentation for TTA passes), checked against its classes (same names, same
+ * order), and set as the learner's data (the learner frees it). p: batch size, workers,
+ * skip_bad (NULL: defaults). */
+kiln_status kiln_learner_open_data(kiln_learner *l, const char *source, const kiln_vision_params *p, bool tta);
+
+/* ---- prediction ---------------------------------------------------------------------------- */
+
+typedef struct kiln_predict_params {
+    bool tta;      /* test-time augmentation (fastai v2 tta): n augmented passes mixed with
+                      the plain one, with the model's training augmentation */
+    int tta_n;     /* 4 */
+    double tta_beta;/* weight of the plain pass, 0.25 */
+    bool tta_max;  /* elementwise max of the augmented passes instead of their mean */
+    int64_t bs;    /* items per forward pass, 64 */
+} kiln_predict_params;
+
+kiln_predict_params kiln_predict_default_params(void);
+
+/* Class probabilities of n items (vision: image files), through the data path validation
+ * uses (decode, resize, normalize; TTA passes as kiln_learner_tta): out->probs (n, c), out->n
+ * = n; out->targets are 0 (unlabelled) and out->loss is not meaningful. An item that cannot
+ * be read fails the call naming it. Item i with TTA is augmented as item i of a validation
+ * split would be, so predicting a split's files in order gives kiln_learner_tta's result. */
+kiln_status kiln_learner_predict(kiln_learner *l, const char *const *items, int64_t n, const kiln_predict_params *p,
+                                 kiln_preds *out);
+/* Predictions over a split of the learner's data, plain or with TTA (p NULL: plain). */
+kiln_status kiln_learner_predict_split(kiln_learner *l, kiln_data_split split, const kiln_predict_params *p,
+                                       kiln_preds *out);
+
+/* fastai ClassificationInterpretation.from_learner: predictions over a split of the
+ * learner's data (plain or TTA, p NULL: plain) turned into a confusion matrix, losses and
+ * top losses (kiln/interp.h; free with kiln_interp_free). */
+kiln_status kiln_learner_interpret(kiln_learner *l, kiln_data_split split, const kiln_predict_params *p,
+                                   kiln_interp *out);
+
+/* ---- fit recipes --------------------------------------------------------------------------- */
+
+typedef enum kiln_recipe_kind {
+    KILN_RECIPE_ONE_CYCLE = 0, /* fastai v2 fit_one_cycle */
+    KILN_RECIPE_SGDR,          /* warm restarts: n_cycle cycles, cycle_len epochs x cycle_mult^k */
+    KILN_RECIPE_CLR,           /* triangular cyclical lr, lr/25 .. lr */
+    KILN_RECIPE_CONST,         /* constant lr */
+    KILN_RECIPE_FINE_TUNE,     /* fastai fine_tune: freeze_epochs frozen, then all unfrozen */
+} kiln_recipe_kind;
+
+typedef struct kiln_recipe {
+    kiln_recipe_kind kind;
+    double lr;              /* peak lr (fine_tune: base_lr), 1e-2 */
+    int64_t epochs;         /* 3; sgdr: 0 = the cycles' sum; clr: 0 = n_cycle x cycle_len */
+    int64_t n_cycle;        /* sgdr 3; clr: 0 = epochs / cycle_len */
+    int64_t cycle_len;      /* 1 */
+    int64_t cycle_mult;     /* sgdr, 2 */
+    int64_t freeze_epochs;  /* fine_tune, 1 */
+    double pct_start;       /* one-cycle / fine_tune share of warm-up, 0.25 (fine_tune 0.3) */
+} kiln_recipe;
+
+kiln_recipe kiln_recipe_default(kiln_recipe_kind kind);
+const char *kiln_recipe_name(kiln_recipe_kind kind); /* "one-cycle", "sgdr", "clr", "const", "fine-tune" */
+kiln_status kiln_recipe_parse(const char *name, kiln_recipe_kind *out);
+/* The epochs r spans (sgdr: the cycles' sum), after checking it: INVALID naming the field
+ * ("sgdr: epochs 5 differs from the cycles' 7"). */
+kiln_status kiln_recipe_epochs(const kiln_recipe *r, int64_t *epochs);
+/* The schedule of r over n_batches batches per epoch (fine_tune: its second phase). */
+kiln_status kiln_recipe_sched(const kiln_recipe *r, int64_t n_batches, kiln_sched *s);
+/* Fits l with r (fine_tune: both phases). */
+kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r);
+/* fastai's fit calls by name, next to kiln_learner_fit_one_cycle (kiln/learn.h). */
+kiln_status kiln_learner_fit_sgdr(kiln_learner *l, int64_t n_cycle, int64_t cycle_len, int64_t cycle_mult, double lr);
+kiln_status kiln_learner_fit_clr(kiln_learner *l, int64_t epochs, int64_t cycle_len, double lr);
+kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, double base_lr, int64_t freeze_epochs);
+
+/* ---- the shared training driver ------------------------------------------------------------ */
+
+typedef struct kiln_train_params {
+    kiln_recipe recipe;
+    const char *out;          /* folder for everything below (created); required */
+    bool resume;              /* go on from out/checkpoint.safetensors (same settings) */
+    int checkpoint_every;     /* epochs between checkpoints, 1 (0: none; resume needs them) */
+    int snapshots;            /* keep weights at each cycle end and report the ensemble of the
+                                 last `snapshots` (0: off) */
+    kiln_predict_params tta;  /* tta.tta: also report TTA metrics after training */
+    const char *const *settings; /* "key", "value", ..., NULL: what shapes training, recorded
+                                 in checkpoints (resume refuses a differing one); may be NULL */
+    volatile sig_atomic_t *stop; /* when set non-zero (a SIGINT handler), the fit stops at the
+                                 next batch boundary; NULL: never */
+    const char *data_name;    /* recorded in model.json ("fashion-mnist"); may be NULL */
+} kiln_train_params;
+
+kiln_train_params kiln_train_default_params(void);
+
+typedef struct kiln_train_result {
+    int64_t epochs;
+    double train_loss, valid_loss;
+    double *metrics;          /* (kiln_learner_n_metrics), last epoch */
+    double seconds, items_per_s;
+    bool interrupted;         /* *stop was set: nothing but the checkpoint was written */
+    bool tta;
+    double tta_loss, *tta_metrics;
+    kiln_snapshot_eval snap;  /* snap.n > 0 when snapshots were evaluated */
+    int64_t n_skipped;        /* batches skipped (on_nan skip) */
+    int64_t n_valid_nonfinite;/* epochs with a non-finite validation loss or metric (skip) */
+    bool plots;               /* losses.png and lr.png were written (PLplot present) */
+    int n_stale_removed;      /* temp files a killed run had left in out, removed */
+} kiln_train_result;
+
+/* Trains l with p->recipe and writes into p->out: checkpoint.safetensors (at the start and
+ * every checkpoint_every epochs), then model.safetensors + model.json (kiln_learner_export),
+ * history.csv, metrics.json, losses.png, lr.png. Temp files a killed run left in out are
+ * removed first. On KILN_STATUS_DIVERGED nothing but checkpoints was written; the message
+ * names the last good checkpoint. r is filled (free with kiln_train_result_free). */
+kiln_status kiln_learner_train(kiln_learner *l, const kiln_train_params *p, kiln_train_result *r);
+void kiln_train_result_free(kiln_train_result *r);
+/* out/metrics.json from r (what kiln_learner_train writes). */
+kiln_status kiln_train_result_write_json(kiln_learner *l, const kiln_train_params *p, const kiln_train_result *r,
+                                         const char *path);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,10 @@ typedef struct kiln_st_entry {
 kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t n,
                          const char *const *meta);
 
+/* mkdir -p dir: IO naming the part of the path that could not be made, or when dir exists but
+ * is not a folder. */
+kiln_status kiln_mkdirs(const char *dir);
+
 /* ---- atomic file writes ------------------------------------------------------------------------
  * Every file kiln writes goes through these. The bytes go to "<path>.tmp.<pid>" in the same
  * folder; every write, flush, fsync and close is checked (ENOSPC, EIO, ...); the temp file is

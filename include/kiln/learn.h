@@ -151,7 +151,9 @@ typedef struct kiln_learner_params {
 
 kiln_learner_params kiln_learner_default_params(void);
 
-/* opt NULL: creates kiln_optim_new_adam(kiln_adam_default_params()) over the model's store.
+/* data may be NULL (a learner loaded for prediction: kiln_learner_set_data before fitting,
+ * validating or lr_find, which refuse with STATE otherwise).
+ * opt NULL: creates kiln_optim_new_adam(kiln_adam_default_params()) over the model's store.
  * The optimizer's groups are set to the model's layer groups (kiln_model_param_group) now
  * and at each fit start, and with no_wd_bn_bias BatchNorm parameters and biases are marked
  * no-wd (kiln_optim_set_no_wd). NULL + message when something is missing or not allocated. */
@@ -165,6 +167,18 @@ kiln_data *kiln_learner_data(kiln_learner *l);
 kiln_optim *kiln_learner_optim(kiln_learner *l);
 kiln_recorder *kiln_learner_recorder(kiln_learner *l);
 const kiln_learner_params *kiln_learner_params_of(const kiln_learner *l);
+/* Replaces the learner's data (not during a fit); own: the learner frees d (with the learner
+ * or when replaced). The data it held before is freed when it owned it. */
+kiln_status kiln_learner_set_data(kiln_learner *l, kiln_data *d, bool own);
+/* Exchanges the learner's data and its ownership with *d and *own (nothing is freed): to
+ * run a split of other data through the learner and put its own back. */
+kiln_status kiln_learner_swap_data(kiln_learner *l, kiln_data **d, bool *own);
+/* An application object (src/apps: the task, its model description) kept with the learner
+ * and freed by kiln_learner_free with free_app (may be NULL); tag identifies its kind (the
+ * address of a static in the code that attaches it). One per learner: STATE when taken. */
+kiln_status kiln_learner_attach(kiln_learner *l, const void *tag, void *app, void (*free_app)(void *app));
+/* The object attached under tag; NULL when none or another kind. */
+void *kiln_learner_attached(const kiln_learner *l, const void *tag);
 void kiln_learner_set_progress(kiln_learner *l, kiln_progress_style style);
 
 /* Copies m (name string included). Metrics are reported in the order added. */
@@ -222,8 +236,9 @@ typedef struct kiln_preds {
 kiln_status kiln_learner_get_preds(kiln_learner *l, kiln_data_split split, kiln_preds *out);
 void kiln_preds_free(kiln_preds *p);
 /* One batch x (B, ...) through the model in eval mode without gradients, with the loss's
- * activation applied (softmax / sigmoid / none): (B, ...) in the step arena. */
-kiln_tensor *kiln_learner_predict(kiln_learner *l, kiln_tensor *x);
+ * activation applied (softmax / sigmoid / none): (B, ...) in the step arena. Predictions on
+ * items (files) are kiln_learner_predict in kiln/apps.h. */
+kiln_tensor *kiln_learner_predict_batch(kiln_learner *l, kiln_tensor *x);
 
 /* ---- state seen by callbacks --------------------------------------------------------------- *
  * kiln_learner_state returns the learner's live state. Callbacks may write the fields marked

@@ -117,6 +117,9 @@ typedef struct kiln_vision_params {
     int prefetch;             /* batches prepared ahead: 4 */
     kiln_vision_tfm_fn tfm;   /* NULL = none */
     void *tfm_user;
+    void (*tfm_user_free)(void *tfm_user); /* NULL; else called on tfm_user when the data is
+                                 freed: the data owns it once made (a constructor that fails
+                                 leaves it to the caller) */
 } kiln_vision_params;
 
 kiln_vision_params kiln_vision_default_params(void);
@@ -141,6 +144,14 @@ kiln_data *kiln_vision_folder_new(const char *root, const kiln_vision_params *p)
 /* A CSV (RFC 4180, header row) of file names and class labels. */
 kiln_data *kiln_vision_csv_new(const char *csv_path, const kiln_vision_params *p);
 
+/* n image files as the valid split of a source without a train split, for prediction
+ * (fastai's test_dl): classes (n_classes names) and labels (n, NULL: all 0) as given;
+ * p->size and p->n_channels must be set, p->norm must not be DATASET (there is no train
+ * split to measure: pass the model's stats as CUSTOM, or NONE). Each file is checked now (an
+ * error names it). */
+kiln_data *kiln_vision_items_new(const char *const *paths, int64_t n, const int64_t *labels,
+                                 const char *const *classes, int n_classes, const kiln_vision_params *p);
+
 /* ---- what a vision source holds ---------------------------------------------------------- */
 
 typedef struct kiln_vision_data kiln_vision_data;
@@ -152,6 +163,9 @@ int kiln_vision_data_n_classes(const kiln_vision_data *v);
 const char *kiln_vision_data_class(const kiln_vision_data *v, int i); /* NULL out of range */
 int kiln_vision_data_n_channels(const kiln_vision_data *v);
 int kiln_vision_data_size(const kiln_vision_data *v); /* H = W of every batch image */
+/* The params it was made with (file and column names are NULL after construction; tfm and
+ * tfm_user are the transform's). */
+const kiln_vision_params *kiln_vision_data_params(const kiln_vision_data *v);
 /* The stats batches are normalized with (mean 0, std 1 for KILN_VISION_NORM_NONE). */
 kiln_vision_stats kiln_vision_data_stats(const kiln_vision_data *v);
 /* Images dropped at construction because skip_bad was set. */

@@ -1,7 +1,9 @@
-/* model.json of a trained vision model (include/kiln/apps.h): read strictly (whole file up
- * to a limit, every key checked and named in errors, unknown keys warned about), checked and
- * written atomically. cJSON does the JSON; this file decides what a valid description is. */
-#include "kiln/apps.h"
+/* model.json of a trained vision model (include/kiln/vision_model.h): read strictly (whole
+ * file up to a limit, every key checked and named in errors, unknown keys warned about),
+ * checked and written atomically, in the common layout every task shares (format
+ * "kiln-model", format_version 1) or, for reading, the older flat "kiln-vision-model" one.
+ * cJSON does the JSON; this file decides what a valid description is. */
+#include "kiln/vision_model.h"
 
 #include "core/internal.h"
 #include "kiln/io.h"
@@ -67,6 +69,7 @@ typedef struct reader {
 static kiln_status get_num(const reader *r, const cJSON *v, const char *key, double lo, double hi, bool integral,
                            double *out)
 {
+    if (!v) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is missing", r->name, key);
     if (!cJSON_IsNumber(v)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a number", r->name, key);
     double x = v->valuedouble;
     if (!isfinite(x)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a finite number", r->name, key);
@@ -105,6 +108,7 @@ static kiln_status get_bool(const reader *r, const cJSON *v, const char *key, bo
 
 static kiln_status get_str(const reader *r, const cJSON *v, const char *key, const char **out)
 {
+    if (!v) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is missing", r->name, key);
     if (!cJSON_IsString(v) || !v->valuestring) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not a string", r->name, key);
     *out = v->valuestring;
     return KILN_STATUS_OK;
@@ -184,9 +188,16 @@ static kiln_status check_names(kiln_status code, const char *who, const char *co
     return st;
 }
 
-static const char *const k_root[] = {"format", "version",      "arch",      "n_in",  "size",
-                                     "resize", "n_classes",    "classes",   "normalization",
-                                     "augment", "augmentation", "seed",      "valid_pct", "n_params", "data", NULL};
+/* format "kiln-model", format_version 1 (the common part, then the task's own "vision") */
+static const char *const k_root[] = {"format", "format_version", "task", "arch", "n_params", "classes", "n_classes",
+                                     "normalization", "preprocessing", "augmentation", "training", "vision", NULL};
+static const char *const k_prep[] = {"n_in", "size", "resize", NULL};
+static const char *const k_train[] = {"seed", "valid_pct", "data", NULL};
+static const char *const k_vision[] = {NULL};
+/* format "kiln-vision-model" (before format_version): one flat object */
+static const char *const k_legacy[] = {"format", "version",      "arch",      "n_in",  "size",
+                                       "resize", "n_classes",    "classes",   "normalization",
+                                       "augment", "augmentation", "seed",      "valid_pct", "n_params", "data", NULL};
 static const char *const k_norm[] = {"kind", "mean", "std", NULL};
 static const char *const k_aug[] = {"do_flip", "max_rotate", "max_zoom", "max_warp", "max_lighting", "p_affine",
                                     "p_lighting", NULL};
@@ -263,69 +274,156 @@ static kiln_status read_aug(const reader *r, const cJSON *ag, kiln_vision_model_
     return st;
 }
 
-/* Everything but classes, normalization and augmentation. */
-static kiln_status read_scalars(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+/* prefix + key into buf, for messages ("preprocessing.size"). */
+static const char *key_of(char *buf, size_t n, const char *prefix, const char *key)
+{
+    snprintf(buf, n, "%s%s", prefix, key);
+    return buf;
+}
+
+/* obj[key] when obj is an object holding it; NULL otherwise. */
+static const cJSON *member(const cJSON *obj, const char *key)
+{
+    return obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+}
+
+/* An optional object member: NULL when absent, FORMAT when not an object; its keys checked. */
+static kiln_status get_obj(const reader *r, const cJSON *j, const char *key, const char *const *known, const cJSON **out)
+{
+    *out = member(j, key);
+    if (!*out) return KILN_STATUS_OK;
+    if (!cJSON_IsObject(*out)) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not an object", r->name, key);
+    char prefix[40];
+    return check_keys(r, *out, key_of(prefix, sizeof prefix, key, "."), known);
+}
+
+static kiln_status read_arch(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
 {
     const char *s = NULL;
     double x;
-    kiln_status st = get_str(r, cJSON_GetObjectItemCaseSensitive(j, "format"), "format", &s);
-    if (st || strcmp(s, KILN_VISION_MODEL_FORMAT))
-        return kiln__err(KILN_STATUS_FORMAT, "%s: format is not \"" KILN_VISION_MODEL_FORMAT "\"", r->name);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
-    if (v && (st = get_num(r, v, "version", 1, 1, true, &x))) return st;
-    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(j, "arch");
+    const cJSON *arch = member(j, "arch");
     if (!arch) return kiln__err(KILN_STATUS_FORMAT, "%s: arch is missing", r->name);
-    if ((st = get_str(r, arch, "arch", &s))) return st;
+    kiln_status st = get_str(r, arch, "arch", &s);
+    if (st) return st;
     if (!*s || strlen(s) >= sizeof mi->arch)
         return kiln__err(KILN_STATUS_FORMAT, "%s: arch must be 1 to %zu bytes long", r->name, sizeof mi->arch - 1);
     snprintf(mi->arch, sizeof mi->arch, "%s", s);
-    v = cJSON_GetObjectItemCaseSensitive(j, "n_in");
-    if ((st = get_num(r, v, "n_in", 1, 3, true, &x))) return st;
-    if (x == 2) return kiln__err(KILN_STATUS_FORMAT, "%s: n_in is 2; it must be 1 or 3", r->name);
-    mi->n_in = (int)x;
-    if ((st = get_num(r, cJSON_GetObjectItemCaseSensitive(j, "size"), "size", 1, 4096, true, &x))) return st;
-    mi->size = (int)x;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "resize"))) {
-        if ((st = get_str(r, v, "resize", &s))) return st;
-        if (strcmp(s, "crop")) return kiln__err(KILN_STATUS_FORMAT, "%s: resize is not \"crop\"", r->name);
-    }
-    mi->augment = true;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "augment")) && (st = get_bool(r, v, "augment", &mi->augment))) return st;
-    mi->seed = 42;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "seed"))) {
-        if ((st = get_num(r, v, "seed", 0, KILN_VISION_MODEL_MAX_INT, true, &x))) return st;
-        mi->seed = (uint64_t)x;
-    }
-    mi->valid_pct = 0.2;
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "valid_pct"))) {
-        if ((st = get_num(r, v, "valid_pct", 0, 1, false, &x))) return st;
-        if (x == 1) return kiln__err(KILN_STATUS_FORMAT, "%s: valid_pct is 1; it must be in [0, 1)", r->name);
-        mi->valid_pct = x;
-    }
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "n_params"))) {
+    const cJSON *v = member(j, "n_params");
+    if (v) {
         if ((st = get_num(r, v, "n_params", 0, KILN_VISION_MODEL_MAX_INT, true, &x))) return st;
         mi->n_params = (int64_t)x;
     }
-    if ((v = cJSON_GetObjectItemCaseSensitive(j, "data"))) {
-        if ((st = get_str(r, v, "data", &s))) return st;
+    return KILN_STATUS_OK;
+}
+
+/* n_in, size, resize of obj (prefix names them). */
+static kiln_status read_prep(const reader *r, const cJSON *obj, const char *prefix, kiln_vision_model_info *mi)
+{
+    char k[48];
+    const char *s = NULL;
+    double x;
+    kiln_status st = get_num(r, member(obj, "n_in"), key_of(k, sizeof k, prefix, "n_in"), 1, 3, true, &x);
+    if (st) return st;
+    if (x == 2) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is 2; it must be 1 or 3", r->name, k);
+    mi->n_in = (int)x;
+    if ((st = get_num(r, member(obj, "size"), key_of(k, sizeof k, prefix, "size"), 1, 4096, true, &x))) return st;
+    mi->size = (int)x;
+    const cJSON *v = member(obj, "resize");
+    if (v) {
+        if ((st = get_str(r, v, key_of(k, sizeof k, prefix, "resize"), &s))) return st;
+        if (strcmp(s, "crop")) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is not \"crop\"", r->name, k);
+    }
+    return KILN_STATUS_OK;
+}
+
+/* seed (42), valid_pct (0.2), data (none) of obj, each optional (obj may be NULL). */
+static kiln_status read_training(const reader *r, const cJSON *obj, const char *prefix, kiln_vision_model_info *mi)
+{
+    char k[48];
+    const char *s = NULL;
+    double x;
+    kiln_status st;
+    const cJSON *v;
+    mi->seed = 42;
+    if ((v = member(obj, "seed"))) {
+        if ((st = get_num(r, v, key_of(k, sizeof k, prefix, "seed"), 0, KILN_VISION_MODEL_MAX_INT, true, &x))) return st;
+        mi->seed = (uint64_t)x;
+    }
+    mi->valid_pct = 0.2;
+    if ((v = member(obj, "valid_pct"))) {
+        if ((st = get_num(r, v, key_of(k, sizeof k, prefix, "valid_pct"), 0, 1, false, &x))) return st;
+        if (x == 1) return kiln__err(KILN_STATUS_FORMAT, "%s: %s is 1; it must be in [0, 1)", r->name, k);
+        mi->valid_pct = x;
+    }
+    if ((v = member(obj, "data"))) {
+        if ((st = get_str(r, v, key_of(k, sizeof k, prefix, "data"), &s))) return st;
         if (!(mi->data = strdup(s))) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", r->name);
     }
     return KILN_STATUS_OK;
 }
 
-static kiln_status read_json(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+/* classes + n_classes, normalization: the same in both layouts. */
+static kiln_status read_classes_norm(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
 {
-    if (!cJSON_IsObject(j)) return kiln__err(KILN_STATUS_FORMAT, "%s: not a JSON object", r->name);
-    kiln_status st = check_keys(r, j, "", k_root);
-    if (!st) st = read_scalars(r, j, mi);
-    if (!st) st = read_classes(r, cJSON_GetObjectItemCaseSensitive(j, "classes"), mi);
-    const cJSON *nc = cJSON_GetObjectItemCaseSensitive(j, "n_classes");
+    kiln_status st = read_classes(r, member(j, "classes"), mi);
+    const cJSON *nc = member(j, "n_classes");
     double x;
     if (!st && nc && !(st = get_num(r, nc, "n_classes", 1, KILN_VISION_MODEL_MAX_INT, true, &x)) && x != mi->n_classes)
         st = kiln__err(KILN_STATUS_FORMAT, "%s: n_classes is %.0f but classes holds %d names", r->name, x, mi->n_classes);
-    if (!st) st = read_norm(r, cJSON_GetObjectItemCaseSensitive(j, "normalization"), mi);
-    if (!st) st = read_aug(r, cJSON_GetObjectItemCaseSensitive(j, "augmentation"), mi);
+    if (!st) st = read_norm(r, member(j, "normalization"), mi);
     return st;
+}
+
+/* The layout before format_version: "format": "kiln-vision-model", one flat object. */
+static kiln_status read_legacy(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+{
+    double x;
+    const cJSON *v = member(j, "version");
+    kiln_status st = check_keys(r, j, "", k_legacy);
+    if (!st && v) st = get_num(r, v, "version", 1, 1, true, &x);
+    if (!st) st = read_arch(r, j, mi);
+    if (!st) st = read_prep(r, j, "", mi);
+    mi->augment = true;
+    if (!st && (v = member(j, "augment"))) st = get_bool(r, v, "augment", &mi->augment);
+    if (!st) st = read_training(r, j, "", mi);
+    if (!st) st = read_classes_norm(r, j, mi);
+    if (!st) st = read_aug(r, member(j, "augmentation"), mi);
+    return st;
+}
+
+static kiln_status read_json(const reader *r, const cJSON *j, kiln_vision_model_info *mi)
+{
+    if (!cJSON_IsObject(j)) return kiln__err(KILN_STATUS_FORMAT, "%s: not a JSON object", r->name);
+    const char *s = NULL;
+    double x;
+    if (get_str(r, member(j, "format"), "format", &s) ||
+        (strcmp(s, KILN_MODEL_FORMAT) && strcmp(s, KILN_VISION_MODEL_FORMAT)))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: format is not \"" KILN_MODEL_FORMAT "\" (nor the older \""
+                         KILN_VISION_MODEL_FORMAT "\"): not a kiln model description", r->name);
+    if (!strcmp(s, KILN_VISION_MODEL_FORMAT)) return read_legacy(r, j, mi);
+    const cJSON *v = member(j, "format_version");
+    if (!v) return kiln__err(KILN_STATUS_FORMAT, "%s: format_version is missing", r->name);
+    kiln_status st = get_num(r, v, "format_version", 1, KILN_VISION_MODEL_MAX_INT, true, &x);
+    if (st) return st;
+    if (x > KILN_MODEL_FORMAT_VERSION)
+        return kiln__err(KILN_STATUS_FORMAT, "%s: format_version %.0f is newer than this kiln reads (%d): update kiln",
+                         r->name, x, KILN_MODEL_FORMAT_VERSION);
+    if ((st = check_keys(r, j, "", k_root))) return st;
+    if ((st = get_str(r, member(j, "task"), "task", &s))) return st;
+    if (strcmp(s, "vision"))
+        return kiln__err(KILN_STATUS_FORMAT, "%s: task \"%s\" is not one this kiln knows (vision)", r->name, s);
+    const cJSON *prep, *train, *vis;
+    if ((st = read_arch(r, j, mi))) return st;
+    if ((st = get_obj(r, j, "preprocessing", k_prep, &prep))) return st;
+    if (!prep) return kiln__err(KILN_STATUS_FORMAT, "%s: preprocessing is missing", r->name);
+    if ((st = read_prep(r, prep, "preprocessing.", mi))) return st;
+    if ((st = get_obj(r, j, "training", k_train, &train)) || (st = read_training(r, train, "training.", mi))) return st;
+    if ((st = get_obj(r, j, "vision", k_vision, &vis))) return st;
+    if ((st = read_classes_norm(r, j, mi))) return st;
+    v = member(j, "augmentation");
+    if (!v) return kiln__err(KILN_STATUS_FORMAT, "%s: augmentation is missing (null when the model had none)", r->name);
+    mi->augment = !cJSON_IsNull(v);
+    return read_aug(r, mi->augment ? v : NULL, mi);
 }
 
 kiln_status kiln_vision_model_info_parse(const char *text, size_t len, const char *name, kiln_vision_model_info *info)
@@ -514,12 +612,11 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     kiln_status st = kiln_vision_model_info_check(mi);
     if (st) return st;
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "format", KILN_VISION_MODEL_FORMAT);
-    add_num(j, "version", 1, false);
+    cJSON_AddStringToObject(j, "format", KILN_MODEL_FORMAT);
+    add_num(j, "format_version", KILN_MODEL_FORMAT_VERSION, false);
+    cJSON_AddStringToObject(j, "task", "vision");
     cJSON_AddStringToObject(j, "arch", mi->arch);
-    add_num(j, "n_in", mi->n_in, false);
-    add_num(j, "size", mi->size, false);
-    cJSON_AddStringToObject(j, "resize", "crop");
+    add_num(j, "n_params", (double)mi->n_params, false);
     add_num(j, "n_classes", mi->n_classes, false);
     cJSON *cl = cJSON_AddArrayToObject(j, "classes");
     for (int i = 0; i < mi->n_classes; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(mi->classes[i]));
@@ -527,20 +624,26 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     cJSON_AddStringToObject(nm, "kind", norm_name(mi->norm));
     cJSON_AddItemToObject(nm, "mean", f32_array(mi->stats.mean, mi->n_in));
     cJSON_AddItemToObject(nm, "std", f32_array(mi->stats.std, mi->n_in));
-    cJSON_AddBoolToObject(j, "augment", mi->augment);
+    cJSON *pp = cJSON_AddObjectToObject(j, "preprocessing");
+    add_num(pp, "n_in", mi->n_in, false);
+    add_num(pp, "size", mi->size, false);
+    cJSON_AddStringToObject(pp, "resize", "crop");
     if (mi->augment) { /* what TTA at predict / interpret time repeats */
         cJSON *a = cJSON_AddObjectToObject(j, "augmentation");
         cJSON_AddBoolToObject(a, "do_flip", mi->aug.do_flip);
         const float *v[] = {&mi->aug.max_rotate, &mi->aug.max_zoom, &mi->aug.max_warp, &mi->aug.max_lighting,
                             &mi->aug.p_affine, &mi->aug.p_lighting};
         for (int k = 0; k < 6; k++) add_num(a, k_aug[k + 1], *v[k], true);
+    } else {
+        cJSON_AddNullToObject(j, "augmentation");
     }
-    add_num(j, "seed", (double)mi->seed, false); /* integers <= 2^53: exact as doubles */
-    add_num(j, "valid_pct", mi->valid_pct, false);
-    add_num(j, "n_params", (double)mi->n_params, false);
+    cJSON *tr = cJSON_AddObjectToObject(j, "training");
+    add_num(tr, "seed", (double)mi->seed, false); /* integers <= 2^53: exact as doubles */
+    add_num(tr, "valid_pct", mi->valid_pct, false);
     char *data = utf8_lossy(mi->data ? mi->data : "");
-    cJSON_AddStringToObject(j, "data", data ? data : "");
+    cJSON_AddStringToObject(tr, "data", data ? data : "");
     free(data);
+    cJSON_AddObjectToObject(j, "vision"); /* the task's own part: nothing beyond the common one yet */
     char *s = cJSON_Print(j); /* NULL when any of the above ran out of memory */
     cJSON_Delete(j);
     size_t n = s ? strlen(s) : 0;

@@ -131,6 +131,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
 {
     if (!l || !p || !p->sched) return kiln__err(KILN_STATUS_INVALID, "learner_fit: needs a learner and a schedule");
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_fit: already fitting (fit called from a callback?)");
+    if (kiln__learn_need_data(l, "learner_fit")) return KILN_STATUS_STATE;
     if (p->n_epochs < 1 || p->start_epoch < 0 || p->start_epoch >= p->n_epochs)
         return kiln__err(KILN_STATUS_INVALID, "learner_fit: n_epochs %lld, start_epoch %lld: need 0 <= start < n",
                          (long long)p->n_epochs, (long long)p->start_epoch);
@@ -266,6 +267,7 @@ kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double 
 {
     *first_bad = -1;
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_validate: learner is NULL");
+    if (kiln__learn_need_data(l, "learner_validate")) return KILN_STATUS_STATE;
     int64_t nb = kiln_data_n_batches(l->data, split);
     if (loss) *loss = NAN;
     for (int j = 0; metrics && j < l->n_metrics; j++) metrics[j] = NAN;
@@ -324,6 +326,7 @@ kiln_status kiln_learner_get_preds(kiln_learner *l, kiln_data_split split, kiln_
     if (!l || !out) return kiln__err(KILN_STATUS_INVALID, "learner_get_preds: NULL argument");
     memset(out, 0, sizeof *out);
     out->loss = NAN;
+    if (kiln__learn_need_data(l, "learner_get_preds")) return KILN_STATUS_STATE;
     int64_t nb = kiln_data_n_batches(l->data, split), pcap = 0, tcap = 0, n = 0;
     unsigned char *pb = NULL, *tb = NULL;
     double total = 0;
@@ -375,9 +378,9 @@ void kiln_preds_free(kiln_preds *p)
     memset(p, 0, sizeof *p);
 }
 
-kiln_tensor *kiln_learner_predict(kiln_learner *l, kiln_tensor *x)
+kiln_tensor *kiln_learner_predict_batch(kiln_learner *l, kiln_tensor *x)
 {
-    if (!l || !x) return kiln__errp(KILN_STATUS_INVALID, "learner_predict: NULL argument");
+    if (!l || !x) return kiln__errp(KILN_STATUS_INVALID, "learner_predict_batch: NULL argument");
     bool grad = kiln_set_grad_enabled(l->ctx, false), train = kiln_model_training(l->model);
     kiln_model_train(l->model, false);
     kiln_tensor *out = activation(l, kiln_model_forward(l->model, l->ctx, x));

@@ -20,6 +20,10 @@ struct kiln_learner {
     kiln_data *data;
     kiln_optim *opt;
     bool own_opt;
+    bool own_data;            /* kiln_learner_set_data(own): freed with the learner */
+    const void *app_tag;      /* kiln_learner_attach: the application object and its free */
+    void *app;
+    void (*free_app)(void *app);
     kiln_learner_params p;
 
     kiln_metric *metrics; /* (n_metrics); names are owned copies */
@@ -53,6 +57,8 @@ struct kiln_learner {
     bool run_loaded;       /* run_id came from a checkpoint: the next fit goes on with it */
 };
 
+/* STATE "<op>: the learner has no data" when it has none. */
+kiln_status kiln__learn_need_data(const kiln_learner *l, const char *op);
 /* Makes the learner's group arrays match the model's layer groups and puts the optimizer's
  * parameters in those groups. */
 kiln_status kiln__learn_sync_groups(kiln_learner *l);

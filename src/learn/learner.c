@@ -72,7 +72,7 @@ kiln_status kiln__learn_sync_groups(kiln_learner *l)
 kiln_learner *kiln_learner_new(kiln_ctx *ctx, kiln_model *model, kiln_data *data, kiln_optim *opt,
                                const kiln_learner_params *p)
 {
-    if (!ctx || !model || !data) return kiln__errp(KILN_STATUS_INVALID, "learner_new: needs a context, model and data");
+    if (!ctx || !model) return kiln__errp(KILN_STATUS_INVALID, "learner_new: needs a context and a model");
     if (!kiln_model_allocated(model))
         return kiln__errp(KILN_STATUS_STATE, "learner_new: the model is not allocated (kiln_model_alloc)");
     kiln_learner_params prm = p ? *p : kiln_learner_default_params();
@@ -142,7 +142,48 @@ void kiln_learner_free(kiln_learner *l)
     free(l->buf_copy);
     free(l->nbt_copy);
     free(l->run_settings);
+    if (l->own_data) kiln_data_free(l->data);
+    if (l->free_app) l->free_app(l->app);
     free(l);
+}
+
+kiln_status kiln_learner_swap_data(kiln_learner *l, kiln_data **d, bool *own)
+{
+    if (!l || !d || !own) return kiln__err(KILN_STATUS_INVALID, "learner_swap_data: NULL argument");
+    if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_swap_data: not during a fit");
+    kiln_data *old = l->data;
+    bool old_own = l->own_data;
+    l->data = *d, l->own_data = *d && *own;
+    *d = old, *own = old_own;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_learner_set_data(kiln_learner *l, kiln_data *d, bool own)
+{
+    kiln_data *old = d;
+    bool old_own = own;
+    kiln_status st = kiln_learner_swap_data(l, &old, &old_own);
+    if (!st && old_own && old != d) kiln_data_free(old);
+    return st;
+}
+
+kiln_status kiln_learner_attach(kiln_learner *l, const void *tag, void *app, void (*free_app)(void *app))
+{
+    if (!l || !tag) return kiln__err(KILN_STATUS_INVALID, "learner_attach: NULL argument");
+    if (l->app_tag) return kiln__err(KILN_STATUS_STATE, "learner_attach: the learner already holds an application object");
+    l->app_tag = tag, l->app = app, l->free_app = free_app;
+    return KILN_STATUS_OK;
+}
+
+void *kiln_learner_attached(const kiln_learner *l, const void *tag)
+{
+    return l && tag && l->app_tag == tag ? l->app : NULL;
+}
+
+kiln_status kiln__learn_need_data(const kiln_learner *l, const char *op)
+{
+    return l->data ? KILN_STATUS_OK
+                   : kiln__err(KILN_STATUS_STATE, "%s: the learner has no data (kiln_learner_set_data)", op);
 }
 
 kiln_ctx *kiln_learner_ctx(kiln_learner *l) { return l ? l->ctx : NULL; }

@@ -278,6 +278,7 @@ kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *pp,
     if (!l || !out) return kiln__err(KILN_STATUS_INVALID, "lr_find: needs a learner and a result");
     memset(out, 0, sizeof *out);
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "lr_find: not during a fit");
+    if (kiln__learn_need_data(l, "lr_find")) return KILN_STATUS_STATE;
     kiln_lr_find_params p = pp ? *pp : kiln_lr_find_default_params();
     kiln_status st = check_params(&p);
     if (st) return st;

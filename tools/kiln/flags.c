@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool kiln_flags_double(const char *s, double *out)
+bool flags_double(const char *s, double *out)
 {
     char *end;
     errno = 0;
@@ -17,7 +17,7 @@ bool kiln_flags_double(const char *s, double *out)
     return true;
 }
 
-bool kiln_flags_int(const char *s, int64_t *out)
+bool flags_int(const char *s, int64_t *out)
 {
     char *end;
     errno = 0;
@@ -28,7 +28,7 @@ bool kiln_flags_int(const char *s, int64_t *out)
     return true;
 }
 
-int kiln_flags_index(const kiln_flag *flags, int n_flags, const char *name)
+int flags_index(const cli_flag *flags, int n_flags, const char *name)
 {
     for (int k = 0; k < n_flags; k++)
         if (!strcmp(flags[k].name, name))
@@ -36,7 +36,7 @@ int kiln_flags_index(const kiln_flag *flags, int n_flags, const char *name)
     return -1;
 }
 
-int kiln_flags_parse(const char *prog, const kiln_flag *flags, int n_flags, int argc, char **argv, void *opts,
+int flags_parse(const char *prog, const cli_flag *flags, int n_flags, int argc, char **argv, void *opts,
                      bool *given, const char **pos, int max_pos, int *n_pos)
 {
     *n_pos = 0;
@@ -59,10 +59,10 @@ int kiln_flags_parse(const char *prog, const kiln_flag *flags, int n_flags, int 
             fprintf(stderr, "%s: unknown flag '%.*s' (see %s --help)\n", prog, (int)len, a, prog);
             return 2;
         }
-        const kiln_flag *fl = &flags[k];
+        const cli_flag *fl = &flags[k];
         given[k] = true;
         char *field = (char *)opts + fl->off;
-        if (fl->kind == KILN_FLAG_BOOL) {
+        if (fl->kind == FLAG_BOOL) {
             if (eq) {
                 fprintf(stderr, "%s: %s takes no value (got '%s')\n", prog, fl->name, eq + 1);
                 return 2;
@@ -78,10 +78,10 @@ int kiln_flags_parse(const char *prog, const kiln_flag *flags, int n_flags, int 
         bool ok = true;
         const char *what = "a number";
         switch (fl->kind) {
-        case KILN_FLAG_DOUBLE: ok = kiln_flags_double(v, (double *)field); break;
-        case KILN_FLAG_INT: ok = kiln_flags_int(v, (int64_t *)field), what = "an integer"; break;
-        case KILN_FLAG_STR: *(const char **)field = v; break;
-        case KILN_FLAG_CUSTOM: ok = fl->parse(v, opts), what = fl->bad ? fl->bad : "valid"; break;
+        case FLAG_DOUBLE: ok = flags_double(v, (double *)field); break;
+        case FLAG_INT: ok = flags_int(v, (int64_t *)field), what = "an integer"; break;
+        case FLAG_STR: *(const char **)field = v; break;
+        case FLAG_CUSTOM: ok = fl->parse(v, opts), what = fl->bad ? fl->bad : "valid"; break;
         default: break;
         }
         if (!ok) {
@@ -92,16 +92,31 @@ int kiln_flags_parse(const char *prog, const kiln_flag *flags, int n_flags, int 
     return 0;
 }
 
-void kiln_flags_print(FILE *f, const kiln_flag *flags, int n_flags, unsigned only, unsigned all,
-                      const char *(*variant_name)(int bit))
+/* " (default: V)" from the defaults struct, for flags that take a value. */
+static void print_default(FILE *f, const cli_flag *fl, const void *defaults)
+{
+    const char *at = (const char *)defaults + fl->off;
+    switch (fl->kind) {
+    case FLAG_DOUBLE: fprintf(f, " (default: %g)", *(const double *)at); break;
+    case FLAG_INT: fprintf(f, " (default: %lld)", (long long)*(const int64_t *)at); break;
+    case FLAG_STR:
+        if (*(const char *const *)at) fprintf(f, " (default: %s)", *(const char *const *)at);
+        break;
+    default: break;
+    }
+}
+
+void flags_print(FILE *f, const cli_flag *flags, int n_flags, unsigned only, unsigned all,
+                 const char *(*variant_name)(int bit), const void *defaults)
 {
     for (int i = 0; i < n_flags; i++) {
-        const kiln_flag *fl = &flags[i];
+        const cli_flag *fl = &flags[i];
         if (!(fl->mask & only))
             continue;
         char head[64];
         snprintf(head, sizeof head, "%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
         fprintf(f, "  %-26s %s", head, fl->help);
+        if (defaults) print_default(f, fl, defaults);
         if (variant_name && (fl->mask & all) != all) {
             fprintf(f, " [");
             for (int b = 0, first = 1; b < 32 && (1u << b) <= all; b++)

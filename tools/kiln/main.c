@@ -12,8 +12,8 @@ const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"
 #endif
 
 /* one function per subcommand, in tools/kiln/<command>.c */
-int kiln_cmd_schedule(int argc, char **argv);
-int kiln_cmd_vision(int argc, char **argv); /* vision.c, vision_fit.c, vision_predict.c */
+int cmd_schedule(int argc, char **argv);
+int cmd_vision(int argc, char **argv); /* vision.c, vision_fit.c, vision_predict.c */
 
 static void usage(FILE *f)
 {
@@ -50,9 +50,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "schedule"))
-        return kiln_cmd_schedule(argc - 1, argv + 1);
+        return cmd_schedule(argc - 1, argv + 1);
     if (!strcmp(argv[1], "vision"))
-        return kiln_cmd_vision(argc - 1, argv + 1);
+        return cmd_vision(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s' (try kiln --help)\n", argv[1]);
     return 2;
 }

@@ -30,45 +30,45 @@ typedef struct opts {
 
 #define O(f) offsetof(opts_t, f)
 static bool parse_moms(const char *s, void *opts);
-#define K_MOMS KILN_FLAG_CUSTOM, 0
+#define K_MOMS FLAG_CUSTOM, 0
 #define MOMS_BAD parse_moms, "2 or 3 comma-separated numbers"
-static const kiln_flag g_flags[] = {
-    {"--lr", "LR", KILN_FLAG_DOUBLE, O(lr), ALL & ~P(EXP), "peak lr (1e-3; step 0.1, stlr 0.01; clr: max_lr 6e-3)", NULL, NULL},
-    {"--start-lr", "LR", KILN_FLAG_DOUBLE, O(start_lr), P(EXP), "first lr of the range test (1e-7)", NULL, NULL},
-    {"--end-lr", "LR", KILN_FLAG_DOUBLE, O(end_lr), P(EXP), "lr the range test ends at (10)", NULL, NULL},
-    {"--linear", NULL, KILN_FLAG_BOOL, O(linear), P(EXP), "linear instead of exponential range", NULL, NULL},
-    {"--iters", "N", KILN_FLAG_INT, O(iters), EPOCHY | P(EXP), "total iterations (default epochs*iters-per-epoch; exp 100)", NULL, NULL},
-    {"--iters-per-epoch", "N", KILN_FLAG_INT, O(ipe), ALL & ~P(EXP), "batches per epoch (100)", NULL, NULL},
-    {"--epochs", "N", KILN_FLAG_INT, O(epochs), EPOCHY | P(COS_RESTARTS), "epochs (1; cos-restarts: n-cycle cycles)", NULL, NULL},
-    {"--n-cycle", "N", KILN_FLAG_INT, O(n_cycle), P(SGDR) | P(COS_RESTARTS) | P(CLR), "number of cycles (3; clr 1)", NULL, NULL},
-    {"--cycle-len", "N", KILN_FLAG_INT, O(cycle_len), P(SGDR) | P(COS_RESTARTS), "epochs in the first cycle (1; = T_0)", NULL, NULL},
-    {"--cycle-mult", "N", KILN_FLAG_INT, O(cycle_mult), P(SGDR) | P(COS_RESTARTS), "cycle length multiplier (2; = T_mult)", NULL, NULL},
-    {"--eta-min", "LR", KILN_FLAG_DOUBLE, O(eta_min), P(COS_RESTARTS), "lr floor (0)", NULL, NULL},
-    {"--per-epoch", NULL, KILN_FLAG_BOOL, O(per_epoch), P(COS_RESTARTS), "step once per epoch, not per iteration", NULL, NULL},
-    {"--warmup", "N", KILN_FLAG_INT, O(warmup), ALL, "linear warm-up over the first N iterations (0)", NULL, NULL},
-    {"--warmup-start", "F", KILN_FLAG_DOUBLE, O(warmup_start), ALL, "lr factor at iteration 0 of the warm-up (0)", NULL, NULL},
-    {"--variant", "NAME", KILN_FLAG_STR, O(variant), P(ONE_CYCLE) | P(SGDR),
+static const cli_flag g_flags[] = {
+    {"--lr", "LR", FLAG_DOUBLE, O(lr), ALL & ~P(EXP), "peak lr (1e-3; step 0.1, stlr 0.01; clr: max_lr 6e-3)", NULL, NULL},
+    {"--start-lr", "LR", FLAG_DOUBLE, O(start_lr), P(EXP), "first lr of the range test (1e-7)", NULL, NULL},
+    {"--end-lr", "LR", FLAG_DOUBLE, O(end_lr), P(EXP), "lr the range test ends at (10)", NULL, NULL},
+    {"--linear", NULL, FLAG_BOOL, O(linear), P(EXP), "linear instead of exponential range", NULL, NULL},
+    {"--iters", "N", FLAG_INT, O(iters), EPOCHY | P(EXP), "total iterations (default epochs*iters-per-epoch; exp 100)", NULL, NULL},
+    {"--iters-per-epoch", "N", FLAG_INT, O(ipe), ALL & ~P(EXP), "batches per epoch (100)", NULL, NULL},
+    {"--epochs", "N", FLAG_INT, O(epochs), EPOCHY | P(COS_RESTARTS), "epochs (1; cos-restarts: n-cycle cycles)", NULL, NULL},
+    {"--n-cycle", "N", FLAG_INT, O(n_cycle), P(SGDR) | P(COS_RESTARTS) | P(CLR), "number of cycles (3; clr 1)", NULL, NULL},
+    {"--cycle-len", "N", FLAG_INT, O(cycle_len), P(SGDR) | P(COS_RESTARTS), "epochs in the first cycle (1; = T_0)", NULL, NULL},
+    {"--cycle-mult", "N", FLAG_INT, O(cycle_mult), P(SGDR) | P(COS_RESTARTS), "cycle length multiplier (2; = T_mult)", NULL, NULL},
+    {"--eta-min", "LR", FLAG_DOUBLE, O(eta_min), P(COS_RESTARTS), "lr floor (0)", NULL, NULL},
+    {"--per-epoch", NULL, FLAG_BOOL, O(per_epoch), P(COS_RESTARTS), "step once per epoch, not per iteration", NULL, NULL},
+    {"--warmup", "N", FLAG_INT, O(warmup), ALL, "linear warm-up over the first N iterations (0)", NULL, NULL},
+    {"--warmup-start", "F", FLAG_DOUBLE, O(warmup_start), ALL, "lr factor at iteration 0 of the warm-up (0)", NULL, NULL},
+    {"--variant", "NAME", FLAG_STR, O(variant), P(ONE_CYCLE) | P(SGDR),
      "one-cycle: fastai | fastai1 | torch; sgdr: fastai | fastai07 (0.7 warm-up)", NULL, NULL},
-    {"--pct-start", "F", KILN_FLAG_DOUBLE, O(pct_start), P(ONE_CYCLE), "fraction of iterations rising (0.25; fastai1, torch 0.3)", NULL, NULL},
-    {"--div", "F", KILN_FLAG_DOUBLE, O(div), P(ONE_CYCLE), "start lr = lr/div (25)", NULL, NULL},
-    {"--final-div", "F", KILN_FLAG_DOUBLE, O(final_div), P(ONE_CYCLE),
+    {"--pct-start", "F", FLAG_DOUBLE, O(pct_start), P(ONE_CYCLE), "fraction of iterations rising (0.25; fastai1, torch 0.3)", NULL, NULL},
+    {"--div", "F", FLAG_DOUBLE, O(div), P(ONE_CYCLE), "start lr = lr/div (25)", NULL, NULL},
+    {"--final-div", "F", FLAG_DOUBLE, O(final_div), P(ONE_CYCLE),
      "final lr = lr/F (fastai 1e5, fastai1 div*1e4); torch: lr/div/F (1e4)", NULL, NULL},
     {"--moms", "A,B[,C]", K_MOMS, P(ONE_CYCLE) | P(CLR),
      "momentum at start, peak lr, end (one-cycle 0.95,0.85,0.95; clr 0.9,0.8)", MOMS_BAD},
-    {"--no-cycle-momentum", NULL, KILN_FLAG_BOOL, O(no_cycle_mom), P(ONE_CYCLE) | P(CLR), "keep momentum at A", NULL, NULL},
-    {"--three-phase", NULL, KILN_FLAG_BOOL, O(three_phase), P(ONE_CYCLE), "torch: the paper's three phases", NULL, NULL},
-    {"--anneal", "cos|linear", KILN_FLAG_STR, O(anneal), P(ONE_CYCLE), "torch: annealing strategy (cos)", NULL, NULL},
-    {"--base-lr", "LR", KILN_FLAG_DOUBLE, O(base_lr), P(CLR), "lowest lr of the cycle (1e-3)", NULL, NULL},
-    {"--step-size-up", "N", KILN_FLAG_DOUBLE, O(step_up), P(CLR), "iterations from base to max lr (2000)", NULL, NULL},
-    {"--step-size-down", "N", KILN_FLAG_DOUBLE, O(step_down), P(CLR), "iterations back down (= step-size-up)", NULL, NULL},
-    {"--mode", "NAME", KILN_FLAG_STR, O(mode), P(CLR), "triangular | triangular2 | exp_range", NULL, NULL},
-    {"--gamma", "F", KILN_FLAG_DOUBLE, O(gamma), P(CLR) | P(STEP), "exp_range: gamma^iter; step: decay factor (0.1)", NULL, NULL},
-    {"--step", "N", KILN_FLAG_INT, O(step), P(STEP), "iterations between decays (30)", NULL, NULL},
-    {"--cut-frac", "F", KILN_FLAG_DOUBLE, O(cut_frac), P(STLR), "fraction of iterations rising (0.1)", NULL, NULL},
-    {"--ratio", "F", KILN_FLAG_DOUBLE, O(ratio), P(STLR), "max lr / min lr (32)", NULL, NULL},
-    {"--mom", "F", KILN_FLAG_DOUBLE, O(mom), ALL & ~(P(ONE_CYCLE) | P(CLR)), "constant momentum (0.9)", NULL, NULL},
-    {"--plot", "FILE.png", KILN_FLAG_STR, O(plot), ALL, "also draw lr and momentum as a PNG", NULL, NULL},
-    {"--help", NULL, KILN_FLAG_BOOL, O(help), ALL, "print this help and exit", NULL, NULL},
+    {"--no-cycle-momentum", NULL, FLAG_BOOL, O(no_cycle_mom), P(ONE_CYCLE) | P(CLR), "keep momentum at A", NULL, NULL},
+    {"--three-phase", NULL, FLAG_BOOL, O(three_phase), P(ONE_CYCLE), "torch: the paper's three phases", NULL, NULL},
+    {"--anneal", "cos|linear", FLAG_STR, O(anneal), P(ONE_CYCLE), "torch: annealing strategy (cos)", NULL, NULL},
+    {"--base-lr", "LR", FLAG_DOUBLE, O(base_lr), P(CLR), "lowest lr of the cycle (1e-3)", NULL, NULL},
+    {"--step-size-up", "N", FLAG_DOUBLE, O(step_up), P(CLR), "iterations from base to max lr (2000)", NULL, NULL},
+    {"--step-size-down", "N", FLAG_DOUBLE, O(step_down), P(CLR), "iterations back down (= step-size-up)", NULL, NULL},
+    {"--mode", "NAME", FLAG_STR, O(mode), P(CLR), "triangular | triangular2 | exp_range", NULL, NULL},
+    {"--gamma", "F", FLAG_DOUBLE, O(gamma), P(CLR) | P(STEP), "exp_range: gamma^iter; step: decay factor (0.1)", NULL, NULL},
+    {"--step", "N", FLAG_INT, O(step), P(STEP), "iterations between decays (30)", NULL, NULL},
+    {"--cut-frac", "F", FLAG_DOUBLE, O(cut_frac), P(STLR), "fraction of iterations rising (0.1)", NULL, NULL},
+    {"--ratio", "F", FLAG_DOUBLE, O(ratio), P(STLR), "max lr / min lr (32)", NULL, NULL},
+    {"--mom", "F", FLAG_DOUBLE, O(mom), ALL & ~(P(ONE_CYCLE) | P(CLR)), "constant momentum (0.9)", NULL, NULL},
+    {"--plot", "FILE.png", FLAG_STR, O(plot), ALL, "also draw lr and momentum as a PNG", NULL, NULL},
+    {"--help", NULL, FLAG_BOOL, O(help), ALL, "print this help and exit", NULL, NULL},
 };
 #define N_FLAGS ((int)(sizeof g_flags / sizeof g_flags[0]))
 
@@ -89,7 +89,7 @@ static void usage(FILE *f)
                "  stlr          slanted triangular lr (ULMFiT)\n"
                "  step          lr*gamma^floor(iter/step)\n\n"
                "flags:\n");
-    kiln_flags_print(f, g_flags, N_FLAGS, ALL, ALL, policy_name);
+    flags_print(f, g_flags, N_FLAGS, ALL, ALL, policy_name, NULL); /* defaults differ by policy: in the help text */
     fprintf(f, "\nexample:\n  kiln schedule sgdr --lr 0.1 --iters-per-epoch 100 --n-cycle 3 --cycle-len 1 "
                "--cycle-mult 2 --plot sgdr.png\n");
 }
@@ -109,7 +109,7 @@ static bool parse_moms(const char *s, void *opts)
     snprintf(buf, sizeof buf, "%s", s);
     int n = 0;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == 3 || !kiln_flags_double(t, &o->moms[n]))
+        if (n == 3 || !flags_double(t, &o->moms[n]))
             return false;
         n++;
     }
@@ -126,7 +126,7 @@ static int parse_args(int argc, char **argv, opts_t *o, bool *given, const char 
 {
     const char *pos[2];
     int n_pos = 0;
-    int rc = kiln_flags_parse("kiln schedule", g_flags, N_FLAGS, argc, argv, o, given, pos, 2, &n_pos);
+    int rc = flags_parse("kiln schedule", g_flags, N_FLAGS, argc, argv, o, given, pos, 2, &n_pos);
     if (rc)
         return rc;
     if (n_pos == 2)
@@ -135,7 +135,7 @@ static int parse_args(int argc, char **argv, opts_t *o, bool *given, const char 
     return 0;
 }
 
-static int flag_index(const char *name) { return kiln_flags_index(g_flags, N_FLAGS, name); }
+static int flag_index(const char *name) { return flags_index(g_flags, N_FLAGS, name); }
 
 static bool given_flag(const bool *given, const char *name) { return given[flag_index(name)]; }
 
@@ -382,7 +382,7 @@ static int write_plot(const char *path, kiln_sched_policy pol, const kiln_sched 
     return 0;
 }
 
-int kiln_cmd_schedule(int argc, char **argv)
+int cmd_schedule(int argc, char **argv)
 {
     opts_t o = {.ipe = 100, .epochs = 1};
     bool given[N_FLAGS] = {false};

@@ -130,6 +130,7 @@ void kiln__vision_destroy(kiln_vision_data *v)
     }
     for (int c = 0; c < v->n_classes && v->classes; c++) free(v->classes[c]);
     free(v->classes), free(v->order), free(v->name);
+    if (v->magic == KILN__VISION_MAGIC && v->p.tfm_user_free) v->p.tfm_user_free(v->p.tfm_user); /* complete */
     v->magic = 0;
     free(v);
 }
@@ -342,7 +343,8 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all)
     v->p.train_dir = v->p.valid_dir = v->p.csv_name_col = v->p.csv_label_col = v->p.csv_valid_col = NULL;
     v->c = v->p.n_channels ? v->p.n_channels : grey_all ? 1 : 3;
     const kiln__vsplit *tr = &v->s[KILN_DATA_SPLIT_TRAIN];
-    if (tr->n == 0) st = kiln__err(KILN_STATUS_FORMAT, "vision: %s: the train split has no images", v->name);
+    if (tr->n == 0 && !v->items_only)
+        st = kiln__err(KILN_STATUS_FORMAT, "vision: %s: the train split has no images", v->name);
     else if (v->size == 0) st = kiln__err(KILN_STATUS_INVALID, "vision: %s: set params.size", v->name);
     else if (v->p.norm == KILN_VISION_NORM_IMAGENET && v->c != 3)
         st = kiln__err(KILN_STATUS_INVALID, "vision: %s: ImageNet stats need 3 channels, the data has %d (set "
@@ -358,7 +360,7 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all)
             if (!(v->stats.std[c] > 0))
                 st = kiln__err(KILN_STATUS_INVALID, "vision: std[%d] = %g must be > 0", c, v->stats.std[c]);
     }
-    if (!st && !(v->order = malloc((size_t)tr->n * sizeof *v->order)))
+    if (!st && !(v->order = malloc((size_t)(tr->n ? tr->n : 1) * sizeof *v->order)))
         st = kiln__err(KILN_STATUS_NOMEM, "vision: out of memory");
     for (int64_t i = 0; !st && i < tr->n; i++) v->order[i] = i;
     if (!st && !(v->loader = kiln__vloader_new(v))) st = KILN_STATUS_NOMEM;
@@ -437,6 +439,8 @@ const char *kiln_vision_data_class(const kiln_vision_data *v, int i)
 {
     return v && i >= 0 && i < v->n_classes ? v->classes[i] : NULL;
 }
+
+const kiln_vision_params *kiln_vision_data_params(const kiln_vision_data *v) { return v ? &v->p : NULL; }
 
 kiln_vision_stats kiln_vision_data_stats(const kiln_vision_data *v)
 {

@@ -36,6 +36,7 @@ struct kiln_vision_data {
     uint64_t seed;            /* from the last set_epoch */
     int64_t epoch;
     int tta_pass;             /* kiln_vision_data_set_tta: -1 off, else the TTA pass (loader.c) */
+    bool items_only;          /* kiln_vision_items_new: a valid split of items, no train split */
     kiln__vloader *loader;    /* NULL until the source is complete */
 };
 

@@ -1,0 +1,28 @@
+/* Internal to src/apps: the application object a task's constructor attaches to its learner
+ * (kiln_learner_attach): the task, the model's description, and what the learner owns. */
+#ifndef KILN_APPS_INTERNAL_H
+#define KILN_APPS_INTERNAL_H
+
+#include "core/internal.h"
+#include "kiln/apps.h"
+
+typedef struct kiln__app {
+    const char *task;             /* "vision" */
+    kiln_vision_model_info info;  /* the model's description (vision is the only task so far) */
+    kiln_model *model;            /* owned */
+    kiln_optim *opt;              /* owned */
+} kiln__app;
+
+/* The app of l; NULL + STATE naming op when l was not made by a task's constructor. */
+kiln__app *kiln__app_of(const kiln_learner *l, const char *op);
+/* Attaches a (owned from then on, also on failure) to l. */
+kiln_status kiln__app_attach(kiln_learner *l, kiln__app *a);
+void kiln__app_free(void *a);
+/* A learner over model m for app a with fastai's defaults (AdamW with wd, accuracy); takes a
+ * and m (freed on failure); data may be NULL (owned by the learner when given). */
+kiln_learner *kiln__app_learner(kiln_ctx *ctx, kiln__app *a, kiln_model *m, kiln_data *data, double wd,
+                                const kiln_learner_params *lp);
+/* dir/name into buf (n bytes); INVALID when it does not fit. */
+kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,70 @@
+/* The CLI's shared training driver (tools/kiln/train.c): the flags every task's lr-find and
+ * fit take (out, bs, epochs, lr, schedule and its cycles, snapshots, wd, seed, threads,
+ * progress, resume, on-nan, TTA), their checks, and the two commands themselves on a learner
+ * that the task built: lr-find (kiln_learner_lr_find) and fit (kiln_learner_train, with
+ * SIGINT stopping at the next batch and the results printed). A task (vision.c) adds only
+ * its data flags and its learner constructor. Messages go to stderr as "<cmd>: ...";
+ * functions return an exit status (0, 1 runtime, 2 usage, 130 interrupted). */
+#ifndef CLI_TRAIN_H
+#define CLI_TRAIN_H
+
+#include "flags.h"
+#include "kiln.h"
+
+typedef struct train_opts {
+    const char *cmd; /* "kiln vision fit": message prefix */
+    const char *out, *schedule, *progress, *on_nan;
+    int64_t bs, epochs, n_cycle, cycle_len, cycle_mult, freeze_epochs, snapshots, seed, threads, num_it, tta_n;
+    double lr, wd, tta_beta;
+    bool tta, tta_max, quiet, help, resume;
+    bool given_epochs, given_n_cycle; /* from the parser's `given` (train_given) */
+} train_opts;
+
+/* Which of a task's subcommands read a common flag: bit k of this enum maps to map[k]. */
+enum { TRAIN_LR_FIND = 0, TRAIN_FIT, TRAIN_EVAL /* predict, interpret: TTA */, TRAIN_DATA /* reads data */,
+       TRAIN_ALL, TRAIN_N_KINDS };
+#define TRAIN_MAX_FLAGS 32
+
+/* The defaults every task starts from. */
+train_opts train_defaults(void);
+/* Appends the common flags to dst (room for TRAIN_MAX_FLAGS), their offsets moved by base
+ * (offsetof the train_opts in the task's options struct) and masks mapped through map;
+ * returns how many. */
+int train_flags(cli_flag *dst, size_t base, const unsigned map[TRAIN_N_KINDS]);
+/* Sets given_* from the parser's given[] over flags. */
+void train_given(train_opts *t, const cli_flag *flags, int n_flags, const bool *given);
+/* Range checks of the common flags: NULL or what is wrong ("--bs must be in [1, 65536]"). */
+const char *train_check(const train_opts *t);
+
+int cli_fail(const char *cmd, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* cli_fail(cmd, 1, "<what>: <kiln_last_error()>") (no "what: " when what is NULL). */
+int cli_kfail(const char *cmd, const char *what);
+
+/* dir/name into buf (the caller has checked that dir is at most CLI_DIR_MAX bytes). */
+const char *cli_path(char *buf, size_t n, const char *dir, const char *name);
+/* The longest --out or model DIR taken: the file names joined to it fit in 4096 bytes. */
+#define CLI_DIR_MAX 4000
+
+/* A context with --threads and --seed; NULL after a message. */
+kiln_ctx *train_ctx_new(const train_opts *t);
+/* The learner parameters the flags ask for (seed, progress, on-nan). */
+kiln_learner_params train_learner_params(const train_opts *t);
+/* The fit recipe the flags ask for; 2 after a message when they do not make one. */
+int train_recipe(const train_opts *t, kiln_recipe *r);
+
+/* "key", "value" pairs of the settings that shape training (resume refuses a change). */
+typedef struct train_settings {
+    const char *kv[2 * 48 + 1]; /* key, value, ..., NULL */
+    char val[48][48];
+    int n;
+} train_settings;
+void train_settings_str(train_settings *s, const char *key, const char *v);
+void train_settings_num(train_settings *s, const char *key, double v);
+
+/* lr-find: out/lr_find.png and .csv, the suggestions printed. */
+int train_lr_find(const train_opts *t, kiln_learner *l);
+/* fit: kiln_learner_train into --out with the recipe, checkpoints, snapshots, TTA; task
+ * settings are recorded beside the common ones; data names the data in messages. */
+int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_settings *task);
+
+#endif
