@@ -16,4 +16,5 @@
 #include "kiln/augment.h"
 #include "kiln/models.h"
 #include "kiln/apps.h"
+#include "kiln/interp.h"
 #endif
