@@ -17,4 +17,5 @@
 #include "kiln/models.h"
 #include "kiln/apps.h"
 #include "kiln/vision_model.h"
+#include "kiln/interp.h"
 #endif
