@@ -15,3 +15,8 @@ if(KILN_TESTS AND TARGET test_disk_full_cli)
   target_compile_definitions(test_disk_full_cli PRIVATE KILN_CLI_PATH="$<TARGET_FILE:kiln_cli>")
   add_dependencies(test_disk_full_cli kiln_cli)
 endif()
+if(KILN_TESTS AND TARGET test_apps)
+  target_compile_definitions(test_apps PRIVATE KILN_CLI_PATH="$<TARGET_FILE:kiln_cli>"
+                                               KILN_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
+  add_dependencies(test_apps kiln_cli)
+endif()

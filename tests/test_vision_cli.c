@@ -183,8 +183,8 @@ Test(vision_cli, fit_writes_every_file)
     free(hist);
     cJSON *m = json("run/model.json");
     cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-cnn");
-    cr_expect_eq(num(m, "size"), 16);
-    cr_expect_eq(num(m, "n_in"), 1);
+    cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "size"), 16);
+    cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "n_in"), 1);
     const cJSON *cl = cJSON_GetObjectItem(m, "classes");
     cr_assert_eq(cJSON_GetArraySize(cl), 2);
     cr_expect_str_eq(cJSON_GetArrayItem(cl, 0)->valuestring, "left");
@@ -319,10 +319,10 @@ Test(vision_cli, augmentation_flags)
     expect_in("out", "left/08.png");
     run_ok("vision show-batch %s/img --out %s/a/batch.png --n 4 --max-rotate 30 --no-flip " FAST);
     expect_png("a/batch.png");
-    /* no augmentation: no "augmentation" object, TTA warns that its passes are plain */
+    /* no augmentation: "augmentation" is null, TTA warns that its passes are plain */
     run_ok("vision fit %s/img --out %s/na --bs 4 --epochs 1 --no-augment " FAST);
     j = json("na/model.json");
-    cr_expect(!cJSON_GetObjectItem(j, "augmentation"), "a --no-augment model records no augmentation");
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItem(j, "augmentation")), "a --no-augment model records no augmentation");
     cJSON_Delete(j);
     run_ok("vision predict %s/na %s/img/valid/left/08.png --tta --threads 1");
     expect_in("err", "augmented passes equal the plain one");
@@ -385,7 +385,7 @@ Test(vision_cli, idx_data)
     ku_make_idx(P("idx"), "t10k", 12);
     run_ok("vision fit %s/idx --out %s/im --bs 8 --epochs 1 " FAST);
     cJSON *m = json("im/model.json");
-    cr_expect_eq(num(m, "size"), 28);
+    cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "size"), 28);
     cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(m, "classes")), 3);
     cr_expect_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "classes"), 2)->valuestring, "2");
     cJSON_Delete(m);
@@ -412,8 +412,8 @@ Test(vision_cli, simple_resnet_fit_and_predict)
     expect_in("out", "model: simple-resnet");
     cJSON *m = json("sr/model.json");
     cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-resnet");
-    cr_expect_eq(num(m, "size"), 28);
-    cr_expect_eq(num(m, "n_in"), 1);
+    cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "size"), 28);
+    cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "n_in"), 1);
     cr_expect_eq(num(m, "n_params"), 1228404 - 7 * 258, "Linear(256, 3) + BatchNorm1d(3) instead of 10 classes");
     cJSON_Delete(m);
     struct stat st;
@@ -491,7 +491,7 @@ Test(vision_cli, resnet_and_csv_source)
     run_ok("vision fit %s/img/labels.csv --out %s/r18 --arch resnet18 --bs 6 --epochs 1 --valid-pct 0.25 " FAST);
     cJSON *m = json("r18/model.json");
     cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "resnet18");
-    cr_expect_float_eq(num(m, "valid_pct"), 0.25, 1e-12);
+    cr_expect_float_eq(num(cJSON_GetObjectItem(m, "training"), "valid_pct"), 0.25, 1e-12);
     cr_expect(num(m, "n_params") > 1e7);
     cJSON_Delete(m);
     run_ok("vision predict %s/r18 %s/img/valid/right/10.png --threads 1");

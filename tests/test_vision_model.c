@@ -1,4 +1,6 @@
-/* model.json in the library (kiln/apps.h): a valid description is read with every field; each
+/* model.json in the library (kiln/vision_model.h): the older flat layout ("kiln-vision-model",
+ * BASE below) and the common one every task shares ("kiln-model", format_version 1, V1) are
+ * read with every field; each
  * bad value (not finite, out of range, not an integer, wrong type, repeated or empty class,
  * repeated key, trailing text, a NUL byte, invalid UTF-8) is refused with a message naming the
  * key; every truncation of a valid file is refused; files over the 64 MiB limit and folders
@@ -168,7 +170,7 @@ Test(vision_model, bad_values_are_refused_by_key)
         {"\"do_flip\": false", "\"do_flip\": 0", "augmentation.do_flip is not true or false"},
         {"\"augment\": true", "\"augment\": \"yes\"", "augment is not true or false"},
         {"\"augmentation\": {", "\"augmentation\": [], \"x\": {", "augmentation is not an object"},
-        {"\"kiln-vision-model\"", "\"kiln-text-model\"", "format is not \"kiln-vision-model\""},
+        {"\"kiln-vision-model\"", "\"kiln-text-model\"", "format is not \"kiln-model\" (nor the older \"kiln-vision-model\")"},
         {"\"version\": 1", "\"version\": 2", "version is 2, outside [1, 1]"},
         {"\"arch\": \"simple-cnn\"", "\"arch\": 3", "arch is not a string"},
         {"\"arch\": \"simple-cnn\"", "\"arch\": \"\"", "arch must be 1 to 31 bytes long"},
@@ -303,7 +305,10 @@ Test(vision_model, write_round_trips_as_strict_json)
     cr_expect(utf8_strict((const unsigned char *)text, n), "model.json is not strict UTF-8");
     cJSON *j = cJSON_ParseWithLength(text, n);
     cr_assert(j, "model.json is not JSON: %s", text);
-    cr_expect_eq(cJSON_GetObjectItem(j, "seed")->valuedouble, 9007199254740992.0);
+    cr_expect_str_eq(cJSON_GetObjectItem(j, "format")->valuestring, "kiln-model");
+    cr_expect_eq(cJSON_GetObjectItem(j, "format_version")->valuedouble, 1);
+    cr_expect_str_eq(cJSON_GetObjectItem(j, "task")->valuestring, "vision");
+    cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "training"), "seed")->valuedouble, 9007199254740992.0);
     cJSON_Delete(j);
     free(text);
     kiln_vision_model_info back;
@@ -365,4 +370,105 @@ Test(vision_model, write_replaces_bad_bytes_in_data)
     cr_assert_eq(kiln_vision_model_info_read(P("model.json"), &back), KILN_STATUS_OK, "%s", kiln_last_error());
     cr_expect_str_eq(back.data, "d\xef\xbf\xbd/caf\xef\xbf\xbds\xef\xbf\xbd");
     kiln_vision_model_info_free(&back);
+}
+
+/* ---- the common layout (format "kiln-model", format_version 1) ---------------------------- */
+
+static const char *const V1 =
+    "{\"format\": \"kiln-model\", \"format_version\": 1, \"task\": \"vision\", \"arch\": \"simple-cnn\",\n"
+    " \"n_params\": 1234, \"n_classes\": 2, \"classes\": [\"cat\", \"dog\"],\n"
+    " \"normalization\": {\"kind\": \"dataset\", \"mean\": [0.5, 0.4, 0.3], \"std\": [0.2, 0.25, 0.3]},\n"
+    " \"preprocessing\": {\"n_in\": 3, \"size\": 28, \"resize\": \"crop\"},\n"
+    " \"augmentation\": {\"do_flip\": false, \"max_rotate\": 5, \"max_zoom\": 1.1, \"max_warp\": 0.2,\n"
+    " \"max_lighting\": 0.1, \"p_affine\": 0.5, \"p_lighting\": 0.75},\n"
+    " \"training\": {\"seed\": 7, \"valid_pct\": 0.25, \"data\": \"pets\"}, \"vision\": {}}\n";
+
+static char *v1_with(const char *from, const char *to)
+{
+    const char *at = strstr(V1, from);
+    cr_assert(at, "'%s' is not in V1", from);
+    size_t n = strlen(V1) - strlen(from) + strlen(to) + 1;
+    char *s = malloc(n);
+    snprintf(s, n, "%.*s%s%s", (int)(at - V1), V1, to, at + strlen(from));
+    return s;
+}
+
+/* Both layouts describe the same model: every field reads the same. */
+Test(vision_model, common_layout_reads_as_the_older_one)
+{
+    kiln_vision_model_info a, b;
+    cr_assert_eq(kiln_vision_model_info_parse(V1, strlen(V1), NULL, &a), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_vision_model_info_parse(BASE, strlen(BASE), NULL, &b), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_str_eq(a.arch, b.arch);
+    cr_expect_eq(a.n_in, 3);
+    cr_expect_eq(a.size, 28);
+    cr_expect_eq(a.n_classes, 2);
+    cr_expect_str_eq(a.classes[1], "dog");
+    cr_expect(a.augment && b.augment);
+    cr_expect_eq(a.aug.max_rotate, 5.0f);
+    cr_expect_eq(a.aug.do_flip, false);
+    cr_expect_eq(memcmp(&a.stats, &b.stats, sizeof a.stats), 0);
+    cr_expect_eq(a.seed, 7);
+    cr_expect_float_eq(a.valid_pct, 0.25, 1e-15);
+    cr_expect_eq(a.n_params, 1234);
+    cr_expect_str_eq(a.data, "pets");
+    kiln_vision_model_info_free(&a);
+    kiln_vision_model_info_free(&b);
+    /* augmentation null: a model trained without; training absent: the defaults */
+    char *t = v1_with("\"augmentation\": {\"do_flip\": false, \"max_rotate\": 5, \"max_zoom\": 1.1, \"max_warp\": 0.2,\n"
+                      " \"max_lighting\": 0.1, \"p_affine\": 0.5, \"p_lighting\": 0.75},\n"
+                      " \"training\": {\"seed\": 7, \"valid_pct\": 0.25, \"data\": \"pets\"}, ",
+                      "\"augmentation\": null, ");
+    cr_assert_eq(kiln_vision_model_info_parse(t, strlen(t), NULL, &a), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_not(a.augment);
+    cr_expect_eq(a.seed, 42);
+    cr_expect_float_eq(a.valid_pct, 0.2, 1e-15);
+    cr_expect_null(a.data);
+    kiln_vision_model_info_free(&a);
+    free(t);
+}
+
+/* A field a later kiln adds (at the top, in a part, in the task's part) warns and loads; a
+ * newer format_version, another task, a missing part or a bad value is refused by key. */
+Test(vision_model, common_layout_refuses_by_key_and_takes_new_fields)
+{
+    const char *later[] = {"\"vision\": {\"crop_pct\": 0.9}", "\"vision\": {}, \"label_smoothing\": 0.1"};
+    for (int i = 0; i < 2; i++) {
+        char *t = v1_with("\"vision\": {}", later[i]);
+        kiln_vision_model_info mi;
+        cr_expect_eq(kiln_vision_model_info_parse(t, strlen(t), NULL, &mi), KILN_STATUS_OK, "%s: %s", later[i],
+                     kiln_last_error());
+        kiln_vision_model_info_free(&mi);
+        free(t);
+    }
+    const struct {
+        const char *from, *to, *needle;
+    } cases[] = {
+        {"\"format_version\": 1", "\"format_version\": 2", "format_version 2 is newer than this kiln reads (1)"},
+        {"\"format_version\": 1, ", "", "format_version is missing"},
+        {"\"format_version\": 1", "\"format_version\": 0", "format_version is 0, outside"},
+        {"\"task\": \"vision\"", "\"task\": \"text\"", "task \"text\" is not one this kiln knows"},
+        {"\"task\": \"vision\", ", "", "task is missing"},
+        {"\"preprocessing\": {\"n_in\": 3, \"size\": 28, \"resize\": \"crop\"},\n", "", "preprocessing is missing"},
+        {"\"n_in\": 3", "\"n_in\": 2", "preprocessing.n_in is 2"},
+        {"\"size\": 28", "\"size\": 0", "preprocessing.size is 0, outside [1, 4096]"},
+        {"\"size\": 28, ", "", "preprocessing.size is missing"},
+        {"\"seed\": 7", "\"seed\": -1", "training.seed is -1, outside"},
+        {"\"valid_pct\": 0.25", "\"valid_pct\": 1", "training.valid_pct is 1"},
+        {"\"training\": {", "\"training\": [], \"x\": {", "training is not an object"},
+        {"\"vision\": {}", "\"vision\": 3", "vision is not an object"},
+        {"\"std\": [0.2, 0.25, 0.3]", "\"std\": [0.2, 0, 0.3]", "normalization.std[1] must be > 0"},
+        {"\"augmentation\": {", "\"x\": {", "augmentation is missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = v1_with(cases[i].from, cases[i].to);
+        kiln_vision_model_info mi;
+        cr_expect_eq(kiln_vision_model_info_parse(t, strlen(t), "d/model.json", &mi), KILN_STATUS_FORMAT,
+                     "case %zu (%s)", i, cases[i].to);
+        cr_expect(strstr(kiln_last_error(), cases[i].needle), "case %zu: '%s' does not mention '%s'", i,
+                  kiln_last_error(), cases[i].needle);
+        cr_expect_null(mi.classes);
+        kiln_vision_model_info_free(&mi);
+        free(t);
+    }
 }

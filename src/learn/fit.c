@@ -225,6 +225,7 @@ kiln_status kiln_learner_fit_one_cycle(kiln_learner *l, int64_t n_epochs, double
                                        const kiln_sched_one_cycle_params *p)
 {
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_fit_one_cycle: learner is NULL");
+    if (kiln__learn_need_data(l, "learner_fit_one_cycle")) return KILN_STATUS_STATE;
     kiln_sched_one_cycle_params op = p ? *p : kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
     op.lr_max = hi;
     op.iters = n_epochs * kiln_data_n_batches(l->data, KILN_DATA_SPLIT_TRAIN);

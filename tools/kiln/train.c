@@ -216,8 +216,19 @@ static void common_settings(const train_opts *t, const kiln_recipe *r, train_set
 
 /* ---- lr-find ----------------------------------------------------------------------------------- */
 
+int train_prepare_out(const train_opts *t)
+{
+    int removed = 0;
+    if (kiln_mkdirs(t->out) || kiln_atomic_clean_stale(t->out, &removed)) return cli_kfail(t->cmd, NULL);
+    if (removed && !t->quiet)
+        fprintf(stderr, "%s: removed %d temp file(s) a killed run left in %s\n", t->cmd, removed, t->out);
+    return 0;
+}
+
 int train_lr_find(const train_opts *t, kiln_learner *l)
 {
+    int rc0 = train_prepare_out(t);
+    if (rc0) return rc0;
     char png[4096], csv[4096];
     kiln_lr_find_params p = kiln_lr_find_default_params();
     p.num_it = t->num_it;

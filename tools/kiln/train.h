@@ -61,6 +61,9 @@ typedef struct train_settings {
 void train_settings_str(train_settings *s, const char *key, const char *v);
 void train_settings_num(train_settings *s, const char *key, double v);
 
+/* --out made if missing, without the temp files a killed kiln left there (one line says how
+ * many went). 0 or 1 after a message. */
+int train_prepare_out(const train_opts *t);
 /* lr-find: out/lr_find.png and .csv, the suggestions printed. */
 int train_lr_find(const train_opts *t, kiln_learner *l);
 /* fit: kiln_learner_train into --out with the recipe, checkpoints, snapshots, TTA; task

@@ -44,6 +44,8 @@ static const cli_flag g_vision_flags[] = {
      "activations' memory layout: nhwc (channels-last) | nchw | auto (the architecture's choice: nhwc for "
      "simple-cnn and simple-resnet, else nchw)", NULL, NULL},
     {"--workers", "N", FLAG_INT, O(workers), DATA_CMDS, "data loader threads (0: load on the main thread)", NULL, NULL},
+    {"--probs", NULL, FLAG_BOOL, O(probs), VC_PREDICT,
+     "also print every class's probability (class=p, in the model's class order)", NULL, NULL},
 };
 #define N_VISION ((int)(sizeof g_vision_flags / sizeof g_vision_flags[0]))
 #define MAX_FLAGS (TRAIN_MAX_FLAGS + N_VISION)

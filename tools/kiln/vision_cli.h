@@ -23,7 +23,7 @@ typedef struct vopts {
     const char *arch, *norm, *layout;
     int64_t size, workers, n;
     double valid_pct;
-    bool no_augment, skip_bad;
+    bool no_augment, skip_bad, probs;
     /* augmentation (fastai aug_transforms' arguments); defaults from kiln_augment_default_params */
     double max_rotate, max_zoom, max_warp, max_lighting, p_affine, p_lighting;
     bool no_flip;

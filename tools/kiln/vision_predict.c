@@ -56,7 +56,9 @@ int vc_predict(vopts *o, int n_images, const char *const *images, const char *di
             }
             int best = 0;
             for (int k = 1; k < nc; k++) best = p.probs[k] > p.probs[best] ? k : best;
-            printf("%-*s  %-*s  %.4f\n", wf, images[i], wc, classes[best], p.probs[best]);
+            printf("%-*s  %-*s  %.4f", wf, images[i], wc, classes[best], p.probs[best]);
+            for (int k = 0; o->probs && k < nc; k++) printf("  %s=%.9g", classes[k], p.probs[k]);
+            printf("\n");
             kiln_preds_free(&p);
         }
         if (failed) rc = cli_fail(o->t.cmd, 1, "%d of %d image(s) could not be classified", failed, n_images);
