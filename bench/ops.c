@@ -1,6 +1,7 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|all]  (default: ops). */
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|all|csv [PATH]]  (default: ops; csv is
+ * not in all: it times the CSV reader, bench/bench_csv.c). */
 #include "bench.h"
 
 #include <stdio.h>
@@ -54,8 +55,13 @@ int main(int argc, char **argv)
     printf("kiln %s, %d threads\n", KILN_VERSION_STRING, kiln_ctx_threads(ctx));
     const char *what = argc > 3 ? argv[3] : "ops";
     bool ops = !strcmp(what, "ops") || !strcmp(what, "all"), r34 = !strcmp(what, "resnet34") || !strcmp(what, "all");
+    if (!strcmp(what, "csv")) {
+        kiln_bench_csv(argc > 4 ? argv[4] : NULL);
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!ops && !r34) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34 or all)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, all or csv)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }

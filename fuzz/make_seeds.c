@@ -52,9 +52,12 @@ static void csv_seeds(void)
 {
     const char *s[] = {"name,label\na.png,cat\nb.jpg,dog\n",
                        "\xEF\xBB\xBFname,label,is_valid\r\na.png,cat,0\r\n\"b.jpg\",\"d\"\"og\",true\r\n",
-                       "label,name\n\"x,\ny\",a.png\n\n7,b.jpg\n"};
+                       "label,name\n\"x,\ny\",a.png\n\n7,b.jpg\n",
+                       /* the reader alone: CR line ends, a CR in quotes, empty and ragged fields */
+                       "a;b\r\"c\rd\",,\"\"\r\re,\"f\"\"\"\r\"g\"h,",
+                       "name,label\na.png,\"unclosed\n"};
     char n[16];
-    for (int i = 0; i < 3; i++) snprintf(n, sizeof n, "list%d.csv", i), put("csv", n, s[i], strlen(s[i]));
+    for (int i = 0; i < 5; i++) snprintf(n, sizeof n, "list%d.csv", i), put("csv", n, s[i], strlen(s[i]));
 }
 
 static void image_seeds(void)

@@ -1,6 +1,8 @@
 /* kiln io: safetensors files (the format PyTorch and Hugging Face use), read through mmap
- * and written atomically, and the atomic writer (temp file + fsync + rename) that every file
- * kiln writes goes through.
+ * and written atomically, the atomic writer (temp file + fsync + rename) that every file
+ * kiln writes goes through, and the CSV reader (RFC 4180) that image lists, text and tables
+ * are read with.
+ * safetensors:
  * Layout: u64 little-endian header length N, N bytes of JSON
  * {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
  *  "__metadata__": {"key": "value"}}, then the data (offsets are relative to its start). */
@@ -72,6 +74,63 @@ void kiln_atomic_abort(kiln_atomic *a);
 /* Removes the temp files ("<name>.tmp.<pid>", regular files) in dir that a killed process left:
  * those whose pid is no live process. *removed (may be NULL) counts them. */
 kiln_status kiln_atomic_clean_stale(const char *dir, int *removed);
+
+/* ---- CSV (RFC 4180) ----------------------------------------------------------------------------
+ * A streaming reader: one record at a time, from a file (read in chunks, so a file of any size
+ * takes constant memory) or from a buffer. Fields are separated by p.sep (','); a field in
+ * double quotes may hold the separator, line breaks and doubled quotes ("" is one "); records
+ * end at LF, CRLF or CR; a UTF-8 BOM at the start is skipped; empty lines are skipped (a line
+ * holding "" is a record with one empty field, not an empty line). A quote inside an unquoted
+ * field is kept as text (as Python's csv does).
+ * Errors (FORMAT) name the file and the line: a record whose number of fields differs from
+ * the header's (unless p.ragged), a quoted field that never closes (the line it opened on),
+ * text after a closing quote, a record over p.max_record_bytes or p.max_fields; IO errors
+ * name the file. After an error every kiln_csv_next returns it again.
+ *   kiln_csv *c;
+ *   if (kiln_csv_open("labels.csv", NULL, &c)) return kiln_last_status();
+ *   int name = kiln_csv_col(c, "name");            // from the header row
+ *   bool more;
+ *   while (!(st = kiln_csv_next(c, &more)) && more) use(kiln_csv_field(c, name));
+ *   kiln_csv_close(c); */
+typedef struct kiln_csv kiln_csv;
+
+#define KILN_CSV_MAX_RECORD ((size_t)16 << 20) /* bytes of one record (its fields unescaped) */
+#define KILN_CSV_MAX_FIELDS 65536              /* fields of one record */
+
+typedef struct kiln_csv_params {
+    char sep;                /* ',' ('\t' for TSV, ';' for some locales); not '"', CR or LF */
+    bool header;             /* true: the first record names the columns (kiln_csv_col) */
+    bool ragged;             /* false: every record has the header's (or first record's) width */
+    size_t max_record_bytes; /* 0: KILN_CSV_MAX_RECORD */
+    int max_fields;          /* 0: KILN_CSV_MAX_FIELDS */
+} kiln_csv_params;
+
+kiln_csv_params kiln_csv_default_params(void); /* sep ',', header, not ragged, default caps */
+/* p NULL: the defaults. With p.header, the header is read here: an input with no record is
+ * an error ("empty file (no header row)"). */
+kiln_status kiln_csv_open(const char *path, const kiln_csv_params *p, kiln_csv **out);
+/* data (len bytes, not copied: it must outlive the reader); name is used in messages. */
+kiln_status kiln_csv_open_buffer(const char *name, const void *data, size_t len, const kiln_csv_params *p,
+                                 kiln_csv **out);
+void kiln_csv_close(kiln_csv *c);
+const char *kiln_csv_name(const kiln_csv *c); /* the path or buffer name */
+/* The header (or, without one, the width of the first record once read): n_cols and names. */
+int kiln_csv_n_cols(const kiln_csv *c);
+const char *kiln_csv_col_name(const kiln_csv *c, int j); /* NULL without a header or out of range */
+int kiln_csv_col(const kiln_csv *c, const char *name);  /* first column called name; -1 if none */
+
+/* Reads the next record: *more is false at the end of the input (and after an error). */
+kiln_status kiln_csv_next(kiln_csv *c, bool *more);
+/* The current record. A field is NUL-terminated (len: its length, as it may hold NUL
+ * bytes); j >= kiln_csv_n_fields (a ragged record's missing field) gives NULL, an empty field
+ * gives "", so the two are told apart; quoted says whether it was written in quotes (""
+ * versus nothing between two separators). */
+int kiln_csv_n_fields(const kiln_csv *c);
+const char *kiln_csv_field(const kiln_csv *c, int j);
+size_t kiln_csv_field_len(const kiln_csv *c, int j); /* 0 when missing */
+bool kiln_csv_field_quoted(const kiln_csv *c, int j);
+int64_t kiln_csv_line(const kiln_csv *c);    /* the line the current record starts on (1-based) */
+int64_t kiln_csv_n_records(const kiln_csv *c); /* data records read so far (not the header) */
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
  * is checked once (kiln__vision_check_files): its header by default, a full decode with
  * skip_bad, so a file that is not an image fails at construction, naming the file. */
 #include "data/vision/vision_internal.h"
+#include "kiln/io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -285,42 +286,82 @@ static bool truthy(const char *s)
     return !strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "t");
 }
 
+/* The rows of an image-list CSV: file name (as a path), label and is_valid per row. */
+typedef struct csv_rows {
+    strv paths, labels;
+    bool *is_valid;
+    int64_t valid_cap;
+} csv_rows;
+
+static void csv_rows_free(csv_rows *r)
+{
+    strv_free(&r->paths), strv_free(&r->labels), free(r->is_valid);
+}
+
+/* Reads the rows of c (header read) with the columns ci (name, label, is_valid or -1);
+ * file names are taken relative to dir. */
+static kiln_status csv_read_rows(kiln_csv *c, const int ci[3], const char *dir, csv_rows *r)
+{
+    const char *path = kiln_csv_name(c);
+    bool more;
+    kiln_status st;
+    while (!(st = kiln_csv_next(c, &more)) && more) {
+        const char *name = kiln_csv_field(c, ci[0]), *lab = kiln_csv_field(c, ci[1]);
+        long long line = (long long)kiln_csv_line(c);
+        if (!*lab) return kiln__err(KILN_STATUS_FORMAT, "csv: %s:%lld: empty label", path, line);
+        if (!*name) return kiln__err(KILN_STATUS_FORMAT, "csv: %s:%lld: empty file name", path, line);
+        if (strlen(name) != kiln_csv_field_len(c, ci[0]))
+            return kiln__err(KILN_STATUS_FORMAT, "csv: %s:%lld: a NUL byte in the file name", path, line);
+        if (ci[2] >= 0 && r->paths.n == r->valid_cap) {
+            int64_t nc = r->valid_cap ? 2 * r->valid_cap : 256;
+            bool *nv = realloc(r->is_valid, (size_t)nc * sizeof *nv);
+            if (!nv) return kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
+            r->is_valid = nv, r->valid_cap = nc;
+        }
+        if (ci[2] >= 0) r->is_valid[r->paths.n] = truthy(kiln_csv_field(c, ci[2]));
+        if (!strv_push(&r->paths, name[0] == '/' ? kiln__vision_strdup(name) : join(dir, name)) ||
+            !strv_push(&r->labels, kiln__vision_strdup(lab)))
+            return kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
+    }
+    if (!st && r->paths.n == 0) st = kiln__err(KILN_STATUS_FORMAT, "csv: %s: no rows after the header", path);
+    return st;
+}
+
+/* Opens the CSV and finds the columns named in v's params. */
+static kiln_status csv_columns(const kiln_vision_data *v, const char *csv_path, kiln_csv **c, int ci[3])
+{
+    kiln_status st = kiln_csv_open(csv_path, NULL, c);
+    const char *cols[3] = {v->p.csv_name_col, v->p.csv_label_col, v->p.csv_valid_col};
+    for (int k = 0; k < 3 && !st; k++) {
+        ci[k] = -1;
+        if (cols[k] && (ci[k] = kiln_csv_col(*c, cols[k])) < 0)
+            st = kiln__err(KILN_STATUS_FORMAT, "csv: %s: no column '%s' in the header (%d columns, first '%s')", csv_path,
+                           cols[k], kiln_csv_n_cols(*c), kiln_csv_col_name(*c, 0));
+    }
+    return st;
+}
+
 kiln_data *kiln_vision_csv_new(const char *csv_path, const kiln_vision_params *p)
 {
     if (!csv_path) return kiln__errp(KILN_STATUS_INVALID, "vision_csv_new: path is NULL");
     kiln_vision_data *v = kiln__vision_alloc(csv_path, p);
     if (!v) return NULL;
-    kiln__csv c;
+    kiln_csv *c = NULL;
+    int ci[3];
+    csv_rows r = {0};
     strv names = {0};
     items it = {0};
-    bool *is_valid = NULL;
     char *dir = kiln__vision_strdup(csv_path);
-    kiln_status st = dir ? kiln__csv_read(csv_path, &c) : KILN_STATUS_NOMEM;
-    if (st) {
-        free(dir);
-        kiln__vision_destroy(v);
-        return NULL;
-    }
-    char *slash = strrchr(dir, '/');
-    if (slash) slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
-    else strcpy(dir, ".");
-    const char *cols[3] = {v->p.csv_name_col, v->p.csv_label_col, v->p.csv_valid_col};
-    int ci[3] = {-1, -1, -1};
-    for (int k = 0; k < 3 && !st; k++) {
-        if (!cols[k]) continue;
-        if ((ci[k] = kiln__csv_col(&c, cols[k])) < 0)
-            st = kiln__err(KILN_STATUS_FORMAT, "csv: %s: no column '%s' in the header (%d columns, first '%s')", csv_path,
-                           cols[k], c.n_cols, kiln__csv_at(&c, 0, 0));
+    kiln_status st = dir ? csv_columns(v, csv_path, &c, ci) : KILN_STATUS_NOMEM;
+    if (!st) {
+        char *slash = strrchr(dir, '/');
+        if (slash) slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
+        else strcpy(dir, ".");
+        st = csv_read_rows(c, ci, dir, &r);
     }
     /* classes: the sorted distinct labels */
-    for (int64_t r = 1; r < c.n_rows && !st; r++) {
-        const char *lab = kiln__csv_at(&c, r, ci[1]);
-        if (!*lab) st = kiln__err(KILN_STATUS_FORMAT, "csv: %s:%lld: empty label", csv_path, (long long)c.line[r]);
-        else if (!*kiln__csv_at(&c, r, ci[0]))
-            st = kiln__err(KILN_STATUS_FORMAT, "csv: %s:%lld: empty file name", csv_path, (long long)c.line[r]);
-        else if (!strv_push(&names, kiln__vision_strdup(lab))) st = kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
-    }
-    if (!st && names.n == 0) st = kiln__err(KILN_STATUS_FORMAT, "csv: %s: no rows after the header", csv_path);
+    for (int64_t i = 0; i < r.labels.n && !st; i++)
+        if (!strv_push(&names, kiln__vision_strdup(r.labels.v[i]))) st = kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
     if (!st) {
         qsort(names.v, (size_t)names.n, sizeof *names.v, cmp_str);
         int64_t u = 0;
@@ -329,20 +370,16 @@ kiln_data *kiln_vision_csv_new(const char *csv_path, const kiln_vision_params *p
             else names.v[u++] = names.v[i];
         }
         names.n = u;
-        is_valid = ci[2] >= 0 ? calloc((size_t)c.n_rows, sizeof *is_valid) : NULL;
-        if (ci[2] >= 0 && !is_valid) st = kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
     }
-    for (int64_t r = 1; r < c.n_rows && !st; r++) {
-        const char *name = kiln__csv_at(&c, r, ci[0]), *lab = kiln__csv_at(&c, r, ci[1]);
-        char **hit = bsearch(&lab, names.v, (size_t)names.n, sizeof *names.v, cmp_str);
-        char *path = name[0] == '/' ? kiln__vision_strdup(name) : join(dir, name);
-        if (is_valid) is_valid[r - 1] = truthy(kiln__csv_at(&c, r, ci[2]));
-        if (!items_push(&it, path, hit - names.v)) st = kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
+    for (int64_t i = 0; i < r.paths.n && !st; i++) {
+        char **hit = bsearch(&r.labels.v[i], names.v, (size_t)names.n, sizeof *names.v, cmp_str);
+        if (!items_push(&it, r.paths.v[i], hit - names.v)) st = kiln__err(KILN_STATUS_NOMEM, "csv: out of memory");
+        r.paths.v[i] = NULL; /* owned by it now */
     }
-    if (!st) st = split_items(v, &it, is_valid);
+    if (!st) st = split_items(v, &it, r.is_valid);
     if (!st) st = set_classes(v, &names);
-    strv_free(&names), items_free(&it), free(is_valid), free(dir);
-    kiln__csv_free(&c);
+    strv_free(&names), items_free(&it), csv_rows_free(&r), free(dir);
+    kiln_csv_close(c);
     bool grey_all = false;
     if (!st) st = kiln__vision_check_files(v, &grey_all);
     if (st) {

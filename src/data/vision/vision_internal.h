@@ -1,5 +1,5 @@
 /* Internal to the vision data sources (src/data/vision/): the source's layout, image decoding
- * and resizing, IDX and CSV readers, the background loader. Names start with kiln__ and are
+ * and resizing, the IDX reader, the background loader. Names start with kiln__ and are
  * not API. The augmentation code does not depend on this header (it sees only the hook). */
 #ifndef KILN_DATA_VISION_INTERNAL_H
 #define KILN_DATA_VISION_INTERNAL_H
@@ -82,27 +82,6 @@ kiln_status kiln__vision_idx_read(const char *path, uint32_t want_magic, int64_t
 /* kiln_vision_idx_new under a name ("fashion-mnist" also names its classes). */
 kiln_data *kiln__vision_idx_named(const char *name, const char *train_images, const char *train_labels,
                                   const char *valid_images, const char *valid_labels, const kiln_vision_params *p);
-
-/* ---- CSV (csv.c) -------------------------------------------------------------------------- */
-
-typedef struct kiln__csv {
-    char *buf;        /* the file, unescaped in place */
-    char **cells;     /* (n_rows, n_cols) row-major; row 0 is the header */
-    int64_t *line;    /* (n_rows) line number where each row starts */
-    int64_t n_rows;
-    int n_cols;
-} kiln__csv;
-
-/* RFC 4180: commas, quoted fields with "" and line breaks, LF or CRLF, a UTF-8 BOM allowed.
- * Every row must have the header's number of fields; empty lines are skipped. */
-kiln_status kiln__csv_read(const char *path, kiln__csv *out);
-void kiln__csv_free(kiln__csv *c);
-/* Column index of name in the header, -1 if absent. */
-int kiln__csv_col(const kiln__csv *c, const char *name);
-static inline const char *kiln__csv_at(const kiln__csv *c, int64_t row, int col)
-{
-    return c->cells[row * c->n_cols + col];
-}
 
 /* ---- sources (vision.c, folder.c) --------------------------------------------------------- */
 
