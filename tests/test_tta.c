@@ -2,7 +2,8 @@
  * augmented passes, lerp towards the plain pass by beta), checked by hand; and
  * kiln_learner_tta on a tiny IDX source with a transform that changes the training branch:
  * it equals the combination of get_preds under each vision TTA pass, is deterministic, leaves
- * the source back to normal, and is refused for a non-vision source. */
+ * the source back to normal; a source of the user's own gets TTA through kiln_data_ops.set_tta_pass
+ * the same way, and a source without that op is refused. */
 #include "util/ku.h"
 
 #include <math.h>
@@ -200,13 +201,91 @@ Test(tta, learner_tta_matches_the_passes, .init = setup, .fini = teardown)
     ku_ctx_free(ctx);
 }
 
-Test(tta, needs_a_vision_source)
+/* A source of the user's own (wrapping a tensor source) whose TTA pass k scales x by k + 2:
+ * kiln_learner_tta works through kiln_data_ops.set_tta_pass, not through vision. */
+typedef struct scaled {
+    kiln_data *inner;
+    int pass;
+} scaled;
+
+static int64_t sc_items(void *st, kiln_data_split s) { return kiln_data_n_items(((scaled *)st)->inner, s); }
+static int64_t sc_batches(void *st, kiln_data_split s) { return kiln_data_n_batches(((scaled *)st)->inner, s); }
+static kiln_status sc_tta(void *st, int pass)
+{
+    ((scaled *)st)->pass = pass;
+    return KILN_STATUS_OK;
+}
+static void sc_free(void *st)
+{
+    kiln_data_free(((scaled *)st)->inner);
+    free(st);
+}
+static kiln_status sc_get(void *st, kiln_data_split s, int64_t i, kiln_ctx *ctx, kiln_tensor **x, kiln_tensor **y)
+{
+    scaled *sc = st;
+    kiln_status r = kiln_data_get_batch(sc->inner, s, i, ctx, x, y);
+    float *px = r ? NULL : (*x)->data; /* (B, 3), fresh in the arena */
+    for (int64_t j = 0; px && sc->pass >= 0 && j < kiln_numel(*x); j++) px[j] *= (float)(sc->pass + 2);
+    return r;
+}
+
+Test(tta, any_source_with_tta_passes)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_tensor *x = kiln_randn(ctx, 2, (int64_t[]){12, 3}, 0, 1); /* (12, 3) */
+    kiln_tensor *y = kiln_zeros(ctx, KILN_DTYPE_I64, 1, (int64_t[]){12});
+    for (int i = 0; i < 12; i++) ((int64_t *)y->data)[i] = i % 2;
+    scaled *sc = calloc(1, sizeof *sc);
+    sc->pass = -1;
+    kiln_tensor_data_params tp = kiln_tensor_data_default_params();
+    tp.batch_size = 5;
+    cr_assert((sc->inner = kiln_tensor_data_new(x, y, x, y, &tp)), "%s", kiln_last_error());
+    kiln_data_ops ops = {.n_items = sc_items, .n_batches = sc_batches, .get_batch = sc_get, .free = sc_free,
+                         .set_tta_pass = sc_tta};
+    kiln_data *d = kiln_data_new(&ops, sc);
+    cr_assert(d && kiln_data_has_tta(d));
+    kiln_model *m = kiln_mlp_new(3, 0, NULL, 2, 0, false);
+    cr_assert(m && kiln_model_alloc(m, ctx) == KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_learner_params lp = kiln_learner_default_params();
+    lp.progress = KILN_PROGRESS_STYLE_QUIET;
+    kiln_learner *l = kiln_learner_new(ctx, m, d, NULL, &lp);
+    cr_assert(l, "%s", kiln_last_error());
+    cr_assert_eq(kiln_data_set_tta_pass(d, 1), KILN_STATUS_OK); /* left on: tta turns it off for the plain pass */
+    kiln_preds t, plain, pass[2];
+    cr_assert_eq(kiln_learner_tta(l, KILN_DATA_SPLIT_VALID, 2, 0.25, false, &t), KILN_STATUS_OK, "%s",
+                 kiln_last_error());
+    cr_expect_eq(sc->pass, -1, "the source is back to plain batches");
+    cr_assert_eq(kiln_learner_get_preds(l, KILN_DATA_SPLIT_VALID, &plain), KILN_STATUS_OK);
+    float all[2 * 24], want[24];
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(kiln_data_set_tta_pass(d, k), KILN_STATUS_OK);
+        cr_assert_eq(kiln_learner_get_preds(l, KILN_DATA_SPLIT_VALID, &pass[k]), KILN_STATUS_OK);
+        memcpy(all + k * 24, pass[k].probs, sizeof(float) * 24);
+    }
+    cr_assert_eq(kiln_data_set_tta_pass(d, -1), KILN_STATUS_OK);
+    bool differ = false;
+    for (int i = 0; i < 24; i++) differ |= fabsf(all[i] - plain.probs[i]) > 1e-6f;
+    cr_expect(differ, "pass 0 equals the plain pass: the source's pass did not reach the batches");
+    cr_assert_eq(kiln_tta_combine(plain.probs, all, 2, 24, 0.25, false, want), KILN_STATUS_OK);
+    for (int i = 0; i < 24; i++) cr_expect_float_eq(t.probs[i], want[i], 1e-6, "prob %d", i); /* same f32 math */
+    cr_expect_eq(kiln_data_set_tta_pass(d, -2), KILN_STATUS_INVALID);
+    kiln_preds_free(&t), kiln_preds_free(&plain), kiln_preds_free(&pass[0]), kiln_preds_free(&pass[1]);
+    kiln_learner_free(l);
+    kiln_model_free(m);
+    kiln_data_free(d);
+    ku_ctx_free(ctx);
+}
+
+Test(tta, needs_a_source_with_tta_passes)
 {
     kiln_ctx *ctx = ku_ctx();
     kiln_tensor *x = kiln_zeros(ctx, KILN_DTYPE_F32, 2, (int64_t[]){8, 3});
     kiln_tensor *y = kiln_zeros(ctx, KILN_DTYPE_I64, 1, (int64_t[]){8});
     kiln_data *d = kiln_tensor_data_new(x, y, x, y, NULL);
     cr_assert(d, "%s", kiln_last_error());
+    cr_expect(!kiln_data_has_tta(d));
+    cr_expect_eq(kiln_data_set_tta_pass(d, 0), KILN_STATUS_UNSUPPORTED);
+    ku_expect_error("no test-time augmentation", "a TTA pass on tensor data");
     kiln_model *m = kiln_mlp_new(3, 0, NULL, 2, 0, false);
     cr_assert(m && kiln_model_alloc(m, ctx) == KILN_STATUS_OK, "%s", kiln_last_error());
     kiln_learner_params lp = kiln_learner_default_params();
@@ -215,7 +294,7 @@ Test(tta, needs_a_vision_source)
     cr_assert(l);
     kiln_preds p;
     cr_expect_eq(kiln_learner_tta(l, KILN_DATA_SPLIT_VALID, 4, 0.25, false, &p), KILN_STATUS_UNSUPPORTED);
-    ku_expect_error("not a vision source", "tta on tensor data");
+    ku_expect_error("no test-time augmentation", "tta on tensor data");
     kiln_learner_free(l);
     kiln_model_free(m);
     kiln_data_free(d);

@@ -27,7 +27,10 @@ const char *kiln_data_split_name(kiln_data_split s); /* "train", "valid" */
  *   set_epoch: fix the train order for epoch `epoch` from seed (may be NULL: no shuffling).
  *   get_batch: batch i in [0, n_batches) of split, x (B, ...) and y (B, ...) made in ctx's
  *              step arena (never requiring grad); returns OK or an error with a message.
- *   free: releases state (may be NULL). */
+ *   free: releases state (may be NULL).
+ *   set_tta_pass: test-time augmentation (kiln_learner_tta): pass k >= 0 makes the batches of
+ *              either split with the source's training augmentation, drawn deterministically
+ *              for pass k; -1 goes back to plain batches. May be NULL: no TTA. */
 typedef struct kiln_data_ops {
     int64_t (*n_items)(void *state, kiln_data_split split);
     int64_t (*n_batches)(void *state, kiln_data_split split);
@@ -35,6 +38,7 @@ typedef struct kiln_data_ops {
     kiln_status (*get_batch)(void *state, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                              kiln_tensor **y);
     void (*free)(void *state);
+    kiln_status (*set_tta_pass)(void *state, int pass);
 } kiln_data_ops;
 
 typedef struct kiln_data kiln_data;
@@ -50,11 +54,59 @@ kiln_status kiln_data_set_epoch(kiln_data *d, uint64_t seed, int64_t epoch);
 /* INVALID + message when i is out of range. */
 kiln_status kiln_data_get_batch(kiln_data *d, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
                                 kiln_tensor **y);
+/* Test-time augmentation pass (ops.set_tta_pass): pass >= 0 on, -1 off. UNSUPPORTED + message
+ * for a source without TTA passes; kiln_data_has_tta tells beforehand. */
+kiln_status kiln_data_set_tta_pass(kiln_data *d, int pass);
+bool kiln_data_has_tta(const kiln_data *d);
 
 /* The permutation of 0..n-1 that epoch `epoch` uses under seed: Fisher-Yates driven by
  * Philox(seed, epoch-derived counters). Pure; loaders share it so every source shuffles
  * the same way. out has n elements. */
 void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out);
+
+/* ---- prefetch ring ------------------------------------------------------------------------ *
+ * For a source whose batches cost time to make (decoding, augmentation): n_slots batch
+ * buffers that n_workers threads (pthreads) fill ahead of the consumer, in order. After a
+ * request for batch i of a split the ring makes i+1, i+2, ... of that split and, after the
+ * last train batch, the valid split from 0 (the Learner validates next). A request it did not
+ * foresee (the other split, a jump back or ahead) drops the scheduled batches and starts again
+ * from the request.
+ *   make(user, split, batch, x, y) writes the batch into x (x_bytes) and y (y_bytes). It runs
+ *   on the worker threads, several at once for different batches, so it may read but not
+ *   write shared state, and the batch must depend only on (split, batch) and that state.
+ *   The state (a new epoch's order, a TTA pass) may change only between kiln_prefetch_pause
+ *   and the next kiln_prefetch_get or _seek. An error make reports (kiln_error) comes back
+ *   from kiln_prefetch_get for that batch, "prefetch: train batch 3: <make's message>".
+ * n_workers 0: no threads; make runs inside kiln_prefetch_get on the caller's thread.
+ * One consumer thread calls get / release / pause / seek. The workers block every signal
+ * (a Ctrl-C handler runs on the consumer's thread). */
+typedef struct kiln_prefetch kiln_prefetch;
+typedef kiln_status (*kiln_prefetch_make_fn)(void *user, kiln_data_split split, int64_t batch, void *x, void *y);
+
+typedef struct kiln_prefetch_params {
+    int n_workers;            /* threads, 0..64; 0: synchronous */
+    int n_slots;              /* batches made ahead with workers, 2..64 (smaller: 2) */
+    size_t x_bytes, y_bytes;  /* one slot's buffers: the largest batch's x and y */
+    int64_t n_batches[2];     /* per split (indexed by kiln_data_split) */
+} kiln_prefetch_params;
+
+/* NULL + message on failure (bad params, out of memory, a thread that cannot start). */
+kiln_prefetch *kiln_prefetch_new(const kiln_prefetch_params *p, kiln_prefetch_make_fn make, void *user);
+/* Stops the workers (a running make finishes first) and frees the buffers. */
+void kiln_prefetch_free(kiln_prefetch *r);
+/* Waits for batch `batch` of split and points x, y at its buffers, which stay valid until
+ * kiln_prefetch_release or the next get / free. INVALID for a batch out of range; make's
+ * error naming the split and batch. */
+kiln_status kiln_prefetch_get(kiln_prefetch *r, kiln_data_split split, int64_t batch, const void **x,
+                              const void **y);
+/* Hands the batch from the last get back to the ring (no-op when none is held). */
+void kiln_prefetch_release(kiln_prefetch *r);
+/* Drops the scheduled batches and waits until no make is running: the caller may then change
+ * the state make reads. Prefetching resumes at the next get or seek. */
+void kiln_prefetch_pause(kiln_prefetch *r);
+/* Starts making batches from (split, batch) now, ahead of the get that will ask for it (a
+ * new epoch: seek to train batch 0 right after changing the order). */
+void kiln_prefetch_seek(kiln_prefetch *r, kiln_data_split split, int64_t batch);
 
 /* ---- in-memory tensor dataset ------------------------------------------------------------ *
  * x (N, ...) f32 features and y (N) i64 class indices, or y (N, ...) f32 targets (regression,

@@ -210,7 +210,8 @@ const char *kiln_checkpointing_last_path(kiln_learner *l);
 
 /* ---- test-time augmentation (src/learn/tta.c) -------------------------------------------- *
  * fastai v2 learn.tta(n=4, beta=0.25, use_max=False): n passes over a split with the
- * training augmentation (pass k draws from kiln_vision_tta_seed(seed, k): deterministic),
+ * training augmentation (the data source's TTA pass k, deterministic; a vision source draws
+ * from kiln_vision_tta_seed(seed, k)),
  * their mean (or elementwise max with use_max) `aug`, and one plain pass:
  *   final = lerp(aug, plain, beta) = (1 - beta) * aug + beta * plain.
  * beta = 0 is aug alone, beta = 1 the plain pass. */
@@ -220,11 +221,12 @@ const char *kiln_checkpointing_last_path(kiln_learner *l);
 kiln_status kiln_tta_combine(const float *plain, const float *passes, int n, int64_t count, double beta,
                              bool use_max, float *out);
 
-/* TTA predictions over a split of a vision source (vision.h: kiln_vision_data_set_tta makes
- * the augmented passes; without a transform they equal the plain one): out as
- * kiln_learner_get_preds (probs (n, c) = the combination above, targets, loss = the learner's
- * loss of those probs). The source is put back to normal afterwards, also on error. Not
- * during a fit. UNSUPPORTED for a data source that is not a vision source. */
+/* TTA predictions over a split of a source with TTA passes (data.h: kiln_data_set_tta_pass
+ * makes the augmented passes; a vision source without a transform makes them equal to the
+ * plain one): out as kiln_learner_get_preds (probs (n, c) = the combination above, targets,
+ * loss = the learner's loss of those probs). The source is put back to plain batches
+ * afterwards, also on error. Not during a fit. UNSUPPORTED for a source without
+ * kiln_data_ops.set_tta_pass. */
 kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, double beta, bool use_max,
                              kiln_preds *out);
 

@@ -179,7 +179,8 @@ const char *kiln_vision_data_path(const kiln_vision_data *v, kiln_data_split spl
  * seed kiln_vision_tta_seed(seed of the last kiln_data_set_epoch, pass) and the item
  * counters of epoch 0, so pass k of a split is the same images whatever the thread count;
  * -1 goes back to normal (valid: the validation branch). The train order is unchanged.
- * Prepared batches are dropped when the setting changes. INVALID for other sources. */
+ * Prepared batches are dropped when the setting changes. INVALID for other sources. The
+ * source's kiln_data_set_tta_pass (data.h) is this call. */
 kiln_status kiln_vision_data_set_tta(kiln_vision_data *v, int pass);
 int kiln_vision_data_tta_pass(const kiln_vision_data *v); /* -1 when off */
 /* The transform seed of TTA pass `pass` (>= 0) under seed: a fixed mix of the two. */

@@ -73,6 +73,18 @@ kiln_status kiln_data_get_batch(kiln_data *d, kiln_data_split split, int64_t i, 
     return st;
 }
 
+kiln_status kiln_data_set_tta_pass(kiln_data *d, int pass)
+{
+    if (!d) return kiln__err(KILN_STATUS_INVALID, "data_set_tta_pass: data is NULL");
+    if (pass < -1) return kiln__err(KILN_STATUS_INVALID, "data_set_tta_pass: pass %d (use -1 for off)", pass);
+    if (!d->ops.set_tta_pass)
+        return kiln__err(KILN_STATUS_UNSUPPORTED, "data_set_tta_pass: the data source has no test-time augmentation "
+                                                  "(kiln_data_ops.set_tta_pass; a vision source has it)");
+    return d->ops.set_tta_pass(d->state, pass);
+}
+
+bool kiln_data_has_tta(const kiln_data *d) { return d && d->ops.set_tta_pass; }
+
 /* Counters for epoch e start at e << 40: a dataset of up to 2^40 items never overlaps the
  * next epoch's block, so each epoch's order is independent of every other's. */
 void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out)

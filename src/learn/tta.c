@@ -1,12 +1,12 @@
 /* Test-time augmentation, as fastai v2's Learner.tta(n=4, beta=0.25, use_max=False): n
  * predictions over a split with the training augmentation switched on for that split (the
- * vision loader's TTA pass, vision.h), reduced by mean or elementwise max to `aug`, then
- * final = torch.lerp(aug, plain, beta) = aug + beta * (plain - aug) with the plain pass.
- * Pass k is deterministic: its transform seed is kiln_vision_tta_seed(seed, k). Also the
- * scoring of any predictions (kiln_learner_score), shared with the snapshot ensembles. */
+ * data source's TTA pass, kiln_data_set_tta_pass in data.h), reduced by mean or elementwise
+ * max to `aug`, then final = torch.lerp(aug, plain, beta) = aug + beta * (plain - aug) with
+ * the plain pass. Pass k is deterministic (a vision source draws its transform from
+ * kiln_vision_tta_seed(seed, k)). Also the scoring of any predictions (kiln_learner_score),
+ * shared with the snapshot ensembles. */
 #include "learn_internal.h"
 #include "kiln/learn_ext.h"
-#include "kiln/vision.h"
 
 #include <math.h>
 #include <string.h>
@@ -75,12 +75,11 @@ kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, doub
     kiln_status st = check("learner_tta", n, beta);
     if (st) return st;
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_tta: not during a fit");
-    kiln_vision_data *v = kiln_vision_data_of(l->data);
-    if (!v)
-        return kiln__err(KILN_STATUS_UNSUPPORTED,
-                         "learner_tta: the data is not a vision source (its transform makes the augmented passes)");
-    int was = kiln_vision_data_tta_pass(v);
-    if (was >= 0 && (st = kiln_vision_data_set_tta(v, -1))) return st;
+    if (!kiln_data_has_tta(l->data))
+        return kiln__err(KILN_STATUS_UNSUPPORTED, "learner_tta: the data source has no test-time augmentation passes "
+                                                  "(kiln_data_ops.set_tta_pass; a vision source makes them with its "
+                                                  "transform)");
+    if ((st = kiln_data_set_tta_pass(l->data, -1))) return st;
     if ((st = kiln_learner_get_preds(l, split, out))) return st;
     if (out->n == 0) return KILN_STATUS_OK; /* an empty split: nothing to augment */
     int64_t count = out->n * out->c;
@@ -88,14 +87,14 @@ kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, doub
     if (!acc) st = kiln__err(KILN_STATUS_NOMEM, "learner_tta: out of memory");
     for (int k = 0; k < n && !st; k++) {
         kiln_preds p;
-        if ((st = kiln_vision_data_set_tta(v, k)) || (st = kiln_learner_get_preds(l, split, &p))) break;
+        if ((st = kiln_data_set_tta_pass(l->data, k)) || (st = kiln_learner_get_preds(l, split, &p))) break;
         if (p.n != out->n || p.c != out->c)
             st = kiln__err(KILN_STATUS_INVALID, "learner_tta: pass %d gives (%lld, %lld) predictions, not (%lld, %lld)",
                            k, (long long)p.n, (long long)p.c, (long long)out->n, (long long)out->c);
         else acc_add(acc, p.probs, count, k, use_max);
         kiln_preds_free(&p);
     }
-    kiln_status rst = kiln_vision_data_set_tta(v, -1);
+    kiln_status rst = kiln_data_set_tta_pass(l->data, -1);
     if (!st) st = rst;
     if (!st) {
         acc_finish(acc, out->probs, count, n, beta, use_max, out->probs);

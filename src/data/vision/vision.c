@@ -3,10 +3,9 @@
  * the file check at construction (skip_bad), kiln_vision_open's name resolution, and the
  * accessors. The threads that run the pipeline are in loader.c. */
 #include "data/vision/vision_internal.h"
+#include "data/data_internal.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -56,35 +55,6 @@ char *kiln__vision_strdup(const char *s)
     return d;
 }
 
-/* ---- parallel for ---------------------------------------------------------------------------- */
-
-typedef struct pfor {
-    void (*fn)(void *, int64_t);
-    void *user;
-    int64_t n;
-    atomic_llong next;
-} pfor;
-
-static void *pfor_run(void *arg)
-{
-    pfor *p = arg;
-    for (int64_t i; (i = atomic_fetch_add(&p->next, 1)) < p->n;) p->fn(p->user, i);
-    return NULL;
-}
-
-kiln_status kiln__vision_parallel(int n_threads, int64_t n, void (*fn)(void *user, int64_t i), void *user)
-{
-    pfor p = {.fn = fn, .user = user, .n = n};
-    atomic_init(&p.next, 0);
-    int nt = n_threads > 16 ? 16 : n_threads, started = 0;
-    pthread_t th[16];
-    for (int t = 1; t < nt && t < n; t++, started++)
-        if (pthread_create(&th[started], NULL, pfor_run, &p)) break;
-    pfor_run(&p);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-    return KILN_STATUS_OK;
-}
-
 /* ---- construction ---------------------------------------------------------------------------- */
 
 kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params *p)
@@ -122,7 +92,7 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
 void kiln__vision_destroy(kiln_vision_data *v)
 {
     if (!v) return;
-    kiln__vloader_free(v->loader);
+    kiln_prefetch_free(v->loader);
     for (int k = 0; k < 2; k++) {
         kiln__vsplit *s = &v->s[k];
         for (int64_t i = 0; s->paths && i < s->n; i++) free(s->paths[i]);
@@ -175,7 +145,7 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all)
             free(j.st), free(j.pr);
             return kiln__err(KILN_STATUS_NOMEM, "vision: out of memory checking %lld files", (long long)s->n);
         }
-        kiln__vision_parallel(v->p.n_workers > 1 ? v->p.n_workers : 1, s->n, check_one, &j);
+        kiln__data_pthread_for(v->p.n_workers > 1 ? v->p.n_workers : 1, s->n, check_one, &j);
         int64_t kept = 0;
         for (int64_t i = 0; i < s->n; i++) {
             if (j.st[i]) {
@@ -311,7 +281,7 @@ static kiln_status dataset_stats(kiln_vision_data *v)
             free(j.sums), free(j.st);
             return kiln__err(KILN_STATUS_NOMEM, "vision: out of memory for the data set's stats");
         }
-        kiln__vision_parallel(v->p.n_workers > 1 ? v->p.n_workers : 1, j.k, stats_one, &j);
+        kiln__data_pthread_for(v->p.n_workers > 1 ? v->p.n_workers : 1, j.k, stats_one, &j);
         kiln_status st = KILN_STATUS_OK;
         for (int64_t q = 0; q < j.k && !st; q++) {
             if (j.st[q]) { /* again on this thread for the message */

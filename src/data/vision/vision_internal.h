@@ -19,8 +19,6 @@ typedef struct kiln__vsplit {
     uint8_t *pixels;  /* (n, idx_h, idx_w) u8, or NULL */
 } kiln__vsplit;
 
-typedef struct kiln__vloader kiln__vloader;
-
 struct kiln_vision_data {
     uint32_t magic;
     char *name;
@@ -35,9 +33,10 @@ struct kiln_vision_data {
     int64_t *order;           /* (s[TRAIN].n) train order of the current epoch */
     uint64_t seed;            /* from the last set_epoch */
     int64_t epoch;
+    bool epoch_set;           /* set_epoch was called */
     int tta_pass;             /* kiln_vision_data_set_tta: -1 off, else the TTA pass (loader.c) */
     bool items_only;          /* kiln_vision_items_new: a valid split of items, no train split */
-    kiln__vloader *loader;    /* NULL until the source is complete */
+    kiln_prefetch *loader;    /* the batches' ring (loader.c); NULL until the source is complete */
 };
 
 /* ---- decoding (image.c) ------------------------------------------------------------------- */
@@ -101,16 +100,14 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all);
 enum { KILN__TFM_NONE = 0, KILN__TFM_SPLIT = 1, KILN__TFM_TRAIN = 2 };
 kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, int tfm,
                                    uint64_t seed, int64_t epoch, bool normalize, float *out);
-/* Runs fn(user, i) for i in [0, n) on n_threads threads (the caller's thread when <= 1). */
-kiln_status kiln__vision_parallel(int n_threads, int64_t n, void (*fn)(void *user, int64_t i), void *user);
 /* strdup that counts as an allocation failure message. */
 char *kiln__vision_strdup(const char *s);
 
 /* ---- loader (loader.c) -------------------------------------------------------------------- */
 
-/* Starts p.n_workers threads over v (which must be complete); NULL + message on failure. */
-kiln__vloader *kiln__vloader_new(kiln_vision_data *v);
-void kiln__vloader_free(kiln__vloader *l);
+/* The prefetch ring of v (which must be complete): p.n_workers threads, p.prefetch slots;
+ * NULL + message on failure. Freed with kiln_prefetch_free. */
+kiln_prefetch *kiln__vloader_new(kiln_vision_data *v);
 extern const kiln_data_ops kiln__vision_ops;
 
 #endif
