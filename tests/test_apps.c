@@ -386,3 +386,23 @@ Test(apps, bad_use_is_refused_by_name)
     kiln_model_free(m);
     ku_ctx_free(ctx);
 }
+
+/* A message does not outlive the call that failed: the next call that succeeds clears it. */
+Test(apps, success_clears_the_last_error)
+{
+    kiln_ctx *ctx = ku_ctx();
+    cr_expect_null(kiln_learner_load(ctx, P("nothere")));
+    cr_expect_neq(kiln_last_status(), KILN_STATUS_OK);
+    kiln_learner *l = kiln_learner_load(ctx, KILN_TEST_DATA "/models/v1");
+    cr_assert(l, "%s", kiln_last_error());
+    cr_expect_str_eq(kiln_last_error(), "", "load succeeded but left '%s'", kiln_last_error());
+    cr_expect_eq(kiln_last_status(), KILN_STATUS_OK);
+    const char *bad = P("nothere.png"), *good = KILN_TEST_DATA "/models/sample.png";
+    kiln_preds p;
+    cr_expect_neq(kiln_learner_predict(l, &bad, 1, NULL, &p), KILN_STATUS_OK);
+    cr_expect_eq(kiln_learner_predict(l, &good, 1, NULL, &p), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_str_eq(kiln_last_error(), "", "predict succeeded but left '%s'", kiln_last_error());
+    kiln_preds_free(&p);
+    kiln_learner_free(l);
+    ku_ctx_free(ctx);
+}

@@ -37,7 +37,10 @@ typedef enum kiln_status {
 /* "ok", "invalid argument", ... */
 const char *kiln_status_name(kiln_status s);
 /* The message of the last error on this thread ("" when none). Names the op, tensor,
- * shape, file or field at fault. Valid until the next kiln call on this thread. */
+ * shape, file or field at fault. Valid until the next kiln call on this thread. The calls a
+ * program checks by hand clear it when they succeed, so a message never outlives the call
+ * that failed: the application layer (kiln/apps.h: constructors, train, export / load,
+ * open_data, predict, interpret, show_batch) and the Learner's fits. */
 const char *kiln_last_error(void);
 /* The status of the last error on this thread (KILN_STATUS_OK when none), so a call that
  * returns NULL does not lose its code. */

@@ -110,7 +110,7 @@ kiln_status kiln_learner_export(kiln_learner *l, const char *dir)
     const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", a->task, "arch", a->info.arch, NULL};
     if ((st = kiln_vision_model_info_check(&a->info))) return st; /* before the weights: nothing half-written */
     if ((st = kiln_model_save(a->model, pm, meta))) return st;
-    return kiln_vision_model_info_write(pj, &a->info);
+    return kiln__done(kiln_vision_model_info_write(pj, &a->info));
 }
 
 kiln_learner *kiln_learner_load(kiln_ctx *ctx, const char *dir)
@@ -144,7 +144,9 @@ kiln_learner *kiln_learner_load(kiln_ctx *ctx, const char *dir)
     kiln_learner_params lp = kiln_learner_default_params();
     lp.seed = a->info.seed;
     lp.progress = KILN_PROGRESS_STYLE_QUIET;
-    return kiln__app_learner(ctx, a, m, NULL, 1e-2, &lp);
+    kiln_learner *l = kiln__app_learner(ctx, a, m, NULL, 1e-2, &lp);
+    if (l) kiln_clear_error(); /* success: no message of the probes on the way */
+    return l;
 }
 
 /* ---- data as the model expects it ----------------------------------------------------------- */
@@ -183,7 +185,7 @@ kiln_status kiln_learner_open_data(kiln_learner *l, const char *source, const ki
     if (!st) st = kiln_data_set_epoch(d, mi->seed, 0);
     if (!st) st = kiln_learner_set_data(l, d, true);
     if (st) kiln_data_free(d);
-    return st;
+    return kiln__done(st);
 }
 
 /* ---- prediction ---------------------------------------------------------------------------- */
@@ -199,8 +201,8 @@ kiln_status kiln_learner_predict_split(kiln_learner *l, kiln_data_split split, c
     if (!l || !out) return kiln__err(KILN_STATUS_INVALID, "learner_predict: NULL argument");
     memset(out, 0, sizeof *out);
     kiln_predict_params q = p ? *p : kiln_predict_default_params();
-    if (!q.tta) return kiln_learner_get_preds(l, split, out);
-    return kiln_learner_tta(l, split, q.tta_n, q.tta_beta, q.tta_max, out);
+    return kiln__done(q.tta ? kiln_learner_tta(l, split, q.tta_n, q.tta_beta, q.tta_max, out)
+                            : kiln_learner_get_preds(l, split, out));
 }
 
 kiln_status kiln_learner_interpret(kiln_learner *l, kiln_data_split split, const kiln_predict_params *p,
@@ -213,7 +215,7 @@ kiln_status kiln_learner_interpret(kiln_learner *l, kiln_data_split split, const
     if (st) return st;
     st = kiln_interp_from_preds(&pr, out);
     kiln_preds_free(&pr);
-    return st;
+    return kiln__done(st);
 }
 
 kiln_status kiln_learner_predict(kiln_learner *l, const char *const *items, int64_t n, const kiln_predict_params *p,
@@ -245,5 +247,5 @@ kiln_status kiln_learner_predict(kiln_learner *l, const char *const *items, int6
     st = kiln_learner_predict_split(l, KILN_DATA_SPLIT_VALID, &q, out);
     kiln_learner_swap_data(l, &d, &own); /* the learner's own data back; d is ours again */
     kiln_data_free(d);
-    return st;
+    return kiln__done(st);
 }

@@ -156,7 +156,7 @@ kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r)
     if (r->kind == KILN_RECIPE_FINE_TUNE) return fine_tune(l, r, epochs);
     kiln_sched s;
     if ((st = kiln_recipe_sched(r, kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN), &s))) return st;
-    return kiln_learner_fit(l, epochs, &s);
+    return kiln_learner_fit(l, epochs, &s); /* clears the error when it succeeds */
 }
 
 kiln_status kiln_learner_fit_sgdr(kiln_learner *l, int64_t n_cycle, int64_t cycle_len, int64_t cycle_mult, double lr)

@@ -21,6 +21,7 @@ kiln_data *kiln_vision_dls_open(const char *source, const kiln_vision_params *p,
     }
     kiln_data *d = kiln_vision_open(source, &vp);
     if (!d) free(copy); /* a constructor that fails leaves tfm_user to us */
+    else kiln_clear_error();
     return d;
 }
 
@@ -79,5 +80,7 @@ kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char
         kiln_data_free(data);
         return NULL;
     }
-    return kiln__app_learner(ctx, a, m, data, q.wd, &q.learner);
+    kiln_learner *l = kiln__app_learner(ctx, a, m, data, q.wd, &q.learner);
+    if (l) kiln_clear_error();
+    return l;
 }

@@ -29,5 +29,5 @@ kiln_status kiln_vision_show_batch(kiln_data *d, kiln_ctx *ctx, uint64_t seed, c
                 : kiln__err(KILN_STATUS_NOMEM, "vision_show_batch: out of memory");
     free(labels);
     kiln_step_rewind(ctx, mk);
-    return st;
+    return kiln__done(st);
 }

@@ -53,6 +53,13 @@ void kiln__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t kiln__utf8_invalid_at(const char *s, size_t n);
 /* True when a previous call left an error message on this thread. */
 bool kiln__has_error(void);
+/* A public call that succeeded: clears the thread's error (a message left by an earlier
+ * failure, or by a fallback tried on the way) and returns OK; st when it is an error. */
+static inline kiln_status kiln__done(kiln_status st)
+{
+    if (st == KILN_STATUS_OK) kiln_clear_error();
+    return st;
+}
 
 /* Tracked heap memory (counted in kiln_mem_bytes). Aligned to 64 bytes. */
 void *kiln__malloc(size_t bytes);

@@ -218,7 +218,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     kiln_model_train(l->model, true);
     s->sched = NULL;
     l->in_fit = false;
-    return st;
+    return kiln__done(st);
 }
 
 kiln_status kiln_learner_fit_one_cycle(kiln_learner *l, int64_t n_epochs, double lo, double hi,
