@@ -155,6 +155,28 @@ Test(vision_cli, help_for_every_subcommand)
     expect_in("out", "--snapshots");
     expect_in("out", "--schedule");
     expect_in("out", "--resume");
+    /* each flag's default is read from the parser's own defaults, and the architecture list
+     * from the library's registry */
+    expect_in("out", "--bs B                     batch size (default: 128)");
+    expect_in("out", "--lr X                     peak learning rate (fine-tune: base_lr, 2e-3 unless given) (default: 0.01)");
+    expect_in("out", "--workers N                data loader threads (0: load on the main thread) (default: 2)");
+    expect_in("out", "resnet50 (ResNet-50 + fastai head) (default: simple-cnn)");
+    run_ok("vision show-batch --help");
+    expect_in("out", "(default: 16)");
+    run_ok("vision interpret --help");
+    expect_in("out", "(default: 9)");
+    run_fail("vision fit %s/img --out %s/x --arch vgg", 2, "--arch 'vgg' is not simple-cnn, simple-resnet, resnet18, resnet34 or resnet50");
+}
+
+/* fastai fine_tune through the shared driver: the frozen phase, then the unfrozen one. */
+Test(vision_cli, fit_fine_tune_schedule)
+{
+    run_ok("vision fit %s/img --out %s/ft --bs 4 --epochs 1 --schedule fine-tune --freeze-epochs 1 " FAST);
+    expect_in("out", "1 epochs in");
+    cr_expect(access(P("ft/model.safetensors"), F_OK) == 0, "fine-tune wrote no model");
+    run_fail("vision fit %s/img --out %s/ft --bs 4 --schedule fine-tune --resume " FAST, 1,
+             "resume of a fine-tune run is not supported yet");
+    run_fail("vision fit %s/img --out %s/x --schedule warmup", 2, "schedule 'warmup' is not one-cycle, sgdr, clr, const or fine-tune");
 }
 
 Test(vision_cli, lr_find_writes_its_files)

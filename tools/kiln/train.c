@@ -88,6 +88,7 @@ void train_given(train_opts *t, const cli_flag *flags, int n_flags, const bool *
 {
     t->given_epochs = given[flags_index(flags, n_flags, "--epochs")];
     t->given_n_cycle = given[flags_index(flags, n_flags, "--n-cycle")];
+    t->given_lr = given[flags_index(flags, n_flags, "--lr")];
 }
 
 const char *train_check(const train_opts *t)
@@ -161,7 +162,7 @@ int train_recipe(const train_opts *t, kiln_recipe *r)
     kiln_recipe_kind kind;
     if (kiln_recipe_parse(t->schedule, &kind)) return cli_fail(t->cmd, 2, "--%s", kiln_last_error());
     *r = kiln_recipe_default(kind);
-    if (kind != KILN_RECIPE_FINE_TUNE || t->lr != train_defaults().lr) r->lr = t->lr;
+    if (kind != KILN_RECIPE_FINE_TUNE || t->given_lr) r->lr = t->lr; /* fine-tune's base_lr: 2e-3 */
     r->epochs = t->epochs;
     r->cycle_len = t->cycle_len, r->cycle_mult = t->cycle_mult, r->freeze_epochs = t->freeze_epochs;
     if (kind == KILN_RECIPE_SGDR) {
