@@ -102,6 +102,16 @@ static void expect_same(const state *a, const state *b, const char *what)
     cr_assert(!memcmp(a->mults, b->mults, sizeof a->mults), "%s: lr multipliers differ", what);
 }
 
+/* Every field of two schedules equal (their named keys; the structs' padding may differ). */
+static bool same_sched(const kiln_sched *a, const kiln_sched *b)
+{
+    char *x = kiln_sched_to_json(a), *y = kiln_sched_to_json(b);
+    cr_assert(x && y, "%s", kiln_last_error());
+    bool same = !strcmp(x, y);
+    free(x), free(y);
+    return same;
+}
+
 /* Stops the fit at the end of epoch stop_after - 1 (stop_after epochs done). */
 static kiln_status stop_end_epoch(kiln_learner *l, void *user)
 {
@@ -165,7 +175,7 @@ Test(checkpoint, resume_is_bit_exact)
     cr_assert_eq(info.iter, K * 10);
     cr_assert_eq(info.n_epochs, N);
     cr_assert_eq(info.n_batches, 10);
-    cr_assert(info.has_sched && !memcmp(&info.sched, &sb, sizeof sb));
+    cr_assert(info.has_sched && same_sched(&info.sched, &sb));
 
     in_dir(path, sizeof path, "epoch_02.safetensors");
     /* C: a new process, as it were: fresh objects, RNG moved on, load and go on */
@@ -379,5 +389,126 @@ Test(checkpoint, callback_paths)
     cr_assert(!kiln_learner_fit(a.learn, 1, &s));
     cr_assert_str_eq(kiln_checkpointing_last_path(a.learn), in_dir(path, sizeof path, "p%_  1.st"));
     ku_learn_free(&a);
+    tmpdir_remove();
+}
+
+/* ---- the format: named keys, versions ------------------------------------------------------ */
+
+/* The set-up tests/fixtures/gen_checkpoint_v1.c wrote checkpoint_v1.safetensors from. */
+static fixture make_v1(void)
+{
+    fixture f = ku_learn_new(&(ku_learn_params){.n_train = 96, .n_valid = 32, .batch_size = 32, .center = 2,
+                                                .noise = 1.5, .hidden = 8, .dropout = 0.25f, .batchnorm = true,
+                                                .accuracy = true});
+    const char *kv[] = {"arch", "mlp-8", NULL};
+    cr_assert(!kiln_learner_set_run_settings(f.learn, kv), "%s", kiln_last_error());
+    return f;
+}
+
+#define V1_PATH KILN_FIXTURE_DIR "/checkpoint_v1.safetensors"
+
+/* The state a load must give: every tensor of the file, element for element. */
+static void expect_file_state(fixture *f, const char *path)
+{
+    kiln_st_file *sf;
+    cr_assert(!kiln_st_open(path, &sf), "%s", kiln_last_error());
+    kiln_store *s = kiln_model_store(f->model);
+    char name[256];
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        const void *d;
+        snprintf(name, sizeof name, "model.%s", t->name);
+        cr_assert(!kiln_st_want(sf, name, KILN_DTYPE_F32, t->ndim, t->shape, &d), "%s", kiln_last_error());
+        cr_assert(!memcmp(d, t->data, (size_t)kiln_numel(t) * sizeof(float)), "%s differs from the file", name);
+    }
+    kiln_optim *o = kiln_learner_optim(f->learn);
+    for (size_t i = 0; i < kiln_optim_state_count(o); i++) {
+        kiln_optim_state e;
+        const void *d;
+        cr_assert(!kiln_optim_state_at(o, i, &e));
+        snprintf(name, sizeof name, "optim.%s", e.name);
+        int64_t shape[1] = {(int64_t)e.numel};
+        cr_assert(!kiln_st_want(sf, name, e.dtype, 1, shape, &d), "%s", kiln_last_error());
+        cr_assert(!memcmp(d, e.data, e.numel * kiln_dtype_size(e.dtype)), "%s differs from the file", name);
+    }
+    kiln_recorder *r = kiln_learner_recorder(f->learn);
+    int64_t nb = kiln_recorder_n_batches(r), shape[1] = {nb};
+    const void *d;
+    cr_assert(nb > 0 && !kiln_st_want(sf, "recorder.losses", KILN_DTYPE_I64, 1, shape, &d));
+    cr_assert(!memcmp(d, kiln_recorder_losses(r), (size_t)nb * sizeof(double)), "recorded losses differ");
+    kiln_st_close(sf);
+}
+
+Test(checkpoint, version_1_loads_and_resumes_as_it_would_have)
+{
+    tmpdir_make();
+    kiln_checkpoint_info info;
+    cr_assert(!kiln_checkpoint_read_info(V1_PATH, &info), "%s", kiln_last_error());
+    cr_assert(info.epoch == 1 && info.iter == 3 && info.n_epochs == 3 && info.n_batches == 3 && info.seed == 42);
+    cr_assert_str_eq(info.run_id, "9afcff68ea428c7bfaaacb976bcf4812");
+    /* the schedule gen_checkpoint_v1.c built, from its struct bytes */
+    kiln_sched_one_cycle_params p = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+    p.lr_max = 2e-2, p.iters = 9;
+    kiln_sched want;
+    cr_assert(!kiln_sched_one_cycle(&want, &p) && !kiln_sched_warmup(&want, 2, 0.5));
+    cr_assert(info.has_sched && same_sched(&info.sched, &want), "the version-1 schedule converts field for field");
+
+    /* loaded: the file's tensors, RNG, multipliers and history */
+    fixture a = make_v1();
+    cr_assert(!kiln_checkpoint_load(a.learn, V1_PATH, NULL), "%s", kiln_last_error());
+    expect_file_state(&a, V1_PATH);
+    kiln_rng_state rng = kiln_rng_get(a.ctx);
+    cr_assert(rng.seed == 1234 && rng.counter == 828, "rng %llu %llu", (unsigned long long)rng.seed,
+              (unsigned long long)rng.counter);
+    cr_assert(kiln_learner_lr_mult(a.learn, 0) == 0.1 && kiln_learner_lr_mult(a.learn, 1) == 1.0);
+    cr_assert_eq(kiln_recorder_n_epochs(kiln_learner_recorder(a.learn)), 1);
+    /* saved again (version 2) and loaded: the same state */
+    char v2[128];
+    cr_assert(!kiln_checkpoint_save(a.learn, in_dir(v2, sizeof v2, "v2.safetensors")), "%s", kiln_last_error());
+    fixture b = make_v1();
+    cr_assert(!kiln_checkpoint_load(b.learn, v2, NULL), "%s", kiln_last_error());
+    state sa = grab(&a), sb = grab(&b);
+    expect_same(&sa, &sb, "version 1 loaded vs saved as version 2 and loaded");
+    expect_same_history(a.learn, b.learn);
+
+    /* resumed from version 1: the same run as from the file's state in version 2 */
+    fixture c = make_v1(), d = make_v1();
+    cr_assert(!kiln_learner_resume(c.learn, V1_PATH), "%s", kiln_last_error());
+    char v2fit[128];
+    cr_assert(!kiln_learner_add_checkpointing(d.learn, in_dir(v2fit, sizeof v2fit, "fit.safetensors"), 1));
+    kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch};
+    cr_assert(!kiln_checkpoint_load(d.learn, V1_PATH, NULL) && !kiln_learner_fit_ex(d.learn, &fp), "%s",
+              kiln_last_error());
+    state sc = grab(&c), sd = grab(&d);
+    expect_same(&sc, &sd, "resumed from version 1 vs the same state resumed");
+    cr_assert(memcmp(sc.w.params, sa.w.params, sa.w.n_params * sizeof(float)) != 0, "the resume trained");
+    cr_assert_eq(kiln_recorder_n_epochs(kiln_learner_recorder(c.learn)), 3, "history goes on from epoch 1");
+    expect_same_history(c.learn, d.learn);
+
+    /* and as the uninterrupted run, where this machine's arithmetic is the one that wrote the
+     * fixture (its first epoch gives the file's weights bit for bit) */
+    fixture e = make_v1(), u = make_v1();
+    int64_t one = 1;
+    add_stopper(e.learn, &one);
+    cr_assert(!kiln_learner_set_lr_slice(e.learn, 1e-3, 1e-2) && !kiln_learner_fit(e.learn, 3, &want));
+    kiln_st_file *sf;
+    cr_assert(!kiln_st_open(V1_PATH, &sf));
+    kiln_tensor *w0 = kiln_store_at(kiln_model_store(e.model), 0);
+    const void *fw0;
+    cr_assert(!kiln_st_want(sf, "model.0.weight", KILN_DTYPE_F32, w0->ndim, w0->shape, &fw0));
+    bool same_arith = !memcmp(fw0, w0->data, (size_t)kiln_numel(w0) * sizeof(float));
+    if (getenv("KU_SHOW")) fprintf(stderr, "same arithmetic as the fixture: %d\n", same_arith);
+    kiln_st_close(sf);
+    if (same_arith) {
+        cr_assert(!kiln_learner_set_lr_slice(u.learn, 1e-3, 1e-2) && !kiln_learner_fit(u.learn, 3, &want));
+        state su = grab(&u);
+        expect_same(&su, &sc, "resumed from version 1 vs uninterrupted");
+        drop(&su);
+    } else {
+        cr_log_warn("this CPU's arithmetic differs from the one that wrote %s: uninterrupted run not compared",
+                    V1_PATH);
+    }
+    drop(&sa), drop(&sb), drop(&sc), drop(&sd);
+    ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c), ku_learn_free(&d), ku_learn_free(&e), ku_learn_free(&u);
     tmpdir_remove();
 }

@@ -157,6 +157,12 @@ typedef struct kiln_rng_state {
 kiln_rng_state kiln_rng_get(const kiln_ctx *ctx);
 void kiln_rng_set(kiln_ctx *ctx, kiln_rng_state s);
 void kiln_rng_seed(kiln_ctx *ctx, uint64_t seed);
+/* The state as named keys, for checkpoints: JSON {"seed": "<u64>", "counter": "<u64>"}
+ * (decimal strings: a JSON number is a double). to_json returns malloc'd text (free()), NULL
+ * + message when out of memory; from_json refuses (FORMAT) text that is not such an object,
+ * naming the key, and leaves *out untouched then. */
+char *kiln_rng_state_to_json(kiln_rng_state s);
+kiln_status kiln_rng_state_from_json(const char *json, kiln_rng_state *out);
 /* Reserve n counters; returns the first. Kernels use kiln_philox_uniform(seed, c + i). */
 uint64_t kiln_rng_take(kiln_ctx *ctx, uint64_t n);
 /* A uniform float in [0, 1) from (seed, counter). Pure. */

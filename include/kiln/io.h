@@ -32,6 +32,11 @@ bool kiln_st_has(const kiln_st_file *f, const char *name);
 /* Raw view of one tensor's bytes in the mapping (valid until close). */
 kiln_status kiln_st_info(const kiln_st_file *f, const char *name, kiln_dtype *dtype, int *ndim,
                          int64_t shape[KILN_MAX_DIMS], const void **data, size_t *nbytes);
+/* Tensor name as a reader needs it: present, of dtype dt and shape (ndim, shape); INVALID
+ * naming the file and the tensor otherwise ("tensor \"optim.step\" is missing", "... is
+ * U8, expected I64", "... has shape (3), expected (8)"). *data (may be NULL) views its bytes. */
+kiln_status kiln_st_want(const kiln_st_file *f, const char *name, kiln_dtype dt, int ndim, const int64_t *shape,
+                         const void **data);
 /* Copies a tensor into the step arena: F16/BF16/F32 become f32, I64/I32/U8 keep their dtype. */
 kiln_tensor *kiln_st_load(kiln_ctx *ctx, const kiln_st_file *f, const char *name);
 /* Copies into an existing contiguous f32 tensor (a parameter), checking the shape. */
@@ -44,6 +49,31 @@ typedef struct kiln_st_entry {
 /* meta: NULL or a NULL-terminated list of key, value, key, value, ... */
 kiln_status kiln_st_save(const char *path, const kiln_st_entry *entries, size_t n,
                          const char *const *meta);
+
+/* A file built piece by piece: each owner of a part (model, optimizer, recorder, ...) adds
+ * its tensors and metadata entries under its own names, then one atomic kiln_st_save writes
+ * them. The first failure is kept: every later call, save included, returns it, so a series
+ * of adds may be checked once. NULL + message when out of memory. */
+typedef struct kiln_st_writer kiln_st_writer;
+kiln_st_writer *kiln_st_writer_new(void);
+void kiln_st_writer_free(kiln_st_writer *w);
+/* Tensor name (copied) over data in row-major order: borrowed, it must stay valid until
+ * save; the _copy form copies the bytes now. */
+kiln_status kiln_st_writer_add(kiln_st_writer *w, const char *name, kiln_dtype dt, int ndim, const int64_t *shape,
+                               const void *data);
+kiln_status kiln_st_writer_add_copy(kiln_st_writer *w, const char *name, kiln_dtype dt, int ndim,
+                                    const int64_t *shape, const void *data);
+/* Metadata key = value (both copied); a key given again replaces its value. The f form
+ * formats up to 127 characters. */
+kiln_status kiln_st_writer_meta(kiln_st_writer *w, const char *key, const char *value);
+kiln_status kiln_st_writer_metaf(kiln_st_writer *w, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes the file (kiln_st_save: atomic); the writer may be saved again or freed. */
+kiln_status kiln_st_writer_save(kiln_st_writer *w, const char *path);
+
+/* Replaces or adds a metadata entry of an open file, in memory only (the file is not
+ * touched): for readers that convert an older layout before the usual reading code sees it. */
+kiln_status kiln_st_set_metadata(kiln_st_file *f, const char *key, const char *value);
 
 /* mkdir -p dir: IO naming the part of the path that could not be made, or when dir exists but
  * is not a folder. */

@@ -130,6 +130,15 @@ kiln_status kiln_model_check_finite(kiln_model *model);
 kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict);
 /* meta: NULL or a NULL-terminated list of key, value, ... (see kiln_st_save). */
 kiln_status kiln_model_save(kiln_model *model, const char *path, const char *const *meta);
+/* Adds the state dict to a writer as "<prefix><name>" (prefix may be NULL), the tensors
+ * borrowed until it saves: what kiln_model_save writes, as one part of a larger file. */
+kiln_status kiln_model_save_st(kiln_model *model, kiln_st_writer *w, const char *prefix);
+
+/* BatchNorm's num_batches_tracked of every module in module order (0 for modules other
+ * than BatchNorm): copies min(count, cap) into out (may be NULL) and returns the count.
+ * set_counters puts them back (n must be that count: INVALID otherwise). */
+size_t kiln_model_counters(const kiln_model *model, int64_t *out, size_t cap);
+kiln_status kiln_model_set_counters(kiln_model *model, const int64_t *in, size_t n);
 
 /* ---- modules ------------------------------------------------------------------------------ *
  * Constructors add a module under parent with the given name (NULL: the next index, "0",

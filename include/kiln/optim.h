@@ -24,6 +24,7 @@
 #define KILN_OPTIM_H
 
 #include "kiln/core.h"
+#include "kiln/io.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -167,6 +168,19 @@ kiln_status kiln_optim_state_at(kiln_optim *opt, size_t i, kiln_optim_state *out
  * steps are >= 0). INVALID + message naming the entry on any mismatch; nothing copied then. */
 kiln_status kiln_optim_state_load(kiln_optim *opt, const char *name, kiln_dtype dtype,
                                   const void *data, size_t numel);
+
+/* ---- the optimizer in a checkpoint (safetensors) -------------------------------------------- *
+ * save_st adds, under prefix p ("optim"): tensors "<p>.<state name>" (the entries above,
+ * borrowed until the writer saves) and metadata "<p>" = JSON {"kind": "adam", "groups":
+ * [{"lr": .., "mom": .., "wd": .., "frozen": false}, ...]} (doubles exactly). check_st checks
+ * a file's part against opt: the kind and the number of groups (INVALID), every group's
+ * lr, mom and wd (required, in range; "frozen" defaults to false) and every state tensor's
+ * dtype and size, steps >= 0; errors name the file and the key, unknown keys are ignored with
+ * a warning. load_st checks, then copies the state and the groups' hyper-parameters into
+ * opt; nothing changes on error. */
+kiln_status kiln_optim_save_st(kiln_optim *opt, kiln_st_writer *w, const char *prefix);
+kiln_status kiln_optim_check_st(const kiln_optim *opt, const kiln_st_file *f, const char *prefix);
+kiln_status kiln_optim_load_st(kiln_optim *opt, const kiln_st_file *f, const char *prefix);
 
 #ifdef __cplusplus
 }

@@ -221,6 +221,23 @@ bool kiln_sched_cycle_end(const kiln_sched *s, int64_t iter);
  * (fastai 0.7 sum_geom). -1 with a message on bad arguments or overflow. */
 int64_t kiln_sgdr_epochs(int cycle_len, int cycle_mult, int n_cycle);
 
+/* ---- the schedule as named keys (checkpoints) ------------------------------------------- *
+ * JSON {"policy": "one-cycle", "total": N, "warmup_iters": W, "warmup_start": s,
+ *       "params": {every field of the policy's params struct under its C name}}: doubles
+ * exactly ("%.17g"), enums by name (variant "fastai" | "fastai1" | "torch", mode
+ * "triangular" | "triangular2" | "exp_range"), moms as an array of 3. to_json returns
+ * malloc'd text (free()), NULL + message for a schedule that was never built.
+ * from_json rebuilds the schedule through its policy's constructor, which validates it as
+ * for a new one (then the warm-up; "total", when given, must be what the parameters give).
+ * A params field missing from the text takes its default when it is an option whose
+ * default keeps the behaviour from before the option existed (exp linear, sgdr warmup07,
+ * cos-restarts eta_min and per_epoch, clr mode, gamma and cycle_momentum, one-cycle variant,
+ * cycle_momentum, three_phase and linear; and every field a later kiln adds); every other
+ * field defines the schedule and is refused when missing. Errors are FORMAT and name the
+ * key ("sched: params: \"lr_max\" is missing"); unknown keys are ignored with one warning. */
+char *kiln_sched_to_json(const kiln_sched *s);
+kiln_status kiln_sched_from_json(const char *json, kiln_sched *out);
+
 /* ---- discriminative learning rates ---------------------------------------------------- */
 
 /* Per-layer-group lrs, as fastai's lr_range/slice: lo > 0: slice(lo, hi) = geometric from lo

@@ -1,7 +1,7 @@
 /* Counter-based RNG (Philox4x32-10, Salmon et al. 2011). A draw of n numbers reserves n
  * counters from the context; number i depends only on (seed, first + i), so the result is
- * the same whatever the thread count. */
-#include "core/internal.h"
+ * the same whatever the thread count. The state as JSON, for checkpoints. */
+#include "core/json.h"
 #include "core/philox.h"
 
 #include <math.h>
@@ -14,6 +14,28 @@ float kiln_philox_uniform(uint64_t seed, uint64_t counter)
 kiln_rng_state kiln_rng_get(const kiln_ctx *ctx) { return ctx->rng; }
 void kiln_rng_set(kiln_ctx *ctx, kiln_rng_state s) { ctx->rng = s; }
 void kiln_rng_seed(kiln_ctx *ctx, uint64_t seed) { ctx->rng = (kiln_rng_state){seed, 0}; }
+
+char *kiln_rng_state_to_json(kiln_rng_state s)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && kiln__json_add_u64(o, "seed", s.seed) && kiln__json_add_u64(o, "counter", s.counter);
+    return kiln__json_finish("rng_state_to_json", o, ok);
+}
+
+kiln_status kiln_rng_state_from_json(const char *json, kiln_rng_state *out)
+{
+    static const char *const who = "rng state", *const known[] = {"seed", "counter", NULL};
+    cJSON *o;
+    kiln_rng_state s;
+    kiln_status st = kiln__json_object(who, json, &o);
+    if (!st && !(st = kiln__json_get_u64(who, o, "seed", true, &s.seed)) &&
+        !(st = kiln__json_get_u64(who, o, "counter", true, &s.counter))) {
+        kiln__json_warn_unknown(who, o, known);
+        *out = s;
+    }
+    cJSON_Delete(o);
+    return st;
+}
 
 uint64_t kiln_rng_take(kiln_ctx *ctx, uint64_t n)
 {

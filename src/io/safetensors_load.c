@@ -24,6 +24,48 @@ const char *kiln_st_metadata(const kiln_st_file *f, const char *key)
     return NULL;
 }
 
+kiln_status kiln_st_set_metadata(kiln_st_file *f, const char *key, const char *value)
+{
+    if (!f || !key || !value) return kiln__err(KILN_STATUS_INVALID, "st_set_metadata: NULL argument");
+    char *v = strdup(value);
+    if (!v) return kiln__err(KILN_STATUS_NOMEM, "st_set_metadata: out of memory");
+    for (size_t i = 0; i < f->n_meta; i++)
+        if (!strcmp(f->meta[2 * i], key)) {
+            free(f->meta[2 * i + 1]);
+            f->meta[2 * i + 1] = v;
+            return KILN_STATUS_OK;
+        }
+    char *k = strdup(key), **m = realloc(f->meta, (2 * f->n_meta + 3) * sizeof *m);
+    if (m) f->meta = m;
+    if (!k || !m) {
+        free(k), free(v);
+        return kiln__err(KILN_STATUS_NOMEM, "st_set_metadata: out of memory");
+    }
+    m[2 * f->n_meta] = k, m[2 * f->n_meta + 1] = v, m[2 * f->n_meta + 2] = NULL;
+    f->n_meta++;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_st_want(const kiln_st_file *f, const char *name, kiln_dtype dt, int ndim, const int64_t *shape,
+                         const void **data)
+{
+    if (!f || !name || (ndim && !shape)) return kiln__err(KILN_STATUS_INVALID, "st_want: NULL argument");
+    const kiln__st_tensor *t = kiln__st_find(f, name);
+    if (!t) return kiln__err(KILN_STATUS_INVALID, "%s: tensor \"%s\" is missing", f->path, name);
+    if (t->dtype != dt)
+        return kiln__err(KILN_STATUS_INVALID, "%s: tensor \"%s\" is %s, expected %s", f->path, name,
+                         kiln_dtype_name(t->dtype), kiln_dtype_name(dt));
+    kiln_tensor got, need;
+    kiln_tensor_wrap(&got, dt, t->ndim, t->shape, NULL);
+    kiln_tensor_wrap(&need, dt, ndim, shape, NULL);
+    char a[96], b[96];
+    if (!kiln_same_shape(&got, &need))
+        return kiln__err(KILN_STATUS_INVALID, "%s: tensor \"%s\" has shape %s, expected %s", f->path, name,
+                         kiln_shape_str(&got, a, sizeof a), kiln_shape_str(&need, b, sizeof b));
+    if (data) *data = f->data + t->begin;
+    return KILN_STATUS_OK;
+}
+
 const kiln__st_tensor *kiln__st_find(const kiln_st_file *f, const char *name)
 {
     if (!f || !name) return NULL;

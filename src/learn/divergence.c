@@ -12,7 +12,6 @@
  * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
 #include "learn_internal.h"
 #include "kiln/autograd.h"
-#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -76,7 +75,7 @@ kiln_status kiln__nan_fit_begin(kiln_learner *l)
     l->nan_in_row = 0;
     l->st.n_skipped = l->st.n_skipped_epoch = l->st.n_valid_nonfinite = 0;
     l->st.valid_nonfinite = false;
-    size_t n = 0, nm = l->model->n_mods;
+    size_t n = 0, nm = kiln_model_counters(l->model, NULL, 0);
     kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (n > l->cap_buf_copy) {
         float *b = realloc(l->buf_copy, n * sizeof *b);
@@ -97,7 +96,7 @@ void kiln__nan_before_forward(kiln_learner *l)
     size_t n = 0;
     const float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (b && n) memcpy(l->buf_copy, b, n * sizeof *b);
-    for (size_t i = 0; i < l->model->n_mods; i++) l->nbt_copy[i] = l->model->mods[i]->num_batches_tracked;
+    kiln_model_counters(l->model, l->nbt_copy, l->cap_nbt_copy);
 }
 
 kiln_status kiln__nan_check_loss(kiln_learner *l)
@@ -151,7 +150,7 @@ kiln_status kiln__nan_handle(kiln_learner *l, kiln_status st, bool *skip)
     size_t n = 0;
     float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &n);
     if (b && n) memcpy(b, l->buf_copy, n * sizeof *b);
-    for (size_t i = 0; i < l->model->n_mods; i++) l->model->mods[i]->num_batches_tracked = l->nbt_copy[i];
+    kiln_model_set_counters(l->model, l->nbt_copy, kiln_model_counters(l->model, NULL, 0));
     if (l->p.on_nan != KILN_NAN_POLICY_SKIP) return st;
     if (++l->nan_in_row >= l->p.max_nan_skips) {
         char msg[1024];

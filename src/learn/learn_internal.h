@@ -107,9 +107,27 @@ kiln_status kiln__run_check(const kiln_learner *l, const char *path, const char 
 kiln_recorder *kiln__recorder_new(void);
 void kiln__recorder_free(kiln_recorder *r);
 kiln_status kiln__recorder_reset(kiln_recorder *r, int n_groups, int n_metrics, const kiln_metric *metrics);
+/* The same with the metric names alone (copied). */
+kiln_status kiln__recorder_reset_names(kiln_recorder *r, int n_groups, int n_metrics, const char *const *names);
 kiln_status kiln__recorder_add_batch(kiln_recorder *r, int64_t iter, int64_t epoch, double loss, double smooth,
                                      const double *lrs, const double *moms);
 kiln_status kiln__recorder_add_epoch(kiln_recorder *r, int64_t epoch, int64_t iter, double train_loss,
                                      double valid_loss, const double *metrics, double seconds);
+/* dst gets src's history under the given metrics (src's epoch rows must have n_metrics
+ * values; INVALID otherwise) and src's groups (n_groups when src has no batches). */
+void kiln__recorder_swap(kiln_recorder *a, kiln_recorder *b);
+kiln_status kiln__recorder_copy(kiln_recorder *dst, const kiln_recorder *src, int n_groups, int n_metrics,
+                                const kiln_metric *metrics);
+
+/* ---- recorder_st.c: the recorder's part of a checkpoint ---- *
+ * Tensors "<p>.iters" (nb) I64, "<p>.losses", "<p>.smooth_losses" (nb), "<p>.lrs",
+ * "<p>.moms" (groups, nb), "<p>.epochs" (ne, 2: epoch, iter), "<p>.epoch_values"
+ * (ne, 3 + metrics: train_loss, valid_loss, seconds, metrics...), doubles as their IEEE bits
+ * in I64; metadata "<p>" = JSON {"batches": nb, "epochs": ne, "groups": g, "metrics":
+ * [names]}. load_st checks the whole part, then makes r hold it (each batch's epoch is its
+ * iteration / batches_per_epoch); r is unchanged on error. */
+kiln_status kiln__recorder_save_st(const kiln_recorder *r, kiln_st_writer *w, const char *prefix);
+kiln_status kiln__recorder_load_st(kiln_recorder *r, const kiln_st_file *f, const char *prefix,
+                                   int64_t batches_per_epoch);
 
 #endif

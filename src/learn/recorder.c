@@ -42,25 +42,32 @@ void kiln__recorder_free(kiln_recorder *r)
     free(r);
 }
 
-kiln_status kiln__recorder_reset(kiln_recorder *r, int n_groups, int n_metrics, const kiln_metric *metrics)
+kiln_status kiln__recorder_reset_names(kiln_recorder *r, int n_groups, int n_metrics, const char *const *names)
 {
     clear(r);
-    r->lrs = calloc((size_t)n_groups, sizeof *r->lrs);
-    r->moms = calloc((size_t)n_groups, sizeof *r->moms);
+    r->lrs = calloc((size_t)n_groups + 1, sizeof *r->lrs);
+    r->moms = calloc((size_t)n_groups + 1, sizeof *r->moms);
     r->metric_names = calloc((size_t)n_metrics + 1, sizeof *r->metric_names);
     if (!r->lrs || !r->moms || !r->metric_names) goto nomem;
     r->n_groups = n_groups;
     for (int j = 0; j < n_metrics; j++) {
-        const char *nm = kiln_metric_name(&metrics[j]);
-        r->metric_names[j] = malloc(strlen(nm) + 1);
-        if (!r->metric_names[j]) goto nomem;
-        strcpy(r->metric_names[j], nm);
+        if (!(r->metric_names[j] = strdup(names[j]))) goto nomem;
         r->n_metrics = j + 1;
     }
     return KILN_STATUS_OK;
 nomem:
     clear(r);
     return kiln__err(KILN_STATUS_NOMEM, "recorder: out of memory");
+}
+
+kiln_status kiln__recorder_reset(kiln_recorder *r, int n_groups, int n_metrics, const kiln_metric *metrics)
+{
+    const char **names = malloc(((size_t)n_metrics + 1) * sizeof *names);
+    if (!names) return kiln__err(KILN_STATUS_NOMEM, "recorder: out of memory");
+    for (int j = 0; j < n_metrics; j++) names[j] = kiln_metric_name(&metrics[j]);
+    kiln_status st = kiln__recorder_reset_names(r, n_groups, n_metrics, names);
+    free(names);
+    return st;
 }
 
 #define GROW(p, cap) ((p) = realloc_or_keep((p), (size_t)(cap) * sizeof *(p), &ok))
@@ -108,6 +115,36 @@ kiln_status kiln__recorder_add_epoch(kiln_recorder *r, int64_t epoch, int64_t it
     r->ep[i] = (kiln_epoch_record){.epoch = epoch, .iter = iter, .train_loss = train_loss,
                                    .valid_loss = valid_loss, .metrics = NULL, .seconds = seconds};
     return KILN_STATUS_OK;
+}
+
+kiln_status kiln__recorder_copy(kiln_recorder *dst, const kiln_recorder *src, int n_groups, int n_metrics,
+                                const kiln_metric *metrics)
+{
+    if (src->ne > 0 && src->n_metrics != n_metrics)
+        return kiln__err(KILN_STATUS_INVALID, "recorder: epoch rows of %d metrics, %d wanted", src->n_metrics,
+                         n_metrics);
+    int g = src->n > 0 ? src->n_groups : n_groups;
+    kiln_status st = kiln__recorder_reset(dst, g, n_metrics, metrics);
+    double *lrs = malloc(((size_t)g + 1) * sizeof *lrs), *moms = malloc(((size_t)g + 1) * sizeof *moms);
+    if (!st && (!lrs || !moms)) st = kiln__err(KILN_STATUS_NOMEM, "recorder: out of memory");
+    for (int64_t i = 0; !st && i < src->n; i++) {
+        for (int k = 0; k < g; k++) lrs[k] = src->lrs[k][i], moms[k] = src->moms[k][i];
+        st = kiln__recorder_add_batch(dst, src->iters[i], src->epochs[i], src->loss[i], src->smooth[i], lrs, moms);
+    }
+    for (int64_t i = 0; !st && i < src->ne; i++) {
+        const kiln_epoch_record *e = &src->ep[i];
+        st = kiln__recorder_add_epoch(dst, e->epoch, e->iter, e->train_loss, e->valid_loss,
+                                      src->emet + i * src->n_metrics, e->seconds);
+    }
+    free(lrs), free(moms);
+    return st;
+}
+
+void kiln__recorder_swap(kiln_recorder *a, kiln_recorder *b)
+{
+    kiln_recorder t = *a;
+    *a = *b;
+    *b = t;
 }
 
 int64_t kiln_recorder_n_batches(const kiln_recorder *r) { return r ? r->n : 0; }

@@ -5,7 +5,6 @@
  * snapshots, lr_find and checkpoints share. */
 #include "learn_internal.h"
 #include "kiln/learn_ext.h"
-#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,7 +20,7 @@ kiln_status kiln_weights_copy(kiln_model *m, kiln_weights *out)
     kiln_store *s = kiln_model_store(m);
     const float *p = kiln_store_flat(s, KILN_STORE_PARAMS, &out->n_params);
     const float *b = kiln_store_flat(s, KILN_STORE_BUFFERS, &out->n_buffers);
-    out->n_counters = m->n_mods;
+    out->n_counters = kiln_model_counters(m, NULL, 0);
     out->params = malloc((out->n_params ? out->n_params : 1) * sizeof(float));
     out->buffers = malloc((out->n_buffers ? out->n_buffers : 1) * sizeof(float));
     out->counters = malloc((out->n_counters ? out->n_counters : 1) * sizeof(int64_t));
@@ -31,7 +30,7 @@ kiln_status kiln_weights_copy(kiln_model *m, kiln_weights *out)
     }
     if (out->n_params) memcpy(out->params, p, out->n_params * sizeof(float));
     if (out->n_buffers) memcpy(out->buffers, b, out->n_buffers * sizeof(float));
-    for (size_t i = 0; i < m->n_mods; i++) out->counters[i] = m->mods[i]->num_batches_tracked;
+    kiln_model_counters(m, out->counters, out->n_counters);
     return KILN_STATUS_OK;
 }
 
@@ -43,15 +42,15 @@ kiln_status kiln_weights_restore(kiln_model *m, const kiln_weights *w)
     size_t np, nb;
     float *p = kiln_store_flat(s, KILN_STORE_PARAMS, &np);
     float *b = kiln_store_flat(s, KILN_STORE_BUFFERS, &nb);
-    if (np != w->n_params || nb != w->n_buffers || m->n_mods != w->n_counters)
+    size_t nc = kiln_model_counters(m, NULL, 0);
+    if (np != w->n_params || nb != w->n_buffers || nc != w->n_counters)
         return kiln__err(KILN_STATUS_INVALID,
                          "weights_restore: a copy of %zu params, %zu buffer values, %zu modules; the model has "
                          "%zu, %zu, %zu",
-                         w->n_params, w->n_buffers, w->n_counters, np, nb, m->n_mods);
+                         w->n_params, w->n_buffers, w->n_counters, np, nb, nc);
     if (np) memcpy(p, w->params, np * sizeof(float));
     if (nb) memcpy(b, w->buffers, nb * sizeof(float));
-    for (size_t i = 0; i < m->n_mods; i++) m->mods[i]->num_batches_tracked = w->counters[i];
-    return KILN_STATUS_OK;
+    return kiln_model_set_counters(m, w->counters, nc);
 }
 
 void kiln_weights_free(kiln_weights *w)

@@ -176,34 +176,59 @@ kiln_status kiln_model_check_finite(kiln_model *model)
     return KILN_STATUS_OK;
 }
 
+kiln_status kiln_model_save_st(kiln_model *model, kiln_st_writer *w, const char *prefix)
+{
+    if (!model || !w) return kiln__err(KILN_STATUS_INVALID, "model_save: needs a model and a writer");
+    if (!model->allocated) return kiln__err(KILN_STATUS_STATE, "model_save: call kiln_model_alloc first");
+    if (!prefix) prefix = "";
+    char key[640];
+    kiln_status st = KILN_STATUS_OK;
+    for (size_t i = 0; !st && i < kiln_store_count(model->store); i++) {
+        kiln_tensor *t = kiln_store_at(model->store, i);
+        key_of(key, sizeof key, prefix, t->name, "");
+        st = kiln_st_writer_add(w, key, t->dtype, t->ndim, t->shape, t->data);
+        kiln_module *m = model->owner[i];
+        /* after a BatchNorm's running_var, as torch orders its state dict */
+        if (!st && is_bn(m) && t == m->running_var) {
+            key_of(key, sizeof key, prefix, m->path, NBT);
+            st = kiln_st_writer_add(w, key, KILN_DTYPE_I64, 0, NULL, &m->num_batches_tracked);
+        }
+    }
+    return st;
+}
+
 kiln_status kiln_model_save(kiln_model *model, const char *path, const char *const *meta)
 {
     if (!model || !path) return kiln__err(KILN_STATUS_INVALID, "model_save: needs a model and a path");
-    if (!model->allocated) return kiln__err(KILN_STATUS_STATE, "model_save: call kiln_model_alloc first");
-    size_t n = kiln_store_count(model->store), n_bn = 0;
-    for (size_t i = 0; i < model->n_mods; i++) n_bn += is_bn(model->mods[i]);
-    kiln_st_entry *e = malloc((n + n_bn + 1) * sizeof *e);
-    kiln_tensor *nbt = malloc((n_bn + 1) * sizeof *nbt);
-    char *names = malloc((n_bn + 1) * 512);
-    if (!e || !nbt || !names) {
-        free(e), free(nbt), free(names);
-        return kiln__err(KILN_STATUS_NOMEM, "model_save: out of memory");
+    kiln_st_writer *w = kiln_st_writer_new();
+    if (!w) return KILN_STATUS_NOMEM;
+    kiln_status st = kiln_model_save_st(model, w, NULL);
+    for (size_t i = 0; !st && meta && meta[i]; i += 2) {
+        for (size_t j = 0; !st && j < i; j += 2)
+            if (!strcmp(meta[j], meta[i]))
+                st = kiln__err(KILN_STATUS_INVALID, "st_save: %s: duplicate metadata key \"%s\"", path, meta[i]);
+        if (!st && !meta[i + 1])
+            st = kiln__err(KILN_STATUS_INVALID, "st_save: %s: metadata key \"%s\" has no value", path, meta[i]);
+        if (!st) st = kiln_st_writer_meta(w, meta[i], meta[i + 1]);
     }
-    size_t k = 0, b = 0;
-    for (size_t i = 0; i < n; i++) {
-        kiln_tensor *t = kiln_store_at(model->store, i);
-        e[k++] = (kiln_st_entry){.name = t->name, .t = t};
-        kiln_module *m = model->owner[i];
-        /* after a BatchNorm's running_var, as torch orders its state dict */
-        if (is_bn(m) && t == m->running_var) {
-            char *nm = names + 512 * b;
-            snprintf(nm, 512, "%s%s", m->path, NBT);
-            kiln_tensor_wrap(&nbt[b], KILN_DTYPE_I64, 0, NULL, &m->num_batches_tracked);
-            e[k++] = (kiln_st_entry){.name = nm, .t = &nbt[b]};
-            b++;
-        }
-    }
-    kiln_status st = kiln_st_save(path, e, k, meta);
-    free(e), free(nbt), free(names);
+    if (!st) st = kiln_st_writer_save(w, path);
+    kiln_st_writer_free(w);
     return st;
+}
+
+size_t kiln_model_counters(const kiln_model *model, int64_t *out, size_t cap)
+{
+    if (!model) return 0;
+    for (size_t i = 0; out && i < model->n_mods && i < cap; i++) out[i] = model->mods[i]->num_batches_tracked;
+    return model->n_mods;
+}
+
+kiln_status kiln_model_set_counters(kiln_model *model, const int64_t *in, size_t n)
+{
+    if (!model || (n && !in)) return kiln__err(KILN_STATUS_INVALID, "model_set_counters: NULL argument");
+    if (n != model->n_mods)
+        return kiln__err(KILN_STATUS_INVALID, "model_set_counters: %zu counters for a model of %zu modules", n,
+                         model->n_mods);
+    for (size_t i = 0; i < n; i++) model->mods[i]->num_batches_tracked = in[i];
+    return KILN_STATUS_OK;
 }
