@@ -99,6 +99,8 @@ static void checkpoint_seeds(void)
     kiln_sched s;
     kiln_sched_const_params sp = kiln_sched_const_default_params();
     sp.iters = 2; /* one epoch of two batches */
+    /* written at the end of the epoch, inside the fit: with the schedule */
+    if (kiln_learner_add_checkpointing(l.learn, path_of("checkpoint", "infit.safetensors"), 1)) die("checkpointing");
     if (kiln_sched_const(&s, &sp) || kiln_learner_fit(l.learn, 1, &s)) die("fit");
     if (kiln_checkpoint_save(l.learn, path_of("checkpoint", "fit1.safetensors"))) die("checkpoint");
     kf_learner_free(&l);

@@ -512,3 +512,154 @@ Test(checkpoint, version_1_loads_and_resumes_as_it_would_have)
     ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c), ku_learn_free(&d), ku_learn_free(&e), ku_learn_free(&u);
     tmpdir_remove();
 }
+
+/* A copy of src at dst whose metadata key holds value (NULL: dropped); the tensors as they
+ * were. The keys of a version-2 checkpoint. */
+static void rewrite_meta(const char *src, const char *dst, const char *key, const char *value)
+{
+    static const char *const keys[] = {"format", "version", "kiln_version", "epoch", "iter", "n_epochs",
+                                       "n_batches", "seed", "run_id", "run_settings", "sched", "rng",
+                                       "optim", "learner", "recorder", NULL};
+    kiln_st_file *f;
+    cr_assert(!kiln_st_open(src, &f), "%s", kiln_last_error());
+    kiln_st_writer *w = kiln_st_writer_new();
+    cr_assert(w);
+    for (size_t i = 0; i < kiln_st_count(f); i++) {
+        const char *name = kiln_st_name(f, i);
+        kiln_dtype dt;
+        int nd;
+        int64_t shape[KILN_MAX_DIMS];
+        const void *d;
+        size_t nb;
+        cr_assert(!kiln_st_info(f, name, &dt, &nd, shape, &d, &nb));
+        cr_assert(!kiln_st_writer_add(w, name, dt, nd, shape, d));
+    }
+    for (int k = 0; keys[k]; k++) {
+        const char *v = strcmp(keys[k], key) ? kiln_st_metadata(f, keys[k]) : value;
+        if (v) cr_assert(!kiln_st_writer_meta(w, keys[k], v));
+    }
+    cr_assert(!kiln_st_writer_save(w, dst), "%s", kiln_last_error());
+    kiln_st_writer_free(w);
+    kiln_st_close(f);
+}
+
+/* Metadata key of path with the first `from` replaced by `to` (malloc'd). */
+static char *meta_edit(const char *path, const char *key, const char *from, const char *to)
+{
+    kiln_st_file *f;
+    cr_assert(!kiln_st_open(path, &f));
+    const char *v = kiln_st_metadata(f, key);
+    cr_assert(v, "no metadata %s", key);
+    const char *at = strstr(v, from);
+    cr_assert(at, "\"%s\" not in %s: %s", from, key, v);
+    size_t n = strlen(v) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - v), v, to, at + strlen(from));
+    kiln_st_close(f);
+    return out;
+}
+
+/* Writes path with key's value edited; returns path. */
+static const char *edited(const char *good, const char *name, const char *key, const char *from, const char *to,
+                          char *buf, size_t n)
+{
+    char *v = meta_edit(good, key, from, to);
+    rewrite_meta(good, in_dir(buf, n, name), key, v);
+    free(v);
+    return buf;
+}
+
+/* A checkpoint written during a fit of a one-cycle schedule without cycling momentum. */
+static void save_in_fit(fixture *f, char *good, size_t n)
+{
+    kiln_sched_one_cycle_params p = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+    p.lr_max = 2e-2, p.iters = 20, p.cycle_momentum = false;
+    kiln_sched s;
+    cr_assert(!kiln_sched_one_cycle(&s, &p));
+    cr_assert(!kiln_learner_add_checkpointing(f->learn, in_dir(good, n, "good.safetensors"), 1));
+    int64_t one = 1;
+    add_stopper(f->learn, &one);
+    cr_assert(!kiln_learner_fit(f->learn, 2, &s), "%s", kiln_last_error());
+    cr_assert(!kiln_learner_remove_callback(f->learn, "checkpointing") && !kiln_learner_remove_callback(f->learn, "stop"));
+}
+
+/* As if written before a schedule had a field: the field takes its default, the rest loads. */
+Test(checkpoint, schedule_without_a_later_field_loads_with_its_default)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    char good[128], path[128];
+    save_in_fit(&a, good, sizeof good);
+    kiln_checkpoint_info gi, info;
+    cr_assert(!kiln_checkpoint_read_info(good, &gi), "%s", kiln_last_error());
+    cr_assert(gi.has_sched && !gi.sched.p.one_cycle.cycle_momentum);
+
+    edited(good, "old.safetensors", "sched", "\"cycle_momentum\":false,", "", path, sizeof path);
+    cr_assert(!kiln_checkpoint_read_info(path, &info), "%s", kiln_last_error());
+    cr_assert(info.has_sched && info.sched.p.one_cycle.cycle_momentum, "the missing field takes its default (true)");
+    info.sched.p.one_cycle.cycle_momentum = false;
+    cr_assert(same_sched(&info.sched, &gi.sched), "every other field as saved");
+    fixture b = make(16, false);
+    cr_assert(!kiln_learner_resume(b.learn, path), "%s", kiln_last_error());
+
+    /* an unknown (newer) key is ignored */
+    edited(good, "newer.safetensors", "sched", "\"params\":{", "\"params\":{\"future\":1,", path, sizeof path);
+    cr_assert(!kiln_checkpoint_read_info(path, &info), "%s", kiln_last_error());
+    cr_assert(same_sched(&info.sched, &gi.sched));
+    /* optimizer groups from before "frozen": not frozen */
+    edited(good, "nofrozen.safetensors", "optim", ",\"frozen\":false", "", path, sizeof path);
+    fixture c = make(16, false);
+    cr_assert(!kiln_checkpoint_load(c.learn, path, NULL), "%s", kiln_last_error());
+    ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c);
+    tmpdir_remove();
+}
+
+/* A key that defines the state, missing or of the wrong type: refused naming it, nothing changed. */
+Test(checkpoint, missing_or_wrong_keys_are_refused_by_name)
+{
+    tmpdir_make();
+    fixture a = make(16, false);
+    char good[128], path[128];
+    save_in_fit(&a, good, sizeof good);
+    fixture t = make(16, false);
+    kiln_sched s = one_cycle(t.learn, 1);
+    cr_assert(!kiln_learner_fit(t.learn, 1, &s));
+    struct {
+        const char *key, *from, *to, *needle;
+    } cases[] = {
+        {"sched", "\"lr_max\":", "\"lr_maxi\":", "\"lr_max\" is missing"},
+        {"sched", "\"iters\":20", "\"iters\":\"twenty\"", "\"iters\" is not an integer"},
+        {"sched", "\"pct_start\":0.25", "\"pct_start\":1.5", "pct_start 1.5 outside [0, 1]"},
+        {"sched", "\"total\":20", "\"total\":21", "\"total\" 21"},
+        {"sched", "\"policy\":\"one-cycle\"", "\"policy\":\"two-cycle\"", "\"two-cycle\""},
+        {"optim", "\"lr\":", "\"rate\":", "groups[0]: \"lr\" is missing"},
+        {"optim", "\"kind\":\"adam\"", "\"kind\":\"sgd\"", "optimizer \"sgd\""},
+        {"learner", "\"smoothing\":", "\"smooth\":", "\"smoothing\" is missing"},
+        {"learner", "\"lr_mults\":[", "\"lr_mults\":[1,", "3 lr multipliers"},
+        {"recorder", "\"batches\":", "\"batch\":", "\"batches\" is missing"},
+        {"recorder", "\"epochs\":1", "\"epochs\":2", "recorder.epochs"},
+        {"rng", "\"counter\":", "\"count\":", "\"counter\" is missing"},
+        {"rng", "\"seed\":\"", "\"seed\":\"-", "\"seed\" is not an unsigned"},
+        {"version", "2", "3", "version \"3\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu.safetensors", i);
+        edited(good, name, cases[i].key, cases[i].from, cases[i].to, path, sizeof path);
+        expect_rejected(&t, path, 0, cases[i].needle);
+        if (strcmp(cases[i].key, "sched") && strcmp(cases[i].key, "version")) continue;
+        kiln_checkpoint_info info;
+        cr_assert(kiln_checkpoint_read_info(path, &info) == KILN_STATUS_FORMAT, "%s", cases[i].needle);
+        ku_expect_error(cases[i].needle, "read_info names the key");
+    }
+    /* a part missing altogether */
+    for (int k = 0; k < 4; k++) {
+        const char *key = (const char *[]){"optim", "learner", "recorder", "rng"}[k];
+        char name[32];
+        snprintf(name, sizeof name, "no_%s.safetensors", key);
+        rewrite_meta(good, in_dir(path, sizeof path, name), key, NULL);
+        expect_rejected(&t, path, KILN_STATUS_FORMAT, key);
+    }
+    ku_learn_free(&a), ku_learn_free(&t);
+    tmpdir_remove();
+}

@@ -305,3 +305,30 @@ Test(core, gradcheck_finds_a_small_gradient_error)
     cr_assert_eq(kiln_gradcheck(ctx, gc_small_error, &x, 1, &wrong, &p, &used), KILN_STATUS_OK);
     cr_assert(used > 0.05 && used < 1, "share of the tolerance used: %g", used);
 }
+
+/* The RNG state as named keys: every 64-bit value exactly, bad text refused by key. */
+Test(core, rng_state_json)
+{
+    kiln_rng_state s = {UINT64_MAX, (1ULL << 63) + 12345}, t = {0, 0};
+    char *j = kiln_rng_state_to_json(s);
+    cr_assert_not_null(j);
+    cr_assert_str_eq(j, "{\"seed\":\"18446744073709551615\",\"counter\":\"9223372036854788153\"}");
+    cr_assert(!kiln_rng_state_from_json(j, &t), "%s", kiln_last_error());
+    cr_assert(t.seed == s.seed && t.counter == s.counter);
+    free(j);
+    cr_assert(!kiln_rng_state_from_json("{\"seed\":7,\"counter\":\"8\"}", &t) && t.seed == 7 && t.counter == 8,
+              "small numbers may be plain JSON numbers");
+    kiln_rng_state keep = t;
+    const char *bad[][2] = {{"{\"seed\":\"1\"}", "\"counter\" is missing"},
+                            {"{\"seed\":\"-1\",\"counter\":\"0\"}", "\"seed\" is not an unsigned"},
+                            {"{\"seed\":\"18446744073709551616\",\"counter\":\"0\"}", "\"seed\" is not an unsigned"},
+                            {"{\"seed\":1.5,\"counter\":\"0\"}", "\"seed\" is not an unsigned"},
+                            {"[1, 2]", "not a JSON object"},
+                            {"{\"seed\":", "not a JSON object"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(kiln_rng_state_from_json(bad[i][0], &t), KILN_STATUS_FORMAT, "%s", bad[i][0]);
+        ku_expect_error(bad[i][1], bad[i][0]);
+        cr_assert(t.seed == keep.seed && t.counter == keep.counter, "unchanged on error");
+    }
+    cr_assert_eq(kiln_rng_state_from_json(NULL, &t), KILN_STATUS_FORMAT);
+}

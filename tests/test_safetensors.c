@@ -617,3 +617,69 @@ Test(st, half_conversions_exhaustive)
     cr_assert_eq(kiln__f32_to_f16(ldexpf(1, -14) - ldexpf(1, -25)), 0x0400, "ties up to the smallest normal");
     cr_assert_eq(kiln__f32_to_bf16(3.4028235e38f), 0x7f80, "f32 max rounds to bf16 inf");
 }
+
+/* ---- the writer filled part by part, kiln_st_want, in-memory metadata ------------------------- */
+
+Test(st, writer_parts_want_and_set_metadata)
+{
+    char path[512];
+    tpath(path, "parts.safetensors");
+    kiln_st_writer *w = kiln_st_writer_new();
+    cr_assert_not_null(w);
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    int64_t b[2] = {-7, 1LL << 60}, sa[2] = {2, 3}, sb[1] = {2};
+    cr_assert(!kiln_st_writer_add(w, "part.a", KILN_DTYPE_F32, 2, sa, a));
+    cr_assert(!kiln_st_writer_add_copy(w, "part.b", KILN_DTYPE_I64, 1, sb, b));
+    b[0] = 0; /* the copy was taken when added */
+    cr_assert(!kiln_st_writer_meta(w, "k", "first"));
+    cr_assert(!kiln_st_writer_meta(w, "k", "second"), "a key given again replaces its value");
+    cr_assert(!kiln_st_writer_metaf(w, "n", "%d", 42));
+    cr_assert(!kiln_st_writer_save(w, path), "%s", kiln_last_error());
+    kiln_st_writer_free(w);
+
+    kiln_st_file *f;
+    cr_assert(!kiln_st_open(path, &f), "%s", kiln_last_error());
+    cr_assert_str_eq(kiln_st_metadata(f, "k"), "second");
+    cr_assert_str_eq(kiln_st_metadata(f, "n"), "42");
+    const void *d;
+    cr_assert(!kiln_st_want(f, "part.a", KILN_DTYPE_F32, 2, sa, &d) && !memcmp(d, a, sizeof a));
+    cr_assert(!kiln_st_want(f, "part.b", KILN_DTYPE_I64, 1, sb, &d));
+    int64_t got[2];
+    memcpy(got, d, sizeof got);
+    cr_assert(got[0] == -7 && got[1] == 1LL << 60);
+    cr_assert_eq(kiln_st_want(f, "part.c", KILN_DTYPE_F32, 2, sa, NULL), KILN_STATUS_INVALID);
+    ku_expect_error("\"part.c\" is missing", "names the missing tensor");
+    ku_expect_error(path, "names the file");
+    cr_assert_eq(kiln_st_want(f, "part.b", KILN_DTYPE_F32, 1, sb, NULL), KILN_STATUS_INVALID);
+    ku_expect_error("\"part.b\" is i64, expected f32", "names the dtypes");
+    cr_assert_eq(kiln_st_want(f, "part.a", KILN_DTYPE_F32, 2, (int64_t[]){3, 2}, NULL), KILN_STATUS_INVALID);
+    ku_expect_error("has shape (2, 3), expected (3, 2)", "names the shapes");
+    /* metadata changed in memory only */
+    cr_assert(!kiln_st_set_metadata(f, "k", "third") && !kiln_st_set_metadata(f, "new", "v"));
+    cr_assert_str_eq(kiln_st_metadata(f, "k"), "third");
+    cr_assert_str_eq(kiln_st_metadata(f, "new"), "v");
+    kiln_st_close(f);
+    cr_assert(!kiln_st_open(path, &f));
+    cr_assert_str_eq(kiln_st_metadata(f, "k"), "second");
+    cr_assert_null(kiln_st_metadata(f, "new"));
+    kiln_st_close(f);
+}
+
+Test(st_bad, writer_keeps_its_first_error)
+{
+    char path[512];
+    tpath(path, "never.safetensors");
+    kiln_st_writer *w = kiln_st_writer_new();
+    float x = 1;
+    cr_assert_eq(kiln_st_writer_add(w, NULL, KILN_DTYPE_F32, 0, NULL, &x), KILN_STATUS_INVALID);
+    cr_assert_eq(kiln_st_writer_meta(w, "k", "v"), KILN_STATUS_INVALID, "later calls return the first error");
+    cr_assert_eq(kiln_st_writer_save(w, path), KILN_STATUS_INVALID);
+    cr_assert(access(path, F_OK) != 0, "nothing written");
+    kiln_st_writer_free(w);
+    /* duplicate tensor names are the file writer's to refuse */
+    w = kiln_st_writer_new();
+    cr_assert(!kiln_st_writer_add(w, "x", KILN_DTYPE_F32, 0, NULL, &x) && !kiln_st_writer_add(w, "x", KILN_DTYPE_F32, 0, NULL, &x));
+    cr_assert_eq(kiln_st_writer_save(w, path), KILN_STATUS_INVALID);
+    ku_expect_error("duplicate tensor name \"x\"", "names the tensor");
+    kiln_st_writer_free(w);
+}

@@ -471,3 +471,125 @@ Test(sched, lr_find_suggestions)
     cr_assert_eq(kiln_lr_suggest_lr(KILN_LR_SUGGEST_VALLEY, l2, loss, 3, 100, &lr, NULL), KILN_STATUS_INVALID);
     ku_expect_error("points left", "too few points");
 }
+
+/* ---- named keys --------------------------------------------------------------------------- */
+
+/* Every field of a and b equal: their text, and the lr and momentum they give. */
+static void expect_same_sched(const kiln_sched *a, const kiln_sched *b, const char *what)
+{
+    char *x = kiln_sched_to_json(a), *y = kiln_sched_to_json(b);
+    cr_assert(x && y, "%s", kiln_last_error());
+    cr_assert_str_eq(x, y, "%s", what);
+    for (int64_t i = 0; i < 2 * kiln_sched_total(a) + 3; i++) {
+        double la, ma, lb, mb;
+        cr_assert(!kiln_sched_at(a, i, &la, &ma) && !kiln_sched_at(b, i, &lb, &mb));
+        cr_assert(la == lb && ma == mb, "%s: iteration %lld", what, (long long)i);
+    }
+    free(x), free(y);
+}
+
+/* A copy of json with the first `from` replaced by `to` (malloc'd). */
+static char *edit(const char *json, const char *from, const char *to)
+{
+    const char *at = strstr(json, from);
+    cr_assert(at, "\"%s\" not in %s", from, json);
+    size_t n = strlen(json) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    snprintf(out, n, "%.*s%s%s", (int)(at - json), json, to, at + strlen(from));
+    return out;
+}
+
+Test(sched, json_round_trips_every_policy_exactly)
+{
+    kiln_sched s[KILN_SCHED_POLICY_COUNT];
+    kiln_sched_const_params c = {.lr = 0.1 / 3, .mom = 0.85, .iters = 7};
+    kiln_sched_exp_params e = {.start_lr = 1e-7, .end_lr = 10, .iters = 33, .linear = true, .mom = 0.9};
+    kiln_sched_sgdr_params g = kiln_sched_sgdr_default_params();
+    g.warmup07 = true, g.cycle_mult = 3, g.iters_per_epoch = 9;
+    kiln_sched_cos_restarts_params r = kiln_sched_cos_restarts_default_params();
+    r.eta_min = 1e-5, r.per_epoch = true;
+    kiln_sched_clr_params l = kiln_sched_clr_default_params();
+    l.mode = KILN_CLR_MODE_EXP_RANGE, l.gamma = 0.99994, l.step_size_down = 700, l.cycle_momentum = false;
+    kiln_sched_one_cycle_params o = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_TORCH);
+    o.three_phase = true, o.linear = true, o.moms[1] = 0.8 + 1e-16;
+    kiln_sched_stlr_params t = kiln_sched_stlr_default_params();
+    kiln_sched_step_params p = {.lr = 0.3, .gamma = 0.5, .step = 4, .iters = 20, .mom = 0.9};
+    cr_assert(!kiln_sched_const(&s[0], &c) && !kiln_sched_exp(&s[1], &e) && !kiln_sched_sgdr(&s[2], &g) &&
+              !kiln_sched_cos_restarts(&s[3], &r) && !kiln_sched_clr(&s[4], &l) && !kiln_sched_one_cycle(&s[5], &o) &&
+              !kiln_sched_stlr(&s[6], &t) && !kiln_sched_step(&s[7], &p), "%s", kiln_last_error());
+    cr_assert(!kiln_sched_warmup(&s[5], 10, 0.1 / 7));
+    for (int k = 0; k < KILN_SCHED_POLICY_COUNT; k++) {
+        char *j = kiln_sched_to_json(&s[k]);
+        cr_assert_not_null(j, "%s", kiln_last_error());
+        kiln_sched back;
+        cr_assert(!kiln_sched_from_json(j, &back), "%s: %s", j, kiln_last_error());
+        cr_assert_eq(back.policy, s[k].policy);
+        cr_assert(back.warmup_iters == s[k].warmup_iters && back.warmup_start == s[k].warmup_start);
+        expect_same_sched(&s[k], &back, kiln_sched_policy_name(s[k].policy));
+        free(j);
+    }
+    char *j = kiln_sched_to_json(&s[5]);
+    cr_assert(strstr(j, "\"variant\":\"torch\"") && strstr(j, "\"moms\":[") && strstr(j, "\"three_phase\":true"), "%s", j);
+    free(j);
+    j = kiln_sched_to_json(&s[4]);
+    cr_assert(strstr(j, "\"mode\":\"exp_range\""), "%s", j);
+    free(j);
+    kiln_sched never = {.policy = KILN_SCHED_POLICY_COUNT};
+    cr_assert_null(kiln_sched_to_json(&never));
+}
+
+/* A file from before a field existed gets its default; a defining field may not be missing. */
+Test(sched, json_missing_unknown_and_bad_keys)
+{
+    kiln_sched_one_cycle_params o = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+    o.cycle_momentum = false;
+    kiln_sched s, back, keep;
+    cr_assert(!kiln_sched_one_cycle(&s, &o));
+    char *j = kiln_sched_to_json(&s);
+    /* an option missing: its default (cycle_momentum true), the rest as written */
+    char *old = edit(j, "\"cycle_momentum\":false,", "");
+    cr_assert(!kiln_sched_from_json(old, &back), "%s", kiln_last_error());
+    cr_assert(back.p.one_cycle.cycle_momentum, "the default");
+    back.p.one_cycle.cycle_momentum = false;
+    expect_same_sched(&s, &back, "the others as saved");
+    free(old);
+    /* without the variant: fastai, whose defaults the other missing options take */
+    old = edit(j, "\"variant\":\"fastai\",", "");
+    cr_assert(!kiln_sched_from_json(old, &back) && back.p.one_cycle.variant == KILN_ONE_CYCLE_VARIANT_FASTAI);
+    free(old);
+    /* without warm-up keys: none */
+    old = edit(j, "\"warmup_iters\":0,\"warmup_start\":0,", "");
+    cr_assert(!kiln_sched_from_json(old, &back) && back.warmup_iters == 0, "%s", kiln_last_error());
+    free(old);
+    /* unknown keys: ignored */
+    old = edit(j, "\"params\":{", "\"params\":{\"added_in_2030\":[1],");
+    cr_assert(!kiln_sched_from_json(old, &back), "%s", kiln_last_error());
+    expect_same_sched(&s, &back, "unknown key");
+    free(old);
+    /* refused, naming the key; out untouched */
+    const char *bad[][3] = {
+        {"\"lr_max\":", "\"lr_mx\":", "\"lr_max\" is missing"},
+        {"\"moms\":[0.94999999999999996,", "\"moms\":[", "\"moms\" must hold 3 numbers"},
+        {"\"div\":25", "\"div\":\"25\"", "\"div\" is not a number"},
+        {"\"linear\":false", "\"linear\":0", "\"linear\" is not true or false"},
+        {"\"variant\":\"fastai\"", "\"variant\":\"keras\"", "\"variant\" is \"keras\""},
+        {"\"iters\":100", "\"iters\":100.5", "\"iters\" is not an integer"},
+        {"\"iters\":100", "\"iters\":0", "iters 0 must be >= 1"},
+        {"\"total\":100", "\"total\":99", "\"total\" 99"},
+        {"\"warmup_start\":0", "\"warmup_start\":2", "start 2 outside [0, 1]"},
+        {"\"policy\":\"one-cycle\",", "", "\"policy\" is missing"},
+        {",\"params\":{", ",\"parms\":{", "\"params\" is missing"},
+    };
+    memset(&keep, 0x5a, sizeof keep);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *b = edit(j, bad[i][0], bad[i][1]);
+        back = keep;
+        cr_assert_eq(kiln_sched_from_json(b, &back), KILN_STATUS_FORMAT, "%s", b);
+        ku_expect_error(bad[i][2], b);
+        cr_assert(!memcmp(&back, &keep, sizeof back), "out untouched");
+        free(b);
+    }
+    cr_assert_eq(kiln_sched_from_json("[]", &back), KILN_STATUS_FORMAT);
+    cr_assert_eq(kiln_sched_from_json(NULL, &back), KILN_STATUS_FORMAT);
+    free(j);
+}

@@ -139,17 +139,34 @@ void kiln_snapshot_eval_free(kiln_snapshot_eval *e);
 void kiln_snapshot_eval_print(kiln_learner *l, const kiln_snapshot_eval *e, FILE *out);
 
 /* ---- checkpoints (src/learn/checkpoint.c) ----------------------------------------------- *
- * One safetensors file, written atomically (kiln_st_save: temp + fsync + rename):
- *   model.<name>             params and buffers (+ BatchNorm num_batches_tracked), so
- *                            kiln_model_load_st(model, f, "model.", true) reads the weights
- *   optim.<state>            kiln_optim_state entries (exp_avg, exp_avg_sq, step, ...)
- *   optim.groups             (G, 4) lr, mom, wd, frozen per group (f64 bits in I64)
- *   learner.lr_mults         (G) f64 bits; learner.requires_grad (entries) U8
- *   recorder.*               the batch and epoch history (f64 bits in I64)
- *   sched                    the kiln_sched struct's bytes (U8)
- * and __metadata__: format "kiln-checkpoint", version "1", epoch (epochs done), iter
- * (iterations done), n_epochs, n_batches, seed, rng_seed, rng_counter, optim, sched_policy,
- * the smoothing state, the metric names, and run_id and run_settings (see Runs below).
+ * One safetensors file, written atomically (kiln_st_writer: temp + fsync + rename). Each
+ * owner writes and reads its own part under its own names, never struct bytes:
+ *   model.<name>            the model's state dict (kiln_model_save_st; BatchNorm
+ *                           num_batches_tracked included), so kiln_model_load_st(model, f,
+ *                           "model.", true) reads the weights alone
+ *   optim.<state>, "optim"  the optimizer (kiln_optim_save_st): state tensors (exp_avg,
+ *                           exp_avg_sq, step, ...) and metadata "optim" = {"kind", "groups":
+ *                           [{"lr", "mom", "wd", "frozen"}, ...]}
+ *   "sched"                 the fit's schedule (kiln_sched_to_json: "policy", "total",
+ *                           "warmup_iters", "warmup_start", "params" with every field by name);
+ *                           only when saved during a fit
+ *   recorder.*, "recorder"  the batch and epoch history (I64 tensors holding f64 bits, since
+ *                           safetensors readers differ on F64) and {"batches", "epochs",
+ *                           "groups", "metrics": [names]}
+ *   "rng"                   the context's RNG (kiln_rng_state_to_json: {"seed", "counter"} as
+ *                           decimal strings)
+ *   learner.requires_grad,  the learner's own: requires_grad per store entry (U8), and
+ *   "learner"               {"lr_mults": [..], "mults_set", "smoothing": {"beta", "avg", "n"},
+ *                           "metrics": [names]}
+ * and the metadata format "kiln-checkpoint", version "2", kiln_version, epoch (epochs done),
+ * iter (iterations done), n_epochs, n_batches, seed, and run_id and run_settings (see Runs
+ * below). JSON doubles are written exactly ("%.17g"), so the state round-trips bit for bit.
+ * Reading: a missing key that has a default (an option added later: a schedule's
+ * three_phase, a group's frozen, ...) takes it; a missing required key or one of the wrong
+ * type or shape is refused (FORMAT or INVALID) naming the file and the key; unknown keys are
+ * ignored with one warning. Version 1 files (kiln before this layout: the schedule as
+ * kiln_sched bytes, optimizer groups as a (G, 4) tensor) are converted in memory and load
+ * and resume as before; any other version is refused, naming it.
  * Saved at an epoch end (as the callback does) the position is exact; saved elsewhere in a
  * fit it counts only finished epochs, so a resume repeats the partial one. */
 typedef struct kiln_checkpoint_info {

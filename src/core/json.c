@@ -50,7 +50,7 @@ char *kiln__json_finish(const char *who, cJSON *o, bool ok)
 kiln_status kiln__json_object(const char *who, const char *text, cJSON **out)
 {
     *out = NULL;
-    if (!text) return kiln__err(KILN_STATUS_FORMAT, "%s: missing", who);
+    if (!text) return kiln__err(KILN_STATUS_FORMAT, "%s is missing", who);
     cJSON *o = cJSON_Parse(text);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);

@@ -19,8 +19,10 @@ kiln_status kiln_optim_save_st(kiln_optim *opt, kiln_st_writer *w, const char *p
         int64_t shape[1] = {(int64_t)e.numel};
         kiln_st_writer_add(w, name, e.dtype, 1, shape, e.data);
     }
-    cJSON *o = cJSON_CreateObject(), *gs = o ? cJSON_AddArrayToObject(o, "groups") : NULL;
-    bool ok = gs && cJSON_AddStringToObject(o, "kind", kiln_optim_kind_name(opt->kind));
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddStringToObject(o, "kind", kiln_optim_kind_name(opt->kind));
+    cJSON *gs = ok ? cJSON_AddArrayToObject(o, "groups") : NULL;
+    ok = gs != NULL;
     for (int g = 0; ok && g < opt->n_groups; g++) {
         const kiln_optim_group *h = &opt->groups[g];
         cJSON *go = cJSON_CreateObject();
