@@ -550,11 +550,7 @@ static char *meta_edit(const char *path, const char *key, const char *from, cons
     cr_assert(!kiln_st_open(path, &f));
     const char *v = kiln_st_metadata(f, key);
     cr_assert(v, "no metadata %s", key);
-    const char *at = strstr(v, from);
-    cr_assert(at, "\"%s\" not in %s: %s", from, key, v);
-    size_t n = strlen(v) - strlen(from) + strlen(to) + 1;
-    char *out = malloc(n);
-    snprintf(out, n, "%.*s%s%s", (int)(at - v), v, to, at + strlen(from));
+    char *out = ku_replace(v, from, to);
     kiln_st_close(f);
     return out;
 }

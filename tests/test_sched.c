@@ -488,17 +488,6 @@ static void expect_same_sched(const kiln_sched *a, const kiln_sched *b, const ch
     free(x), free(y);
 }
 
-/* A copy of json with the first `from` replaced by `to` (malloc'd). */
-static char *edit(const char *json, const char *from, const char *to)
-{
-    const char *at = strstr(json, from);
-    cr_assert(at, "\"%s\" not in %s", from, json);
-    size_t n = strlen(json) - strlen(from) + strlen(to) + 1;
-    char *out = malloc(n);
-    snprintf(out, n, "%.*s%s%s", (int)(at - json), json, to, at + strlen(from));
-    return out;
-}
-
 Test(sched, json_round_trips_every_policy_exactly)
 {
     kiln_sched s[KILN_SCHED_POLICY_COUNT];
@@ -547,22 +536,22 @@ Test(sched, json_missing_unknown_and_bad_keys)
     cr_assert(!kiln_sched_one_cycle(&s, &o));
     char *j = kiln_sched_to_json(&s);
     /* an option missing: its default (cycle_momentum true), the rest as written */
-    char *old = edit(j, "\"cycle_momentum\":false,", "");
+    char *old = ku_replace(j, "\"cycle_momentum\":false,", "");
     cr_assert(!kiln_sched_from_json(old, &back), "%s", kiln_last_error());
     cr_assert(back.p.one_cycle.cycle_momentum, "the default");
     back.p.one_cycle.cycle_momentum = false;
     expect_same_sched(&s, &back, "the others as saved");
     free(old);
     /* without the variant: fastai, whose defaults the other missing options take */
-    old = edit(j, "\"variant\":\"fastai\",", "");
+    old = ku_replace(j, "\"variant\":\"fastai\",", "");
     cr_assert(!kiln_sched_from_json(old, &back) && back.p.one_cycle.variant == KILN_ONE_CYCLE_VARIANT_FASTAI);
     free(old);
     /* without warm-up keys: none */
-    old = edit(j, "\"warmup_iters\":0,\"warmup_start\":0,", "");
+    old = ku_replace(j, "\"warmup_iters\":0,\"warmup_start\":0,", "");
     cr_assert(!kiln_sched_from_json(old, &back) && back.warmup_iters == 0, "%s", kiln_last_error());
     free(old);
     /* unknown keys: ignored */
-    old = edit(j, "\"params\":{", "\"params\":{\"added_in_2030\":[1],");
+    old = ku_replace(j, "\"params\":{", "\"params\":{\"added_in_2030\":[1],");
     cr_assert(!kiln_sched_from_json(old, &back), "%s", kiln_last_error());
     expect_same_sched(&s, &back, "unknown key");
     free(old);
@@ -582,7 +571,7 @@ Test(sched, json_missing_unknown_and_bad_keys)
     };
     memset(&keep, 0x5a, sizeof keep);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *b = edit(j, bad[i][0], bad[i][1]);
+        char *b = ku_replace(j, bad[i][0], bad[i][1]);
         back = keep;
         cr_assert_eq(kiln_sched_from_json(b, &back), KILN_STATUS_FORMAT, "%s", b);
         ku_expect_error(bad[i][2], b);

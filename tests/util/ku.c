@@ -116,6 +116,17 @@ void ku_expect_error(const char *needle, const char *what)
     cr_assert(strstr(msg, needle) != NULL, "%s: error message '%s' does not mention '%s'", what, msg, needle);
 }
 
+char *ku_replace(const char *s, const char *from, const char *to)
+{
+    const char *at = strstr(s, from);
+    cr_assert(at, "\"%s\" not in %s", from, s);
+    size_t n = strlen(s) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    cr_assert(out);
+    snprintf(out, n, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+    return out;
+}
+
 char *ku_slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");

@@ -44,6 +44,8 @@ void ku_expect_arrays(const float *got, const float *want, int64_t n, double ato
 float *ku_randn_buf(kiln_ctx *ctx, int64_t n);
 /* The whole file at path, NUL-terminated, malloc'd (caller frees); asserts it opens. */
 char *ku_slurp(const char *path);
+/* A copy of s with its first `from` replaced by `to` (malloc'd; asserts from is there). */
+char *ku_replace(const char *s, const char *from, const char *to);
 /* Asserts a kiln call failed (NULL / status < 0) and that the message contains needle. */
 void ku_expect_error(const char *needle, const char *what);
 
