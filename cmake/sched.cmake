@@ -8,15 +8,15 @@ if(KILN_PLPLOT)
   pkg_check_modules(PLPLOT IMPORTED_TARGET plplot)
 endif()
 if(KILN_PLPLOT AND PLPLOT_FOUND)
-  target_link_libraries(kiln PRIVATE PkgConfig::PLPLOT)
-  target_compile_definitions(kiln PRIVATE KILN_HAVE_PLPLOT=1)
+  kiln_dep(COMPILE PkgConfig::PLPLOT LINK ${PLPLOT_LINK_LIBRARIES} PC plplot)
+  target_compile_definitions(kiln_obj PRIVATE KILN_HAVE_PLPLOT=1)
   message(STATUS "kiln: PLplot      ${PLPLOT_VERSION} (plots on)")
 else()
   message(STATUS "kiln: PLplot      off, no plots (apt-get install libplplot-dev plplot-driver-cairo)")
 endif()
 # src/report/plsession.c serialises PLplot calls with a mutex
 find_package(Threads REQUIRED)
-target_link_libraries(kiln PUBLIC Threads::Threads)
+kiln_dep(COMPILE Threads::Threads LINK Threads::Threads PC_LIBS ${CMAKE_THREAD_LIBS_INIT})
 
 # The CLI end-to-end test runs the kiln binary it was built with.
 if(KILN_TESTS AND TARGET test_schedule_cli)

@@ -77,7 +77,7 @@ kiln_status kiln_vision_normalize(float *x, int64_t n, int c, int64_t hw, const 
  * The transform's randomness must come only from kiln_philox_uniform(seed, item_counter + k)
  * for k < KILN_VISION_TFM_COUNTERS: item_counter is a pure function of (epoch, split, item
  * index in the data set) and seed is the one given to kiln_data_set_epoch. train is false for
- * the valid split. Return OK, or an error status with a message (kiln__err). Must be
+ * the valid split. Return OK, or an error status with a message (kiln_error). Must be
  * thread-safe (it runs on several threads at once, user is shared). */
 typedef kiln_status (*kiln_vision_tfm_fn)(void *user, float *img, int c, int h, int w, uint64_t seed,
                                           uint64_t item_counter, bool train);
