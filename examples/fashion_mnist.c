@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     }
     kiln_mark mark = kiln_step_mark(ctx);
     kiln_tensor *x, *y, *probs;
-    if (kiln_data_get_batch(d, KILN_DATA_SPLIT_VALID, 0, ctx, &x, &y) || !(probs = kiln_learner_predict(l2, x))) {
+    if (kiln_data_get_batch(d, KILN_DATA_SPLIT_VALID, 0, ctx, &x, &y) || !(probs = kiln_learner_predict_batch(l2, x))) {
         rc = fail("predict");
         goto done;
     }
