@@ -1,7 +1,8 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|all|csv [PATH]]  (default: ops; csv is
- * not in all: it times the CSV reader, bench/bench_csv.c). */
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|csv [PATH]]  (default: ops;
+ * csv is not in all: it times the CSV reader, bench/bench_csv.c; autograd: the ops whose
+ * loops moved into kernels, bench/bench_autograd.c). */
 #include "bench.h"
 
 #include <stdio.h>
@@ -54,14 +55,15 @@ int main(int argc, char **argv)
     }
     printf("kiln %s, %d threads\n", KILN_VERSION_STRING, kiln_ctx_threads(ctx));
     const char *what = argc > 3 ? argv[3] : "ops";
-    bool ops = !strcmp(what, "ops") || !strcmp(what, "all"), r34 = !strcmp(what, "resnet34") || !strcmp(what, "all");
+    bool all = !strcmp(what, "all"), ops = all || !strcmp(what, "ops"), r34 = all || !strcmp(what, "resnet34"),
+         ag = all || !strcmp(what, "autograd");
     if (!strcmp(what, "csv")) {
         kiln_bench_csv(argc > 4 ? argv[4] : NULL);
         kiln_ctx_free(ctx);
         return 0;
     }
-    if (!ops && !r34) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, all or csv)\n", what);
+    if (!ops && !r34 && !ag) {
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all or csv)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }
@@ -70,6 +72,7 @@ int main(int argc, char **argv)
         kiln_bench_conv(ctx);
         kiln_bench_rnn(ctx);
     }
+    if (ag) kiln_bench_autograd(ctx);
     if (r34) kiln_bench_resnet34(ctx);
     printf("peak memory held by kiln: %.1f MB\n", (double)kiln_mem_peak_bytes() / 1e6);
     kiln_ctx_free(ctx);

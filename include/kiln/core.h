@@ -113,7 +113,9 @@ kiln_status kiln_tensor_print(FILE *f, const kiln_tensor *t, const char *label);
 typedef struct kiln_ctx kiln_ctx;
 
 typedef struct kiln_ctx_params {
-    int n_threads;            /* 0 = OMP_NUM_THREADS if set, else all cores */
+    int n_threads;            /* 0 = OMP_NUM_THREADS if set, else all cores; used by every
+                                 threaded kernel of this context (OpenMP loops and oneDNN),
+                                 whatever other contexts use */
     uint64_t seed;            /* RNG seed */
     size_t arena_block_bytes; /* size of each step-arena block; 0 = 64 MiB */
 } kiln_ctx_params;
@@ -122,7 +124,7 @@ kiln_ctx_params kiln_ctx_default_params(void);
 kiln_ctx *kiln_ctx_new(const kiln_ctx_params *p); /* NULL on failure (message set) */
 void kiln_ctx_free(kiln_ctx *ctx);
 int kiln_ctx_threads(const kiln_ctx *ctx);
-kiln_status kiln_ctx_set_threads(kiln_ctx *ctx, int n);
+kiln_status kiln_ctx_set_threads(kiln_ctx *ctx, int n); /* n as n_threads; affects this ctx only */
 
 /* Step arena: every op output and the autograd tape come from here. A mark/rewind pair
  * frees everything made since the mark; reset frees everything. Blocks are kept, so a

@@ -134,6 +134,12 @@ bool kiln_optim_name_is_no_wd(const char *name);
 
 /* One update of every trainable parameter from its ->grad. */
 kiln_status kiln_optim_step(kiln_optim *opt);
+/* Threads of the update loops. An optimizer belongs to no context: it starts with the
+ * count a context with n_threads = 0 gets (OMP_NUM_THREADS if set, else all cores); give
+ * it the context's count (kiln_ctx_threads) to keep a training run on that many. n = 0
+ * means that default again. The result does not depend on the count. */
+kiln_status kiln_optim_set_threads(kiln_optim *opt, int n);
+int kiln_optim_threads(const kiln_optim *opt);
 /* Zeroes the store's whole grad buffer. */
 void kiln_optim_zero_grad(kiln_optim *opt);
 /* Forgets all state (moments, momentum buffers, step counts), as a new optimizer would have;
@@ -142,7 +148,8 @@ void kiln_optim_clear_state(kiln_optim *opt);
 
 /* torch.nn.utils.clip_grad_norm_(params, max_norm): the 2-norm of all gradients of
  * parameters with requires_grad, as if concatenated (summed in double, in fixed chunks so
- * the result does not depend on the thread count); when coef = max_norm/(norm + 1e-6) is
+ * the result does not depend on the thread count; threads: the default count, as a new
+ * optimizer's); when coef = max_norm/(norm + 1e-6) is
  * below 1 (or NaN, as PyTorch's clamp gives) every such gradient is multiplied by (f32)coef.
  * total_norm (may be NULL) receives the norm before clipping. max_norm must be > 0. */
 kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_norm);

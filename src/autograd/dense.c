@@ -193,11 +193,7 @@ kiln_tensor *kiln_linear(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_ten
     KILN_IN(y);
     int64_t m = lead_rows(x);
     float *Y = y->data;
-    if (b) {
-        const float *B = b->data;
-#pragma omp parallel for schedule(static) if (m * out > 32768)
-        for (int64_t i = 0; i < m; i++) memcpy(Y + i * out, B, (size_t)out * sizeof *Y);
-    }
+    if (b) DK(ctx)->fill_rows(ctx, b->data, m, out, Y);
     /* y (m, out) = x (m, in) @ w^T (in, out) [+ y holding the bias] */
     if (DK(ctx)->gemm(ctx, false, true, m, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, Y, out) < 0)
         return NULL;
@@ -247,18 +243,11 @@ kiln_tensor *kiln_embedding(kiln_ctx *ctx, kiln_tensor *idx, kiln_tensor *w)
      * not depend on a caller's batch buffer that a loader may refill meanwhile. */
     int64_t *ix = kiln_step_alloc(ctx, (size_t)(n ? n : 1) * sizeof *ix);
     KILN_IN(ix);
-    if (idx->dtype == KILN_DTYPE_I32) {
-        const int32_t *s = idx->data;
-        for (int64_t i = 0; i < n; i++) ix[i] = s[i];
-    } else if (n) {
-        memcpy(ix, idx->data, (size_t)n * sizeof *ix);
-    }
-    for (int64_t i = 0; i < n; i++)
-        if (ix[i] < 0 || ix[i] >= v)
-            return kiln__errp(KILN_STATUS_INVALID,
-                              "embedding: index %lld at position %lld is out of range for vocab size %lld "
-                              "(w %s)",
-                              (long long)ix[i], (long long)i, (long long)v, kiln_shape_str(w, sw, sizeof sw));
+    int64_t bad = DK(ctx)->index_check(ctx, idx->data, idx->dtype == KILN_DTYPE_I32, n, v, false, 0, ix, NULL);
+    if (bad >= 0)
+        return kiln__errp(KILN_STATUS_INVALID,
+                          "embedding: index %lld at position %lld is out of range for vocab size %lld (w %s)",
+                          (long long)ix[bad], (long long)bad, (long long)v, kiln_shape_str(w, sw, sizeof sw));
     int64_t shape[KILN_MAX_DIMS];
     memcpy(shape, idx->shape, (size_t)idx->ndim * sizeof *shape);
     shape[idx->ndim] = d;

@@ -6,6 +6,7 @@
  * w_hh, the gradient flowing to w). */
 #include "autograd/tape.h"
 #include "kernels/dense.h"
+#include "kernels/eltwise.h"
 #include "kiln/ops.h"
 
 #include <string.h>
@@ -23,39 +24,12 @@ static float keep_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); 
 /* ---- broadcast multiply --------------------------------------------------------------- */
 
 /* dst (contiguous, a's shape) (+)= a * b, where a and b share shape and have any strides
- * (0 for broadcast dims). Rows over all dims but the last, split across threads. */
-static void bmul(float *dst, const kiln_tensor *a, const kiln_tensor *b, bool accumulate)
+ * (0 for broadcast dims): the eltwise kernel's binary multiply. */
+static kiln_status bmul(kiln_ctx *ctx, float *dst, const kiln_tensor *a, const kiln_tensor *b, bool accumulate)
 {
-    int nd = a->ndim;
-    int64_t len = nd ? a->shape[nd - 1] : 1, rows = 1;
-    for (int i = 0; i < nd - 1; i++) rows *= a->shape[i];
-    int64_t sa = nd ? a->stride[nd - 1] : 0, sb = nd ? b->stride[nd - 1] : 0;
-    const float *A = a->data, *B = b->data;
-#pragma omp parallel for schedule(static) if (rows * len > 32768)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t oa = 0, ob = 0, rem = r;
-        for (int i = nd - 2; i >= 0; i--) {
-            int64_t k = rem % a->shape[i];
-            rem /= a->shape[i];
-            oa += k * a->stride[i];
-            ob += k * b->stride[i];
-        }
-        float *d = dst + r * len;
-        const float *pa = A + oa, *pb = B + ob;
-        if (sa == 1 && sb == 1) { /* the usual case: contiguous rows, vectorised */
-            if (accumulate) {
-#pragma omp simd
-                for (int64_t j = 0; j < len; j++) d[j] += pa[j] * pb[j];
-            } else {
-#pragma omp simd
-                for (int64_t j = 0; j < len; j++) d[j] = pa[j] * pb[j];
-            }
-        } else if (accumulate) {
-            for (int64_t j = 0; j < len; j++) d[j] += pa[j * sa] * pb[j * sb];
-        } else {
-            for (int64_t j = 0; j < len; j++) d[j] = pa[j * sa] * pb[j * sb];
-        }
-    }
+    kiln_tensor d;
+    kiln_tensor_wrap(&d, KILN_DTYPE_F32, a->ndim, a->shape, dst);
+    return ctx->backend->eltwise->binary(ctx, KILN_BINARY_MUL, a, b, &d, accumulate);
 }
 
 /* A stride-0 view of t broadcast to shape (no node: only read inside this file). */
@@ -83,12 +57,11 @@ static kiln_status dropout_bwd(kiln_ctx *ctx, kiln_node *nd)
     kiln_tensor *gx = kiln__grad(ctx, nd->in[0]);
     const kiln_tensor *gy = nd->out[0]->grad;
     if (!gx) return KILN_STATUS_OK;
-    const float *m = ((const dropout_saved *)nd->saved)->mask, *g = gy->data;
-    float *d = gx->data;
     int64_t n = kiln_numel(gx);
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-    for (int64_t i = 0; i < n; i++) d[i] += g[i] * m[i];
-    return KILN_STATUS_OK;
+    kiln_tensor g, m; /* gx += gy * mask, all three contiguous in x's shape */
+    kiln_tensor_wrap(&g, KILN_DTYPE_F32, 1, &n, gy->data);
+    kiln_tensor_wrap(&m, KILN_DTYPE_F32, 1, &n, (void *)((const dropout_saved *)nd->saved)->mask);
+    return bmul(ctx, gx->data, &g, &m, true);
 }
 
 kiln_tensor *kiln_dropout(kiln_ctx *ctx, kiln_tensor *x, float p, bool train, kiln_tensor **mask_out)
@@ -142,14 +115,11 @@ static kiln_status mask_grad(kiln_ctx *ctx, kiln_tensor *self, const kiln_tensor
     kiln_tensor *g = kiln__grad(ctx, self);
     if (!g) return KILN_STATUS_OK;
     kiln_tensor ov = bview(other, gy->ndim, gy->shape);
-    if (kiln_numel(self) == kiln_numel(gy)) { /* same shape: accumulate in place */
-        bmul(g->data, gy, &ov, true);
-        return KILN_STATUS_OK;
-    }
+    if (kiln_numel(self) == kiln_numel(gy)) return bmul(ctx, g->data, gy, &ov, true); /* same shape: in place */
     kiln_tensor *tmp = kiln_empty(ctx, KILN_DTYPE_F32, gy->ndim, gy->shape);
     if (!tmp) return KILN_STATUS_NOMEM;
-    bmul(tmp->data, gy, &ov, false);
-    return kiln__accumulate_reduced(ctx, g, tmp);
+    kiln_status st = bmul(ctx, tmp->data, gy, &ov, false);
+    return st < 0 ? st : kiln__accumulate_reduced(ctx, g, tmp);
 }
 
 static kiln_status apply_mask_bwd(kiln_ctx *ctx, kiln_node *nd)
@@ -172,7 +142,7 @@ kiln_tensor *kiln_apply_mask(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask)
     kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, nd, shape); /* broadcast(x, mask) */
     KILN_IN(y);
     kiln_tensor xv = bview(x, nd, shape), mv = bview(mask, nd, shape);
-    bmul(y->data, &xv, &mv, false);
+    if (bmul(ctx, y->data, &xv, &mv, false) < 0) return NULL;
     kiln_tensor *in[2] = {x, mask};
     kiln_status st;
     kiln__record(ctx, "apply_mask", apply_mask_bwd, 2, in, 1, &y, 0, &st);

@@ -66,21 +66,24 @@ kiln_tensor *kiln_softmax(kiln_ctx *ctx, kiln_tensor *x, int dim) { return softm
 
 /* ---- reductions shared by the losses -------------------------------------------------- */
 
-/* The loss tensor for a reduction: per-element values (shape) for NONE, else a scalar
- * sum / count (count 0 gives NaN, as PyTorch's mean over nothing). */
-static kiln_tensor *reduce_out(kiln_ctx *ctx, kiln_reduction r, float *elems, int ndim, const int64_t *shape,
-                               double sum, double count)
+/* The loss tensor for a reduction, before the kernel runs: shape for NONE, with *elems =
+ * its data (the kernel writes the per-element losses there), else a scalar () with *elems
+ * = scratch of `scratch` floats (NULL when 0) for kernels that always write them. */
+static kiln_tensor *loss_out(kiln_ctx *ctx, kiln_reduction r, int ndim, const int64_t *shape, int64_t scratch,
+                             float **elems)
 {
-    if (r == KILN_REDUCTION_NONE) {
-        kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, ndim, shape);
-        KILN_IN(y);
-        if (kiln_numel(y)) memcpy(y->data, elems, (size_t)kiln_numel(y) * sizeof(float));
-        return y;
-    }
-    kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, 0, NULL); /* () */
+    kiln_tensor *y = r == KILN_REDUCTION_NONE ? kiln_empty(ctx, KILN_DTYPE_F32, ndim, shape)
+                                               : kiln_empty(ctx, KILN_DTYPE_F32, 0, NULL);
     KILN_IN(y);
-    *(float *)y->data = (float)(r == KILN_REDUCTION_MEAN ? sum / count : sum);
-    return y;
+    *elems = r == KILN_REDUCTION_NONE ? y->data : scratch ? kiln_step_alloc(ctx, (size_t)scratch * sizeof(float)) : NULL;
+    return scratch && !*elems ? NULL : y;
+}
+
+/* A reduced loss's value: the kernel's sum, or sum / count for MEAN (count 0 gives NaN, as
+ * PyTorch's mean over nothing). */
+static void loss_reduce(kiln_tensor *y, kiln_reduction r, double sum, double count)
+{
+    if (r != KILN_REDUCTION_NONE) *(float *)y->data = (float)(r == KILN_REDUCTION_MEAN ? sum / count : sum);
 }
 
 /* Upstream gradient per element: (pointer, stride) with stride 0 for a reduced loss. */
@@ -179,31 +182,24 @@ kiln_tensor *kiln_cross_entropy(kiln_ctx *ctx, kiln_tensor *logits, kiln_tensor 
     split3(logits, cd, &s.outer, &s.c, &s.inner);
     int64_t np = s.outer * s.inner;
     /* targets copied into the arena: the backward must not read a caller's batch buffer */
-    int64_t *t = kiln_step_alloc(ctx, (size_t)(np ? np : 1) * sizeof *t);
+    int64_t *t = kiln_step_alloc(ctx, (size_t)(np ? np : 1) * sizeof *t), kept = 0;
     KILN_IN(t);
-    if (np) memcpy(t, target->data, (size_t)np * sizeof *t);
+    int64_t bad = DK(ctx)->index_check(ctx, target->data, false, np, s.c, true, p->ignore_index, t, &kept);
+    if (bad >= 0)
+        return kiln__errp(KILN_STATUS_INVALID, "cross_entropy: target %lld at position %lld is out of range "
+                          "for %lld classes (logits %s)", (long long)t[bad], (long long)bad, (long long)s.c,
+                          kiln_shape_str(logits, sl, sizeof sl));
     s.target = t;
-    for (int64_t i = 0; i < np; i++) {
-        if (t[i] == p->ignore_index) continue;
-        if (t[i] < 0 || t[i] >= s.c)
-            return kiln__errp(KILN_STATUS_INVALID, "cross_entropy: target %lld at position %lld is out of range "
-                              "for %lld classes (logits %s)", (long long)t[i], (long long)i, (long long)s.c,
-                              kiln_shape_str(logits, sl, sizeof sl));
-        s.count += 1.0;
-    }
-    float *buf = kiln_step_alloc(ctx, (size_t)(3 * np + 1) * sizeof(float)); /* loss (np), stat (np, 2) */
-    KILN_IN(buf);
-    float *loss = buf, *stat = buf + np;
+    s.count = (double)kept;
+    float *loss, *stat = kiln_step_alloc(ctx, (size_t)(2 * np + 1) * sizeof(float)); /* (np, 2) */
+    KILN_IN(stat);
     s.stat = stat;
-    if (np > 0 && s.c > 0)
-        DK(ctx)->xent_fwd(ctx, logits->data, t, s.outer, s.c, s.inner, p->ignore_index, p->label_smoothing, loss,
-                          stat);
-    else
-        for (int64_t i = 0; i < np; i++) loss[i] = stat[2 * i] = stat[2 * i + 1] = 0.0f;
-    double sum = 0.0;
-    for (int64_t i = 0; i < np; i++) sum += loss[i];
-    kiln_tensor *y = reduce_out(ctx, p->reduction, loss, tnd, tshape, sum, s.count);
+    kiln_tensor *y = loss_out(ctx, p->reduction, tnd, tshape, np, &loss); /* losses written into y when NONE */
     KILN_IN(y);
+    double sum = np > 0 ? DK(ctx)->xent_fwd(ctx, logits->data, t, s.outer, s.c, s.inner, p->ignore_index,
+                                            p->label_smoothing, loss, stat)
+                        : 0.0;
+    loss_reduce(y, p->reduction, sum, s.count);
     kiln_tensor *in[2] = {logits, target};
     kiln_status st;
     kiln_node *n = kiln__record(ctx, "cross_entropy", xent_bwd, 2, in, 1, &y, sizeof s, &st);
@@ -266,14 +262,10 @@ static kiln_tensor *ploss(kiln_ctx *ctx, const char *op, kiln_ploss_kind kind, k
         pw = pe->data;
     }
     int64_t n = kiln_numel(x);
-    float *elems = NULL;
-    if (r == KILN_REDUCTION_NONE) {
-        elems = kiln_step_alloc(ctx, (size_t)(n ? n : 1) * sizeof(float));
-        KILN_IN(elems);
-    }
-    double sum = DK(ctx)->ploss_fwd(ctx, kind, x->data, y->data, pw, n, elems);
-    kiln_tensor *out = reduce_out(ctx, r, elems, x->ndim, x->shape, sum, (double)n);
+    float *elems;
+    kiln_tensor *out = loss_out(ctx, r, x->ndim, x->shape, 0, &elems); /* elems: out's data for NONE, else NULL */
     KILN_IN(out);
+    loss_reduce(out, r, DK(ctx)->ploss_fwd(ctx, kind, x->data, y->data, pw, n, elems), (double)n);
     kiln_tensor *in[2] = {x, y};
     kiln_status st;
     kiln_node *node = kiln__record(ctx, op, ploss_bwd, 2, in, 1, &out, sizeof(ploss_saved), &st);

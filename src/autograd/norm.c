@@ -39,7 +39,8 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
     if (s->g.cl && !kiln_is_channels_last(gy)) {
         gy_k = kiln_empty_channels_last(ctx, gy->shape);
         if (!gy_k) return KILN_STATUS_NOMEM;
-        kiln__strided_copy(gy_k, gy);
+        kiln_status cs = kiln__copy_into(ctx, gy_k, gy);
+        if (cs < 0) return cs;
     }
     if (s->g.cl && gx && !kiln_is_channels_last(gx)) { /* only an existing grad: gx_acc */
         gx_k = kiln_empty_channels_last(ctx, gx->shape);
@@ -49,10 +50,7 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
                                                         s->mean, s->var, gy_k->data, gx_k ? gx_k->data : NULL,
                                                         gx_acc && gx_k == gx, gw ? gw->data : NULL,
                                                         gb ? gb->data : NULL);
-    if (st == KILN_STATUS_OK && gx_k != gx) {
-        if (gx_acc) kiln__strided_add(gx, gx_k);
-        else kiln__strided_copy(gx, gx_k);
-    }
+    if (st == KILN_STATUS_OK && gx_k != gx) st = gx_acc ? kiln__add_into(ctx, gx, gx_k) : kiln__copy_into(ctx, gx, gx_k);
     return st;
 }
 
@@ -116,21 +114,18 @@ static kiln_tensor *bn_op(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, ki
     float *stats = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(float)); /* mean (C), var (C) */
     if (!y || !stats) return NULL;
     float *mean = stats, *var = stats + C;
-    if (!train) {
-        const float *rm = running_mean->data, *rv = running_var->data;
-        for (int64_t c = 0; c < C; c++) mean[c] = rm[c], var[c] = rv[c];
+    if (!train) { /* the running statistics, copied: the backward must see these values */
+        kiln_tensor mv, vv;
+        if (kiln__copy_into(ctx, kiln_tensor_wrap(&mv, KILN_DTYPE_F32, 1, &C, mean), running_mean) < 0 ||
+            kiln__copy_into(ctx, kiln_tensor_wrap(&vv, KILN_DTYPE_F32, 1, &C, var), running_var) < 0)
+            return NULL;
     }
     if (ctx->backend->conv->batch_norm_fwd(ctx, &g, train, eps, in[IN_X]->data, weight ? in[IN_W]->data : NULL,
                                            bias ? in[IN_B]->data : NULL, mean, var, y->data) < 0)
         return NULL;
-    if (train && running_mean) {
-        float *rm = running_mean->data, *rv = running_var->data;
-        const double mo = momentum, unbias = (double)m / (double)(m - 1);
-        for (int64_t c = 0; c < C; c++) {
-            rm[c] = (float)(mo * mean[c] + (1.0 - mo) * rm[c]);
-            rv[c] = (float)(mo * var[c] * unbias + (1.0 - mo) * rv[c]);
-        }
-    }
+    if (train && running_mean)
+        ctx->backend->conv->batch_norm_running(ctx, C, momentum, (double)m / (double)(m - 1), mean, var,
+                                               running_mean->data, running_var->data);
 
     kiln_status st;
     kiln_node *n = kiln__record(ctx, relu ? "batch_norm_relu" : "batch_norm", bn_bwd, N_IN, in, 1, &y,

@@ -1,5 +1,7 @@
 /* The tape and the backward pass: recording nodes, lazily allocated gradient
- * accumulators, the broadcast-reducing accumulate, and kiln_backward itself. */
+ * accumulators, the broadcast-reducing accumulate, and kiln_backward itself. Gradient
+ * arithmetic goes through the kernel table (ctx->backend->eltwise); nothing here loops over
+ * tensor data except kiln_tensor_all_finite, which has no context to reach a backend. */
 #include "autograd/tape.h"
 #include "kiln/autograd.h"
 #include "kernels/eltwise.h"
@@ -97,6 +99,16 @@ kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc)
     return t->grad;
 }
 
+kiln_status kiln__add_into(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
+{
+    return ctx->backend->eltwise->axpy(ctx, 1.0f, src, dst);
+}
+
+kiln_status kiln__copy_into(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
+{
+    return ctx->backend->eltwise->copy(ctx, src, dst);
+}
+
 kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src)
 {
     int nd = src->ndim, off = src->ndim - dst->ndim;
@@ -112,10 +124,7 @@ kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln
                              (long long)src->shape[i], (long long)ds);
         view.stride[i] = (j >= 0 && ds != 1) ? dst->stride[j] : 0;
     }
-    if (kiln_numel(dst) == kiln_numel(src)) {
-        kiln__strided_add(&view, src);
-        return KILN_STATUS_OK;
-    }
+    if (kiln_numel(dst) == kiln_numel(src)) return kiln__add_into(ctx, &view, src);
     /* Reduction: dst seen with src's ndim ("keepdim" shape, size 1 on reduced dims). */
     int64_t kshape[KILN_MAX_DIMS];
     for (int i = 0; i < nd; i++) kshape[i] = i - off >= 0 ? dst->shape[i - off] : 1;
@@ -137,12 +146,12 @@ kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tenso
     }
     kiln_tensor *g = kiln__grad(ctx, out);
     if (!g) return KILN_STATUS_NOMEM;
-    if (grad_out) {
-        kiln__strided_add(g, grad_out);
-    } else {
-        float *p = g->data;
-        for (int64_t i = 0, n = kiln_numel(g); i < n; i++) p[i] += 1.0f;
-    }
+    kiln_tensor ones = *g; /* 1 seen with g's shape: every stride 0 */
+    static const float one = 1.0f;
+    ones.data = (void *)&one;
+    memset(ones.stride, 0, sizeof ones.stride);
+    kiln_status st0 = kiln__add_into(ctx, g, grad_out ? grad_out : &ones);
+    if (st0 < 0) return st0;
     for (kiln_node *n = out->node; n; n = n->prev) {
         bool has = false;
         for (int k = 0; k < n->n_out; k++) has |= n->out[k]->grad != NULL;

@@ -51,6 +51,11 @@ kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t);
  * batch norm), which saves zeroing it first. */
 kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc);
 
+/* dst += src and dst = src for two tensors of the same shape and any strides (dst without
+ * stride-0 dims), through the kernel table (eltwise axpy and copy). */
+kiln_status kiln__add_into(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src);
+kiln_status kiln__copy_into(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src);
+
 /* dst (contiguous, shape S) += src reduced by summation to shape S (src's shape
  * broadcasts from S). Used by broadcasting ops' backward. */
 kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln_tensor *src);

@@ -1,6 +1,7 @@
 /* View ops: reshape, flatten, permute, transpose, slice, expand, squeeze, unsqueeze and
  * contiguous. They share the input's data where the strides allow, and each records a
- * node whose backward maps the gradient back onto the input's layout. */
+ * node whose backward maps the gradient back onto the input's layout. Copies and gradient
+ * sums go through the kernel table (kiln__copy_into, kiln__add_into). */
 #include "autograd/tape.h"
 #include "kiln/ops.h"
 
@@ -18,16 +19,9 @@ static kiln_status flat_bwd(kiln_ctx *ctx, kiln_node *n)
     kiln_tensor *gx = kiln__grad(ctx, n->in[0]);
     const kiln_tensor *gy = n->out[0]->grad;
     if (!gx || !gy) return KILN_STATUS_OK;
-    if (!kiln_is_contiguous(gx)) { /* x was channels-last: its gradient is too */
-        kiln__strided_add(gx, gy);
-        return KILN_STATUS_OK;
-    }
-    float *d = gx->data;
-    const float *s = gy->data;
-    int64_t m = kiln_numel(gx);
-#pragma omp parallel for if (m > 65536)
-    for (int64_t i = 0; i < m; i++) d[i] += s[i];
-    return KILN_STATUS_OK;
+    if (!kiln_is_contiguous(gx)) return kiln__add_into(ctx, gx, gy); /* x was channels-last: its gradient is too */
+    kiln_tensor d, s; /* same elements in the same order, whatever the two shapes */
+    return kiln__add_into(ctx, kiln__flat_view(&d, gx), kiln__flat_view(&s, gy));
 }
 
 static kiln_status strided_bwd(kiln_ctx *ctx, kiln_node *n)
@@ -39,8 +33,7 @@ static kiln_status strided_bwd(kiln_ctx *ctx, kiln_node *n)
     kiln_tensor dst = *gy;
     memcpy(dst.stride, v->stride, sizeof dst.stride);
     dst.data = (float *)gx->data + v->offset;
-    kiln__strided_add(&dst, gy);
-    return KILN_STATUS_OK;
+    return kiln__add_into(ctx, &dst, gy);
 }
 
 static kiln_status expand_bwd(kiln_ctx *ctx, kiln_node *n)
@@ -56,7 +49,7 @@ kiln_tensor *kiln_contiguous(kiln_ctx *ctx, kiln_tensor *x)
     if (kiln_is_contiguous(x)) return x;
     kiln_tensor *y = kiln_empty_like(ctx, x);
     KILN_IN(y);
-    kiln__strided_copy(y, x);
+    if (kiln__copy_into(ctx, y, x) < 0) return NULL;
     y->name = x->name;
     kiln_status st;
     kiln__record(ctx, "contiguous", flat_bwd, 1, &x, 1, &y, 0, &st);

@@ -1,22 +1,21 @@
-/* The context: thread count, RNG, grad mode, backend, step arena and tape. */
+/* The context: thread count, RNG, grad mode, backend, step arena and tape. The thread
+ * count belongs to the context: every threaded loop asks it (src/core/parallel.h) and the
+ * CPU backend hands it to oneDNN per call (src/kernels/cpu/dnnl_util.h); nothing sets
+ * OpenMP's process-wide default, so contexts with different counts do not disturb each
+ * other. */
 #include "core/internal.h"
 #include "kernels/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef KILN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 kiln_ctx_params kiln_ctx_default_params(void)
 {
     return (kiln_ctx_params){.n_threads = 0, .seed = 42, .arena_block_bytes = 0};
 }
 
-/* The thread count n_threads = 0 asks for: OMP_NUM_THREADS when it holds a positive number
- * (its first entry, as OpenMP reads it), else every online core. */
-static int default_threads(void)
+int kiln__default_threads(void)
 {
     const char *e = getenv("OMP_NUM_THREADS");
     if (e) {
@@ -63,10 +62,9 @@ int kiln_ctx_threads(const kiln_ctx *ctx) { return ctx->n_threads; }
 kiln_status kiln_ctx_set_threads(kiln_ctx *ctx, int n)
 {
     if (n < 0) return kiln__err(KILN_STATUS_INVALID, "ctx: thread count %d < 0", n);
-    ctx->n_threads = n ? n : default_threads();
-#ifdef KILN_HAVE_OPENMP
-    omp_set_num_threads(ctx->n_threads);
-#endif
+    int old = ctx->n_threads;
+    ctx->n_threads = n ? n : kiln__default_threads();
+    if (old && old != ctx->n_threads && ctx->backend->set_threads) ctx->backend->set_threads(ctx);
     return KILN_STATUS_OK;
 }
 

@@ -26,7 +26,7 @@ typedef struct kiln__arena {
 } kiln__arena;
 
 struct kiln_ctx {
-    int n_threads;
+    int n_threads;                 /* every threaded loop of this context (src/core/parallel.h) */
     kiln_rng_state rng;
     bool grad_enabled;
     kiln__arena arena;
@@ -80,10 +80,12 @@ int kiln__broadcast_shape(const char *op, const kiln_tensor *a, const kiln_tenso
 /* Returns 0 when t is f32, else sets "op: tensor x must be f32, got i64" and returns -1. */
 int kiln__check_f32(const char *op, const kiln_tensor *t, const char *argname);
 
-/* dst = src or dst += src (f32 only for add) for two tensors of the same logical shape
- * with any strides (stride 0 allowed in src). */
+/* dst = src for two tensors of the same logical shape with any strides (stride 0 allowed
+ * in src), on the calling thread (src/core/strided.c says when to use it). */
 void kiln__strided_copy(kiln_tensor *dst, const kiln_tensor *src);
-void kiln__strided_add(kiln_tensor *dst, const kiln_tensor *src);
+/* The thread count that kiln_ctx_params.n_threads = 0 asks for: OMP_NUM_THREADS when it
+ * holds a positive number (its first entry, as OpenMP reads it), else every online core. */
+int kiln__default_threads(void);
 
 /* Step arena internals. */
 kiln_status kiln__arena_init(kiln__arena *a, size_t block_bytes);

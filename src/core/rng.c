@@ -2,6 +2,7 @@
  * counters from the context; number i depends only on (seed, first + i), so the result is
  * the same whatever the thread count. The state as JSON, for checkpoints. */
 #include "core/json.h"
+#include "core/parallel.h"
 #include "core/philox.h"
 
 #include <math.h>
@@ -47,14 +48,14 @@ uint64_t kiln_rng_take(kiln_ctx *ctx, uint64_t n)
 void kiln_rng_uniform(kiln_ctx *ctx, float *out, size_t n, float lo, float hi)
 {
     uint64_t first = kiln_rng_take(ctx, n), seed = ctx->rng.seed;
-#pragma omp parallel for if (n > 65536)
+    KILN_PAR_FOR(ctx, 2 * (int64_t)n) /* a Philox draw per number */
     for (size_t i = 0; i < n; i++) out[i] = lo + (hi - lo) * kiln_philox_uniform(seed, first + i);
 }
 
 void kiln_rng_normal(kiln_ctx *ctx, float *out, size_t n, float mean, float std)
 {
     uint64_t first = kiln_rng_take(ctx, n), seed = ctx->rng.seed;
-#pragma omp parallel for if (n > 65536)
+    KILN_PAR_FOR(ctx, 4 * (int64_t)n) /* a Philox draw, a log, a sqrt and a cos */
     for (size_t i = 0; i < n; i++) {
         kiln__u32x4 r = kiln__philox(seed, first + i);
         double u1 = ((double)(r.v[0] >> 8) + 1.0) / 16777217.0; /* (0, 1]: log is finite */

@@ -1,5 +1,7 @@
-/* Copy and accumulate between tensors of the same logical shape and any strides: the one
- * loop behind contiguous(), and behind the backward of permute, slice and friends. */
+/* Copy between tensors of the same logical shape and any strides, on the calling thread:
+ * for host-side copies that have no context (a dataset's tensor into its own buffer,
+ * predictions out of a batch, a strided tensor into a file). Ops copy through the kernel
+ * table (ctx->backend->eltwise->copy), which is threaded per context. */
 #include "core/internal.h"
 
 #include <string.h>
@@ -30,8 +32,6 @@ static int collapse(const kiln_tensor *a, const kiln_tensor *b, int64_t *shape, 
     return n;
 }
 
-typedef void (*row_fn)(char *d, int64_t sd, const char *s, int64_t ss, int64_t n, size_t es);
-
 static void row_copy(char *d, int64_t sd, const char *s, int64_t ss, int64_t n, size_t es)
 {
     if (sd == 1 && ss == 1) {
@@ -41,15 +41,7 @@ static void row_copy(char *d, int64_t sd, const char *s, int64_t ss, int64_t n, 
     for (int64_t i = 0; i < n; i++) memcpy(d + i * sd * (int64_t)es, s + i * ss * (int64_t)es, es);
 }
 
-static void row_add(char *d, int64_t sd, const char *s, int64_t ss, int64_t n, size_t es)
-{
-    float *df = (float *)d;
-    const float *sf = (const float *)s;
-    (void)es;
-    for (int64_t i = 0; i < n; i++) df[i * sd] += sf[i * ss];
-}
-
-static void apply(kiln_tensor *dst, const kiln_tensor *src, row_fn fn)
+void kiln__strided_copy(kiln_tensor *dst, const kiln_tensor *src)
 {
     int64_t shape[KILN_MAX_DIMS], sd[KILN_MAX_DIMS], ss[KILN_MAX_DIMS];
     KILN_ASSERT(dst->ndim == src->ndim && dst->dtype == src->dtype);
@@ -59,7 +51,6 @@ static void apply(kiln_tensor *dst, const kiln_tensor *src, row_fn fn)
     int64_t rows = 1;
     for (int i = 0; i < n - 1; i++) rows *= shape[i];
     int64_t len = shape[n - 1];
-#pragma omp parallel for if (rows * len > 65536)
     for (int64_t r = 0; r < rows; r++) {
         int64_t od = 0, os = 0, rem = r;
         for (int i = n - 2; i >= 0; i--) {
@@ -68,15 +59,8 @@ static void apply(kiln_tensor *dst, const kiln_tensor *src, row_fn fn)
             od += k * sd[i];
             os += k * ss[i];
         }
-        fn((char *)dst->data + od * (int64_t)es, sd[n - 1], (const char *)src->data + os * (int64_t)es,
-           ss[n - 1], len, es);
+        row_copy((char *)dst->data + od * (int64_t)es, sd[n - 1], (const char *)src->data + os * (int64_t)es,
+                 ss[n - 1], len, es);
     }
 }
 
-void kiln__strided_copy(kiln_tensor *dst, const kiln_tensor *src) { apply(dst, src, row_copy); }
-
-void kiln__strided_add(kiln_tensor *dst, const kiln_tensor *src)
-{
-    KILN_ASSERT(dst->dtype == KILN_DTYPE_F32);
-    apply(dst, src, row_add);
-}

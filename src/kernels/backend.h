@@ -16,6 +16,7 @@ struct kiln_backend {
     const char *name;
     kiln_status (*init)(kiln_ctx *ctx);  /* sets ctx->backend_state */
     void (*free)(kiln_ctx *ctx);
+    void (*set_threads)(kiln_ctx *ctx); /* ctx->n_threads changed (drop what was made for the old count) */
     const kiln_eltwise_kernels *eltwise; /* src/kernels/eltwise.h */
     const kiln_dense_kernels *dense;     /* src/kernels/dense.h */
     const kiln_conv_kernels *conv;       /* src/kernels/conv.h: conv, batch norm, pooling */

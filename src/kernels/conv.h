@@ -81,6 +81,12 @@ struct kiln_conv_kernels {
                                   const float *x, const float *w, const float *mean,
                                   const float *var, const float *gy, float *gx, bool gx_acc,
                                   float *gw, float *gb);
+    /* After a training forward, the running statistics rm, rv (C) move towards the batch's
+     * mean, var (C) as PyTorch's do, in double: rm = momentum * mean + (1 - momentum) * rm,
+     * rv = momentum * var * unbias + (1 - momentum) * rv (unbias = m / (m - 1), m values
+     * per channel). */
+    void (*batch_norm_running)(kiln_ctx *ctx, int64_t c, double momentum, double unbias, const float *mean,
+                               const float *var, float *rm, float *rv);
 
     /* Max pooling (padding is -inf). keep: when not NULL, receives arena memory that the
      * same table's backward needs (argmax or oneDNN workspace); NULL for inference. */
@@ -119,6 +125,9 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *x, const float *w, const float *mean,
                                      const float *var, const float *gy, float *gx, bool gx_acc,
                                      float *gw, float *gb);
+/* The batch_norm_running entry of both tables (a plain loop over C). */
+void kiln__batch_norm_running(kiln_ctx *ctx, int64_t c, double momentum, double unbias, const float *mean,
+                              const float *var, float *rm, float *rv);
 kiln_status kiln__ref_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
                                      float *y, void **keep);
 kiln_status kiln__ref_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, const float *x,
@@ -194,18 +203,19 @@ kiln_status kiln__cdnn_pool_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_a
                                 const void *keep, const float *gy, float *gx, bool gx_acc);
 
 /* ---- pooling loops (src/kernels/cpu/pool.c): PyTorch's definitions, one plane per
- * iteration (OpenMP when par), for the reference entries and where oneDNN's definition
+ * iteration (threads: ctx's, src/core/parallel.h; ctx NULL runs on the calling thread, as
+ * the reference entries do), for the reference entries and where oneDNN's definition
  * differs. adaptive: the windows are PyTorch's adaptive bins (kiln__adaptive_start/end;
  * kernel, stride and padding unused), else kernel, stride and padding; the average divides
  * by the window (with count_include_pad, clipped to [-P, size+P) only). */
 void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx,
-                         bool par);
+                         const kiln_ctx *ctx);
 /* gx[idx] += gy (gx zeroed first unless gx_acc); idx as kiln__pool_max_loop wrote it. */
 void kiln__pool_max_bwd_loop(const kiln_pool2d_geom *g, const int32_t *idx, const float *gy, float *gx, bool gx_acc,
-                             bool par);
-void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, bool par);
+                             const kiln_ctx *ctx);
+void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, const kiln_ctx *ctx);
 void kiln__pool_avg_bwd_loop(const kiln_pool2d_geom *g, bool adaptive, const float *gy, float *gx, bool gx_acc,
-                             bool par);
+                             const kiln_ctx *ctx);
 /* The max indices (N*C*OH*OW int32) in the step arena, stored in *keep; NULL when out of memory. */
 int32_t *kiln__pool_alloc_idx(kiln_ctx *ctx, const kiln_pool2d_geom *g, void **keep);
 #endif

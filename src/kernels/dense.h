@@ -1,7 +1,8 @@
 /* Kernel table of the dense family (see src/kernels/backend.h): GEMM, embedding gather and
  * scatter, softmax / log-softmax, the fused log-softmax + NLL of cross-entropy, the
- * pointwise losses and dropout masks. No autograd here: the ops in src/autograd/dense.c,
- * dropout.c and loss.c validate arguments, allocate outputs and call these.
+ * pointwise losses, dropout masks, and the index copy-and-check of embedding and
+ * cross-entropy. No autograd here: the ops in src/autograd/dense.c, dropout.c and loss.c
+ * validate arguments, allocate outputs and call these.
  *
  * Conventions: every pointer is to contiguous row-major memory; f32 unless stated. A
  * tensor reduced over one dim is viewed as (outer, c, inner) with the reduced dim in the
@@ -26,8 +27,15 @@ struct kiln_dense_kernels {
     kiln_status (*gemm)(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                         float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                         float *c, int64_t ldc);
+    /* y (m, n): every row a copy of b (n), the start that linear's GEMM adds x @ w^T into. */
+    void (*fill_rows)(kiln_ctx *ctx, const float *b, int64_t m, int64_t n, float *y);
     /* gb (n) += column sums of g (m, n): the bias gradient of linear. */
     void (*col_sum)(kiln_ctx *ctx, const float *g, int64_t m, int64_t n, float *gb);
+    /* dst (n) = src (n; i64, or i32 when i32, widened), checked in order: returns the first
+     * position whose index lies outside [0, limit) and is not ignore_index (when has_ignore),
+     * or -1 when all are good; *kept (may be NULL) = the positions not ignored. */
+    int64_t (*index_check)(kiln_ctx *ctx, const void *src, bool i32, int64_t n, int64_t limit, bool has_ignore,
+                           int64_t ignore_index, int64_t *dst, int64_t *kept);
     /* out (n, d) = w[idx[i]], w (v, d); idx already checked to lie in [0, v). */
     void (*embedding_fwd)(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *w, int64_t d, float *out);
     /* gw (v, d) += sum over i with idx[i] = r of gy[i] (n, d). Touches only the rows in idx;
@@ -46,8 +54,10 @@ struct kiln_dense_kernels {
      * ignored), (1-eps)*(lse - x_t) + eps/c * (c*lse - sum_c x), and stat[2p] = m, the max
      * over c, stat[2p+1] = log sum_c exp(x - m). lse = m + log s is never formed: rounded
      * to the precision of |m| it would cost x - lse up to |m| * 6e-8 (2e-4 relative at
-     * logits of 1e4); (x - m) - log s keeps the float precision of the result. */
-    void (*xent_fwd)(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
+     * logits of 1e4); (x - m) - log s keeps the float precision of the result. Returns the
+     * sum of the losses, added in position order in double. c = 0 (every target ignored)
+     * writes zeros. */
+    double (*xent_fwd)(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
                      int64_t ignore_index, float smoothing, float *loss, float *stat);
     /* gx (outer, c, inner) (+)= g[p * g_stride] * (softmax(x) - (1-eps)*onehot(t) - eps/c),
      * softmax(x) = exp((x - m) - log s) from xent_fwd's stat; 0 at ignored positions;
@@ -72,5 +82,8 @@ struct kiln_dense_kernels {
 extern const kiln_dense_kernels kiln__cpu_dense;
 /* Plain single-threaded versions of the same kernels, for tests. */
 extern const kiln_dense_kernels kiln__ref_dense;
+/* The index_check entry of both tables (a plain loop already; src/kernels/cpu/embedding.c). */
+int64_t kiln__index_check(kiln_ctx *ctx, const void *src, bool i32, int64_t n, int64_t limit, bool has_ignore,
+                          int64_t ignore_index, int64_t *dst, int64_t *kept);
 
 #endif

@@ -88,9 +88,6 @@ extern const kiln_eltwise_kernels kiln__ref_eltwise;
 
 /* ---- shared by the CPU kernel files (src/kernels/cpu/eltwise*.c, reduce*.c) ---------- */
 
-/* Loops with fewer elements than this run on one thread. */
-#define KILN__PAR_MIN 32768
-
 /* Up to 4 operands of one N-d loop over a common shape, with dims of size 1 dropped and
  * neighbouring dims merged where every operand is contiguous across them, so contiguous
  * operands become one long inner loop. Strides in elements. */
@@ -109,9 +106,10 @@ bool kiln__iter_contiguous(const kiln__iter *it);
 /* Processes n elements along the inner dim from element offsets off[k] of each operand
  * (the inner stride of operand k is it->stride[k][it->ndim - 1]). */
 typedef void (*kiln__seg_fn)(void *arg, const int64_t *off, int64_t n);
-/* Runs fn over the whole loop, one contiguous range of flat indices per thread when the
- * loop has more than KILN__PAR_MIN elements. For elementwise work only (no reductions). */
-void kiln__iter_run(const kiln__iter *it, kiln__seg_fn fn, void *arg);
+/* Runs fn over the whole loop, one contiguous range of flat indices per thread
+ * (kiln__par_threads(ctx, numel) of them, src/core/parallel.h). For elementwise work only
+ * (no reductions). */
+void kiln__iter_run(const kiln_ctx *ctx, const kiln__iter *it, kiln__seg_fn fn, void *arg);
 
 /* Entries of kiln__cpu_eltwise defined outside src/kernels/cpu/eltwise.c. */
 kiln_status kiln__cpu_binary(kiln_ctx *ctx, kiln_binary_op op, const kiln_tensor *a, const kiln_tensor *b,
@@ -125,7 +123,7 @@ kiln_status kiln__cpu_max_dim(kiln_ctx *ctx, const kiln_tensor *x, int dim, kiln
 kiln_status kiln__cpu_max_dim_bwd(kiln_ctx *ctx, const kiln_tensor *gy, const kiln_tensor *idx, int dim,
                                   kiln_tensor *gx);
 
-/* OpenMP pragmas that vanish when KILN_OPENMP is off. */
+/* OpenMP simd pragmas that vanish when KILN_OPENMP is off (threads: src/core/parallel.h). */
 #ifdef KILN_HAVE_OPENMP
 #define KILN__OMP(x) _Pragma(x)
 #else

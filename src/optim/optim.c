@@ -68,6 +68,7 @@ static kiln_optim *make(const char *who, kiln_store *s, kiln_optim_kind kind, in
     kiln_optim *opt = calloc(1, sizeof *opt);
     if (!opt) return kiln__errp(KILN_STATUS_NOMEM, "%s: out of memory", who);
     opt->kind = kind;
+    opt->n_threads = kiln__default_threads();
     opt->store = s;
     opt->n = kiln_store_count(s);
     opt->numel = numel;

@@ -10,6 +10,7 @@
 
 struct kiln_optim {
     kiln_optim_kind kind;
+    int n_threads;         /* threads of the update loops (kiln_optim_set_threads) */
     kiln_store *store;
     size_t n;              /* store entries (kiln_store_count) */
     size_t numel;          /* elements of the store's params buffer */

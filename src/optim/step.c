@@ -1,5 +1,6 @@
-/* The optimizer step (one f32 loop per parameter over flat buffers, OpenMP for big ones),
- * zero_grad and gradient clipping by global norm.
+/* The optimizer step (one f32 loop per parameter over flat buffers, on the optimizer's
+ * threads for big ones: src/core/parallel.h), zero_grad and gradient clipping by global
+ * norm.
  *
  * The loops repeat PyTorch 1.13's single-tensor SGD / Adam / AdamW operation for operation:
  * scalars are formed in double as Python forms them, then rounded to f32 where PyTorch's
@@ -7,16 +8,12 @@
  * f32 expressions keep PyTorch's order (a + alpha*b, a + value*t1*t2, a + value*t1/t2). The
  * build is ISO C (no FMA contraction), so only PyTorch's own vectorised FMAs differ, by an
  * ulp. Every element is independent, so results do not depend on the thread count. */
+#include "core/parallel.h"
 #include "optim/optim_internal.h"
 
 #include <math.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#define KILN__OPTIM_PAR _Pragma("omp parallel for schedule(static) if (n > 32768)")
-#else
-#define KILN__OPTIM_PAR
-#endif
 
 typedef struct sgd_h {
     float neg_lr;   /* -lr */
@@ -27,9 +24,9 @@ typedef struct sgd_h {
     bool decoupled, use_l2, use_mom, first, nesterov;
 } sgd_h;
 
-static void sgd_loop(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, sgd_h h)
+static void sgd_loop(int nt, float *restrict p, const float *restrict g, float *restrict buf, int64_t n, sgd_h h)
 {
-    KILN__OPTIM_PAR
+    KILN_PAR_FOR_N(kiln__par_team(nt, n))
     for (int64_t i = 0; i < n; i++) {
         float pi = p[i], d = g[i];
         if (h.decoupled) pi = pi * h.decay;
@@ -54,10 +51,10 @@ typedef struct adam_h {
     bool decoupled, use_l2;
 } adam_h;
 
-static void adam_loop(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+static void adam_loop(int nt, float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
                       adam_h h)
 {
-    KILN__OPTIM_PAR
+    KILN_PAR_FOR_N(kiln__par_team(nt, n))
     for (int64_t i = 0; i < n; i++) {
         float pi = p[i], d = g[i];
         if (h.decoupled) pi = pi * h.decay;
@@ -93,7 +90,7 @@ static void sgd_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .nesterov = opt->nesterov,
     };
     size_t o = opt->off[i];
-    sgd_loop(opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], h);
+    sgd_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], h);
     if (h.use_mom) opt->step[i]++;
 }
 
@@ -116,8 +113,18 @@ static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .use_l2 = !opt->decoupled_wd && wd != 0,
     };
     size_t o = opt->off[i];
-    adam_loop(opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, (int64_t)opt->len[i], h);
+    adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, (int64_t)opt->len[i], h);
 }
+
+kiln_status kiln_optim_set_threads(kiln_optim *opt, int n)
+{
+    if (!opt) return kiln__err(KILN_STATUS_INVALID, "optim: optimizer is NULL");
+    if (n < 0) return kiln__err(KILN_STATUS_INVALID, "optim: thread count %d < 0", n);
+    opt->n_threads = n ? n : kiln__default_threads();
+    return KILN_STATUS_OK;
+}
+
+int kiln_optim_threads(const kiln_optim *opt) { return opt ? opt->n_threads : 0; }
 
 kiln_status kiln_optim_step(kiln_optim *opt)
 {
@@ -142,38 +149,32 @@ void kiln_optim_zero_grad(kiln_optim *opt)
 
 /* ---- clipping ---------------------------------------------------------------------------- */
 
-/* Sum of squares in double over fixed chunks whose size depends only on n, added in order:
- * the same bits for any thread count. */
-static double sum_sq(const float *g, size_t n)
+/* Sum of squares of g[lo, hi) in double. */
+static double sum_sq_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    enum { MAX_CHUNKS = 256, MIN_CHUNK = 16384 };
-    size_t chunk = n / MAX_CHUNKS + 1;
-    if (chunk < MIN_CHUNK) chunk = MIN_CHUNK;
-    int64_t nc = (int64_t)((n + chunk - 1) / chunk);
-    double part[MAX_CHUNKS];
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (nc > 1)
-#endif
-    for (int64_t c = 0; c < nc; c++) {
-        size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n, j = lo;
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (; j + 4 <= hi; j += 4) {
-            a0 += (double)g[j] * g[j];
-            a1 += (double)g[j + 1] * g[j + 1];
-            a2 += (double)g[j + 2] * g[j + 2];
-            a3 += (double)g[j + 3] * g[j + 3];
-        }
-        for (; j < hi; j++) a0 += (double)g[j] * g[j];
-        part[c] = (a0 + a1) + (a2 + a3);
+    const float *g = arg;
+    int64_t j = lo;
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (; j + 4 <= hi; j += 4) {
+        a0 += (double)g[j] * g[j];
+        a1 += (double)g[j + 1] * g[j + 1];
+        a2 += (double)g[j + 2] * g[j + 2];
+        a3 += (double)g[j + 3] * g[j + 3];
     }
-    double s = 0;
-    for (int64_t c = 0; c < nc; c++) s += part[c];
-    return s;
+    for (; j < hi; j++) a0 += (double)g[j] * g[j];
+    return (a0 + a1) + (a2 + a3);
 }
 
-static void scale(float *g, int64_t n, float c)
+/* Sum of squares over fixed chunks (kiln__par_sum; cost 2: squares in double): the same
+ * bits for any thread count. */
+static double sum_sq(int nt, const float *g, size_t n)
 {
-    KILN__OPTIM_PAR
+    return kiln__par_sum(nt, (int64_t)n, 16384, 2, sum_sq_chunk, (void *)g);
+}
+
+static void scale(int nt, float *g, int64_t n, float c)
+{
+    KILN_PAR_FOR_N(kiln__par_team(nt, n))
     for (int64_t i = 0; i < n; i++) g[i] = g[i] * c;
 }
 
@@ -183,12 +184,13 @@ kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_no
     if (!(max_norm > 0)) return kiln__err(KILN_STATUS_INVALID, "clip_grad_norm: max_norm %g must be > 0", max_norm);
     if (!kiln_store_flat(s, KILN_STORE_GRADS, NULL))
         return kiln__err(KILN_STATUS_STATE, "clip_grad_norm: the store is not allocated");
+    const int nt = kiln__default_threads(); /* no context or optimizer here: the default count */
     size_t n = kiln_store_count(s);
     double ss = 0;
     for (size_t i = 0; i < n; i++) {
         kiln_tensor *t = kiln_store_at(s, i);
         if (kiln_store_is_param(s, i) && t->requires_grad && t->grad)
-            ss += sum_sq(t->grad->data, (size_t)kiln_numel(t));
+            ss += sum_sq(nt, t->grad->data, (size_t)kiln_numel(t));
     }
     double norm = sqrt(ss);
     if (total_norm) *total_norm = norm;
@@ -197,7 +199,7 @@ kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_no
     for (size_t i = 0; i < n; i++) {
         kiln_tensor *t = kiln_store_at(s, i);
         if (kiln_store_is_param(s, i) && t->requires_grad && t->grad)
-            scale(t->grad->data, kiln_numel(t), (float)coef);
+            scale(nt, t->grad->data, kiln_numel(t), (float)coef);
     }
     return KILN_STATUS_OK;
 }

@@ -7,6 +7,9 @@
 #include "kernels/cpu/dnnl_util.h"
 
 #include <stdlib.h>
+#ifdef KILN_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 typedef struct cpu_state {
     dnnl_engine_t engine;
@@ -56,14 +59,41 @@ static void cpu_free(kiln_ctx *ctx)
     ctx->backend_state = NULL;
 }
 
-dnnl_engine_t kiln__dnnl_engine(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->engine; }
+/* Primitives made for the old thread count (see kiln__dnnl_threads) are dropped. */
+static void cpu_set_threads(kiln_ctx *ctx)
+{
+    cpu_state *st = ctx->backend_state;
+    if (st) kiln__cdnn_cache_clear(&st->cache);
+}
+
+void kiln__dnnl_threads(kiln_ctx *ctx)
+{
+#ifdef KILN_HAVE_OPENMP
+    if (omp_get_max_threads() != ctx->n_threads) omp_set_num_threads(ctx->n_threads);
+#else
+    (void)ctx;
+#endif
+}
+
+dnnl_engine_t kiln__dnnl_engine(kiln_ctx *ctx)
+{
+    kiln__dnnl_threads(ctx);
+    return ((cpu_state *)ctx->backend_state)->engine;
+}
+
 kiln__cdnn_cache *kiln__dnnl_cache(kiln_ctx *ctx) { return &((cpu_state *)ctx->backend_state)->cache; }
-dnnl_stream_t kiln__dnnl_stream(kiln_ctx *ctx) { return ((cpu_state *)ctx->backend_state)->stream; }
+
+dnnl_stream_t kiln__dnnl_stream(kiln_ctx *ctx)
+{
+    kiln__dnnl_threads(ctx);
+    return ((cpu_state *)ctx->backend_state)->stream;
+}
 
 const kiln_backend kiln__cpu_backend = {
     .name = "cpu",
     .init = cpu_init,
     .free = cpu_free,
+    .set_threads = cpu_set_threads,
     .eltwise = &kiln__cpu_eltwise,
     .dense = &kiln__cpu_dense,
     .conv = &kiln__cpu_conv,

@@ -9,8 +9,8 @@
  * that benchmark) stay in L2 between the passes, so x and gy are read from memory once.
  * Statistics use two passes (mean, then the biased variance around it) with float SIMD
  * partial sums per (n, c) row added in double. (N, C) inputs (S = 1) run across channels
- * instead, so the inner loops stay contiguous. The unbiased running-variance update is
- * done by the caller. Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference
+ * instead, so the inner loops stay contiguous. The running-statistics update (unbiased
+ * variance) is the separate batch_norm_running entry, the same for both tables. Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference
  * entries transpose it to NCHW and back.
  *
  * g->relu (batch norm + ReLU, see conv.h): the forward clamps as it writes y; the backward
@@ -18,6 +18,7 @@
  * drops gy where that is not > 0 in both of its passes. The relu loops are separate
  * copies so that the plain loops stay as they were. */
 #define KILN_CONV_CPU_INTERNAL
+#include "core/parallel.h"
 #include "kernels/conv.h"
 
 #include <math.h>
@@ -38,12 +39,12 @@ static inline float relu1(float v) { return v < 0.0f ? 0.0f : v; }
 static inline float mask1(float x, float k, float sh, float gy) { return x * k + sh > 0.0f ? gy : 0.0f; }
 
 /* S >= 2: one channel per iteration. */
-static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+static void fwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
                          const float *b, float *mean, float *var, float *y)
 {
     const int64_t s = g->s, cs = g->c * s;
     const double m = (double)(g->n * s);
-#pragma omp parallel for schedule(static) if (g->n * cs > 16384)
+    KILN_PAR_FOR(ctx, 2 * g->n * cs) /* two passes over x */
     for (int64_t c = 0; c < g->c; c++) {
         if (train) {
             double acc = 0, sq = 0;
@@ -83,11 +84,11 @@ static void fwd_channels(const kiln_bn_geom *g, bool train, float eps, const flo
 
 /* S = 1, x (N, C): blocks of channels per iteration, rows inside. */
 #define CB 64
-static void fwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *b,
+static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *b,
                      float *mean, float *var, float *y)
 {
     const int64_t C = g->c;
-#pragma omp parallel for schedule(static) if (g->n * C > 16384)
+    KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */
     for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double acc[CB] = {0}, sq[CB] = {0};
@@ -119,21 +120,21 @@ kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      float *var, float *y)
 {
     if (g->cl) return kiln__cpu_batch_norm_fwd_nhwc(ctx, g, train, eps, x, w, b, mean, var, y);
-    if (g->s == 1) fwd_rows(g, train, eps, x, w, b, mean, var, y);
-    else fwd_channels(g, train, eps, x, w, b, mean, var, y);
+    if (g->s == 1) fwd_rows(ctx, g, train, eps, x, w, b, mean, var, y);
+    else fwd_channels(ctx, g, train, eps, x, w, b, mean, var, y);
     return KILN_STATUS_OK;
 }
 
 /* gx = k * (gy - a - (x - mean) * q) with k = w * invstd, and in train mode a = mean(gy),
  * q = mean(gy * (x - mean)) * invstd^2 (the statistics' own gradients); eval: a = q = 0.
  * relu: gy masked (mask1) wherever it is read. */
-static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
                          const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
                          float *gb)
 {
     const int64_t s = g->s, cs = g->c * s;
     const double m = (double)(g->n * s);
-#pragma omp parallel for schedule(static) if (g->n * cs > 16384)
+    KILN_PAR_FOR(ctx, 2 * g->n * cs) /* two passes over x */
     for (int64_t c = 0; c < g->c; c++) {
         const float mu = mean[c], invstd = 1.0f / sqrtf(var[c] + eps);
         float fk = 0, fsh = 0; /* relu: the forward's coefficients */
@@ -183,11 +184,11 @@ static void bwd_channels(const kiln_bn_geom *g, bool train, float eps, const flo
     }
 }
 
-static void bwd_rows(const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *mean,
+static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *mean,
                      const float *var, const float *gy, float *gx, bool gx_acc, float *gw, float *gb)
 {
     const int64_t C = g->c;
-#pragma omp parallel for schedule(static) if (g->n * C > 16384)
+    KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */
     for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double sg[CB] = {0}, sgx[CB] = {0};
@@ -242,9 +243,19 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      float *gw, float *gb)
 {
     if (g->cl) return kiln__cpu_batch_norm_bwd_nhwc(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
-    if (g->s == 1) bwd_rows(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
-    else bwd_channels(g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
+    if (g->s == 1) bwd_rows(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
+    else bwd_channels(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     return KILN_STATUS_OK;
+}
+
+void kiln__batch_norm_running(kiln_ctx *ctx, int64_t c, double momentum, double unbias, const float *mean,
+                              const float *var, float *rm, float *rv)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < c; i++) {
+        rm[i] = (float)(momentum * mean[i] + (1.0 - momentum) * rm[i]);
+        rv[i] = (float)(momentum * var[i] * unbias + (1.0 - momentum) * rv[i]);
+    }
 }
 
 /* ---- reference ---------------------------------------------------------------------------- */

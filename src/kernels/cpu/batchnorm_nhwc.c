@@ -16,8 +16,9 @@
  * NCHW kernels' per-(n, c) partials. Writes (y, gx): row by row; with W = 16 the
  * coefficients stay in registers, otherwise they are read from a W-float table in L1.
  *
- * One parallel region per call: each thread owns a fixed range of wide rows and sums it,
- * last block first; one thread folds the partials and computes the per-channel
+ * Two parallel loops per call over the same parts (src/core/parallel.h; static scheduling
+ * gives thread t part t in both): each thread owns a fixed range of wide rows and sums it,
+ * last block first; the calling thread folds the partials and computes the per-channel
  * coefficients; then every thread writes its own range first row first, starting on rows
  * still in its L2 (walking the writing pass backwards instead measured slower). Memory
  * traffic: forward reads x twice and writes y (the statistics take one pass: sums of
@@ -33,15 +34,12 @@
  * always-inline body instantiated twice, relu false and true, as separate functions: the
  * plain ones compile to the same code as before the ReLU existed. */
 #define KILN_CONV_CPU_INTERNAL
+#include "core/parallel.h"
 #include "kernels/conv.h"
 
 #include <math.h>
 #include <string.h>
-#ifdef KILN_HAVE_OPENMP
-#include <omp.h>
-#endif
 
-#define PAR_MIN 16384 /* floats below which one thread does everything (as batchnorm.c) */
 #define CW 16         /* columns per register chunk */
 #define SHIFT_ROWS 64 /* rows averaged for the shift K */
 
@@ -108,29 +106,12 @@ typedef struct plan {
     int64_t tail;    /* floats in the short last row (< w, a multiple of c) */
     int64_t group;   /* wide rows per register group: about 1 KB, or 4 rows */
     int64_t block;   /* wide rows summed in float (a multiple of group, about 64) */
-    bool par;        /* worth a parallel region */
+    int nt;          /* parts (one per thread): kiln__par_threads */
     int64_t tstride; /* doubles of scratch per thread */
     double *scratch; /* per thread: da (w), db (w) doubles, fa (w), fb (w) floats */
     float *coef;     /* 6 * w: per-column coefficients (channel j % c) */
 } plan;
 
-static int max_threads(void)
-{
-#ifdef KILN_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static void thread_id(int *t, int *nt)
-{
-#ifdef KILN_HAVE_OPENMP
-    *t = omp_get_thread_num(), *nt = omp_get_num_threads();
-#else
-    *t = 0, *nt = 1;
-#endif
-}
 
 /* NOMEM (message set by the arena) when the scratch does not fit. */
 static kiln_status plan_init(kiln_ctx *ctx, const kiln_bn_geom *g, plan *p)
@@ -147,19 +128,23 @@ static kiln_status plan_init(kiln_ctx *ctx, const kiln_bn_geom *g, plan *p)
     p->tail = total - p->rows * p->w;
     p->group = p->w < 64 ? 256 / p->w : 4;
     p->block = (64 + p->group - 1) / p->group * p->group;
-    p->par = total > PAR_MIN;
-    const int nt = p->par ? max_threads() : 1;
+    p->nt = kiln__par_threads(ctx, 2 * total); /* two passes over x, as batchnorm.c */
+    const int nt = p->nt;
     p->tstride = (3 * p->w + 7) & ~(int64_t)7; /* 64-byte multiple: no false sharing */
     p->scratch = kiln_step_alloc(ctx, (size_t)(nt * p->tstride) * sizeof(double));
     p->coef = kiln_step_alloc(ctx, (size_t)(6 * p->w) * sizeof(float));
     return p->scratch && p->coef ? KILN_STATUS_OK : KILN_STATUS_NOMEM;
 }
 
-/* Thread t of nt: wide rows [*r0, *r1); the last thread also takes the short row. */
-static void range(const plan *p, int t, int nt, int64_t *r0, int64_t *r1, bool *tail)
+/* Part t of p->nt: wide rows [r0, r1); the last part also takes the short row (tail). */
+typedef struct part {
+    int64_t r0, r1;
+    bool tail;
+} part;
+
+static part part_of(const plan *p, int t)
 {
-    *r0 = p->rows * t / nt, *r1 = p->rows * (t + 1) / nt;
-    *tail = t == nt - 1 && p->tail > 0;
+    return (part){p->rows * t / p->nt, p->rows * (t + 1) / p->nt, t == p->nt - 1 && p->tail > 0};
 }
 
 /* Folds nt threads' da, db (w columns each) into per-channel sa, sb (c doubles). */
@@ -405,31 +390,28 @@ kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
         shift(g, x, kc);
         spread(&p, p.coef + 2 * p.w, kc);
     }
-#pragma omp parallel if (p.par)
-    {
-        int t, nt;
-        thread_id(&t, &nt);
-        int64_t r0, r1;
-        bool tail;
-        range(&p, t, nt, &r0, &r1, &tail);
-        if (train) sums(&p, true, x, NULL, p.coef + 2 * p.w, r0, r1, tail, p.scratch + t * p.tstride);
-#pragma omp barrier
-#pragma omp single
-        {
-            if (train) {
-                fold(&p, nt, sa, sb);
-                for (int64_t c = 0; c < C; c++) {
-                    const double d = sa[c] / m, v = sb[c] / m - d * d;
-                    mean[c] = (float)(kc[c] + d);
-                    var[c] = (float)(v > 0 ? v : 0);
-                }
-            }
-            for (int64_t c = 0; c < C; c++) bn_coef(w, b, mean, var, eps, c, &kk[c], &sh[c]);
-            spread(&p, kw, kk);
-            spread(&p, shw, sh);
+    const int nt = p.nt;
+    if (train) {
+        KILN_PAR_FOR_N(nt)
+        for (int t = 0; t < nt; t++) {
+            const part q = part_of(&p, t);
+            sums(&p, true, x, NULL, p.coef + 2 * p.w, q.r0, q.r1, q.tail, p.scratch + t * p.tstride);
         }
-        if (g->relu) normalise_relu(&p, x, kw, shw, r0, r1, tail, y);
-        else normalise(&p, x, kw, shw, r0, r1, tail, y);
+        fold(&p, nt, sa, sb);
+        for (int64_t c = 0; c < C; c++) {
+            const double d = sa[c] / m, v = sb[c] / m - d * d;
+            mean[c] = (float)(kc[c] + d);
+            var[c] = (float)(v > 0 ? v : 0);
+        }
+    }
+    for (int64_t c = 0; c < C; c++) bn_coef(w, b, mean, var, eps, c, &kk[c], &sh[c]);
+    spread(&p, kw, kk);
+    spread(&p, shw, sh);
+    KILN_PAR_FOR_N(nt)
+    for (int t = 0; t < nt; t++) {
+        const part q = part_of(&p, t);
+        if (g->relu) normalise_relu(&p, x, kw, shw, q.r0, q.r1, q.tail, y);
+        else normalise(&p, x, kw, shw, q.r0, q.r1, q.tail, y);
     }
     kiln_step_rewind(ctx, mark);
     return KILN_STATUS_OK;
@@ -464,32 +446,33 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
         spread(&p, cf + 5 * p.w, cc + 4 * C);
     }
     const double m = (double)(g->n * g->s);
-#pragma omp parallel if (p.par)
-    {
-        int t, nt;
-        thread_id(&t, &nt);
-        int64_t r0, r1;
-        bool tail;
-        range(&p, t, nt, &r0, &r1, &tail);
-        double *acc = p.scratch + t * p.tstride;
-        if (need_sums && g->relu) sums_relu(&p, x, gy, cf + 3 * p.w, fk, fsh, r0, r1, tail, acc);
-        else if (need_sums) sums(&p, false, x, gy, cf + 3 * p.w, r0, r1, tail, acc);
-#pragma omp barrier
-#pragma omp single
-        {
-            if (need_sums) fold(&p, nt, sg, sgx);
-            for (int64_t c = 0; c < C; c++) {
-                const float invstd = 1.0f / sqrtf(var[c] + eps), k = (w ? w[c] : 1.0f) * invstd;
-                if (gb) gb[c] += (float)sg[c];
-                if (gw) gw[c] += (float)(sgx[c] * invstd);
-                cc[c] = k;
-                cc[C + c] = train ? -k * ((float)(sgx[c] / m) * invstd * invstd) : 0.0f;
-                cc[2 * C + c] = train ? -k * (float)(sg[c] / m) : 0.0f;
-            }
-            for (int i = 0; i < 3; i++) spread(&p, cf + i * p.w, cc + i * C);
+    const int nt = p.nt;
+    if (need_sums) {
+        KILN_PAR_FOR_N(nt)
+        for (int t = 0; t < nt; t++) {
+            const part q = part_of(&p, t);
+            double *acc = p.scratch + t * p.tstride;
+            if (g->relu) sums_relu(&p, x, gy, cf + 3 * p.w, fk, fsh, q.r0, q.r1, q.tail, acc);
+            else sums(&p, false, x, gy, cf + 3 * p.w, q.r0, q.r1, q.tail, acc);
         }
-        if (gx && g->relu) grad_x_relu(&p, train, gx_acc, x, gy, cf, r0, r1, tail, gx);
-        else if (gx) grad_x(&p, train, gx_acc, x, gy, cf, r0, r1, tail, gx);
+        fold(&p, nt, sg, sgx);
+    }
+    for (int64_t c = 0; c < C; c++) {
+        const float invstd = 1.0f / sqrtf(var[c] + eps), k = (w ? w[c] : 1.0f) * invstd;
+        if (gb) gb[c] += (float)sg[c];
+        if (gw) gw[c] += (float)(sgx[c] * invstd);
+        cc[c] = k;
+        cc[C + c] = train ? -k * ((float)(sgx[c] / m) * invstd * invstd) : 0.0f;
+        cc[2 * C + c] = train ? -k * (float)(sg[c] / m) : 0.0f;
+    }
+    for (int i = 0; i < 3; i++) spread(&p, cf + i * p.w, cc + i * C);
+    if (gx) {
+        KILN_PAR_FOR_N(nt)
+        for (int t = 0; t < nt; t++) {
+            const part q = part_of(&p, t);
+            if (g->relu) grad_x_relu(&p, train, gx_acc, x, gy, cf, q.r0, q.r1, q.tail, gx);
+            else grad_x(&p, train, gx_acc, x, gy, cf, q.r0, q.r1, q.tail, gx);
+        }
     }
     kiln_step_rewind(ctx, mark);
     return KILN_STATUS_OK;

@@ -4,6 +4,7 @@
  * the destination, which is how backward kernels accumulate gradients). */
 #define KILN_CONV_CPU_INTERNAL
 #include "kernels/conv.h"
+#include "kernels/eltwise.h"
 
 #include <string.h>
 
@@ -38,6 +39,7 @@ const kiln_conv_kernels kiln__cpu_conv = {
     .conv2d_bwd = kiln__cpu_conv2d_bwd,
     .batch_norm_fwd = kiln__cpu_batch_norm_fwd,
     .batch_norm_bwd = kiln__cpu_batch_norm_bwd,
+    .batch_norm_running = kiln__batch_norm_running,
     .max_pool2d_fwd = kiln__cpu_max_pool2d_fwd,
     .max_pool2d_bwd = kiln__cpu_max_pool2d_bwd,
     .avg_pool2d_fwd = kiln__cpu_avg_pool2d_fwd,
@@ -53,6 +55,7 @@ const kiln_conv_kernels kiln__ref_conv = {
     .conv2d_bwd = kiln__ref_conv2d_bwd,
     .batch_norm_fwd = kiln__ref_batch_norm_fwd,
     .batch_norm_bwd = kiln__ref_batch_norm_bwd,
+    .batch_norm_running = kiln__batch_norm_running,
     .max_pool2d_fwd = kiln__ref_max_pool2d_fwd,
     .max_pool2d_bwd = kiln__ref_max_pool2d_bwd,
     .avg_pool2d_fwd = kiln__ref_avg_pool2d_fwd,
@@ -170,15 +173,14 @@ kiln_status kiln__cdnn_reorder(kiln_ctx *ctx, const char *op, const dnnl_memory_
         /* same layout (e.g. nhwc gradients): a copy or an add; oneDNN's reorder takes its
          * slow generic path ("simple:any") for that */
         int64_t n = (int64_t)(dnnl_memory_desc_get_size(src_md) / sizeof(float));
-        float *d = dst;
-        const float *x = src;
         if (beta == 0.0f) {
-            memcpy(d, x, (size_t)n * sizeof(float));
-        } else {
-#pragma omp parallel for simd schedule(static) if (n > 32768)
-            for (int64_t i = 0; i < n; i++) d[i] += x[i];
+            memcpy(dst, src, (size_t)n * sizeof(float));
+            return KILN_STATUS_OK;
         }
-        return KILN_STATUS_OK;
+        kiln_tensor vx, vd;
+        kiln_tensor_wrap(&vx, KILN_DTYPE_F32, 1, &n, (void *)src);
+        kiln_tensor_wrap(&vd, KILN_DTYPE_F32, 1, &n, dst);
+        return kiln__cpu_axpy(ctx, 1.0f, &vx, &vd);
     }
     reorder_key key;
     memset(&key, 0, sizeof key);

@@ -11,6 +11,7 @@
  * Primitives are cached per context by geometry and pass (dnnl_cache.c): creating the
  * descriptors per call cost tens of microseconds, as much as the small layers' compute. */
 #define KILN_CONV_CPU_INTERNAL
+#include "core/parallel.h"
 #include "kernels/conv.h"
 
 #include <stdlib.h>
@@ -223,14 +224,14 @@ static void bias_grad_nhwc(const kiln_conv2d_geom *g, const float *gy, float *gb
 }
 
 /* gb (O) += sum of gy (N, O, OH, OW) over N, OH, OW. */
-static void bias_grad(const kiln_conv2d_geom *g, const float *gy, float *gb)
+static void bias_grad(kiln_ctx *ctx, const kiln_conv2d_geom *g, const float *gy, float *gb)
 {
     if (g->nhwc) {
         bias_grad_nhwc(g, gy, gb);
         return;
     }
     int64_t s = g->oh * g->ow;
-#pragma omp parallel for if (g->o * g->n * s > 65536)
+    KILN_PAR_FOR(ctx, g->o * g->n * s)
     for (int64_t o = 0; o < g->o; o++) {
         double acc = 0;
         for (int64_t n = 0; n < g->n; n++) {
@@ -302,7 +303,7 @@ kiln_status kiln__cpu_conv2d_bwd(kiln_ctx *ctx, const kiln_conv2d_geom *g, const
     const dnnl_memory_desc_t *gys = &m.y_u;
     if (gx) st = bwd_data(ctx, g, &m, w, gy, &m.y_u, gx, gx_acc, &gyb, &gys);
     if (st >= 0 && gw) st = bwd_weights(ctx, g, &m, x, gyb, gys, gw, gb);
-    else if (st >= 0 && gb) bias_grad(g, gy, gb);
+    else if (st >= 0 && gb) bias_grad(ctx, g, gy, gb);
     kiln_step_rewind(ctx, mark);
     return st;
 }

@@ -22,6 +22,13 @@ static kiln_status ref_gemm(kiln_ctx *ctx, bool ta, bool tb, int64_t m, int64_t 
     return KILN_STATUS_OK;
 }
 
+static void ref_fill_rows(kiln_ctx *ctx, const float *b, int64_t m, int64_t n, float *y)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) y[i * n + j] = b[j];
+}
+
 static void ref_col_sum(kiln_ctx *ctx, const float *g, int64_t m, int64_t n, float *gb)
 {
     (void)ctx;
@@ -92,11 +99,16 @@ static void ref_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, floa
         }
 }
 
-static void ref_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
-                         int64_t ignore_index, float smoothing, float *loss, float *stat)
+static double ref_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c,
+                           int64_t inner, int64_t ignore_index, float smoothing, float *loss, float *stat)
 {
     (void)ctx;
+    double sum = 0.0;
     for (int64_t p = 0; p < outer * inner; p++) {
+        if (c == 0) {
+            loss[p] = stat[2 * p] = stat[2 * p + 1] = 0.0f;
+            continue;
+        }
         const float *xp = x + (p / inner) * c * inner + p % inner;
         double m, ls = logsum_d(xp, c, inner, &m), sm = 0.0;
         stat[2 * p] = (float)m; /* a float logit: exact */
@@ -107,7 +119,9 @@ static void ref_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_
         }
         for (int64_t j = 0; j < c; j++) sm += ls - (xp[j * inner] - m);
         loss[p] = (float)((1.0 - smoothing) * (ls - (xp[t[p] * inner] - m)) + smoothing / (double)c * sm);
+        sum += loss[p];
     }
+    return sum;
 }
 
 static void ref_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
@@ -179,7 +193,9 @@ static void ref_dropout_fwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_
 
 const kiln_dense_kernels kiln__ref_dense = {
     .gemm = ref_gemm,
+    .fill_rows = ref_fill_rows,
     .col_sum = ref_col_sum,
+    .index_check = kiln__index_check,
     .embedding_fwd = ref_embedding_fwd,
     .embedding_bwd = ref_embedding_bwd,
     .softmax_fwd = ref_softmax_fwd,

@@ -29,6 +29,23 @@ dnnl_primitive_t kiln__cdnn_keep(kiln_ctx *ctx, const char *op, const void *key,
 /* Destroys every cached primitive. */
 void kiln__cdnn_cache_clear(kiln__cdnn_cache *c);
 
+/* Tells oneDNN the context's thread count before a oneDNN call on this thread.
+ *
+ * What oneDNN 2.6 (Debian's build, OpenMP runtime) allows: it takes its thread count from
+ * omp_get_max_threads() of the calling thread, i.e. that thread's OpenMP nthreads-var,
+ * both when a primitive is created (the count is part of oneDNN's primitive cache key,
+ * and scratchpads and work splits are sized for it) and when it runs; it has no per-engine,
+ * per-stream or per-call count (the threadpool interop API that has one exists only in
+ * builds with DNNL_CPU_RUNTIME=THREADPOOL). So kiln sets the calling thread's nthreads-var
+ * to ctx's count (omp_set_num_threads, only when it differs) before every oneDNN call:
+ * kiln__dnnl_engine and kiln__dnnl_stream do it (every primitive creation needs the engine,
+ * every execution the stream), the dnnl_sgemm callers call it. A primitive in kiln's cache
+ * was made for the count it runs with: kiln_ctx_set_threads empties the cache.
+ *
+ * OpenBLAS is linked but kiln makes no BLAS call (GEMMs are oneDNN's, see gemm.c); it could
+ * not be told per context anyway: openblas_set_num_threads sets one count for the whole
+ * process (its pthread build's own pool). */
+void kiln__dnnl_threads(kiln_ctx *ctx);
 dnnl_engine_t kiln__dnnl_engine(kiln_ctx *ctx);
 kiln__cdnn_cache *kiln__dnnl_cache(kiln_ctx *ctx);
 dnnl_stream_t kiln__dnnl_stream(kiln_ctx *ctx);

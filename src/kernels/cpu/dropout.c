@@ -8,6 +8,7 @@
  * kiln_philox_uniform itself and tests/test_dropout.c requires both masks to be equal bit
  * for bit. */
 #include "core/philox.h"
+#include "core/parallel.h"
 #include "kernels/dense.h"
 
 #define VEC __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -33,9 +34,8 @@ VEC static void mask_block(uint64_t seed, uint64_t first, int64_t i0, int64_t i1
 void kiln__cpu_dropout_fwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
                            float *mask, const float *x, float *y)
 {
-    (void)ctx;
     const int64_t blk = 4096;
     int64_t nb = (n + blk - 1) / blk;
-#pragma omp parallel for schedule(static) if (n > 16384)
+    KILN_PAR_FOR(ctx, 2 * n) /* a Philox draw per element */
     for (int64_t b = 0; b < nb; b++) mask_block(seed, first, b * blk, b + 1 < nb ? (b + 1) * blk : n, p, scale, mask, x, y);
 }

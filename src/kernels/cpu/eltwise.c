@@ -6,6 +6,7 @@
  * Backward passes are arithmetic on saved values and stay OpenMP loops (~2 ms for 4M): they
  * must add into the gradient, which oneDNN's eltwise backward cannot do without a second
  * pass over memory. */
+#include "core/parallel.h"
 #include "kernels/eltwise.h"
 #include "kernels/cpu/dnnl_util.h"
 
@@ -235,7 +236,7 @@ static kiln_status cpu_unary_fwd(kiln_ctx *ctx, kiln_unary_op op, float alpha, c
         if (ctx && ctx->backend_state && dnnl_alg(op, &alg, &min_n) && n >= min_n)
             return dnnl_fwd(ctx, op, alg, xp, yp, n);
         int64_t nc = (n + CHUNK - 1) / CHUNK;
-        KILN__OMP("omp parallel for if(n > KILN__PAR_MIN)")
+        KILN_PAR_FOR(ctx, n)
         for (int64_t c = 0; c < nc; c++) {
             int64_t i0 = c * CHUNK, m = n - i0 < CHUNK ? n - i0 : CHUNK;
             fwd_span(op, alpha, xp + i0, yp + i0, m);
@@ -243,7 +244,7 @@ static kiln_status cpu_unary_fwd(kiln_ctx *ctx, kiln_unary_op op, float alpha, c
         return KILN_STATUS_OK;
     }
     unary_arg u = {.it = &it, .op = op, .alpha = alpha, .p = {xp, yp}};
-    kiln__iter_run(&it, fwd_seg, &u);
+    kiln__iter_run(ctx, &it, fwd_seg, &u);
     return KILN_STATUS_OK;
 }
 
@@ -273,7 +274,6 @@ static void bwd_seg(void *arg, const int64_t *off, int64_t n)
 static kiln_status cpu_unary_bwd(kiln_ctx *ctx, kiln_unary_op op, float alpha, const kiln_tensor *x,
                                  const kiln_tensor *y, const kiln_tensor *gy, kiln_tensor *gx)
 {
-    (void)ctx;
     bool need_x = kiln__unary_bwd_needs_x(op);
     KILN_ASSERT(!need_x || x);
     const kiln_tensor *ops[4] = {y, gy, gx, x};
@@ -281,7 +281,7 @@ static kiln_status cpu_unary_bwd(kiln_ctx *ctx, kiln_unary_op op, float alpha, c
     kiln__iter_init(&it, need_x ? 4 : 3, ops);
     unary_arg u = {.it = &it, .op = op, .alpha = alpha,
                    .p = {y->data, gy->data, gx->data, need_x ? x->data : NULL}};
-    kiln__iter_run(&it, bwd_seg, &u);
+    kiln__iter_run(ctx, &it, bwd_seg, &u);
     return KILN_STATUS_OK;
 }
 

@@ -1,6 +1,7 @@
 /* CPU kernels of the eltwise family: broadcasting binary ops, where, copy and axpy. All run
  * on the strided loop of eltwise_iter.c; inner segments have fast paths for the common
  * stride patterns (all contiguous, one operand a broadcast scalar along the row). */
+#include "core/parallel.h"
 #include "kernels/eltwise.h"
 
 #include <string.h>
@@ -57,12 +58,11 @@ static void bin_seg(void *arg, const int64_t *off, int64_t n)
 kiln_status kiln__cpu_binary(kiln_ctx *ctx, kiln_binary_op op, const kiln_tensor *a, const kiln_tensor *b,
                              kiln_tensor *y, bool accumulate)
 {
-    (void)ctx;
     const kiln_tensor *ops[3] = {a, b, y};
     kiln__iter it;
     kiln__iter_init(&it, 3, ops);
     bin_arg u = {.it = &it, .op = op, .acc = accumulate, .p = {a->data, b->data, y->data}};
-    kiln__iter_run(&it, bin_seg, &u);
+    kiln__iter_run(ctx, &it, bin_seg, &u);
     return KILN_STATUS_OK;
 }
 
@@ -95,14 +95,13 @@ static void where_seg(void *arg, const int64_t *off, int64_t n)
 kiln_status kiln__cpu_where(kiln_ctx *ctx, const kiln_tensor *cond, const kiln_tensor *a, const kiln_tensor *b,
                             kiln_tensor *y, bool accumulate)
 {
-    (void)ctx;
     KILN_ASSERT(cond->dtype == KILN_DTYPE_U8 || cond->dtype == KILN_DTYPE_F32);
     const kiln_tensor *ops[4] = {cond, a, b, y};
     kiln__iter it;
     kiln__iter_init(&it, 4, ops);
     bin_arg u = {.it = &it, .op = cond->dtype == KILN_DTYPE_U8 ? 0 : 1, .acc = accumulate,
                  .p = {cond->data, a->data, b->data, y->data}};
-    kiln__iter_run(&it, where_seg, &u);
+    kiln__iter_run(ctx, &it, where_seg, &u);
     return KILN_STATUS_OK;
 }
 
@@ -130,13 +129,12 @@ static void copy_seg(void *arg, const int64_t *off, int64_t n)
 
 kiln_status kiln__cpu_copy(kiln_ctx *ctx, const kiln_tensor *x, kiln_tensor *y)
 {
-    (void)ctx;
     KILN_ASSERT(x->dtype == y->dtype);
     const kiln_tensor *ops[2] = {x, y};
     kiln__iter it;
     kiln__iter_init(&it, 2, ops);
     bin_arg u = {.it = &it, .es = kiln_dtype_size(x->dtype), .p = {x->data, y->data}};
-    kiln__iter_run(&it, copy_seg, &u);
+    kiln__iter_run(ctx, &it, copy_seg, &u);
     return KILN_STATUS_OK;
 }
 
@@ -164,11 +162,10 @@ static void axpy_seg(void *arg, const int64_t *off, int64_t n)
 
 kiln_status kiln__cpu_axpy(kiln_ctx *ctx, float alpha, const kiln_tensor *x, kiln_tensor *y)
 {
-    (void)ctx;
     const kiln_tensor *ops[2] = {x, y};
     kiln__iter it;
     kiln__iter_init(&it, 2, ops);
     bin_arg u = {.it = &it, .alpha = alpha, .p = {x->data, y->data}};
-    kiln__iter_run(&it, axpy_seg, &u);
+    kiln__iter_run(ctx, &it, axpy_seg, &u);
     return KILN_STATUS_OK;
 }

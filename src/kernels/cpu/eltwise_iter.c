@@ -1,10 +1,11 @@
 /* The N-d strided loop behind the CPU eltwise kernels: operands of one shape with any
  * strides (stride 0 for broadcast dims) are reduced to as few dims as possible, then the
- * flat index space is cut into one contiguous range per thread; each thread walks its range
+ * flat index space is cut into one contiguous range per thread (src/core/parallel.h); each thread walks its range
  * row by row, handing inner segments (one stride per operand) to a segment function. */
+#include "core/parallel.h"
 #include "kernels/eltwise.h"
 
-#ifdef KILN_HAVE_OPENMP
+#ifdef _OPENMP
 #include <omp.h>
 #endif
 
@@ -87,20 +88,16 @@ static void run_range(const kiln__iter *it, kiln__seg_fn fn, void *arg, int64_t 
     }
 }
 
-void kiln__iter_run(const kiln__iter *it, kiln__seg_fn fn, void *arg)
+void kiln__iter_run(const kiln_ctx *ctx, const kiln__iter *it, kiln__seg_fn fn, void *arg)
 {
-    int64_t total = kiln__iter_numel(it);
+    const int64_t total = kiln__iter_numel(it), nt = kiln__par_threads(ctx, total);
     if (total == 0) return;
-#ifdef KILN_HAVE_OPENMP
-    if (total > KILN__PAR_MIN) {
-KILN__OMP("omp parallel")
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int64_t e0 = total * t / nt, e1 = total * (t + 1) / nt;
-            if (e1 > e0) run_range(it, fn, arg, e0, e1);
-        }
-        return;
-    }
+    KILN_PAR_FOR(ctx, total)
+    for (int64_t t = 0; t < nt; t++) {
+#ifdef _OPENMP
+        if (t == 0) kiln__par_last_team = omp_get_num_threads(); /* thread 0: the caller */
 #endif
-    run_range(it, fn, arg, 0, total);
+        int64_t e0 = total * t / nt, e1 = total * (t + 1) / nt;
+        if (e1 > e0) run_range(it, fn, arg, e0, e1);
+    }
 }

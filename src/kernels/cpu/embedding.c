@@ -1,20 +1,38 @@
 /* CPU embedding kernels: the row gather of the forward and the sparse scatter-add of the
- * backward. The backward touches only the rows named by the indices (never a V x D pass),
- * and is race free by row ownership: thread t of T adds exactly the rows r with
+ * backward, and the index copy-and-check that embedding and cross-entropy run on their
+ * indices. The backward touches only the rows named by the indices (never a V x D pass),
+ * and is race free by row ownership: part t of T adds exactly the rows r with
  * r % T == t, scanning the n indices in order. So every row's sum runs in ascending
  * index position whatever T is, and a skewed (Zipf) vocabulary still spreads over threads
  * because neighbouring frequent ids land on different threads. */
+#include "core/parallel.h"
 #include "kernels/dense.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+int64_t kiln__index_check(kiln_ctx *ctx, const void *src, bool i32, int64_t n, int64_t limit, bool has_ignore,
+                          int64_t ignore_index, int64_t *dst, int64_t *kept)
+{
+    (void)ctx;
+    if (i32) {
+        const int32_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = s[i];
+    } else if (n) {
+        memcpy(dst, src, (size_t)n * sizeof *dst);
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (has_ignore && dst[i] == ignore_index) continue;
+        if (dst[i] < 0 || dst[i] >= limit) return i;
+        k++;
+    }
+    if (kept) *kept = k;
+    return -1;
+}
 
 void kiln__cpu_embedding_fwd(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *w, int64_t d, float *out)
 {
-    (void)ctx;
-#pragma omp parallel for schedule(static) if (n * d > 32768)
+    KILN_PAR_FOR(ctx, n * d)
     for (int64_t i = 0; i < n; i++) memcpy(out + i * d, w + idx[i] * d, (size_t)d * sizeof(float));
 }
 
@@ -31,21 +49,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void row_add
 kiln_status kiln__cpu_embedding_bwd(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *gy, int64_t v,
                                     int64_t d, float *gw)
 {
-    (void)ctx;
     (void)v;
-    if (n * d <= 32768) {
-        for (int64_t i = 0; i < n; i++) row_add(gw + idx[i] * d, gy + i * d, d);
-        return KILN_STATUS_OK;
-    }
-#pragma omp parallel
-    {
-        int64_t t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
+    const int64_t nt = kiln__par_threads(ctx, n * d);
+    KILN_PAR_FOR(ctx, n * d)
+    for (int64_t t = 0; t < nt; t++)
         for (int64_t i = 0; i < n; i++)
             if (idx[i] % nt == t) row_add(gw + idx[i] * d, gy + i * d, d);
-    }
     return KILN_STATUS_OK;
 }

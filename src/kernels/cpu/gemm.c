@@ -1,9 +1,10 @@
 /* CPU GEMM for the dense family: oneDNN's dnnl_sgemm (JIT AVX-512/AVX2 kernels, threaded
- * with the same OpenMP runtime as the rest of kiln), and the column sum behind linear's
- * bias gradient. Measured on this machine (2 cores, Xeon with AVX-512), 1024^3 row-major:
+ * with the same OpenMP runtime as the rest of kiln), and linear's bias: the row fill its
+ * forward starts from and the column sum of its gradient. Measured on this machine (2 cores, Xeon with AVX-512), 1024^3 row-major:
  * dnnl_sgemm ~235 GFLOP/s; Debian's OpenBLAS 0.3.21 pthread build detects the CPU as
  * "Prescott" (31 GFLOP/s) and even forced to SkylakeX is slower than oneDNN and runs its
  * own thread pool beside OpenMP's, so kiln does not route GEMMs through BLAS. */
+#include "core/parallel.h"
 #include "kernels/dense.h"
 #include "kernels/cpu/dnnl_util.h"
 
@@ -21,7 +22,6 @@ kiln_status kiln__cpu_gemm(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m,
                            const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                            int64_t ldc)
 {
-    (void)ctx;
     if (m <= 0 || n <= 0) return KILN_STATUS_OK;
     if (k <= 0) { /* nothing to multiply: c = beta * c */
         for (int64_t i = 0; i < m; i++) {
@@ -33,9 +33,16 @@ kiln_status kiln__cpu_gemm(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m,
         }
         return KILN_STATUS_OK;
     }
+    kiln__dnnl_threads(ctx);
     KILN_DNNL("gemm", dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta,
                                  c, ldc));
     return KILN_STATUS_OK;
+}
+
+void kiln__cpu_fill_rows(kiln_ctx *ctx, const float *b, int64_t m, int64_t n, float *y)
+{
+    KILN_PAR_FOR(ctx, m * n)
+    for (int64_t i = 0; i < m; i++) memcpy(y + i * n, b, (size_t)n * sizeof *y);
 }
 
 /* Column sums: threads own disjoint column blocks and walk all rows, so each gb[j] is
@@ -59,9 +66,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void col_blo
 
 void kiln__cpu_col_sum(kiln_ctx *ctx, const float *g, int64_t m, int64_t n, float *gb)
 {
-    (void)ctx;
     int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for schedule(static) if (m * n > 32768)
+    KILN_PAR_FOR(ctx, m * n)
     for (int64_t b = 0; b < nb; b++) {
         int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
         col_block(g, m, n, j0, j1, gb);

@@ -1,7 +1,9 @@
 /* CPU pointwise losses (mse, l1, bce with logits) and their gradients. bce is PyTorch
  * 1.13's (1 - y) x + (1 + (pw - 1) y) softplus(-x), evaluated per sign of x so that no two
  * large terms cancel: x < 0 gives -pw y x + (1 + (pw - 1) y) log1p(exp(x)). Sums are
- * accumulated in double. */
+ * accumulated in double over fixed chunks (kiln__par_sum): the same bits for any thread
+ * count. */
+#include "core/parallel.h"
 #include "kernels/dense.h"
 
 #include <math.h>
@@ -26,25 +28,35 @@ static inline float ploss(kiln_ploss_kind kind, float x, float y, float pw)
     return 0.0f;
 }
 
-double kiln__cpu_ploss_fwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
-                           int64_t n, float *out)
+typedef struct ploss_arg {
+    kiln_ploss_kind kind;
+    const float *x, *y, *pw;
+    float *out;
+} ploss_arg;
+
+static double ploss_chunk(void *arg, int64_t lo, int64_t hi)
 {
-    (void)ctx;
+    const ploss_arg *a = arg;
     double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if (n > 32768)
-    for (int64_t i = 0; i < n; i++) {
-        float l = ploss(kind, x[i], y[i], pw ? pw[i] : 1.0f);
-        if (out) out[i] = l;
+    for (int64_t i = lo; i < hi; i++) {
+        float l = ploss(a->kind, a->x[i], a->y[i], a->pw ? a->pw[i] : 1.0f);
+        if (a->out) a->out[i] = l;
         s += l;
     }
     return s;
 }
 
+double kiln__cpu_ploss_fwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
+                           int64_t n, float *out)
+{
+    ploss_arg a = {kind, x, y, pw, out};
+    return kiln__par_sum(ctx ? ctx->n_threads : 1, n, 4096, 1, ploss_chunk, &a);
+}
+
 void kiln__cpu_ploss_bwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
                          int64_t n, const float *g, int64_t g_stride, float *gx, float *gy)
 {
-    (void)ctx;
-#pragma omp parallel for schedule(static) if (n > 32768)
+    KILN_PAR_FOR(ctx, n)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i * g_stride], dx = 0.0f, dy = 0.0f, d = x[i] - y[i];
         switch (kind) {

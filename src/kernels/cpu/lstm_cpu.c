@@ -9,6 +9,7 @@
  *             stacked for all t) and the bias gradient is a column sum.
  * Matrices are batch-first, so a time step's rows are T*4H (gates) or T*H (y) apart and go
  * to the GEMM as a leading dimension, with no copies. */
+#include "core/parallel.h"
 #include "kernels/rnn.h"
 #include "kernels/cpu/dnnl_util.h"
 
@@ -29,9 +30,10 @@
 #define S2(r, c) ((const int64_t[2]){(r), (c)})
 
 /* Row-major C (M, N) = op(A) @ op(B) [+ C when acc], op = transpose when t* is 'T'. */
-static kiln_status sgemm(char ta, char tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+static kiln_status sgemm(kiln_ctx *ctx, char ta, char tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          const float *Bm, int64_t ldb, float *C, int64_t ldc, bool acc)
 {
+    kiln__dnnl_threads(ctx);
     dnnl_status_t s = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, acc ? 1.0f : 0.0f, C, ldc);
     if (s != dnnl_success)
         return kiln__err(KILN_STATUS_BACKEND, "lstm: oneDNN sgemm (%lld x %lld x %lld) failed: %s", (long long)M,
@@ -177,9 +179,6 @@ static inline float ftanh(float x) { return 1.0f - 2.0f / (1.0f + fexp(2.0f * x)
 #define LSTM_CLONES
 #endif
 
-/* Rows of work below which OpenMP costs more than it saves. */
-#define LSTM_PAR_MIN 8192
-
 /* ---- forward ----------------------------------------------------------------------------- */
 
 /* One batch row of step t. In: gt (4H) = x_t @ w_ih^T, rt (4H) = h_{t-1} @ w_hh^T, cp = c_{t-1}.
@@ -208,11 +207,11 @@ LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict rt, co
 }
 
 /* Gate math of step t for every batch row; rec (B, 4H) = h_{t-1} @ w_hh^T, h (B, H) <- h_t. */
-static void fwd_step(const kiln_lstm_args *a, const float *rec, const float *bias, float *h, const float *zeros,
+static void fwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *rec, const float *bias, float *h, const float *zeros,
                      int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
-#pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
+    KILN_PAR_FOR(ctx, 4 * B * G) /* gate math: a few transcendentals per element */
     for (int64_t b = 0; b < B; b++) {
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
         fwd_row(a->gates + (b * T + t) * G, rec + b * G, bias, cp, a->cell + (b * T + t) * H,
@@ -231,7 +230,7 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     memset(zeros, 0, (size_t)H * sizeof(float));
 
     /* gates (B*T, 4H) = x (B*T, I) @ w_ih^T */
-    kiln_status st = sgemm('N', 'T', B * T, G, I, a->x, I, a->w_ih, I, a->gates, G, false);
+    kiln_status st = sgemm(ctx, 'N', 'T', B * T, G, I, a->x, I, a->w_ih, I, a->gates, G, false);
     if (st < 0) return st;
     /* per step: rec (B, 4H) = h_{t-1} (B, H) @ w_hh^T, w_hh^T = (H, 4H) with strides (1, H) */
     lstm_mm mm = {0};
@@ -239,7 +238,7 @@ kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     for (int64_t t = 0; t < T && st == KILN_STATUS_OK; t++) {
         if (t > 0 || a->h0) st = mm_run(ctx, &mm, t > 0 ? h : a->h0, rec);
         else memset(rec, 0, (size_t)(B * G) * sizeof(float));
-        if (st == KILN_STATUS_OK) fwd_step(a, rec, bias, h, zeros, t);
+        if (st == KILN_STATUS_OK) fwd_step(ctx, a, rec, bias, h, zeros, t);
     }
     mm_free(&mm);
     if (st < 0) return st;
@@ -277,10 +276,10 @@ LSTM_CLONES static void bwd_row(float *restrict gt, float *restrict dg, const fl
 }
 
 /* Gradient math of step t for every batch row; dh, dc (B, H); dg (B, 4H) <- dgates_t. */
-static void bwd_step(const kiln_lstm_args *a, const float *dh, float *dc, float *dg, const float *zeros, int64_t t)
+static void bwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *dh, float *dc, float *dg, const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
-#pragma omp parallel for if (B * G >= LSTM_PAR_MIN) schedule(static)
+    KILN_PAR_FOR(ctx, 4 * B * G) /* gate math: a few transcendentals per element */
     for (int64_t b = 0; b < B; b++) {
         const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
         const float *gy = a->gy ? a->gy + (b * T + t) * H : zeros;
@@ -290,10 +289,10 @@ static void bwd_step(const kiln_lstm_args *a, const float *dh, float *dc, float 
 }
 
 /* out (4H) += column sums of d (R, 4H). */
-static void colsum_add(const float *d, int64_t R, int64_t G, float *out1, float *out2)
+static void colsum_add(kiln_ctx *ctx, const float *d, int64_t R, int64_t G, float *out1, float *out2)
 {
     const int64_t CH = 256; /* columns per chunk: rows are walked in cache-friendly strips */
-#pragma omp parallel for if (R * G >= 4 * LSTM_PAR_MIN) schedule(static)
+    KILN_PAR_FOR(ctx, R * G)
     for (int64_t g0 = 0; g0 < G; g0 += CH) {
         float acc[256];
         int64_t n = G - g0 < CH ? G - g0 : CH;
@@ -328,7 +327,7 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     kiln_status st = KILN_STATUS_OK;
     if (T > 1 || a->gh0) st = mm_init(ctx, &mm, B, H, G, a->w_hh, S2(H, 1));
     for (int64_t t = T - 1; t >= 0 && st == KILN_STATUS_OK; t--) {
-        bwd_step(a, dh, dc, dgt, zeros, t);
+        bwd_step(ctx, a, dh, dc, dgt, zeros, t);
         if (t > 0 || a->gh0) st = mm_run(ctx, &mm, dgt, dh);
     }
     mm_free(&mm);
@@ -340,27 +339,27 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 
     const float *dg = a->gates; /* (B*T, 4H) */
     if (a->gx) { /* gx (B*T, I) += dg @ w_ih */
-        st = sgemm('N', 'N', B * T, I, G, dg, G, a->w_ih, I, a->gx, I, true);
+        st = sgemm(ctx, 'N', 'N', B * T, I, G, dg, G, a->w_ih, I, a->gx, I, true);
         if (st < 0) return st;
     }
     if (a->gw_ih) { /* gw_ih (4H, I) += dg^T @ x */
-        st = sgemm('T', 'N', G, I, B * T, dg, G, a->x, I, a->gw_ih, I, true);
+        st = sgemm(ctx, 'T', 'N', G, I, B * T, dg, G, a->x, I, a->gw_ih, I, true);
         if (st < 0) return st;
     }
     if (a->gw_hh && (T > 1 || a->h0)) { /* gw_hh (4H, H) += dg^T @ hprev, hprev (B*T, H) = h_{t-1} */
         float *hp = kiln_step_alloc(ctx, (size_t)(B * T * H) * sizeof(float));
         if (!hp) return KILN_STATUS_NOMEM;
-#pragma omp parallel for if (B * T * H >= 4 * LSTM_PAR_MIN) schedule(static)
+        KILN_PAR_FOR(ctx, B * T * H)
         for (int64_t b = 0; b < B; b++) {
             float *row = hp + b * T * H;
             if (a->h0) memcpy(row, a->h0 + b * H, (size_t)H * sizeof(float));
             else memset(row, 0, (size_t)H * sizeof(float));
             memcpy(row + H, a->y + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
         }
-        st = sgemm('T', 'N', G, H, B * T, dg, G, hp, H, a->gw_hh, H, true);
+        st = sgemm(ctx, 'T', 'N', G, H, B * T, dg, G, hp, H, a->gw_hh, H, true);
         if (st < 0) return st;
     }
-    if (a->gb_ih || a->gb_hh) colsum_add(dg, B * T, G, a->gb_ih, a->gb_hh);
+    if (a->gb_ih || a->gb_hh) colsum_add(ctx, dg, B * T, G, a->gb_ih, a->gb_hh);
     return KILN_STATUS_OK;
 }
 

@@ -9,10 +9,15 @@
  * to [-P, H+P) in PyTorch; they differ only when a ceil-mode window passes H+P, and then
  * the OpenMP loop below (same code as the reference) is used instead. */
 #define KILN_CONV_CPU_INTERNAL
+#include "core/parallel.h"
 #include "kernels/conv.h"
 
 #include <math.h>
 #include <string.h>
+
+/* Work of one pooling output (or input, for the adaptive bins and the backward) in the
+ * units of src/core/parallel.h: a window of several elements. */
+#define POOL_WORK 8
 
 #define OP "pool2d"
 
@@ -108,7 +113,7 @@ kiln_status kiln__cdnn_pool_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, dnnl_a
                            {DNNL_ARG_WORKSPACE, wmd, (void *)keep}};
     st = kiln__cdnn_exec(ctx, OP, pd, ws ? 3 : 2, a);
     if (st >= 0 && gx_acc) {
-#pragma omp parallel for if (total > 65536)
+        KILN_PAR_FOR(ctx, total)
         for (int64_t i = 0; i < total; i++) gx[i] += gxb[i];
     }
 done:
@@ -165,10 +170,10 @@ static void plane_zero(float *p, int64_t s, int64_t step)
         for (int64_t e = 0; e < s; e++) p[e * step] = 0;
 }
 
-void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx, bool par)
+void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx, const kiln_ctx *ctx)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
-#pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
+    KILN_PAR_FOR(ctx, POOL_WORK * planes * (adaptive ? hw : ohw))
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + plane_at(g, pl, hw);
         float *yp = y + plane_at(g, pl, ohw);
@@ -195,10 +200,10 @@ void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *
 
 /* gx[argmax] += gy; planes are independent so the scatter is race-free per plane. */
 void kiln__pool_max_bwd_loop(const kiln_pool2d_geom *g, const int32_t *idx, const float *gy, float *gx, bool gx_acc,
-                             bool par)
+                             const kiln_ctx *ctx)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
-#pragma omp parallel for if (par && planes * hw > 4096)
+    KILN_PAR_FOR(ctx, POOL_WORK * planes * hw)
     for (int64_t pl = 0; pl < planes; pl++) {
         float *gp = gx + plane_at(g, pl, hw);
         const float *gyp = gy + plane_at(g, pl, ohw);
@@ -220,10 +225,10 @@ static inline int64_t avg_div(const kiln_pool2d_geom *g, win r, win c)
     return g->count_include_pad ? r.span * c.span : (r.end - r.start) * (c.end - c.start);
 }
 
-void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, bool par)
+void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, const kiln_ctx *ctx)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
-#pragma omp parallel for if (par && planes * (adaptive ? hw : ohw) > 4096)
+    KILN_PAR_FOR(ctx, POOL_WORK * planes * (adaptive ? hw : ohw))
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + plane_at(g, pl, hw);
         float *yp = y + plane_at(g, pl, ohw);
@@ -241,10 +246,10 @@ void kiln__pool_avg_loop(const kiln_pool2d_geom *g, bool adaptive, const float *
 }
 
 void kiln__pool_avg_bwd_loop(const kiln_pool2d_geom *g, bool adaptive, const float *gy, float *gx, bool gx_acc,
-                             bool par)
+                             const kiln_ctx *ctx)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
-#pragma omp parallel for if (par && planes * hw > 4096)
+    KILN_PAR_FOR(ctx, POOL_WORK * planes * hw)
     for (int64_t pl = 0; pl < planes; pl++) {
         float *gp = gx + plane_at(g, pl, hw);
         const float *gyp = gy + plane_at(g, pl, ohw);
@@ -292,7 +297,7 @@ kiln_status kiln__cpu_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *y)
 {
     if (!avg_fits_dnnl(g)) {
-        kiln__pool_avg_loop(g, false, x, y, true);
+        kiln__pool_avg_loop(g, false, x, y, ctx);
         return KILN_STATUS_OK;
     }
     return kiln__cdnn_pool_fwd(ctx, g, avg_alg(g), x, y, NULL);
@@ -302,7 +307,7 @@ kiln_status kiln__cpu_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *gx, bool gx_acc)
 {
     if (!avg_fits_dnnl(g)) {
-        kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, true);
+        kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, ctx);
         return KILN_STATUS_OK;
     }
     return kiln__cdnn_pool_bwd(ctx, g, avg_alg(g), NULL, gy, gx, gx_acc);
@@ -315,7 +320,7 @@ kiln_status kiln__ref_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
 {
     int32_t *idx = NULL;
     if (keep && !(idx = kiln__pool_alloc_idx(ctx, g, keep))) return KILN_STATUS_NOMEM;
-    kiln__pool_max_loop(g, false, x, y, idx, false);
+    kiln__pool_max_loop(g, false, x, y, idx, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -324,7 +329,7 @@ kiln_status kiln__ref_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
 {
     (void)ctx, (void)x;
     KILN_ASSERT(keep);
-    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, false);
+    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -332,7 +337,7 @@ kiln_status kiln__ref_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *y)
 {
     (void)ctx;
-    kiln__pool_avg_loop(g, false, x, y, false);
+    kiln__pool_avg_loop(g, false, x, y, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -340,6 +345,6 @@ kiln_status kiln__ref_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_geom *g, c
                                      float *gx, bool gx_acc)
 {
     (void)ctx;
-    kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, false);
+    kiln__pool_avg_bwd_loop(g, false, gy, gx, gx_acc, NULL);
     return KILN_STATUS_OK;
 }

@@ -30,7 +30,7 @@ kiln_status kiln__cpu_adaptive_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_g
         kiln_pool2d_geom p = as_pool(g);
         return kiln__cdnn_pool_fwd(ctx, &p, dnnl_pooling_avg_include_padding, x, y, NULL);
     }
-    kiln__pool_avg_loop(g, true, x, y, true);
+    kiln__pool_avg_loop(g, true, x, y, ctx);
     return KILN_STATUS_OK;
 }
 
@@ -41,7 +41,7 @@ kiln_status kiln__cpu_adaptive_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_g
         kiln_pool2d_geom p = as_pool(g);
         return kiln__cdnn_pool_bwd(ctx, &p, dnnl_pooling_avg_include_padding, NULL, gy, gx, gx_acc);
     }
-    kiln__pool_avg_bwd_loop(g, true, gy, gx, gx_acc, true);
+    kiln__pool_avg_bwd_loop(g, true, gy, gx, gx_acc, ctx);
     return KILN_STATUS_OK;
 }
 
@@ -54,7 +54,7 @@ kiln_status kiln__cpu_adaptive_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_g
     }
     int32_t *idx = NULL;
     if (keep && !(idx = kiln__pool_alloc_idx(ctx, g, keep))) return KILN_STATUS_NOMEM;
-    kiln__pool_max_loop(g, true, x, y, idx, true);
+    kiln__pool_max_loop(g, true, x, y, idx, ctx);
     return KILN_STATUS_OK;
 }
 
@@ -68,7 +68,7 @@ kiln_status kiln__cpu_adaptive_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_g
         return kiln__cdnn_pool_bwd(ctx, &p, dnnl_pooling_max, keep, gy, gx, gx_acc);
     }
     KILN_ASSERT(keep);
-    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, true);
+    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, ctx);
     return KILN_STATUS_OK;
 }
 
@@ -78,7 +78,7 @@ kiln_status kiln__ref_adaptive_avg_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_g
                                               const float *x, float *y)
 {
     (void)ctx;
-    kiln__pool_avg_loop(g, true, x, y, false);
+    kiln__pool_avg_loop(g, true, x, y, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -86,7 +86,7 @@ kiln_status kiln__ref_adaptive_avg_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_g
                                               const float *gy, float *gx, bool gx_acc)
 {
     (void)ctx;
-    kiln__pool_avg_bwd_loop(g, true, gy, gx, gx_acc, false);
+    kiln__pool_avg_bwd_loop(g, true, gy, gx, gx_acc, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -95,7 +95,7 @@ kiln_status kiln__ref_adaptive_max_pool2d_fwd(kiln_ctx *ctx, const kiln_pool2d_g
 {
     int32_t *idx = NULL;
     if (keep && !(idx = kiln__pool_alloc_idx(ctx, g, keep))) return KILN_STATUS_NOMEM;
-    kiln__pool_max_loop(g, true, x, y, idx, false);
+    kiln__pool_max_loop(g, true, x, y, idx, NULL);
     return KILN_STATUS_OK;
 }
 
@@ -105,6 +105,6 @@ kiln_status kiln__ref_adaptive_max_pool2d_bwd(kiln_ctx *ctx, const kiln_pool2d_g
 {
     (void)ctx, (void)x;
     KILN_ASSERT(keep);
-    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, false);
+    kiln__pool_max_bwd_loop(g, keep, gy, gx, gx_acc, NULL);
     return KILN_STATUS_OK;
 }

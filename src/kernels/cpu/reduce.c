@@ -4,6 +4,7 @@
  * Determinism: the reduced index space is cut into a number of blocks that depends only on
  * the shapes (never on the thread count), each block is summed by one thread into its own
  * slot, and the slots are added in order, so results are identical for any thread count. */
+#include "core/parallel.h"
 #include "kernels/eltwise.h"
 
 #include <math.h>
@@ -107,7 +108,6 @@ static void store(float *y, int64_t i, double s, double scale, bool acc)
 
 kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, kiln_tensor *y, bool accumulate)
 {
-    (void)ctx;
     KILN_ASSERT(x->ndim == y->ndim && kiln_is_contiguous(y));
     /* kept dims k (x strides; y is contiguous over them in order) and reduced dims r */
     rdims k = {0}, r = {0};
@@ -144,7 +144,7 @@ kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, 
         int64_t items = O * nb;
         double *part = nb > 1 ? kiln__malloc((size_t)items * sizeof *part) : NULL;
         if (nb > 1 && !part) return kiln__err(KILN_STATUS_NOMEM, "sum: out of memory");
-        KILN__OMP("omp parallel for schedule(static) if(O * R > KILN__PAR_MIN)")
+        KILN_PAR_FOR(ctx, O * R)
         for (int64_t it = 0; it < items; it++) {
             int64_t o = it / nb, j = it % nb;
             double s = sum_range(xp + rd_offset(&k, o), &r, R * j / nb, R * (j + 1) / nb);
@@ -171,7 +171,7 @@ kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, 
     size_t pbytes = (size_t)items * COLS * sizeof(double);
     double *part = nb > 1 ? kiln__malloc(pbytes) : NULL;
     if (nb > 1 && !part) return kiln__err(KILN_STATUS_NOMEM, "sum: out of memory");
-    KILN__OMP("omp parallel for schedule(static) if(O * R > KILN__PAR_MIN)")
+    KILN_PAR_FOR(ctx, O * R)
     for (int64_t it = 0; it < items; it++) {
         int64_t p = it / (ncb * nb), c = (it / nb) % ncb, j = it % nb;
         int64_t c0 = c * COLS, cw = L - c0 < COLS ? L - c0 : COLS;
@@ -273,7 +273,6 @@ static void max_seg(void *arg, const int64_t *off, int64_t m)
 
 kiln_status kiln__cpu_max_dim(kiln_ctx *ctx, const kiln_tensor *x, int dim, kiln_tensor *y, kiln_tensor *idx)
 {
-    (void)ctx;
     KILN_ASSERT(dim >= 0 && dim < x->ndim && x->shape[dim] > 0);
     kiln_tensor xv = *x; /* x seen in the output shape: the first element along dim */
     xv.shape[dim] = 1;
@@ -281,7 +280,7 @@ kiln_status kiln__cpu_max_dim(kiln_ctx *ctx, const kiln_tensor *x, int dim, kiln
     kiln__iter it;
     kiln__iter_init(&it, 3, ops);
     max_arg u = {.it = &it, .x = x->data, .y = y->data, .idx = idx->data, .n = x->shape[dim], .sd = x->stride[dim]};
-    kiln__iter_run(&it, max_seg, &u);
+    kiln__iter_run(ctx, &it, max_seg, &u);
     return KILN_STATUS_OK;
 }
 
@@ -307,13 +306,12 @@ static void maxb_seg(void *arg, const int64_t *off, int64_t m)
 kiln_status kiln__cpu_max_dim_bwd(kiln_ctx *ctx, const kiln_tensor *gy, const kiln_tensor *idx, int dim,
                                   kiln_tensor *gx)
 {
-    (void)ctx;
     kiln_tensor gv = *gx;
     gv.shape[dim] = 1;
     const kiln_tensor *ops[3] = {gy, idx, &gv};
     kiln__iter it;
     kiln__iter_init(&it, 3, ops);
     maxb_arg u = {.it = &it, .gy = gy->data, .idx = idx->data, .gx = gx->data, .sd = gx->stride[dim]};
-    kiln__iter_run(&it, maxb_seg, &u);
+    kiln__iter_run(ctx, &it, maxb_seg, &u);
     return KILN_STATUS_OK;
 }

@@ -16,6 +16,7 @@
  *
  * Rows with a strided class dim (softmax over a middle dim, (N, C, d...) cross-entropy)
  * use scalar loops over (outer, inner) positions, summing in double. */
+#include "core/parallel.h"
 #include "kernels/dense.h"
 
 #include <math.h>
@@ -212,9 +213,8 @@ static void col_softmax_bwd(const float *y, const float *gy, float *gx, int64_t 
 
 void kiln__cpu_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner, bool log)
 {
-    (void)ctx;
     int64_t np = outer * inner;
-#pragma omp parallel for schedule(static) if (np * c > 32768)
+    KILN_PAR_FOR(ctx, np * c)
     for (int64_t p = 0; p < np; p++) {
         int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
         if (inner == 1)
@@ -227,9 +227,8 @@ void kiln__cpu_softmax_fwd(kiln_ctx *ctx, const float *x, float *y, int64_t oute
 void kiln__cpu_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, float *gx, int64_t outer, int64_t c,
                            int64_t inner, bool log)
 {
-    (void)ctx;
     int64_t np = outer * inner;
-#pragma omp parallel for schedule(static) if (np * c > 32768)
+    KILN_PAR_FOR(ctx, np * c)
     for (int64_t p = 0; p < np; p++) {
         int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
         if (inner == 1)
@@ -239,12 +238,16 @@ void kiln__cpu_softmax_bwd(kiln_ctx *ctx, const float *y, const float *gy, float
     }
 }
 
-void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c, int64_t inner,
-                        int64_t ignore_index, float smoothing, float *loss, float *stat)
+double kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t outer, int64_t c,
+                          int64_t inner, int64_t ignore_index, float smoothing, float *loss, float *stat)
 {
-    (void)ctx;
     int64_t np = outer * inner;
-#pragma omp parallel for schedule(static) if (np * c > 32768)
+    if (c == 0) { /* every target ignored (checked by the caller) */
+        memset(loss, 0, (size_t)np * sizeof *loss);
+        memset(stat, 0, (size_t)(2 * np) * sizeof *stat);
+        return 0.0;
+    }
+    KILN_PAR_FOR(ctx, np * c)
     for (int64_t p = 0; p < np; p++) {
         int64_t o = p / inner, k = p % inner;
         const float *xp = x + o * c * inner + k;
@@ -275,15 +278,17 @@ void kiln__cpu_xent_fwd(kiln_ctx *ctx, const float *x, const int64_t *t, int64_t
         if (smoothing != 0.0f) l += smoothing / (float)c * ((float)c * ls - dsum);
         loss[p] = l;
     }
+    double sum = 0.0; /* in position order: the same bits for any thread count */
+    for (int64_t p = 0; p < np; p++) sum += loss[p];
+    return sum;
 }
 
 void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
                         int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
                         float smoothing, float *gx, bool overwrite)
 {
-    (void)ctx;
     int64_t np = outer * inner;
-#pragma omp parallel for schedule(static) if (np * c > 32768)
+    KILN_PAR_FOR(ctx, np * c)
     for (int64_t p = 0; p < np; p++) {
         int64_t o = p / inner, k = p % inner, base = o * c * inner + k;
         float *gp = gx + base;
