@@ -4,7 +4,7 @@
 #include "fuzz.h"
 #include "kf_learner.h"
 
-#include "kiln/learn_ext.h"
+#include "kiln/learn_checkpoint.h"
 
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* Tests of checkpoints (include/kiln/learn_ext.h): a run stopped after epoch k and resumed
+/* Tests of checkpoints (include/kiln/learn_checkpoint.h): a run stopped after epoch k and resumed
  * from its checkpoint ends with the same weights, optimizer state and history bit for bit
  * as an uninterrupted run (AdamW, one-cycle, a dropout + BatchNorm MLP); truncated, foreign
  * and mismatched files fail with messages naming the file and the problem and leave the
@@ -6,7 +6,7 @@
 #include "util/ku_learn.h"
 
 #include "kiln/learn.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_checkpoint.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Tests of divergence handling and runs (include/kiln/learn.h kiln_nan_policy,
- * include/kiln/learn_ext.h Runs): a NaN met at a known batch stops the fit with
+ * include/kiln/learn_checkpoint.h Runs): a NaN met at a known batch stops the fit with
  * KILN_STATUS_DIVERGED naming the epoch, the batch and the culprit (input, op, gradient,
  * parameter), without the optimizer step and without a checkpoint of the broken epoch;
  * the skip policy skips and counts, and stops after max_nan_skips in a row; lr_find's

@@ -1,11 +1,11 @@
-/* Tests of the LR range test (kiln_learner_lr_find, include/kiln/learn_ext.h): it leaves
+/* Tests of the LR range test (kiln_learner_lr_find, include/kiln/learn_lr_find.h): it leaves
  * the learner exactly as it found it (so a fit after lr_find equals a fit without it), its
  * schedule and smoothing are fastai's, its suggestion lands where this synthetic problem
  * trains well, divergence stops it early, and the CSV and plot are written. */
 #include "util/ku_learn.h"
 
 #include "kiln/learn.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_lr_find.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Tests of snapshot ensembles (include/kiln/learn_ext.h): one snapshot per SGDR / CLR cycle,
+/* Tests of snapshot ensembles (include/kiln/learn_snapshot.h): one snapshot per SGDR / CLR cycle,
  * taken at the cycle's last iteration; the ensemble's probabilities are the mean of the
  * snapshots' probabilities; prediction leaves the model's weights as they were; the
  * per-snapshot and ensemble scores and their table; snapshots on disk match those in
@@ -6,7 +6,7 @@
 #include "util/ku_learn.h"
 
 #include "kiln/learn.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_snapshot.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Test-time augmentation (learn_ext.h): the combination fastai v2 makes (mean or max of the
+/* Test-time augmentation (learn_tta.h): the combination fastai v2 makes (mean or max of the
  * augmented passes, lerp towards the plain pass by beta), checked by hand; and
  * kiln_learner_tta on a tiny IDX source with a transform that changes the training branch:
  * it equals the combination of get_preds under each vision TTA pass, is deterministic, leaves

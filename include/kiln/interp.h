@@ -3,7 +3,7 @@
  * `kiln vision interpret` writes (confusion_matrix.csv / .png, top_losses.csv / .png).
  *
  * It works on kiln_preds (kiln_learner_get_preds in kiln/learn.h, or kiln_learner_tta in
- * kiln/learn_ext.h, over a split), so any classifier trained with cross-entropy can use it:
+ * kiln/learn_tta.h, over a split), so any classifier trained with cross-entropy can use it:
  * vision now, tabular and text classifiers later. Only the top-losses grid needs the images,
  * so it alone is per task (kiln_vision_plot_top_losses for vision).
  *

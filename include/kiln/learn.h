@@ -361,6 +361,23 @@ kiln_status kiln_recorder_plot_losses(const kiln_recorder *r, const char *path);
 kiln_status kiln_recorder_plot_metrics(const kiln_recorder *r, const char *path);
 kiln_status kiln_recorder_plot_lr(const kiln_recorder *r, const char *path);
 
+/* ---- in-memory weights ------------------------------------------------------------------ *
+ * A copy of the model's flat params and buffers (kiln_store_flat) and BatchNorm's
+ * num_batches_tracked counters: restoring it puts the model back bit for bit. */
+typedef struct kiln_weights {
+    float *params;      /* (n_params) */
+    size_t n_params;
+    float *buffers;     /* (n_buffers) */
+    size_t n_buffers;
+    int64_t *counters;  /* (n_counters) num_batches_tracked per module, declaration order */
+    size_t n_counters;
+} kiln_weights;
+
+kiln_status kiln_weights_copy(kiln_model *m, kiln_weights *out);
+/* INVALID when w was taken from a model of another layout; nothing changes then. */
+kiln_status kiln_weights_restore(kiln_model *m, const kiln_weights *w);
+void kiln_weights_free(kiln_weights *w);
+
 #ifdef __cplusplus
 }
 #endif

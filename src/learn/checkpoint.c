@@ -1,5 +1,5 @@
 /* Checkpoints: a learner's whole training state in one safetensors file (layout in
- * include/kiln/learn_ext.h) and resume. Each owner writes and reads its own part under its
+ * include/kiln/learn_checkpoint.h) and resume. Each owner writes and reads its own part under its
  * own names: the model its state dict ("model."), the optimizer its state and groups
  * ("optim"), the recorder its history ("recorder"), the schedule and the RNG their JSON;
  * this file adds the learner's own part (lr multipliers, requires_grad, loss smoothing) and
@@ -17,7 +17,7 @@
  * both when it starts). */
 #include "checkpoint_internal.h"
 #include "core/json.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_checkpoint.h"
 
 #include <errno.h>
 #include <math.h>

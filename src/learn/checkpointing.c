@@ -1,8 +1,8 @@
-/* The checkpointing callback (include/kiln/learn_ext.h, kiln_learner_add_checkpointing):
+/* The checkpointing callback (include/kiln/learn_checkpoint.h, kiln_learner_add_checkpointing):
  * saves a checkpoint at the end of every n-th epoch and of the fit's last, to one file
  * overwritten each time or to one file per save named from a %d pattern. */
 #include "learn_internal.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_checkpoint.h"
 
 #include <string.h>
 #include <sys/stat.h>

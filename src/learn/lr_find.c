@@ -5,7 +5,7 @@
  * the plot and CSV are written here. */
 #include "learn_internal.h"
 #include "kiln/io.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_lr_find.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,8 +1,8 @@
-/* Runs (include/kiln/learn_ext.h): the random id a fresh fit gets, the settings that shape
+/* Runs (include/kiln/learn_checkpoint.h): the random id a fresh fit gets, the settings that shape
  * training ("key=value" lines, e.g. a CLI's flags) that checkpoints record, and the check
  * that a resume goes on with the same settings as the run that wrote the checkpoint. */
 #include "learn_internal.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_checkpoint.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * test_ensemble.lua does. Also kiln_weights, the in-memory copy of a model's weights that
  * snapshots, lr_find and checkpoints share. */
 #include "learn_internal.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_snapshot.h"
 
 #include <math.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * kiln_vision_tta_seed(seed, k)). Also the scoring of any predictions (kiln_learner_score),
  * shared with the snapshot ensembles. */
 #include "learn_internal.h"
-#include "kiln/learn_ext.h"
+#include "kiln/learn_tta.h"
 
 #include <math.h>
 #include <string.h>
