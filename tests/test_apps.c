@@ -292,20 +292,20 @@ Test(apps, regen_committed_models)
 Test(apps, recipes_check_their_fields)
 {
     int64_t e;
-    kiln_recipe r = kiln_recipe_default(KILN_RECIPE_SGDR);
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_SGDR);
     cr_assert_eq(kiln_recipe_epochs(&r, &e), KILN_STATUS_OK, "%s", kiln_last_error());
     cr_expect_eq(e, 7, "sgdr 3 cycles of 1, 2, 4 epochs");
     r.epochs = 5;
     cr_expect_eq(kiln_recipe_epochs(&r, &e), KILN_STATUS_INVALID);
     ku_expect_error("sgdr: epochs 5 differs from the cycles' 7 epochs", "sgdr epochs");
-    r = kiln_recipe_default(KILN_RECIPE_CLR);
+    r = kiln_recipe_make(KILN_RECIPE_CLR);
     r.epochs = 6, r.cycle_len = 2;
     cr_assert_eq(kiln_recipe_epochs(&r, &e), KILN_STATUS_OK);
     cr_expect_eq(e, 6);
     r.epochs = 1;
     cr_expect_eq(kiln_recipe_epochs(&r, &e), KILN_STATUS_INVALID);
     ku_expect_error("clr: epochs 1 is shorter than one cycle of cycle_len 2", "clr too short");
-    r = kiln_recipe_default(KILN_RECIPE_ONE_CYCLE);
+    r = kiln_recipe_make(KILN_RECIPE_ONE_CYCLE);
     r.lr = 0;
     cr_expect_eq(kiln_recipe_epochs(&r, &e), KILN_STATUS_INVALID);
     ku_expect_error("one-cycle: lr 0 must be > 0", "lr 0");

@@ -124,7 +124,7 @@ static kiln_tensor *f_permute(kiln_ctx *c, kiln_tensor **in) { return kiln_permu
  * copies, so the result is NCHW; the pools in between keep x's layout) */
 static kiln_tensor *f_pools(kiln_ctx *c, kiln_tensor **in)
 {
-    kiln_pool2d_params p = kiln_pool2d_params_make(3, 2, 1);
+    kiln_pool2d_params p = kiln_pool2d_default_params(3, 2, 1);
     kiln_tensor *m = kiln_max_pool2d(c, in[0], &p);
     cr_assert(m && kiln_is_channels_last(m) == kiln_is_channels_last(in[0]), "max pool changed the layout");
     kiln_tensor *a = kiln_adaptive_avg_pool2d(c, m, 1, 1);
@@ -153,7 +153,7 @@ static const pool_spec *pool_cur;
 static kiln_tensor *pool_apply(kiln_ctx *c, pool_op op, kiln_tensor *x)
 {
     const pool_spec *ps = pool_cur;
-    kiln_pool2d_params p = kiln_pool2d_params_make(ps->k, ps->s, ps->p);
+    kiln_pool2d_params p = kiln_pool2d_default_params(ps->k, ps->s, ps->p);
     p.ceil_mode = ps->ceil;
     p.count_include_pad = ps->incl;
     switch (op) {

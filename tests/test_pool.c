@@ -100,10 +100,10 @@ Test(pool, grads_accumulate)
 
 Test(pool, params_make)
 {
-    kiln_pool2d_params p = kiln_pool2d_params_make(3, 2, 1);
+    kiln_pool2d_params p = kiln_pool2d_default_params(3, 2, 1);
     cr_assert(p.kernel[0] == 3 && p.kernel[1] == 3 && p.stride[0] == 2 && p.stride[1] == 2 && p.padding[0] == 1 &&
               p.padding[1] == 1 && !p.ceil_mode && p.count_include_pad);
-    p = kiln_pool2d_params_make(2, 0, 0); /* stride 0: the kernel size, as PyTorch's default */
+    p = kiln_pool2d_default_params(2, 0, 0); /* stride 0: the kernel size, as PyTorch's default */
     cr_assert(p.stride[0] == 2 && p.stride[1] == 2);
 }
 
@@ -148,15 +148,15 @@ static kiln_tensor *distinct(int64_t n, int64_t c, int64_t h, int64_t w)
 
 Test(pool, gradcheck)
 {
-    kiln_pool2d_params ceil_p = kiln_pool2d_params_make(3, 2, 1);
+    kiln_pool2d_params ceil_p = kiln_pool2d_default_params(3, 2, 1);
     ceil_p.ceil_mode = true;
     kiln_pool2d_params excl_p = ceil_p;
     excl_p.count_include_pad = false;
     kiln_pool2d_params rect = {.kernel = {3, 2}, .stride = {2, 1}, .padding = {1, 0}, .count_include_pad = true};
     const kiln_pool2d_params none = {{0}, {0}, {0}, false, false}; /* adaptive: unused */
     gc_user cases[] = {
-        {MAX, kiln_pool2d_params_make(3, 2, 1), 0, 0}, {MAX, ceil_p, 0, 0},  {MAX, rect, 0, 0},
-        {MAX, kiln_pool2d_params_make(2, 2, 0), 0, 0}, {AVG, kiln_pool2d_params_make(3, 2, 1), 0, 0},
+        {MAX, kiln_pool2d_default_params(3, 2, 1), 0, 0}, {MAX, ceil_p, 0, 0},  {MAX, rect, 0, 0},
+        {MAX, kiln_pool2d_default_params(2, 2, 0), 0, 0}, {AVG, kiln_pool2d_default_params(3, 2, 1), 0, 0},
         {AVG, ceil_p, 0, 0},                           {AVG, excl_p, 0, 0}, {AVG, rect, 0, 0},
         {AMAX, none, 1, 1},                           {AMAX, none, 3, 2}, {AMAX, none, 7, 8},
         {AAVG, none, 1, 1},                           {AAVG, none, 3, 2}, {AAVG, none, 7, 8},
@@ -273,15 +273,15 @@ Test(pool, errors)
 {
     const int64_t s4[4] = {1, 2, 4, 4}, s3[3] = {2, 4, 4};
     kiln_tensor *x = kiln_zeros(ctx, KILN_DTYPE_F32, 4, s4);
-    kiln_pool2d_params p = kiln_pool2d_params_make(5, 1, 0);
+    kiln_pool2d_params p = kiln_pool2d_default_params(5, 1, 0);
     cr_assert_null(kiln_max_pool2d(ctx, x, &p));
     ku_expect_error("max_pool2d: kernel 5x5 is larger than the padded input 4x4", "kernel too big");
-    p = kiln_pool2d_params_make(5, 1, 2);
+    p = kiln_pool2d_default_params(5, 1, 2);
     cr_assert_not_null(kiln_avg_pool2d(ctx, x, &p), "5x5 fits 4x4 padded by 2: %s", kiln_last_error());
-    p = kiln_pool2d_params_make(2, 2, 2);
+    p = kiln_pool2d_default_params(2, 2, 2);
     cr_assert_null(kiln_avg_pool2d(ctx, x, &p));
     ku_expect_error("avg_pool2d: padding (2, 2) must be >= 0 and at most half the kernel (2, 2)", "padding");
-    p = kiln_pool2d_params_make(2, 2, 0);
+    p = kiln_pool2d_default_params(2, 2, 0);
     cr_assert_null(kiln_max_pool2d(ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 3, s3), &p));
     ku_expect_error("max_pool2d: x has shape (2, 4, 4), expected 4 dims (N, C, H, W)", "bad ndim");
     cr_assert_null(kiln_adaptive_avg_pool2d(ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 3, s3), 1, 1));

@@ -175,7 +175,7 @@ typedef struct kiln_recipe {
     double pct_start;       /* one-cycle / fine_tune share of warm-up, 0.25 (fine_tune 0.3) */
 } kiln_recipe;
 
-kiln_recipe kiln_recipe_default(kiln_recipe_kind kind);
+kiln_recipe kiln_recipe_make(kiln_recipe_kind kind);
 const char *kiln_recipe_name(kiln_recipe_kind kind); /* "one-cycle", "sgdr", "clr", "const", "fine-tune" */
 kiln_status kiln_recipe_parse(const char *name, kiln_recipe_kind *out);
 /* The epochs r spans (sgdr: the cycles' sum), after checking it: INVALID naming the field

@@ -206,6 +206,8 @@ typedef struct kiln_fit_params {
     bool no_valid;            /* skip validation (lr_find) */
 } kiln_fit_params;
 
+kiln_fit_params kiln_fit_default_params(void); /* 1 epoch, no schedule (set one), from 0, validating */
+
 /* fit(n_epochs, sched) = kiln_learner_fit_ex with start_epoch 0, validation on. Puts the
  * model in train mode for training and eval mode for validation, leaves it in train mode.
  * Errors from callbacks, ops or data stop the fit (end_fit still runs) and are returned. */

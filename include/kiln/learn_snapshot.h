@@ -23,6 +23,8 @@ typedef struct kiln_snapshot_params {
                          state dict, atomic, metadata format "kiln-snapshot"); copied */
 } kiln_snapshot_params;
 
+kiln_snapshot_params kiln_snapshot_default_params(void); /* in memory */
+/* p NULL: kiln_snapshot_default_params(). */
 kiln_status kiln_learner_add_snapshots(kiln_learner *l, const kiln_snapshot_params *p);
 int kiln_snapshot_count(kiln_learner *l); /* 0 without the callback */
 /* Where snapshot i was taken (any pointer may be NULL; *path NULL in memory mode). */

@@ -125,7 +125,7 @@ typedef struct kiln_pool2d_params {
     bool ceil_mode;
     bool count_include_pad; /* avg pool, PyTorch default true */
 } kiln_pool2d_params;
-kiln_pool2d_params kiln_pool2d_params_make(int kernel, int stride, int padding);
+kiln_pool2d_params kiln_pool2d_default_params(int kernel, int stride, int padding);
 kiln_tensor *kiln_max_pool2d(kiln_ctx *ctx, kiln_tensor *x, const kiln_pool2d_params *p);
 kiln_tensor *kiln_avg_pool2d(kiln_ctx *ctx, kiln_tensor *x, const kiln_pool2d_params *p);
 /* x (N, C, H, W) -> (N, C, oh, ow), bins as PyTorch's adaptive pooling. */

@@ -9,7 +9,7 @@
 
 static const char *const g_names[] = {"one-cycle", "sgdr", "clr", "const", "fine-tune"};
 
-kiln_recipe kiln_recipe_default(kiln_recipe_kind kind)
+kiln_recipe kiln_recipe_make(kiln_recipe_kind kind)
 {
     kiln_recipe r = {.kind = kind, .lr = 1e-2, .epochs = 3, .n_cycle = 0, .cycle_len = 1, .cycle_mult = 2,
                      .freeze_epochs = 1, .pct_start = 0.25};
@@ -161,21 +161,21 @@ kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r)
 
 kiln_status kiln_learner_fit_sgdr(kiln_learner *l, int64_t n_cycle, int64_t cycle_len, int64_t cycle_mult, double lr)
 {
-    kiln_recipe r = kiln_recipe_default(KILN_RECIPE_SGDR);
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_SGDR);
     r.n_cycle = n_cycle, r.cycle_len = cycle_len, r.cycle_mult = cycle_mult, r.lr = lr;
     return kiln_learner_fit_recipe(l, &r);
 }
 
 kiln_status kiln_learner_fit_clr(kiln_learner *l, int64_t epochs, int64_t cycle_len, double lr)
 {
-    kiln_recipe r = kiln_recipe_default(KILN_RECIPE_CLR);
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_CLR);
     r.epochs = epochs, r.cycle_len = cycle_len, r.lr = lr;
     return kiln_learner_fit_recipe(l, &r);
 }
 
 kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, double base_lr, int64_t freeze_epochs)
 {
-    kiln_recipe r = kiln_recipe_default(KILN_RECIPE_FINE_TUNE);
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_FINE_TUNE);
     r.epochs = epochs, r.lr = base_lr, r.freeze_epochs = freeze_epochs;
     return kiln_learner_fit_recipe(l, &r);
 }

@@ -15,7 +15,7 @@
 
 kiln_train_params kiln_train_default_params(void)
 {
-    return (kiln_train_params){.recipe = kiln_recipe_default(KILN_RECIPE_ONE_CYCLE), .checkpoint_every = 1,
+    return (kiln_train_params){.recipe = kiln_recipe_make(KILN_RECIPE_ONE_CYCLE), .checkpoint_every = 1,
                                .tta = kiln_predict_default_params()};
 }
 

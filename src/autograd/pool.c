@@ -13,7 +13,7 @@ typedef struct pool_saved {
     void *keep; /* max pooling: the kernel's argmax / workspace */
 } pool_saved;
 
-kiln_pool2d_params kiln_pool2d_params_make(int kernel, int stride, int padding)
+kiln_pool2d_params kiln_pool2d_default_params(int kernel, int stride, int padding)
 {
     return (kiln_pool2d_params){
         .kernel = {kernel, kernel},
@@ -103,7 +103,7 @@ static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_m
 
 static kiln_status pool_geom(const char *op, const kiln_tensor *x, const kiln_pool2d_params *p, kiln_pool2d_geom *g)
 {
-    if (!p) return kiln__err(KILN_STATUS_INVALID, "%s: NULL params (use kiln_pool2d_params_make)", op);
+    if (!p) return kiln__err(KILN_STATUS_INVALID, "%s: NULL params (use kiln_pool2d_default_params)", op);
     if (check_x(op, x) < 0) return KILN_STATUS_INVALID;
     for (int i = 0; i < 2; i++) {
         if (p->kernel[i] < 1 || p->stride[i] < 1)

@@ -121,9 +121,15 @@ static void table_row(kiln_learner *l, double seconds)
 
 /* ---- fit -------------------------------------------------------------------------------- */
 
+kiln_fit_params kiln_fit_default_params(void)
+{
+    return (kiln_fit_params){.n_epochs = 1, .sched = NULL, .start_epoch = 0, .no_valid = false};
+}
+
 kiln_status kiln_learner_fit(kiln_learner *l, int64_t n_epochs, const kiln_sched *sched)
 {
-    kiln_fit_params p = {.n_epochs = n_epochs, .sched = sched, .start_epoch = 0, .no_valid = false};
+    kiln_fit_params p = kiln_fit_default_params();
+    p.n_epochs = n_epochs, p.sched = sched;
     return kiln_learner_fit_ex(l, &p);
 }
 

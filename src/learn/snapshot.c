@@ -211,6 +211,8 @@ static kiln_status snap_begin_fit(kiln_learner *l, void *user)
     return ss->dir && ss->n == 0 ? adopt_files(l, ss) : KILN_STATUS_OK;
 }
 
+kiln_snapshot_params kiln_snapshot_default_params(void) { return (kiln_snapshot_params){.dir = NULL}; }
+
 kiln_status kiln_learner_add_snapshots(kiln_learner *l, const kiln_snapshot_params *p)
 {
     if (!l) return kiln__err(KILN_STATUS_INVALID, "add_snapshots: learner is NULL");

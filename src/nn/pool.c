@@ -37,7 +37,7 @@ static kiln_module *pool_new(kiln_module *parent, const char *name, kiln_module_
                              kiln_forward_fn fn, const kiln_pool2d_params *p)
 {
     kiln_module *m = kiln__nn_add(parent, name, kind, type, fn, NULL);
-    if (m) m->pool = p ? *p : kiln_pool2d_params_make(2, 2, 0);
+    if (m) m->pool = p ? *p : kiln_pool2d_default_params(2, 2, 0);
     return m;
 }
 

@@ -63,11 +63,11 @@ _Static_assert(N_COMMON <= TRAIN_MAX_FLAGS, "raise TRAIN_MAX_FLAGS");
 
 train_opts train_defaults(void)
 {
-    kiln_recipe oc = kiln_recipe_default(KILN_RECIPE_ONE_CYCLE), sg = kiln_recipe_default(KILN_RECIPE_SGDR);
+    kiln_recipe oc = kiln_recipe_make(KILN_RECIPE_ONE_CYCLE), sg = kiln_recipe_make(KILN_RECIPE_SGDR);
     kiln_predict_params pp = kiln_predict_default_params();
     return (train_opts){.schedule = "one-cycle", .progress = "auto", .on_nan = "stop", .bs = 128, .epochs = oc.epochs,
                         .n_cycle = sg.n_cycle, .cycle_len = oc.cycle_len, .cycle_mult = oc.cycle_mult,
-                        .freeze_epochs = kiln_recipe_default(KILN_RECIPE_FINE_TUNE).freeze_epochs, .seed = 42,
+                        .freeze_epochs = kiln_recipe_make(KILN_RECIPE_FINE_TUNE).freeze_epochs, .seed = 42,
                         .num_it = kiln_lr_find_default_params().num_it, .tta_n = pp.tta_n, .lr = oc.lr,
                         .wd = kiln_vision_learner_default_params().wd, .tta_beta = pp.tta_beta};
 }
@@ -161,7 +161,7 @@ int train_recipe(const train_opts *t, kiln_recipe *r)
 {
     kiln_recipe_kind kind;
     if (kiln_recipe_parse(t->schedule, &kind)) return cli_fail(t->cmd, 2, "--%s", kiln_last_error());
-    *r = kiln_recipe_default(kind);
+    *r = kiln_recipe_make(kind);
     if (kind != KILN_RECIPE_FINE_TUNE || t->given_lr) r->lr = t->lr; /* fine-tune's base_lr: 2e-3 */
     r->epochs = t->epochs;
     r->cycle_len = t->cycle_len, r->cycle_mult = t->cycle_mult, r->freeze_epochs = t->freeze_epochs;

@@ -115,7 +115,7 @@ static int64_t stem_and_layers(kiln_module *parent, const kiln_resnet_params *p,
     conv(parent, names[0], p->n_in, p->width, 7, 2);
     kiln_nn_batch_norm2d(parent, names[1], p->width, NULL);
     kiln_nn_relu(parent, names[2]);
-    kiln_pool2d_params mp = kiln_pool2d_params_make(3, 2, 1);
+    kiln_pool2d_params mp = kiln_pool2d_default_params(3, 2, 1);
     kiln_nn_max_pool2d(parent, names[3], &mp);
     int64_t in = p->width;
     for (int k = 0; k < 4; k++) {
