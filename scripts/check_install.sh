@@ -77,12 +77,12 @@ for exe in "$T"/make/fashion_mnist "$T"/make/fashion_mnist_static "$T"/cmake/fas
     rc=0
     "$exe" "$DATA" --batches "$BATCHES" --out "$T/run_$name" >"$T/run_$name.log" 2>&1 || rc=$?
     [ "$rc" -eq 0 ] || { cat "$T/run_$name.log" >&2; fail "$exe exited with status $rc"; }
-    grep -q "first valid batch: " "$T/run_$name.log" || { cat "$T/run_$name.log" >&2; fail "$exe printed no predictions"; }
-    [ -s "$T/run_$name/fashion_mnist.safetensors" ] || fail "$exe wrote no fashion_mnist.safetensors"
+    grep -q "^loaded model: accuracy " "$T/run_$name.log" || { cat "$T/run_$name.log" >&2; fail "$exe printed no predictions"; }
+    [ -s "$T/run_$name/model.safetensors" ] && [ -s "$T/run_$name/model.json" ] || fail "$exe exported no model"
 done
 # The four builds run the same deterministic training: their results (valid loss, accuracy,
 # predictions) must agree to the last digit printed.
-for log in "$T"/run_*.log; do grep -E '^(valid |first valid)' "$log" >"$log.cmp"; done
+for log in "$T"/run_*.log; do grep -E '^(valid |loaded model|most confused)' "$log" >"$log.cmp"; done
 for log in "$T"/run_*.log; do
     cmp -s "$T/run_make_fashion_mnist.log.cmp" "$log.cmp" ||
         { diff "$T/run_make_fashion_mnist.log.cmp" "$log.cmp" >&2; fail "$log differs from the first build's output"; }
