@@ -59,7 +59,8 @@ static int op_team(kiln_ctx *ctx, int64_t n)
 static int dnnl_count_after_conv(kiln_ctx *ctx)
 {
     kiln_mark mk = kiln_step_mark(ctx);
-    kiln_tensor *x = kiln_randn(ctx, 4, (int64_t[]){2, 3, 8, 8}, 0, 1), *w = kiln_randn(ctx, 4, (int64_t[]){4, 3, 3, 3}, 0, 1);
+    kiln_tensor *x = kiln_randn(ctx, 4, (int64_t[]){2, 3, 8, 8}, 0, 1);
+    kiln_tensor *w = kiln_randn(ctx, 4, (int64_t[]){4, 3, 3, 3}, 0, 1);
     kiln_conv2d_params p = kiln_conv2d_default_params();
     cr_assert(kiln_conv2d(ctx, x, w, NULL, &p), "conv: %s", kiln_last_error());
     kiln_step_rewind(ctx, mk);
@@ -115,10 +116,12 @@ static int64_t run_ops(kiln_ctx *ctx, float *buf)
     kiln_rng_seed(ctx, 11);
     kiln_store *s = kiln_store_new();
     kiln_tensor *x = kiln_store_param(s, "x", 4, (int64_t[]){8, 16, 24, 40});
-    kiln_tensor *h = kiln_store_param(s, "h", 3, (int64_t[]){32, 40, 100}), *m = kiln_store_param(s, "m", 3, (int64_t[]){32, 1, 100});
+    kiln_tensor *h = kiln_store_param(s, "h", 3, (int64_t[]){32, 40, 100});
+    kiln_tensor *m = kiln_store_param(s, "m", 3, (int64_t[]){32, 1, 100});
     kiln_tensor *e = kiln_store_param(s, "e", 2, (int64_t[]){500, 64});
-    kiln_tensor *bw = kiln_store_param(s, "bw", 1, (int64_t[]){16}), *bb = kiln_store_param(s, "bb", 1, (int64_t[]){16});
-    kiln_tensor *rm = kiln_store_buffer(s, "rm", 1, (int64_t[]){16}), *rv = kiln_store_buffer(s, "rv", 1, (int64_t[]){16});
+    const int64_t c16[1] = {16};
+    kiln_tensor *bw = kiln_store_param(s, "bw", 1, c16), *bb = kiln_store_param(s, "bb", 1, c16);
+    kiln_tensor *rm = kiln_store_buffer(s, "rm", 1, c16), *rv = kiln_store_buffer(s, "rv", 1, c16);
     cr_assert(kiln_store_alloc(s) == KILN_STATUS_OK, "%s", kiln_last_error());
     kiln_tensor *all[] = {x, h, m, e, bw, bb};
     for (int i = 0; i < 6; i++) kiln_rng_normal(ctx, all[i]->data, (size_t)kiln_numel(all[i]), 0.5f, 1.0f);
@@ -138,8 +141,8 @@ static int64_t run_ops(kiln_ctx *ctx, float *buf)
     kiln_tensor *mse = kiln_mse_loss(ctx, am, kiln_zeros(ctx, KILN_DTYPE_F32, 3, am->shape), KILN_REDUCTION_MEAN);
     const kiln_tensor *kept1[] = {p, sm, bn, am, emb, ce, mse, rm, rv};
     for (size_t i = 0; i < sizeof kept1 / sizeof *kept1; i++) keep(buf, &k, kept1[i]);
-    kiln_tensor *loss = kiln_add(ctx, kiln_add(ctx, ce, mse),
-                                 kiln_add(ctx, kiln_sum(ctx, kiln_mul(ctx, sm, sm)), kiln_sum(ctx, kiln_mul(ctx, bn, bn))));
+    kiln_tensor *sq = kiln_add(ctx, kiln_sum(ctx, kiln_mul(ctx, sm, sm)), kiln_sum(ctx, kiln_mul(ctx, bn, bn)));
+    kiln_tensor *loss = kiln_add(ctx, kiln_add(ctx, ce, mse), sq);
     cr_assert(loss && kiln_backward(ctx, loss) == KILN_STATUS_OK, "backward: %s", kiln_last_error());
     const kiln_tensor *kept2[] = {x->grad, h->grad, m->grad, e->grad, bw->grad, bb->grad};
     for (size_t i = 0; i < sizeof kept2 / sizeof *kept2; i++) keep(buf, &k, kept2[i]);

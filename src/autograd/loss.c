@@ -75,7 +75,9 @@ static kiln_tensor *loss_out(kiln_ctx *ctx, kiln_reduction r, int ndim, const in
     kiln_tensor *y = r == KILN_REDUCTION_NONE ? kiln_empty(ctx, KILN_DTYPE_F32, ndim, shape)
                                                : kiln_empty(ctx, KILN_DTYPE_F32, 0, NULL);
     KILN_IN(y);
-    *elems = r == KILN_REDUCTION_NONE ? y->data : scratch ? kiln_step_alloc(ctx, (size_t)scratch * sizeof(float)) : NULL;
+    *elems = r == KILN_REDUCTION_NONE ? y->data
+             : scratch                 ? kiln_step_alloc(ctx, (size_t)scratch * sizeof(float))
+                                       : NULL;
     return scratch && !*elems ? NULL : y;
 }
 

@@ -50,7 +50,8 @@ static kiln_status bn_bwd(kiln_ctx *ctx, kiln_node *n)
                                                         s->mean, s->var, gy_k->data, gx_k ? gx_k->data : NULL,
                                                         gx_acc && gx_k == gx, gw ? gw->data : NULL,
                                                         gb ? gb->data : NULL);
-    if (st == KILN_STATUS_OK && gx_k != gx) st = gx_acc ? kiln__add_into(ctx, gx, gx_k) : kiln__copy_into(ctx, gx, gx_k);
+    if (st == KILN_STATUS_OK && gx_k != gx)
+        st = gx_acc ? kiln__add_into(ctx, gx, gx_k) : kiln__copy_into(ctx, gx, gx_k);
     return st;
 }
 

@@ -51,8 +51,8 @@ typedef struct adam_h {
     bool decoupled, use_l2;
 } adam_h;
 
-static void adam_loop(int nt, float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
-                      adam_h h)
+static void adam_loop(int nt, float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                      int64_t n, adam_h h)
 {
     KILN_PAR_FOR_N(kiln__par_team(nt, n))
     for (int64_t i = 0; i < n; i++) {
@@ -113,7 +113,8 @@ static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .use_l2 = !opt->decoupled_wd && wd != 0,
     };
     size_t o = opt->off[i];
-    adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, (int64_t)opt->len[i], h);
+    adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o,
+              (int64_t)opt->len[i], h);
 }
 
 kiln_status kiln_optim_set_threads(kiln_optim *opt, int n)

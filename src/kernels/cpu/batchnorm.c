@@ -10,8 +10,9 @@
  * Statistics use two passes (mean, then the biased variance around it) with float SIMD
  * partial sums per (n, c) row added in double. (N, C) inputs (S = 1) run across channels
  * instead, so the inner loops stay contiguous. The running-statistics update (unbiased
- * variance) is the separate batch_norm_running entry, the same for both tables. Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference
- * entries transpose it to NCHW and back.
+ * variance) is the separate batch_norm_running entry, the same for both tables.
+ * Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference entries transpose it
+ * to NCHW and back.
  *
  * g->relu (batch norm + ReLU, see conv.h): the forward clamps as it writes y; the backward
  * recomputes x * k + sh with bn_coef's k and sh, exactly the forward's arithmetic, and
@@ -84,8 +85,8 @@ static void fwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
 
 /* S = 1, x (N, C): blocks of channels per iteration, rows inside. */
 #define CB 64
-static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *b,
-                     float *mean, float *var, float *y)
+static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+                     const float *b, float *mean, float *var, float *y)
 {
     const int64_t C = g->c;
     KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */
@@ -184,8 +185,9 @@ static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
     }
 }
 
-static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w, const float *mean,
-                     const float *var, const float *gy, float *gx, bool gx_acc, float *gw, float *gb)
+static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+                     const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
+                     float *gb)
 {
     const int64_t C = g->c;
     KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */

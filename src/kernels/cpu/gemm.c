@@ -1,6 +1,7 @@
 /* CPU GEMM for the dense family: oneDNN's dnnl_sgemm (JIT AVX-512/AVX2 kernels, threaded
  * with the same OpenMP runtime as the rest of kiln), and linear's bias: the row fill its
- * forward starts from and the column sum of its gradient. Measured on this machine (2 cores, Xeon with AVX-512), 1024^3 row-major:
+ * forward starts from and the column sum of its gradient. Measured on this machine (2
+ * cores, Xeon with AVX-512), 1024^3 row-major:
  * dnnl_sgemm ~235 GFLOP/s; Debian's OpenBLAS 0.3.21 pthread build detects the CPU as
  * "Prescott" (31 GFLOP/s) and even forced to SkylakeX is slower than oneDNN and runs its
  * own thread pool beside OpenMP's, so kiln does not route GEMMs through BLAS. */

@@ -207,8 +207,8 @@ LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict rt, co
 }
 
 /* Gate math of step t for every batch row; rec (B, 4H) = h_{t-1} @ w_hh^T, h (B, H) <- h_t. */
-static void fwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *rec, const float *bias, float *h, const float *zeros,
-                     int64_t t)
+static void fwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *rec, const float *bias, float *h,
+                     const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
     KILN_PAR_FOR(ctx, 4 * B * G) /* gate math: a few transcendentals per element */
@@ -276,7 +276,8 @@ LSTM_CLONES static void bwd_row(float *restrict gt, float *restrict dg, const fl
 }
 
 /* Gradient math of step t for every batch row; dh, dc (B, H); dg (B, 4H) <- dgates_t. */
-static void bwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *dh, float *dc, float *dg, const float *zeros, int64_t t)
+static void bwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *dh, float *dc, float *dg,
+                     const float *zeros, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
     KILN_PAR_FOR(ctx, 4 * B * G) /* gate math: a few transcendentals per element */

@@ -170,7 +170,8 @@ static void plane_zero(float *p, int64_t s, int64_t step)
         for (int64_t e = 0; e < s; e++) p[e * step] = 0;
 }
 
-void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx, const kiln_ctx *ctx)
+void kiln__pool_max_loop(const kiln_pool2d_geom *g, bool adaptive, const float *x, float *y, int32_t *idx,
+                         const kiln_ctx *ctx)
 {
     int64_t planes = g->n * g->c, hw = g->h * g->w, ohw = g->oh * g->ow, st = plane_step(g);
     KILN_PAR_FOR(ctx, POOL_WORK * planes * (adaptive ? hw : ohw))
