@@ -403,8 +403,12 @@ kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpo
         hist_free(h);
         return st;
     }
-    /* nothing below fails on a checked file */
-    kiln_optim_load_st(l->opt, f, "optim");
+    /* nothing below fails on a checked file (but for memory: the optimizer's groups) */
+    if ((st = kiln_optim_load_st(l->opt, f, "optim"))) {
+        kiln_st_close(f);
+        hist_free(h);
+        return kiln__err_prefix(st, "checkpoint_load: ");
+    }
     const uint8_t *rd;
     int64_t rshape[1] = {(int64_t)kiln_store_count(kiln_model_store(l->model))};
     kiln_st_want(f, "learner.requires_grad", KILN_DTYPE_U8, 1, rshape, (const void **)&rd);

@@ -78,6 +78,8 @@ static const field g_step[] = {F(kiln_sched_step_params, lr, F_F64, true),
 static const field *const g_fields[KILN_SCHED_POLICY_COUNT] = {g_const, g_exp,       g_sgdr, g_cos_restarts,
                                                                g_clr,   g_one_cycle, g_stlr, g_step};
 
+_Static_assert(sizeof(kiln_clr_mode) == sizeof(int) && sizeof(kiln_one_cycle_variant) == sizeof(int),
+               "the enum fields are copied as int");
 static const char *const g_modes[] = {"triangular", "triangular2", "exp_range", NULL};
 static const char *const g_variants[] = {"fastai", "fastai1", "torch", NULL};
 
@@ -104,7 +106,7 @@ static bool put_field(cJSON *o, const field *f, const char *base)
     }
     case F_CLR_MODE:
     case F_VARIANT:
-        memcpy(&e, p, sizeof e); /* both enums are int-sized */
+        memcpy(&e, p, sizeof e); /* both enums are int-sized (asserted above) */
         return (unsigned)e < 3 && cJSON_AddStringToObject(o, f->name, (f->type == F_CLR_MODE ? g_modes : g_variants)[e]);
     }
     return false;
