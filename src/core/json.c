@@ -156,8 +156,26 @@ kiln_status kiln__json_get_node(const char *who, const cJSON *o, const char *key
     return KILN_STATUS_OK;
 }
 
+const char *kiln__json_quote(const char *s, char *buf, size_t cap)
+{
+    size_t j = 0;
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        if (j + (plain ? 1 : 4) + 4 > cap) {
+            memcpy(buf + j, "...", 4);
+            return buf;
+        }
+        if (plain) buf[j++] = (char)c;
+        else j += (size_t)snprintf(buf + j, cap - j, "\\x%02X", c);
+    }
+    buf[j] = '\0';
+    return buf;
+}
+
 void kiln__json_warn_unknown(const char *who, const cJSON *o, const char *const *known)
 {
+    char q[80];
     const char *first = NULL;
     int n = 0;
     for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
@@ -165,6 +183,7 @@ void kiln__json_warn_unknown(const char *who, const cJSON *o, const char *const 
         for (int q = 0; known[q] && !ok; q++) ok = a->string && !strcmp(known[q], a->string);
         if (!ok && !n++) first = a->string ? a->string : "";
     }
-    if (n == 1) kiln__warn("%s: unknown key \"%s\" ignored", who, first);
-    else if (n > 1) kiln__warn("%s: unknown key \"%s\" and %d more ignored", who, first, n - 1);
+    if (n == 1) kiln__warn("%s: unknown key \"%s\" ignored", who, kiln__json_quote(first, q, sizeof q));
+    else if (n > 1)
+        kiln__warn("%s: unknown key \"%s\" and %d more ignored", who, kiln__json_quote(first, q, sizeof q), n - 1);
 }

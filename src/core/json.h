@@ -35,6 +35,9 @@ kiln_status kiln__json_get_node(const char *who, const cJSON *o, const char *key
                                 const cJSON **out);
 /* Element v (named "key[i]" in messages) as a double. */
 kiln_status kiln__json_f64_of(const char *who, const char *key, int i, const cJSON *v, double *out);
+/* s as printable ASCII for a message (a key or value read from a file): bytes outside
+ * 0x20..0x7E, '"' and '\\' as \xNN, cut with "..." to fit cap (>= 8). Returns buf. */
+const char *kiln__json_quote(const char *s, char *buf, size_t cap);
 /* One warning naming the first member of o not in known (NULL-terminated) and how many more. */
 void kiln__json_warn_unknown(const char *who, const cJSON *o, const char *const *known);
 

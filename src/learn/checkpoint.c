@@ -325,7 +325,7 @@ static kiln_status check_learner(kiln_learner *l, const kiln_st_file *f, hist *h
     if (!st) st = kiln__json_get_node(who, o, "metrics", true, false, &ms);
     char saved[400] = "", mine[400] = "";
     for (const cJSON *v = ms ? ms->child : NULL; !st && v; v = v->next)
-        if (cJSON_IsString(v)) join(saved, sizeof saved, v->valuestring);
+        if (cJSON_IsString(v)) join(saved, sizeof saved, kiln__json_quote(v->valuestring, (char[80]){0}, 80));
         else st = kiln__err(KILN_STATUS_FORMAT, "%s: \"metrics\" holds a non-string", who);
     for (int j = 0; j < l->n_metrics; j++) join(mine, sizeof mine, l->metrics[j].name);
     if (!st && strcmp(saved, mine) != 0)

@@ -49,7 +49,8 @@ static kiln_status check(const kiln_optim *opt, const kiln_st_file *f, const cha
     const cJSON *gs = NULL;
     if (!st) st = kiln__json_get_str(who, o, "kind", true, &kind);
     if (!st && strcmp(kind, kn) != 0)
-        st = kiln__err(KILN_STATUS_INVALID, "%s: saved with optimizer \"%s\", this one is \"%s\"", path, kind, kn);
+        st = kiln__err(KILN_STATUS_INVALID, "%s: saved with optimizer \"%s\", this one is \"%s\"", path,
+                       kiln__json_quote(kind, (char[80]){0}, 80), kn);
     if (!st) st = kiln__json_get_node(who, o, "groups", true, false, &gs);
     if (!st && cJSON_GetArraySize(gs) != opt->n_groups)
         st = kiln__err(KILN_STATUS_INVALID, "%s: %d optimizer groups saved, this optimizer has %d", who,

@@ -163,8 +163,9 @@ static kiln_status get_field(const char *who, const cJSON *o, const field *f, ch
                 memcpy(p, &e, sizeof e);
                 return KILN_STATUS_OK;
             }
-        return kiln__err(KILN_STATUS_FORMAT, "%s: \"%s\" is \"%s\", not one of %s, %s, %s", who, f->name, name,
-                         names[0], names[1], names[2]);
+        char q[80];
+        return kiln__err(KILN_STATUS_FORMAT, "%s: \"%s\" is \"%s\", not one of %s, %s, %s", who, f->name,
+                         kiln__json_quote(name, q, sizeof q), names[0], names[1], names[2]);
     }
     return KILN_STATUS_INVALID;
 }
@@ -231,7 +232,8 @@ kiln_status kiln_sched_from_json(const char *json, kiln_sched *out)
     kiln_sched s;
     if (!st && !(st = kiln__json_get_str(who, o, "policy", true, &pol_name)) &&
         (st = kiln_sched_policy_parse(pol_name, &pol)))
-        st = kiln__err(KILN_STATUS_FORMAT, "sched: \"policy\" \"%s\" is not a policy of this kiln", pol_name);
+        st = kiln__err(KILN_STATUS_FORMAT, "sched: \"policy\" \"%s\" is not a policy of this kiln",
+                       kiln__json_quote(pol_name, (char[80]){0}, 80));
     if (!st) st = kiln__json_get_node(who, o, "params", true, true, &params);
     if (!st) st = kiln__json_get_i64(who, o, "total", false, &total);
     if (!st) st = kiln__json_get_i64(who, o, "warmup_iters", false, &w_iters);
