@@ -249,6 +249,22 @@ Test(vision_cli, fit_tta_and_snapshots_add_their_metrics)
     cJSON_Delete(r);
 }
 
+/* The settings a checkpoint records are the flags as a user types them: the defaults of the
+ * float augmentation knobs read "1.1", not 1.1000000238418579, so a checkpoint written by a
+ * kiln whose defaults were double literals still resumes. */
+Test(vision_cli, run_settings_hold_typed_defaults)
+{
+    run_ok("vision fit %s/img --out %s/set --bs 4 --epochs 1 " FAST);
+    kiln_st_file *f;
+    cr_assert_eq(kiln_st_open(P("set/checkpoint.safetensors"), &f), KILN_STATUS_OK, "%s", kiln_last_error());
+    const char *s = kiln_st_metadata(f, "run_settings");
+    cr_assert(s, "the checkpoint records no run settings");
+    const char *want[] = {"--max-zoom=1.1\n", "--max-warp=0.2\n", "--max-lighting=0.2\n", "--p-affine=0.75\n",
+                          "--max-rotate=10\n", "--lr=0.01\n", "--valid-pct=0.2\n"};
+    for (int i = 0; i < 7; i++) cr_expect(strstr(s, want[i]), "run settings lack '%s':\n%s", want[i], s);
+    kiln_st_close(f);
+}
+
 /* Every epoch end leaves DIR/checkpoint.safetensors; --resume on a finished run trains no more
  * and writes the same metrics; --resume without a checkpoint names the missing file. */
 Test(vision_cli, fit_checkpoints_and_resume)

@@ -109,6 +109,15 @@ static void cmd_usage(FILE *f, const subcmd *c, const cli_flag *flags, int n_fla
     flags_print(f, flags, n_flags, c->bit, VC_ALL, NULL, defaults);
 }
 
+/* A float default as the double a user would type ("1.1", not 1.100000023841858): flags are
+ * doubles, and the run settings a checkpoint records (and --resume compares) print them. */
+static double typed(float f)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", (double)f);
+    return strtod(b, NULL);
+}
+
 int cmd_vision(int argc, char **argv);
 int cmd_vision(int argc, char **argv)
 {
@@ -132,8 +141,9 @@ int cmd_vision(int argc, char **argv)
     snprintf(prog, sizeof prog, "kiln vision %s", c->name);
     kiln_augment_params ad = kiln_augment_default_params();
     vopts o = {.t = train_defaults(), .arch = "simple-cnn", .norm = "dataset", .layout = "auto",
-               .max_rotate = ad.max_rotate, .max_zoom = ad.max_zoom, .max_warp = ad.max_warp,
-               .max_lighting = ad.max_lighting, .p_affine = ad.p_affine, .p_lighting = ad.p_lighting,
+               .max_rotate = typed(ad.max_rotate), .max_zoom = typed(ad.max_zoom), .max_warp = typed(ad.max_warp),
+               .max_lighting = typed(ad.max_lighting), .p_affine = typed(ad.p_affine),
+               .p_lighting = typed(ad.p_lighting),
                .workers = kiln_vision_default_params().n_workers, .n = c->bit == VC_SHOW ? 16 : 9,
                .valid_pct = kiln_vision_default_params().valid_pct};
     o.t.cmd = prog;
