@@ -406,3 +406,17 @@ Test(apps, success_clears_the_last_error)
     kiln_learner_free(l);
     ku_ctx_free(ctx);
 }
+
+/* The optimizer belongs to no context: a learner sets it to its context's thread count, so
+ * `--threads 1` keeps the optimizer step on one thread too. */
+Test(apps, learner_runs_its_optimizer_on_its_context_threads)
+{
+    kiln_ctx_params cp = kiln_ctx_default_params();
+    cp.n_threads = 1;
+    kiln_ctx *ctx = kiln_ctx_new(&cp);
+    cr_assert(ctx, "%s", kiln_last_error());
+    kiln_learner *l = make_learner(ctx);
+    cr_expect_eq(kiln_optim_threads(kiln_learner_optim(l)), 1);
+    kiln_learner_free(l);
+    kiln_ctx_free(ctx);
+}

@@ -153,6 +153,7 @@ kiln_learner_params kiln_learner_default_params(void);
 
 /* data may be NULL (a learner loaded for prediction: kiln_learner_set_data before fitting,
  * validating or lr_find, which refuse with STATE otherwise).
+ * The optimizer (given or made) is set to ctx's thread count (kiln_optim_set_threads).
  * opt NULL: creates kiln_optim_new_adam(kiln_adam_default_params()) over the model's store.
  * The optimizer's groups are set to the model's layer groups (kiln_model_param_group) now
  * and at each fit start, and with no_wd_bn_bias BatchNorm parameters and biases are marked

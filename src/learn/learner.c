@@ -103,6 +103,8 @@ kiln_learner *kiln_learner_new(kiln_ctx *ctx, kiln_model *model, kiln_data *data
         l->own_opt = true;
     }
     l->opt = opt;
+    /* the optimizer belongs to no context: the learner's steps and clipping run on its ctx's threads */
+    if (kiln_optim_set_threads(opt, kiln_ctx_threads(ctx))) goto fail;
     l->rec = kiln__recorder_new();
     l->prog = kiln_progress_new(prm.out, prm.progress);
     if (!l->rec || !l->prog) {
