@@ -224,7 +224,9 @@ typedef struct kiln_train_result {
     int n_stale_removed;      /* temp files a killed run had left in out, removed */
 } kiln_train_result;
 
-/* Trains l with p->recipe and writes into p->out: checkpoint.safetensors (at the start and
+/* Trains l with p->recipe and writes into p->out (once per learner: the checkpointing and
+ * snapshot callbacks it adds stay attached, so the result's snapshots can be read after it;
+ * a second call with snapshots or checkpoints is refused with STATE naming the callback): checkpoint.safetensors (at the start and
  * every checkpoint_every epochs), then model.safetensors + model.json (kiln_learner_export),
  * history.csv, metrics.json, losses.png, lr.png. Temp files a killed run left in out are
  * removed first. On KILN_STATUS_DIVERGED nothing but checkpoints was written; the message
