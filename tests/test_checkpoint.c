@@ -516,8 +516,9 @@ Test(checkpoint, version_1_loads_and_resumes_as_it_would_have)
         expect_same(&su, &sc, "resumed from version 1 vs uninterrupted");
         drop(&su);
     } else {
-        cr_log_warn("this CPU's arithmetic differs from the one that wrote %s: uninterrupted run not compared",
-                    V1_PATH);
+        /* a note on stderr, not cr_log_warn: Criterion 2.4 exits 1 after a warning */
+        fprintf(stderr, "test_checkpoint: note: this CPU's arithmetic differs from the one that wrote %s: "
+                        "uninterrupted run not compared\n", V1_PATH);
     }
     drop(&sa), drop(&sb), drop(&sc), drop(&sd);
     ku_learn_free(&a), ku_learn_free(&b), ku_learn_free(&c), ku_learn_free(&d), ku_learn_free(&e), ku_learn_free(&u);
