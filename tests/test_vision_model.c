@@ -51,15 +51,7 @@ static const char *const BASE =
     " \"seed\": 7, \"valid_pct\": 0.25, \"n_params\": 1234, \"data\": \"pets\"}\n";
 
 /* BASE with its first `from` replaced by `to` (malloc'd). */
-static char *with(const char *from, const char *to)
-{
-    const char *at = strstr(BASE, from);
-    cr_assert(at, "'%s' is not in the base text", from);
-    size_t n = strlen(BASE) - strlen(from) + strlen(to) + 1;
-    char *s = malloc(n);
-    snprintf(s, n, "%.*s%s%s", (int)(at - BASE), BASE, to, at + strlen(from));
-    return s;
-}
+static char *with(const char *from, const char *to) { return ku_replace(BASE, from, to); }
 
 static void write_file(const char *path, const void *data, size_t n)
 {
@@ -383,15 +375,7 @@ static const char *const V1 =
     " \"max_lighting\": 0.1, \"p_affine\": 0.5, \"p_lighting\": 0.75},\n"
     " \"training\": {\"seed\": 7, \"valid_pct\": 0.25, \"data\": \"pets\"}, \"vision\": {}}\n";
 
-static char *v1_with(const char *from, const char *to)
-{
-    const char *at = strstr(V1, from);
-    cr_assert(at, "'%s' is not in V1", from);
-    size_t n = strlen(V1) - strlen(from) + strlen(to) + 1;
-    char *s = malloc(n);
-    snprintf(s, n, "%.*s%s%s", (int)(at - V1), V1, to, at + strlen(from));
-    return s;
-}
+static char *v1_with(const char *from, const char *to) { return ku_replace(V1, from, to); }
 
 /* Both layouts describe the same model: every field reads the same. */
 Test(vision_model, common_layout_reads_as_the_older_one)

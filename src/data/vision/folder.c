@@ -270,13 +270,7 @@ kiln_data *kiln_vision_folder_new(const char *root, const kiln_vision_params *p)
         items_free(&it);
     }
     free(tdir), free(vdir);
-    bool grey_all = false;
-    if (!st) st = kiln__vision_check_files(v, &grey_all);
-    if (st) {
-        kiln__vision_destroy(v);
-        return NULL;
-    }
-    return kiln__vision_finish(v, grey_all);
+    return kiln__vision_check_and_finish(v, st);
 }
 
 /* ---- CSV ------------------------------------------------------------------------------------ */
@@ -380,11 +374,5 @@ kiln_data *kiln_vision_csv_new(const char *csv_path, const kiln_vision_params *p
     if (!st) st = set_classes(v, &names);
     strv_free(&names), items_free(&it), csv_rows_free(&r), free(dir);
     kiln_csv_close(c);
-    bool grey_all = false;
-    if (!st) st = kiln__vision_check_files(v, &grey_all);
-    if (st) {
-        kiln__vision_destroy(v);
-        return NULL;
-    }
-    return kiln__vision_finish(v, grey_all);
+    return kiln__vision_check_and_finish(v, st);
 }

@@ -39,11 +39,5 @@ kiln_data *kiln_vision_items_new(const char *const *paths, int64_t n, const int6
                                                           (long long)i);
         else s->labels[i] = y;
     }
-    bool grey_all = false;
-    if (!st) st = kiln__vision_check_files(v, &grey_all);
-    if (st) {
-        kiln__vision_destroy(v);
-        return NULL;
-    }
-    return kiln__vision_finish(v, grey_all);
+    return kiln__vision_check_and_finish(v, st);
 }

@@ -342,6 +342,17 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all)
     return kiln_data_new(&kiln__vision_ops, v);
 }
 
+kiln_data *kiln__vision_check_and_finish(kiln_vision_data *v, kiln_status st)
+{
+    bool grey_all = false;
+    if (!st) st = kiln__vision_check_files(v, &grey_all);
+    if (st) {
+        kiln__vision_destroy(v);
+        return NULL;
+    }
+    return kiln__vision_finish(v, grey_all);
+}
+
 /* ---- kiln_vision_open ------------------------------------------------------------------------- */
 
 static bool file_exists(const char *path)

@@ -90,6 +90,10 @@ void kiln__vision_destroy(kiln_vision_data *v);
 /* Completes v (channels, size, stats, order, loader) and wraps it; v is owned by the call
  * (freed on failure). grey_all: every image is grey (for n_channels 0). */
 kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all);
+/* The end of a file-list source's construction: when st (the construction so far) is OK,
+ * checks its files (kiln__vision_check_files) and completes it (kiln__vision_finish); on an
+ * error destroys v. NULL + message on failure. */
+kiln_data *kiln__vision_check_and_finish(kiln_vision_data *v, kiln_status st);
 /* Checks every file of a folder/CSV source (skip_bad: decodes and drops bad ones, with a
  * warning each); sets *grey_all and, when p.size is 0, v->size from a common square size. */
 kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all);
