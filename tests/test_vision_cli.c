@@ -135,6 +135,14 @@ static int count_lines(const char *s)
     return n;
 }
 
+/* g_dir/idx: the tiny IDX set (48 train, 12 valid 28x28 images of 3 classes). */
+static void make_idx_set(void)
+{
+    cr_assert(mkdir(P("idx"), 0777) == 0);
+    ku_make_idx(P("idx"), "train", 48);
+    ku_make_idx(P("idx"), "t10k", 12);
+}
+
 /* ---- tests ------------------------------------------------------------------------------------- */
 
 Test(vision_cli, help_for_every_subcommand)
@@ -418,9 +426,7 @@ Test(vision_cli, layout_flag)
 
 Test(vision_cli, idx_data)
 {
-    cr_assert(mkdir(P("idx"), 0777) == 0);
-    ku_make_idx(P("idx"), "train", 48);
-    ku_make_idx(P("idx"), "t10k", 12);
+    make_idx_set();
     run_ok("vision fit %s/idx --out %s/im --bs 8 --epochs 1 " FAST);
     cJSON *m = json("im/model.json");
     cr_expect_eq(num(cJSON_GetObjectItem(m, "preprocessing"), "size"), 28);
@@ -443,9 +449,7 @@ Test(vision_cli, idx_data)
 /* The fastai 2022 course ResNet (kiln_simple_resnet_new) end to end on the tiny IDX set. */
 Test(vision_cli, simple_resnet_fit_and_predict)
 {
-    cr_assert(mkdir(P("idx"), 0777) == 0);
-    ku_make_idx(P("idx"), "train", 48);
-    ku_make_idx(P("idx"), "t10k", 12);
+    make_idx_set();
     run_ok("vision fit %s/idx --out %s/sr --arch simple-resnet --bs 8 --epochs 1 --threads 1 --workers 0");
     expect_in("out", "model: simple-resnet");
     cJSON *m = json("sr/model.json");
@@ -794,4 +798,30 @@ Test(vision_cli, resume_names_changed_flags)
     expect_in("err", "--schedule: one-cycle then, const now");
     run_ok("vision fit %s/img --out %s/rc --bs 4 --epochs 2 --lr 1e-2 --no-augment --threads 2 --workers 1 --quiet "
            "--resume");
+}
+
+/* --classes and --train-per-class: the kept classes become the model's, in the order given
+ * (names, indices or an index range), with N training images each; bad lists are refused. */
+Test(vision_cli, class_subset_and_train_per_class)
+{
+    make_idx_set();
+    run_ok("vision fit %s/idx --out %s/sub --classes 2,0 --train-per-class 5 --bs 4 --epochs 1 --threads 1 --workers 0");
+    expect_in("out", "10 train / 8 valid images, 28x28x1, 2 classes");
+    cJSON *m = json("sub/model.json");
+    cJSON *cls = cJSON_GetObjectItem(m, "classes");
+    cr_assert_eq(cJSON_GetArraySize(cls), 2);
+    cr_expect_str_eq(cJSON_GetArrayItem(cls, 0)->valuestring, "2");
+    cr_expect_str_eq(cJSON_GetArrayItem(cls, 1)->valuestring, "0");
+    cJSON_Delete(m);
+    run_ok("vision lr-find %s/idx --out %s/lf --classes 1-2 --num-it 12 --bs 4 --threads 1 --workers 0");
+    expect_in("out", "32 train / 8 valid images, 28x28x1, 2 classes");
+    run_fail("vision fit %s/idx --out %s/bad --classes 0,7 " FAST, 1, "'7'");
+    expect_in("err", "'0', '1', '2'");
+    run_fail("vision fit %s/idx --out %s/bad --classes 0,,1 " FAST, 2, "--classes");
+    run_fail("vision fit %s/idx --out %s/bad --classes 2-1 " FAST, 2, "--classes");
+    run_fail("vision fit %s/idx --out %s/bad --train-per-class -1 " FAST, 2, "--train-per-class");
+    run_fail("vision predict %s/sub %s/x.png --classes 1", 2, "does not apply");
+    run_ok("vision lr-find --help");
+    expect_in("out", "--classes");
+    expect_in("out", "--train-per-class");
 }

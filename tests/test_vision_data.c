@@ -882,3 +882,201 @@ Test(vision_data, image_pixel_cap)
     p.max_pixels = -1;
     expect_fail_naming(kiln_vision_folder_new(P("cap"), &p), "max_pixels", "max_pixels -1");
 }
+
+/* ---- class subsets and per-class limits --------------------------------------------------------- */
+
+/* IDX train (30 items) and valid (15), labels i % 3: a subset renumbers the classes in the
+ * order asked for and keeps the other items (pixels and all) in data order; per-class limits
+ * are seeded and repeatable; the stats are the kept items'. */
+Test(vision_data, subset_idx_classes_limits_and_stats)
+{
+    char dir[1024];
+    D("sub", dir);
+    idx_pair(dir, "train", 30, 4, 4, false);
+    idx_pair(dir, "t10k", 15, 4, 4, true);
+    kiln_vision_params p = prm(0);
+    p.shuffle = false, p.drop_last = false, p.norm = KILN_VISION_NORM_DATASET;
+    const char *keep[] = {"2", "0"};
+    p.classes = keep, p.n_classes = 2;
+    kiln_data *d = kiln_vision_open(dir, &p);
+    cr_assert(d, "%s", kiln_last_error());
+    kiln_vision_data *v = kiln_vision_data_of(d);
+    cr_assert_eq(kiln_vision_data_n_classes(v), 2);
+    cr_expect_str_eq(kiln_vision_data_class(v, 0), "2");
+    cr_expect_str_eq(kiln_vision_data_class(v, 1), "0");
+    cr_expect(kiln_vision_data_params(v)->classes == NULL && kiln_vision_data_params(v)->n_classes == 0);
+    cr_assert_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), 20);
+    cr_assert_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_VALID), 10);
+    double s = 0, s2 = 0;
+    int64_t at = 0;
+    for (int i = 0; i < 30; i++) { /* source item i of label 0 or 2, in order */
+        if (i % 3 == 1) continue;
+        cr_expect_eq(kiln_vision_data_label(v, KILN_DATA_SPLIT_TRAIN, at), i % 3 == 2 ? 0 : 1, "item %d", i);
+        float got[16];
+        cr_assert(!kiln_vision_data_item(v, KILN_DATA_SPLIT_TRAIN, at, false, got));
+        for (int q = 0; q < 16; q++) {
+            int k = i * 16 + q;
+            double x = (uint8_t)(k * 37 + k / 7) / 255.0f;
+            cr_expect_float_eq(got[q], x, 1e-7, "source item %d pixel %d", i, q);
+            s += x, s2 += x * x;
+        }
+        at++;
+    }
+    double n = 20 * 16, m = s / n, sd = sqrt((s2 - s * m) / (n - 1));
+    kiln_vision_stats st = kiln_vision_data_stats(v);
+    cr_expect_float_eq(st.mean[0], m, 1e-6, "mean %f of the kept items, expected %f", st.mean[0], m);
+    cr_expect_float_eq(st.std[0], sd, 1e-6, "std %f of the kept items, expected %f", st.std[0], sd);
+    kiln_data_free(d);
+
+    /* 3 train items per class, picked along kiln_data_permutation(split_seed, 1, n) */
+    p.train_per_class = 3;
+    d = kiln_vision_open(dir, &p);
+    cr_assert(d, "%s", kiln_last_error());
+    v = kiln_vision_data_of(d);
+    cr_assert_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), 6);
+    cr_assert_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_VALID), 10, "valid keeps every item of the kept classes");
+    int64_t perm[20], cnt[2] = {0}, want[6], nw = 0;
+    bool pick[20] = {false};
+    kiln_data_permutation(42, 1, 20, perm);
+    for (int j = 0; j < 20; j++) { /* over the 20 kept items: label of kept item t is (t % 2 == 0 ? 0 : 1) */
+        int64_t t = perm[j], y = t % 2 == 0 ? 0 : 1;
+        if (cnt[y] < 3) cnt[y]++, pick[t] = true;
+    }
+    for (int t = 0; t < 20; t++)
+        if (pick[t]) want[nw++] = t;
+    float got[16];
+    for (int r = 0; r < 6; r++) {
+        int src = (int)(want[r] / 2 * 3 + (want[r] % 2 == 0 ? 0 : 2)); /* kept item t -> source item */
+        cr_assert(!kiln_vision_data_item(v, KILN_DATA_SPLIT_TRAIN, r, false, got));
+        int k = src * 16 + 5;
+        cr_expect_float_eq(got[5], (uint8_t)(k * 37 + k / 7) / 255.0f, 1e-7, "limited item %d is source %d", r, src);
+        cr_expect_eq(kiln_vision_data_label(v, KILN_DATA_SPLIT_TRAIN, r), src % 3 == 2 ? 0 : 1);
+    }
+    kiln_data_free(d);
+    p.split_seed = 7, p.valid_per_class = 1;
+    d = kiln_vision_open(dir, &p);
+    cr_assert(d, "%s", kiln_last_error());
+    cr_expect_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_VALID), 2);
+    bool same = true;
+    for (int r = 0; r < 6; r++) {
+        cr_assert(!kiln_vision_data_item(kiln_vision_data_of(d), KILN_DATA_SPLIT_TRAIN, r, false, got));
+        int src = (int)(want[r] / 2 * 3 + (want[r] % 2 == 0 ? 0 : 2)), k = src * 16 + 5;
+        same = same && got[5] == (uint8_t)(k * 37 + k / 7) / 255.0f;
+    }
+    cr_expect(!same, "another split seed picks other items");
+    kiln_data_free(d);
+    /* a limit above a class's count keeps the class whole; no subset keeps every class */
+    p.classes = NULL, p.n_classes = 0, p.train_per_class = 1000, p.valid_per_class = 0;
+    d = kiln_vision_open(dir, &p);
+    cr_assert(d, "%s", kiln_last_error());
+    cr_expect_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), 30);
+    cr_expect_eq(kiln_vision_data_n_classes(kiln_vision_data_of(d)), 3);
+    kiln_data_free(d);
+}
+
+Test(vision_data, subset_bad_classes_and_limits)
+{
+    char dir[1024];
+    D("subbad", dir);
+    idx_pair(dir, "train", 9, 4, 4, false);
+    kiln_vision_params p = prm(0);
+    const char *unknown[] = {"1", "cow"}, *twice[] = {"1", "01"}, *null_name[] = {NULL}, *past[] = {"3"};
+    p.classes = unknown, p.n_classes = 2;
+    expect_fail_naming(kiln_vision_open(dir, &p), "'cow'", "unknown class");
+    cr_expect(strstr(kiln_last_error(), "'0', '1', '2'"), "lists the classes: %s", kiln_last_error());
+    p.classes = past, p.n_classes = 1;
+    expect_fail_naming(kiln_vision_open(dir, &p), "'3'", "index past the classes");
+    p.classes = twice, p.n_classes = 2;
+    expect_fail_naming(kiln_vision_open(dir, &p), "twice", "class asked for twice (as a name, then an index)");
+    p.classes = null_name, p.n_classes = 1;
+    expect_fail_naming(kiln_vision_open(dir, &p), "(null)", "a NULL class name");
+    p.classes = NULL, p.n_classes = 2;
+    expect_fail_naming(kiln_vision_open(dir, &p), "n_classes", "n_classes without classes");
+    p.classes = unknown, p.n_classes = 0;
+    expect_fail_naming(kiln_vision_open(dir, &p), "n_classes", "classes without n_classes");
+    p.classes = NULL, p.train_per_class = -1;
+    expect_fail_naming(kiln_vision_open(dir, &p), "train_per_class", "negative limit");
+}
+
+/* A w x w grey PNG of one value. */
+static void png_const(const char *rel, int w, uint8_t value)
+{
+    uint8_t px[64];
+    memset(px, value, sizeof px);
+    write_png(P(rel), w, w, 1, 8, px);
+}
+
+/* Folders (random split) and CSV: the same subset rules over file lists; the stats are those
+ * of the kept files (each class's images have one pixel value, so the mean is known). */
+Test(vision_data, subset_folder_and_csv)
+{
+    static const char *cls[3] = {"ant", "bee", "cat"};
+    static const uint8_t val[3] = {10, 100, 200};
+    char rel[64], csv[4096] = "name,label\n";
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 10; i++) {
+            snprintf(rel, sizeof rel, "sf/%s/%02d.png", cls[c], i);
+            png_const(rel, 4, val[c]);
+            size_t k = strlen(csv);
+            snprintf(csv + k, sizeof csv - k, "%s/%02d.png,%s\n", cls[c], i, cls[c]);
+        }
+    write_bytes(P("sf/list.csv"), csv, strlen(csv));
+    const char *keep[] = {"cat", "0"}; /* by name, and "ant" by index */
+    for (int kind = 0; kind < 2; kind++) {
+        kiln_vision_params p = prm(4);
+        p.norm = KILN_VISION_NORM_DATASET, p.stats_items = 0;
+        p.classes = keep, p.n_classes = 2, p.train_per_class = 4;
+        kiln_data *d = kind ? kiln_vision_csv_new(P("sf/list.csv"), &p) : kiln_vision_folder_new(P("sf"), &p);
+        cr_assert(d, "%s: %s", kind ? "csv" : "folder", kiln_last_error());
+        kiln_vision_data *v = kiln_vision_data_of(d);
+        cr_expect_str_eq(kiln_vision_data_class(v, 0), "cat");
+        cr_expect_str_eq(kiln_vision_data_class(v, 1), "ant");
+        cr_assert_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), 8);
+        int64_t per[2] = {0};
+        for (int64_t i = 0; i < 8; i++) {
+            int64_t y = kiln_vision_data_label(v, KILN_DATA_SPLIT_TRAIN, i);
+            cr_assert(y == 0 || y == 1);
+            per[y]++;
+            cr_expect(strstr(kiln_vision_data_path(v, KILN_DATA_SPLIT_TRAIN, i), y ? "/ant/" : "/cat/"), "%s has label %lld",
+                      kiln_vision_data_path(v, KILN_DATA_SPLIT_TRAIN, i), (long long)y);
+        }
+        cr_expect(per[0] == 4 && per[1] == 4);
+        /* the valid split (int(0.2 * 30) = 6 of all 30 files) keeps its ant and cat files */
+        int64_t nv = kiln_data_n_items(d, KILN_DATA_SPLIT_VALID);
+        cr_expect(nv >= 1 && nv <= 6, "valid %lld", (long long)nv);
+        for (int64_t i = 0; i < nv; i++)
+            cr_expect(!strstr(kiln_vision_data_path(v, KILN_DATA_SPLIT_VALID, i), "/bee/"));
+        kiln_vision_stats st = kiln_vision_data_stats(v);
+        double m = (4 * 200 / 255.0 + 4 * 10 / 255.0) / 8;
+        cr_expect_float_eq(st.mean[0], m, 1e-5, "%s: mean %f of the kept files, expected %f", kind ? "csv" : "folder",
+                           st.mean[0], m);
+        kiln_data_free(d);
+        const char *bad[] = {"dog"};
+        p.classes = bad, p.n_classes = 1;
+        expect_fail_naming(kind ? kiln_vision_csv_new(P("sf/list.csv"), &p) : kiln_vision_folder_new(P("sf"), &p),
+                           "'dog'", "unknown class in a file source");
+        cr_expect(strstr(kiln_last_error(), "'ant', 'bee', 'cat'"), "%s", kiln_last_error());
+    }
+}
+
+Test(vision_data, subset_fashion_mnist_when_installed)
+{
+    struct stat sb;
+    if (stat("/usr/share/datasets/fashion-mnist", &sb) != 0)
+        cr_skip_test("/usr/share/datasets/fashion-mnist absent (apt-get install dataset-fashion-mnist)");
+    kiln_vision_params p = kiln_vision_default_params();
+    const char *keep[] = {"Sandal", "7", "8", "9", "6"};
+    p.classes = keep, p.n_classes = 5, p.train_per_class = 50;
+    kiln_data *d = kiln_vision_open("fashion-mnist", &p);
+    cr_assert(d, "%s", kiln_last_error());
+    kiln_vision_data *v = kiln_vision_data_of(d);
+    cr_expect_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), 250);
+    cr_expect_eq(kiln_data_n_items(d, KILN_DATA_SPLIT_VALID), 5000);
+    cr_expect_str_eq(kiln_vision_data_class(v, 1), "Sneaker");
+    cr_expect_str_eq(kiln_vision_data_class(v, 4), "Shirt");
+    kiln_data_free(d);
+    const char *bad[] = {"Boot"};
+    p.classes = bad, p.n_classes = 1;
+    expect_fail_naming(kiln_vision_open("fashion-mnist", &p), "'Boot'", "unknown Fashion-MNIST class");
+    cr_expect(strstr(kiln_last_error(), "'T-shirt/top', 'Trouser'"), "%s", kiln_last_error());
+}

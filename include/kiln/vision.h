@@ -112,6 +112,19 @@ typedef struct kiln_vision_params {
                                  warning on stderr and counted (kiln_vision_data_n_skipped) */
     int64_t max_pixels;       /* images whose header gives more pixels (w x h) are refused (bad
                                  images, above) before decoding; KILN_VISION_MAX_PIXELS; 0 = that */
+    /* class subset and per-class limits (every source kind; applied before the file check
+     * and the data set's stats, which are computed on the kept train items) */
+    const char *const *classes; /* NULL: every class of the source; else the n_classes classes
+                                 to keep, in this order: they become the data's classes and label
+                                 numbering (label i is classes[i]); items of other classes are
+                                 dropped from both splits. An entry that is not a class name of
+                                 the source but a decimal number k names the source's class k
+                                 ("5" is Fashion-MNIST's "Sandal"). An unknown class or one
+                                 listed twice is an error naming it and the source's classes */
+    int n_classes;            /* entries in classes (0 with classes NULL) */
+    int64_t train_per_class;  /* 0: every train item; N: at most N train items per class, chosen
+                                 at random with split_seed (deterministic), kept in data order */
+    int64_t valid_per_class;  /* the same for the valid split; 0: every valid item */
     /* loader */
     int n_workers;            /* background threads: 2; 0 = decode in get_batch on the caller */
     int prefetch;             /* batches prepared ahead: 4 */
@@ -163,8 +176,9 @@ int kiln_vision_data_n_classes(const kiln_vision_data *v);
 const char *kiln_vision_data_class(const kiln_vision_data *v, int i); /* NULL out of range */
 int kiln_vision_data_n_channels(const kiln_vision_data *v);
 int kiln_vision_data_size(const kiln_vision_data *v); /* H = W of every batch image */
-/* The params it was made with (file and column names are NULL after construction; tfm and
- * tfm_user are the transform's). */
+/* The params it was made with (file and column names and classes are NULL after construction
+ * (n_classes is 0; the kept classes are kiln_vision_data_class); tfm and tfm_user are the
+ * transform's). */
 const kiln_vision_params *kiln_vision_data_params(const kiln_vision_data *v);
 /* The stats batches are normalized with (mean 0, std 1 for KILN_VISION_NORM_NONE). */
 kiln_vision_stats kiln_vision_data_stats(const kiln_vision_data *v);

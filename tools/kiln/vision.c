@@ -11,6 +11,7 @@
 /* ---- flags ------------------------------------------------------------------------------------ */
 
 #define O(f) offsetof(vopts, f)
+static bool parse_classes(const char *value, void *opts);
 #define DATA_CMDS (VC_LR_FIND | VC_FIT | VC_SHOW | VC_INTERP)
 #define TRAIN_CMDS (VC_LR_FIND | VC_FIT)
 /* vision's own flags; the common ones (train.h) are added in front of them */
@@ -44,6 +45,13 @@ static const cli_flag g_vision_flags[] = {
      "activations' memory layout: nhwc (channels-last) | nchw | auto (the architecture's choice: nhwc for "
      "simple-cnn and simple-resnet, else nchw)", NULL, NULL},
     {"--workers", "N", FLAG_INT, O(workers), DATA_CMDS, "data loader threads (0: load on the main thread)", NULL, NULL},
+    {"--classes", "LIST", FLAG_CUSTOM, 0, TRAIN_CMDS | VC_SHOW,
+     "keep only these classes, in this order (they become the model's classes): comma-separated class names, "
+     "or the source's class indices (5, or a range 5-9: fashion-mnist 5-9 is Sandal..Ankle boot)",
+     parse_classes, "a comma-separated list of class names or indices (A or A-B)"},
+    {"--train-per-class", "N", FLAG_INT, O(train_per_class), TRAIN_CMDS | VC_SHOW,
+     "keep at most N training images per class, picked at random with split seed 42 (0: all); validation "
+     "keeps every image of the kept classes", NULL, NULL},
     {"--probs", NULL, FLAG_BOOL, O(probs), VC_PREDICT,
      "also print every class's probability (class=p, in the model's class order)", NULL, NULL},
 };
@@ -171,6 +179,7 @@ int cmd_vision(int argc, char **argv)
         bad = o.size < 0 || o.size > 4096 ? "--size must be in [0, 4096]"
             : o.workers < 0 || o.workers > 64 ? "--workers must be in [0, 64]"
             : o.n < 1 || o.n > 1024 ? "--n must be in [1, 1024]"
+            : o.train_per_class < 0 ? "--train-per-class must be >= 0"
             : kiln_layout_parse(o.layout, &layout) ? "--layout must be auto, nhwc or nchw"
             : !kiln_arch_find(o.arch) ? kiln_last_error() : NULL;
     kiln_augment_params ap = vc_augment_params(&o);
@@ -207,8 +216,41 @@ int cmd_vision(int argc, char **argv)
     default: rc = vc_interpret(&o, pos[0], pos[1]); break;
     }
 done:
+    parse_classes(NULL, &o);
     free(pos);
     return rc;
+}
+
+/* --classes: "a,b,c" into o->classes; a token of digits A-B (A <= B) becomes A, A+1, .., B
+ * (indices the library resolves against the source's classes). NULL frees the list. */
+static bool parse_classes(const char *value, void *opts)
+{
+    vopts *o = opts;
+    for (int i = 0; i < o->n_classes; i++) free(o->classes[i]);
+    free(o->classes);
+    o->classes = NULL, o->n_classes = 0;
+    if (!value) return true;
+    for (const char *t = value;; t++) {
+        size_t n = strcspn(t, ",");
+        char tok[256];
+        unsigned a, b;
+        int used = 0;
+        if (n == 0 || n >= sizeof tok) return false;
+        memcpy(tok, t, n), tok[n] = '\0';
+        bool range = strspn(tok, "0123456789-") == n && sscanf(tok, "%u-%u%n", &a, &b, &used) == 2 && used == (int)n;
+        if (range && (a > b || b - a > 65535)) return false;
+        for (unsigned k = range ? a : 0; k <= (range ? b : 0); k++) {
+            char **nc = realloc(o->classes, (size_t)(o->n_classes + 1) * sizeof *nc);
+            if (!nc) return false;
+            o->classes = nc;
+            char num[16];
+            snprintf(num, sizeof num, "%u", k);
+            if (!(o->classes[o->n_classes] = strdup(range ? num : tok))) return false;
+            o->n_classes++;
+        }
+        t += n;
+        if (!*t) return true;
+    }
 }
 
 /* ---- data ---------------------------------------------------------------------------------------- */
@@ -230,6 +272,9 @@ kiln_vision_params vc_vision_params(const vopts *o, int64_t bs)
     vp.valid_pct = o->valid_pct;
     vp.skip_bad = o->skip_bad;
     vp.n_workers = (int)o->workers;
+    vp.classes = (const char *const *)o->classes;
+    vp.n_classes = o->n_classes;
+    vp.train_per_class = o->train_per_class;
     return vp;
 }
 

@@ -27,6 +27,10 @@ typedef struct vopts {
     /* augmentation (fastai aug_transforms' arguments); defaults from kiln_augment_default_params */
     double max_rotate, max_zoom, max_warp, max_lighting, p_affine, p_lighting;
     bool no_flip;
+    /* --classes (names, or source class indices A or A-B; vc_parse_classes) and --train-per-class */
+    char **classes;
+    int n_classes;
+    int64_t train_per_class;
 } vopts;
 
 int vc_lr_find(vopts *o, const char *data);
@@ -37,7 +41,8 @@ int vc_interpret(vopts *o, const char *dir, const char *data);
 
 /* The augmentation the flags ask for (fastai's defaults, overridden by --max-rotate etc.). */
 kiln_augment_params vc_augment_params(const vopts *o);
-/* The data-loading flags as vision params (batch size bs, size, valid-pct, skip-bad, workers). */
+/* The data-loading flags as vision params (batch size bs, size, valid-pct, skip-bad, workers,
+ * classes, train-per-class). */
 kiln_vision_params vc_vision_params(const vopts *o, int64_t bs);
 /* Prints "<name>: N train / M valid images, SxSxC, K classes" unless quiet, and the
  * skipped-images warning. */

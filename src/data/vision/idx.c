@@ -196,6 +196,7 @@ kiln_data *kiln__vision_idx_named(const char *name, const char *train_images, co
         snprintf(buf, sizeof buf, "%d", c);
         if (!(v->classes[c] = kiln__vision_strdup(fashion ? fashion_classes[c] : buf))) goto fail;
     }
+    if (kiln__vision_subset(v)) goto fail;
     return kiln__vision_finish(v, true);
 nomem:
     kiln__err(KILN_STATUS_NOMEM, "idx: out of memory");

@@ -75,7 +75,11 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
                     : q.n_workers < 0 || q.n_workers > 64 ? "n_workers must be in [0, 64]"
                     : q.prefetch < 0 || q.prefetch > 64 ? "prefetch must be in [0, 64]"
                     : q.stats_items < 0 ? "stats_items must be >= 0"
-                    : q.max_pixels < 0 ? "max_pixels must be >= 0 (0: KILN_VISION_MAX_PIXELS)" : NULL;
+                    : q.max_pixels < 0 ? "max_pixels must be >= 0 (0: KILN_VISION_MAX_PIXELS)"
+                    : q.n_classes < 0 || (q.n_classes > 0) != (q.classes != NULL)
+                        ? "classes and n_classes go together (n_classes >= 1 with a class list, 0 without)"
+                    : q.train_per_class < 0 || q.valid_per_class < 0 ? "train_per_class and valid_per_class must be >= 0"
+                    : NULL;
     if (bad) return kiln__errp(KILN_STATUS_INVALID, "vision: %s: %s", name, bad);
     kiln_vision_data *v = calloc(1, sizeof *v);
     if (!v) return kiln__errp(KILN_STATUS_NOMEM, "vision: out of memory");
@@ -345,6 +349,7 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all)
 kiln_data *kiln__vision_check_and_finish(kiln_vision_data *v, kiln_status st)
 {
     bool grey_all = false;
+    if (!st) st = kiln__vision_subset(v);
     if (!st) st = kiln__vision_check_files(v, &grey_all);
     if (st) {
         kiln__vision_destroy(v);

@@ -104,6 +104,9 @@ kiln_status kiln__vision_check_files(kiln_vision_data *v, bool *grey_all);
 enum { KILN__TFM_NONE = 0, KILN__TFM_SPLIT = 1, KILN__TFM_TRAIN = 2 };
 kiln_status kiln__vision_make_item(const kiln_vision_data *v, kiln_data_split split, int64_t i, int tfm,
                                    uint64_t seed, int64_t epoch, bool normalize, float *out);
+/* Applies params.classes, train_per_class and valid_per_class to v's item lists and classes
+ * (subset.c); clears params.classes. Errors: INVALID (an unknown or repeated class), NOMEM. */
+kiln_status kiln__vision_subset(kiln_vision_data *v);
 /* strdup that counts as an allocation failure message. */
 char *kiln__vision_strdup(const char *s);
 
