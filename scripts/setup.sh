@@ -5,7 +5,7 @@
 # --dev also installs PyTorch (python3-torch), which only the fixture generators in
 # tests/fixtures/ and the benchmark twins in bench/ need; CI and users do not.
 set -eu
-PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libcriterion-dev libplplot-dev plplot-driver-cairo zlib1g-dev libspng-dev libturbojpeg0-dev dataset-fashion-mnist fonts-dejavu-core time clang libclang-rt-14-dev"
+PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libzip-dev libcriterion-dev libplplot-dev plplot-driver-cairo zlib1g-dev libspng-dev libturbojpeg0-dev dataset-fashion-mnist fonts-dejavu-core time clang libclang-rt-14-dev"
 if [ "${1:-}" = "--dev" ]; then PKGS="$PKGS python3-torch python3-numpy"; fi
 missing=""
 for p in $PKGS; do

@@ -23,6 +23,21 @@ typedef struct kiln_st_file kiln_st_file;
  * byte ranges, ranges inside the file and not overlapping. Errors name the file and the
  * tensor or field at fault. */
 kiln_status kiln_st_open(const char *path, kiln_st_file **out);
+/* PyTorch checkpoints (.pth / .pt as torch.save(model.state_dict()) writes them, e.g.
+ * torchvision's resnet34-b627a593.pth): the zip format of torch >= 1.6 and the legacy format
+ * before it, read into the same kiln_st_file, so every call below works on it. Tensors are named
+ * by their state-dict keys, in the pickle's order; metadata "format" is "pth". A checkpoint dict
+ * holding the state dict under "state_dict", "model" or "model_state_dict" gives that dict. The
+ * pickle is read by a restricted unpickler that executes nothing: any global but
+ * collections.OrderedDict, torch's tensor rebuilders and storage classes, and any opcode
+ * torch.save does not write, is refused naming it and the file ("x.pth: data.pkl names global
+ * 'posix.system', which a state dict never holds: refused (kiln never executes pickles)").
+ * Tensors must be contiguous, inside their storages, of dtype float32 / float16 / bfloat16 /
+ * int64 / int32 / uint8 (float64 is read as F32); errors name the file and the tensor. */
+kiln_status kiln_pth_open(const char *path, kiln_st_file **out);
+/* Opens a weight file of either format by its content: a zip archive or a legacy pickle is a
+ * .pth (kiln_pth_open), anything else safetensors (kiln_st_open). */
+kiln_status kiln_weights_open(const char *path, kiln_st_file **out);
 void kiln_st_close(kiln_st_file *f);
 size_t kiln_st_count(const kiln_st_file *f);
 const char *kiln_st_name(const kiln_st_file *f, size_t i); /* in file order */

@@ -9,6 +9,14 @@
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "kiln safetensors: tensor data is little-endian; big-endian hosts need byte swaps"
+/* Sorts f->by_name and refuses duplicate names (FORMAT naming the file and the name). */
+kiln_status kiln__st_index(kiln_st_file *f);
+/* Maps path whole, read-only: *map NULL for an empty file. IO errors read "WHO: PATH: ...". */
+kiln_status kiln__io_map(const char *who, const char *path, unsigned char **map, size_t *size);
+/* kiln_st_file's message prefix for names from files: at most KILN_ST_NAME_MAX bytes. */
+#define KILN_ST_NAMEF "%.*s"
+#define KILN_ST_NAMEA(s) KILN_ST_NAME_MAX, (s)
+
 #endif
 
 /* The reference implementation refuses headers above 100 MB; so do we. */
@@ -28,8 +36,10 @@ typedef struct kiln__st_tensor {
 
 struct kiln_st_file {
     char *path;                       /* owned copy, for messages */
-    unsigned char *map;               /* the whole file, read-only */
+    unsigned char *map;               /* the whole file, read-only (mmap); for a .pth, the
+                                         storages read out of it (malloc) */
     size_t map_size;
+    bool heap;                        /* map is malloc'd (free), not mapped (munmap) */
     const unsigned char *data;        /* map + 8 + header length */
     uint64_t data_size;
     kiln__st_tensor *t;               /* in header order */
@@ -43,5 +53,13 @@ struct kiln_st_file {
 const char *kiln__st_dtype_str(kiln_dtype d);
 /* The tensor called name, or NULL. */
 const kiln__st_tensor *kiln__st_find(const kiln_st_file *f, const char *name);
+
+/* Sorts f->by_name and refuses duplicate names (FORMAT naming the file and the name). */
+kiln_status kiln__st_index(kiln_st_file *f);
+/* Maps path whole, read-only: *map NULL for an empty file. IO errors read "WHO: PATH: ...". */
+kiln_status kiln__io_map(const char *who, const char *path, unsigned char **map, size_t *size);
+/* kiln_st_file's message prefix for names from files: at most KILN_ST_NAME_MAX bytes. */
+#define KILN_ST_NAMEF "%.*s"
+#define KILN_ST_NAMEA(s) KILN_ST_NAME_MAX, (s)
 
 #endif

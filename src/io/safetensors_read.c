@@ -5,13 +5,9 @@
 #include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static const char *const g_st_dtype[KILN_DTYPE_COUNT] = {"F32", "F16", "BF16", "I64", "I32", "U8"};
 /* Valid in the format but not readable by kiln: reported as unsupported, not malformed. */
@@ -41,7 +37,8 @@ static char *dup_str(const char *s)
 void kiln_st_close(kiln_st_file *f)
 {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_size);
+    if (f->heap) free(f->map);
+    else if (f->map) munmap(f->map, f->map_size);
     for (size_t i = 0; i < f->n; i++) free(f->t[i].name);
     for (size_t i = 0; i < 2 * f->n_meta; i++) free(f->meta[i]);
     free(f->t);
@@ -185,16 +182,24 @@ static int cmp_begin(const void *a, const void *b)
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-/* Names unique, byte ranges disjoint (empty tensors take no bytes and overlap nothing). */
-static kiln_status check_layout(kiln_st_file *f)
+kiln_status kiln__st_index(kiln_st_file *f)
 {
     g_sort_t = f->t;
     for (size_t i = 0; i < f->n; i++) f->by_name[i] = i;
     qsort(f->by_name, f->n, sizeof *f->by_name, cmp_name);
     for (size_t i = 1; i < f->n; i++)
         if (!strcmp(f->t[f->by_name[i - 1]].name, f->t[f->by_name[i]].name))
-            return kiln__err(KILN_STATUS_FORMAT, "st_open: %s: duplicate tensor name \"" NAMEF "\"",
+            return kiln__err(KILN_STATUS_FORMAT, "%s: duplicate tensor name \"" NAMEF "\"",
                              f->path, NAMEA(f->t[f->by_name[i]].name));
+    return KILN_STATUS_OK;
+}
+
+/* Names unique, byte ranges disjoint (empty tensors take no bytes and overlap nothing). */
+static kiln_status check_layout(kiln_st_file *f)
+{
+    kiln_status s0 = kiln__st_index(f);
+    if (s0) return s0;
+    g_sort_t = f->t;
     size_t *ord = malloc((f->n + 1) * sizeof *ord), m = 0;
     if (!ord) return kiln__err(KILN_STATUS_NOMEM, "st_open: %s: out of memory", f->path);
     for (size_t i = 0; i < f->n; i++)
@@ -269,28 +274,12 @@ done:
 /* Maps the file and checks the 8-byte length prefix; sets f->map and f->data. */
 static kiln_status map_file(kiln_st_file *f)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kiln__err(KILN_STATUS_IO, "st_open: %s: cannot open: %s", f->path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln__err(KILN_STATUS_IO, "st_open: %s: not a regular file", f->path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
-    if (size < 8) {
-        close(fd);
+    kiln_status s = kiln__io_map("st_open", f->path, &f->map, &f->map_size);
+    if (s) return s;
+    uint64_t size = f->map_size;
+    if (size < 8)
         return kiln__err(KILN_STATUS_FORMAT, "st_open: %s: file is %llu bytes, too short for the "
                          "8-byte header length", f->path, (unsigned long long)size);
-    }
-    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (m == MAP_FAILED)
-        return kiln__err(KILN_STATUS_IO, "st_open: %s: cannot map %llu bytes: %s", f->path,
-                         (unsigned long long)size, strerror(err));
-    f->map = m;
-    f->map_size = (size_t)size;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | f->map[i];
     if (hlen > KILN_ST_MAX_HEADER)

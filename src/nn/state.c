@@ -150,7 +150,7 @@ kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict)
 {
     if (!path) return kiln__err(KILN_STATUS_INVALID, "model_load: path is NULL");
     kiln_st_file *f = NULL;
-    kiln_status st = kiln_st_open(path, &f);
+    kiln_status st = kiln_weights_open(path, &f);
     if (st < 0) return st;
     st = kiln_model_load_st(model, f, NULL, strict);
     kiln_st_close(f);

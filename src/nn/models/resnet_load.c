@@ -215,7 +215,7 @@ kiln_status kiln_vision_model_load_pretrained(kiln_model *model, const char *pat
     if (!model || !path) return kiln__err(KILN_STATUS_INVALID, "vision_model_load_pretrained: needs a model and a path");
     if (!model->allocated) return kiln__err(KILN_STATUS_STATE, "vision_model_load_pretrained: call kiln_model_alloc first");
     kiln_st_file *f = NULL;
-    kiln_status st = kiln_st_open(path, &f);
+    kiln_status st = kiln_weights_open(path, &f);
     if (st < 0) return st;
     st = load(model, f, strict);
     kiln_st_close(f);
