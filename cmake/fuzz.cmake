@@ -5,11 +5,13 @@
 #   make_seeds (either build, not built by default) writes the seeds in fuzz/corpus/.
 #   otherwise, with the tests: fuzz_<name>_replay runs the same entry point over the committed
 #     seeds (fuzz/corpus/<name>/) and minimised crashers (fuzz/regress/<name>/) as a ctest test.
-set(KILN_FUZZ_TARGETS safetensors idx image csv checkpoint modeljson)
+set(KILN_FUZZ_TARGETS safetensors idx image csv checkpoint modeljson pth)
 set(KILN_FUZZ_DIR ${CMAKE_SOURCE_DIR}/fuzz)
 set(KILN_FUZZ_EXTRA_image)
 set(KILN_FUZZ_EXTRA_csv ${KILN_FUZZ_DIR}/kf_images.c)
 set(KILN_FUZZ_EXTRA_checkpoint ${KILN_FUZZ_DIR}/kf_learner.c)
+# more inputs a replay runs: the .pth test fixtures (every crafted hostile and broken file)
+set(KILN_FUZZ_REPLAY_pth ${CMAKE_SOURCE_DIR}/tests/fixtures/pth)
 
 function(kiln_fuzz_exe exe name)
   add_executable(${exe} ${KILN_FUZZ_DIR}/fuzz_${name}.c ${KILN_FUZZ_DIR}/fuzz_common.c ${KILN_FUZZ_EXTRA_${name}} ${ARGN})
@@ -34,6 +36,7 @@ elseif(KILN_TESTS)
     if(EXISTS ${KILN_FUZZ_DIR}/regress/${t})
       list(APPEND dirs ${KILN_FUZZ_DIR}/regress/${t})
     endif()
+    list(APPEND dirs ${KILN_FUZZ_REPLAY_${t}})
     add_test(NAME fuzz_${t}_replay COMMAND fuzz_${t}_replay ${dirs})
     set_tests_properties(fuzz_${t}_replay PROPERTIES TIMEOUT 300 LABELS fuzz)
   endforeach()
