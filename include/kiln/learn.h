@@ -197,6 +197,23 @@ kiln_status kiln_learner_set_lr_slice(kiln_learner *l, double lo, double hi);
 int kiln_learner_n_groups(const kiln_learner *l); /* the model's layer groups */
 double kiln_learner_lr_mult(const kiln_learner *l, int g);
 
+/* ---- freezing (src/learn/freeze.c) ---------------------------------------------------------- *
+ * fastai v2 Learner.freeze_to / freeze / unfreeze: kiln_model_freeze_to(model, n) (groups < n
+ * stop training, except their BatchNorm parameters while train_bn is on; n < 0 counts from
+ * the end, clamped to [0, n_groups]) and then kiln_optim_clear_state, as fastai v2's
+ * opt.clear_state(): moments and step counts start again after every freeze change. May be
+ * called from a callback (gradual unfreezing): the next batch trains the new set. A frozen
+ * parameter gets no gradient at all (no weight-gradient kernel, its grad slice untouched,
+ * no backward into a frozen body below the first trainable layer) and no step. */
+kiln_status kiln_learner_freeze_to(kiln_learner *l, int n);
+kiln_status kiln_learner_freeze(kiln_learner *l);   /* freeze_to(-1): all but the last group */
+kiln_status kiln_learner_unfreeze(kiln_learner *l); /* freeze_to(0) */
+/* fastai train_bn (default on, the model's setting: kiln_model_set_train_bn): BatchNorm
+ * parameters of frozen groups keep training. Changing it on a frozen learner applies at once
+ * and clears the optimizer state; on an unfrozen one it applies at the next freeze. */
+kiln_status kiln_learner_set_train_bn(kiln_learner *l, bool train_bn);
+bool kiln_learner_train_bn(const kiln_learner *l);
+
 /* ---- fitting ------------------------------------------------------------------------------ */
 
 typedef struct kiln_fit_params {

@@ -109,11 +109,19 @@ int kiln_model_param_group(const kiln_model *model, size_t i); /* -1 when out of
 
 /* freeze_to(n): parameters of groups < n stop requiring grad, except BatchNorm parameters
  * while train_bn is on (the default, as fastai); the others require grad. n < 0 counts from
- * the end as Python slicing does; n is clamped to [0, n_groups]. */
+ * the end as Python slicing does; n is clamped to [0, n_groups]. A frozen parameter's grad
+ * slice is left alone (no gradient is computed for it, the optimizer's zero_grad skips it);
+ * one that becomes trainable gets its grad slice zeroed. The optimizer state is the
+ * learner's business: kiln_learner_freeze_to (kiln/learn.h) also clears it, as fastai v2. */
 kiln_status kiln_model_freeze_to(kiln_model *model, int n);
 kiln_status kiln_model_freeze(kiln_model *model);   /* freeze_to(-1): all but the last group */
 kiln_status kiln_model_unfreeze(kiln_model *model); /* freeze_to(0) */
+/* The n of the last freeze_to after clamping, in [0, n_groups]; 0 when never frozen. */
+int kiln_model_frozen_to(const kiln_model *model);
+/* train_bn (default on): BatchNorm parameters of frozen groups keep training. Changing it on
+ * a frozen model applies at once (freeze_to(kiln_model_frozen_to) again). */
 void kiln_model_set_train_bn(kiln_model *model, bool train_bn);
+bool kiln_model_train_bn(const kiln_model *model);
 
 /* ---- state dicts (safetensors, PyTorch names) ----------------------------------------- *
  * Keys are parameter and buffer names; BatchNorm's num_batches_tracked is written as an

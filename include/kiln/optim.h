@@ -140,7 +140,8 @@ kiln_status kiln_optim_step(kiln_optim *opt);
  * means that default again. The result does not depend on the count. */
 kiln_status kiln_optim_set_threads(kiln_optim *opt, int n);
 int kiln_optim_threads(const kiln_optim *opt);
-/* Zeroes the store's whole grad buffer. */
+/* Zeroes the grads of the parameters with requires_grad (a frozen parameter's grad slice is
+ * left as it is: kiln_store_zero_grad zeroes them all). */
 void kiln_optim_zero_grad(kiln_optim *opt);
 /* Forgets all state (moments, momentum buffers, step counts), as a new optimizer would have;
  * fastai v2 does this on freeze/unfreeze. Hyper-parameters, groups and marks are kept. */

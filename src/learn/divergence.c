@@ -8,7 +8,8 @@
  * train finite and still validate NaN: eval mode uses the BatchNorm running statistics).
  *
  * Cost per batch: one copy of the buffers (running stats, small) and a check of them after
- * the forward pass, one pass over the gradients and one over the parameters, branch-free bit tests the compiler vectorizes;
+ * the forward pass, one pass over the trainable parameters' gradients and one over their
+ * values (a frozen body is not read), branch-free bit tests the compiler vectorizes;
  * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
 #include "learn_internal.h"
 #include "kiln/autograd.h"
@@ -124,23 +125,37 @@ kiln_status kiln__nan_check_loss(kiln_learner *l)
                     op ? op : "loss");
 }
 
+/* "'name' (element k: v)" of the first trainable parameter whose gradient (grads) or value
+ * is not finite, or "" when all are: a frozen parameter is neither stepped nor given a
+ * gradient, so only the trainable ones are read. */
+static bool trainable_finite(kiln_learner *l, bool grads, char *who, size_t cap)
+{
+    kiln_store *s = kiln_model_store(l->model);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        const kiln_tensor *t = kiln_store_at(s, i);
+        if (!kiln_store_is_param(s, i) || !t->requires_grad || !t->data || (grads && !t->grad)) continue;
+        const float *v = grads ? t->grad->data : t->data;
+        size_t n = (size_t)kiln_numel(t);
+        if (flat_finite(v, n)) continue;
+        size_t k = 0;
+        while (k < n && isfinite(v[k])) k++;
+        snprintf(who, cap, "'%s' (element %zu: %g)", t->name ? t->name : "?", k, k < n ? (double)v[k] : 0.0);
+        return false;
+    }
+    return true;
+}
+
 kiln_status kiln__nan_check_grads(kiln_learner *l)
 {
-    size_t n = 0;
-    const float *g = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_GRADS, &n);
-    if (OFF(l) || !g || flat_finite(g, n)) return KILN_STATUS_OK;
     char who[400];
-    name_first(l, KILN_STORE_GRADS, who, sizeof who);
+    if (OFF(l) || trainable_finite(l, true, who, sizeof who)) return KILN_STATUS_OK;
     return diverged(l, "the loss is %g but the gradient of parameter %s is not finite", l->st.loss_value, who);
 }
 
 kiln_status kiln__nan_check_params(kiln_learner *l)
 {
-    size_t n = 0;
-    const float *p = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_PARAMS, &n);
-    if (OFF(l) || !p || flat_finite(p, n)) return KILN_STATUS_OK;
     char who[400];
-    name_first(l, KILN_STORE_PARAMS, who, sizeof who);
+    if (OFF(l) || trainable_finite(l, false, who, sizeof who)) return KILN_STATUS_OK;
     return diverged(l, "the optimizer step made parameter %s non-finite from finite gradients (lower the lr)", who);
 }
 

@@ -1,8 +1,9 @@
 /* Layer groups and freezing, as fastai: every store entry has a group; freeze_to(n) stops
  * the gradients of groups < n except BatchNorm parameters (train_bn), so a pretrained body
  * keeps adapting its normalisation while the head trains. Frozen parameters have
- * requires_grad = false, so ops record no gradient for them and their grad slices stay as
- * they were (zero after zero_grad). */
+ * requires_grad = false, so ops record no gradient for them, no weight-gradient kernel runs
+ * for them and their grad slices are left alone (the optimizer's zero_grad skips them); a
+ * parameter that becomes trainable again gets a zeroed grad slice here. */
 #include "nn/nn_internal.h"
 
 #include <string.h>
@@ -75,8 +76,6 @@ int kiln_model_param_group(const kiln_model *model, size_t i)
     return model && i < kiln_store_count(model->store) ? model->group[i] : -1;
 }
 
-void kiln_model_set_train_bn(kiln_model *model, bool train_bn) { model->train_bn = train_bn; }
-
 kiln_status kiln_model_freeze_to(kiln_model *model, int n)
 {
     if (!model) return kiln__err(KILN_STATUS_INVALID, "model_freeze_to: model is NULL");
@@ -87,10 +86,26 @@ kiln_status kiln_model_freeze_to(kiln_model *model, int n)
     for (size_t i = 0; i < count; i++) {
         if (!kiln_store_is_param(model->store, i)) continue;
         kiln_tensor *t = kiln_store_at(model->store, i);
-        t->requires_grad = model->group[i] >= n || (model->train_bn && is_bn(model->owner[i]));
+        bool rg = model->group[i] >= n || (model->train_bn && is_bn(model->owner[i]));
+        /* a frozen grad slice was left alone: start the trainable one from zero */
+        if (rg && !t->requires_grad && t->grad && t->grad->data)
+            memset(t->grad->data, 0, (size_t)kiln_numel(t) * sizeof(float));
+        t->requires_grad = rg;
     }
+    model->frozen_to = n;
     return KILN_STATUS_OK;
 }
+
+int kiln_model_frozen_to(const kiln_model *model) { return model ? model->frozen_to : 0; }
+
+void kiln_model_set_train_bn(kiln_model *model, bool train_bn)
+{
+    if (!model || model->train_bn == train_bn) return;
+    model->train_bn = train_bn;
+    if (model->frozen_to > 0) kiln_model_freeze_to(model, model->frozen_to); /* the frozen groups' BatchNorm */
+}
+
+bool kiln_model_train_bn(const kiln_model *model) { return model && model->train_bn; }
 
 kiln_status kiln_model_freeze(kiln_model *model) { return kiln_model_freeze_to(model, -1); }
 kiln_status kiln_model_unfreeze(kiln_model *model) { return kiln_model_freeze_to(model, 0); }

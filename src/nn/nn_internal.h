@@ -52,6 +52,7 @@ struct kiln_model {
     int *group;                  /* per store entry */
     size_t cap_entries;
     int n_groups;
+    int frozen_to;               /* the last freeze_to, in [0, n_groups] (0: not frozen) */
     bool allocated, training, train_bn;
     bool channels_last;          /* 4-D inputs are converted to channels-last (NHWC) */
     kiln_status build_status;    /* first constructor failure, OK when none */

@@ -145,7 +145,21 @@ kiln_status kiln_optim_step(kiln_optim *opt)
 
 void kiln_optim_zero_grad(kiln_optim *opt)
 {
-    if (opt) kiln_store_zero_grad(opt->store);
+    if (!opt) return;
+    /* runs of adjacent trainable parameters, one memset each: a frozen body's grads are
+     * neither computed nor touched (its grad slices keep what they hold) */
+    size_t lo = 0, hi = 0; /* the current run [lo, hi) in the grads buffer */
+    for (size_t i = 0; i <= opt->n; i++) {
+        const kiln_tensor *t = i < opt->n ? opt->t[i] : NULL;
+        bool on = t && t->requires_grad && opt->len[i];
+        if (on && opt->off[i] == hi) {
+            hi += opt->len[i];
+            continue;
+        }
+        if (hi > lo) memset(opt->grads + lo, 0, (hi - lo) * sizeof(float));
+        lo = hi = on ? opt->off[i] : 0;
+        if (on) hi += opt->len[i];
+    }
 }
 
 /* ---- clipping ---------------------------------------------------------------------------- */
