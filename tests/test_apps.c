@@ -322,7 +322,7 @@ Test(apps, fine_tune_runs_both_phases)
 {
     kiln_ctx *ctx = ku_ctx();
     kiln_learner *l = make_learner(ctx);
-    cr_assert_eq(kiln_learner_fine_tune(l, 1, 2e-3, 1), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_learner_fine_tune(l, 1, NULL), KILN_STATUS_OK, "%s", kiln_last_error());
     const kiln_recorder *rec = kiln_learner_recorder(l);
     int64_t nb = kiln_recorder_n_batches(rec);
     cr_assert_gt(nb, 0);

@@ -173,6 +173,8 @@ typedef struct kiln_recipe {
     int64_t cycle_mult;     /* sgdr, 2 */
     int64_t freeze_epochs;  /* fine_tune, 1 */
     double pct_start;       /* one-cycle / fine_tune share of warm-up, 0.25 (fine_tune 0.3) */
+    double lr_mult;         /* fine_tune: the unfrozen phase trains slice(lr/2/lr_mult, lr/2)
+                               across the layer groups, 100; must be > 0 */
 } kiln_recipe;
 
 kiln_recipe kiln_recipe_make(kiln_recipe_kind kind);
@@ -188,7 +190,27 @@ kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r);
 /* fastai's fit calls by name, next to kiln_learner_fit_one_cycle (kiln/learn.h). */
 kiln_status kiln_learner_fit_sgdr(kiln_learner *l, int64_t n_cycle, int64_t cycle_len, int64_t cycle_mult, double lr);
 kiln_status kiln_learner_fit_clr(kiln_learner *l, int64_t epochs, int64_t cycle_len, double lr);
-kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, double base_lr, int64_t freeze_epochs);
+
+/* fastai v2 fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div):
+ *   freeze(); fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99)
+ *   base_lr /= 2; unfreeze()
+ *   fit_one_cycle(epochs, slice(base_lr/lr_mult, base_lr), pct_start, div)
+ * slice(hi) gives every group but the last hi/10 (the BatchNorm parameters of the frozen body
+ * train at base_lr/10 while train_bn is on), slice(lo, hi) spreads lo..hi geometrically over
+ * the groups (fastai even_mults); the frozen phase keeps fit_one_cycle's div 25; both end at
+ * peak/1e5 (div_final). freeze / unfreeze are kiln_learner_freeze / kiln_learner_unfreeze
+ * (the optimizer state is cleared at each). The learner ends unfrozen; the recorder holds the
+ * unfrozen phase. */
+typedef struct kiln_fine_tune_params {
+    double base_lr;        /* 2e-3 */
+    int64_t freeze_epochs; /* 1; 0: straight to the unfrozen phase */
+    double lr_mult;        /* 100 */
+    double pct_start;      /* 0.3, of the unfrozen phase (the frozen one uses 0.99) */
+    double div;            /* 5, of the unfrozen phase */
+} kiln_fine_tune_params;
+kiln_fine_tune_params kiln_fine_tune_default_params(void);
+/* p NULL = defaults. INVALID naming the field ("fine-tune: lr_mult 0 must be > 0"). */
+kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p);
 
 /* ---- the shared training driver ------------------------------------------------------------ */
 

@@ -3,6 +3,7 @@
  * the learner's batches, and run. kiln_learner_fit_one_cycle itself is in learn (fit.c). */
 #include "app_internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #define MAX_EPOCHS 100000
@@ -12,7 +13,7 @@ static const char *const g_names[] = {"one-cycle", "sgdr", "clr", "const", "fine
 kiln_recipe kiln_recipe_make(kiln_recipe_kind kind)
 {
     kiln_recipe r = {.kind = kind, .lr = 1e-2, .epochs = 3, .n_cycle = 0, .cycle_len = 1, .cycle_mult = 2,
-                     .freeze_epochs = 1, .pct_start = 0.25};
+                     .freeze_epochs = 1, .pct_start = 0.25, .lr_mult = 100};
     if (kind == KILN_RECIPE_SGDR) r.n_cycle = 3, r.epochs = 0;
     if (kind == KILN_RECIPE_FINE_TUNE) r.lr = 2e-3, r.pct_start = 0.3, r.epochs = 1;
     return r;
@@ -73,6 +74,8 @@ kiln_status kiln_recipe_epochs(const kiln_recipe *r, int64_t *epochs)
         if (r->freeze_epochs < 0 || r->freeze_epochs > MAX_EPOCHS)
             return kiln__err(KILN_STATUS_INVALID, "fine-tune: freeze_epochs %lld must be in [0, %d]",
                              (long long)r->freeze_epochs, MAX_EPOCHS);
+        if (!(r->lr_mult > 0) || !isfinite(r->lr_mult))
+            return kiln__err(KILN_STATUS_INVALID, "fine-tune: lr_mult %g must be > 0", r->lr_mult);
         /* fall through */
     default:
         if (!(r->pct_start >= 0 && r->pct_start <= 1))
@@ -123,28 +126,28 @@ kiln_status kiln_recipe_sched(const kiln_recipe *r, int64_t nb, kiln_sched *s)
     }
 }
 
-/* fastai fine_tune(epochs, base_lr, freeze_epochs): the body frozen, freeze_epochs of
- * one-cycle at base_lr (pct_start 0.99); then unfrozen, base_lr / 2 over slice(lr / 100, lr)
- * for epochs (pct_start, div 5). The optimizer state is cleared at each freeze change. */
-static kiln_status fine_tune(kiln_learner *l, const kiln_recipe *r, int64_t epochs)
+/* fastai v2 fine_tune (kiln/apps.h): freeze, freeze_epochs of one-cycle at slice(base_lr)
+ * with pct_start 0.99; then base_lr / 2, unfreeze, epochs of one-cycle at
+ * slice(base_lr / lr_mult, base_lr) with pct_start and div. p is checked. */
+static kiln_status fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p)
 {
-    kiln_model *m = kiln_learner_model(l);
-    kiln_optim *opt = kiln_learner_optim(l);
-    kiln_status st = KILN_STATUS_OK;
-    if (r->freeze_epochs > 0) {
-        kiln_sched_one_cycle_params p = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
-        p.pct_start = 0.99;
-        if ((st = kiln_model_freeze(m))) return st;
-        kiln_optim_clear_state(opt);
-        st = kiln_learner_fit_one_cycle(l, r->freeze_epochs, 0, r->lr, &p);
-        if (st) return st;
+    kiln_status st = kiln_learner_freeze(l);
+    if (st) return st;
+    if (p->freeze_epochs > 0) {
+        kiln_sched_one_cycle_params op = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+        op.pct_start = 0.99;
+        if ((st = kiln_learner_fit_one_cycle(l, p->freeze_epochs, 0, p->base_lr, &op))) return st; /* slice(base_lr) */
     }
-    double lr = r->lr / 2;
-    kiln_sched_one_cycle_params p = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
-    p.pct_start = r->pct_start, p.div = 5;
-    if ((st = kiln_model_unfreeze(m))) return st;
-    kiln_optim_clear_state(opt);
-    return kiln_learner_fit_one_cycle(l, epochs, lr / 100, lr, &p);
+    double lr = p->base_lr / 2;
+    if ((st = kiln_learner_unfreeze(l))) return st;
+    kiln_sched_one_cycle_params op = kiln_sched_one_cycle_default_params(KILN_ONE_CYCLE_VARIANT_FASTAI);
+    op.pct_start = p->pct_start, op.div = p->div;
+    return kiln_learner_fit_one_cycle(l, epochs, lr / p->lr_mult, lr, &op);
+}
+
+kiln_fine_tune_params kiln_fine_tune_default_params(void)
+{
+    return (kiln_fine_tune_params){.base_lr = 2e-3, .freeze_epochs = 1, .lr_mult = 100, .pct_start = 0.3, .div = 5};
 }
 
 kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r)
@@ -153,7 +156,11 @@ kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r)
     int64_t epochs;
     kiln_status st = kiln_recipe_epochs(r, &epochs);
     if (st) return st;
-    if (r->kind == KILN_RECIPE_FINE_TUNE) return fine_tune(l, r, epochs);
+    if (r->kind == KILN_RECIPE_FINE_TUNE) {
+        kiln_fine_tune_params fp = {.base_lr = r->lr, .freeze_epochs = r->freeze_epochs, .lr_mult = r->lr_mult,
+                                    .pct_start = r->pct_start, .div = 5};
+        return fine_tune(l, epochs, &fp);
+    }
     kiln_sched s;
     if ((st = kiln_recipe_sched(r, kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN), &s))) return st;
     return kiln_learner_fit(l, epochs, &s); /* clears the error when it succeeds */
@@ -173,9 +180,17 @@ kiln_status kiln_learner_fit_clr(kiln_learner *l, int64_t epochs, int64_t cycle_
     return kiln_learner_fit_recipe(l, &r);
 }
 
-kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, double base_lr, int64_t freeze_epochs)
+kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p)
 {
-    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_FINE_TUNE);
-    r.epochs = epochs, r.lr = base_lr, r.freeze_epochs = freeze_epochs;
-    return kiln_learner_fit_recipe(l, &r);
+    if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_fine_tune: learner is NULL");
+    kiln_fine_tune_params fp = p ? *p : kiln_fine_tune_default_params();
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_FINE_TUNE); /* its checks name the fields */
+    r.epochs = epochs, r.lr = fp.base_lr, r.freeze_epochs = fp.freeze_epochs, r.lr_mult = fp.lr_mult;
+    r.pct_start = fp.pct_start;
+    int64_t e;
+    kiln_status st = kiln_recipe_epochs(&r, &e);
+    if (st) return st;
+    if (!(fp.div > 0) || !isfinite(fp.div))
+        return kiln__err(KILN_STATUS_INVALID, "fine-tune: div %g must be > 0", fp.div);
+    return fine_tune(l, e, &fp);
 }
