@@ -1,8 +1,9 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|csv [PATH]]  (default: ops;
- * csv is not in all: it times the CSV reader, bench/bench_csv.c; autograd: the ops whose
- * loops moved into kernels, bench/bench_autograd.c). */
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]]  (default:
+ * ops; csv and freeze are not in all: csv times the CSV reader, bench/bench_csv.c; freeze
+ * the training steps of frozen models, bench/bench_freeze.c; autograd: the ops whose loops
+ * moved into kernels, bench/bench_autograd.c). */
 #include "bench.h"
 
 #include <stdio.h>
@@ -57,13 +58,19 @@ int main(int argc, char **argv)
     const char *what = argc > 3 ? argv[3] : "ops";
     bool all = !strcmp(what, "all"), ops = all || !strcmp(what, "ops"), r34 = all || !strcmp(what, "resnet34"),
          ag = all || !strcmp(what, "autograd");
+    if (!strcmp(what, "freeze")) {
+        kiln_bench_freeze(ctx);
+        printf("peak memory held by kiln: %.1f MB\n", (double)kiln_mem_peak_bytes() / 1e6);
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!strcmp(what, "csv")) {
         kiln_bench_csv(argc > 4 ? argv[4] : NULL);
         kiln_ctx_free(ctx);
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all or csv)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze or csv)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }
