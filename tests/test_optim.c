@@ -395,6 +395,32 @@ Test(optim, frozen_param_does_not_move)
     kiln_store_free(s);
 }
 
+/* zero_grad zeroes the grads of the parameters with requires_grad and leaves a frozen one's
+ * slice as it is (no gradient is computed for it), for every pattern of frozen parameters
+ * (runs of adjacent trainable grads are zeroed together). */
+Test(optim, zero_grad_skips_frozen_parameters)
+{
+    kiln_store *s = make_store();
+    kiln_adam_params ap = kiln_adam_default_params();
+    kiln_optim *o = kiln_optim_new_adam(s, &ap);
+    cr_assert(o, "%s", kiln_last_error());
+    for (unsigned mask = 0; mask < 1u << NP; mask++) { /* bit j: parameter j frozen */
+        for (int j = 0; j < NP; j++) {
+            P(s, j)->requires_grad = !(mask >> j & 1);
+            for (int64_t k = 0; k < kiln_numel(P(s, j)); k++) ((float *)P(s, j)->grad->data)[k] = 1.5f + (float)j;
+        }
+        kiln_optim_zero_grad(o);
+        for (int j = 0; j < NP; j++) {
+            float want = mask >> j & 1 ? 1.5f + (float)j : 0.0f;
+            for (int64_t k = 0; k < kiln_numel(P(s, j)); k++)
+                cr_assert_eq(((float *)P(s, j)->grad->data)[k], want, "mask %u: %s grad[%lld]", mask, PNAMES[j],
+                             (long long)k);
+        }
+    }
+    kiln_optim_free(o);
+    kiln_store_free(s);
+}
+
 Test(optim, frozen_group_does_not_move)
 {
     kiln_store *s = make_store();
