@@ -28,7 +28,7 @@
 # Settings (environment): ARCHS ("simple-resnet resnet18"), SEEDS ("0 1 2"), EPOCHS (10),
 # PRE_EPOCHS_simple_resnet (1), PRE_EPOCHS_resnet18 (1), THREADS (2), PTH (1: run the
 # published-weights step; 0: skip it), KEEP (a folder to keep the runs in; default a temp dir;
-# a pretrained model already in it, KEEP/pre-ARCH with its .wall file, is reused).
+# a run already in it, with its .wall file, is reused: an interrupted bench resumes).
 # Time on 2 shared AMD EPYC cores: simple-resnet ~8 min (pretraining 3 epochs ~3 min, each
 # small-data run ~20-40 s), resnet18 at 28x28 ~25 min (pretraining 2 epochs ~12 min, each
 # small-data run ~1-2 min), the .pth step ~5 min; about 40 minutes in all.
@@ -53,16 +53,23 @@ has_pretrained=0
 now() { date +%s.%N; }
 # accuracy from a run's metrics.json
 acc() { sed -n 's/.*"accuracy":[[:space:]]*\([0-9.eE+-]*\).*/\1/p' "$1/metrics.json" | head -1; }
-# runs kiln with "$@", its output in $1.log; sets WALL (seconds, process start to end)
-timed() {
-    log=$1; shift
+# fit NAME ARGS: `kiln vision fit fashion-mnist ARGS --out $out/NAME`, output in $out/NAME.log;
+# sets WALL (seconds, process start to end, also kept in $out/NAME.wall). A run already in
+# KEEP (NAME/metrics.json and NAME.wall) is reused, so an interrupted bench resumes.
+fit() {
+    name=$1; shift
+    if [ -f "$out/$name/metrics.json" ] && [ -f "$out/$name.wall" ]; then
+        WALL=$(cat "$out/$name.wall")
+        return 0
+    fi
     t0=$(now)
-    if ! "$KILN" "$@" > "$log" 2>&1; then
-        echo "FAILED: $KILN $*" >&2
-        cat "$log" >&2
+    if ! "$KILN" vision fit fashion-mnist "$@" --out "$out/$name" > "$out/$name.log" 2>&1; then
+        echo "FAILED: $KILN vision fit fashion-mnist $* --out $out/$name" >&2
+        cat "$out/$name.log" >&2
         return 1
     fi
     WALL=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+    echo "$WALL" > "$out/$name.wall"
 }
 
 for arch in $ARCHS; do
@@ -72,14 +79,8 @@ for arch in $ARCHS; do
     pre=$out/pre-$arch
     echo "=== $arch: (i) pretraining on classes 0-4, $pre_epochs epochs"
     echo "    $KILN vision fit fashion-mnist --classes 0-4 --arch $arch --epochs $pre_epochs --bs 128 --no-augment --seed 0 --threads $THREADS --out $pre"
-    if [ -f "$pre/model.json" ] && [ -f "$pre.wall" ]; then
-        WALL=$(cat "$pre.wall")
-        echo "    (reused from KEEP=$out: $(sed -n 's/.*"epochs":[[:space:]]*\([0-9]*\).*/\1/p' "$pre/metrics.json" | head -1) epochs)"
-    else
-        timed "$out/pre-$arch.log" vision fit fashion-mnist --classes 0-4 --arch "$arch" --epochs "$pre_epochs" --bs 128 \
-            --no-augment --seed 0 --threads "$THREADS" --progress quiet --out "$pre"
-        echo "$WALL" > "$pre.wall"
-    fi
+    fit "pre-$arch" --classes 0-4 --arch "$arch" --epochs "$pre_epochs" --bs 128 --no-augment --seed 0 \
+        --threads "$THREADS" --progress quiet
     echo "    wall ${WALL} s, accuracy on classes 0-4 test images $(acc "$pre")"
     rows=$out/rows-$arch
     : > "$rows"
@@ -87,20 +88,17 @@ for arch in $ARCHS; do
     for seed in $SEEDS; do
         ft_wall=
         if [ "$has_pretrained" = 1 ]; then
-            timed "$out/ft-$arch-$seed.log" vision fit fashion-mnist $COMMON --arch "$arch" --pretrained "$pre" \
-                --epochs "$EPOCHS" --seed "$seed" --out "$out/ft-$arch-$seed"
+            fit "ft-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" --seed "$seed"
             ft_wall=$WALL
             echo "fine_tune $n_scratch $WALL $(acc "$out/ft-$arch-$seed") $seed" >> "$rows"
         fi
-        timed "$out/rs-$arch-$seed.log" vision fit fashion-mnist $COMMON --arch "$arch" --epochs "$n_scratch" \
-            --seed "$seed" --out "$out/rs-$arch-$seed"
+        fit "rs-$arch-$seed" $COMMON --arch "$arch" --epochs "$n_scratch" --seed "$seed"
         rs_wall=$WALL
         echo "random_same_epochs $n_scratch $WALL $(acc "$out/rs-$arch-$seed") $seed" >> "$rows"
         if [ -n "$ft_wall" ]; then
             n_time=$(awk -v f="$ft_wall" -v r="$rs_wall" -v n="$n_scratch" 'BEGIN { k = int(n * f / r); print k > n ? k : n }')
             if [ "$n_time" -gt "$n_scratch" ]; then
-                timed "$out/rt-$arch-$seed.log" vision fit fashion-mnist $COMMON --arch "$arch" --epochs "$n_time" \
-                    --seed "$seed" --out "$out/rt-$arch-$seed"
+                fit "rt-$arch-$seed" $COMMON --arch "$arch" --epochs "$n_time" --seed "$seed"
                 echo "random_same_time $n_time $WALL $(acc "$out/rt-$arch-$seed") $seed" >> "$rows"
             else
                 echo "random_same_time $n_scratch $rs_wall $(acc "$out/rs-$arch-$seed") $seed" >> "$rows"
