@@ -95,16 +95,27 @@ kiln_model *kiln_vision_model_new(const kiln_resnet_params *body, const kiln_vis
  * every other key ("fc.weight") or when out (cap bytes) is too small. */
 bool kiln_resnet_body_key(const char *torchvision_key, char *out, size_t cap);
 
-/* Loads torchvision ResNet weights (a safetensors file with torchvision's keys, e.g. an
- * ImageNet resnet34 converted from its .pth) into the body "0.*" of a vision model (any
- * model whose body keys map as above); fc.* is ignored and the head left as it is. Every
- * body parameter and buffer must be in the file; with strict, keys other than fc.* that
- * map to nothing fail too; num_batches_tracked is read when present. Shapes must match,
- * except conv1's weight when the file has 3 input channels and the model n_in != 3: then it
- * is adapted as fastai's _load_pretrained_weights (1: summed over RGB; 2: the first two
- * times 1.5; more: RGB then zeros). Checks everything before copying: on failure the model
- * is unchanged and the message names the keys. F16/BF16 become f32. */
+/* Loads torchvision ResNet weights (torchvision's names, which timm's ResNet-18/34/50 share; a
+ * .pth as torchvision publishes them or a safetensors file: kiln_weights_open) into the body
+ * "0.*" of a vision model (any model whose body keys map as above), through
+ * kiln_model_load_mapped: fc.* is dropped
+ * and the head "1.*" left as it is; a wrapper ("module.", "model.") on every key is stripped;
+ * num_batches_tracked is read when present. conv1's weight, when the file has 3 input channels
+ * and the model n_in != 3, is adapted as fastai's _load_pretrained_weights (1: summed over
+ * RGB; 2: the first two times 1.5; more: RGB then zeros). Without strict every body key that
+ * maps and matches loads and the rest is reported; with strict any missing, unexpected or
+ * mis-shaped key is an error naming them; either way a file of which no key loads is an error
+ * ("no key of FILE maps onto a ResNet body: is it a ResNet state dict?"), with a hint for
+ * timm's other ResNet families (deep stem "conv1.0.*", average-pool shortcuts, SE blocks).
+ * Checks everything before copying: on failure the model is unchanged. F16/BF16 become f32.
+ * report (may be NULL): what was found, kiln_load_report_free it. */
+kiln_status kiln_vision_model_load_pretrained_report(kiln_model *model, const char *path, bool strict,
+                                                     kiln_load_report *report);
 kiln_status kiln_vision_model_load_pretrained(kiln_model *model, const char *path, bool strict);
+
+/* The same into a whole kiln_resnet_new model (fc included; the names are the file's):
+ * kiln_model_load with conv1's adaptation and the ResNet hints. */
+kiln_status kiln_resnet_load_pretrained(kiln_model *model, const char *path, bool strict, kiln_load_report *report);
 
 #ifdef __cplusplus
 }

@@ -125,17 +125,107 @@ bool kiln_model_train_bn(const kiln_model *model);
 
 /* ---- state dicts (safetensors, PyTorch names) ----------------------------------------- *
  * Keys are parameter and buffer names; BatchNorm's num_batches_tracked is written as an
- * I64 scalar and read when present (optional). Loading checks everything before copying,
- * so a failed load leaves the model unchanged: shape mismatches always fail; with strict,
- * missing and unexpected keys fail too. The message names the keys. F16/BF16 become f32. */
+ * I64 scalar and read when present (optional). Loading checks every key before copying any
+ * (kiln_model_load_mapped below): with strict, a missing, unexpected or mis-shaped key is an
+ * error naming them and the model is left unchanged; without strict, every key that matches
+ * loads and the rest is reported (kiln_model_load_report). A file of which no key loads is an
+ * error either way. F16/BF16 become f32. A wrapper every key of the file has ("module." from
+ * DataParallel, "model.") and no key of the model has is stripped. */
 kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict);
 /* INVALID when a parameter or buffer (running statistics) holds a NaN or an infinity,
  * naming the first such tensor and element (kiln_store_first_nonfinite): a model whose
  * training diverged, refused before it predicts `nan` for everything. */
 kiln_status kiln_model_check_finite(kiln_model *model);
-/* From an open file, reading keys "<prefix><name>" (prefix may be NULL); only keys that
- * start with prefix count as unexpected. */
+/* From an open file, reading keys "<prefix><name>" (prefix may be NULL); keys that do not
+ * start with prefix are left alone (not unexpected). */
 kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict);
+
+/* ---- loading weights under other names, with a report -------------------------------------- *
+ * What a load found, filled by the loaders below whether they succeed or not (zeroed first;
+ * release with kiln_load_report_free). Each list holds every key, in the file's order (missing
+ * keys: the model's order):
+ *   missing     model entries (not skipped) that no key of the file gives;
+ *   unexpected  keys of the file that map onto nothing in the model (keys dropped on purpose,
+ *               as torchvision's fc.* when loading a body, and keys onto skipped entries are
+ *               only counted in n_skipped);
+ *   mismatched  keys that map onto an entry of another shape (or hold no float type);
+ *   adapted     the first conv's weight, (O, 3, kh, kw) in the file, adapted to the model's
+ *               (O, n_in, kh, kw) as fastai (n_in 1: sum over RGB; 2: the first two x 1.5;
+ *               more: RGB then zeros). */
+typedef struct kiln_load_key {
+    char *key;                      /* the file's name; for a missing key the name the file would
+                                       use (kiln_load_params.name), else the model's */
+    char *model_key;                /* the model's name; NULL for an unexpected key */
+    kiln_dtype dtype;               /* mismatched, adapted: the file's dtype */
+    int file_ndim, model_ndim;      /* mismatched, adapted: both shapes */
+    int64_t file_shape[KILN_MAX_DIMS], model_shape[KILN_MAX_DIMS];
+} kiln_load_key;
+
+typedef struct kiln_load_report {
+    char *path;                     /* the file */
+    char *stripped;                 /* wrapper removed from every key ("module."), or NULL */
+    const char *hint;               /* a likely cause (static text) when keys do not fit, or NULL */
+    bool strict;                    /* the load was strict */
+    size_t n_file;                  /* tensors in the file */
+    size_t n_model;                 /* model entries the load was for (not skipped) */
+    size_t n_loaded;                /* entries copied, adapted ones included (0 when it failed) */
+    size_t n_counters;              /* BatchNorm num_batches_tracked read */
+    size_t n_skipped;               /* keys of the file left alone on purpose */
+    size_t n_missing, n_unexpected, n_mismatched, n_adapted;
+    kiln_load_key *missing, *unexpected, *mismatched, *adapted;
+} kiln_load_report;
+
+/* Frees the lists and zeroes r (NULL is fine). */
+void kiln_load_report_free(kiln_load_report *r);
+/* Prints r readably to out: a summary line, then each non-empty list, max_listed names each
+ * (0: 10), "and N more" after them, then the hint. */
+void kiln_load_report_print(const kiln_load_report *r, FILE *out, int max_listed);
+/* True when r has a missing, unexpected or mis-shaped key (what strict refuses). */
+bool kiln_load_report_has_problems(const kiln_load_report *r);
+
+typedef enum kiln_key_map {
+    KILN_KEY_UNMAPPED = 0, /* maps onto nothing: an unexpected key */
+    KILN_KEY_MAPPED,       /* out holds the model's key */
+    KILN_KEY_DROPPED,      /* left alone on purpose (fc.* for a body): counted in n_skipped */
+} kiln_key_map;
+
+typedef struct kiln_load_params {
+    /* file key (wrapper stripped) -> model key in out (cap bytes). NULL: the same name. */
+    kiln_key_map (*map)(const char *key, char *out, size_t cap, void *user);
+    /* model key -> the name the file would use, for naming missing keys; NULL: the model's. */
+    bool (*name)(const char *model_key, char *out, size_t cap, void *user);
+    /* true: leave store entry i (kiln_store_at) as it is and ignore the file's key for it (a
+       new head). A BatchNorm's counter follows the module's first entry. NULL: none. */
+    bool (*skip)(const kiln_model *model, size_t i, void *user);
+    /* a likely cause to report when keys do not fit (static text), or NULL, from the file and
+       the report's lists; n_loadable: the entries that would load. NULL: none. */
+    const char *(*hint)(const kiln_st_file *f, const kiln_load_report *r, size_t n_loadable, void *user);
+    void *user;                     /* passed to the four functions */
+    bool strict;                    /* any missing, unexpected or mis-shaped key fails */
+    bool adapt_first_conv;          /* the first Conv2d (not skipped) may come from RGB weights */
+    bool strip_wrappers;            /* "module." / "model." on every key and on no model key */
+    const char *caller;             /* message prefix: "model_load" when NULL */
+    const char *target;             /* "a ResNet body": "no key of FILE maps onto <target>";
+                                       NULL: "the model" */
+} kiln_load_params;
+kiln_load_params kiln_load_default_params(void); /* same names, not strict, strip wrappers */
+
+/* Loads what f holds into model as p says, filling report (may be NULL). Checks every key
+ * before copying any: on an error the model is unchanged and the message names the keys. */
+kiln_status kiln_model_load_mapped(kiln_model *model, const kiln_st_file *f, const kiln_load_params *p,
+                                   kiln_load_report *report);
+/* The same from a file: safetensors or a PyTorch .pth (kiln_weights_open tells them apart). */
+kiln_status kiln_model_load_mapped_file(kiln_model *model, const char *path, const kiln_load_params *p,
+                                        kiln_load_report *report);
+/* kiln_model_load with a report (may be NULL). */
+kiln_status kiln_model_load_report(kiln_model *model, const char *path, bool strict, kiln_load_report *report);
+/* Weights a kiln model of the same arch saved (kiln_model_save, a learner's export) into all
+ * of model but its head: the entries of layer group head_group (kiln_model_param_group; -1:
+ * the last group) keep their values, so a model built for other classes starts from another's
+ * body. The file's keys for the head are skipped; a missing, unexpected or mis-shaped key of
+ * the rest is reported (report may be NULL) or, with strict, an error. */
+kiln_status kiln_model_load_body(kiln_model *model, const char *path, int head_group, bool strict,
+                                 kiln_load_report *report);
 /* meta: NULL or a NULL-terminated list of key, value, ... (see kiln_st_save). */
 kiln_status kiln_model_save(kiln_model *model, const char *path, const char *const *meta);
 /* Adds the state dict to a writer as "<prefix><name>" (prefix may be NULL), the tensors

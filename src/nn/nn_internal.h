@@ -77,6 +77,11 @@ kiln_tensor *kiln__nn_batch_norm_forward(kiln_module *m, kiln_ctx *ctx, kiln_ten
 /* Sequential's forward: the children in order, a BatchNorm directly followed by a ReLU as
  * one fused op. */
 kiln_tensor *kiln__nn_sequential_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x);
+/* Appends a copy of *k (its names copied) to a report list; NOMEM with a message. */
+kiln_status kiln__load_report_add(kiln_load_key **list, size_t *n, const kiln_load_key *k);
+/* The report's missing, unexpected, mis-shaped and adapted lists on out, max_listed names
+ * each: "; "-separated on one line (an error message) or one indented line each. */
+void kiln__load_report_lists(const kiln_load_report *r, FILE *out, int max_listed, bool one_line);
 /* Frees one module (not its children). */
 void kiln__nn_module_free(kiln_module *m);
 

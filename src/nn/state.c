@@ -1,7 +1,8 @@
 /* State dicts: a model's parameters and buffers saved to and loaded from safetensors under
  * their PyTorch names, plus BatchNorm's num_batches_tracked (I64 scalar) as torch writes
- * it. Loading validates every key first (missing, unexpected, shape and dtype) and only
- * then copies, so a failed load leaves the model as it was; the message names the keys. */
+ * it. Loading goes through kiln_model_load_mapped (load.c): every key checked first
+ * (missing, unexpected, shape and dtype), then copied, so a failed load leaves the model as
+ * it was and the message names the keys; kiln_model_load_body leaves the head group alone. */
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -9,45 +10,10 @@
 #include <string.h>
 
 #define NBT ".num_batches_tracked"
-#define LIST_MAX 6 /* names listed per kind of problem before "..." */
-
-typedef struct name_list {
-    char buf[320];
-    size_t len;
-    int count;
-} name_list;
-
-static void list_add(name_list *l, const char *fmt, const char *a, const char *b, const char *c)
-{
-    l->count++;
-    if (l->count > LIST_MAX) return;
-    char item[256];
-    snprintf(item, sizeof item, fmt, a, b, c);
-    int n = snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s%s", l->count > 1 ? ", " : "", item);
-    if (n > 0) l->len = l->len + (size_t)n < sizeof l->buf ? l->len + (size_t)n : sizeof l->buf - 1;
-}
 
 static bool is_bn(const kiln_module *m)
 {
     return m->kind == KILN_MODULE_BATCH_NORM1D || m->kind == KILN_MODULE_BATCH_NORM2D;
-}
-
-static bool is_float(kiln_dtype d)
-{
-    return d == KILN_DTYPE_F32 || d == KILN_DTYPE_F16 || d == KILN_DTYPE_BF16;
-}
-
-/* The BatchNorm module whose num_batches_tracked key is name (no prefix), or NULL. */
-static kiln_module *nbt_owner(kiln_model *model, const char *name)
-{
-    size_t n = strlen(name), s = strlen(NBT);
-    if (n < s || strcmp(name + n - s, NBT) != 0) return NULL;
-    char path[512];
-    if (n - s >= sizeof path) return NULL;
-    memcpy(path, name, n - s);
-    path[n - s] = '\0';
-    kiln_module *m = kiln_model_find(model, path);
-    return m && is_bn(m) ? m : NULL;
 }
 
 static void key_of(char *key, size_t cap, const char *prefix, const char *path, const char *suffix)
@@ -55,106 +21,62 @@ static void key_of(char *key, size_t cap, const char *prefix, const char *path, 
     snprintf(key, cap, "%s%s%s", prefix, path, suffix);
 }
 
+/* "<prefix><name>" -> "<name>"; keys without the prefix belong to another part of the file. */
+static kiln_key_map unprefix(const char *key, char *out, size_t cap, void *user)
+{
+    const char *prefix = user;
+    size_t n = strlen(prefix);
+    if (strncmp(key, prefix, n) != 0) return KILN_KEY_DROPPED;
+    return snprintf(out, cap, "%s", key + n) < (int)cap ? KILN_KEY_MAPPED : KILN_KEY_UNMAPPED;
+}
+
 kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict)
 {
-    if (!model || !f) return kiln__err(KILN_STATUS_INVALID, "model_load: needs a model and a file");
-    if (!model->allocated) return kiln__err(KILN_STATUS_STATE, "model_load: call kiln_model_alloc first");
-    if (!prefix) prefix = "";
-    const size_t plen = strlen(prefix);
-    name_list missing = {0}, unexpected = {0}, mismatch = {0};
-    char key[640], a[128], b[128];
+    kiln_load_params p = kiln_load_default_params();
+    p.strict = strict;
+    if (prefix && *prefix) {
+        p.map = unprefix;
+        p.user = (void *)prefix;
+        p.strip_wrappers = false;
+    }
+    return kiln_model_load_mapped(model, f, &p, NULL);
+}
 
-    size_t n = kiln_store_count(model->store);
-    for (size_t i = 0; i < n; i++) {
-        kiln_tensor *t = kiln_store_at(model->store, i);
-        key_of(key, sizeof key, prefix, t->name, "");
-        if (!kiln_st_has(f, key)) {
-            list_add(&missing, "%s%s%s", t->name, "", "");
-            continue;
-        }
-        kiln_dtype dt;
-        int nd;
-        int64_t shape[KILN_MAX_DIMS];
-        const void *data;
-        size_t nbytes;
-        if (kiln_st_info(f, key, &dt, &nd, shape, &data, &nbytes) < 0) return KILN_STATUS_INVALID;
-        kiln_tensor ft;
-        kiln_tensor_wrap(&ft, dt, nd, shape, NULL);
-        if (!is_float(dt))
-            list_add(&mismatch, "%s is %s in the file, expected a float type%s", t->name, kiln_dtype_name(dt), "");
-        else if (!kiln_same_shape(&ft, t))
-            list_add(&mismatch, "%s has shape %s in the file, %s in the model", t->name, kiln_shape_str(&ft, a, sizeof a),
-                     kiln_shape_str(t, b, sizeof b));
-    }
-    for (size_t i = 0; i < model->n_mods; i++) {
-        kiln_module *m = model->mods[i];
-        if (!is_bn(m)) continue;
-        key_of(key, sizeof key, prefix, m->path, NBT);
-        if (!kiln_st_has(f, key)) continue; /* optional, as in torch's older state dicts */
-        kiln_dtype dt;
-        int nd;
-        int64_t shape[KILN_MAX_DIMS];
-        const void *data;
-        size_t nbytes;
-        if (kiln_st_info(f, key, &dt, &nd, shape, &data, &nbytes) < 0) return KILN_STATUS_INVALID;
-        if (dt != KILN_DTYPE_I64 || nbytes != sizeof(int64_t))
-            list_add(&mismatch, "%s%s must be one I64, got %s", m->path, NBT, kiln_dtype_name(dt));
-    }
-    size_t nf = kiln_st_count(f);
-    for (size_t j = 0; j < nf; j++) {
-        const char *name = kiln_st_name(f, j);
-        if (strncmp(name, prefix, plen) != 0) continue;
-        const char *rest = name + plen;
-        if (kiln_store_find(model->store, rest) || nbt_owner(model, rest)) continue;
-        list_add(&unexpected, "%s%s%s", rest, "", "");
-    }
-
-    if (mismatch.count || (strict && (missing.count || unexpected.count))) {
-        char msg[1000];
-        size_t len = 0;
-        const name_list *ls[3] = {&missing, &unexpected, &mismatch};
-        const char *what[3] = {"missing keys", "unexpected keys", "size mismatch"};
-        for (int k = 0; k < 3; k++) {
-            if (!ls[k]->count || (k < 2 && !strict)) continue;
-            int w = snprintf(msg + len, sizeof msg - len, "%s%s (%d): %s%s", len ? "; " : "", what[k], ls[k]->count,
-                             ls[k]->buf, ls[k]->count > LIST_MAX ? ", ..." : "");
-            if (w > 0) len = len + (size_t)w < sizeof msg ? len + (size_t)w : sizeof msg - 1;
-        }
-        return kiln__err(KILN_STATUS_INVALID, "model_load: %s%s%s: %s", kiln_st_path(f), plen ? " prefix " : "",
-                         prefix, msg);
-    }
-
-    for (size_t i = 0; i < n; i++) {
-        kiln_tensor *t = kiln_store_at(model->store, i);
-        key_of(key, sizeof key, prefix, t->name, "");
-        if (!kiln_st_has(f, key)) continue;
-        kiln_status st = kiln_st_load_into(f, key, t);
-        if (st < 0) return st;
-    }
-    for (size_t i = 0; i < model->n_mods; i++) {
-        kiln_module *m = model->mods[i];
-        if (!is_bn(m)) continue;
-        key_of(key, sizeof key, prefix, m->path, NBT);
-        const void *data;
-        size_t nbytes;
-        kiln_dtype dt;
-        int nd;
-        int64_t shape[KILN_MAX_DIMS];
-        if (kiln_st_has(f, key) && kiln_st_info(f, key, &dt, &nd, shape, &data, &nbytes) == KILN_STATUS_OK)
-            memcpy(&m->num_batches_tracked, data, sizeof(int64_t));
-    }
-    return KILN_STATUS_OK;
+kiln_status kiln_model_load_report(kiln_model *model, const char *path, bool strict, kiln_load_report *report)
+{
+    kiln_load_params p = kiln_load_default_params();
+    p.strict = strict;
+    return kiln_model_load_mapped_file(model, path, &p, report);
 }
 
 kiln_status kiln_model_load(kiln_model *model, const char *path, bool strict)
 {
-    if (!path) return kiln__err(KILN_STATUS_INVALID, "model_load: path is NULL");
-    kiln_st_file *f = NULL;
-    kiln_status st = kiln_weights_open(path, &f);
-    if (st < 0) return st;
-    st = kiln_model_load_st(model, f, NULL, strict);
-    kiln_st_close(f);
-    return st;
+    return kiln_model_load_report(model, path, strict, NULL);
+}
+
+/* Entries of the head group stay as they are. */
+static bool in_head(const kiln_model *model, size_t i, void *user)
+{
+    return kiln_model_param_group(model, i) == *(const int *)user;
+}
+
+kiln_status kiln_model_load_body(kiln_model *model, const char *path, int head_group, bool strict,
+                                 kiln_load_report *report)
+{
+    if (report) memset(report, 0, sizeof *report);
+    if (!model) return kiln__err(KILN_STATUS_INVALID, "model_load_body: model is NULL");
+    int n = kiln_model_n_groups(model);
+    if (head_group < 0) head_group += n;
+    if (head_group < 0 || head_group >= n)
+        return kiln__err(KILN_STATUS_INVALID, "model_load_body: head group %d of a model with %d layer groups", head_group,
+                         n);
+    kiln_load_params p = kiln_load_default_params();
+    p.strict = strict;
+    p.skip = in_head;
+    p.user = &head_group;
+    p.caller = "model_load_body";
+    p.target = "the model's body";
+    return kiln_model_load_mapped_file(model, path, &p, report);
 }
 
 kiln_status kiln_model_check_finite(kiln_model *model)
