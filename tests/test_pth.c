@@ -369,3 +369,38 @@ Test(pickle, broken_input_refused)
                   "case %zu: \"%s\" lacks \"%s\"", i, kiln_last_error(), c[i].says);
     }
 }
+
+/* The pickle PROTO 2, EMPTY_LIST, BINPUT 0, then n copies of unit (2 bytes), then tail
+ * (malloc'd; caller frees). */
+static char *repeat(const char *unit, size_t n, const char *tail, size_t *len)
+{
+    size_t t = strlen(tail);
+    *len = 5 + n * 2 + t;
+    char *p = malloc(*len);
+    cr_assert_not_null(p);
+    memcpy(p, "\x80\x02]q\x00", 5);
+    for (size_t i = 0; i < n; i++) memcpy(p + 5 + i * 2, unit, 2);
+    memcpy(p + 5 + n * 2, tail, t);
+    return p;
+}
+
+Test(pickle, limits)
+{
+    size_t len;
+    kiln__pk *v = NULL;
+    /* a list of 2^20 Nones: more values than the limit, though the stack stays small */
+    char *p = repeat("Na", KILN_PK_MAX_NODES, ".", &len);
+    cr_assert_neq(unpickle(p, len, &v), KILN_STATUS_OK);
+    ku_expect_error("more than 1048576 values (limit)", "node limit");
+    free(p);
+    /* 2^20 + 1 values on the stack at once (the list again and again: BINGET makes no value) */
+    p = repeat("h\x00", KILN_PK_MAX_STACK, ".", &len);
+    cr_assert_neq(unpickle(p, len, &v), KILN_STATUS_OK);
+    ku_expect_error("more than 1048576 values on the stack (limit)", "stack limit");
+    free(p);
+    /* below both: accepted */
+    p = repeat("Na", 1000, ".", &len);
+    cr_assert_eq(unpickle(p, len, &v), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert(v->kind == KILN_PK_LIST && v->n == 1000);
+    free(p);
+}

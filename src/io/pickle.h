@@ -13,7 +13,7 @@
 #define KILN_PK_MAX_STACK ((size_t)1 << 20)   /* values on the stack */
 #define KILN_PK_MAX_MARKS 256                 /* nested MARKs (torch writes 3) */
 #define KILN_PK_MAX_MEMO ((size_t)1 << 20)    /* memo index */
-#define KILN_PK_MAX_NODES ((size_t)1 << 22)   /* values made */
+#define KILN_PK_MAX_NODES ((size_t)1 << 20)   /* values made (about 100 bytes each) */
 #define KILN_PK_MAX_STR ((size_t)1 << 20)     /* bytes of one string */
 
 typedef enum kiln__pk_kind {
