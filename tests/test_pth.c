@@ -140,14 +140,18 @@ Test(pth, checkpoint_dict_and_parameters)
 
 Test(pth, crafted_file_values)
 {
-    kiln_st_file *f = open_ok(PTH("crafted_ok.pth"));
-    size_t n;
-    int nd;
-    int64_t sh[KILN_MAX_DIMS];
-    const void *d = bytes_of(f, "t", &n, &nd, sh);
-    cr_assert(nd == 2 && sh[0] == 2 && sh[1] == 3 && n == 24);
-    for (int i = 0; i < 6; i++) cr_assert_eq(((const float *)d)[i], 0.5f * (float)i);
-    kiln_st_close(f);
+    /* a hand-made archive with another top folder name; one laid out as torch 2.x does */
+    const char *files[] = {PTH("crafted_ok.pth"), PTH("crafted_torch2.pth")};
+    for (int k = 0; k < 2; k++) {
+        kiln_st_file *f = open_ok(files[k]);
+        size_t n;
+        int nd;
+        int64_t sh[KILN_MAX_DIMS];
+        const void *d = bytes_of(f, "t", &n, &nd, sh);
+        cr_assert(nd == 2 && sh[0] == 2 && sh[1] == 3 && n == 24, "%s", files[k]);
+        for (int i = 0; i < 6; i++) cr_assert_eq(((const float *)d)[i], 0.5f * (float)i, "%s", files[k]);
+        kiln_st_close(f);
+    }
 }
 
 /* ---- kiln_model_load -------------------------------------------------------------------------- */
