@@ -98,9 +98,8 @@ bool kiln_resnet_body_key(const char *torchvision_key, char *out, size_t cap);
 /* Loads torchvision ResNet weights (torchvision's names, which timm's ResNet-18/34/50 share; a
  * .pth as torchvision publishes them or a safetensors file: kiln_weights_open) into the body
  * "0.*" of a vision model (any model whose body keys map as above), through
- * kiln_model_load_mapped: fc.* is dropped
- * and the head "1.*" left as it is; a wrapper ("module.", "model.") on every key is stripped;
- * num_batches_tracked is read when present. conv1's weight, when the file has 3 input channels
+ * kiln_model_load_mapped: fc.* is dropped and the head "1.*" left as it is; a wrapper
+ * ("module.", "model.") on every key is stripped; num_batches_tracked is read when present. conv1's weight, when the file has 3 input channels
  * and the model n_in != 3, is adapted as fastai's _load_pretrained_weights (1: summed over
  * RGB; 2: the first two times 1.5; more: RGB then zeros). Without strict every body key that
  * maps and matches loads and the rest is reported; with strict any missing, unexpected or
