@@ -422,6 +422,7 @@ Test(pretrained, files_that_do_not_fit_are_refused_clearly)
     cr_expect_lt(kiln_vision_model_load_pretrained_report(m, path, true, &r), 0);
     ku_expect_error("unexpected keys (1): conv1.0.weight", "deep stem, strict");
     ku_expect_error("deep", "the hint");
+    kiln_load_report_free(&r);
     cr_expect_eq(kiln_vision_model_load_pretrained_report(m, path, false, &r), KILN_STATUS_OK, "%s", kiln_last_error());
     cr_expect_eq(r.n_missing, 1u);
     cr_expect(r.hint && strstr(r.hint, "deep"), "hint: %s", r.hint ? r.hint : "(none)");
@@ -429,6 +430,19 @@ Test(pretrained, files_that_do_not_fit_are_refused_clearly)
     expect_text(text, "  hint: its stem is a deep one");
     free(text);
     kiln_load_report_free(&r);
+
+    /* timm's average-pool shortcuts (resnet*d) and SE blocks: hints too */
+    const char *from[2] = {"layer2.0.downsample.1.weight", "layer1.0.bn2.bias"};
+    const char *to[2] = {"layer2.0.downsample.2.weight", "layer1.0.se.fc1.bias"};
+    const char *says[2] = {"average-pool", "SE"};
+    for (int k = 0; k < 2; k++) {
+        write_variant(path, &(variant){.rename_from = from[k], .rename_to = to[k]});
+        cr_expect_eq(kiln_vision_model_load_pretrained_report(m, path, false, &r), KILN_STATUS_OK, "%s",
+                     kiln_last_error());
+        cr_expect(r.n_missing == 1 && r.n_unexpected == 1 && !strcmp(r.unexpected[0].key, to[k]), "%s", to[k]);
+        cr_expect(r.hint && strstr(r.hint, says[k]), "hint: %s", r.hint ? r.hint : "(none)");
+        kiln_load_report_free(&r);
+    }
     kiln_model_free(m);
 
     /* a ResNet of another width: every key mis-shaped, so nothing loads, strict or not */

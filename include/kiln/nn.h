@@ -141,8 +141,8 @@ kiln_status kiln_model_check_finite(kiln_model *model);
 kiln_status kiln_model_load_st(kiln_model *model, const kiln_st_file *f, const char *prefix, bool strict);
 
 /* ---- loading weights under other names, with a report -------------------------------------- *
- * What a load found, filled by the loaders below whether they succeed or not (zeroed first;
- * release with kiln_load_report_free). Each list holds every key, in the file's order (missing
+ * What a load found, filled by the loaders below whether they succeed or not (zeroed first,
+ * so free a report with kiln_load_report_free before passing it to another load). Each list holds every key, in the file's order (missing
  * keys: the model's order):
  *   missing     model entries (not skipped) that no key of the file gives;
  *   unexpected  keys of the file that map onto nothing in the model (keys dropped on purpose,
