@@ -7,7 +7,9 @@
 #   then on classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot) with 50 training images per
 #   class (--train-per-class 50, picked with split seed 42), evaluated on all 5,000 of their
 #   test images, per seed:
-#   (ii)  fine_tune from DIR (--pretrained DIR: 1 frozen epoch, then EPOCHS unfrozen);
+#   (ii)  fine_tune from DIR (--pretrained DIR: 1 frozen epoch, then EPOCHS unfrozen), with its
+#         default base_lr 2e-3 and with --lr FT_LR; and the pretrained body trained unfrozen
+#         from the start (--unfreeze: one-cycle at the default lr 1e-2, like (iii));
 #   (iii) the same network from random weights, one-cycle, the same number of epochs (1 + EPOCHS);
 #   (iv)  from random weights with the wall time of (ii): as many epochs as fit in it, at the
 #         epoch time (iii) measured (the same run as (iii) when no more fit).
@@ -25,7 +27,7 @@
 #
 # Run from the repo root against a built kiln:
 #   nice -n 10 bench/transfer.sh [BUILD_DIR]          (BUILD_DIR: build)
-# Settings (environment): ARCHS ("simple-resnet resnet18"), SEEDS ("0 1 2"), EPOCHS (10),
+# Settings (environment): ARCHS ("simple-resnet resnet18"), SEEDS ("0 1 2"), EPOCHS (5), FT_LR (1e-2),
 # PRE_EPOCHS_simple_resnet (1), PRE_EPOCHS_resnet18 (1), THREADS (2), PTH (1: run the
 # published-weights step; 0: skip it), KEEP (a folder to keep the runs in; default a temp dir;
 # a run already in it, with its .wall file, is reused: an interrupted bench resumes).
@@ -40,7 +42,8 @@ BUILD=${1:-build}
 KILN=$BUILD/kiln
 ARCHS=${ARCHS:-simple-resnet resnet18}
 SEEDS=${SEEDS:-0 1 2}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-5}
+FT_LR=${FT_LR:-1e-2}
 THREADS=${THREADS:-2}
 PTH=${PTH:-1}
 [ -x "$KILN" ] || { echo "bench/transfer.sh: no $KILN (build kiln first)" >&2; exit 2; }
@@ -91,12 +94,16 @@ for arch in $ARCHS; do
             fit "ft-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" --seed "$seed"
             ft_wall=$WALL
             echo "fine_tune $n_scratch $WALL $(acc "$out/ft-$arch-$seed") $seed" >> "$rows"
+            fit "fl-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" --lr "$FT_LR" --seed "$seed"
+            echo "fine_tune_lr_$FT_LR $n_scratch $WALL $(acc "$out/fl-$arch-$seed") $seed" >> "$rows"
+            fit "uf-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --unfreeze --epochs "$n_scratch" --seed "$seed"
+            echo "pretrained_unfrozen $n_scratch $WALL $(acc "$out/uf-$arch-$seed") $seed" >> "$rows"
         fi
         fit "rs-$arch-$seed" $COMMON --arch "$arch" --epochs "$n_scratch" --seed "$seed"
         rs_wall=$WALL
         echo "random_same_epochs $n_scratch $WALL $(acc "$out/rs-$arch-$seed") $seed" >> "$rows"
         if [ -n "$ft_wall" ]; then
-            n_time=$(awk -v f="$ft_wall" -v r="$rs_wall" -v n="$n_scratch" 'BEGIN { k = int(n * f / r); print k > n ? k : n }')
+            n_time=$(awk -v f="$ft_wall" -v r="$rs_wall" -v n="$n_scratch" 'BEGIN { k = int(n * f / r); print (k > n ? k : n) }')
             if [ "$n_time" -gt "$n_scratch" ]; then
                 fit "rt-$arch-$seed" $COMMON --arch "$arch" --epochs "$n_time" --seed "$seed"
                 echo "random_same_time $n_time $WALL $(acc "$out/rt-$arch-$seed") $seed" >> "$rows"
@@ -108,13 +115,13 @@ for arch in $ARCHS; do
     [ "$has_pretrained" = 1 ] || echo "    (ii) and (iv) skipped: this kiln has no --pretrained"
     echo "--- $arch on classes 5-9, 50 training images per class, 5,000 test images; seeds: $SEEDS"
     echo "    each: $KILN vision fit fashion-mnist $COMMON --arch $arch --seed S --out D"
-    echo "          + --pretrained $pre --epochs $EPOCHS | --epochs $n_scratch | --epochs N (time)"
+    echo "          + --pretrained $pre --epochs $EPOCHS [--lr $FT_LR] | --pretrained $pre --unfreeze --epochs $n_scratch | --epochs $n_scratch | --epochs N (time)"
     awk '{ printf "    %-20s seed %-3s epochs %-3s wall %7.1f s  accuracy %.4f\n", $1, $5, $2, $3, $4 }' "$rows"
-    awk '{ n[$1]++; e[$1] += $2; w[$1] += $3; a[$1] += $4;
+    awk -v lr="$FT_LR" '{ n[$1]++; e[$1] += $2; w[$1] += $3; a[$1] += $4;
            if (!($1 in lo) || $4 < lo[$1]) lo[$1] = $4; if (!($1 in hi) || $4 > hi[$1]) hi[$1] = $4 }
          END { printf "    | method | epochs | wall s | accuracy (mean, min-max over %d seeds) |\n    |---|---|---|---|\n", n["random_same_epochs"];
-               split("fine_tune random_same_epochs random_same_time", order, " ");
-               for (i = 1; i <= 3; i++) { m = order[i]; if (!(m in n)) continue;
+               split("fine_tune fine_tune_lr_" lr " pretrained_unfrozen random_same_epochs random_same_time", order, " ");
+               for (i = 1; i <= 5; i++) { m = order[i]; if (!(m in n)) continue;
                  printf "    | %s | %.1f | %.1f | %.4f (%.4f-%.4f) |\n", m, e[m] / n[m], w[m] / n[m], a[m] / n[m], lo[m], hi[m] } }' "$rows"
 done
 
