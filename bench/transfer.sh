@@ -31,9 +31,10 @@
 # PRE_EPOCHS_simple_resnet (1), PRE_EPOCHS_resnet18 (1), THREADS (2), PTH (1: run the
 # published-weights step; 0: skip it), KEEP (a folder to keep the runs in; default a temp dir;
 # a run already in it, with its .wall file, is reused: an interrupted bench resumes).
-# Time on 2 shared AMD EPYC cores: simple-resnet ~8 min (pretraining 3 epochs ~3 min, each
-# small-data run ~20-40 s), resnet18 at 28x28 ~25 min (pretraining 2 epochs ~12 min, each
-# small-data run ~1-2 min), the .pth step ~5 min; about 40 minutes in all.
+# Time on 2 shared AMD EPYC cores (docs/benchmarks.md, "Transfer learning"): pretraining 1
+# epoch ~7 min (simple-resnet) and ~13 min (resnet18) under load; then each small-data run
+# 5-6 s (simple-resnet) or 17-20 s (resnet18) on a quiet machine (minutes under load), 15 runs
+# per arch; the published-weights step ~1 min. About 25 minutes in all under load.
 # ResNet-18 runs at 28x28, the data's own size: its stem and stages leave a 1x1 map at both
 # 28 and 32 pixels (28 -> 14 -> 7 -> 4 -> 2 -> 1; 32 -> ... -> 1), so --size 32 would cost 30%
 # more pixels (and a resize per image) without giving the head a larger map.
