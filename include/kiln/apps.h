@@ -77,13 +77,37 @@ typedef struct kiln_vision_learner_params {
     double wd;                  /* AdamW weight decay, 1e-2 (none on BatchNorm and biases) */
     kiln_layout layout;         /* KILN_LAYOUT_AUTO */
     kiln_learner_params learner;/* seed 42, progress, on_nan, ... (kiln_learner_default_params) */
+    /* Transfer learning (fastai vision_learner(pretrained=True)); NULL: random weights.
+     *   a folder a kiln export wrote (DIR/model.json + model.safetensors): the same arch with
+     *     the same input channels; every layer group but the last (the head) is loaded, the
+     *     head keeps its fresh initialisation for the data's classes (kiln_model_load_body);
+     *   a file (.pth as torchvision publishes them, or .safetensors with torchvision / timm
+     *     ResNet names): resnet18/34/50 only; the body is loaded, fc.* dropped, conv1 adapted
+     *     to the data's channels (kiln_vision_model_load_pretrained_report).
+     * The learner then starts frozen (freeze(): only the head and, with train_bn, BatchNorm
+     * parameters train), as fastai's, unless unfreeze. */
+    const char *pretrained;
+    bool strict;                /* a missing, unexpected or mis-shaped key fails (default false:
+                                   reported, the rest loads) */
+    bool unfreeze;              /* train every layer from the start (default false) */
+    bool train_bn;              /* BatchNorm parameters of frozen groups train (default true) */
+    kiln_load_report *report;   /* filled with what the load found when not NULL (free it with
+                                   kiln_load_report_free; it must start zeroed or freed) */
 } kiln_vision_learner_params;
 
 kiln_vision_learner_params kiln_vision_learner_default_params(void);
 
-/* fastai vision_learner / cnn_learner for a classifier trained from scratch: arch built for
- * the data's channels, image size and classes; AdamW (betas 0.9/0.99, eps 1e-5); accuracy
- * as the metric; cross-entropy. The learner takes data (freed by kiln_learner_free, and by
+/* The data parameters a model exported to folder pretrained expects, set into vp: its input
+ * channels and its normalization statistics (the pretrained body saw inputs normalised so;
+ * fastai normalises with the pretrained model's stats). A pretrained file (not a folder)
+ * leaves vp alone. IO / FORMAT naming the file when DIR/model.json cannot be read. */
+kiln_status kiln_vision_pretrained_data_params(const char *pretrained, kiln_vision_params *vp);
+
+/* fastai vision_learner / cnn_learner: arch built for the data's channels, image size and
+ * classes, from random weights or p->pretrained's (then frozen unless p->unfreeze); AdamW
+ * (betas 0.9/0.99, eps 1e-5); accuracy as the metric; cross-entropy. A pretrained folder of
+ * another arch or other input channels, or a file for an arch that is not a ResNet, is
+ * refused (INVALID naming both). The learner takes data (freed by kiln_learner_free, and by
  * this call when it fails) and owns the model and optimizer it makes; ctx is borrowed (free
  * it after the learner). The data must come from kiln_vision_open / kiln_vision_dls_open
  * and have >= 2 classes and >= 1 training batch. p NULL: defaults. */

@@ -160,6 +160,8 @@ static kiln_vision_params model_params(const kiln_vision_model_info *mi, const k
     vp.norm = mi->norm == KILN_VISION_NORM_NONE ? KILN_VISION_NORM_NONE : KILN_VISION_NORM_CUSTOM;
     vp.custom_stats = mi->stats;
     vp.valid_pct = mi->valid_pct;
+    vp.classes = (const char *const *)mi->classes; /* a source with more (--classes) is filtered */
+    vp.n_classes = mi->n_classes;
     vp.tfm = NULL, vp.tfm_user = NULL, vp.tfm_user_free = NULL;
     return vp;
 }

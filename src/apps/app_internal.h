@@ -22,6 +22,11 @@ void kiln__app_free(void *a);
  * and m (freed on failure); data may be NULL (owned by the learner when given). */
 kiln_learner *kiln__app_learner(kiln_ctx *ctx, kiln__app *a, kiln_model *m, kiln_data *data, double wd,
                                 const kiln_learner_params *lp);
+/* pretrained.c: p->pretrained (a kiln export folder or a ResNet weights file) into model m
+ * of arch (built for n_in channels), filling p->report; the model is unchanged on failure. */
+kiln_status kiln__vision_load_pretrained(kiln_model *m, const char *arch, int n_in, const kiln_vision_learner_params *p);
+/* p->train_bn set on l, then freeze() when p->pretrained and not p->unfreeze. */
+kiln_status kiln__vision_pretrained_freeze(kiln_learner *l, const kiln_vision_learner_params *p);
 /* dir/name into buf (n bytes); INVALID when it does not fit. */
 kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 

@@ -1,6 +1,7 @@
 /* The vision task (kiln/apps.h): fastai's ImageDataLoaders (data with its augmentation) and
- * vision_learner (an architecture from the registry for the data's images and classes,
- * AdamW, accuracy), with the model's description recorded for export. */
+ * vision_learner (an architecture from the registry for the data's images and classes, from
+ * random or pretrained weights (pretrained.c), AdamW, accuracy), with the model's
+ * description recorded for export. */
 #include "app_internal.h"
 
 #include <stdlib.h>
@@ -28,7 +29,7 @@ kiln_data *kiln_vision_dls_open(const char *source, const kiln_vision_params *p,
 kiln_vision_learner_params kiln_vision_learner_default_params(void)
 {
     return (kiln_vision_learner_params){.wd = 1e-2, .layout = KILN_LAYOUT_AUTO,
-                                        .learner = kiln_learner_default_params()};
+                                        .learner = kiln_learner_default_params(), .train_bn = true};
 }
 
 /* The description export writes: from the data (sizes, classes, stats, split, augmentation). */
@@ -71,7 +72,9 @@ kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char
         a->task = "vision";
         if (describe(data, arch, q.learner.seed, &a->info) ||
             !(m = kiln_arch_model_new(arch, ctx, kiln_vision_data_n_channels(v), kiln_vision_data_size(v),
-                                      kiln_vision_data_n_classes(v), q.layout))) {
+                                      kiln_vision_data_n_classes(v), q.layout)) ||
+            (q.pretrained && kiln__vision_load_pretrained(m, arch->name, kiln_vision_data_n_channels(v), &q))) {
+            kiln_model_free(m);
             kiln__app_free(a);
             a = NULL;
         }
@@ -81,6 +84,10 @@ kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char
         return NULL;
     }
     kiln_learner *l = kiln__app_learner(ctx, a, m, data, q.wd, &q.learner);
+    if (l && kiln__vision_pretrained_freeze(l, &q)) {
+        kiln_learner_free(l);
+        return NULL;
+    }
     if (l) kiln_clear_error();
     return l;
 }

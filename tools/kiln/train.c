@@ -32,6 +32,9 @@ static const cli_flag g_common[] = {
     {"--cycle-mult", "N", FLAG_INT, O(cycle_mult), K(TRAIN_FIT), "sgdr: cycle length multiplier", NULL, NULL},
     {"--freeze-epochs", "N", FLAG_INT, O(freeze_epochs), K(TRAIN_FIT), "fine-tune: epochs with the body frozen", NULL,
      NULL},
+    {"--lr-mult", "M", FLAG_DOUBLE, O(lr_mult), K(TRAIN_FIT),
+     "fine-tune: the unfrozen phase trains the first layer group at lr/2/M up to the head at lr/2 (fastai's "
+     "slice(lr/2/M, lr/2))", NULL, NULL},
     {"--snapshots", "M", FLAG_INT, O(snapshots), K(TRAIN_FIT),
      "keep the weights at each cycle end; report the ensemble of the last M (0: off)", NULL, NULL},
     {"--resume", NULL, FLAG_BOOL, O(resume), K(TRAIN_FIT),
@@ -68,6 +71,7 @@ train_opts train_defaults(void)
     return (train_opts){.schedule = "one-cycle", .progress = "auto", .on_nan = "stop", .bs = 128, .epochs = oc.epochs,
                         .n_cycle = sg.n_cycle, .cycle_len = oc.cycle_len, .cycle_mult = oc.cycle_mult,
                         .freeze_epochs = kiln_recipe_make(KILN_RECIPE_FINE_TUNE).freeze_epochs, .seed = 42,
+                        .lr_mult = kiln_recipe_make(KILN_RECIPE_FINE_TUNE).lr_mult,
                         .num_it = kiln_lr_find_default_params().num_it, .tta_n = pp.tta_n, .lr = oc.lr,
                         .wd = kiln_vision_learner_default_params().wd, .tta_beta = pp.tta_beta};
 }
@@ -89,6 +93,7 @@ void train_given(train_opts *t, const cli_flag *flags, int n_flags, const bool *
     t->given_epochs = given[flags_index(flags, n_flags, "--epochs")];
     t->given_n_cycle = given[flags_index(flags, n_flags, "--n-cycle")];
     t->given_lr = given[flags_index(flags, n_flags, "--lr")];
+    t->given_schedule = given[flags_index(flags, n_flags, "--schedule")];
 }
 
 const char *train_check(const train_opts *t)
@@ -103,6 +108,8 @@ const char *train_check(const train_opts *t)
          : t->num_it < 2 || t->num_it > 100000 ? "--num-it must be in [2, 100000]"
          : !(t->wd >= 0) ? "--wd must be >= 0"
          : !(t->lr > 0) ? "--lr must be > 0"
+         : !(t->lr_mult > 0) ? "--lr-mult must be > 0"
+         : t->freeze_epochs < 0 || t->freeze_epochs > 100000 ? "--freeze-epochs must be in [0, 100000]"
          : strcmp(t->progress, "auto") && strcmp(t->progress, "bar") && strcmp(t->progress, "plain") &&
                    strcmp(t->progress, "quiet")
              ? "--progress must be auto, bar, plain or quiet"
@@ -165,6 +172,7 @@ int train_recipe(const train_opts *t, kiln_recipe *r)
     if (kind != KILN_RECIPE_FINE_TUNE || t->given_lr) r->lr = t->lr; /* fine-tune's base_lr: 2e-3 */
     r->epochs = t->epochs;
     r->cycle_len = t->cycle_len, r->cycle_mult = t->cycle_mult, r->freeze_epochs = t->freeze_epochs;
+    r->lr_mult = t->lr_mult;
     if (kind == KILN_RECIPE_SGDR) {
         r->n_cycle = t->n_cycle;
         if (!t->given_epochs) r->epochs = 0; /* the cycles' sum */
@@ -211,6 +219,10 @@ static void common_settings(const train_opts *t, const kiln_recipe *r, train_set
     if (r->kind == KILN_RECIPE_SGDR) {
         train_settings_num(s, "--n-cycle", (double)t->n_cycle);
         train_settings_num(s, "--cycle-mult", (double)t->cycle_mult);
+    }
+    if (r->kind == KILN_RECIPE_FINE_TUNE) {
+        train_settings_num(s, "--freeze-epochs", (double)t->freeze_epochs);
+        train_settings_num(s, "--lr-mult", t->lr_mult);
     }
     train_settings_num(s, "--seed", (double)t->seed);
 }

@@ -52,6 +52,18 @@ static const cli_flag g_vision_flags[] = {
     {"--train-per-class", "N", FLAG_INT, O(train_per_class), TRAIN_CMDS | VC_SHOW,
      "keep at most N training images per class, picked at random with split seed 42 (0: all); validation "
      "keeps every image of the kept classes", NULL, NULL},
+    {"--pretrained", "FILE|DIR", FLAG_STR, O(pretrained), TRAIN_CMDS,
+     "start from pretrained weights, body frozen (fastai vision_learner): a folder a kiln fit wrote (its arch, "
+     "channels and normalization; the head is made anew for these classes), or a ResNet .pth / .safetensors as "
+     "torchvision and timm publish them (resnet18/34/50); fit then runs --schedule fine-tune", NULL, NULL},
+    {"--strict", NULL, FLAG_BOOL, O(strict), TRAIN_CMDS,
+     "--pretrained: a missing, unexpected or mis-shaped key is an error (default: reported, the rest loads)", NULL,
+     NULL},
+    {"--unfreeze", NULL, FLAG_BOOL, O(unfreeze), TRAIN_CMDS,
+     "--pretrained: train every layer from the start (fit then runs --schedule one-cycle)", NULL, NULL},
+    {"--no-train-bn", NULL, FLAG_BOOL, O(no_train_bn), TRAIN_CMDS,
+     "--pretrained: the BatchNorm parameters of frozen layer groups stay frozen too (fastai train_bn=False)", NULL,
+     NULL},
     {"--probs", NULL, FLAG_BOOL, O(probs), VC_PREDICT,
      "also print every class's probability (class=p, in the model's class order)", NULL, NULL},
 };
@@ -173,6 +185,9 @@ int cmd_vision(int argc, char **argv)
             goto done;
         }
     train_given(&o.t, flags, n_flags, given);
+    o.given_arch = given[flags_index(flags, n_flags, "--arch")];
+    o.given_norm = given[flags_index(flags, n_flags, "--norm")];
+    if ((rc = vc_pretrained_flags(&o))) goto done;
     kiln_layout layout;
     const char *bad = train_check(&o.t);
     if (!bad)

@@ -31,8 +31,15 @@ typedef struct vopts {
     char **classes;
     int n_classes;
     int64_t train_per_class;
+    /* transfer learning: --pretrained FILE|DIR, --strict, --unfreeze, --no-train-bn */
+    const char *pretrained;
+    bool strict, unfreeze, no_train_bn;
+    bool given_arch, given_norm; /* from the parser's `given` */
 } vopts;
 
+/* --pretrained and its flags checked; --schedule defaults to fine-tune with it (one-cycle
+ * with --unfreeze) and --arch to a pretrained folder's. 0 or 2 after a message. */
+int vc_pretrained_flags(vopts *o);
 int vc_lr_find(vopts *o, const char *data);
 int vc_fit(vopts *o, const char *data);
 int vc_predict(vopts *o, int n_images, const char *const *images, const char *dir);
