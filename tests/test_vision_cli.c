@@ -11,6 +11,7 @@
  * folder, a ~4000-byte --out. Without PLplot the PNG checks are skipped. */
 #include "util/ku_cli.h"
 #include "util/ku_disk.h"
+#include "kiln/models.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -824,4 +825,64 @@ Test(vision_cli, class_subset_and_train_per_class)
     run_ok("vision lr-find --help");
     expect_in("out", "--classes");
     expect_in("out", "--train-per-class");
+}
+
+/* Transfer learning from the CLI (issue 10): a model fitted on classes {0, 1} is the
+ * --pretrained folder of a fit on classes {2, 0} (fine_tune by default, its arch and stats by
+ * default; the load report and the frozen state printed); lr-find works on the frozen
+ * learner; interpret opens the whole source for the subset model; --unfreeze trains every
+ * layer and its settings are recorded (resume refuses a change); a torchvision-named
+ * ResNet-18 file loads into resnet18 with conv1 adapted; misuse is refused by name. */
+Test(vision_cli, pretrained_folder_and_file)
+{
+    make_idx_set();
+    run_ok("vision fit %s/idx --out %s/pre --classes 0,1 --arch simple-resnet --bs 4 --epochs 1 --no-augment " FAST);
+    run_ok("vision fit %s/idx --out %s/ft --classes 2,0 --pretrained %s/pre --bs 4 --epochs 1 --threads 1 --workers 0 "
+           "--progress quiet");
+    expect_in("out", "pre/model.safetensors: loaded ");
+    expect_in("out", "left alone on purpose");
+    expect_in("out", "body frozen; 2 layer groups, BatchNorm trains");
+    expect_in("out", "model: simple-resnet");
+    cJSON *m = json("ft/model.json");
+    cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-resnet");
+    cr_expect_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "classes"), 0)->valuestring, "2");
+    cJSON_Delete(m);
+    m = json("ft/metrics.json");
+    cJSON_Delete(m);
+    run_ok("vision lr-find %s/idx --out %s/lf --classes 2,0 --pretrained %s/pre --num-it 8 --bs 4 " FAST);
+    cr_expect(access(P("lf/lr_find.csv"), F_OK) == 0);
+    run_ok("vision interpret %s/ft %s/idx --out %s/fti --n 2 " FAST);
+    expect_in("out", "on 8 valid images");
+
+    run_ok("vision fit %s/idx --out %s/uf --classes 2,0 --pretrained %s/pre --unfreeze --bs 4 --epochs 1 --no-augment "
+           "--threads 1 --workers 0 --progress quiet");
+    expect_in("out", "(unfrozen; 2 layer groups)");
+    run_fail("vision fit %s/idx --out %s/uf --classes 2,0 --pretrained %s/pre --unfreeze --no-train-bn --bs 4 "
+             "--epochs 1 --no-augment --resume " FAST, 1, "--no-train-bn: no then, yes now");
+    run_fail("vision fit %s/idx --out %s/uf --classes 2,1 --pretrained %s/pre --unfreeze --bs 4 --epochs 1 "
+             "--no-augment --resume " FAST, 1, "--classes: 2,0 then, 2,1 now");
+
+    run_fail("vision fit %s/idx --out %s/x --strict " FAST, 2, "--strict applies to --pretrained weights only");
+    run_fail("vision fit %s/idx --out %s/x --no-train-bn " FAST, 2, "--no-train-bn applies to --pretrained");
+    run_fail("vision fit %s/idx --out %s/x --pretrained %s/pre --unfreeze --schedule fine-tune " FAST, 2, "contradict");
+    run_fail("vision fit %s/idx --out %s/x --pretrained %s/nothing " FAST, 1, "--pretrained");
+    expect_in("err", "nothing");
+    run_fail("vision fit %s/idx --out %s/x --pretrained %s/pre --arch simple-cnn --bs 4 " FAST, 1,
+             "is a simple-resnet; this learner is a simple-cnn");
+    run_fail("vision fit %s/idx --out %s/x --pretrained %s/pre/model.safetensors --bs 4 " FAST, 1,
+             "a weights file loads into resnet18/34/50");
+
+    /* a torchvision-named ResNet-18 state dict (3 channels, 1000 classes) into 1-channel data */
+    kiln_ctx *ctx = ku_ctx();
+    kiln_model *tv = kiln_resnet18_new(3, 1000);
+    cr_assert(tv && !kiln_model_alloc(tv, ctx), "%s", kiln_last_error());
+    cr_assert(!kiln_model_save(tv, P("r18.safetensors"), NULL), "%s", kiln_last_error());
+    kiln_model_free(tv);
+    ku_ctx_free(ctx);
+    run_ok("vision fit %s/idx --out %s/r18 --arch resnet18 --pretrained %s/r18.safetensors --strict --bs 8 --epochs 1 "
+           "--freeze-epochs 1 --lr-mult 10 --no-augment --threads 1 --workers 0 --progress quiet");
+    expect_in("out", "r18.safetensors: loaded 100 of 100 tensors and 20 BatchNorm counters from its 122 keys");
+    expect_in("out", "(2 left alone on purpose)");
+    expect_in("out", "adapted");
+    expect_in("out", "body frozen; 3 layer groups, BatchNorm trains");
 }
