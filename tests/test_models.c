@@ -317,12 +317,17 @@ Test(models, simple_resnet_keys_params_and_structure_match_the_torch_twin)
     cr_expect_eq(kiln_model_find(m, "2.convs.3")->conv.stride[0], 2);
     cr_expect_eq(kiln_model_find(m, "2.idconv.0")->conv.stride[0], 2);
     cr_expect_eq(kiln_model_find(m, "0.convs.3")->conv.stride[0], 1);
-    /* two layer groups: the ResBlocks, then Linear + BatchNorm1d */
-    cr_expect_eq(kiln_model_n_groups(m), 2);
+    /* three layer groups: ResBlocks 0-2, ResBlocks 3-4, then the head: ResBlock 5 (2x2 -> 1x1),
+     * Linear, BatchNorm1d */
+    cr_expect_eq(kiln_model_n_groups(m), 3);
     cr_expect_eq(kiln_model_param_group(m, store_index(m, "0.convs.0.weight")), 0);
-    cr_expect_eq(kiln_model_param_group(m, store_index(m, "5.idconv.1.bias")), 0);
-    cr_expect_eq(kiln_model_param_group(m, store_index(m, "7.weight")), 1);
-    cr_expect_eq(kiln_model_param_group(m, store_index(m, "8.bias")), 1);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "2.idconv.1.bias")), 0);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "3.convs.0.weight")), 1);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "4.idconv.1.bias")), 1);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "5.convs.0.weight")), 2);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "5.idconv.1.bias")), 2);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "7.weight")), 2);
+    cr_expect_eq(kiln_model_param_group(m, store_index(m, "8.bias")), 2);
 
     /* 28 -> 28 -> 14 -> 7 -> 4 -> 2 -> 1 */
     cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());

@@ -257,7 +257,7 @@ Test(nn, freeze_keeps_bn_trainable_and_frozen_grads_untouched)
     kiln_st_file *f = ku_fixture("nn");
     kiln_model *m = cnn_loaded(ctx, f);
     kiln_store *s = kiln_model_store(m);
-    cr_assert_eq(kiln_model_n_groups(m), 2);
+    cr_assert_eq(kiln_model_n_groups(m), 3); /* {0..3}, {4, 5}, head {6..9} */
     cr_expect_eq(kiln_model_param_group(m, 0), 0);
     kiln_param_info info;
     cr_assert_eq(kiln_model_param_info(m, 1, &info), KILN_STATUS_OK); /* 0.1.weight */
@@ -265,7 +265,7 @@ Test(nn, freeze_keeps_bn_trainable_and_frozen_grads_untouched)
     size_t i8 = 0;
     while (strcmp(kiln_store_at(s, i8)->name, "8.bias") != 0) i8++;
     cr_assert_eq(kiln_model_param_info(m, i8, &info), KILN_STATUS_OK);
-    cr_expect(info.is_bias && !info.is_bn && info.group == 1 && strcmp(kiln_module_path(info.module), "8") == 0);
+    cr_expect(info.is_bias && !info.is_bn && info.group == 2 && strcmp(kiln_module_path(info.module), "8") == 0);
 
     const int64_t total = kiln_model_n_params(m, false);
     cr_assert_eq(kiln_model_freeze(m), KILN_STATUS_OK);
@@ -274,7 +274,7 @@ Test(nn, freeze_keeps_bn_trainable_and_frozen_grads_untouched)
         if (!kiln_store_is_param(s, i)) continue;
         kiln_model_param_info(m, i, &info);
         kiln_tensor *t = kiln_store_at(s, i);
-        bool want = info.group == 1 || info.is_bn;
+        bool want = info.group == 2 || info.is_bn;
         cr_expect_eq(t->requires_grad, want, "%s: requires_grad %d after freeze", t->name, t->requires_grad);
         if (want) expect_trainable += kiln_numel(t);
     }

@@ -841,7 +841,7 @@ Test(vision_cli, pretrained_folder_and_file)
            "--progress quiet");
     expect_in("out", "pre/model.safetensors: loaded ");
     expect_in("out", "left alone on purpose");
-    expect_in("out", "body frozen; 2 layer groups, BatchNorm trains");
+    expect_in("out", "body frozen; 3 layer groups, BatchNorm trains");
     expect_in("out", "model: simple-resnet");
     cJSON *m = json("ft/model.json");
     cr_expect_str_eq(cJSON_GetObjectItem(m, "arch")->valuestring, "simple-resnet");
@@ -856,7 +856,7 @@ Test(vision_cli, pretrained_folder_and_file)
 
     run_ok("vision fit %s/idx --out %s/uf --classes 2,0 --pretrained %s/pre --unfreeze --bs 4 --epochs 1 --no-augment "
            "--threads 1 --workers 0 --progress quiet");
-    expect_in("out", "(unfrozen; 2 layer groups)");
+    expect_in("out", "(unfrozen; 3 layer groups)");
     run_fail("vision fit %s/idx --out %s/uf --classes 2,0 --pretrained %s/pre --unfreeze --no-train-bn --bs 4 "
              "--epochs 1 --no-augment --resume " FAST, 1, "--no-train-bn: no then, yes now");
     run_fail("vision fit %s/idx --out %s/uf --classes 2,1 --pretrained %s/pre --unfreeze --bs 4 --epochs 1 "

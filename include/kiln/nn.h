@@ -330,7 +330,8 @@ kiln_status kiln_module_init_kaiming(kiln_module *m, kiln_ctx *ctx);
  *              conv(32, 16), Res(16), Conv2d(16, n_out, 3, 2, 1), BatchNorm2d(n_out), Flatten())
  * conv(ni, nf) = Sequential(Conv2d(ni, nf, 3, 2, 1, bias=False), BatchNorm2d(nf), ReLU());
  * Res(nf): x + c2(c1(x)), c1 and c2 = conv(nf, nf) with stride 1.
- * x (N, n_in, 28, 28) -> (N, n_out). Two layer groups: body "0".."7", head "8".."10".
+ * x (N, n_in, 28, 28) -> (N, n_out). Three layer groups: "0".."3", "4".."5", and the head
+ * "6".."10" (the last conv stage with the classifier conv: what a pretrained learner makes anew).
  * Not allocated: call kiln_model_alloc. */
 kiln_model *kiln_simple_cnn_new(int64_t n_in, int64_t n_out);
 /* The fastai 2022 course's (part 2) ResNet for 28x28 images, with a 1x1 stride-2 conv (no
@@ -342,7 +343,9 @@ kiln_model *kiln_simple_cnn_new(int64_t n_in, int64_t n_out);
  * BatchNorm2d(nf), ReLU(), Conv2d(nf, nf, 3, s, 1), BatchNorm2d(nf)) and idconv =
  * Sequential(Conv2d(ni, nf, 1, s, 0), BatchNorm2d(nf)) or the identity when ni == nf and s == 1;
  * no conv or Linear has a bias. Keys "0.convs.0.weight", "1.idconv.1.running_mean", "7.weight".
- * x (N, n_in, H, W), H, W <= 32 -> (N, n_out). Two layer groups: "0".."6", head "7".."8".
+ * x (N, n_in, H, W), H, W <= 32 -> (N, n_out). Three layer groups: "0".."2", "3".."4", and the
+ * head "5".."8" (the last stride-2 block with the classifier: what a pretrained learner makes
+ * anew; src/nn/models/simple_resnet.c says why).
  * Not allocated: call kiln_model_alloc. */
 kiln_model *kiln_simple_resnet_new(int64_t n_in, int64_t n_out);
 /* A small MLP for tests: for each hidden size h: Linear(prev, h), [BatchNorm1d(h) if bn],
