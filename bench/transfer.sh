@@ -7,9 +7,10 @@
 #   then on classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot) with 50 training images per
 #   class (--train-per-class 50, picked with split seed 42), evaluated on all 5,000 of their
 #   test images, per seed:
-#   (ii)  fine_tune from DIR (--pretrained DIR: 1 frozen epoch, then EPOCHS unfrozen), with its
-#         default base_lr 2e-3 and with --lr FT_LR; and the pretrained body trained unfrozen
-#         from the start (--unfreeze: one-cycle at the default lr 1e-2, like (iii));
+#   (ii)  fine_tune from DIR (--pretrained DIR: 1 frozen epoch, then EPOCHS unfrozen), with
+#         fastai's defaults (base_lr 2e-3, lr_mult 100) and with FT_ARGS (a higher base_lr and a
+#         smaller spread over the layer groups); and the pretrained body trained unfrozen from
+#         the start (--unfreeze: one-cycle at the default lr 1e-2, like (iii));
 #   (iii) the same network from random weights, one-cycle, the same number of epochs (1 + EPOCHS);
 #   (iv)  from random weights with the wall time of (ii): as many epochs as fit in it, at the
 #         epoch time (iii) measured (the same run as (iii) when no more fit).
@@ -27,14 +28,14 @@
 #
 # Run from the repo root against a built kiln:
 #   nice -n 10 bench/transfer.sh [BUILD_DIR]          (BUILD_DIR: build)
-# Settings (environment): ARCHS ("simple-resnet resnet18"), SEEDS ("0 1 2"), EPOCHS (5), FT_LR (1e-2),
-# PRE_EPOCHS_simple_resnet (1), PRE_EPOCHS_resnet18 (1), THREADS (2), PTH (1: run the
+# Settings (environment): ARCHS ("simple-resnet resnet18"), SEEDS ("0 1 2"), EPOCHS (5),
+# FT_ARGS ("--lr 2e-2 --lr-mult 3"), PRE_EPOCHS_simple_resnet (5), PRE_EPOCHS_resnet18 (5), THREADS (2), PTH (1: run the
 # published-weights step; 0: skip it), KEEP (a folder to keep the runs in; default a temp dir;
 # a run already in it, with its .wall file, is reused: an interrupted bench resumes).
-# Time on 2 shared AMD EPYC cores (docs/benchmarks.md, "Transfer learning"): pretraining 1
-# epoch ~7 min (simple-resnet) and ~13 min (resnet18) under load; then each small-data run
-# 5-6 s (simple-resnet) or 17-20 s (resnet18) on a quiet machine (minutes under load), 15 runs
-# per arch; the published-weights step ~1 min. About 25 minutes in all under load.
+# Time on 2 AMD EPYC cores (docs/benchmarks.md, "Transfer learning"), quiet machine: pretraining
+# 5 epochs 40 s (simple-resnet) and 150 s (resnet18); then each small-data run 3-4 s
+# (simple-resnet) or 12 s (resnet18), 15 runs per arch; the published-weights step ~30 s.
+# About 9 minutes in all when quiet; several times that on a busy machine.
 # ResNet-18 runs at 28x28, the data's own size: its stem and stages leave a 1x1 map at both
 # 28 and 32 pixels (28 -> 14 -> 7 -> 4 -> 2 -> 1; 32 -> ... -> 1), so --size 32 would cost 30%
 # more pixels (and a resize per image) without giving the head a larger map.
@@ -44,7 +45,7 @@ KILN=$BUILD/kiln
 ARCHS=${ARCHS:-simple-resnet resnet18}
 SEEDS=${SEEDS:-0 1 2}
 EPOCHS=${EPOCHS:-5}
-FT_LR=${FT_LR:-1e-2}
+FT_ARGS=${FT_ARGS:---lr 2e-2 --lr-mult 3}
 THREADS=${THREADS:-2}
 PTH=${PTH:-1}
 [ -x "$KILN" ] || { echo "bench/transfer.sh: no $KILN (build kiln first)" >&2; exit 2; }
@@ -79,7 +80,7 @@ fit() {
 for arch in $ARCHS; do
     var=PRE_EPOCHS_$(echo "$arch" | tr - _)
     eval "pre_epochs=\${$var:-}"
-    [ -n "$pre_epochs" ] || pre_epochs=1
+    [ -n "$pre_epochs" ] || pre_epochs=5
     pre=$out/pre-$arch
     echo "=== $arch: (i) pretraining on classes 0-4, $pre_epochs epochs"
     echo "    $KILN vision fit fashion-mnist --classes 0-4 --arch $arch --epochs $pre_epochs --bs 128 --no-augment --seed 0 --threads $THREADS --out $pre"
@@ -95,8 +96,8 @@ for arch in $ARCHS; do
             fit "ft-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" --seed "$seed"
             ft_wall=$WALL
             echo "fine_tune $n_scratch $WALL $(acc "$out/ft-$arch-$seed") $seed" >> "$rows"
-            fit "fl-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" --lr "$FT_LR" --seed "$seed"
-            echo "fine_tune_lr_$FT_LR $n_scratch $WALL $(acc "$out/fl-$arch-$seed") $seed" >> "$rows"
+            fit "fa-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --epochs "$EPOCHS" $FT_ARGS --seed "$seed"
+            echo "fine_tune_FT_ARGS $n_scratch $WALL $(acc "$out/fa-$arch-$seed") $seed" >> "$rows"
             fit "uf-$arch-$seed" $COMMON --arch "$arch" --pretrained "$pre" --unfreeze --epochs "$n_scratch" --seed "$seed"
             echo "pretrained_unfrozen $n_scratch $WALL $(acc "$out/uf-$arch-$seed") $seed" >> "$rows"
         fi
@@ -116,12 +117,12 @@ for arch in $ARCHS; do
     [ "$has_pretrained" = 1 ] || echo "    (ii) and (iv) skipped: this kiln has no --pretrained"
     echo "--- $arch on classes 5-9, 50 training images per class, 5,000 test images; seeds: $SEEDS"
     echo "    each: $KILN vision fit fashion-mnist $COMMON --arch $arch --seed S --out D"
-    echo "          + --pretrained $pre --epochs $EPOCHS [--lr $FT_LR] | --pretrained $pre --unfreeze --epochs $n_scratch | --epochs $n_scratch | --epochs N (time)"
+    echo "          + --pretrained $pre --epochs $EPOCHS [$FT_ARGS (FT_ARGS)] | --pretrained $pre --unfreeze --epochs $n_scratch | --epochs $n_scratch | --epochs N (time)"
     awk '{ printf "    %-20s seed %-3s epochs %-3s wall %7.1f s  accuracy %.4f\n", $1, $5, $2, $3, $4 }' "$rows"
-    awk -v lr="$FT_LR" '{ n[$1]++; e[$1] += $2; w[$1] += $3; a[$1] += $4;
+    awk '{ n[$1]++; e[$1] += $2; w[$1] += $3; a[$1] += $4;
            if (!($1 in lo) || $4 < lo[$1]) lo[$1] = $4; if (!($1 in hi) || $4 > hi[$1]) hi[$1] = $4 }
          END { printf "    | method | epochs | wall s | accuracy (mean, min-max over %d seeds) |\n    |---|---|---|---|\n", n["random_same_epochs"];
-               split("fine_tune fine_tune_lr_" lr " pretrained_unfrozen random_same_epochs random_same_time", order, " ");
+               split("fine_tune fine_tune_FT_ARGS pretrained_unfrozen random_same_epochs random_same_time", order, " ");
                for (i = 1; i <= 5; i++) { m = order[i]; if (!(m in n)) continue;
                  printf "    | %s | %.1f | %.1f | %.4f (%.4f-%.4f) |\n", m, e[m] / n[m], w[m] / n[m], a[m] / n[m], lo[m], hi[m] } }' "$rows"
 done
