@@ -1,7 +1,8 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]]  (default:
- * ops; csv and freeze are not in all: csv times the CSV reader, bench/bench_csv.c; freeze
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]]
+ * (default: ops; csv, text and freeze are not in all: csv times the CSV reader,
+ * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; freeze
  * the training steps of frozen models, bench/bench_freeze.c; autograd: the ops whose loops
  * moved into kernels, bench/bench_autograd.c). */
 #include "bench.h"
@@ -64,13 +65,18 @@ int main(int argc, char **argv)
         kiln_ctx_free(ctx);
         return 0;
     }
+    if (!strcmp(what, "text")) {
+        kiln_bench_text(argc > 4 ? argv[4] : NULL, kiln_ctx_threads(ctx));
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!strcmp(what, "csv")) {
         kiln_bench_csv(argc > 4 ? argv[4] : NULL);
         kiln_ctx_free(ctx);
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze or csv)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv or text)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }

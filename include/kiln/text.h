@@ -1,0 +1,93 @@
+/* kiln text: fastai's text pipeline, from raw documents to token ids.
+ *
+ * Tokenizing is fastai v2's: its rules on the raw text (fix_html, replace_rep, replace_wrep,
+ * spaces around / # \, runs of spaces collapsed, xxup before ALL-CAPS words, xxmaj before
+ * Capitalised ones, lowercase, xxbos first), then each whitespace-separated chunk split into
+ * words and punctuation by the Penn Treebank rules (NLTK's TreebankWordTokenizer: don't ->
+ * do n't, $5.99 -> $ 5.99, can't -> ca n't), with two of kiln's own choices that make it
+ * closer to spaCy (which fastai uses): a chunk's final period is split off in every chunk, not
+ * only at the end of the text, except after an abbreviation ("u.s.", "e.g.", "mr.", "etc."),
+ * and double quotes of every kind ("`` ''") are the token ". Text is UTF-8; each byte that is
+ * not valid UTF-8, and each NUL, becomes U+FFFD and is counted, never an error.
+ *
+ * The vocabulary is fastai's make_vocab: tokens by count (ties: first seen first) with at
+ * least min_freq uses, at most max_vocab, the 9 special tokens first (so xxunk is 0 and
+ * xxpad 1), padded with "xxfake" to a multiple of 8. Unknown tokens map to xxunk. */
+#ifndef KILN_TEXT_H
+#define KILN_TEXT_H
+
+#include "kiln/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* fastai v2's special tokens in its order: the first 9 entries of every vocabulary. */
+enum {
+    KILN_TOK_UNK = 0, /* xxunk: a token the vocabulary does not hold */
+    KILN_TOK_PAD,     /* xxpad */
+    KILN_TOK_BOS,     /* xxbos: the start of a document */
+    KILN_TOK_EOS,     /* xxeos */
+    KILN_TOK_FLD,     /* xxfld: a new field of a multi-column text */
+    KILN_TOK_REP,     /* xxrep N c: c repeated N times */
+    KILN_TOK_WREP,    /* xxwrep N w: the word w repeated N times */
+    KILN_TOK_UP,      /* xxup: the next word was in capitals */
+    KILN_TOK_MAJ,     /* xxmaj: the next word was capitalised */
+    KILN_TOK_N_SPECIAL
+};
+/* "xxunk" ... "xxmaj"; NULL outside [0, KILN_TOK_N_SPECIAL). */
+const char *kiln_text_special(int i);
+
+/* One tokenized document: tok[0..n) point into buf (NUL-terminated, never empty, no
+ * whitespace inside). n_replaced counts the input bytes replaced by U+FFFD. */
+typedef struct kiln_tokens {
+    int64_t n;
+    char **tok;
+    char *buf;
+    int64_t n_replaced;
+} kiln_tokens;
+
+void kiln_tokens_free(kiln_tokens *t); /* frees tok and buf and zeroes t (NULL is fine) */
+
+/* fastai's rules alone: a malloc'd NUL-terminated UTF-8 string (free it), starting "xxbos ". */
+kiln_status kiln_text_rules(const char *text, size_t len, char **out, int64_t *n_replaced);
+/* The word split alone, on text taken as is (no rules, no lowercasing). */
+kiln_status kiln_text_split(const char *text, size_t len, kiln_tokens *out);
+/* Rules then split: what the language model and the classifier see. */
+kiln_status kiln_text_tokenize(const char *text, size_t len, kiln_tokens *out);
+/* Tokenizes n documents (texts[i] of lens[i] bytes; lens NULL: NUL-terminated) into out[0..n)
+ * on n_threads threads (<= 1: this thread only). The result does not depend on n_threads. */
+kiln_status kiln_text_tokenize_many(const char *const *texts, const size_t *lens, int64_t n, int n_threads,
+                                    kiln_tokens *out);
+
+/* ---- vocabulary ---------------------------------------------------------------------------- */
+typedef struct kiln_vocab kiln_vocab;
+
+typedef struct kiln_vocab_params {
+    int64_t max_vocab; /* at most this many tokens, specials included (fastai: 60,000) */
+    int64_t min_freq;  /* a token used fewer times is left out (fastai v2: 3) */
+} kiln_vocab_params;
+kiln_vocab_params kiln_vocab_default_params(void); /* 60000, 3 */
+
+/* Counts the tokens of docs[0..n_docs) and builds the vocabulary (p NULL: defaults). */
+kiln_status kiln_vocab_build(const kiln_tokens *docs, int64_t n_docs, const kiln_vocab_params *p,
+                             kiln_vocab **out);
+/* A vocabulary from a list of tokens (the first 9 must be the specials in order). */
+kiln_status kiln_vocab_from_list(const char *const *tokens, int64_t n, kiln_vocab **out);
+void kiln_vocab_free(kiln_vocab *v);
+int64_t kiln_vocab_size(const kiln_vocab *v);
+const char *kiln_vocab_token(const kiln_vocab *v, int64_t id); /* NULL out of range */
+int64_t kiln_vocab_id(const kiln_vocab *v, const char *token);  /* KILN_TOK_UNK when absent */
+/* ids[0..doc->n) = the ids of doc's tokens; *n_unk (may be NULL) = how many were unknown. */
+void kiln_vocab_numericalize(const kiln_vocab *v, const kiln_tokens *doc, int64_t *ids, int64_t *n_unk);
+/* One token per line, UTF-8, written atomically (temp file + rename). */
+kiln_status kiln_vocab_save(const kiln_vocab *v, const char *path);
+/* Reads a saved vocabulary; a bad file (specials missing or out of order, an empty line, a
+ * token with whitespace, a duplicate, invalid UTF-8) is an error naming the file and line. */
+kiln_status kiln_vocab_load(const char *path, kiln_vocab **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
