@@ -44,6 +44,13 @@ static bool match_ascii(const kiln__cps *t, int64_t i, const char *s)
     return true;
 }
 
+static bool contains(const kiln__cps *t, const char *s)
+{
+    for (int64_t i = 0; i < t->n; i++)
+        if (t->c[i] == (unsigned char)s[0] && match_ascii(t, i, s)) return true;
+    return false;
+}
+
 static void replace_all(const kiln__cps *in, const char *from, const char *to, kiln__cps *out)
 {
     size_t nf = strlen(from);
@@ -108,6 +115,7 @@ static void fix_html(const kiln__cps *in, kiln__cps *out)
     kiln__cps a = {0}, b = {0};
     for (int64_t i = 0; i < in->n; i++) kiln__cps_push(&a, in->c[i]);
     for (size_t r = 0; r < sizeof html_fixes / sizeof html_fixes[0]; r++) {
+        if (!contains(&a, html_fixes[r].from)) continue;
         b.n = 0;
         replace_all(&a, html_fixes[r].from, html_fixes[r].to, &b);
         kiln__cps t = a;

@@ -277,6 +277,16 @@ void kiln__text_split_chunk(const char *chunk, size_t n, kiln__bytes *out, int64
         (*n_tok)++;
         return;
     }
+    /* a plain word and one of . , ; : ! ? (the commonest chunk after a plain word): the two
+     * tokens, but an abbreviation's period stays */
+    if (n >= 2 && strchr(".,;:!?", chunk[n - 1]) && plain_word(chunk, n - 1)) {
+        bool keep = chunk[n - 1] == '.' && abbreviation(chunk, n);
+        kiln__bytes_put(out, chunk, keep ? n : n - 1);
+        kiln__bytes_put(out, "", 1);
+        if (!keep) kiln__bytes_put(out, chunk + n - 1, 1), kiln__bytes_put(out, "", 1);
+        *n_tok += keep ? 1 : 2;
+        return;
+    }
     buf a = {0}, b = {0};
     starting_quotes(chunk, n, &a);
     punctuation(a.s ? a.s : "", a.len, abbreviation(chunk, n), &b);

@@ -16,7 +16,11 @@ typedef struct kiln__cps {
     bool oom;
 } kiln__cps;
 
-void kiln__cps_push(kiln__cps *b, int32_t c);
+bool kiln__cps_grow(kiln__cps *b, int64_t need); /* false (and oom set) when out of memory */
+static inline void kiln__cps_push(kiln__cps *b, int32_t c)
+{
+    if (b->n < b->cap || kiln__cps_grow(b, b->n + 1)) b->c[b->n++] = c;
+}
 void kiln__cps_push_ascii(kiln__cps *b, const char *s);
 void kiln__cps_push_int(kiln__cps *b, int64_t v);
 void kiln__cps_free(kiln__cps *b);
@@ -28,8 +32,20 @@ typedef struct kiln__bytes {
     bool oom;
 } kiln__bytes;
 
-void kiln__bytes_put(kiln__bytes *b, const char *s, size_t n);
-void kiln__bytes_putc(kiln__bytes *b, char c);
+bool kiln__bytes_grow(kiln__bytes *b, size_t need); /* room for need bytes and a NUL */
+static inline void kiln__bytes_put(kiln__bytes *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap && !kiln__bytes_grow(b, b->len + n)) return;
+    for (size_t i = 0; i < n; i++) b->s[b->len + i] = s[i];
+    b->len += n;
+    b->s[b->len] = 0;
+}
+static inline void kiln__bytes_putc(kiln__bytes *b, char c)
+{
+    if (b->len + 2 > b->cap && !kiln__bytes_grow(b, b->len + 1)) return;
+    b->s[b->len++] = c;
+    b->s[b->len] = 0;
+}
 void kiln__bytes_free(kiln__bytes *b);
 
 /* Decodes UTF-8 into code points; each byte that is not part of valid UTF-8 (and each NUL)

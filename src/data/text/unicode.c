@@ -20,14 +20,14 @@ static bool grow(void **p, int64_t *cap, int64_t need, size_t elem)
     return true;
 }
 
-void kiln__cps_push(kiln__cps *b, int32_t c)
+bool kiln__cps_grow(kiln__cps *b, int64_t need)
 {
-    if (b->oom) return;
-    if (!grow((void **)&b->c, &b->cap, b->n + 1, sizeof(int32_t))) {
+    if (b->oom) return false;
+    if (!grow((void **)&b->c, &b->cap, need, sizeof(int32_t))) {
         b->oom = true;
-        return;
+        return false;
     }
-    b->c[b->n++] = c;
+    return true;
 }
 
 void kiln__cps_push_ascii(kiln__cps *b, const char *s)
@@ -48,23 +48,16 @@ void kiln__cps_free(kiln__cps *b)
     memset(b, 0, sizeof *b);
 }
 
-void kiln__bytes_put(kiln__bytes *b, const char *s, size_t n)
+bool kiln__bytes_grow(kiln__bytes *b, size_t need)
 {
-    if (b->oom) return;
+    if (b->oom) return false;
     int64_t cap = (int64_t)b->cap;
-    if (!grow((void **)&b->s, &cap, (int64_t)(b->len + n + 1), 1)) {
+    if (!grow((void **)&b->s, &cap, (int64_t)need + 1, 1)) {
         b->oom = true;
-        return;
+        return false;
     }
     b->cap = (size_t)cap;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-void kiln__bytes_putc(kiln__bytes *b, char c)
-{
-    kiln__bytes_put(b, &c, 1);
+    return true;
 }
 
 void kiln__bytes_free(kiln__bytes *b)
