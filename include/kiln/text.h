@@ -17,6 +17,7 @@
 #define KILN_TEXT_H
 
 #include "kiln/core.h"
+#include "kiln/data.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -85,6 +86,37 @@ kiln_status kiln_vocab_save(const kiln_vocab *v, const char *path);
 /* Reads a saved vocabulary; a bad file (specials missing or out of order, an empty line, a
  * token with whitespace, a duplicate, invalid UTF-8) is an error naming the file and line. */
 kiln_status kiln_vocab_load(const char *path, kiln_vocab **out);
+
+/* ---- language-model batches ------------------------------------------------------------------
+ * fastai's LM loader: each epoch the train documents are shuffled (kiln_data_permutation of
+ * (seed, epoch); valid keeps its order), concatenated into one stream and cut into bs rows of
+ * L = n_tokens / bs tokens (the remainder dropped); batch i is x = rows[:, p : p + len] and
+ * y = rows[:, p + 1 : p + len + 1] (I64, (bs, len)), the windows following each other, so a
+ * model that carries its hidden state across batches (detached) reads every row in order.
+ * Train windows with variable_bptt are fastai 0.7's: the first bptt + 25 long, then
+ * len = max(5, int(N(b, 5))) with b = bptt with probability 0.95, else bptt / 2, drawn from
+ * (seed, epoch); when the drawn lengths add up to more than the row holds they are scaled down
+ * to fit. Valid windows are bptt long (the last one shorter). Both splits have a fixed number
+ * of batches: (L - 1) / bptt for train (the learner's schedules need it fixed), ceil of it for
+ * valid. */
+typedef struct kiln_lm_data_params {
+    int64_t bs;         /* rows (streams) per batch: 64 */
+    int64_t valid_bs;   /* 0 = bs */
+    int64_t bptt;       /* window length: 70 */
+    bool variable_bptt; /* true: fastai 0.7's random train window lengths */
+} kiln_lm_data_params;
+kiln_lm_data_params kiln_lm_data_default_params(void);
+
+/* Documents as token ids: train[i] has train_lens[i] ids, each in [0, vocab_size) (checked: an
+ * id out of range is an error naming the document and position). The ids are copied. valid
+ * may be NULL (n_valid 0): no valid split. NULL + message when a split is too short for one
+ * window per row. */
+kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_lens, int64_t n_train,
+                            const int64_t *const *valid, const int64_t *valid_lens, int64_t n_valid,
+                            int64_t vocab_size, const kiln_lm_data_params *p);
+/* The window of batch i of split in the current epoch: its start in each row and its length.
+ * INVALID when d is not an LM source or i is out of range. */
+kiln_status kiln_lm_data_window(kiln_data *d, kiln_data_split split, int64_t i, int64_t *start, int64_t *len);
 
 #ifdef __cplusplus
 }
