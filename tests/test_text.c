@@ -245,3 +245,38 @@ Test(vocab, save_load_roundtrip_and_bad_files)
     unlink(path);
     rmdir(dir);
 }
+
+Test(vocab, match_embeds_copies_known_rows_and_gives_new_ones_the_mean)
+{
+    const char *old_s[] = {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj",
+                           "cat", "dog", "fish", "xxfake", "xxfake", "xxfake", "xxfake"};
+    const char *new_s[] = {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj",
+                           "dog", "bird", "cat", "xxfake", "xxfake", "xxfake", "xxfake"};
+    kiln_vocab *o, *n;
+    cr_assert_eq(kiln_vocab_from_list(old_s, 16, &o), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_vocab_from_list(new_s, 16, &n), KILN_STATUS_OK);
+    float ow[16 * 2], nw[16 * 2], mean[2] = {0, 0};
+    for (int i = 0; i < 16; i++) {
+        ow[2 * i] = (float)i;
+        ow[2 * i + 1] = (float)(i * i) * 0.5f;
+        mean[0] += ow[2 * i] / 16;
+        mean[1] += ow[2 * i + 1] / 16;
+    }
+    int64_t copied = -1;
+    cr_assert_eq(kiln_vocab_match_embeds(o, ow, n, 2, nw, &copied), KILN_STATUS_OK);
+    cr_expect_eq(copied, 11, "9 specials + dog + cat");
+    for (int i = 0; i < 9; i++) cr_expect_eq(nw[2 * i + 1], ow[2 * i + 1], "special %d", i);
+    cr_expect_eq(nw[2 * 9], ow[2 * 10], "dog");
+    cr_expect_eq(nw[2 * 11 + 1], ow[2 * 9 + 1], "cat");
+    for (int i = 10; i < 16; i += (i == 10 ? 2 : 1)) {
+        cr_expect_float_eq(nw[2 * i], mean[0], 1e-5, "row %d gets the mean", i);
+        cr_expect_float_eq(nw[2 * i + 1], mean[1], 1e-5, "row %d gets the mean", i);
+    }
+    float ob[16], nb[16];
+    for (int i = 0; i < 16; i++) ob[i] = (float)-i;
+    cr_assert_eq(kiln_vocab_match_embeds(o, ob, n, 1, nb, NULL), KILN_STATUS_OK);
+    cr_expect_eq(nb[11], -9.0f, "the bias of cat");
+    cr_expect_lt(kiln_vocab_match_embeds(o, ob, n, 0, nb, NULL), 0);
+    kiln_vocab_free(o);
+    kiln_vocab_free(n);
+}

@@ -87,6 +87,13 @@ kiln_status kiln_vocab_save(const kiln_vocab *v, const char *path);
  * token with whitespace, a duplicate, invalid UTF-8) is an error naming the file and line. */
 kiln_status kiln_vocab_load(const char *path, kiln_vocab **out);
 
+/* fastai's match_embeds, for fine-tuning a pretrained language model on a new corpus: rows of
+ * new_w (kiln_vocab_size(new_v), dim) for tokens old_v knows are copied from old_w
+ * (kiln_vocab_size(old_v), dim); the others (and "xxfake") get the mean of old_w's rows. Use
+ * dim 1 for the decoder's bias. *n_copied (may be NULL) counts the copied rows. */
+kiln_status kiln_vocab_match_embeds(const kiln_vocab *old_v, const float *old_w, const kiln_vocab *new_v,
+                                    int64_t dim, float *new_w, int64_t *n_copied);
+
 /* ---- language-model batches ------------------------------------------------------------------
  * fastai's LM loader: each epoch the train documents are shuffled (kiln_data_permutation of
  * (seed, epoch); valid keeps its order), concatenated into one stream and cut into bs rows of

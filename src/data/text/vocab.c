@@ -231,3 +231,24 @@ kiln_status kiln_vocab_load(const char *path, kiln_vocab **out)
     free(list);
     return kiln__done(st);
 }
+
+kiln_status kiln_vocab_match_embeds(const kiln_vocab *old_v, const float *old_w, const kiln_vocab *new_v,
+                                    int64_t dim, float *new_w, int64_t *n_copied)
+{
+    if (!old_v || !old_w || !new_v || !new_w || dim < 1)
+        return kiln__err(KILN_STATUS_INVALID, "kiln_vocab_match_embeds: NULL argument or dim %lld < 1", (long long)dim);
+    double *mean = calloc((size_t)dim, sizeof *mean);
+    if (!mean) return kiln__err(KILN_STATUS_NOMEM, "kiln_vocab_match_embeds: out of memory");
+    for (int64_t i = 0; i < old_v->n; i++)
+        for (int64_t k = 0; k < dim; k++) mean[k] += old_w[i * dim + k];
+    for (int64_t k = 0; k < dim; k++) mean[k] /= (double)old_v->n;
+    int64_t copied = 0;
+    for (int64_t i = 0; i < new_v->n; i++) {
+        int64_t j = strcmp(new_v->tok[i], "xxfake") ? kiln__strmap_get(old_v->id, new_v->tok[i]) : -1;
+        for (int64_t k = 0; k < dim; k++) new_w[i * dim + k] = j >= 0 ? old_w[j * dim + k] : (float)mean[k];
+        copied += j >= 0;
+    }
+    free(mean);
+    if (n_copied) *n_copied = copied;
+    return kiln__done(KILN_STATUS_OK);
+}
