@@ -266,7 +266,7 @@ static void lowercase(const kiln__cps *in, kiln__cps *out)
     while (a < b && kiln__is_space(in->c[a])) a++;
     while (b > a && kiln__is_space(in->c[b - 1])) b--;
     kiln__cps_push_ascii(out, "xxbos ");
-    kiln__lower_into(in->c + a, b - a, out);
+    if (b > a) kiln__lower_into(in->c + a, b - a, out);
 }
 
 void kiln__text_rules(const kiln__cps *in, kiln__cps *out)
