@@ -94,6 +94,28 @@ kiln_status kiln_vocab_load(const char *path, kiln_vocab **out);
 kiln_status kiln_vocab_match_embeds(const kiln_vocab *old_v, const float *old_w, const kiln_vocab *new_v,
                                     int64_t dim, float *new_w, int64_t *n_copied);
 
+/* ---- text tables (CSV) -------------------------------------------------------------------------
+ * A CSV with a text column and optionally a label column (fine_foods/train.csv: "review",
+ * "score"), read whole. Bad input is an error naming the file and line: a CSV error (unbalanced
+ * quotes, a short record: io.h's reader), a missing column (the message lists the columns), an
+ * empty file, an empty text or label, and, with need_two_classes, a label column with one class.
+ * Classes are the distinct labels sorted by strcmp (fastai's CategoryMap sorts), y the class of
+ * each row. */
+typedef struct kiln_text_table {
+    int64_t n;          /* rows */
+    char **text;        /* n texts (may hold NUL bytes: text_len) */
+    size_t *text_len;
+    int64_t *line;      /* the line each row starts on */
+    char **classes;     /* n_classes, sorted; NULL without a label column */
+    int64_t n_classes;
+    int64_t *y;         /* n class indices; NULL without a label column */
+} kiln_text_table;
+
+/* label_col NULL: texts only. */
+kiln_status kiln_text_csv_read(const char *path, const char *text_col, const char *label_col, bool need_two_classes,
+                               kiln_text_table *out);
+void kiln_text_table_free(kiln_text_table *t);
+
 /* ---- language-model batches ------------------------------------------------------------------
  * fastai's LM loader: each epoch the train documents are shuffled (kiln_data_permutation of
  * (seed, epoch); valid keeps its order), concatenated into one stream and cut into bs rows of
