@@ -116,6 +116,37 @@ kiln_status kiln_vision_model_load_pretrained(kiln_model *model, const char *pat
  * kiln_model_load with conv1's adaptation and the ResNet hints. */
 kiln_status kiln_resnet_load_pretrained(kiln_model *model, const char *path, bool strict, kiln_load_report *report);
 
+/* ---- AWD-LSTM (Merity et al. 2017, fastai's AWD_LSTM) -------------------------------------------
+ * The language model SequentialRNN(AWD_LSTM, LinearDecoder) as fastai v2 builds it: an embedding
+ * (vocab, emb) with U(-0.1, 0.1) init and EmbeddingDropout (whole rows, embed_p), RNNDropout on
+ * its output (input_p: one mask per sequence, (B, 1, C)), n_layers single-layer LSTMs emb -> hid
+ * -> ... -> emb, each with DropConnect on weight_hh_l0 (weight_p, drawn every forward) and
+ * RNNDropout between them (hidden_p), then the decoder: RNNDropout (output_p) and a Linear whose
+ * weight is the embedding's (tied) with a zero-initialised bias. Dropouts act in train mode only.
+ * The hidden state (h, c per layer) is carried from one forward to the next, detached (as
+ * fastai's hidden, for consecutive LM windows); kiln_awd_lstm_reset zeroes it, and a new batch
+ * size keeps the rows both have (fastai's _change_hidden).
+ * x (B, T) I64 token ids -> (B, T, vocab) logits. Names: "0.encoder.weight",
+ * "0.rnns.L.module.weight_ih_l0" (and weight_hh_l0, bias_ih_l0, bias_hh_l0), "1.decoder.bias".
+ * Four layer groups, fastai's LM split: rnns.0, rnns.1, rnns.2 (each with its dropout), then the
+ * embedding with the decoder. */
+#define KILN_AWD_MAX_LAYERS 8
+typedef struct kiln_awd_lstm_params {
+    int64_t vocab, emb, hid;  /* fastai: vocab, 400, 1152 */
+    int n_layers;             /* 3 */
+    float output_p, hidden_p, input_p, embed_p, weight_p;
+} kiln_awd_lstm_params;
+/* fastai's awd_lstm_lm_config: emb 400, hid 1152, 3 layers, dropouts (0.1, 0.15, 0.25, 0.02,
+ * 0.2) times drop_mult. */
+kiln_awd_lstm_params kiln_awd_lstm_lm_config(int64_t vocab, float drop_mult);
+kiln_model *kiln_awd_lstm_lm_new(const kiln_awd_lstm_params *p);
+/* Zeroes the carried hidden state (before each epoch and each validation, as fastai's reset). */
+kiln_status kiln_awd_lstm_reset(kiln_model *model);
+/* fastai's RNNRegularizer on the last forward: alpha * mean(dropped^2) + beta * mean((raw[:, 1:]
+ * - raw[:, :-1])^2), raw the last LSTM's output, dropped the same after output dropout; a
+ * 0-dim tensor to add to the loss (train mode; in the step of that forward). */
+kiln_tensor *kiln_awd_lstm_ar_tar(kiln_model *model, kiln_ctx *ctx, float alpha, float beta);
+
 #ifdef __cplusplus
 }
 #endif

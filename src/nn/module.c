@@ -37,6 +37,7 @@ void kiln__nn_module_free(kiln_module *m)
     free(m->path);
     free(m->child);
     free(m->user);
+    if (m->state_free) m->state_free(m->state);
     free(m);
 }
 

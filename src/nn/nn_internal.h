@@ -38,6 +38,8 @@ struct kiln_module {
 
     void *user;                  /* custom: copy of the user data */
     size_t user_bytes;
+    void *state;                 /* what a module keeps between forwards (an RNN's hidden state) */
+    void (*state_free)(void *state);
 
     int out_ndim;                /* shape of the last output, -1 before any forward */
     int64_t out_shape[KILN_MAX_DIMS];

@@ -1,0 +1,223 @@
+/* AWD-LSTM language model (kiln/models.h), fastai v2's AWD_LSTM + LinearDecoder in a
+ * SequentialRNN: embedding with EmbeddingDropout, RNNDropout (variational) on the input,
+ * between LSTMs and on the output, DropConnect (WeightDropout) on each weight_hh_l0, a tied
+ * decoder, and the hidden state carried across forwards, detached. Checked against PyTorch
+ * with the dropouts off (tests/test_awd_lstm.c, tests/fixtures/gen_awd.py). */
+#include "kiln/models.h"
+#include "nn/nn_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct awd_state {
+    kiln_awd_lstm_params p;
+    int64_t bs;                           /* rows of h and c; 0: zeros of any size */
+    float *h[KILN_AWD_MAX_LAYERS], *c[KILN_AWD_MAX_LAYERS]; /* (bs, n_out(l)) */
+    kiln_tensor *raw, *dropped;           /* last forward's last LSTM output, before / after output_p */
+} awd_state;
+
+typedef struct awd_ref {
+    kiln_module *awd; /* the AWD_LSTM module (holds the state), its encoder */
+    kiln_module *encoder;
+} awd_ref;
+
+static int64_t n_out(const kiln_awd_lstm_params *p, int l) { return l == p->n_layers - 1 ? p->emb : p->hid; }
+
+static void state_free(void *s)
+{
+    awd_state *st = s;
+    if (!st) return;
+    for (int l = 0; l < KILN_AWD_MAX_LAYERS; l++) free(st->h[l]), free(st->c[l]);
+    free(st);
+}
+
+/* fastai's _change_hidden: keep the first min(old, new) rows, zeros for the others */
+static kiln_status change_bs(awd_state *st, int64_t bs)
+{
+    for (int l = 0; l < st->p.n_layers; l++) {
+        int64_t nh = n_out(&st->p, l), keep = st->bs < bs ? st->bs : bs;
+        float *h = calloc((size_t)(bs * nh), sizeof *h), *c = calloc((size_t)(bs * nh), sizeof *c);
+        if (!h || !c) {
+            free(h);
+            free(c);
+            return kiln__err(KILN_STATUS_NOMEM, "awd_lstm: out of memory for the hidden state of %lld rows", (long long)bs);
+        }
+        if (keep && st->h[l]) {
+            memcpy(h, st->h[l], (size_t)(keep * nh) * sizeof *h);
+            memcpy(c, st->c[l], (size_t)(keep * nh) * sizeof *c);
+        }
+        free(st->h[l]);
+        free(st->c[l]);
+        st->h[l] = h;
+        st->c[l] = c;
+    }
+    st->bs = bs;
+    return KILN_STATUS_OK;
+}
+
+/* x * mask, mask (shape) of 0 and 1/(1-p), in train mode with p > 0 */
+static kiln_tensor *variational(kiln_ctx *ctx, kiln_tensor *x, bool train, float p, int ndim, const int64_t *shape)
+{
+    if (!train || p <= 0) return x;
+    kiln_tensor *mask = kiln_dropout_mask(ctx, ndim, shape, p);
+    return mask ? kiln_apply_mask(ctx, x, mask) : NULL;
+}
+
+/* x (B, T) -> the last LSTM's output (B, T, emb), state carried */
+static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+{
+    KILN_IN(x);
+    awd_state *st = m->state;
+    const kiln_awd_lstm_params *p = &st->p;
+    bool train = m->model->training;
+    if (x->ndim != 2)
+        return kiln__errp(KILN_STATUS_INVALID, "awd_lstm: input %s must be (batch, time) token ids", kiln__tname(x));
+    int64_t B = x->shape[0];
+    if (B != st->bs && change_bs(st, B)) return NULL;
+    kiln_module *enc = m->child[0], *rnns = m->child[1];
+    /* EmbeddingDropout: whole rows of the weight, one mask (vocab, 1) per forward */
+    int64_t vshape[2] = {p->vocab, 1};
+    kiln_tensor *w = variational(ctx, enc->weight, train, p->embed_p, 2, vshape);
+    kiln_tensor *out = w ? kiln_embedding(ctx, x, w) : NULL;
+    int64_t dshape[3] = {B, 1, p->emb};
+    out = out ? variational(ctx, out, train, p->input_p, 3, dshape) : NULL;
+    for (int l = 0; l < p->n_layers && out; l++) {
+        kiln_module *lstm = rnns->child[l]->child[0];
+        int64_t nh = n_out(p, l), hs[2] = {B, nh};
+        kiln_tensor *whh = train && p->weight_p > 0 ? kiln_dropout(ctx, lstm->weight_hh, p->weight_p, true, NULL)
+                                                     : lstm->weight_hh;
+        kiln_tensor *h0 = kiln_from_data(ctx, KILN_DTYPE_F32, 2, hs, st->h[l]);
+        kiln_tensor *c0 = kiln_from_data(ctx, KILN_DTYPE_F32, 2, hs, st->c[l]);
+        if (!whh || !h0 || !c0) return NULL;
+        kiln_tensor *hn, *cn;
+        out = kiln_lstm(ctx, out, h0, c0, lstm->weight, whh, lstm->bias, lstm->bias_hh, &hn, &cn);
+        if (!out) return NULL;
+        /* detached: the values only */
+        kiln_tensor *hc = kiln_is_contiguous(hn) ? hn : kiln_contiguous(ctx, hn);
+        kiln_tensor *cc = kiln_is_contiguous(cn) ? cn : kiln_contiguous(ctx, cn);
+        if (!hc || !cc) return NULL;
+        memcpy(st->h[l], hc->data, (size_t)(B * nh) * sizeof(float));
+        memcpy(st->c[l], cc->data, (size_t)(B * nh) * sizeof(float));
+        if (l < p->n_layers - 1) {
+            int64_t hshape[3] = {B, 1, nh};
+            out = variational(ctx, out, train, p->hidden_p, 3, hshape);
+        }
+    }
+    st->raw = out;
+    st->dropped = NULL;
+    return out;
+}
+
+/* (B, T, emb) -> output dropout -> tied Linear -> (B, T, vocab) */
+static kiln_tensor *decoder_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+{
+    KILN_IN(x);
+    const awd_ref *r = m->user;
+    awd_state *st = r->awd->state;
+    int64_t shape[3] = {x->shape[0], 1, st->p.emb};
+    kiln_tensor *d = variational(ctx, x, m->model->training, st->p.output_p, 3, shape);
+    st->dropped = d;
+    return d ? kiln_linear(ctx, d, r->encoder->weight, m->bias) : NULL;
+}
+
+/* a WeightDropout called on its own (the model never does): its LSTM from zero state */
+static kiln_tensor *wd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+{
+    return kiln_module_forward(m->child[0], ctx, x);
+}
+
+static kiln_tensor *seq_rnn_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
+{
+    return kiln_module_forward(m->child[1], ctx, kiln_module_forward(m->child[0], ctx, x));
+}
+
+static kiln_status encoder_init(kiln_module *m, kiln_ctx *ctx) { return kiln_init_uniform(ctx, m->weight, -0.1f, 0.1f); }
+static kiln_status decoder_init(kiln_module *m, kiln_ctx *ctx) { return kiln_init_constant(m->bias, 0.0f); }
+
+kiln_awd_lstm_params kiln_awd_lstm_lm_config(int64_t vocab, float drop_mult)
+{
+    return (kiln_awd_lstm_params){.vocab = vocab, .emb = 400, .hid = 1152, .n_layers = 3, .output_p = 0.1f * drop_mult,
+                                  .hidden_p = 0.15f * drop_mult, .input_p = 0.25f * drop_mult,
+                                  .embed_p = 0.02f * drop_mult, .weight_p = 0.2f * drop_mult};
+}
+
+static bool prob(float p) { return p >= 0 && p < 1; }
+
+kiln_model *kiln_awd_lstm_lm_new(const kiln_awd_lstm_params *p)
+{
+    if (!p || p->vocab < 1 || p->emb < 1 || p->hid < 1 || p->n_layers < 1 || p->n_layers > KILN_AWD_MAX_LAYERS ||
+        !prob(p->output_p) || !prob(p->hidden_p) || !prob(p->input_p) || !prob(p->embed_p) || !prob(p->weight_p))
+        return kiln__errp(KILN_STATUS_INVALID, "awd_lstm: vocab, emb, hid >= 1, 1..%d layers and dropouts in [0, 1) needed",
+                          KILN_AWD_MAX_LAYERS);
+    kiln_model *model = kiln_model_new();
+    if (!model) return NULL;
+    kiln_module *root = kiln_model_root(model);
+    kiln_module_set_forward(root, "SequentialRNN", seq_rnn_forward, NULL, 0);
+    kiln_module *awd = kiln_nn_custom(root, "0", "AWD_LSTM", awd_forward, NULL, 0);
+    kiln_module *enc = kiln_nn_embedding(awd, "encoder", p->vocab, p->emb);
+    kiln_module *rnns = kiln_nn_sequential(awd, "rnns");
+    for (int l = 0; l < p->n_layers; l++) {
+        char name[16];
+        snprintf(name, sizeof name, "%d", l);
+        kiln_module *wd = kiln_nn_custom(rnns, name, "WeightDropout", wd_forward, NULL, 0);
+        kiln_nn_lstm(wd, "module", l ? p->hid : p->emb, n_out(p, l), true);
+    }
+    awd_ref ref = {awd, enc};
+    kiln_module *dec = kiln_nn_custom(root, "1", "LinearDecoder", decoder_forward, &ref, sizeof ref);
+    if (model->build_status != KILN_STATUS_OK) {
+        kiln__err(model->build_status, "awd_lstm: %s", model->build_msg);
+        kiln_model_free(model);
+        return NULL;
+    }
+    enc->init = encoder_init;
+    /* the decoder's own parameter is its bias ("1.decoder.bias"); its weight is the encoder's */
+    dec->bias = kiln__nn_param(dec, "decoder.bias", 1, &p->vocab, false);
+    dec->init = decoder_init;
+    awd_state *st = calloc(1, sizeof *st);
+    if (!dec->bias || !st) {
+        free(st);
+        kiln__err(KILN_STATUS_NOMEM, "awd_lstm: %s", model->build_msg[0] ? model->build_msg : "out of memory");
+        kiln_model_free(model);
+        return NULL;
+    }
+    st->p = *p;
+    awd->state = st;
+    awd->state_free = state_free;
+    /* fastai's LM split: one group per LSTM (with its dropout), then embedding + decoder */
+    for (int l = 0; l < p->n_layers; l++) kiln_module_set_group(rnns->child[l], l);
+    kiln_module_set_group(enc, p->n_layers);
+    kiln_module_set_group(dec, p->n_layers);
+    return model;
+}
+
+static awd_state *state_of(kiln_model *model)
+{
+    kiln_module *awd = model ? kiln_model_find(model, "0") : NULL;
+    return awd && awd->state_free == state_free ? awd->state : NULL;
+}
+
+kiln_status kiln_awd_lstm_reset(kiln_model *model)
+{
+    awd_state *st = state_of(model);
+    if (!st) return kiln__err(KILN_STATUS_INVALID, "awd_lstm_reset: not an AWD-LSTM model");
+    for (int l = 0; l < st->p.n_layers; l++)
+        if (st->h[l]) {
+            memset(st->h[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
+            memset(st->c[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
+        }
+    return KILN_STATUS_OK;
+}
+
+kiln_tensor *kiln_awd_lstm_ar_tar(kiln_model *model, kiln_ctx *ctx, float alpha, float beta)
+{
+    awd_state *st = state_of(model);
+    if (!st) return kiln__errp(KILN_STATUS_INVALID, "awd_lstm_ar_tar: not an AWD-LSTM model");
+    if (!st->raw || !st->dropped) return kiln__errp(KILN_STATUS_STATE, "awd_lstm_ar_tar: no forward in this step");
+    kiln_tensor *ar = kiln_mul_scalar(ctx, kiln_mean(ctx, kiln_mul(ctx, st->dropped, st->dropped)), alpha);
+    int64_t T = st->raw->shape[1];
+    if (T < 2) return ar;
+    kiln_tensor *dt = kiln_sub(ctx, kiln_slice(ctx, st->raw, 1, 1, T, 1), kiln_slice(ctx, st->raw, 1, 0, T - 1, 1));
+    kiln_tensor *tar = kiln_mul_scalar(ctx, kiln_mean(ctx, kiln_mul(ctx, dt, dt)), beta);
+    return kiln_add(ctx, ar, tar);
+}

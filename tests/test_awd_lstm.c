@@ -1,0 +1,160 @@
+/* AWD-LSTM language model (kiln_awd_lstm_lm_new): parity with fastai's model in PyTorch
+ * (tests/fixtures/awd.safetensors, gen_awd.py) with the dropouts off over three windows with
+ * the hidden state carried (the third with fewer rows), gradients of a loss with AR/TAR,
+ * reset, the dropouts (train mode only, DropConnect leaving the raw weight as it was), fastai's
+ * LM layer groups and the config's dropouts. */
+#include <math.h>
+#include <string.h>
+
+#include "util/ku.h"
+
+static const kiln_awd_lstm_params small = {.vocab = 50, .emb = 8, .hid = 12, .n_layers = 3};
+
+/* the model with the fixture's weights (every parameter checked to be loaded) */
+static kiln_model *load(kiln_ctx *ctx, kiln_st_file *f, const kiln_awd_lstm_params *p)
+{
+    kiln_model *m = kiln_awd_lstm_lm_new(p);
+    cr_assert_not_null(m, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_load_st(m, f, "lm.", false), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_store *s = kiln_model_store(m);
+    cr_assert_eq(kiln_store_count(s), 2 + 4 * 3, "encoder, decoder bias and 4 tensors per LSTM");
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        ku_expect_fixture(ctx, f, "lm", t->name, t, 0, 0);
+    }
+    return m;
+}
+
+static kiln_tensor *forward(kiln_model *m, kiln_ctx *ctx, kiln_st_file *f, const char *x)
+{
+    kiln_tensor *y = kiln_model_forward(m, ctx, ku_load(ctx, f, "lm", x));
+    cr_assert_not_null(y, "%s", kiln_last_error());
+    return y;
+}
+
+Test(awd_lstm, parity_with_pytorch_over_carried_windows)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_model *m = load(ctx, f, &small);
+    ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
+    kiln_model_zero_grad(m);
+    kiln_tensor *y2 = forward(m, ctx, f, "x2");
+    ku_expect_fixture(ctx, f, "lm", "y2", y2, 1e-5, 1e-4);
+    kiln_tensor *reg = kiln_awd_lstm_ar_tar(m, ctx, 2.0f, 1000.0f); /* beta 1000 as the fixture: TAR is ~3e-6 */
+    cr_assert_not_null(reg, "%s", kiln_last_error());
+    ku_expect_fixture(ctx, f, "lm", "ar_tar", kiln_reshape(ctx, reg, 1, (int64_t[]){1}), 1e-6, 1e-4);
+    kiln_tensor *loss = kiln_add(ctx, kiln_sum(ctx, kiln_mul(ctx, y2, ku_load(ctx, f, "lm", "g2"))), reg);
+    cr_assert_eq(kiln_backward(ctx, loss), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_store *s = kiln_model_store(m);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", t->name);
+        ku_expect_fixture(ctx, f, "lm", name, t->grad, 1e-5, 1e-3);
+    }
+    /* 2 rows instead of 3: the first two rows' state goes on */
+    ku_expect_fixture(ctx, f, "lm", "y3", forward(m, ctx, f, "x3"), 1e-5, 1e-4);
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+Test(awd_lstm, reset_and_the_carried_state)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_model *m = load(ctx, f, &small);
+    forward(m, ctx, f, "x1");
+    kiln_tensor *y2 = forward(m, ctx, f, "x2");
+    cr_assert_eq(kiln_awd_lstm_reset(m), KILN_STATUS_OK);
+    kiln_tensor *y2_fresh = forward(m, ctx, f, "x2");
+    float d = 0;
+    for (int64_t i = 0; i < kiln_numel(y2); i++) d = fmaxf(d, fabsf(((float *)y2->data)[i] - ((float *)y2_fresh->data)[i]));
+    cr_expect_gt(d, 1e-4, "the state carried from x1 changed nothing (max difference %g)", d);
+    cr_assert_eq(kiln_awd_lstm_reset(m), KILN_STATUS_OK);
+    ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
+    kiln_model *other = kiln_simple_resnet_new(1, 2);
+    cr_expect_lt(kiln_awd_lstm_reset(other), 0);
+    kiln_model_free(other);
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+static float max_diff(const kiln_tensor *a, const kiln_tensor *b)
+{
+    float d = 0;
+    for (int64_t i = 0; i < kiln_numel(a); i++) d = fmaxf(d, fabsf(((float *)a->data)[i] - ((float *)b->data)[i]));
+    return d;
+}
+
+Test(awd_lstm, dropouts_act_in_train_mode_only)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_awd_lstm_params p = small;
+    p.output_p = 0.1f, p.hidden_p = 0.15f, p.input_p = 0.25f, p.embed_p = 0.02f, p.weight_p = 0.2f;
+    kiln_model *m = load(ctx, f, &p);
+    kiln_tensor *whh = kiln_store_find(kiln_model_store(m), "0.rnns.1.module.weight_hh_l0");
+    float before = ((float *)whh->data)[7];
+    kiln_model_train(m, false);
+    ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
+    kiln_model_train(m, true);
+    kiln_awd_lstm_reset(m);
+    kiln_tensor *a = forward(m, ctx, f, "x1");
+    kiln_awd_lstm_reset(m);
+    kiln_tensor *b = forward(m, ctx, f, "x1");
+    cr_expect_gt(max_diff(a, b), 1e-4, "two train forwards drew the same dropouts");
+    cr_expect_eq(((float *)whh->data)[7], before, "DropConnect changed the raw weight");
+    /* each dropout alone changes the train output */
+    float *ps[5] = {&p.output_p, &p.hidden_p, &p.input_p, &p.embed_p, &p.weight_p};
+    for (int k = 0; k < 5; k++) {
+        kiln_awd_lstm_params q = small;
+        float *qs[5] = {&q.output_p, &q.hidden_p, &q.input_p, &q.embed_p, &q.weight_p};
+        *qs[k] = k == 3 ? 0.3f : *ps[k]; /* embed_p 0.02 of 50 rows may drop none: 0.3 */
+        kiln_model *mq = load(ctx, f, &q);
+        kiln_model_train(mq, true);
+        kiln_tensor *y = forward(mq, ctx, f, "x1");
+        kiln_model_train(mq, false);
+        kiln_awd_lstm_reset(mq);
+        kiln_tensor *e = forward(mq, ctx, f, "x1");
+        cr_expect_gt(max_diff(y, e), 1e-5, "dropout %d alone did nothing in train mode", k);
+        kiln_model_free(mq);
+    }
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+Test(awd_lstm, layer_groups_and_config)
+{
+    kiln_model *m = kiln_awd_lstm_lm_new(&small);
+    cr_assert_not_null(m);
+    kiln_ctx *ctx = ku_ctx();
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK);
+    cr_expect_eq(kiln_model_n_groups(m), 4);
+    kiln_store *s = kiln_model_store(m);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        const char *n = kiln_store_at(s, i)->name;
+        int want = !strncmp(n, "0.rnns.", 7) ? n[7] - '0' : 3;
+        cr_expect_eq(kiln_model_param_group(m, i), want, "%s", n);
+    }
+    /* the encoder starts U(-0.1, 0.1), the decoder bias 0 */
+    kiln_tensor *enc = kiln_store_find(s, "0.encoder.weight"), *bias = kiln_store_find(s, "1.decoder.bias");
+    float lo = 1, hi = -1;
+    for (int64_t i = 0; i < kiln_numel(enc); i++) lo = fminf(lo, ((float *)enc->data)[i]), hi = fmaxf(hi, ((float *)enc->data)[i]);
+    cr_expect(lo >= -0.1f && hi <= 0.1f && hi - lo > 0.15f, "encoder init in [%g, %g]", lo, hi);
+    for (int64_t i = 0; i < kiln_numel(bias); i++) cr_expect_eq(((float *)bias->data)[i], 0.0f);
+    kiln_model_free(m);
+    ku_ctx_free(ctx);
+    kiln_awd_lstm_params c = kiln_awd_lstm_lm_config(1000, 0.5f);
+    cr_expect_eq(c.emb, 400);
+    cr_expect_eq(c.hid, 1152);
+    cr_expect_eq(c.n_layers, 3);
+    cr_expect_float_eq(c.input_p, 0.125f, 1e-7);
+    cr_expect_float_eq(c.weight_p, 0.1f, 1e-7);
+    c.hidden_p = 1.0f;
+    cr_expect_null(kiln_awd_lstm_lm_new(&c));
+}
