@@ -1,8 +1,9 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]]
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]|awd]
  * (default: ops; csv, text and freeze are not in all: csv times the CSV reader,
- * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; freeze
+ * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; awd the
+ * AWD-LSTM LM training step, bench/bench_awd.c; freeze
  * the training steps of frozen models, bench/bench_freeze.c; autograd: the ops whose loops
  * moved into kernels, bench/bench_autograd.c). */
 #include "bench.h"
@@ -65,6 +66,11 @@ int main(int argc, char **argv)
         kiln_ctx_free(ctx);
         return 0;
     }
+    if (!strcmp(what, "awd")) {
+        kiln_bench_awd(ctx);
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!strcmp(what, "text")) {
         kiln_bench_text(argc > 4 ? argv[4] : NULL, kiln_ctx_threads(ctx));
         kiln_ctx_free(ctx);
@@ -76,7 +82,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv or text)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, text or awd)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }
