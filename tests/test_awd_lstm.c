@@ -75,6 +75,13 @@ Test(awd_lstm, reset_and_the_carried_state)
     cr_expect_gt(d, 1e-4, "the state carried from x1 changed nothing (max difference %g)", d);
     cr_assert_eq(kiln_awd_lstm_reset(m), KILN_STATUS_OK);
     ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
+    /* a switch to eval mode (validation) starts from zero state, as does the switch back */
+    forward(m, ctx, f, "x2");
+    kiln_model_train(m, false);
+    ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
+    forward(m, ctx, f, "x2");
+    kiln_model_train(m, true);
+    ku_expect_fixture(ctx, f, "lm", "y1", forward(m, ctx, f, "x1"), 1e-5, 1e-4);
     kiln_model *other = kiln_simple_resnet_new(1, 2);
     cr_expect_lt(kiln_awd_lstm_reset(other), 0);
     kiln_model_free(other);

@@ -124,8 +124,9 @@ kiln_status kiln_resnet_load_pretrained(kiln_model *model, const char *path, boo
  * RNNDropout between them (hidden_p), then the decoder: RNNDropout (output_p) and a Linear whose
  * weight is the embedding's (tied) with a zero-initialised bias. Dropouts act in train mode only.
  * The hidden state (h, c per layer) is carried from one forward to the next, detached (as
- * fastai's hidden, for consecutive LM windows); kiln_awd_lstm_reset zeroes it, and a new batch
- * size keeps the rows both have (fastai's _change_hidden).
+ * fastai's hidden, for consecutive LM windows); kiln_awd_lstm_reset zeroes it, as does a forward
+ * in the other mode than the last (train <-> eval: fastai's RNNCallback resets before training
+ * and before validating), and a new batch size keeps the rows both have (_change_hidden).
  * x (B, T) I64 token ids -> (B, T, vocab) logits. Names: "0.encoder.weight",
  * "0.rnns.L.module.weight_ih_l0" (and weight_hh_l0, bias_ih_l0, bias_hh_l0), "1.decoder.bias".
  * Four layer groups, fastai's LM split: rnns.0, rnns.1, rnns.2 (each with its dropout), then the

@@ -13,6 +13,7 @@
 typedef struct awd_state {
     kiln_awd_lstm_params p;
     int64_t bs;                           /* rows of h and c; 0: zeros of any size */
+    int mode;                             /* train (1) / eval (0) mode of the last forward; -1: none */
     float *h[KILN_AWD_MAX_LAYERS], *c[KILN_AWD_MAX_LAYERS]; /* (bs, n_out(l)) */
     kiln_tensor *raw, *dropped;           /* last forward's last LSTM output, before / after output_p */
 } awd_state;
@@ -75,6 +76,10 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
         return kiln__errp(KILN_STATUS_INVALID, "awd_lstm: input %s must be (batch, time) token ids", kiln__tname(x));
     int64_t B = x->shape[0];
     if (B != st->bs && change_bs(st, B)) return NULL;
+    if (st->mode != (int)train) { /* fastai's RNNCallback: reset before training and before validating */
+        kiln_awd_lstm_reset(m->model);
+        st->mode = train;
+    }
     kiln_module *enc = m->child[0], *rnns = m->child[1];
     /* EmbeddingDropout: whole rows of the weight, one mask (vocab, 1) per forward */
     int64_t vshape[2] = {p->vocab, 1};
@@ -182,6 +187,7 @@ kiln_model *kiln_awd_lstm_lm_new(const kiln_awd_lstm_params *p)
         return NULL;
     }
     st->p = *p;
+    st->mode = -1;
     awd->state = st;
     awd->state_free = state_free;
     /* fastai's LM split: one group per LSTM (with its dropout), then embedding + decoder */
