@@ -20,8 +20,10 @@
 #include "kiln/interp.h"
 #include "kiln/learn.h"
 #include "kiln/learn_ext.h"
+#include "kiln/models.h"
 #include "kiln/nn.h"
 #include "kiln/sched.h"
+#include "kiln/text.h"
 #include "kiln/vision.h"
 #include "kiln/vision_model.h"
 
@@ -235,6 +237,25 @@ typedef struct kiln_fine_tune_params {
 kiln_fine_tune_params kiln_fine_tune_default_params(void);
 /* p NULL = defaults. INVALID naming the field ("fine-tune: lr_mult 0 must be > 0"). */
 kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p);
+
+/* ---- text: the language-model learner (fastai language_model_learner) ------------------------- *
+ * An AWD-LSTM language model (kiln_awd_lstm_lm_new, config NULL: kiln_awd_lstm_lm_config(vocab,
+ * drop_mult)) on LM batches (kiln_lm_data_new over ids below vocab_size); the loss is
+ * cross-entropy over every position plus, in training only, AR/TAR (alpha, beta: fastai's 2 and
+ * 1); metrics accuracy (next-token, over every position) and perplexity (exp of the validation
+ * loss); Adam with decoupled weight decay wd (fastai's 0.01); fastai's four LM layer groups.
+ * The learner takes data (freed with it, and by this call when it fails); ctx is borrowed.
+ * Export of a text model is not there yet (kiln_learner_task is NULL for it). */
+typedef struct kiln_text_lm_learner_params {
+    const kiln_awd_lstm_params *config; /* NULL: fastai's LM config with drop_mult */
+    float drop_mult;                    /* 1.0 */
+    float alpha, beta;                  /* AR and TAR, 2 and 1 */
+    double wd;                          /* 0.01 */
+    kiln_learner_params learner;
+} kiln_text_lm_learner_params;
+kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void);
+kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *lm_data, int64_t vocab_size,
+                                       const kiln_text_lm_learner_params *p);
 
 /* ---- the shared training driver ------------------------------------------------------------ */
 

@@ -1,0 +1,117 @@
+/* The text task's language-model learner (kiln/apps.h): fastai's language_model_learner with
+ * an AWD-LSTM, cross-entropy over every position plus AR/TAR in training, next-token accuracy
+ * and perplexity, Adam with decoupled weight decay. */
+#include "app_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* what the learner keeps (freed with it) */
+typedef struct text_lm {
+    kiln_model *model;
+    kiln_optim *opt;
+    float alpha, beta;
+} text_lm;
+
+static const int g_text_lm_tag;
+
+static void text_lm_free(void *p)
+{
+    text_lm *t = p;
+    if (!t) return;
+    kiln_optim_free(t->opt);
+    kiln_model_free(t->model);
+    free(t);
+}
+
+kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void)
+{
+    return (kiln_text_lm_learner_params){.drop_mult = 1.0f, .alpha = 2.0f, .beta = 1.0f, .wd = 1e-2,
+                                         .learner = kiln_learner_default_params()};
+}
+
+/* out (B, T, V), y (B, T) -> mean cross-entropy over the B * T positions (+ AR/TAR in training) */
+static kiln_tensor *lm_loss(kiln_ctx *ctx, kiln_tensor *out, kiln_tensor *y, void *user)
+{
+    KILN_IN(out);
+    const text_lm *t = user;
+    if (out->ndim != 3 || y->ndim != 2 || out->shape[0] != y->shape[0] || out->shape[1] != y->shape[1])
+        return kiln__errp(KILN_STATUS_INVALID, "text_lm loss: output %s and targets %s are not (B, T, V) and (B, T)",
+                          kiln__tname(out), kiln__tname(y));
+    kiln_tensor *loss = kiln_cross_entropy(ctx, kiln_reshape(ctx, out, 2, (int64_t[]){-1, out->shape[2]}),
+                                           kiln_reshape(ctx, y, 1, (int64_t[]){-1}), NULL);
+    if (!loss || !kiln_model_training(t->model) || (t->alpha == 0 && t->beta == 0)) return loss;
+    kiln_tensor *reg = kiln_awd_lstm_ar_tar(t->model, ctx, t->alpha, t->beta);
+    return reg ? kiln_add(ctx, loss, reg) : NULL;
+}
+
+/* next-token accuracy over every position: sum[0] correct, n positions */
+static kiln_status lm_accuracy(kiln_metric_acc *acc, const kiln_tensor *out, const kiln_tensor *y, double loss,
+                               void *user)
+{
+    if (out->ndim != 3 || y->ndim != 2 || out->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_I64 ||
+        !kiln_is_contiguous(out) || !kiln_is_contiguous(y))
+        return kiln__err(KILN_STATUS_INVALID, "text_lm accuracy: output %s and targets %s", kiln__tname(out),
+                         kiln__tname(y));
+    int64_t n = y->shape[0] * y->shape[1], V = out->shape[2];
+    const float *o = out->data;
+    const int64_t *t = y->data;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (o[i * V + v] > o[i * V + best]) best = v;
+        acc->sum[0] += best == t[i];
+    }
+    acc->n += n;
+    return KILN_STATUS_OK;
+}
+
+static double lm_accuracy_value(const kiln_metric_acc *acc, void *user)
+{
+    return acc->n ? acc->sum[0] / (double)acc->n : NAN;
+}
+
+kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, int64_t vocab_size,
+                                       const kiln_text_lm_learner_params *p)
+{
+    kiln_text_lm_learner_params q = p ? *p : kiln_text_lm_learner_default_params();
+    text_lm *t = NULL;
+    kiln_learner *l = NULL;
+    if (!ctx || !data || vocab_size < KILN_TOK_N_SPECIAL || !(q.wd >= 0) || !(q.drop_mult >= 0) || !(q.alpha >= 0) ||
+        !(q.beta >= 0)) {
+        kiln__err(KILN_STATUS_INVALID, "text_lm_learner_new: needs a context, data, a vocabulary of at least %d tokens "
+                                       "(%lld) and wd, drop_mult, alpha, beta >= 0",
+                  KILN_TOK_N_SPECIAL, (long long)vocab_size);
+        goto fail;
+    }
+    if (kiln_data_n_batches(data, KILN_DATA_SPLIT_TRAIN) < 1) {
+        kiln__err(KILN_STATUS_INVALID, "text_lm_learner_new: the train split has no batch");
+        goto fail;
+    }
+    kiln_awd_lstm_params cfg = q.config ? *q.config : kiln_awd_lstm_lm_config(vocab_size, q.drop_mult);
+    cfg.vocab = vocab_size;
+    if (!(t = calloc(1, sizeof *t))) {
+        kiln__err(KILN_STATUS_NOMEM, "text_lm_learner_new: out of memory");
+        goto fail;
+    }
+    t->alpha = q.alpha, t->beta = q.beta;
+    kiln_adam_params ap = kiln_adam_default_params();
+    ap.weight_decay = q.wd;
+    if (!(t->model = kiln_awd_lstm_lm_new(&cfg)) || kiln_model_alloc(t->model, ctx) ||
+        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
+        goto fail;
+    q.learner.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &q.learner))) goto fail;
+    if (kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free)) goto fail;
+    t = NULL; /* the learner frees it from here */
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_CUSTOM), ppl = kiln_metric_make(KILN_METRIC_KIND_PERPLEXITY);
+    acc.name = "accuracy", acc.accumulate = lm_accuracy, acc.value = lm_accuracy_value;
+    if (kiln_learner_add_metric(l, &acc) || kiln_learner_add_metric(l, &ppl) || kiln_learner_set_data(l, data, true)) goto fail;
+    kiln_clear_error();
+    return l;
+fail:
+    if (l) kiln_learner_free(l);
+    text_lm_free(t);
+    kiln_data_free(data);
+    return NULL;
+}
