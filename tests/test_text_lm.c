@@ -3,10 +3,12 @@
  * before training the validation perplexity is about the vocabulary's size, after a short
  * one-cycle fit it is a fraction of it and next-token accuracy is far above chance; the loss
  * adds AR/TAR in training only; bad arguments are refused. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/ku.h"
 
@@ -74,7 +76,7 @@ Test(text_lm, learns_a_small_corpus)
     kiln_text_lm_learner_params p = kiln_text_lm_learner_default_params();
     p.config = &cfg;
     p.learner.progress = KILN_PROGRESS_STYLE_QUIET;
-    kiln_learner *l = kiln_text_lm_learner_new(ctx, d, V, &p);
+    kiln_learner *l = kiln_text_lm_learner_new(ctx, d, v, &p);
     cr_assert_not_null(l, "%s", kiln_last_error());
     cr_expect_eq(kiln_model_n_groups(kiln_learner_model(l)), 4);
     double loss0, m0[2], loss1, m1[2];
@@ -86,11 +88,49 @@ Test(text_lm, learns_a_small_corpus)
     if (getenv("KU_VERBOSE")) fprintf(stderr, "V %lld ppl %.2f -> %.2f acc %.3f -> %.3f\n", (long long)V, m0[1], m1[1], m0[0], m1[0]);
     cr_expect_lt(m1[1], m0[1] / 4, "perplexity %.2f after training (%.1f before)", m1[1], m0[1]);
     cr_expect_gt(m1[0], 0.35, "next-token accuracy %.3f", m1[0]);
+    /* export: the weights load into a new model with the same outputs, the vocabulary back */
+    char dir[] = "/tmp/kiln_text_lm_XXXXXX", path[256];
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(kiln_learner_export(l, dir), KILN_STATUS_OK, "%s", kiln_last_error());
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    kiln_vocab *v2;
+    cr_assert_eq(kiln_vocab_load(path, &v2), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_eq(kiln_vocab_size(v2), V);
+    kiln_vocab_free(v2);
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    char *json = ku_slurp(path);
+    cJSON *j = cJSON_Parse(json);
+    cr_assert_not_null(j, "%s", json);
+    cr_expect_str_eq(cJSON_GetObjectItem(j, "task")->valuestring, "text-lm");
+    cr_expect_eq(cJSON_GetObjectItem(j, "vocab_size")->valuedouble, (double)V);
+    cr_expect_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "emb")->valuedouble, 24);
+    cJSON_Delete(j);
+    free(json);
+    kiln_model *m2 = kiln_awd_lstm_lm_new(&cfg);
+    cr_assert_eq(kiln_model_alloc(m2, ctx), KILN_STATUS_OK);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(kiln_model_load(m2, path, true), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_model *ml = kiln_learner_model(l);
+    kiln_model_train(ml, false);
+    kiln_model_train(m2, false);
+    kiln_awd_lstm_reset(ml);
+    kiln_awd_lstm_reset(m2);
+    kiln_tensor *x = kiln_from_data(ctx, KILN_DTYPE_I64, 2, (int64_t[]){1, 5}, b.id[0]);
+    kiln_tensor *o1 = kiln_model_forward(ml, ctx, x), *o2 = kiln_model_forward(m2, ctx, x);
+    cr_assert(o1 && o2, "%s", kiln_last_error());
+    for (int64_t i = 0; i < kiln_numel(o1); i++) cr_assert_eq(((float *)o1->data)[i], ((float *)o2->data)[i]);
+    kiln_model_free(m2);
     kiln_learner_free(l);
+    const char *files[] = {"model.safetensors", "vocab.txt", "model.json"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
     /* bad arguments: the data is freed by the failing call */
     kiln_data *d2 = kiln_lm_data_new((const int64_t *const *)a.id, a.len, a.n, NULL, NULL, 0, V, &dp);
-    cr_expect_null(kiln_text_lm_learner_new(ctx, d2, 3, NULL));
-    ku_expect_error("vocabulary of at least 9 tokens", "a tiny vocabulary");
+    cr_expect_null(kiln_text_lm_learner_new(ctx, d2, NULL, NULL));
+    ku_expect_error("vocabulary of at least 9 tokens", "no vocabulary");
     ku_ctx_free(ctx);
     free_ids(&a);
     free_ids(&b);

@@ -239,13 +239,16 @@ kiln_fine_tune_params kiln_fine_tune_default_params(void);
 kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p);
 
 /* ---- text: the language-model learner (fastai language_model_learner) ------------------------- *
- * An AWD-LSTM language model (kiln_awd_lstm_lm_new, config NULL: kiln_awd_lstm_lm_config(vocab,
- * drop_mult)) on LM batches (kiln_lm_data_new over ids below vocab_size); the loss is
+ * An AWD-LSTM language model (kiln_awd_lstm_lm_new, config NULL: kiln_awd_lstm_lm_config(vocab size,
+ * drop_mult)) on LM batches (kiln_lm_data_new over ids of vocab, which is copied); the loss is
  * cross-entropy over every position plus, in training only, AR/TAR (alpha, beta: fastai's 2 and
  * 1); metrics accuracy (next-token, over every position) and perplexity (exp of the validation
  * loss); Adam with decoupled weight decay wd (fastai's 0.01); fastai's four LM layer groups.
  * The learner takes data (freed with it, and by this call when it fails); ctx is borrowed.
- * Export of a text model is not there yet (kiln_learner_task is NULL for it). */
+ * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt and
+ * dir/model.json {"format": "kiln-model", "task": "text-lm", "arch": "awd_lstm", "vocab_size",
+ * "config": {emb, hid, n_layers, the five dropouts}, "training": {seed, alpha, beta}}; loading
+ * one back is not there yet (kiln_learner_task is NULL for this learner). */
 typedef struct kiln_text_lm_learner_params {
     const kiln_awd_lstm_params *config; /* NULL: fastai's LM config with drop_mult */
     float drop_mult;                    /* 1.0 */
@@ -254,8 +257,10 @@ typedef struct kiln_text_lm_learner_params {
     kiln_learner_params learner;
 } kiln_text_lm_learner_params;
 kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void);
-kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *lm_data, int64_t vocab_size,
+kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *lm_data, const kiln_vocab *vocab,
                                        const kiln_text_lm_learner_params *p);
+/* The learner's vocabulary (a copy made at construction); NULL for another learner. */
+const kiln_vocab *kiln_text_lm_learner_vocab(const kiln_learner *l);
 
 /* ---- the shared training driver ------------------------------------------------------------ */
 

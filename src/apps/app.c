@@ -98,6 +98,8 @@ kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name)
 
 kiln_status kiln_learner_export(kiln_learner *l, const char *dir)
 {
+    kiln_status tst;
+    if (l && dir && kiln__text_lm_export(l, dir, &tst)) return tst;
     kiln__app *a = kiln__app_of(l, "learner_export");
     if (!a) return KILN_STATUS_STATE;
     if (!dir) return kiln__err(KILN_STATUS_INVALID, "learner_export: dir is NULL");

@@ -30,4 +30,8 @@ kiln_status kiln__vision_pretrained_freeze(kiln_learner *l, const kiln_vision_le
 /* dir/name into buf (n bytes); INVALID when it does not fit. */
 kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 
+/* kiln_learner_export of a text language-model learner (text_lm_learner.c): false when l is
+ * not one; else writes its files into dir and sets *st. */
+bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st);
+
 #endif

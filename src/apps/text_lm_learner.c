@@ -3,13 +3,18 @@
  * and perplexity, Adam with decoupled weight decay. */
 #include "app_internal.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* what the learner keeps (freed with it) */
 typedef struct text_lm {
     kiln_model *model;
     kiln_optim *opt;
+    kiln_vocab *vocab; /* a copy, written with the model */
+    kiln_awd_lstm_params cfg;
+    uint64_t seed;
     float alpha, beta;
 } text_lm;
 
@@ -21,6 +26,7 @@ static void text_lm_free(void *p)
     if (!t) return;
     kiln_optim_free(t->opt);
     kiln_model_free(t->model);
+    kiln_vocab_free(t->vocab);
     free(t);
 }
 
@@ -71,9 +77,23 @@ static double lm_accuracy_value(const kiln_metric_acc *acc, void *user)
     return acc->n ? acc->sum[0] / (double)acc->n : NAN;
 }
 
-kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, int64_t vocab_size,
+/* a copy of v (its token list) */
+static kiln_vocab *vocab_copy(const kiln_vocab *v)
+{
+    int64_t n = kiln_vocab_size(v);
+    const char **list = malloc((size_t)(n ? n : 1) * sizeof *list);
+    if (!list) return kiln__errp(KILN_STATUS_NOMEM, "text_lm_learner_new: out of memory");
+    for (int64_t i = 0; i < n; i++) list[i] = kiln_vocab_token(v, i);
+    kiln_vocab *c = NULL;
+    kiln_vocab_from_list(list, n, &c);
+    free(list);
+    return c;
+}
+
+kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kiln_vocab *vocab,
                                        const kiln_text_lm_learner_params *p)
 {
+    int64_t vocab_size = vocab ? kiln_vocab_size(vocab) : 0;
     kiln_text_lm_learner_params q = p ? *p : kiln_text_lm_learner_default_params();
     text_lm *t = NULL;
     kiln_learner *l = NULL;
@@ -94,7 +114,8 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, int64_t v
         kiln__err(KILN_STATUS_NOMEM, "text_lm_learner_new: out of memory");
         goto fail;
     }
-    t->alpha = q.alpha, t->beta = q.beta;
+    t->alpha = q.alpha, t->beta = q.beta, t->cfg = cfg, t->seed = q.learner.seed;
+    if (!(t->vocab = vocab_copy(vocab))) goto fail;
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = q.wd;
     if (!(t->model = kiln_awd_lstm_lm_new(&cfg)) || kiln_model_alloc(t->model, ctx) ||
@@ -114,4 +135,69 @@ fail:
     text_lm_free(t);
     kiln_data_free(data);
     return NULL;
+}
+
+/* ---- export ------------------------------------------------------------------------------------ */
+
+const kiln_vocab *kiln_text_lm_learner_vocab(const kiln_learner *l)
+{
+    const text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);
+    return t ? t->vocab : NULL;
+}
+
+/* dir/model.json of a text language model */
+static kiln_status write_json(const text_lm *t, const char *path)
+{
+    cJSON *j = cJSON_CreateObject(), *c = cJSON_CreateObject(), *tr = cJSON_CreateObject();
+    if (!j || !c || !tr) goto nomem;
+    cJSON_AddStringToObject(j, "format", KILN_MODEL_FORMAT);
+    cJSON_AddNumberToObject(j, "format_version", KILN_MODEL_FORMAT_VERSION);
+    cJSON_AddStringToObject(j, "task", "text-lm");
+    cJSON_AddStringToObject(j, "arch", "awd_lstm");
+    cJSON_AddNumberToObject(j, "n_params", (double)kiln_model_n_params(t->model, false));
+    cJSON_AddNumberToObject(j, "vocab_size", (double)kiln_vocab_size(t->vocab));
+    cJSON_AddStringToObject(j, "vocab", "vocab.txt");
+    cJSON_AddNumberToObject(c, "emb", (double)t->cfg.emb);
+    cJSON_AddNumberToObject(c, "hid", (double)t->cfg.hid);
+    cJSON_AddNumberToObject(c, "n_layers", t->cfg.n_layers);
+    cJSON_AddNumberToObject(c, "output_p", t->cfg.output_p);
+    cJSON_AddNumberToObject(c, "hidden_p", t->cfg.hidden_p);
+    cJSON_AddNumberToObject(c, "input_p", t->cfg.input_p);
+    cJSON_AddNumberToObject(c, "embed_p", t->cfg.embed_p);
+    cJSON_AddNumberToObject(c, "weight_p", t->cfg.weight_p);
+    cJSON_AddItemToObject(j, "config", c);
+    c = NULL;
+    cJSON_AddNumberToObject(tr, "seed", (double)t->seed);
+    cJSON_AddNumberToObject(tr, "alpha", t->alpha);
+    cJSON_AddNumberToObject(tr, "beta", t->beta);
+    cJSON_AddItemToObject(j, "training", tr);
+    tr = NULL;
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!text) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    size_t n = strlen(text);
+    text[n] = '\n'; /* cJSON_Print's buffer has room for its NUL: replace it by a newline */
+    kiln_status st = kiln_atomic_write(path, text, n + 1);
+    free(text);
+    return st;
+nomem:
+    cJSON_Delete(j);
+    cJSON_Delete(c);
+    cJSON_Delete(tr);
+    return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+}
+
+bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st)
+{
+    text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);
+    if (!t) return false;
+    char pm[4096], pv[4096], pj[4096];
+    if (!(*st = kiln_mkdirs(dir)) && !(*st = kiln__path(pm, sizeof pm, dir, "model.safetensors")) &&
+        !(*st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(*st = kiln__path(pj, sizeof pj, dir, "model.json"))) {
+        const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", "text-lm", "arch", "awd_lstm", NULL};
+        if (!(*st = kiln_model_save(t->model, pm, meta)) && !(*st = kiln_vocab_save(t->vocab, pv)))
+            *st = write_json(t, pj);
+    }
+    if (!*st) kiln_clear_error();
+    return true;
 }
