@@ -147,6 +147,33 @@ kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_le
  * INVALID when d is not an LM source or i is out of range. */
 kiln_status kiln_lm_data_window(kiln_data *d, kiln_data_split split, int64_t i, int64_t *start, int64_t *len);
 
+/* ---- a language-model corpus from files ---------------------------------------------------------
+ * kiln_text_lm_data_open reads sources, each a text file (its documents are its paragraphs:
+ * blank-line separated, so a novel gives thousands), a folder (every .txt file under it, sorted,
+ * recursively) or a .csv (one document per row, column text_col), puts valid_pct of the
+ * documents (a permutation of split_seed) aside for validation, tokenizes both on n_threads
+ * threads, builds the vocabulary from the train documents (or uses vocab_in) and returns the LM
+ * batches, with the vocabulary in *vocab (free it) and what was read in *info (may be NULL). */
+typedef struct kiln_text_lm_data_params {
+    const char *text_col;       /* CSV sources: "text" */
+    double valid_pct;           /* 0.1 */
+    uint64_t split_seed;        /* 42 */
+    kiln_vocab_params vocab;    /* fastai's 60000, 3 */
+    const kiln_vocab *vocab_in; /* NULL: built from the train documents */
+    kiln_lm_data_params lm;     /* bs 64, bptt 70, variable */
+    int n_threads;              /* tokenizer threads, 2 */
+} kiln_text_lm_data_params;
+kiln_text_lm_data_params kiln_text_lm_data_default_params(void);
+
+typedef struct kiln_text_corpus_info {
+    int64_t n_files, n_docs[2], n_tokens[2], n_unk[2]; /* [train, valid] */
+    int64_t n_replaced;                                /* input bytes that were not UTF-8 */
+    double seconds_tokenize;
+} kiln_text_corpus_info;
+
+kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, const kiln_text_lm_data_params *p,
+                                  kiln_vocab **vocab, kiln_text_corpus_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,7 +26,7 @@ kiln__app *kiln__app_of(const kiln_learner *l, const char *op)
 {
     kiln__app *a = kiln_learner_attached(l, &g_app_tag);
     if (!a) kiln__err(KILN_STATUS_STATE, "%s: the learner was not made by a task's constructor (kiln_vision_learner_new, "
-                                         "kiln_learner_load)", op);
+                                         "kiln_text_lm_learner_new, kiln_learner_load)", op);
     return a;
 }
 

@@ -139,6 +139,8 @@ fail:
 
 /* ---- export ------------------------------------------------------------------------------------ */
 
+bool kiln__text_lm_is(const kiln_learner *l) { return l && kiln_learner_attached(l, &g_text_lm_tag); }
+
 const kiln_vocab *kiln_text_lm_learner_vocab(const kiln_learner *l)
 {
     const text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);

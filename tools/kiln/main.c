@@ -14,6 +14,7 @@ const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"
 /* one function per subcommand, in tools/kiln/<command>.c */
 int cmd_schedule(int argc, char **argv);
 int cmd_vision(int argc, char **argv); /* vision.c, vision_fit.c, vision_predict.c */
+int cmd_text(int argc, char **argv);   /* text.c */
 
 static void usage(FILE *f)
 {
@@ -29,6 +30,7 @@ static void usage(FILE *f)
             "commands (kiln <command> --help for each):\n"
             "  schedule    print or plot a learning-rate schedule\n"
             "  vision      image classification: lr-find, fit, predict, show-batch, interpret\n"
+            "  text        language models (ULMFiT): lm, lr-find\n"
             "\n"
             "example (Fashion-MNIST, package dataset-fashion-mnist):\n"
             "  kiln vision lr-find fashion-mnist --out runs/fm\n"
@@ -53,6 +55,8 @@ int main(int argc, char **argv)
         return cmd_schedule(argc - 1, argv + 1);
     if (!strcmp(argv[1], "vision"))
         return cmd_vision(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "text"))
+        return cmd_text(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s' (try kiln --help)\n", argv[1]);
     return 2;
 }

@@ -1,0 +1,140 @@
+/* End to end: `kiln text lm` and `kiln text lr-find` (path from KILN_CLI_PATH) on small corpora
+ * written here: a text file of paragraphs, a folder of .txt files and a CSV column; the files a
+ * fit writes and what they hold (perplexity in the epoch table and history, the vocabulary, a
+ * text-lm model.json); bad input refused with a message naming the file or flag and exit
+ * status 1 (runtime) or 2 (usage). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/ku.h"
+
+#ifndef KILN_CLI_PATH
+#error "KILN_CLI_PATH must name the kiln binary (cmake/vision_cli.cmake)"
+#endif
+
+#define FAST "--threads 1 --config small --bs 4 --bptt 10 --quiet"
+
+static char g_dir[64];
+
+static const char *P(const char *rel)
+{
+    static char buf[8][512];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, rel);
+    return buf[k];
+}
+
+static void write_file(const char *rel, const char *text)
+{
+    FILE *f = fopen(P(rel), "wb");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* paragraphs of a small made-up story */
+static void write_story(const char *rel, int n, int shift)
+{
+    static const char *words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "Emma", "said", "that", "it", "was",
+                                  "very", "good", "of", "him", "to", "come", "here", "today"};
+    FILE *f = fopen(P(rel), "wb");
+    cr_assert_not_null(f);
+    for (int p = 0; p < n; p++) {
+        for (int w = 0; w < 40; w++) fprintf(f, "%s%s", words[(p * 7 + w * 3 + shift) % 20], w % 10 == 9 ? ".\n" : " ");
+        fputs("\n", f);
+    }
+    fclose(f);
+}
+
+static void setup(void)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/kiln_text_cli.XXXXXX");
+    cr_assert(mkdtemp(g_dir) != NULL);
+    write_story("story.txt", 60, 0);
+    cr_assert_eq(mkdir(P("books"), 0755), 0);
+    write_story("books/a.txt", 30, 1);
+    write_story("books/b.txt", 30, 2);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    (void)system(cmd);
+}
+TestSuite(text_cli, .init = setup, .fini = teardown);
+
+/* `kiln <args>` (args may use %s for g_dir, up to 4 times) with stdout/stderr in g_dir/out, err */
+static int run(const char *args)
+{
+    static char cmd[16384], expanded[12288];
+    snprintf(expanded, sizeof expanded, args, g_dir, g_dir, g_dir, g_dir);
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s/out' 2> '%s/err'", KILN_CLI_PATH, expanded, g_dir, g_dir);
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static void expect_in(const char *rel, const char *needle)
+{
+    char *s = ku_slurp(P(rel));
+    cr_expect(strstr(s, needle) != NULL, "%s does not contain '%s':\n%s", rel, needle, s);
+    free(s);
+}
+
+Test(text_cli, lm_on_a_text_file_writes_the_model_vocabulary_and_history)
+{
+    int rc = run("text lm %s/story.txt --epochs 2 --lr 1e-2 --out %s/lm " FAST);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("lm/history.csv", "perplexity");
+    expect_in("lm/model.json", "\"text-lm\"");
+    expect_in("lm/vocab.txt", "xxunk\nxxpad\nxxbos\n");
+    expect_in("lm/vocab.txt", "\nemma\n");
+    expect_in("lm/metrics.json", "perplexity");
+    cr_expect_eq(access(P("lm/model.safetensors"), R_OK), 0);
+    /* a folder of .txt files and a CSV column */
+    rc = run("text lm %s/books --epochs 1 --out %s/lm2 " FAST);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    write_file("reviews.csv", "review,score\n\"I loved it, really.\",great\n\"Not good at all!\",other\n"
+                              "\"The cat sat on the mat and it was very good.\",great\n\"Emma said that it was good.\",great\n"
+                              "\"Very good of him to come here today.\",great\n\"It was not very good.\",other\n"
+                              "\"The mat was good.\",great\n\"Him? Never again.\",other\n\"A cat, a mat.\",great\n"
+                              "\"Today it was good.\",great\n");
+    rc = run("text lm %s/reviews.csv --text-col review --valid-pct 0.2 --epochs 1 --bs 2 --out %s/lm3 --threads 1 "
+             "--config small --bptt 5 --min-freq 1 --quiet");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    rc = run("text lr-find %s/story.txt --out %s/lrf --num-it 12 " FAST);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    cr_expect_eq(access(P("lrf/lr_find.csv"), R_OK), 0);
+}
+
+Test(text_cli, bad_input_is_refused_clearly)
+{
+    cr_expect_eq(run("text lm %s/missing.txt --out %s/x " FAST), 1);
+    expect_in("err", "missing.txt");
+    write_file("empty.txt", "\n\n  \n");
+    cr_expect_eq(run("text lm %s/empty.txt --out %s/x " FAST), 1);
+    expect_in("err", "empty.txt: no text");
+    write_file("bad.csv", "review,score\nfine,great\n");
+    cr_expect_eq(run("text lm %s/bad.csv --text-col text --out %s/x " FAST), 1);
+    expect_in("err", "no text column \"text\" (its columns: \"review\", \"score\")");
+    write_file("quotes.csv", "text\n\"never closed\nmore\n");
+    cr_expect_eq(run("text lm %s/quotes.csv --out %s/x " FAST), 1);
+    expect_in("err", "quotes.csv");
+    cr_expect_eq(run("text lm %s/story.txt --out %s/x " FAST " --config huge"), 2);
+    expect_in("err", "--config must be paper or small");
+    cr_expect_eq(run("text lm --out %s/x " FAST), 2);
+    expect_in("err", "missing SOURCE");
+    cr_expect_eq(run("text lm %s/story.txt " FAST), 2);
+    expect_in("err", "--out is required");
+    cr_expect_eq(run("text lm %s/story.txt --out %s/x --valid-pct 1.5 " FAST), 2);
+    cr_expect_eq(run("text frobnicate"), 2);
+    expect_in("err", "unknown command");
+    cr_expect_eq(run("text lm --help"), 0);
+    expect_in("out", "--text-col");
+}

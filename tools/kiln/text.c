@@ -1,0 +1,215 @@
+/* kiln text <lm|lr-find>: language models the ULMFiT way. One flag table (the common training
+ * flags of train.h and text's own corpus and model flags); each subcommand is one library call
+ * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
+ * the shared training driver (train.h). */
+#include "train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_ALL = (1u << 2) - 1u };
+
+typedef struct topts {
+    train_opts t;
+    const char *text_col, *config;
+    double valid_pct, drop_mult;
+    int64_t bptt, max_vocab, min_freq;
+} topts;
+
+#define O(f) offsetof(topts, f)
+static const cli_flag g_text_flags[] = {
+    {"--text-col", "NAME", FLAG_STR, O(text_col), TC_ALL, "CSV sources: the column holding the text", NULL, NULL},
+    {"--valid-pct", "F", FLAG_DOUBLE, O(valid_pct), TC_ALL,
+     "share of the documents (paragraphs of text files, rows of CSVs) kept for validation, picked with split seed 42",
+     NULL, NULL},
+    {"--config", "NAME", FLAG_STR, O(config), TC_ALL,
+     "AWD-LSTM size: paper (embedding 400, LSTMs 1152 / 1152 / 400, fastai's) | small (200, 512 / 512 / 200)", NULL,
+     NULL},
+    {"--drop-mult", "F", FLAG_DOUBLE, O(drop_mult), TC_ALL, "every dropout of fastai's LM config times F", NULL, NULL},
+    {"--bptt", "N", FLAG_INT, O(bptt), TC_ALL, "tokens per window (fastai 0.7's variable lengths around it)", NULL,
+     NULL},
+    {"--max-vocab", "N", FLAG_INT, O(max_vocab), TC_ALL, "vocabulary size at most (specials included)", NULL, NULL},
+    {"--min-freq", "N", FLAG_INT, O(min_freq), TC_ALL, "a word used fewer times becomes xxunk", NULL, NULL},
+};
+#define N_TEXT ((int)(sizeof g_text_flags / sizeof g_text_flags[0]))
+#define MAX_FLAGS (TRAIN_MAX_FLAGS + N_TEXT)
+
+typedef struct subcmd {
+    const char *name;
+    unsigned bit;
+    const char *usage, *about;
+} subcmd;
+
+static const subcmd g_cmds[] = {
+    {"lm", TC_LM, "kiln text lm SOURCE... --out DIR [flags]",
+     "Trains an AWD-LSTM language model (fastai language_model_learner: its dropouts, AR/TAR, Adam,\n"
+     "one-cycle) on SOURCE: text files (one document per paragraph), folders of .txt files, or CSVs\n"
+     "(--text-col). The epoch table shows next-token accuracy and perplexity; writes\n"
+     "DIR/model.safetensors, vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
+    {"lr-find", TC_LR_FIND, "kiln text lr-find SOURCE... --out DIR [flags]",
+     "The LR range test on the language model: DIR/lr_find.png and .csv, the suggestions printed."},
+};
+#define N_CMDS ((int)(sizeof g_cmds / sizeof g_cmds[0]))
+
+static void text_usage(FILE *f)
+{
+    fprintf(f, "usage: kiln text <command> [args] (kiln text <command> --help for each)\n\n"
+               "Text the fast.ai way (ULMFiT): fastai's tokenizer, an AWD-LSTM language model.\n\ncommands:\n");
+    for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-9s %s\n", g_cmds[i].name, g_cmds[i].usage);
+    fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n");
+}
+
+static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)
+{
+    kiln_awd_lstm_params c = kiln_awd_lstm_lm_config(vocab, (float)o->drop_mult);
+    if (!strcmp(o->config, "small")) c.emb = 200, c.hid = 512;
+    return c;
+}
+
+static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
+{
+    kiln_recipe r;
+    int rc = c->bit == TC_LM ? train_recipe(&o->t, &r) : 0;
+    if (rc) return rc;
+    char ck[4096];
+    if (o->t.resume && access(cli_path(ck, sizeof ck, o->t.out, "checkpoint.safetensors"), R_OK) != 0)
+        return cli_fail(o->t.cmd, 1, "--resume: no checkpoint %s to resume from", ck);
+    kiln_ctx *ctx = train_ctx_new(&o->t);
+    if (!ctx) return 1;
+    kiln_text_lm_data_params dp = kiln_text_lm_data_default_params();
+    dp.text_col = o->text_col, dp.valid_pct = o->valid_pct, dp.split_seed = 42;
+    dp.vocab.max_vocab = o->max_vocab, dp.vocab.min_freq = o->min_freq;
+    dp.lm.bs = o->t.bs, dp.lm.bptt = o->bptt;
+    dp.n_threads = kiln_ctx_threads(ctx);
+    kiln_vocab *vocab = NULL;
+    kiln_text_corpus_info info;
+    kiln_data *d = kiln_text_lm_data_open(src, n_src, &dp, &vocab, &info);
+    if (!d) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, NULL);
+    }
+    if (!o->t.quiet) {
+        printf("corpus: %lld file(s), %lld train / %lld valid documents, %lld / %lld tokens (%.2f s to tokenize), "
+               "vocabulary %lld, unknown %.2f%% of valid tokens",
+               (long long)info.n_files, (long long)info.n_docs[0], (long long)info.n_docs[1], (long long)info.n_tokens[0],
+               (long long)info.n_tokens[1], info.seconds_tokenize, (long long)kiln_vocab_size(vocab),
+               info.n_tokens[1] ? 100.0 * (double)info.n_unk[1] / (double)info.n_tokens[1] : 0.0);
+        if (info.n_replaced) printf(", %lld bytes of invalid UTF-8 replaced", (long long)info.n_replaced);
+        printf("\n");
+    }
+    kiln_awd_lstm_params cfg = config_of(o, kiln_vocab_size(vocab));
+    kiln_text_lm_learner_params lp = kiln_text_lm_learner_default_params();
+    lp.config = &cfg, lp.wd = o->t.wd, lp.learner = train_learner_params(&o->t);
+    kiln_learner *l = kiln_text_lm_learner_new(ctx, d, vocab, &lp);
+    kiln_vocab_free(vocab);
+    if (!l) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, "learner");
+    }
+    if (!o->t.quiet)
+        printf("model: AWD-LSTM (%s: embedding %lld, LSTMs %lld x %d), %lld parameters, dropouts x %g\n", o->config,
+               (long long)cfg.emb, (long long)cfg.hid, cfg.n_layers, (long long)kiln_model_n_params(kiln_learner_model(l), false),
+               o->drop_mult);
+    if (c->bit == TC_LR_FIND) {
+        rc = train_lr_find(&o->t, l);
+    } else {
+        train_settings s = {.n = 0};
+        char srcs[48] = "";
+        for (int i = 0, k = 0; i < n_src && k < (int)sizeof srcs - 1; i++)
+            k += snprintf(srcs + k, sizeof srcs - (size_t)k, "%s%s", i ? "," : "", src[i]);
+        train_settings_str(&s, "SOURCE", srcs);
+        train_settings_str(&s, "--text-col", o->text_col);
+        train_settings_num(&s, "--valid-pct", o->valid_pct);
+        train_settings_str(&s, "--config", o->config);
+        train_settings_num(&s, "--drop-mult", o->drop_mult);
+        train_settings_num(&s, "--bptt", (double)o->bptt);
+        train_settings_num(&s, "--max-vocab", (double)o->max_vocab);
+        train_settings_num(&s, "--min-freq", (double)o->min_freq);
+        rc = train_fit(&o->t, l, srcs, &s);
+    }
+    kiln_learner_free(l);
+    kiln_ctx_free(ctx);
+    return rc;
+}
+
+int cmd_text(int argc, char **argv);
+int cmd_text(int argc, char **argv)
+{
+    if (argc < 2) {
+        text_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        text_usage(stdout);
+        return 0;
+    }
+    const subcmd *c = NULL;
+    for (int i = 0; i < N_CMDS; i++)
+        if (!strcmp(argv[1], g_cmds[i].name)) c = &g_cmds[i];
+    if (!c) {
+        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find)\n", argv[1]);
+        return 2;
+    }
+    char prog[64];
+    snprintf(prog, sizeof prog, "kiln text %s", c->name);
+    kiln_text_lm_data_params dd = kiln_text_lm_data_default_params();
+    topts o = {.t = train_defaults(), .text_col = dd.text_col, .config = "paper", .valid_pct = dd.valid_pct,
+               .drop_mult = 1.0, .bptt = dd.lm.bptt, .max_vocab = dd.vocab.max_vocab, .min_freq = dd.vocab.min_freq};
+    o.t.cmd = prog;
+    o.t.bs = dd.lm.bs;      /* fastai's LM batch size, 64 */
+    o.t.lr = 2e-2;          /* fastai's ULMFiT notebook: fit_one_cycle(1, 2e-2) */
+    o.t.wd = kiln_text_lm_learner_default_params().wd;
+    cli_flag flags[MAX_FLAGS];
+    unsigned map[TRAIN_N_KINDS] = {[TRAIN_LR_FIND] = TC_LR_FIND, [TRAIN_FIT] = TC_LM, [TRAIN_EVAL] = 0,
+                                   [TRAIN_DATA] = TC_ALL, [TRAIN_ALL] = TC_ALL};
+    int n_flags = train_flags(flags, offsetof(topts, t), map);
+    memcpy(flags + n_flags, g_text_flags, sizeof g_text_flags);
+    n_flags += N_TEXT;
+    const topts defaults = o;
+    bool given[MAX_FLAGS] = {false};
+    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
+    if (!pos) return cli_fail(prog, 1, "out of memory");
+    int n_pos = 0, rc = flags_parse(prog, flags, n_flags, argc - 1, argv + 1, &o, given, pos, argc, &n_pos);
+    if (rc) goto done;
+    if (o.t.help) {
+        printf("usage: %s\n\n%s\n\nflags:\n", c->usage, c->about);
+        flags_print(stdout, flags, n_flags, c->bit, TC_ALL, NULL, &defaults);
+        goto done;
+    }
+    for (int k = 0; k < n_flags; k++)
+        if (given[k] && !(flags[k].mask & c->bit)) {
+            rc = cli_fail(prog, 2, "%s does not apply to %s (see %s --help)", flags[k].name, c->name, prog);
+            goto done;
+        }
+    train_given(&o.t, flags, n_flags, given);
+    const char *bad = train_check(&o.t);
+    if (!bad)
+        bad = !(o.valid_pct > 0 && o.valid_pct < 1) ? "--valid-pct must be in (0, 1)"
+            : strcmp(o.config, "paper") && strcmp(o.config, "small") ? "--config must be paper or small"
+            : !(o.drop_mult >= 0 && o.drop_mult <= 1.4) ? "--drop-mult must be in [0, 1.4] (the largest dropout, 0.25 x F, stays below 0.35)"
+            : o.bptt < 5 || o.bptt > 4096 ? "--bptt must be in [5, 4096]"
+            : o.max_vocab < 16 || o.max_vocab > 10000000 ? "--max-vocab must be in [16, 10000000]"
+            : o.min_freq < 1 ? "--min-freq must be >= 1" : NULL;
+    if (bad) {
+        rc = cli_fail(prog, 2, "%s", bad);
+        goto done;
+    }
+    if (n_pos < 1) {
+        rc = cli_fail(prog, 2, "missing SOURCE (usage: %s)", c->usage);
+        goto done;
+    }
+    if (!o.t.out) {
+        rc = cli_fail(prog, 2, "--out is required (usage: %s)", c->usage);
+        goto done;
+    }
+    if (strlen(o.t.out) > CLI_DIR_MAX) {
+        rc = cli_fail(prog, 2, "--out is %zu bytes long; at most %d are allowed", strlen(o.t.out), CLI_DIR_MAX);
+        goto done;
+    }
+    rc = run(&o, c, n_pos, pos);
+done:
+    free(pos);
+    return rc;
+}
