@@ -108,6 +108,13 @@ Test(text_cli, lm_on_a_text_file_writes_the_model_vocabulary_and_history)
     rc = run("text lm %s/reviews.csv --text-col review --valid-pct 0.2 --epochs 1 --bs 2 --out %s/lm3 --threads 1 "
              "--config small --bptt 5 --min-freq 1 --quiet");
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    /* ULMFiT step 2: fine-tune the first LM on another corpus */
+    rc = run("text lm %s/books --pretrained %s/lm --epochs 1 --out %s/ft --threads 1 --bs 4 --bptt 10 --progress plain");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("out", "pretrained: ");
+    expect_in("out", "vocabulary entries known to it");
+    cr_expect_eq(run("text lm %s/books --pretrained %s/nothing --out %s/ft2 " FAST), 1);
+    expect_in("err", "nothing/model.json");
     rc = run("text lr-find %s/story.txt --out %s/lrf --num-it 12 " FAST);
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
     cr_expect_eq(access(P("lrf/lr_find.csv"), R_OK), 0);

@@ -120,6 +120,40 @@ Test(text_lm, learns_a_small_corpus)
     cr_assert(o1 && o2, "%s", kiln_last_error());
     for (int64_t i = 0; i < kiln_numel(o1); i++) cr_assert_eq(((float *)o1->data)[i], ((float *)o2->data)[i]);
     kiln_model_free(m2);
+    /* fine-tuning on another vocabulary: LSTMs as exported, known words' rows copied, new
+     * words (and xxfake) the mean row */
+    const char *nv_s[] = {"xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj",
+                          "cat", "zebra", "the", "quokka", "xxfake", "xxfake", "xxfake"};
+    kiln_vocab *nv;
+    cr_assert_eq(kiln_vocab_from_list(nv_s, 16, &nv), KILN_STATUS_OK);
+    int64_t matched = -1;
+    kiln_text_lm_learner_params p2 = p;
+    p2.config = NULL; /* the sizes come from the folder */
+    p2.pretrained = dir;
+    p2.n_matched = &matched;
+    kiln_data *d3 = kiln_lm_data_new((const int64_t *const *)a.id, a.len, a.n, NULL, NULL, 0, V, &dp);
+    cr_assert_not_null(d3);
+    /* the ids of d3 are of the old vocabulary (below 16 here they are fine for a check of weights) */
+    kiln_learner *l2 = kiln_text_lm_learner_new(ctx, d3, nv, &p2);
+    cr_assert_not_null(l2, "%s", kiln_last_error());
+    cr_expect_eq(matched, 11, "9 specials + cat + the");
+    kiln_store *s1 = kiln_model_store(ml), *s2 = kiln_model_store(kiln_learner_model(l2));
+    kiln_tensor *w1 = kiln_store_find(s1, "0.rnns.1.module.weight_hh_l0"), *w2 = kiln_store_find(s2, "0.rnns.1.module.weight_hh_l0");
+    cr_assert(w1 && w2 && kiln_numel(w1) == kiln_numel(w2));
+    cr_expect(!memcmp(w1->data, w2->data, (size_t)kiln_numel(w1) * sizeof(float)), "the LSTM weights were not loaded");
+    kiln_tensor *e1 = kiln_store_find(s1, "0.encoder.weight"), *e2 = kiln_store_find(s2, "0.encoder.weight");
+    cr_assert_eq(e2->shape[0], 16);
+    int64_t cat = kiln_vocab_id(v, "cat");
+    cr_assert_neq(cat, KILN_TOK_UNK);
+    cr_expect(!memcmp((float *)e2->data + 9 * 24, (float *)e1->data + cat * 24, 24 * sizeof(float)), "cat's row");
+    double mean0 = 0;
+    for (int64_t i = 0; i < V; i++) mean0 += ((float *)e1->data)[i * 24];
+    cr_expect_float_eq(((float *)e2->data)[10 * 24], mean0 / (double)V, 1e-5, "zebra gets the mean row");
+    kiln_learner_free(l2);
+    kiln_vocab_free(nv);
+    p2.pretrained = "/nonexistent/lm";
+    cr_expect_null(kiln_text_lm_learner_new(ctx, kiln_lm_data_new((const int64_t *const *)a.id, a.len, a.n, NULL, NULL, 0, V, &dp), v, &p2));
+    ku_expect_error("/nonexistent/lm/model.json", "a missing pretrained folder");
     kiln_learner_free(l);
     const char *files[] = {"model.safetensors", "vocab.txt", "model.json"};
     for (int i = 0; i < 3; i++) {

@@ -251,6 +251,12 @@ kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_f
  * one back is not there yet (kiln_learner_task is NULL for this learner). */
 typedef struct kiln_text_lm_learner_params {
     const kiln_awd_lstm_params *config; /* NULL: fastai's LM config with drop_mult */
+    /* a folder a text LM was exported to (kiln_learner_export): its sizes (emb, hid, layers)
+     * replace config's, its LSTM weights are loaded, and its embedding and decoder bias are
+     * carried over to this vocabulary by match_embeds (rows of words it knew copied, others
+     * their mean), as fastai fine-tunes a pretrained LM on a new corpus. NULL: random weights */
+    const char *pretrained;
+    int64_t *n_matched;                 /* pretrained: words of vocab the old one knew (may be NULL) */
     float drop_mult;                    /* 1.0 */
     float alpha, beta;                  /* AR and TAR, 2 and 1 */
     double wd;                          /* 0.01 */

@@ -90,6 +90,68 @@ static kiln_vocab *vocab_copy(const kiln_vocab *v)
     return c;
 }
 
+/* dir/model.json's sizes into c (a text-lm model kiln exported) */
+static kiln_status read_config(const char *dir, kiln_awd_lstm_params *c)
+{
+    char path[4096];
+    kiln_status st = kiln__path(path, sizeof path, dir, "model.json");
+    if (st) return st;
+    FILE *f = fopen(path, "rb");
+    if (!f) return kiln__err(KILN_STATUS_IO, "pretrained language model: cannot open %s", path);
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf), *cfg = j ? cJSON_GetObjectItem(j, "config") : NULL;
+    const cJSON *task = j ? cJSON_GetObjectItem(j, "task") : NULL;
+    const cJSON *e = cJSON_GetObjectItem(cfg, "emb"), *h = cJSON_GetObjectItem(cfg, "hid"),
+                *l = cJSON_GetObjectItem(cfg, "n_layers");
+    if (!j) st = kiln__err(KILN_STATUS_FORMAT, "%s: not JSON", path);
+    else if (!cJSON_IsString(task) || strcmp(task->valuestring, "text-lm"))
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"text-lm\" (not a language model kiln exported)", path);
+    else if (!cJSON_IsNumber(e) || !cJSON_IsNumber(h) || !cJSON_IsNumber(l) || e->valuedouble < 1 || h->valuedouble < 1 ||
+             l->valuedouble < 1 || l->valuedouble > KILN_AWD_MAX_LAYERS)
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: config.emb, config.hid and config.n_layers (1..%d) are needed", path,
+                       KILN_AWD_MAX_LAYERS);
+    else
+        c->emb = (int64_t)e->valuedouble, c->hid = (int64_t)h->valuedouble, c->n_layers = (int)l->valuedouble;
+    cJSON_Delete(j);
+    return st;
+}
+
+/* the pretrained folder's weights into t->model: the LSTMs as they are, the embedding and the
+ * decoder bias matched to t->vocab */
+static kiln_status load_pretrained(text_lm *t, const char *dir, int64_t *n_matched)
+{
+    char pm[4096], pv[4096];
+    kiln_status st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
+    if (!st) st = kiln__path(pv, sizeof pv, dir, "vocab.txt");
+    if (st) return st;
+    kiln_vocab *old = NULL;
+    kiln_st_file *f = NULL;
+    if ((st = kiln_vocab_load(pv, &old)) || (st = kiln_st_open(pm, &f))) goto done;
+    kiln_store *s = kiln_model_store(t->model);
+    int64_t ov = kiln_vocab_size(old), emb = t->cfg.emb;
+    for (size_t i = 0; i < kiln_store_count(s) && !st; i++) {
+        kiln_tensor *p = kiln_store_at(s, i);
+        const void *src;
+        if (!strcmp(p->name, "0.encoder.weight")) {
+            if (!(st = kiln_st_want(f, p->name, KILN_DTYPE_F32, 2, (int64_t[]){ov, emb}, &src)))
+                st = kiln_vocab_match_embeds(old, src, t->vocab, emb, p->data, n_matched);
+        } else if (!strcmp(p->name, "1.decoder.bias")) {
+            if (!(st = kiln_st_want(f, p->name, KILN_DTYPE_F32, 1, &ov, &src)))
+                st = kiln_vocab_match_embeds(old, src, t->vocab, 1, p->data, NULL);
+        } else {
+            st = kiln_st_load_into(f, p->name, p);
+        }
+    }
+done:
+    if (st) kiln__err_prefix(st, "pretrained language model");
+    kiln_st_close(f);
+    kiln_vocab_free(old);
+    return st;
+}
+
 kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kiln_vocab *vocab,
                                        const kiln_text_lm_learner_params *p)
 {
@@ -110,6 +172,7 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kil
     }
     kiln_awd_lstm_params cfg = q.config ? *q.config : kiln_awd_lstm_lm_config(vocab_size, q.drop_mult);
     cfg.vocab = vocab_size;
+    if (q.pretrained && read_config(q.pretrained, &cfg)) goto fail;
     if (!(t = calloc(1, sizeof *t))) {
         kiln__err(KILN_STATUS_NOMEM, "text_lm_learner_new: out of memory");
         goto fail;
@@ -119,6 +182,7 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kil
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = q.wd;
     if (!(t->model = kiln_awd_lstm_lm_new(&cfg)) || kiln_model_alloc(t->model, ctx) ||
+        (q.pretrained && load_pretrained(t, q.pretrained, q.n_matched)) ||
         !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
         goto fail;
     q.learner.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};

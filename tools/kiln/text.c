@@ -13,7 +13,7 @@ enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_ALL = (1u << 2) - 1u };
 
 typedef struct topts {
     train_opts t;
-    const char *text_col, *config;
+    const char *text_col, *config, *pretrained;
     double valid_pct, drop_mult;
     int64_t bptt, max_vocab, min_freq;
 } topts;
@@ -32,6 +32,9 @@ static const cli_flag g_text_flags[] = {
      NULL},
     {"--max-vocab", "N", FLAG_INT, O(max_vocab), TC_ALL, "vocabulary size at most (specials included)", NULL, NULL},
     {"--min-freq", "N", FLAG_INT, O(min_freq), TC_ALL, "a word used fewer times becomes xxunk", NULL, NULL},
+    {"--pretrained", "DIR", FLAG_STR, O(pretrained), TC_ALL,
+     "fine-tune a language model `kiln text lm` wrote to DIR on SOURCE (fastai's ULMFiT step 2): its sizes (not "
+     "--config), its LSTMs, and its embeddings carried to SOURCE's vocabulary (new words get the mean)", NULL, NULL},
 };
 #define N_TEXT ((int)(sizeof g_text_flags / sizeof g_text_flags[0]))
 #define MAX_FLAGS (TRAIN_MAX_FLAGS + N_TEXT)
@@ -101,17 +104,23 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
     }
     kiln_awd_lstm_params cfg = config_of(o, kiln_vocab_size(vocab));
     kiln_text_lm_learner_params lp = kiln_text_lm_learner_default_params();
+    int64_t matched = 0;
     lp.config = &cfg, lp.wd = o->t.wd, lp.learner = train_learner_params(&o->t);
+    lp.pretrained = o->pretrained, lp.n_matched = &matched;
+    int64_t n_vocab = kiln_vocab_size(vocab);
     kiln_learner *l = kiln_text_lm_learner_new(ctx, d, vocab, &lp);
     kiln_vocab_free(vocab);
     if (!l) {
         kiln_ctx_free(ctx);
         return cli_kfail(o->t.cmd, "learner");
     }
-    if (!o->t.quiet)
-        printf("model: AWD-LSTM (%s: embedding %lld, LSTMs %lld x %d), %lld parameters, dropouts x %g\n", o->config,
-               (long long)cfg.emb, (long long)cfg.hid, cfg.n_layers, (long long)kiln_model_n_params(kiln_learner_model(l), false),
-               o->drop_mult);
+    if (!o->t.quiet) {
+        if (o->pretrained)
+            printf("pretrained: %s: %lld of the %lld vocabulary entries known to it (the others start at its mean embedding)\n",
+                   o->pretrained, (long long)matched, (long long)n_vocab);
+        printf("model: AWD-LSTM (%s), %lld parameters, dropouts x %g\n", o->pretrained ? "sizes of --pretrained" : o->config,
+               (long long)kiln_model_n_params(kiln_learner_model(l), false), o->drop_mult);
+    }
     if (c->bit == TC_LR_FIND) {
         rc = train_lr_find(&o->t, l);
     } else {
@@ -127,6 +136,7 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
         train_settings_num(&s, "--bptt", (double)o->bptt);
         train_settings_num(&s, "--max-vocab", (double)o->max_vocab);
         train_settings_num(&s, "--min-freq", (double)o->min_freq);
+        train_settings_str(&s, "--pretrained", o->pretrained ? o->pretrained : "none");
         rc = train_fit(&o->t, l, srcs, &s);
     }
     kiln_learner_free(l);
