@@ -147,6 +147,31 @@ kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_le
  * INVALID when d is not an LM source or i is out of range. */
 kiln_status kiln_lm_data_window(kiln_data *d, kiln_data_split split, int64_t i, int64_t *start, int64_t *len);
 
+/* ---- classifier batches ------------------------------------------------------------------------
+ * fastai's text classifier loaders: documents of different lengths batched with padding
+ * (xxpad, id 1) in front (fastai v1's pad_first), x (B, L) I64 with L the longest of the batch,
+ * y (B) I64. Train order per epoch is fastai's SortishSampler from (seed, epoch): a random
+ * permutation, cut into chunks of 50 batches, each sorted by length (longest first), cut into
+ * batches, the batch holding the longest document first and the others shuffled; the short last
+ * batch is dropped (fastai's train loader drops it, so a BatchNorm head never sees one item).
+ * Valid is sorted by length, longest first (SortSampler), every document kept. */
+typedef struct kiln_clas_data_params {
+    int64_t bs;       /* 64 */
+    int64_t valid_bs; /* 0 = bs */
+} kiln_clas_data_params;
+kiln_clas_data_params kiln_clas_data_default_params(void);
+
+/* Documents as ids below vocab_size (copied), labels in [0, n_classes). valid may be NULL
+ * (n_valid 0). Errors name the split, document and position of a bad id or label, and a
+ * document with no token. */
+kiln_data *kiln_clas_data_new(const int64_t *const *train, const int64_t *train_lens, const int64_t *train_y,
+                              int64_t n_train, const int64_t *const *valid, const int64_t *valid_lens,
+                              const int64_t *valid_y, int64_t n_valid, int64_t vocab_size, int64_t n_classes,
+                              const kiln_clas_data_params *p);
+/* The documents (indices into the split as given) of batch i in the current epoch's order;
+ * *n set to their count. NULL + INVALID when d is not a classifier source or i is out of range. */
+const int64_t *kiln_clas_data_batch_items(kiln_data *d, kiln_data_split split, int64_t i, int64_t *n);
+
 /* ---- a language-model corpus from files ---------------------------------------------------------
  * kiln_text_lm_data_open reads sources, each a text file (its documents are its paragraphs:
  * blank-line separated, so a novel gives thousands), a folder (every .txt file under it, sorted,
