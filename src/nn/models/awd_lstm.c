@@ -5,6 +5,7 @@
  * with the dropouts off (tests/test_awd_lstm.c, tests/fixtures/gen_awd.py). */
 #include "kiln/models.h"
 #include "nn/nn_internal.h"
+#include "nn/models/awd_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     int64_t B = x->shape[0];
     if (B != st->bs && change_bs(st, B)) return NULL;
     if (st->mode != (int)train) { /* fastai's RNNCallback: reset before training and before validating */
-        kiln_awd_lstm_reset(m->model);
+        kiln__awd_body_reset(m);
         st->mode = train;
     }
     kiln_module *enc = m->child[0], *rnns = m->child[1];
@@ -149,50 +150,80 @@ kiln_awd_lstm_params kiln_awd_lstm_lm_config(int64_t vocab, float drop_mult)
 
 static bool prob(float p) { return p >= 0 && p < 1; }
 
+static bool prob_ok(const kiln_awd_lstm_params *p)
+{
+    return prob(p->output_p) && prob(p->hidden_p) && prob(p->input_p) && prob(p->embed_p) && prob(p->weight_p);
+}
+
+bool kiln__awd_params_ok(const kiln_awd_lstm_params *p)
+{
+    return p && p->vocab >= 1 && p->emb >= 1 && p->hid >= 1 && p->n_layers >= 1 && p->n_layers <= KILN_AWD_MAX_LAYERS &&
+           prob_ok(p);
+}
+
+kiln_module *kiln__awd_body(kiln_module *parent, const char *name, const kiln_awd_lstm_params *p)
+{
+    kiln_module *awd = kiln_nn_custom(parent, name, "AWD_LSTM", awd_forward, NULL, 0);
+    kiln_module *enc = kiln_nn_embedding(awd, "encoder", p->vocab, p->emb);
+    kiln_module *rnns = kiln_nn_sequential(awd, "rnns");
+    for (int l = 0; l < p->n_layers; l++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "%d", l);
+        kiln_module *wd = kiln_nn_custom(rnns, nm, "WeightDropout", wd_forward, NULL, 0);
+        kiln_nn_lstm(wd, "module", l ? p->hid : p->emb, n_out(p, l), true);
+    }
+    if (!awd || !enc || !rnns) return NULL;
+    enc->init = encoder_init;
+    awd_state *st = calloc(1, sizeof *st);
+    if (!st) return kiln__nn_err(awd->model, KILN_STATUS_NOMEM, "awd_lstm: out of memory");
+    st->p = *p;
+    st->mode = -1;
+    awd->state = st;
+    awd->state_free = state_free;
+    return awd;
+}
+
+bool kiln__awd_is_body(const kiln_module *m) { return m && m->state_free == state_free; }
+
+void kiln__awd_body_reset(kiln_module *awd)
+{
+    awd_state *st = awd->state;
+    for (int l = 0; l < st->p.n_layers; l++)
+        if (st->h[l]) {
+            memset(st->h[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
+            memset(st->c[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
+        }
+}
+
 kiln_model *kiln_awd_lstm_lm_new(const kiln_awd_lstm_params *p)
 {
-    if (!p || p->vocab < 1 || p->emb < 1 || p->hid < 1 || p->n_layers < 1 || p->n_layers > KILN_AWD_MAX_LAYERS ||
-        !prob(p->output_p) || !prob(p->hidden_p) || !prob(p->input_p) || !prob(p->embed_p) || !prob(p->weight_p))
+    if (!kiln__awd_params_ok(p))
         return kiln__errp(KILN_STATUS_INVALID, "awd_lstm: vocab, emb, hid >= 1, 1..%d layers and dropouts in [0, 1) needed",
                           KILN_AWD_MAX_LAYERS);
     kiln_model *model = kiln_model_new();
     if (!model) return NULL;
     kiln_module *root = kiln_model_root(model);
     kiln_module_set_forward(root, "SequentialRNN", seq_rnn_forward, NULL, 0);
-    kiln_module *awd = kiln_nn_custom(root, "0", "AWD_LSTM", awd_forward, NULL, 0);
-    kiln_module *enc = kiln_nn_embedding(awd, "encoder", p->vocab, p->emb);
-    kiln_module *rnns = kiln_nn_sequential(awd, "rnns");
-    for (int l = 0; l < p->n_layers; l++) {
-        char name[16];
-        snprintf(name, sizeof name, "%d", l);
-        kiln_module *wd = kiln_nn_custom(rnns, name, "WeightDropout", wd_forward, NULL, 0);
-        kiln_nn_lstm(wd, "module", l ? p->hid : p->emb, n_out(p, l), true);
-    }
-    awd_ref ref = {awd, enc};
+    kiln_module *awd = kiln__awd_body(root, "0", p);
+    awd_ref ref = {awd, awd ? awd->child[0] : NULL};
     kiln_module *dec = kiln_nn_custom(root, "1", "LinearDecoder", decoder_forward, &ref, sizeof ref);
     if (model->build_status != KILN_STATUS_OK) {
         kiln__err(model->build_status, "awd_lstm: %s", model->build_msg);
         kiln_model_free(model);
         return NULL;
     }
-    enc->init = encoder_init;
     /* the decoder's own parameter is its bias ("1.decoder.bias"); its weight is the encoder's */
     dec->bias = kiln__nn_param(dec, "decoder.bias", 1, &p->vocab, false);
     dec->init = decoder_init;
-    awd_state *st = calloc(1, sizeof *st);
-    if (!dec->bias || !st) {
-        free(st);
+    if (!dec->bias) {
         kiln__err(KILN_STATUS_NOMEM, "awd_lstm: %s", model->build_msg[0] ? model->build_msg : "out of memory");
         kiln_model_free(model);
         return NULL;
     }
-    st->p = *p;
-    st->mode = -1;
-    awd->state = st;
-    awd->state_free = state_free;
     /* fastai's LM split: one group per LSTM (with its dropout), then embedding + decoder */
+    kiln_module *rnns = awd->child[1];
     for (int l = 0; l < p->n_layers; l++) kiln_module_set_group(rnns->child[l], l);
-    kiln_module_set_group(enc, p->n_layers);
+    kiln_module_set_group(awd->child[0], p->n_layers);
     kiln_module_set_group(dec, p->n_layers);
     return model;
 }
@@ -205,13 +236,9 @@ static awd_state *state_of(kiln_model *model)
 
 kiln_status kiln_awd_lstm_reset(kiln_model *model)
 {
-    awd_state *st = state_of(model);
-    if (!st) return kiln__err(KILN_STATUS_INVALID, "awd_lstm_reset: not an AWD-LSTM model");
-    for (int l = 0; l < st->p.n_layers; l++)
-        if (st->h[l]) {
-            memset(st->h[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
-            memset(st->c[l], 0, (size_t)(st->bs * n_out(&st->p, l)) * sizeof(float));
-        }
+    kiln_module *awd = model ? kiln_model_find(model, "0") : NULL;
+    if (!kiln__awd_is_body(awd)) return kiln__err(KILN_STATUS_INVALID, "awd_lstm_reset: not an AWD-LSTM language model");
+    kiln__awd_body_reset(awd);
     return KILN_STATUS_OK;
 }
 
