@@ -165,3 +165,41 @@ Test(awd_lstm, layer_groups_and_config)
     c.hidden_p = 1.0f;
     cr_expect_null(kiln_awd_lstm_lm_new(&c));
 }
+
+/* the classifier: encoder in chunks of bptt 4 keeping the last 8 tokens' outputs, masked concat
+ * pooling over documents padded in front (0, 3, 6 and 10 pads of 11), the BatchNorm head */
+Test(awd_lstm, classifier_parity_with_pytorch)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_awd_clas_params p = {.enc = small, .n_classes = 3, .bptt = 4, .max_len = 8, .lin_ftrs = 6, .head_p = 0, .pad_idx = 1};
+    kiln_model *m = kiln_awd_lstm_clas_new(&p);
+    cr_assert_not_null(m, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_alloc(m, ctx), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_load_st(m, f, "clas.", false), KILN_STATUS_OK, "%s", kiln_last_error());
+    kiln_store *s = kiln_model_store(m);
+    int n_params = 0;
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        if (!kiln_store_is_param(s, i)) continue; /* BatchNorm's running statistics */
+        ku_expect_fixture(ctx, f, "clas", t->name, t, 0, 0);
+        n_params++;
+    }
+    cr_expect_eq(n_params, 1 + 12 + 6);
+    cr_expect_eq(kiln_model_n_groups(m), 5);
+    kiln_tensor *y = kiln_model_forward(m, ctx, ku_load(ctx, f, "clas", "x"));
+    cr_assert_not_null(y, "%s", kiln_last_error());
+    ku_expect_fixture(ctx, f, "clas", "y", y, 1e-4, 1e-3);
+    cr_assert_eq(kiln_backward(ctx, kiln_sum(ctx, kiln_mul(ctx, y, ku_load(ctx, f, "clas", "g")))), KILN_STATUS_OK);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        if (!kiln_store_is_param(s, i)) continue;
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", t->name);
+        /* gradients up to 3.5 through two train-mode BatchNorms of 4 rows: rounding reaches 2e-4 */
+        ku_expect_fixture(ctx, f, "clas", name, t->grad, 1e-3, 1e-3);
+    }
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}

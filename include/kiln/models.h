@@ -118,7 +118,8 @@ kiln_status kiln_resnet_load_pretrained(kiln_model *model, const char *path, boo
 
 /* ---- AWD-LSTM (Merity et al. 2017, fastai's AWD_LSTM) -------------------------------------------
  * The language model SequentialRNN(AWD_LSTM, LinearDecoder) as fastai v2 builds it: an embedding
- * (vocab, emb) with U(-0.1, 0.1) init and EmbeddingDropout (whole rows, embed_p), RNNDropout on
+ * (vocab, emb) with U(-0.1, 0.1) init, padding_idx 1 (xxpad: its row gets no gradient) and
+ * EmbeddingDropout (whole rows, embed_p), RNNDropout on
  * its output (input_p: one mask per sequence, (B, 1, C)), n_layers single-layer LSTMs emb -> hid
  * -> ... -> emb, each with DropConnect on weight_hh_l0 (weight_p, drawn every forward) and
  * RNNDropout between them (hidden_p), then the decoder: RNNDropout (output_p) and a Linear whose
@@ -147,6 +148,30 @@ kiln_status kiln_awd_lstm_reset(kiln_model *model);
  * - raw[:, :-1])^2), raw the last LSTM's output, dropped the same after output dropout; a
  * 0-dim tensor to add to the loss (train mode; in the step of that forward). */
 kiln_tensor *kiln_awd_lstm_ar_tar(kiln_model *model, kiln_ctx *ctx, float alpha, float beta);
+
+/* The ULMFiT classifier, fastai v2's get_text_classifier: SequentialRNN(SentenceEncoder(AWD_LSTM),
+ * PoolingLinearClassifier). The encoder starts each batch from zero state and reads x (B, L)
+ * (padding xxpad first, as kiln_clas_data_new makes it) in chunks of bptt carrying the state,
+ * keeping the outputs of the last max_len tokens; masked concat pooling gives [last output, max,
+ * mean over the non-pad positions] (B, 3 emb); the head is BatchNorm1d -> Dropout(enc.output_p) ->
+ * Linear(3 emb, lin_ftrs, no bias) -> ReLU -> BatchNorm1d -> Dropout(head_p) -> Linear(lin_ftrs,
+ * n_classes, no bias): logits (B, n_classes). Names: "0.module.encoder.weight",
+ * "0.module.rnns.L.module.*" (a language model's "0.*" under "0.module"), "1.layers.0.0.weight"
+ * (BatchNorm), "1.layers.0.2.weight" (Linear), "1.layers.1.*". fastai's five layer groups:
+ * embedding, each LSTM, the head. */
+typedef struct kiln_awd_clas_params {
+    kiln_awd_lstm_params enc; /* kiln_awd_lstm_clas_config */
+    int64_t n_classes;
+    int64_t bptt, max_len;    /* 70, 1400 (20 x bptt) */
+    int64_t lin_ftrs;         /* 50 */
+    float head_p;             /* 0.1 */
+    int64_t pad_idx;          /* the padding id the pooling leaves out: 1 (fastai's xxpad) */
+} kiln_awd_clas_params;
+/* fastai's awd_lstm_clas_config: emb 400, hid 1152, 3 layers, dropouts (0.4, 0.3, 0.4, 0.05,
+ * 0.5) times drop_mult (fastai's classifier learner: 0.5). */
+kiln_awd_lstm_params kiln_awd_lstm_clas_config(int64_t vocab, float drop_mult);
+kiln_awd_clas_params kiln_awd_clas_default_params(int64_t vocab, int64_t n_classes, float drop_mult);
+kiln_model *kiln_awd_lstm_clas_new(const kiln_awd_clas_params *p);
 
 #ifdef __cplusplus
 }

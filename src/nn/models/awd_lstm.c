@@ -6,6 +6,7 @@
 #include "kiln/models.h"
 #include "nn/nn_internal.h"
 #include "nn/models/awd_internal.h"
+#include "kiln/autograd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,27 @@ static kiln_tensor *variational(kiln_ctx *ctx, kiln_tensor *x, bool train, float
     return mask ? kiln_apply_mask(ctx, x, mask) : NULL;
 }
 
+/* nn.Embedding(padding_idx=1) as fastai makes it: where x is xxpad (id 1) the output is w's row 1
+ * but no gradient flows into it. emb (B, T, E) from w (V, E); unchanged when x holds no pad. */
+static kiln_tensor *pad_no_grad(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_tensor *emb)
+{
+    const int64_t pad = 1, B = x->shape[0], T = x->shape[1], E = emb->shape[2];
+    kiln_tensor *xc = kiln_contiguous(ctx, x);
+    if (!xc) return NULL;
+    const int64_t *id = xc->data;
+    bool any = false;
+    for (int64_t i = 0; i < B * T && !any; i++) any = id[i] == pad;
+    if (!any || w->shape[0] <= pad) return emb;
+    kiln_tensor *keep = kiln_empty(ctx, KILN_DTYPE_F32, 3, (int64_t[]){B, T, 1});
+    kiln_tensor *row = kiln_detach(ctx, kiln_contiguous(ctx, kiln_slice(ctx, w, 0, pad, pad + 1, 1))); /* (1, E) */
+    if (!keep || !row) return NULL;
+    for (int64_t i = 0; i < B * T; i++) ((float *)keep->data)[i] = id[i] == pad ? 0.0f : 1.0f;
+    /* emb * keep + row * (1 - keep) */
+    kiln_tensor *padpart = kiln_mul(ctx, kiln_reshape(ctx, row, 3, (int64_t[]){1, 1, E}),
+                                    kiln_add_scalar(ctx, kiln_neg(ctx, keep), 1.0f));
+    return kiln_add(ctx, kiln_mul(ctx, emb, keep), padpart);
+}
+
 /* x (B, T) -> the last LSTM's output (B, T, emb), state carried */
 static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
 {
@@ -86,6 +108,7 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     int64_t vshape[2] = {p->vocab, 1};
     kiln_tensor *w = variational(ctx, enc->weight, train, p->embed_p, 2, vshape);
     kiln_tensor *out = w ? kiln_embedding(ctx, x, w) : NULL;
+    out = out ? pad_no_grad(ctx, x, w, out) : NULL;
     int64_t dshape[3] = {B, 1, p->emb};
     out = out ? variational(ctx, out, train, p->input_p, 3, dshape) : NULL;
     for (int l = 0; l < p->n_layers && out; l++) {
