@@ -49,6 +49,28 @@ Test(core, arena_large_allocation_gets_its_own_block)
     cr_assert_eq(kiln_step_bytes(ctx), 0);
 }
 
+/* Steps whose large tensors change size (variable-length batches) must not add a block per new
+ * size: 200 steps of a small tensor then one of 20..40 MB (growing and shrinking) keep the arena
+ * within a few times the largest step. (Before the fix each larger size added a block: the Austen
+ * language model reached 24 GB.) */
+Test(core, arena_bounded_under_changing_large_sizes)
+{
+    kiln_step_reset(ctx);
+    size_t before = kiln_mem_bytes();
+    uint64_t r = 7;
+    for (int step = 0; step < 200; step++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t n = 5000000 + (int64_t)(r >> 40) % 5000000; /* 20..40 MB of floats */
+        cr_assert_not_null(kiln_zeros(ctx, KILN_DTYPE_F32, 1, (int64_t[]){100}));
+        kiln_tensor *big = kiln_empty(ctx, KILN_DTYPE_F32, 1, &n);
+        cr_assert_not_null(big, "%s", kiln_last_error());
+        ((float *)big->data)[n - 1] = 1;
+        kiln_step_reset(ctx);
+    }
+    size_t grown = kiln_mem_bytes() - before;
+    cr_expect_lt(grown, (size_t)3 * 40 * 1000 * 1000, "the arena grew by %zu bytes over 200 steps", grown);
+}
+
 Test(core, tensor_basics)
 {
     float v[6] = {1, 2, 3, 4, 5, 6};

@@ -265,8 +265,28 @@ typedef struct kiln_text_lm_learner_params {
 kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void);
 kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *lm_data, const kiln_vocab *vocab,
                                        const kiln_text_lm_learner_params *p);
-/* The learner's vocabulary (a copy made at construction); NULL for another learner. */
-const kiln_vocab *kiln_text_lm_learner_vocab(const kiln_learner *l);
+/* A text learner's vocabulary (a copy made at construction); NULL for another learner. */
+const kiln_vocab *kiln_text_learner_vocab(const kiln_learner *l);
+
+/* ---- text: the ULMFiT classifier learner (fastai text_classifier_learner) ----------------------- *
+ * kiln_awd_lstm_clas_new for the data's vocabulary and classes (kiln_text_clas_data_open); with
+ * lm (a folder kiln_learner_export wrote for a language model): its sizes, its encoder's weights
+ * ("0.*" as "0.module.*"), the vocabulary must be the one it was trained with (open the data with
+ * vocab_in = its vocab.txt), and the body is frozen (fastai: learn.freeze()), so a fine-tune
+ * recipe trains the head first, then everything with discriminative lrs. Cross-entropy, accuracy,
+ * Adam with decoupled wd. Export: model.safetensors, vocab.txt, model.json (task "text-clas",
+ * classes). The learner takes data; vocab and classes are copied. */
+typedef struct kiln_text_clas_learner_params {
+    const kiln_awd_lstm_params *config; /* NULL: kiln_awd_lstm_clas_config(vocab, drop_mult); lm sets the sizes */
+    float drop_mult;                    /* 0.5 */
+    const char *lm;                     /* NULL: random weights */
+    int64_t bptt, max_len, lin_ftrs;    /* 70, 1400, 50 */
+    double wd;                          /* 0.01 */
+    kiln_learner_params learner;
+} kiln_text_clas_learner_params;
+kiln_text_clas_learner_params kiln_text_clas_learner_default_params(void);
+kiln_learner *kiln_text_clas_learner_new(kiln_ctx *ctx, kiln_data *clas_data, const kiln_vocab *vocab,
+                                         const kiln_text_classes *classes, const kiln_text_clas_learner_params *p);
 
 /* ---- the shared training driver ------------------------------------------------------------ */
 

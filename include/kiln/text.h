@@ -199,6 +199,33 @@ typedef struct kiln_text_corpus_info {
 kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, const kiln_text_lm_data_params *p,
                                   kiln_vocab **vocab, kiln_text_corpus_info *info);
 
+/* ---- a classifier's data from CSVs ---------------------------------------------------------------
+ * kiln_text_clas_data_open reads train_csv (and valid_csv, or puts valid_pct of the train rows
+ * aside with split_seed when it is NULL), columns text_col and label_col, tokenizes on n_threads,
+ * takes the vocabulary from vocab_in (a language model's: the classifier must use the ids its
+ * encoder learnt) or builds it from the train texts, and returns the classifier batches; *vocab
+ * (free it), *classes (the train labels sorted; kiln_text_classes_free) and *info (may be NULL)
+ * are set. A valid label the train rows do not have is an error naming the file and line. */
+typedef struct kiln_text_clas_data_params {
+    const char *text_col, *label_col; /* "text", "label" */
+    double valid_pct;                 /* without valid_csv: 0.2 */
+    uint64_t split_seed;              /* 42 */
+    kiln_vocab_params vocab;
+    const kiln_vocab *vocab_in;
+    kiln_clas_data_params clas;
+    int n_threads;                    /* 2 */
+} kiln_text_clas_data_params;
+kiln_text_clas_data_params kiln_text_clas_data_default_params(void);
+
+typedef struct kiln_text_classes {
+    char **name;
+    int64_t n;
+} kiln_text_classes;
+void kiln_text_classes_free(kiln_text_classes *c);
+
+kiln_data *kiln_text_clas_data_open(const char *train_csv, const char *valid_csv, const kiln_text_clas_data_params *p,
+                                    kiln_vocab **vocab, kiln_text_classes *classes, kiln_text_corpus_info *info);
+
 #ifdef __cplusplus
 }
 #endif

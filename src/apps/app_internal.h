@@ -33,7 +33,7 @@ kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 /* kiln_learner_export of a text language-model learner (text_lm_learner.c): false when l is
  * not one; else writes its files into dir and sets *st. */
 bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st);
-/* l was made by kiln_text_lm_learner_new. */
-bool kiln__text_lm_is(const kiln_learner *l);
+/* l was made by kiln_text_lm_learner_new or kiln_text_clas_learner_new. */
+bool kiln__text_is(const kiln_learner *l);
 
 #endif

@@ -187,7 +187,7 @@ static kiln_status outputs(kiln_learner *l, const kiln_train_params *p, kiln_tra
 /* What p asks for, checked before anything is written. */
 static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *epochs)
 {
-    if (!kiln__text_lm_is(l) && !kiln__app_of(l, "learner_train")) return KILN_STATUS_STATE;
+    if (!kiln__text_is(l) && !kiln__app_of(l, "learner_train")) return KILN_STATUS_STATE;
     if (!p || !p->out || !*p->out) return kiln__err(KILN_STATUS_INVALID, "learner_train: out (the output folder) is required");
     if (p->snapshots < 0 || p->snapshots > 1000)
         return kiln__err(KILN_STATUS_INVALID, "learner_train: snapshots %d must be in [0, 1000]", p->snapshots);

@@ -40,6 +40,29 @@ static int insert_block(kiln__arena *a, size_t at, size_t need)
     return 0;
 }
 
+/* Blocks after the current one hold nothing of this step. Makes block `at` (too small for need)
+ * one of at least need bytes: a later block that is big enough is swapped in, or the small one is
+ * freed and a larger one made in its place (an eighth more than need, so growing sizes, as
+ * variable-length batches ask, reallocate rarely). The arena's size so stays bounded by what
+ * one step needs instead of gaining a block at every new size. */
+static int replace_block(kiln__arena *a, size_t at, size_t need)
+{
+    for (size_t j = at + 1; j < a->n_blocks; j++)
+        if (a->blocks[j].size >= need) {
+            kiln__block t = a->blocks[at];
+            a->blocks[at] = a->blocks[j];
+            a->blocks[j] = t;
+            return 0;
+        }
+    size_t size = need + need / 8;
+    if (size < a->block_bytes) size = a->block_bytes;
+    unsigned char *base = kiln__malloc(size);
+    if (!base) return -1;
+    kiln__free(a->blocks[at].base, a->blocks[at].size);
+    a->blocks[at] = (kiln__block){base, size};
+    return 0;
+}
+
 static void *arena_alloc(kiln__arena *a, size_t bytes)
 {
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -52,8 +75,10 @@ static void *arena_alloc(kiln__arena *a, size_t bytes)
     }
     while (a->off + need > a->blocks[a->cur].size) {
         size_t next = a->cur + 1;
-        if (next == a->n_blocks || a->blocks[next].size < need) {
+        if (next == a->n_blocks) {
             if (insert_block(a, next, need) < 0) return NULL;
+        } else if (a->blocks[next].size < need && replace_block(a, next, need) < 0) {
+            return NULL;
         }
         a->used_before += a->blocks[a->cur].size;
         a->cur = next;

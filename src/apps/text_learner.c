@@ -1,6 +1,7 @@
-/* The text task's language-model learner (kiln/apps.h): fastai's language_model_learner with
- * an AWD-LSTM, cross-entropy over every position plus AR/TAR in training, next-token accuracy
- * and perplexity, Adam with decoupled weight decay. */
+/* The text task's learners (kiln/apps.h): fastai's language_model_learner (an AWD-LSTM,
+ * cross-entropy over every position plus AR/TAR in training, next-token accuracy and perplexity)
+ * and text_classifier_learner (the ULMFiT classifier, its encoder from such a language model),
+ * Adam with decoupled weight decay, and their export (weights, vocabulary, model.json). */
 #include "app_internal.h"
 
 #include <cjson/cJSON.h>
@@ -10,10 +11,13 @@
 
 /* what the learner keeps (freed with it) */
 typedef struct text_lm {
+    bool clas;                /* the classifier (else the language model) */
     kiln_model *model;
     kiln_optim *opt;
-    kiln_vocab *vocab; /* a copy, written with the model */
-    kiln_awd_lstm_params cfg;
+    kiln_vocab *vocab;        /* a copy, written with the model */
+    kiln_awd_lstm_params cfg; /* the encoder's */
+    kiln_awd_clas_params cp;  /* clas */
+    kiln_text_classes classes; /* clas: a copy */
     uint64_t seed;
     float alpha, beta;
 } text_lm;
@@ -27,6 +31,7 @@ static void text_lm_free(void *p)
     kiln_optim_free(t->opt);
     kiln_model_free(t->model);
     kiln_vocab_free(t->vocab);
+    kiln_text_classes_free(&t->classes);
     free(t);
 }
 
@@ -90,8 +95,15 @@ static kiln_vocab *vocab_copy(const kiln_vocab *v)
     return c;
 }
 
+static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c);
+
 /* dir/model.json's sizes into c (a text-lm model kiln exported) */
 static kiln_status read_config(const char *dir, kiln_awd_lstm_params *c)
+{
+    return read_config_task(dir, "text-lm", c);
+}
+
+static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c)
 {
     char path[4096];
     kiln_status st = kiln__path(path, sizeof path, dir, "model.json");
@@ -107,8 +119,8 @@ static kiln_status read_config(const char *dir, kiln_awd_lstm_params *c)
     const cJSON *e = cJSON_GetObjectItem(cfg, "emb"), *h = cJSON_GetObjectItem(cfg, "hid"),
                 *l = cJSON_GetObjectItem(cfg, "n_layers");
     if (!j) st = kiln__err(KILN_STATUS_FORMAT, "%s: not JSON", path);
-    else if (!cJSON_IsString(task) || strcmp(task->valuestring, "text-lm"))
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"text-lm\" (not a language model kiln exported)", path);
+    else if (!cJSON_IsString(task) || strcmp(task->valuestring, want))
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"%s\" (not a language model kiln exported)", path, want);
     else if (!cJSON_IsNumber(e) || !cJSON_IsNumber(h) || !cJSON_IsNumber(l) || e->valuedouble < 1 || h->valuedouble < 1 ||
              l->valuedouble < 1 || l->valuedouble > KILN_AWD_MAX_LAYERS)
         st = kiln__err(KILN_STATUS_FORMAT, "%s: config.emb, config.hid and config.n_layers (1..%d) are needed", path,
@@ -203,9 +215,9 @@ fail:
 
 /* ---- export ------------------------------------------------------------------------------------ */
 
-bool kiln__text_lm_is(const kiln_learner *l) { return l && kiln_learner_attached(l, &g_text_lm_tag); }
+bool kiln__text_is(const kiln_learner *l) { return l && kiln_learner_attached(l, &g_text_lm_tag); }
 
-const kiln_vocab *kiln_text_lm_learner_vocab(const kiln_learner *l)
+const kiln_vocab *kiln_text_learner_vocab(const kiln_learner *l)
 {
     const text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);
     return t ? t->vocab : NULL;
@@ -218,7 +230,7 @@ static kiln_status write_json(const text_lm *t, const char *path)
     if (!j || !c || !tr) goto nomem;
     cJSON_AddStringToObject(j, "format", KILN_MODEL_FORMAT);
     cJSON_AddNumberToObject(j, "format_version", KILN_MODEL_FORMAT_VERSION);
-    cJSON_AddStringToObject(j, "task", "text-lm");
+    cJSON_AddStringToObject(j, "task", t->clas ? "text-clas" : "text-lm");
     cJSON_AddStringToObject(j, "arch", "awd_lstm");
     cJSON_AddNumberToObject(j, "n_params", (double)kiln_model_n_params(t->model, false));
     cJSON_AddNumberToObject(j, "vocab_size", (double)kiln_vocab_size(t->vocab));
@@ -231,6 +243,17 @@ static kiln_status write_json(const text_lm *t, const char *path)
     cJSON_AddNumberToObject(c, "input_p", t->cfg.input_p);
     cJSON_AddNumberToObject(c, "embed_p", t->cfg.embed_p);
     cJSON_AddNumberToObject(c, "weight_p", t->cfg.weight_p);
+    if (t->clas) {
+        cJSON_AddNumberToObject(c, "bptt", (double)t->cp.bptt);
+        cJSON_AddNumberToObject(c, "max_len", (double)t->cp.max_len);
+        cJSON_AddNumberToObject(c, "lin_ftrs", (double)t->cp.lin_ftrs);
+        cJSON_AddNumberToObject(c, "head_p", t->cp.head_p);
+        cJSON *cl = cJSON_CreateArray();
+        for (int64_t i = 0; cl && i < t->classes.n; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(t->classes.name[i]));
+        if (!cl) goto nomem;
+        cJSON_AddItemToObject(j, "classes", cl);
+        cJSON_AddNumberToObject(j, "n_classes", (double)t->classes.n);
+    }
     cJSON_AddItemToObject(j, "config", c);
     c = NULL;
     cJSON_AddNumberToObject(tr, "seed", (double)t->seed);
@@ -260,10 +283,105 @@ bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st)
     char pm[4096], pv[4096], pj[4096];
     if (!(*st = kiln_mkdirs(dir)) && !(*st = kiln__path(pm, sizeof pm, dir, "model.safetensors")) &&
         !(*st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(*st = kiln__path(pj, sizeof pj, dir, "model.json"))) {
-        const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", "text-lm", "arch", "awd_lstm", NULL};
+        const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", t->clas ? "text-clas" : "text-lm", "arch", "awd_lstm", NULL};
         if (!(*st = kiln_model_save(t->model, pm, meta)) && !(*st = kiln_vocab_save(t->vocab, pv)))
             *st = write_json(t, pj);
     }
     if (!*st) kiln_clear_error();
     return true;
+}
+
+/* ---- the classifier ------------------------------------------------------------------------------ */
+
+kiln_text_clas_learner_params kiln_text_clas_learner_default_params(void)
+{
+    return (kiln_text_clas_learner_params){.drop_mult = 0.5f, .bptt = 70, .max_len = 1400, .lin_ftrs = 50, .wd = 1e-2,
+                                           .learner = kiln_learner_default_params()};
+}
+
+/* the language model's encoder ("0.*") into the classifier's ("0.module.*"); its vocabulary
+ * must be t->vocab */
+static kiln_status load_encoder(text_lm *t, const char *dir)
+{
+    char pm[4096], pv[4096];
+    kiln_status st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
+    if (!st) st = kiln__path(pv, sizeof pv, dir, "vocab.txt");
+    if (st) return st;
+    kiln_vocab *old = NULL;
+    kiln_st_file *f = NULL;
+    if ((st = kiln_vocab_load(pv, &old)) || (st = kiln_st_open(pm, &f))) goto done;
+    bool same = kiln_vocab_size(old) == kiln_vocab_size(t->vocab);
+    for (int64_t i = 0; same && i < kiln_vocab_size(old); i++)
+        same = !strcmp(kiln_vocab_token(old, i), kiln_vocab_token(t->vocab, i));
+    if (!same) {
+        st = kiln__err(KILN_STATUS_INVALID, "%s is not the classifier's vocabulary (open the data with it as vocab_in)", pv);
+        goto done;
+    }
+    kiln_store *s = kiln_model_store(t->model);
+    for (size_t i = 0; i < kiln_store_count(s) && !st; i++) {
+        kiln_tensor *p = kiln_store_at(s, i);
+        if (strncmp(p->name, "0.module.", 9)) continue; /* the head is new */
+        char key[512];
+        snprintf(key, sizeof key, "0.%s", p->name + 9);
+        st = kiln_st_load_into(f, key, p);
+    }
+done:
+    if (st) kiln__err_prefix(st, "language model encoder");
+    kiln_st_close(f);
+    kiln_vocab_free(old);
+    return st;
+}
+
+kiln_learner *kiln_text_clas_learner_new(kiln_ctx *ctx, kiln_data *data, const kiln_vocab *vocab,
+                                         const kiln_text_classes *classes, const kiln_text_clas_learner_params *p)
+{
+    kiln_text_clas_learner_params q = p ? *p : kiln_text_clas_learner_default_params();
+    int64_t vocab_size = vocab ? kiln_vocab_size(vocab) : 0;
+    text_lm *t = NULL;
+    kiln_learner *l = NULL;
+    if (!ctx || !data || vocab_size < KILN_TOK_N_SPECIAL || !classes || classes->n < 2 || !(q.wd >= 0) ||
+        !(q.drop_mult >= 0)) {
+        kiln__err(KILN_STATUS_INVALID, "text_clas_learner_new: needs a context, data, a vocabulary of at least %d tokens, "
+                                       "at least 2 classes, and wd, drop_mult >= 0", KILN_TOK_N_SPECIAL);
+        goto fail;
+    }
+    kiln_awd_clas_params cp = kiln_awd_clas_default_params(vocab_size, classes->n, q.drop_mult);
+    if (q.config) cp.enc = *q.config;
+    cp.enc.vocab = vocab_size;
+    cp.bptt = q.bptt, cp.max_len = q.max_len, cp.lin_ftrs = q.lin_ftrs;
+    if (q.lm && read_config_task(q.lm, "text-lm", &cp.enc)) goto fail;
+    if (!(t = calloc(1, sizeof *t)) || !(t->classes.name = calloc((size_t)classes->n, sizeof(char *)))) {
+        kiln__err(KILN_STATUS_NOMEM, "text_clas_learner_new: out of memory");
+        goto fail;
+    }
+    t->clas = true, t->cfg = cp.enc, t->cp = cp, t->seed = q.learner.seed;
+    for (int64_t i = 0; i < classes->n; i++) {
+        if (!(t->classes.name[i] = strdup(classes->name[i]))) {
+            kiln__err(KILN_STATUS_NOMEM, "text_clas_learner_new: out of memory");
+            goto fail;
+        }
+        t->classes.n = i + 1;
+    }
+    if (!(t->vocab = vocab_copy(vocab))) goto fail;
+    kiln_adam_params ap = kiln_adam_default_params();
+    ap.weight_decay = q.wd;
+    if (!(t->model = kiln_awd_lstm_clas_new(&cp)) || kiln_model_alloc(t->model, ctx) || (q.lm && load_encoder(t, q.lm)) ||
+        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
+        goto fail;
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &q.learner))) goto fail;
+    if (kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free)) goto fail;
+    t = NULL; /* the learner frees it from here */
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
+    if (kiln_learner_add_metric(l, &acc) || kiln_learner_set_data(l, data, true)) goto fail;
+    if (q.lm && kiln_learner_freeze(l)) {
+        data = NULL; /* the learner holds it now */
+        goto fail;
+    }
+    kiln_clear_error();
+    return l;
+fail:
+    if (l) kiln_learner_free(l);
+    text_lm_free(t);
+    kiln_data_free(data);
+    return NULL;
 }
