@@ -145,3 +145,48 @@ Test(text_cli, bad_input_is_refused_clearly)
     cr_expect_eq(run("text lm --help"), 0);
     expect_in("out", "--text-col");
 }
+
+static void write_reviews(const char *rel, int n, unsigned seed)
+{
+    static const char *fill[] = {"the", "coffee", "tasted", "and", "it", "was", "really", "for", "me", "box"};
+    static const char *pos[] = {"great", "good", "lovely"}, *neg[] = {"bad", "awful", "stale"};
+    FILE *f = fopen(P(rel), "wb");
+    cr_assert_not_null(f);
+    fprintf(f, "review,score\n");
+    for (int i = 0; i < n; i++) {
+        fputc('"', f);
+        for (int w = 0; w < 10; w++) {
+            seed = seed * 1103515245u + 12345u;
+            fprintf(f, "%s ", w == 4 ? (i % 2 ? neg : pos)[(seed >> 16) % 3] : fill[(seed >> 16) % 10]);
+        }
+        fprintf(f, "\",%s\n", i % 2 ? "other" : "great");
+    }
+    fclose(f);
+}
+
+Test(text_cli, fit_a_classifier_from_scratch_and_from_a_language_model)
+{
+    write_reviews("train.csv", 96, 1);
+    write_reviews("valid.csv", 32, 2);
+    int rc = run("text fit %s/train.csv --valid %s/valid.csv --text-col review --label-col score --epochs 2 --out %s/c "
+                 "--threads 1 --config small --bs 16 --min-freq 1 --quiet");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("c/model.json", "\"text-clas\"");
+    expect_in("c/model.json", "\"great\"");
+    expect_in("c/history.csv", "accuracy");
+    /* ULMFiT: a language model on the texts, then the classifier on its encoder (fine-tune) */
+    rc = run("text lm %s/train.csv --text-col review --epochs 1 --out %s/lm " FAST " --min-freq 1");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    rc = run("text fit %s/train.csv --text-col review --label-col score --lm %s/lm --epochs 1 --out %s/u --threads 1 "
+             "--bs 16 --progress plain");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("out", "body frozen");
+    expect_in("out", "(the language model's)");
+    /* bad input */
+    cr_expect_eq(run("text fit %s/train.csv --text-col review --label-col stars --out %s/x --quiet"), 1);
+    expect_in("err", "no label column \"stars\"");
+    cr_expect_eq(run("text fit %s/train.csv --text-col review --label-col score --lm %s/nothing --out %s/x --quiet"), 1);
+    expect_in("err", "nothing/vocab.txt");
+    cr_expect_eq(run("text fit %s/train.csv %s/valid.csv --text-col review --label-col score --out %s/x --quiet"), 2);
+    expect_in("err", "one TRAIN.csv expected");
+}

@@ -1,4 +1,4 @@
-/* kiln text <lm|lr-find>: language models the ULMFiT way. One flag table (the common training
+/* kiln text <lm|lr-find|fit>: language models and classifiers the ULMFiT way. One flag table (the common training
  * flags of train.h and text's own corpus and model flags); each subcommand is one library call
  * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
  * the shared training driver (train.h). */
@@ -9,11 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_ALL = (1u << 2) - 1u };
+enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_FIT = 1u << 2, TC_ALL = (1u << 3) - 1u };
+#define TC_LMS (TC_LM | TC_LR_FIND)
 
 typedef struct topts {
     train_opts t;
-    const char *text_col, *config, *pretrained;
+    const char *text_col, *config, *pretrained, *label_col, *valid, *lm;
     double valid_pct, drop_mult;
     int64_t bptt, max_vocab, min_freq;
 } topts;
@@ -21,18 +22,25 @@ typedef struct topts {
 #define O(f) offsetof(topts, f)
 static const cli_flag g_text_flags[] = {
     {"--text-col", "NAME", FLAG_STR, O(text_col), TC_ALL, "CSV sources: the column holding the text", NULL, NULL},
+    {"--label-col", "NAME", FLAG_STR, O(label_col), TC_FIT, "the column holding the label", NULL, NULL},
+    {"--valid", "CSV", FLAG_STR, O(valid), TC_FIT, "validation rows (default: --valid-pct of the train rows)", NULL, NULL},
+    {"--lm", "DIR", FLAG_STR, O(lm), TC_FIT,
+     "a language model `kiln text lm` wrote: the classifier uses its vocabulary and encoder (ULMFiT); fit then "
+     "runs --schedule fine-tune with --lr-mult 45.7 (fastai's slice(lr/2.6^4, lr)) unless given", NULL, NULL},
     {"--valid-pct", "F", FLAG_DOUBLE, O(valid_pct), TC_ALL,
-     "share of the documents (paragraphs of text files, rows of CSVs) kept for validation, picked with split seed 42",
-     NULL, NULL},
+     "share of the documents (lm: paragraphs of text files, rows of CSVs; fit: train rows without --valid) kept for "
+     "validation, picked with split seed 42", NULL, NULL},
     {"--config", "NAME", FLAG_STR, O(config), TC_ALL,
      "AWD-LSTM size: paper (embedding 400, LSTMs 1152 / 1152 / 400, fastai's) | small (200, 512 / 512 / 200)", NULL,
      NULL},
-    {"--drop-mult", "F", FLAG_DOUBLE, O(drop_mult), TC_ALL, "every dropout of fastai's LM config times F", NULL, NULL},
+    {"--drop-mult", "F", FLAG_DOUBLE, O(drop_mult), TC_ALL,
+     "every dropout of fastai's config times F (lm: its LM config, default 1; fit: its classifier config, default 0.5)",
+     NULL, NULL},
     {"--bptt", "N", FLAG_INT, O(bptt), TC_ALL, "tokens per window (fastai 0.7's variable lengths around it)", NULL,
      NULL},
     {"--max-vocab", "N", FLAG_INT, O(max_vocab), TC_ALL, "vocabulary size at most (specials included)", NULL, NULL},
     {"--min-freq", "N", FLAG_INT, O(min_freq), TC_ALL, "a word used fewer times becomes xxunk", NULL, NULL},
-    {"--pretrained", "DIR", FLAG_STR, O(pretrained), TC_ALL,
+    {"--pretrained", "DIR", FLAG_STR, O(pretrained), TC_LMS,
      "fine-tune a language model `kiln text lm` wrote to DIR on SOURCE (fastai's ULMFiT step 2): its sizes (not "
      "--config), its LSTMs, and its embeddings carried to SOURCE's vocabulary (new words get the mean)", NULL, NULL},
 };
@@ -53,15 +61,21 @@ static const subcmd g_cmds[] = {
      "DIR/model.safetensors, vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
     {"lr-find", TC_LR_FIND, "kiln text lr-find SOURCE... --out DIR [flags]",
      "The LR range test on the language model: DIR/lr_find.png and .csv, the suggestions printed."},
+    {"fit", TC_FIT, "kiln text fit TRAIN.csv --text-col C --label-col L [--valid VALID.csv] [--lm DIR] --out DIR",
+     "Trains the ULMFiT classifier (fastai text_classifier_learner: AWD-LSTM encoder read in bptt chunks,\n"
+     "masked concat pooling, BatchNorm head) on a CSV's text and label columns, from the encoder of --lm\n"
+     "(frozen first, then fine-tuned with discriminative lrs) or from scratch; writes DIR/model.safetensors,\n"
+     "vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
 };
 #define N_CMDS ((int)(sizeof g_cmds / sizeof g_cmds[0]))
 
 static void text_usage(FILE *f)
 {
     fprintf(f, "usage: kiln text <command> [args] (kiln text <command> --help for each)\n\n"
-               "Text the fast.ai way (ULMFiT): fastai's tokenizer, an AWD-LSTM language model.\n\ncommands:\n");
+               "Text the fast.ai way (ULMFiT): fastai's tokenizer, an AWD-LSTM language model, its classifier.\n\ncommands:\n");
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-9s %s\n", g_cmds[i].name, g_cmds[i].usage);
-    fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n");
+    fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n"
+               "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n");
 }
 
 static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)
@@ -144,6 +158,71 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
     return rc;
 }
 
+/* kiln text fit: the classifier */
+static int run_fit(topts *o, const char *train_csv)
+{
+    kiln_recipe r;
+    int rc = train_recipe(&o->t, &r);
+    if (rc) return rc;
+    kiln_ctx *ctx = train_ctx_new(&o->t);
+    if (!ctx) return 1;
+    kiln_vocab *lmv = NULL;
+    char path[4096];
+    if (o->lm && kiln_vocab_load(cli_path(path, sizeof path, o->lm, "vocab.txt"), &lmv)) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, "--lm");
+    }
+    kiln_text_clas_data_params dp = kiln_text_clas_data_default_params();
+    dp.text_col = o->text_col, dp.label_col = o->label_col, dp.valid_pct = o->valid_pct, dp.vocab_in = lmv;
+    dp.vocab.max_vocab = o->max_vocab, dp.vocab.min_freq = o->min_freq;
+    dp.clas.bs = o->t.bs, dp.n_threads = kiln_ctx_threads(ctx);
+    kiln_vocab *vocab = NULL;
+    kiln_text_classes classes = {0};
+    kiln_text_corpus_info info;
+    kiln_data *d = kiln_text_clas_data_open(train_csv, o->valid, &dp, &vocab, &classes, &info);
+    kiln_vocab_free(lmv);
+    if (!d) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, NULL);
+    }
+    if (!o->t.quiet) {
+        printf("data: %lld train / %lld valid documents, %lld / %lld tokens, vocabulary %lld%s, %lld classes (",
+               (long long)info.n_docs[0], (long long)info.n_docs[1], (long long)info.n_tokens[0], (long long)info.n_tokens[1],
+               (long long)kiln_vocab_size(vocab), o->lm ? " (the language model's)" : "", (long long)classes.n);
+        for (int64_t i = 0; i < classes.n; i++) printf("%s%s", i ? ", " : "", classes.name[i]);
+        printf("), unknown %.2f%% of valid tokens\n", info.n_tokens[1] ? 100.0 * (double)info.n_unk[1] / (double)info.n_tokens[1] : 0.0);
+    }
+    kiln_text_clas_learner_params lp = kiln_text_clas_learner_default_params();
+    kiln_awd_lstm_params cfg = kiln_awd_lstm_clas_config(kiln_vocab_size(vocab), (float)o->drop_mult);
+    if (!strcmp(o->config, "small")) cfg.emb = 200, cfg.hid = 512;
+    lp.config = &cfg, lp.drop_mult = (float)o->drop_mult, lp.lm = o->lm, lp.bptt = o->bptt, lp.wd = o->t.wd;
+    lp.learner = train_learner_params(&o->t);
+    kiln_learner *l = kiln_text_clas_learner_new(ctx, d, vocab, &classes, &lp);
+    kiln_vocab_free(vocab);
+    kiln_text_classes_free(&classes);
+    if (!l) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, "learner");
+    }
+    if (!o->t.quiet)
+        printf("model: ULMFiT classifier (AWD-LSTM %s), %lld parameters, %lld trainable%s\n",
+               o->lm ? "of --lm" : o->config, (long long)kiln_model_n_params(kiln_learner_model(l), false),
+               (long long)kiln_model_n_params(kiln_learner_model(l), true), o->lm ? " (body frozen)" : "");
+    train_settings s = {.n = 0};
+    train_settings_str(&s, "TRAIN", train_csv);
+    train_settings_str(&s, "--valid", o->valid ? o->valid : "none");
+    train_settings_str(&s, "--text-col", o->text_col);
+    train_settings_str(&s, "--label-col", o->label_col);
+    train_settings_str(&s, "--lm", o->lm ? o->lm : "none");
+    train_settings_str(&s, "--config", o->config);
+    train_settings_num(&s, "--drop-mult", o->drop_mult);
+    train_settings_num(&s, "--bptt", (double)o->bptt);
+    rc = train_fit(&o->t, l, train_csv, &s);
+    kiln_learner_free(l);
+    kiln_ctx_free(ctx);
+    return rc;
+}
+
 int cmd_text(int argc, char **argv);
 int cmd_text(int argc, char **argv)
 {
@@ -159,20 +238,22 @@ int cmd_text(int argc, char **argv)
     for (int i = 0; i < N_CMDS; i++)
         if (!strcmp(argv[1], g_cmds[i].name)) c = &g_cmds[i];
     if (!c) {
-        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find)\n", argv[1]);
+        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit)\n", argv[1]);
         return 2;
     }
     char prog[64];
     snprintf(prog, sizeof prog, "kiln text %s", c->name);
     kiln_text_lm_data_params dd = kiln_text_lm_data_default_params();
-    topts o = {.t = train_defaults(), .text_col = dd.text_col, .config = "paper", .valid_pct = dd.valid_pct,
-               .drop_mult = 1.0, .bptt = dd.lm.bptt, .max_vocab = dd.vocab.max_vocab, .min_freq = dd.vocab.min_freq};
+    topts o = {.t = train_defaults(), .text_col = dd.text_col, .config = "paper",
+               .valid_pct = c->bit == TC_FIT ? kiln_text_clas_data_default_params().valid_pct : dd.valid_pct,
+               .drop_mult = c->bit == TC_FIT ? 0.5 : 1.0, .bptt = dd.lm.bptt, .max_vocab = dd.vocab.max_vocab,
+               .min_freq = dd.vocab.min_freq, .label_col = kiln_text_clas_data_default_params().label_col};
     o.t.cmd = prog;
     o.t.bs = dd.lm.bs;      /* fastai's LM batch size, 64 */
     o.t.lr = 2e-2;          /* fastai's ULMFiT notebook: fit_one_cycle(1, 2e-2) */
     o.t.wd = kiln_text_lm_learner_default_params().wd;
     cli_flag flags[MAX_FLAGS];
-    unsigned map[TRAIN_N_KINDS] = {[TRAIN_LR_FIND] = TC_LR_FIND, [TRAIN_FIT] = TC_LM, [TRAIN_EVAL] = 0,
+    unsigned map[TRAIN_N_KINDS] = {[TRAIN_LR_FIND] = TC_LR_FIND, [TRAIN_FIT] = TC_LM | TC_FIT, [TRAIN_EVAL] = 0,
                                    [TRAIN_DATA] = TC_ALL, [TRAIN_ALL] = TC_ALL};
     int n_flags = train_flags(flags, offsetof(topts, t), map);
     memcpy(flags + n_flags, g_text_flags, sizeof g_text_flags);
@@ -194,6 +275,11 @@ int cmd_text(int argc, char **argv)
             goto done;
         }
     train_given(&o.t, flags, n_flags, given);
+    if (c->bit == TC_FIT && o.lm) { /* ULMFiT: the pretrained encoder frozen first */
+        if (!o.t.given_schedule) o.t.schedule = "fine-tune";
+        if (!given[flags_index(flags, n_flags, "--lr-mult")]) o.t.lr_mult = 45.6976; /* 2.6^4 */
+        if (!o.t.given_lr) o.t.lr = 2e-2;
+    }
     const char *bad = train_check(&o.t);
     if (!bad)
         bad = !(o.valid_pct > 0 && o.valid_pct < 1) ? "--valid-pct must be in (0, 1)"
@@ -218,7 +304,11 @@ int cmd_text(int argc, char **argv)
         rc = cli_fail(prog, 2, "--out is %zu bytes long; at most %d are allowed", strlen(o.t.out), CLI_DIR_MAX);
         goto done;
     }
-    rc = run(&o, c, n_pos, pos);
+    if (c->bit == TC_FIT && n_pos != 1) {
+        rc = cli_fail(prog, 2, "one TRAIN.csv expected (usage: %s)", c->usage);
+        goto done;
+    }
+    rc = c->bit == TC_FIT ? run_fit(&o, pos[0]) : run(&o, c, n_pos, pos);
 done:
     free(pos);
     return rc;
