@@ -75,6 +75,8 @@ kiln_status kiln_vocab_build(const kiln_tokens *docs, int64_t n_docs, const kiln
                              kiln_vocab **out);
 /* A vocabulary from a list of tokens (the first 9 must be the specials in order). */
 kiln_status kiln_vocab_from_list(const char *const *tokens, int64_t n, kiln_vocab **out);
+/* A copy of v (NULL + message when out of memory). */
+kiln_vocab *kiln_vocab_copy(const kiln_vocab *v);
 void kiln_vocab_free(kiln_vocab *v);
 int64_t kiln_vocab_size(const kiln_vocab *v);
 const char *kiln_vocab_token(const kiln_vocab *v, int64_t id); /* NULL out of range */

@@ -82,20 +82,22 @@ static double lm_accuracy_value(const kiln_metric_acc *acc, void *user)
     return acc->n ? acc->sum[0] / (double)acc->n : NAN;
 }
 
-/* a copy of v (its token list) */
-static kiln_vocab *vocab_copy(const kiln_vocab *v)
-{
-    int64_t n = kiln_vocab_size(v);
-    const char **list = malloc((size_t)(n ? n : 1) * sizeof *list);
-    if (!list) return kiln__errp(KILN_STATUS_NOMEM, "text_lm_learner_new: out of memory");
-    for (int64_t i = 0; i < n; i++) list[i] = kiln_vocab_token(v, i);
-    kiln_vocab *c = NULL;
-    kiln_vocab_from_list(list, n, &c);
-    free(list);
-    return c;
-}
 
 static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c);
+
+/* A folder kiln_learner_export wrote for a text model: its vocabulary and its weight file. */
+static kiln_status open_export(const char *dir, kiln_vocab **vocab, kiln_st_file **f)
+{
+    char pm[4096], pv[4096];
+    *vocab = NULL, *f = NULL;
+    kiln_status st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
+    if (!st) st = kiln__path(pv, sizeof pv, dir, "vocab.txt");
+    if (!st && !(st = kiln_vocab_load(pv, vocab)) && (st = kiln_st_open(pm, f))) {
+        kiln_vocab_free(*vocab);
+        *vocab = NULL;
+    }
+    return st;
+}
 
 /* dir/model.json's sizes into c (a text-lm model kiln exported) */
 static kiln_status read_config(const char *dir, kiln_awd_lstm_params *c)
@@ -135,13 +137,10 @@ static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_
  * decoder bias matched to t->vocab */
 static kiln_status load_pretrained(text_lm *t, const char *dir, int64_t *n_matched)
 {
-    char pm[4096], pv[4096];
-    kiln_status st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
-    if (!st) st = kiln__path(pv, sizeof pv, dir, "vocab.txt");
-    if (st) return st;
-    kiln_vocab *old = NULL;
-    kiln_st_file *f = NULL;
-    if ((st = kiln_vocab_load(pv, &old)) || (st = kiln_st_open(pm, &f))) goto done;
+    kiln_vocab *old;
+    kiln_st_file *f;
+    kiln_status st = open_export(dir, &old, &f);
+    if (st) goto done;
     kiln_store *s = kiln_model_store(t->model);
     int64_t ov = kiln_vocab_size(old), emb = t->cfg.emb;
     for (size_t i = 0; i < kiln_store_count(s) && !st; i++) {
@@ -190,7 +189,7 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kil
         goto fail;
     }
     t->alpha = q.alpha, t->beta = q.beta, t->cfg = cfg, t->seed = q.learner.seed;
-    if (!(t->vocab = vocab_copy(vocab))) goto fail;
+    if (!(t->vocab = kiln_vocab_copy(vocab))) goto fail;
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = q.wd;
     if (!(t->model = kiln_awd_lstm_lm_new(&cfg)) || kiln_model_alloc(t->model, ctx) ||
@@ -303,18 +302,15 @@ kiln_text_clas_learner_params kiln_text_clas_learner_default_params(void)
  * must be t->vocab */
 static kiln_status load_encoder(text_lm *t, const char *dir)
 {
-    char pm[4096], pv[4096];
-    kiln_status st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
-    if (!st) st = kiln__path(pv, sizeof pv, dir, "vocab.txt");
-    if (st) return st;
-    kiln_vocab *old = NULL;
-    kiln_st_file *f = NULL;
-    if ((st = kiln_vocab_load(pv, &old)) || (st = kiln_st_open(pm, &f))) goto done;
+    kiln_vocab *old;
+    kiln_st_file *f;
+    kiln_status st = open_export(dir, &old, &f);
+    if (st) goto done;
     bool same = kiln_vocab_size(old) == kiln_vocab_size(t->vocab);
     for (int64_t i = 0; same && i < kiln_vocab_size(old); i++)
         same = !strcmp(kiln_vocab_token(old, i), kiln_vocab_token(t->vocab, i));
     if (!same) {
-        st = kiln__err(KILN_STATUS_INVALID, "%s is not the classifier's vocabulary (open the data with it as vocab_in)", pv);
+        st = kiln__err(KILN_STATUS_INVALID, "%s/vocab.txt is not the classifier's vocabulary (open the data with it as vocab_in)", dir);
         goto done;
     }
     kiln_store *s = kiln_model_store(t->model);
@@ -362,7 +358,7 @@ kiln_learner *kiln_text_clas_learner_new(kiln_ctx *ctx, kiln_data *data, const k
         }
         t->classes.n = i + 1;
     }
-    if (!(t->vocab = vocab_copy(vocab))) goto fail;
+    if (!(t->vocab = kiln_vocab_copy(vocab))) goto fail;
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = q.wd;
     if (!(t->model = kiln_awd_lstm_clas_new(&cp)) || kiln_model_alloc(t->model, ctx) || (q.lm && load_encoder(t, q.lm)) ||

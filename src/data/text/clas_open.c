@@ -94,15 +94,7 @@ kiln_data *kiln_text_clas_data_open(const char *train_csv, const char *valid_csv
         goto done;
     }
     if (q.vocab_in) {
-        const char **list = malloc((size_t)kiln_vocab_size(q.vocab_in) * sizeof *list);
-        if (!list) {
-            kiln__err(KILN_STATUS_NOMEM, "text_clas_data_open: out of memory");
-            goto done;
-        }
-        for (int64_t i = 0; i < kiln_vocab_size(q.vocab_in); i++) list[i] = kiln_vocab_token(q.vocab_in, i);
-        kiln_status st = kiln_vocab_from_list(list, kiln_vocab_size(q.vocab_in), &v);
-        free(list);
-        if (st) goto done;
+        if (!(v = kiln_vocab_copy(q.vocab_in))) goto done;
     } else if (kiln_vocab_build(tok, n_train, &q.vocab, &v)) {
         goto done;
     }

@@ -187,18 +187,8 @@ kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, con
         tok = NULL;
         goto done;
     }
-    if (q.vocab_in) {
-        const char **list = malloc((size_t)kiln_vocab_size(q.vocab_in) * sizeof *list);
-        if (!list) {
-            kiln__err(KILN_STATUS_NOMEM, "text_lm_data_open: out of memory");
-            goto done;
-        }
-        for (int64_t i = 0; i < kiln_vocab_size(q.vocab_in); i++) list[i] = kiln_vocab_token(q.vocab_in, i);
-        st = kiln_vocab_from_list(list, kiln_vocab_size(q.vocab_in), &v);
-        free(list);
-    } else {
-        st = kiln_vocab_build(tok, n_train, &q.vocab, &v);
-    }
+    if (q.vocab_in) st = (v = kiln_vocab_copy(q.vocab_in)) ? KILN_STATUS_OK : kiln_last_status();
+    else st = kiln_vocab_build(tok, n_train, &q.vocab, &v);
     if (st) goto done;
     for (int64_t i = 0; i < d.n; i++) {
         int s = i < n_train ? 0 : 1;

@@ -101,6 +101,13 @@ kiln_status kiln_vocab_from_list(const char *const *tokens, int64_t n, kiln_voca
     return kiln__done(make(tokens, n, "kiln_vocab_from_list", out));
 }
 
+kiln_vocab *kiln_vocab_copy(const kiln_vocab *v)
+{
+    if (!v) return kiln__errp(KILN_STATUS_INVALID, "kiln_vocab_copy: NULL vocabulary");
+    kiln_vocab *c = NULL;
+    return make((const char *const *)v->tok, v->n, "kiln_vocab_copy", &c) ? NULL : c;
+}
+
 typedef struct counted {
     const char *tok;
     int64_t count, first;
