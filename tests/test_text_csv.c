@@ -25,6 +25,15 @@ static const char *write_csv(const char *name, const char *body)
     return path;
 }
 
+static void cleanup(void)
+{
+    if (!g_made) return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    (void)system(cmd);
+}
+TestSuite(text_csv, .fini = cleanup);
+
 Test(text_csv, reads_texts_labels_and_sorted_classes)
 {
     const char *p = write_csv("ok.csv", "\"review\",\"score\"\n"
