@@ -122,6 +122,23 @@ Test(text_clas, ulmfit_on_a_small_sentiment_task)
     cr_expect_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "classes"), 1)->valuestring, "positive");
     cJSON_Delete(j);
     free(json);
+    /* the export loads back and classifies as the trained learner does */
+    kiln_learner *back = kiln_text_clas_learner_load(ctx, P("clas"));
+    cr_assert_not_null(back, "%s", kiln_last_error());
+    const char *texts[3] = {"the coffee was really great and lovely", "it tasted bad and stale for me",
+                            "zzz qqq www"}; /* the last: only unknown words */
+    int64_t p1[3], p2[3], unk = -1;
+    float pr1[6], pr2[6];
+    cr_assert_eq(kiln_text_classify(cl, texts, 3, p1, pr1, NULL), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_text_classify(back, texts, 3, p2, pr2, &unk), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_eq(p1[0], 1, "positive");
+    cr_expect_eq(p1[1], 0, "negative");
+    cr_expect_eq(unk, 3, "zzz qqq www");
+    for (int i = 0; i < 6; i++) cr_expect_float_eq(pr1[i], pr2[i], 1e-5, "probability %d", i);
+    cr_expect_str_eq(kiln_text_learner_classes(back)->name[1], "positive");
+    kiln_learner_free(back);
+    cr_expect_null(kiln_text_clas_learner_load(ctx, P("lm")));
+    ku_expect_error("task is not \"text-clas\"", "a language model is not a classifier");
     kiln_learner_free(cl);
     /* from scratch (no language model): nothing frozen */
     kiln_vocab *cv2;

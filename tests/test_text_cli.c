@@ -174,6 +174,18 @@ Test(text_cli, fit_a_classifier_from_scratch_and_from_a_language_model)
     expect_in("c/model.json", "\"text-clas\"");
     expect_in("c/model.json", "\"great\"");
     expect_in("c/history.csv", "accuracy");
+    /* predict: texts as arguments, a file of lines, a CSV column; bad calls */
+    rc = run("text predict %s/c \"the coffee was great\" \"awful and stale\"");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("out", "\tthe coffee was great\n");
+    write_file("lines.txt", "it was great\nbad box\n");
+    cr_assert_eq(run("text predict %s/c --file %s/lines.txt"), 0, "%s", ku_slurp(P("err")));
+    expect_in("out", "\tbad box\n");
+    cr_assert_eq(run("text predict %s/c --file %s/valid.csv --text-col review"), 0, "%s", ku_slurp(P("err")));
+    cr_expect_eq(run("text predict %s/nothing \"x\""), 1);
+    expect_in("err", "nothing/model.json");
+    cr_expect_eq(run("text predict %s/c"), 2);
+    expect_in("err", "no text");
     /* ULMFiT: a language model on the texts, then the classifier on its encoder (fine-tune) */
     rc = run("text lm %s/train.csv --text-col review --epochs 1 --out %s/lm " FAST " --min-freq 1");
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));

@@ -288,6 +288,18 @@ kiln_text_clas_learner_params kiln_text_clas_learner_default_params(void);
 kiln_learner *kiln_text_clas_learner_new(kiln_ctx *ctx, kiln_data *clas_data, const kiln_vocab *vocab,
                                          const kiln_text_classes *classes, const kiln_text_clas_learner_params *p);
 
+/* A text classifier kiln_learner_export wrote to dir (model.json task "text-clas", vocab.txt,
+ * model.safetensors loaded strictly), without data, for prediction. Errors name the file and
+ * the key at fault. */
+kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir);
+/* A text classifier's classes (NULL for another learner). */
+const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l);
+/* Classifies texts[0..n) (eval mode, one at a time): pred[i] the class index, probs (n, n_classes)
+ * the softmax (may be NULL); *n_unk (may be NULL) the tokens of all texts not in the vocabulary.
+ * A text whose every word is unknown is still classified (its tokens are xxbos and xxunk). */
+kiln_status kiln_text_classify(kiln_learner *l, const char *const *texts, int64_t n, int64_t *pred, float *probs,
+                               int64_t *n_unk);
+
 /* ---- the shared training driver ------------------------------------------------------------ */
 
 typedef struct kiln_train_params {

@@ -381,3 +381,142 @@ fail:
     kiln_data_free(data);
     return NULL;
 }
+
+/* ---- a saved classifier: load and predict ------------------------------------------------------- */
+
+const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l)
+{
+    const text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    return t && t->clas ? &t->classes : NULL;
+}
+
+static double num(const cJSON *o, const char *key, bool *ok)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsNumber(v)) *ok = false;
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* model.json of a text-clas export into t (classes, cp) */
+static kiln_status read_clas_json(const char *path, text_lm *t)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return kiln__err(KILN_STATUS_IO, "cannot open %s", path);
+    char *buf = malloc(1 << 20);
+    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+    fclose(f);
+    if (!buf) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    const cJSON *task = cJSON_GetObjectItem(j, "task"), *c = cJSON_GetObjectItem(j, "config"),
+                *cl = cJSON_GetObjectItem(j, "classes");
+    kiln_status st = KILN_STATUS_OK;
+    bool ok = true;
+    if (!j) st = kiln__err(KILN_STATUS_FORMAT, "%s: not JSON", path);
+    else if (!cJSON_IsString(task) || strcmp(task->valuestring, "text-clas"))
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"text-clas\" (not a text classifier kiln exported)", path);
+    else if (!cJSON_IsObject(c) || !cJSON_IsArray(cl) || cJSON_GetArraySize(cl) < 2)
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: \"config\" (an object) and \"classes\" (2 or more names) are needed", path);
+    if (!st) {
+        kiln_awd_clas_params *p = &t->cp;
+        p->enc.emb = (int64_t)num(c, "emb", &ok), p->enc.hid = (int64_t)num(c, "hid", &ok);
+        p->enc.n_layers = (int)num(c, "n_layers", &ok);
+        p->enc.output_p = (float)num(c, "output_p", &ok), p->enc.hidden_p = (float)num(c, "hidden_p", &ok);
+        p->enc.input_p = (float)num(c, "input_p", &ok), p->enc.embed_p = (float)num(c, "embed_p", &ok);
+        p->enc.weight_p = (float)num(c, "weight_p", &ok);
+        p->bptt = (int64_t)num(c, "bptt", &ok), p->max_len = (int64_t)num(c, "max_len", &ok);
+        p->lin_ftrs = (int64_t)num(c, "lin_ftrs", &ok), p->head_p = (float)num(c, "head_p", &ok);
+        p->pad_idx = KILN_TOK_PAD;
+        if (!ok) st = kiln__err(KILN_STATUS_FORMAT, "%s: config needs emb, hid, n_layers, the five dropouts, bptt, max_len, "
+                                                    "lin_ftrs and head_p as numbers", path);
+    }
+    int64_t nc = st ? 0 : cJSON_GetArraySize(cl);
+    if (!st && !(t->classes.name = calloc((size_t)nc, sizeof(char *)))) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    for (int64_t i = 0; !st && i < nc; i++) {
+        const cJSON *e = cJSON_GetArrayItem(cl, (int)i);
+        if (!cJSON_IsString(e) || !e->valuestring[0]) st = kiln__err(KILN_STATUS_FORMAT, "%s: classes[%lld] is not a name", path, (long long)i);
+        else if (!(t->classes.name[i] = strdup(e->valuestring))) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+        else t->classes.n = i + 1;
+    }
+    t->cp.n_classes = t->classes.n;
+    cJSON_Delete(j);
+    return st;
+}
+
+kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir)
+{
+    if (!ctx || !dir) return kiln__errp(KILN_STATUS_INVALID, "text_clas_learner_load: NULL argument");
+    char pj[4096], pv[4096], pm[4096];
+    if (kiln__path(pj, sizeof pj, dir, "model.json") || kiln__path(pv, sizeof pv, dir, "vocab.txt") ||
+        kiln__path(pm, sizeof pm, dir, "model.safetensors"))
+        return NULL;
+    text_lm *t = calloc(1, sizeof *t);
+    kiln_learner *l = NULL;
+    if (!t) return kiln__errp(KILN_STATUS_NOMEM, "text_clas_learner_load: out of memory");
+    t->clas = true;
+    if (read_clas_json(pj, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
+    t->cp.enc.vocab = kiln_vocab_size(t->vocab);
+    t->cfg = t->cp.enc;
+    kiln_adam_params ap = kiln_adam_default_params();
+    if (!(t->model = kiln_awd_lstm_clas_new(&t->cp)) || kiln_model_alloc(t->model, ctx) ||
+        kiln_model_load(t->model, pm, true) || kiln_model_check_finite(t->model) ||
+        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
+        goto fail;
+    kiln_learner_params lp = kiln_learner_default_params();
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp)) || kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free))
+        goto fail;
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
+    kiln_learner_add_metric(l, &acc);
+    kiln_clear_error();
+    return l;
+fail:
+    if (l && kiln_learner_attached(l, &g_text_lm_tag) == t) t = NULL;
+    if (l) kiln_learner_free(l);
+    text_lm_free(t);
+    return NULL;
+}
+
+kiln_status kiln_text_classify(kiln_learner *l, const char *const *texts, int64_t n, int64_t *pred, float *probs,
+                               int64_t *n_unk)
+{
+    text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    if (!t || !t->clas) return kiln__err(KILN_STATUS_INVALID, "text_classify: not a text classifier learner");
+    if (n < 0 || (n && (!texts || !pred))) return kiln__err(KILN_STATUS_INVALID, "text_classify: NULL argument");
+    kiln_ctx *ctx = kiln_learner_ctx(l);
+    bool was = kiln_model_training(t->model), grad = kiln_grad_enabled(ctx);
+    kiln_model_train(t->model, false);
+    kiln_set_grad_enabled(ctx, false);
+    kiln_status st = KILN_STATUS_OK;
+    int64_t unk_all = 0, C = t->classes.n;
+    for (int64_t i = 0; i < n && !st; i++) {
+        kiln_tokens tok;
+        if ((st = kiln_text_tokenize(texts[i], texts[i] ? strlen(texts[i]) : 0, &tok))) break;
+        kiln_mark m = kiln_step_mark(ctx);
+        kiln_tensor *x = kiln_empty(ctx, KILN_DTYPE_I64, 2, (int64_t[]){1, tok.n});
+        if (x) {
+            int64_t unk;
+            kiln_vocab_numericalize(t->vocab, &tok, x->data, &unk);
+            unk_all += unk;
+        }
+        kiln_tensor *p = x ? kiln_softmax(ctx, kiln_model_forward(t->model, ctx, x), 1) : NULL;
+        kiln_tensor *pc = p ? kiln_contiguous(ctx, p) : NULL;
+        if (!pc) {
+            st = kiln__err_prefix(kiln_last_status(), "text_classify");
+        } else {
+            const float *pp = pc->data;
+            int64_t best = 0;
+            for (int64_t k = 0; k < C; k++) {
+                if (pp[k] > pp[best]) best = k;
+                if (probs) probs[i * C + k] = pp[k];
+            }
+            pred[i] = best;
+        }
+        kiln_step_rewind(ctx, m);
+        kiln_tokens_free(&tok);
+    }
+    kiln_set_grad_enabled(ctx, grad);
+    kiln_model_train(t->model, was);
+    if (n_unk) *n_unk = unk_all;
+    return kiln__done(st);
+}

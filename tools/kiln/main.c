@@ -30,7 +30,7 @@ static void usage(FILE *f)
             "commands (kiln <command> --help for each):\n"
             "  schedule    print or plot a learning-rate schedule\n"
             "  vision      image classification: lr-find, fit, predict, show-batch, interpret\n"
-            "  text        ULMFiT: language models and classifiers: lm, lr-find, fit\n"
+            "  text        ULMFiT: language models and classifiers: lm, lr-find, fit, predict\n"
             "\n"
             "example (Fashion-MNIST, package dataset-fashion-mnist):\n"
             "  kiln vision lr-find fashion-mnist --out runs/fm\n"

@@ -1,4 +1,4 @@
-/* kiln text <lm|lr-find|fit>: language models and classifiers the ULMFiT way. One flag table (the common training
+/* kiln text <lm|lr-find|fit|predict>: language models and classifiers the ULMFiT way. One flag table (the common training
  * flags of train.h and text's own corpus and model flags); each subcommand is one library call
  * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
  * the shared training driver (train.h). */
@@ -9,12 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_FIT = 1u << 2, TC_ALL = (1u << 3) - 1u };
+enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_FIT = 1u << 2, TC_PREDICT = 1u << 3, TC_ALL = (1u << 4) - 1u };
 #define TC_LMS (TC_LM | TC_LR_FIND)
 
 typedef struct topts {
     train_opts t;
-    const char *text_col, *config, *pretrained, *label_col, *valid, *lm;
+    const char *text_col, *config, *pretrained, *label_col, *valid, *lm, *file;
     double valid_pct, drop_mult;
     int64_t bptt, max_vocab, min_freq;
 } topts;
@@ -22,6 +22,8 @@ typedef struct topts {
 #define O(f) offsetof(topts, f)
 static const cli_flag g_text_flags[] = {
     {"--text-col", "NAME", FLAG_STR, O(text_col), TC_ALL, "CSV sources: the column holding the text", NULL, NULL},
+    {"--file", "F", FLAG_STR, O(file), TC_PREDICT,
+     "the texts to classify: a CSV (its --text-col) or one document per line", NULL, NULL},
     {"--label-col", "NAME", FLAG_STR, O(label_col), TC_FIT, "the column holding the label", NULL, NULL},
     {"--valid", "CSV", FLAG_STR, O(valid), TC_FIT, "validation rows (default: --valid-pct of the train rows)", NULL, NULL},
     {"--lm", "DIR", FLAG_STR, O(lm), TC_FIT,
@@ -66,6 +68,9 @@ static const subcmd g_cmds[] = {
      "masked concat pooling, BatchNorm head) on a CSV's text and label columns, from the encoder of --lm\n"
      "(frozen first, then fine-tuned with discriminative lrs) or from scratch; writes DIR/model.safetensors,\n"
      "vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
+    {"predict", TC_PREDICT, "kiln text predict DIR \"TEXT\"... | --file F",
+     "Loads the classifier `kiln text fit` wrote to DIR and prints, per text, the most likely label,\n"
+     "its probability and the text (cut at 60 characters)."},
 };
 #define N_CMDS ((int)(sizeof g_cmds / sizeof g_cmds[0]))
 
@@ -158,6 +163,64 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
     return rc;
 }
 
+/* kiln text predict */
+static int run_predict(topts *o, const char *dir, int n, const char *const *given)
+{
+    kiln_ctx *ctx = train_ctx_new(&o->t);
+    if (!ctx) return 1;
+    kiln_learner *l = kiln_text_clas_learner_load(ctx, dir);
+    if (!l) {
+        kiln_ctx_free(ctx);
+        return cli_kfail(o->t.cmd, NULL);
+    }
+    kiln_text_table tab = {0};
+    char **lines = NULL;
+    int64_t nl = 0;
+    const char *const *texts = given;
+    int64_t nt = n;
+    int rc = 0;
+    if (o->file) {
+        size_t fl = strlen(o->file);
+        if (fl > 4 && !strcmp(o->file + fl - 4, ".csv")) {
+            if (kiln_text_csv_read(o->file, o->text_col, NULL, false, &tab)) rc = cli_kfail(o->t.cmd, NULL);
+            texts = (const char *const *)tab.text, nt = tab.n;
+        } else {
+            FILE *f = fopen(o->file, "rb");
+            if (!f) rc = cli_fail(o->t.cmd, 1, "cannot open %s", o->file);
+            char *line = NULL;
+            size_t cap = 0;
+            ssize_t k;
+            while (!rc && (k = getline(&line, &cap, f)) >= 0) {
+                while (k && (line[k - 1] == '\n' || line[k - 1] == '\r')) line[--k] = 0;
+                char **g = realloc(lines, (size_t)(nl + 1) * sizeof *lines);
+                if (!g || !(g[nl] = strdup(line))) rc = cli_fail(o->t.cmd, 1, "out of memory");
+                if (g) lines = g;
+                if (!rc) nl++;
+            }
+            free(line);
+            if (f) fclose(f);
+            texts = (const char *const *)lines, nt = nl;
+        }
+    }
+    const kiln_text_classes *c = kiln_text_learner_classes(l);
+    int64_t *pred = rc ? NULL : calloc((size_t)(nt ? nt : 1), sizeof *pred);
+    float *probs = rc ? NULL : calloc((size_t)((nt ? nt : 1) * c->n), sizeof *probs);
+    int64_t unk = 0;
+    if (!rc && (!pred || !probs)) rc = cli_fail(o->t.cmd, 1, "out of memory");
+    if (!rc && kiln_text_classify(l, texts, nt, pred, probs, &unk)) rc = cli_kfail(o->t.cmd, NULL);
+    for (int64_t i = 0; !rc && i < nt; i++)
+        printf("%s\t%.4f\t%.60s\n", c->name[pred[i]], (double)probs[i * c->n + pred[i]], texts[i]);
+    if (!rc && unk && !o->t.quiet) fprintf(stderr, "%s: %lld token(s) not in the vocabulary (xxunk)\n", o->t.cmd, (long long)unk);
+    free(pred);
+    free(probs);
+    for (int64_t i = 0; i < nl; i++) free(lines[i]);
+    free(lines);
+    kiln_text_table_free(&tab);
+    kiln_learner_free(l);
+    kiln_ctx_free(ctx);
+    return rc;
+}
+
 /* kiln text fit: the classifier */
 static int run_fit(topts *o, const char *train_csv)
 {
@@ -238,7 +301,7 @@ int cmd_text(int argc, char **argv)
     for (int i = 0; i < N_CMDS; i++)
         if (!strcmp(argv[1], g_cmds[i].name)) c = &g_cmds[i];
     if (!c) {
-        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit)\n", argv[1]);
+        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit, predict)\n", argv[1]);
         return 2;
     }
     char prog[64];
@@ -290,6 +353,14 @@ int cmd_text(int argc, char **argv)
             : o.min_freq < 1 ? "--min-freq must be >= 1" : NULL;
     if (bad) {
         rc = cli_fail(prog, 2, "%s", bad);
+        goto done;
+    }
+    if (c->bit == TC_PREDICT) {
+        if (n_pos < 1 || (n_pos < 2 && !o.file) || (n_pos > 1 && o.file)) {
+            rc = cli_fail(prog, 2, "%s (usage: %s)", n_pos < 1 ? "missing DIR" : o.file ? "texts and --file both given" : "no text (give TEXT... or --file)", c->usage);
+            goto done;
+        }
+        rc = run_predict(&o, pos[0], n_pos - 1, pos + 1);
         goto done;
     }
     if (n_pos < 1) {
