@@ -36,4 +36,8 @@ bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st);
 /* l was made by kiln_text_lm_learner_new or kiln_text_clas_learner_new. */
 bool kiln__text_is(const kiln_learner *l);
 
+/* The whole regular file path (at most max bytes, else FORMAT naming it) into *out (malloc'd,
+ * not NUL-terminated; free it) and *len (read_file.c). IO / FORMAT / NOMEM naming path. */
+kiln_status kiln__read_file(const char *path, size_t max, char **out, size_t *len);
+
 #endif

@@ -3,6 +3,7 @@
  * and text_classifier_learner (the ULMFiT classifier, its encoder from such a language model),
  * Adam with decoupled weight decay, and their export (weights, vocabulary, model.json). */
 #include "app_internal.h"
+#include "core/json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -83,8 +84,6 @@ static double lm_accuracy_value(const kiln_metric_acc *acc, void *user)
 }
 
 
-static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c);
-
 /* A folder kiln_learner_export wrote for a text model: its vocabulary and its weight file. */
 static kiln_status open_export(const char *dir, kiln_vocab **vocab, kiln_st_file **f)
 {
@@ -99,38 +98,63 @@ static kiln_status open_export(const char *dir, kiln_vocab **vocab, kiln_st_file
     return st;
 }
 
+/* dir/model.json of a text model kiln exported, parsed (*out; cJSON_Delete it), its "task" checked
+ * to be want; path gets the file's name for messages */
+static kiln_status read_model_json(const char *dir, const char *want, char *path, size_t cap, cJSON **out)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t n = 0;
+    const char *task = NULL;
+    kiln_status st = kiln__path(path, cap, dir, "model.json");
+    if (!st) st = kiln__read_file(path, (size_t)16 << 20, &text, &n);
+    char *z = st ? NULL : realloc(text, n + 1); /* NUL-terminated for the parser */
+    if (!st && !z) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    if (z) z[n] = 0, text = z;
+    if (!st) st = kiln__json_object(path, text, out);
+    free(text);
+    if (!st) st = kiln__json_get_str(path, *out, "task", true, &task);
+    if (!st && strcmp(task, want))
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"%s\" (not a %s kiln exported)", path, want,
+                       strcmp(want, "text-lm") ? "text classifier" : "language model");
+    if (st) {
+        cJSON_Delete(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* the AWD-LSTM sizes of a config object into c */
+static kiln_status read_sizes(const char *path, const cJSON *cfg, kiln_awd_lstm_params *c)
+{
+    int64_t e = 0, h = 0, l = 0;
+    kiln_status st = kiln__json_get_i64(path, cfg, "emb", true, &e);
+    if (!st) st = kiln__json_get_i64(path, cfg, "hid", true, &h);
+    if (!st) st = kiln__json_get_i64(path, cfg, "n_layers", true, &l);
+    if (!st && (e < 1 || h < 1 || l < 1 || l > KILN_AWD_MAX_LAYERS))
+        st = kiln__err(KILN_STATUS_FORMAT, "%s: config.emb, config.hid (>= 1) and config.n_layers (1..%d) are needed", path,
+                       KILN_AWD_MAX_LAYERS);
+    if (!st) c->emb = e, c->hid = h, c->n_layers = (int)l;
+    return st;
+}
+
+/* dir/model.json's sizes into c (a model of task want kiln exported) */
+static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c)
+{
+    char path[4096];
+    cJSON *j;
+    const cJSON *cfg = NULL;
+    kiln_status st = read_model_json(dir, want, path, sizeof path, &j);
+    if (!st) st = kiln__json_get_node(path, j, "config", true, true, &cfg);
+    if (!st) st = read_sizes(path, cfg, c);
+    cJSON_Delete(j);
+    return st;
+}
+
 /* dir/model.json's sizes into c (a text-lm model kiln exported) */
 static kiln_status read_config(const char *dir, kiln_awd_lstm_params *c)
 {
     return read_config_task(dir, "text-lm", c);
-}
-
-static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c)
-{
-    char path[4096];
-    kiln_status st = kiln__path(path, sizeof path, dir, "model.json");
-    if (st) return st;
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln__err(KILN_STATUS_IO, "pretrained language model: cannot open %s", path);
-    char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *j = cJSON_Parse(buf), *cfg = j ? cJSON_GetObjectItem(j, "config") : NULL;
-    const cJSON *task = j ? cJSON_GetObjectItem(j, "task") : NULL;
-    const cJSON *e = cJSON_GetObjectItem(cfg, "emb"), *h = cJSON_GetObjectItem(cfg, "hid"),
-                *l = cJSON_GetObjectItem(cfg, "n_layers");
-    if (!j) st = kiln__err(KILN_STATUS_FORMAT, "%s: not JSON", path);
-    else if (!cJSON_IsString(task) || strcmp(task->valuestring, want))
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"%s\" (not a language model kiln exported)", path, want);
-    else if (!cJSON_IsNumber(e) || !cJSON_IsNumber(h) || !cJSON_IsNumber(l) || e->valuedouble < 1 || h->valuedouble < 1 ||
-             l->valuedouble < 1 || l->valuedouble > KILN_AWD_MAX_LAYERS)
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: config.emb, config.hid and config.n_layers (1..%d) are needed", path,
-                       KILN_AWD_MAX_LAYERS);
-    else
-        c->emb = (int64_t)e->valuedouble, c->hid = (int64_t)h->valuedouble, c->n_layers = (int)l->valuedouble;
-    cJSON_Delete(j);
-    return st;
 }
 
 /* the pretrained folder's weights into t->model: the LSTMs as they are, the embedding and the
@@ -390,48 +414,32 @@ const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l)
     return t && t->clas ? &t->classes : NULL;
 }
 
-static double num(const cJSON *o, const char *key, bool *ok)
+/* dir/model.json of a text-clas export into t (classes, cp) */
+static kiln_status read_clas_json(const char *dir, text_lm *t)
 {
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    if (!cJSON_IsNumber(v)) *ok = false;
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-/* model.json of a text-clas export into t (classes, cp) */
-static kiln_status read_clas_json(const char *path, text_lm *t)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return kiln__err(KILN_STATUS_IO, "cannot open %s", path);
-    char *buf = malloc(1 << 20);
-    size_t n = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    buf[n] = 0;
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    const cJSON *task = cJSON_GetObjectItem(j, "task"), *c = cJSON_GetObjectItem(j, "config"),
-                *cl = cJSON_GetObjectItem(j, "classes");
-    kiln_status st = KILN_STATUS_OK;
-    bool ok = true;
-    if (!j) st = kiln__err(KILN_STATUS_FORMAT, "%s: not JSON", path);
-    else if (!cJSON_IsString(task) || strcmp(task->valuestring, "text-clas"))
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"text-clas\" (not a text classifier kiln exported)", path);
-    else if (!cJSON_IsObject(c) || !cJSON_IsArray(cl) || cJSON_GetArraySize(cl) < 2)
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: \"config\" (an object) and \"classes\" (2 or more names) are needed", path);
+    char path[4096];
+    cJSON *j;
+    const cJSON *c = NULL, *cl = NULL;
+    kiln_awd_clas_params *p = &t->cp;
+    kiln_status st = read_model_json(dir, "text-clas", path, sizeof path, &j);
+    if (!st) st = kiln__json_get_node(path, j, "config", true, true, &c);
+    if (!st) st = kiln__json_get_node(path, j, "classes", true, false, &cl);
+    if (!st) st = read_sizes(path, c, &p->enc);
+    double v[5] = {0};
+    static const char *const drop[5] = {"output_p", "hidden_p", "input_p", "embed_p", "weight_p"};
+    for (int k = 0; k < 5 && !st; k++) st = kiln__json_get_f64(path, c, drop[k], true, &v[k]);
+    double head_p = 0;
+    if (!st) st = kiln__json_get_i64(path, c, "bptt", true, &p->bptt);
+    if (!st) st = kiln__json_get_i64(path, c, "max_len", true, &p->max_len);
+    if (!st) st = kiln__json_get_i64(path, c, "lin_ftrs", true, &p->lin_ftrs);
+    if (!st) st = kiln__json_get_f64(path, c, "head_p", true, &head_p);
     if (!st) {
-        kiln_awd_clas_params *p = &t->cp;
-        p->enc.emb = (int64_t)num(c, "emb", &ok), p->enc.hid = (int64_t)num(c, "hid", &ok);
-        p->enc.n_layers = (int)num(c, "n_layers", &ok);
-        p->enc.output_p = (float)num(c, "output_p", &ok), p->enc.hidden_p = (float)num(c, "hidden_p", &ok);
-        p->enc.input_p = (float)num(c, "input_p", &ok), p->enc.embed_p = (float)num(c, "embed_p", &ok);
-        p->enc.weight_p = (float)num(c, "weight_p", &ok);
-        p->bptt = (int64_t)num(c, "bptt", &ok), p->max_len = (int64_t)num(c, "max_len", &ok);
-        p->lin_ftrs = (int64_t)num(c, "lin_ftrs", &ok), p->head_p = (float)num(c, "head_p", &ok);
+        p->enc.output_p = (float)v[0], p->enc.hidden_p = (float)v[1], p->enc.input_p = (float)v[2];
+        p->enc.embed_p = (float)v[3], p->enc.weight_p = (float)v[4], p->head_p = (float)head_p;
         p->pad_idx = KILN_TOK_PAD;
-        if (!ok) st = kiln__err(KILN_STATUS_FORMAT, "%s: config needs emb, hid, n_layers, the five dropouts, bptt, max_len, "
-                                                    "lin_ftrs and head_p as numbers", path);
     }
     int64_t nc = st ? 0 : cJSON_GetArraySize(cl);
+    if (!st && nc < 2) st = kiln__err(KILN_STATUS_FORMAT, "%s: \"classes\" needs 2 or more names", path);
     if (!st && !(t->classes.name = calloc((size_t)nc, sizeof(char *)))) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
     for (int64_t i = 0; !st && i < nc; i++) {
         const cJSON *e = cJSON_GetArrayItem(cl, (int)i);
@@ -447,15 +455,15 @@ static kiln_status read_clas_json(const char *path, text_lm *t)
 kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir)
 {
     if (!ctx || !dir) return kiln__errp(KILN_STATUS_INVALID, "text_clas_learner_load: NULL argument");
-    char pj[4096], pv[4096], pm[4096];
-    if (kiln__path(pj, sizeof pj, dir, "model.json") || kiln__path(pv, sizeof pv, dir, "vocab.txt") ||
+    char pv[4096], pm[4096];
+    if (kiln__path(pv, sizeof pv, dir, "vocab.txt") ||
         kiln__path(pm, sizeof pm, dir, "model.safetensors"))
         return NULL;
     text_lm *t = calloc(1, sizeof *t);
     kiln_learner *l = NULL;
     if (!t) return kiln__errp(KILN_STATUS_NOMEM, "text_clas_learner_load: out of memory");
     t->clas = true;
-    if (read_clas_json(pj, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
+    if (read_clas_json(dir, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
     t->cp.enc.vocab = kiln_vocab_size(t->vocab);
     t->cfg = t->cp.enc;
     kiln_adam_params ap = kiln_adam_default_params();
