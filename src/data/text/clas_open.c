@@ -98,17 +98,7 @@ kiln_data *kiln_text_clas_data_open(const char *train_csv, const char *valid_csv
     } else if (kiln_vocab_build(tok, n_train, &q.vocab, &v)) {
         goto done;
     }
-    for (int64_t i = 0; i < n; i++) {
-        int s = i < n_train ? 0 : 1;
-        if (!(ids[i] = malloc((size_t)tok[i].n * sizeof **ids))) {
-            kiln__err(KILN_STATUS_NOMEM, "text_clas_data_open: out of memory");
-            goto done;
-        }
-        int64_t unk;
-        kiln_vocab_numericalize(v, &tok[i], ids[i], &unk);
-        lens[i] = tok[i].n;
-        inf.n_docs[s]++, inf.n_tokens[s] += tok[i].n, inf.n_unk[s] += unk, inf.n_replaced += tok[i].n_replaced;
-    }
+    if (kiln__text_numericalize_all(v, tok, n, n_train, ids, lens, &inf, "text_clas_data_open")) goto done;
     data = kiln_clas_data_new((const int64_t *const *)ids, lens, ys, n_train, (const int64_t *const *)ids + n_train,
                               lens + n_train, ys + n_train, n_valid, kiln_vocab_size(v), tt.n_classes, &q.clas);
     if (data) {

@@ -134,6 +134,21 @@ static kiln_status source(const char *path, const char *col, docs *d, int depth)
     return st;
 }
 
+kiln_status kiln__text_numericalize_all(const kiln_vocab *v, const kiln_tokens *tok, int64_t n, int64_t n_train,
+                                        int64_t **ids, int64_t *lens, kiln_text_corpus_info *info, const char *who)
+{
+    for (int64_t i = 0; i < n; i++) {
+        int s = i < n_train ? 0 : 1;
+        if (!(ids[i] = malloc((size_t)(tok[i].n ? tok[i].n : 1) * sizeof **ids)))
+            return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", who);
+        int64_t unk;
+        kiln_vocab_numericalize(v, &tok[i], ids[i], &unk);
+        lens[i] = tok[i].n;
+        info->n_docs[s]++, info->n_tokens[s] += tok[i].n, info->n_unk[s] += unk, info->n_replaced += tok[i].n_replaced;
+    }
+    return KILN_STATUS_OK;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -190,17 +205,7 @@ kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, con
     if (q.vocab_in) st = (v = kiln_vocab_copy(q.vocab_in)) ? KILN_STATUS_OK : kiln_last_status();
     else st = kiln_vocab_build(tok, n_train, &q.vocab, &v);
     if (st) goto done;
-    for (int64_t i = 0; i < d.n; i++) {
-        int s = i < n_train ? 0 : 1;
-        if (!(ids[i] = malloc((size_t)(tok[i].n ? tok[i].n : 1) * sizeof **ids))) {
-            kiln__err(KILN_STATUS_NOMEM, "text_lm_data_open: out of memory");
-            goto done;
-        }
-        int64_t unk;
-        kiln_vocab_numericalize(v, &tok[i], ids[i], &unk);
-        lens[i] = tok[i].n;
-        inf.n_docs[s]++, inf.n_tokens[s] += tok[i].n, inf.n_unk[s] += unk, inf.n_replaced += tok[i].n_replaced;
-    }
+    if (kiln__text_numericalize_all(v, tok, d.n, n_train, ids, lens, &inf, "text_lm_data_open")) goto done;
     data = kiln_lm_data_new((const int64_t *const *)ids, lens, n_train, (const int64_t *const *)ids + n_train,
                             lens + n_train, n_valid, kiln_vocab_size(v), &q.lm);
     if (data) {

@@ -82,4 +82,9 @@ int64_t *kiln__strmap_slot(kiln__strmap *m, const char *key, int64_t init, bool 
 /* The value of key, or -1 when absent. */
 int64_t kiln__strmap_get(const kiln__strmap *m, const char *key);
 
+/* The ids of tok[0..n) under v into ids[i] (malloc'd; the caller frees each) and lens[i], counted
+ * into info per split (documents before n_train are train). NOMEM naming who. (corpus.c) */
+kiln_status kiln__text_numericalize_all(const kiln_vocab *v, const kiln_tokens *tok, int64_t n, int64_t n_train,
+                                        int64_t **ids, int64_t *lens, kiln_text_corpus_info *info, const char *who);
+
 #endif
