@@ -62,7 +62,8 @@ struct kiln_dense_kernels {
     /* gx (outer, c, inner) (+)= g[p * g_stride] * (softmax(x) - (1-eps)*onehot(t) - eps/c),
      * softmax(x) = exp((x - m) - log s) from xent_fwd's stat; 0 at ignored positions;
      * g_stride 0 = one scale for all. overwrite: gx is written, not accumulated (it is
-     * fresh, uninitialised memory); one pass over x and gx. */
+     * fresh, uninitialised memory); one pass over x and gx. gx may be x itself (in place,
+     * with overwrite): the logits become their gradient. */
     void (*xent_bwd)(kiln_ctx *ctx, const float *x, const int64_t *t, const float *stat, const float *g,
                      int64_t g_stride, int64_t outer, int64_t c, int64_t inner, int64_t ignore_index,
                      float smoothing, float *gx, bool overwrite);

@@ -182,6 +182,14 @@ VEC static void row_xent_grad(const float *restrict x, float m, float ls, float 
     }
 }
 
+/* the same written over x itself (gx == x: the chunks of kiln_linear_cross_entropy turn their
+ * logits into their gradient in place); each element is read before it is written */
+VEC static void row_xent_grad_inplace(float *x, float m, float ls, float scale, float off, int64_t c)
+{
+    SIMD
+    for (int64_t j = 0; j < c; j++) x[j] = scale * kexp((x[j] - m) - ls) - off;
+}
+
 /* ---- strided class dim: one (outer, inner) position at a time ------------------------- */
 
 static float col_max(const float *x, int64_t c, int64_t st)
@@ -298,7 +306,9 @@ void kiln__cpu_xent_bwd(kiln_ctx *ctx, const float *x, const int64_t *t, const f
             continue;
         }
         float scale = g[p * g_stride], off = scale * smoothing / (float)c, m = stat[2 * p], ls = stat[2 * p + 1];
-        if (inner == 1) {
+        if (inner == 1 && overwrite && gp == x + base) {
+            row_xent_grad_inplace(gp, m, ls, scale, off, c);
+        } else if (inner == 1) {
             row_xent_grad(x + base, m, ls, scale, off, gp, c, overwrite);
         } else {
             for (int64_t j = 0; j < c; j++) {
