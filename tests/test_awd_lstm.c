@@ -1,8 +1,8 @@
 /* AWD-LSTM language model (kiln_awd_lstm_lm_new): parity with fastai's model in PyTorch
  * (tests/fixtures/awd.safetensors, gen_awd.py) with the dropouts off over three windows with
  * the hidden state carried (the third with fewer rows), gradients of a loss with AR/TAR,
- * reset, the dropouts (train mode only, DropConnect leaving the raw weight as it was), fastai's
- * LM layer groups and the config's dropouts. */
+ * reset, the dropouts (train mode only, DropConnect leaving the raw weight as it was), the fused
+ * decoder + loss against the logits, fastai's LM layer groups and the config's dropouts. */
 #include <math.h>
 #include <string.h>
 
@@ -130,6 +130,98 @@ Test(awd_lstm, dropouts_act_in_train_mode_only)
         cr_expect_gt(max_diff(y, e), 1e-5, "dropout %d alone did nothing in train mode", k);
         kiln_model_free(mq);
     }
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+/* every parameter's gradient, copied out (malloc'd, n floats in all) */
+static float *grads_of(kiln_model *m, int64_t *n)
+{
+    kiln_store *s = kiln_model_store(m);
+    *n = 0;
+    for (size_t i = 0; i < kiln_store_count(s); i++) *n += kiln_numel(kiln_store_at(s, i));
+    float *g = malloc((size_t)*n * sizeof *g), *p = g;
+    cr_assert_not_null(g);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        const kiln_tensor *t = kiln_store_at(s, i);
+        memcpy(p, t->grad->data, (size_t)kiln_numel(t) * sizeof *p);
+        p += kiln_numel(t);
+    }
+    return g;
+}
+
+/* kiln_awd_lstm_set_fused_decoder + kiln_awd_lstm_loss: the same loss (+ AR/TAR) and parameter
+ * gradients as the logits and kiln_cross_entropy, with every dropout on (the same masks: the fused
+ * path draws nothing more); eval forwards still give logits. Tolerances: loss rtol 1e-5; gradients
+ * 2e-5 of the largest |gradient| (different GEMM sizes and chunked sums; measured ~1e-6 of it). */
+Test(awd_lstm, fused_decoder_loss_matches_the_logits)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_awd_lstm_params p = small;
+    p.output_p = 0.1f, p.hidden_p = 0.15f, p.input_p = 0.25f, p.embed_p = 0.3f, p.weight_p = 0.2f;
+    kiln_model *m = load(ctx, f, &p);
+    kiln_tensor *x = ku_load(ctx, f, "lm", "x1"), *y = kiln_zeros(ctx, KILN_DTYPE_I64, 2, x->shape);
+    const int64_t B = x->shape[0], T = x->shape[1];
+    for (int64_t i = 0; i < B * T; i++) ((int64_t *)y->data)[i] = i % 9 == 4 ? -100 : (((int64_t *)x->data)[i] * 7 + i) % p.vocab;
+    kiln_rng_state r0 = kiln_rng_get(ctx);
+    float loss[2];
+    float *g[2];
+    int64_t ng = 0;
+    for (int fused = 0; fused < 2; fused++) {
+        cr_assert_eq(kiln_awd_lstm_set_fused_decoder(m, fused), KILN_STATUS_OK, "%s", kiln_last_error());
+        kiln_model_train(m, true);
+        kiln_awd_lstm_reset(m);
+        kiln_model_zero_grad(m);
+        kiln_rng_set(ctx, r0);
+        kiln_tensor *out = kiln_model_forward(m, ctx, x);
+        cr_assert_not_null(out, "%s", kiln_last_error());
+        cr_assert_eq(out->ndim, 3);
+        cr_assert_eq(out->shape[2], fused ? p.emb : p.vocab, "fused %d: output (B, T, %lld)", fused,
+                     (long long)out->shape[2]);
+        kiln_tensor *l = kiln_awd_lstm_loss(m, ctx, out, y, NULL);
+        cr_assert_not_null(l, "fused %d: %s", fused, kiln_last_error());
+        l = kiln_add(ctx, l, kiln_awd_lstm_ar_tar(m, ctx, 2.0f, 1.0f));
+        cr_assert_not_null(l, "%s", kiln_last_error());
+        cr_assert_eq(kiln_backward(ctx, l), KILN_STATUS_OK, "%s", kiln_last_error());
+        loss[fused] = kiln_item(l);
+        g[fused] = grads_of(m, &ng);
+    }
+    cr_expect(fabsf(loss[1] - loss[0]) <= 1e-5f * fabsf(loss[0]), "loss fused %.9g, logits %.9g", (double)loss[1],
+              (double)loss[0]);
+    float mx = 0;
+    for (int64_t i = 0; i < ng; i++) mx = fmaxf(mx, fabsf(g[0][i]));
+    cr_assert_gt(mx, 0.0f);
+    ku_expect_arrays(g[1], g[0], ng, 2e-5 * mx, 0.0, "parameter gradients, fused vs logits");
+    free(g[0]);
+    free(g[1]);
+    /* eval forwards give logits with the fused decoder on, the same as without */
+    kiln_model_train(m, false);
+    kiln_awd_lstm_reset(m);
+    kiln_tensor *e = kiln_model_forward(m, ctx, x);
+    cr_assert(e && e->ndim == 3 && e->shape[2] == p.vocab, "eval output: %s", e ? "not logits" : kiln_last_error());
+    kiln_tensor *le = kiln_awd_lstm_loss(m, ctx, e, y, NULL);
+    cr_assert(le && isfinite(kiln_item(le)), "%s", kiln_last_error());
+    /* errors: a tensor that is neither; a model that is not the LM */
+    cr_assert_null(kiln_awd_lstm_loss(m, ctx, kiln_zeros(ctx, KILN_DTYPE_F32, 3, (int64_t[]){B, T, 7}), y, NULL));
+    char want[160];
+    snprintf(want, sizeof want, "awd_lstm_loss: output (%lld, %lld, 7) is neither (B, T, 50) logits nor this step's "
+             "fused decoder input", (long long)B, (long long)T);
+    ku_expect_error(want, "neither logits nor the decoder input");
+    cr_assert_null(kiln_awd_lstm_loss(m, ctx, e, kiln_zeros(ctx, KILN_DTYPE_I64, 1, (int64_t[]){B * T}), NULL));
+    snprintf(want, sizeof want, "awd_lstm_loss: output (%lld, %lld, 50) and targets (%lld,) are not (B, T, C) and (B, T)",
+             (long long)B, (long long)T, (long long)(B * T));
+    ku_expect_error(want, "targets shape");
+    kiln_awd_clas_params cp = kiln_awd_clas_default_params(50, 3, 0.0f);
+    cp.enc.emb = 8, cp.enc.hid = 12;
+    kiln_model *c = kiln_awd_lstm_clas_new(&cp);
+    cr_assert_not_null(c, "%s", kiln_last_error());
+    cr_assert_lt(kiln_awd_lstm_set_fused_decoder(c, true), 0);
+    ku_expect_error("awd_lstm_set_fused_decoder: not an AWD-LSTM language model", "classifier");
+    cr_assert_null(kiln_awd_lstm_loss(c, ctx, e, y, NULL));
+    ku_expect_error("awd_lstm_loss: not an AWD-LSTM language model", "classifier");
+    kiln_model_free(c);
     kiln_model_free(m);
     kiln_st_close(f);
     ku_ctx_free(ctx);

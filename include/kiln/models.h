@@ -148,6 +148,20 @@ kiln_status kiln_awd_lstm_reset(kiln_model *model);
  * - raw[:, :-1])^2), raw the last LSTM's output, dropped the same after output dropout; a
  * 0-dim tensor to add to the loss (train mode; in the step of that forward). */
 kiln_tensor *kiln_awd_lstm_ar_tar(kiln_model *model, kiln_ctx *ctx, float alpha, float beta);
+/* Training without the (B, T, vocab) logits (2,240 x 20,000 floats = 179 MB at bs 32, bptt 70, and
+ * as much again for their gradient). With kiln_awd_lstm_set_fused_decoder(model, true) (off by
+ * default) a forward in train mode stops before the decoder's Linear and returns its input, the
+ * last LSTM's output after output dropout, (B, T, emb); in eval mode forwards return logits as
+ * always (validation metrics, generation, the parity tests). kiln_awd_lstm_loss is then the loss of
+ * the output of this step's kiln_model_forward, whichever it is: out from a fused train forward goes
+ * through kiln_linear_cross_entropy with the tied weight and the decoder's bias (one chunk of logits
+ * at a time); (B, T, vocab) logits go through kiln_cross_entropy. y (B, T) I64; p as
+ * kiln_cross_entropy's (NULL: mean over the positions not equal to ignore_index -100; reduction
+ * NONE gives (B, T)). Same value and gradients both ways up to float rounding. Errors when model is
+ * not an AWD-LSTM language model, or out is neither. */
+kiln_status kiln_awd_lstm_set_fused_decoder(kiln_model *model, bool on);
+kiln_tensor *kiln_awd_lstm_loss(kiln_model *model, kiln_ctx *ctx, kiln_tensor *out, kiln_tensor *y,
+                                const kiln_xent_params *p);
 
 /* The ULMFiT classifier, fastai v2's get_text_classifier: SequentialRNN(SentenceEncoder(AWD_LSTM),
  * PoolingLinearClassifier). The encoder starts each batch from zero state and reads x (B, L)

@@ -18,6 +18,8 @@ typedef struct awd_state {
     int mode;                             /* train (1) / eval (0) mode of the last forward; -1: none */
     float *h[KILN_AWD_MAX_LAYERS], *c[KILN_AWD_MAX_LAYERS]; /* (bs, n_out(l)) */
     kiln_tensor *raw, *dropped;           /* last forward's last LSTM output, before / after output_p */
+    bool fused;                           /* kiln_awd_lstm_set_fused_decoder: train forwards stop before the Linear */
+    kiln_tensor *dec_in;                  /* what the last forward returned in place of logits, or NULL */
 } awd_state;
 
 typedef struct awd_ref {
@@ -135,10 +137,12 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     }
     st->raw = out;
     st->dropped = NULL;
+    st->dec_in = NULL;
     return out;
 }
 
-/* (B, T, emb) -> output dropout -> tied Linear -> (B, T, vocab) */
+/* (B, T, emb) -> output dropout -> tied Linear -> (B, T, vocab); with the fused decoder in train
+ * mode it stops before the Linear (kiln_awd_lstm_loss applies it chunk by chunk) */
 static kiln_tensor *decoder_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
 {
     KILN_IN(x);
@@ -147,7 +151,10 @@ static kiln_tensor *decoder_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *
     int64_t shape[3] = {x->shape[0], 1, st->p.emb};
     kiln_tensor *d = variational(ctx, x, m->model->training, st->p.output_p, 3, shape);
     st->dropped = d;
-    return d ? kiln_linear(ctx, d, r->encoder->weight, m->bias) : NULL;
+    st->dec_in = NULL;
+    if (!d) return NULL;
+    if (st->fused && m->model->training) return st->dec_in = d;
+    return kiln_linear(ctx, d, r->encoder->weight, m->bias);
 }
 
 /* a WeightDropout called on its own (the model never does): its LSTM from zero state */
@@ -276,4 +283,45 @@ kiln_tensor *kiln_awd_lstm_ar_tar(kiln_model *model, kiln_ctx *ctx, float alpha,
     kiln_tensor *dt = kiln_sub(ctx, kiln_slice(ctx, st->raw, 1, 1, T, 1), kiln_slice(ctx, st->raw, 1, 0, T - 1, 1));
     kiln_tensor *tar = kiln_mul_scalar(ctx, kiln_mean(ctx, kiln_mul(ctx, dt, dt)), beta);
     return kiln_add(ctx, ar, tar);
+}
+
+/* the LM's decoder module "1" and the body's state, or NULL (message set) */
+static kiln_module *lm_decoder(kiln_model *model, const char *who, awd_state **st)
+{
+    *st = state_of(model);
+    kiln_module *dec = *st ? kiln_model_find(model, "1") : NULL;
+    if (!dec || dec->forward != decoder_forward)
+        return kiln__errp(KILN_STATUS_INVALID, "%s: not an AWD-LSTM language model", who);
+    return dec;
+}
+
+kiln_status kiln_awd_lstm_set_fused_decoder(kiln_model *model, bool on)
+{
+    awd_state *st;
+    if (!lm_decoder(model, "awd_lstm_set_fused_decoder", &st)) return kiln_last_status();
+    st->fused = on;
+    return KILN_STATUS_OK;
+}
+
+kiln_tensor *kiln_awd_lstm_loss(kiln_model *model, kiln_ctx *ctx, kiln_tensor *out, kiln_tensor *y,
+                                const kiln_xent_params *p)
+{
+    awd_state *st;
+    kiln_module *dec = lm_decoder(model, "awd_lstm_loss", &st);
+    if (!dec) return NULL;
+    KILN_IN(out);
+    KILN_IN(y);
+    char so[128], sy[128];
+    if (y->ndim != 2 || out->ndim != 3 || out->shape[0] != y->shape[0] || out->shape[1] != y->shape[1])
+        return kiln__errp(KILN_STATUS_INVALID, "awd_lstm_loss: output %s and targets %s are not (B, T, C) and (B, T)",
+                          kiln_shape_str(out, so, sizeof so), kiln_shape_str(y, sy, sizeof sy));
+    if (out == st->dec_in && out->shape[2] == st->p.emb) /* the decoder's input: the tied Linear and the loss, a chunk of rows at a time */
+        return kiln_linear_cross_entropy(ctx, out, ((const awd_ref *)dec->user)->encoder->weight, dec->bias, y, p, 0);
+    if (out->shape[2] != st->p.vocab)
+        return kiln__errp(KILN_STATUS_INVALID, "awd_lstm_loss: output %s is neither (B, T, %lld) logits nor this step's "
+                          "fused decoder input", kiln_shape_str(out, so, sizeof so), (long long)st->p.vocab);
+    kiln_tensor *loss = kiln_cross_entropy(ctx, kiln_reshape(ctx, out, 2, (int64_t[]){-1, out->shape[2]}),
+                                           kiln_reshape(ctx, y, 1, (int64_t[]){-1}), p);
+    if (loss && p && p->reduction == KILN_REDUCTION_NONE) loss = kiln_reshape(ctx, loss, 2, y->shape); /* (B, T) */
+    return loss;
 }
