@@ -50,7 +50,9 @@ struct kiln_rnn_kernels {
     /* Reads the forward inputs; writes y, h_n, c_n, gates, cell. */
     kiln_lstm_fn lstm_fwd;
     /* Reads forward inputs and outputs (y, gates, cell) and the upstream gradients; adds
-     * into the wanted input gradients. Destroys gates. Scratch comes from the step arena. */
+     * into the wanted input gradients. Destroys gates. Scratch (both directions) comes from the
+     * step arena and goes back to it before the kernel returns (the arena is rewound to where
+     * it stood at the call: nothing the kernel allocates outlives it). */
     kiln_lstm_fn lstm_bwd;
 };
 

@@ -219,7 +219,7 @@ static void fwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *rec, c
     }
 }
 
-kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     /* (4H) b_ih + b_hh, (H) zeros, (B, 4H) h_{t-1} @ w_hh^T, (B, H) h_{t-1} */
@@ -310,7 +310,7 @@ static void colsum_add(kiln_ctx *ctx, const float *d, int64_t R, int64_t G, floa
     }
 }
 
-kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     /* (B, H) x3: dh, dc, zeros; (B, 4H) dgates_t */
@@ -364,3 +364,23 @@ kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     return KILN_STATUS_OK;
 }
 
+/* ---- table entries ----------------------------------------------------------------------- *
+ * The scratch both directions take from the step arena (the packed w_hh and its scratchpad, 25 MB
+ * for H = 1152; the per-step buffers; the backward's stacked h_{t-1}, (B*T, H)) is given back when
+ * the kernel returns: a mark before, a rewind after, so only the caller's outputs stay. */
+
+kiln_status kiln__cpu_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+{
+    kiln_mark mk = kiln_step_mark(ctx);
+    kiln_status st = lstm_fwd(ctx, a);
+    kiln_step_rewind(ctx, mk);
+    return st;
+}
+
+kiln_status kiln__cpu_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
+{
+    kiln_mark mk = kiln_step_mark(ctx);
+    kiln_status st = lstm_bwd(ctx, a);
+    kiln_step_rewind(ctx, mk);
+    return st;
+}
