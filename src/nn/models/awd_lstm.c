@@ -70,8 +70,9 @@ static kiln_tensor *variational(kiln_ctx *ctx, kiln_tensor *x, bool train, float
 }
 
 /* nn.Embedding(padding_idx=1) as fastai makes it: where x is xxpad (id 1) the output is w's row 1
- * but no gradient flows into it. emb (B, T, E) from w (V, E); unchanged when x holds no pad. */
-static kiln_tensor *pad_no_grad(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_tensor *emb)
+ * (times the embedding dropout's mask (V, 1), when there is one) but no gradient flows into it.
+ * emb (B, T, E) from w (V, E); unchanged when x holds no pad. */
+static kiln_tensor *pad_no_grad(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_tensor *mask, kiln_tensor *emb)
 {
     const int64_t pad = 1, B = x->shape[0], T = x->shape[1], E = emb->shape[2];
     kiln_tensor *xc = kiln_contiguous(ctx, x);
@@ -82,6 +83,7 @@ static kiln_tensor *pad_no_grad(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, k
     if (!any || w->shape[0] <= pad) return emb;
     kiln_tensor *keep = kiln_empty(ctx, KILN_DTYPE_F32, 3, (int64_t[]){B, T, 1});
     kiln_tensor *row = kiln_detach(ctx, kiln_contiguous(ctx, kiln_slice(ctx, w, 0, pad, pad + 1, 1))); /* (1, E) */
+    if (row && mask) row = kiln_mul(ctx, row, kiln_slice(ctx, mask, 0, pad, pad + 1, 1)); /* (1, E) * (1, 1) */
     if (!keep || !row) return NULL;
     for (int64_t i = 0; i < B * T; i++) ((float *)keep->data)[i] = id[i] == pad ? 0.0f : 1.0f;
     /* emb * keep + row * (1 - keep) */
@@ -106,11 +108,15 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
         st->mode = train;
     }
     kiln_module *enc = m->child[0], *rnns = m->child[1];
-    /* EmbeddingDropout: whole rows of the weight, one mask (vocab, 1) per forward */
+    /* EmbeddingDropout: whole rows of the weight, one mask (vocab, 1) per forward. fastai embeds x
+     * in w * mask; w[x] * mask[x] are the same values (one product per element) without a (vocab,
+     * emb) copy of the weight and its dense gradient (2 x 32 MB at vocab 20,000) */
     int64_t vshape[2] = {p->vocab, 1};
-    kiln_tensor *w = variational(ctx, enc->weight, train, p->embed_p, 2, vshape);
-    kiln_tensor *out = w ? kiln_embedding(ctx, x, w) : NULL;
-    out = out ? pad_no_grad(ctx, x, w, out) : NULL;
+    kiln_tensor *emask = NULL;
+    if (train && p->embed_p > 0 && !(emask = kiln_dropout_mask(ctx, 2, vshape, p->embed_p))) return NULL;
+    kiln_tensor *out = kiln_embedding(ctx, x, enc->weight);
+    if (out && emask) out = kiln_apply_mask(ctx, out, kiln_embedding(ctx, x, emask)); /* (B, T, E) * (B, T, 1) */
+    out = out ? pad_no_grad(ctx, x, enc->weight, emask, out) : NULL;
     int64_t dshape[3] = {B, 1, p->emb};
     out = out ? variational(ctx, out, train, p->input_p, 3, dshape) : NULL;
     for (int l = 0; l < p->n_layers && out; l++) {
