@@ -313,11 +313,11 @@ Test(apps, recipes_check_their_fields)
     cr_expect_eq(kiln_recipe_parse("fine-tune", &k), KILN_STATUS_OK);
     cr_expect_eq(k, KILN_RECIPE_FINE_TUNE);
     cr_expect_eq(kiln_recipe_parse("warmup", &k), KILN_STATUS_INVALID);
-    ku_expect_error("schedule 'warmup' is not one-cycle, sgdr, clr, const or fine-tune", "unknown recipe");
+    ku_expect_error("schedule 'warmup' is not one-cycle, sgdr, clr, const, fine-tune or ulmfit", "unknown recipe");
 }
 
 /* fastai fine_tune: a frozen phase (freeze_epochs) then the unfrozen one, each a one-cycle;
- * the recorder holds the last phase, peaking at base_lr / 2. */
+ * the recorder holds both, the frozen one peaking at base_lr, the unfrozen one at base_lr / 2. */
 Test(apps, fine_tune_runs_both_phases)
 {
     kiln_ctx *ctx = ku_ctx();
@@ -326,10 +326,13 @@ Test(apps, fine_tune_runs_both_phases)
     const kiln_recorder *rec = kiln_learner_recorder(l);
     int64_t nb = kiln_recorder_n_batches(rec);
     cr_assert_gt(nb, 0);
+    cr_assert_eq(kiln_recorder_n_epochs(rec), 2, "the frozen epoch and the unfrozen one");
+    cr_assert_eq(nb % 2, 0);
     const double *lrs = kiln_recorder_lrs(rec, kiln_recorder_n_groups(rec) - 1);
-    double peak = 0;
-    for (int64_t i = 0; i < nb; i++) peak = fmax(peak, lrs[i]);
-    cr_expect(fabs(peak - 1e-3) < 1e-4, "the unfrozen phase peaks at base_lr / 2 = 1e-3, not %g", peak);
+    double peak[2] = {0, 0};
+    for (int64_t i = 0; i < nb; i++) peak[i >= nb / 2] = fmax(peak[i >= nb / 2], lrs[i]);
+    cr_expect(peak[0] > 1.5e-3 && peak[0] <= 2e-3, "the frozen phase warms up to base_lr = 2e-3, not %g", peak[0]);
+    cr_expect(fabs(peak[1] - 1e-3) < 1e-4, "the unfrozen phase peaks at base_lr / 2 = 1e-3, not %g", peak[1]);
     kiln_learner_free(l);
     ku_ctx_free(ctx);
 }

@@ -259,14 +259,15 @@ static void expect_lrs(fx *f, const watch *w)
             }
     double last = w->lrs[1][99][2];
     cr_expect(last > 1e-3 / 1e5 && last < 1e-3 / 100, "unfrozen phase ends near hi/div_final: %g", last);
-    /* the recorder keeps the unfrozen phase, the values the optimizer got */
+    /* the recorder keeps both phases, one after the other, the values the optimizer got */
     const kiln_recorder *rec = kiln_learner_recorder(f->learn);
-    cr_assert_eq(kiln_recorder_n_batches(rec), 100);
+    cr_assert_eq(kiln_recorder_n_batches(rec), 200);
     cr_assert_eq(kiln_recorder_n_groups(rec), N_GROUPS);
-    for (int g = 0; g < N_GROUPS; g++)
-        for (int64_t i = 0; i < 100; i++)
-            cr_expect_eq(kiln_recorder_lrs(rec, g)[i], w->lrs[1][i][g], "recorder group %d iteration %lld", g,
-                         (long long)i);
+    for (int ph = 0; ph < 2; ph++)
+        for (int g = 0; g < N_GROUPS; g++)
+            for (int64_t i = 0; i < 100; i++)
+                cr_expect_eq(kiln_recorder_lrs(rec, g)[ph * 100 + i], w->lrs[ph][i][g],
+                             "recorder phase %d group %d iteration %lld", ph, g, (long long)i);
 }
 
 /* fine_tune(1) on 100 batches with train_bn as given: what changed in each phase, the lrs. */
@@ -299,10 +300,10 @@ Test(freeze, recipe_lr_mult_spreads_the_unfrozen_phase)
     /* base_lr/2 = 2e-3; slice(2e-3/10, 2e-3) = even_mults(2e-4, 2e-3, 3) = 2e-4, 2e-4*sqrt(10),
      * 2e-3; 10 iterations, pct_start 0.3: iteration 3 is the peak, iteration 0 is /5 */
     const kiln_recorder *rec = kiln_learner_recorder(f.learn);
-    cr_assert_eq(kiln_recorder_n_batches(rec), 10);
+    cr_assert_eq(kiln_recorder_n_batches(rec), 20, "the frozen phase's 10 batches, then the unfrozen one's");
     const double peak[N_GROUPS] = {2e-4, 2e-4 * sqrt(10.0), 2e-3};
     for (int g = 0; g < N_GROUPS; g++) {
-        double got = kiln_recorder_lrs(rec, g)[3], got0 = kiln_recorder_lrs(rec, g)[0];
+        double got = kiln_recorder_lrs(rec, g)[13], got0 = kiln_recorder_lrs(rec, g)[10];
         cr_expect(fabs(got - peak[g]) <= 1e-12 * peak[g], "group %d peak %.17g, want %.17g", g, got, peak[g]);
         cr_expect(fabs(got0 - peak[g] / 5) <= 1e-12 * peak[g], "group %d start %.17g, want %.17g", g, got0,
                   peak[g] / 5);
@@ -327,6 +328,147 @@ Test(freeze, recipe_lr_mult_spreads_the_unfrozen_phase)
     fp.freeze_epochs = -1;
     cr_expect_eq(kiln_learner_fine_tune(f.learn, 1, &fp), KILN_STATUS_INVALID);
     ku_expect_error("fine-tune: freeze_epochs -1 must be in [0,", "fine_tune freeze_epochs");
+    fx_free(&f);
+}
+
+/* ---- ULMFiT's gradual unfreezing: phases, lrs, moms, the joined record ---------------------- */
+
+#define UL_ITERS 10 /* 40 images, batches of 4 */
+
+typedef struct ul_watch {
+    kiln_model *model;
+    int phase;
+    int frozen_to[4];
+    bool state_empty_at_begin[4];
+    float *after[4];
+} ul_watch;
+
+static kiln_status ul_begin_fit(kiln_learner *l, void *u)
+{
+    ul_watch *w = u;
+    if (++w->phase > 3) return KILN_STATUS_STATE;
+    w->frozen_to[w->phase] = kiln_model_frozen_to(w->model);
+    w->state_empty_at_begin[w->phase] = opt_state_empty(kiln_learner_optim(l));
+    return KILN_STATUS_OK;
+}
+
+static kiln_status ul_end_fit(kiln_learner *l, void *u)
+{
+    ul_watch *w = u;
+    (void)l;
+    w->after[w->phase] = params_copy(w->model);
+    return KILN_STATUS_OK;
+}
+
+/* fastai v2 one-cycle momentum at iteration i of n: SchedCos(m0, m1) over the warm-up, then
+ * SchedCos(m1, m2) */
+static double fastai_one_cycle_mom(const double m[3], double pct_start, int64_t i, int64_t n)
+{
+    double pos = (double)i / (double)n;
+    if (pos < pct_start) return fastai_sched_cos(m[0], m[1], pos / pct_start);
+    return fastai_sched_cos(m[1], m[2], (pos - pct_start) / (1 - pct_start));
+}
+
+/* ulmfit(1 unfrozen epoch, lr 1e-2, lr_mult 4) on the three-group model: freeze_to(-1) at 1e-2
+ * for every group, freeze_to(-2) at slice(5e-3/4, 5e-3), then (freeze_to(-3) is everything on
+ * three groups) unfreeze at slice(5e-4/4, 5e-4); one-cycle with pct_start 0.25, div 25, moms
+ * 0.8/0.7/0.8 in each. The body's non-BatchNorm weights move exactly when their group is
+ * trainable; the recorder holds the three phases one after the other. */
+Test(freeze, ulmfit_unfreezes_one_group_per_phase_with_discriminative_lrs)
+{
+    fx f = fx_new(40, NULL);
+    cr_assert_eq(kiln_learner_fit_one_cycle(f.learn, 1, 0, 1e-3, NULL), KILN_STATUS_OK, "%s", kiln_last_error());
+    ul_watch w = {.model = f.model, .phase = -1};
+    kiln_callback cb = {.name = "watch", .begin_fit = ul_begin_fit, .end_fit = ul_end_fit, .user = &w};
+    cr_assert_eq(kiln_learner_add_callback(f.learn, &cb), KILN_STATUS_OK);
+    float *before = params_copy(f.model);
+    kiln_ulmfit_params up = kiln_ulmfit_default_params();
+    cr_expect(up.lr == 2e-2 && up.freeze_epochs == 1 && fabs(up.lr_mult - pow(2.6, 4)) < 1e-9 && up.pct_start == 0.25 &&
+              up.moms[0] == 0.8 && up.moms[1] == 0.7 && up.moms[2] == 0.8);
+    up.lr = 1e-2, up.lr_mult = 4;
+    cr_assert_eq(kiln_learner_fit_ulmfit(f.learn, 1, &up), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(w.phase, 2, "three phases on three groups, got %d", w.phase + 1);
+    const int want_frozen[3] = {2, 1, 0};
+    for (int ph = 0; ph < 3; ph++) {
+        cr_expect_eq(w.frozen_to[ph], want_frozen[ph], "phase %d frozen_to %d", ph, w.frozen_to[ph]);
+        cr_expect(w.state_empty_at_begin[ph], "phase %d starts with a cleared optimizer state", ph);
+    }
+    cr_expect_eq(kiln_model_frozen_to(f.model), 0, "ulmfit ends unfrozen");
+    kiln_store *s = kiln_model_store(f.model);
+    int n_checked = 0;
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_param_info info;
+        cr_assert_eq(kiln_model_param_info(f.model, i, &info), KILN_STATUS_OK);
+        if (!info.is_param || info.is_bn) continue;
+        for (int ph = 0; ph < 3; ph++) {
+            bool ch = param_changed(f.model, i, ph ? w.after[ph - 1] : before, w.after[ph]);
+            cr_expect_eq(ch, info.group >= want_frozen[ph], "%s (group %d) in phase %d: changed %d",
+                         kiln_store_at(s, i)->name, info.group, ph, ch);
+        }
+        n_checked++;
+    }
+    cr_expect_gt(n_checked, 8);
+    /* the lrs and moms the optimizer got, from the joined recorder */
+    const kiln_recorder *rec = kiln_learner_recorder(f.learn);
+    cr_assert_eq(kiln_recorder_n_batches(rec), 3 * UL_ITERS);
+    cr_assert_eq(kiln_recorder_n_epochs(rec), 3);
+    const double hi[3][N_GROUPS] = {{1e-2, 1e-2, 1e-2}, {1.25e-3, 2.5e-3, 5e-3}, {1.25e-4, 2.5e-4, 5e-4}};
+    const double moms[3] = {0.8, 0.7, 0.8};
+    for (int ph = 0; ph < 3; ph++) {
+        kiln_epoch_record er;
+        cr_assert_eq(kiln_recorder_epoch(rec, ph, &er), KILN_STATUS_OK);
+        cr_expect_eq(er.epoch, ph, "epoch rows numbered on across phases");
+        cr_expect_eq(er.iter, (ph + 1) * UL_ITERS);
+        for (int64_t i = 0; i < UL_ITERS; i++) {
+            int64_t k = ph * UL_ITERS + i;
+            cr_expect_eq(kiln_recorder_iters(rec)[k], k, "iterations numbered on across phases");
+            for (int g = 0; g < N_GROUPS; g++) {
+                double want = fastai_one_cycle(hi[ph][g], 25, 0.25, i, UL_ITERS), got = kiln_recorder_lrs(rec, g)[k];
+                cr_expect(fabs(got - want) <= 1e-12 * want, "phase %d iteration %lld group %d: lr %.17g, want %.17g", ph,
+                          (long long)i, g, got, want);
+                double wm = fastai_one_cycle_mom(moms, 0.25, i, UL_ITERS), gm = kiln_recorder_moms(rec, g)[k];
+                cr_expect(fabs(gm - wm) <= 1e-12, "phase %d iteration %lld group %d: mom %.17g, want %.17g", ph,
+                          (long long)i, g, gm, wm);
+            }
+        }
+    }
+    /* the recipe runs the same; its checks name the field */
+    kiln_recipe r = kiln_recipe_make(KILN_RECIPE_ULMFIT);
+    cr_expect(r.lr == 2e-2 && r.epochs == 2 && r.freeze_epochs == 1 && fabs(r.lr_mult - pow(2.6, 4)) < 1e-9);
+    kiln_recipe_kind kind;
+    cr_expect(kiln_recipe_parse("ulmfit", &kind) == KILN_STATUS_OK && kind == KILN_RECIPE_ULMFIT);
+    cr_expect_str_eq(kiln_recipe_name(KILN_RECIPE_ULMFIT), "ulmfit");
+    r.lr_mult = 0;
+    cr_expect_eq(kiln_learner_fit_recipe(f.learn, &r), KILN_STATUS_INVALID);
+    ku_expect_error("ulmfit: lr_mult 0 must be > 0", "lr_mult 0");
+    up = kiln_ulmfit_default_params();
+    up.moms[1] = 1.5;
+    cr_expect_eq(kiln_learner_fit_ulmfit(f.learn, 1, &up), KILN_STATUS_INVALID);
+    ku_expect_error("ulmfit: moms[1] 1.5 must be in [0, 1)", "moms");
+    up = kiln_ulmfit_default_params();
+    up.freeze_epochs = -2;
+    cr_expect_eq(kiln_learner_fit_ulmfit(f.learn, 1, &up), KILN_STATUS_INVALID);
+    ku_expect_error("ulmfit: freeze_epochs -2 must be in [0,", "freeze_epochs");
+    free(before);
+    for (int ph = 0; ph < 3; ph++) free(w.after[ph]);
+    fx_free(&f);
+}
+
+/* fine_tune's two phases are joined in the recorder too (history.csv shows both) */
+Test(freeze, fine_tune_records_both_phases)
+{
+    fx f = fx_new(40, NULL);
+    cr_assert_eq(kiln_learner_fine_tune(f.learn, 2, NULL), KILN_STATUS_OK, "%s", kiln_last_error());
+    const kiln_recorder *rec = kiln_learner_recorder(f.learn);
+    cr_assert_eq(kiln_recorder_n_epochs(rec), 3, "1 frozen + 2 unfrozen epochs");
+    cr_assert_eq(kiln_recorder_n_batches(rec), 30);
+    for (int64_t k = 0; k < 30; k++) cr_expect_eq(kiln_recorder_iters(rec)[k], k);
+    /* the frozen phase warms up to 2e-3 (pct_start 0.99), the unfrozen one starts at 1e-3/5 */
+    double want = fastai_one_cycle(2e-3, 25, 0.99, 9, 10);
+    cr_expect(fabs(kiln_recorder_lrs(rec, N_GROUPS - 1)[9] - want) < 1e-12 * want, "%.17g",
+              kiln_recorder_lrs(rec, N_GROUPS - 1)[9]);
+    cr_expect(fabs(kiln_recorder_lrs(rec, N_GROUPS - 1)[10] - 1e-3 / 5) < 1e-15, "%.17g",
+              kiln_recorder_lrs(rec, N_GROUPS - 1)[10]);
     fx_free(&f);
 }
 

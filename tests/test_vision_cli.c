@@ -181,11 +181,14 @@ Test(vision_cli, help_for_every_subcommand)
 Test(vision_cli, fit_fine_tune_schedule)
 {
     run_ok("vision fit %s/img --out %s/ft --bs 4 --epochs 1 --schedule fine-tune --freeze-epochs 1 " FAST);
-    expect_in("out", "1 epochs in");
+    expect_in("out", "2 epochs in"); /* the frozen one and the unfrozen one */
     cr_expect(access(P("ft/model.safetensors"), F_OK) == 0, "fine-tune wrote no model");
+    char *h = ku_slurp(P("ft/history.csv"));
+    cr_expect_eq(count_lines(h), 3, "history.csv holds both phases: %s", h);
+    free(h);
     run_fail("vision fit %s/img --out %s/ft --bs 4 --schedule fine-tune --resume " FAST, 1,
              "resume of a fine-tune run is not supported yet");
-    run_fail("vision fit %s/img --out %s/x --schedule warmup", 2, "schedule 'warmup' is not one-cycle, sgdr, clr, const or fine-tune");
+    run_fail("vision fit %s/img --out %s/x --schedule warmup", 2, "schedule 'warmup' is not one-cycle, sgdr, clr, const, fine-tune or ulmfit");
 }
 
 Test(vision_cli, lr_find_writes_its_files)

@@ -188,30 +188,35 @@ typedef enum kiln_recipe_kind {
     KILN_RECIPE_CLR,           /* triangular cyclical lr, lr/25 .. lr */
     KILN_RECIPE_CONST,         /* constant lr */
     KILN_RECIPE_FINE_TUNE,     /* fastai fine_tune: freeze_epochs frozen, then all unfrozen */
+    KILN_RECIPE_ULMFIT,        /* ULMFiT's gradual unfreezing (kiln_learner_fit_ulmfit) */
 } kiln_recipe_kind;
 
 typedef struct kiln_recipe {
     kiln_recipe_kind kind;
-    double lr;              /* peak lr (fine_tune: base_lr), 1e-2 */
-    int64_t epochs;         /* 3; sgdr: 0 = the cycles' sum; clr: 0 = n_cycle x cycle_len */
+    double lr;              /* peak lr (fine_tune: base_lr; ulmfit: the first phase's, 2e-2), 1e-2 */
+    int64_t epochs;         /* 3; sgdr: 0 = the cycles' sum; clr: 0 = n_cycle x cycle_len;
+                               fine_tune and ulmfit: of the unfrozen phase (1 and 2) */
     int64_t n_cycle;        /* sgdr 3; clr: 0 = epochs / cycle_len */
     int64_t cycle_len;      /* 1 */
     int64_t cycle_mult;     /* sgdr, 2 */
-    int64_t freeze_epochs;  /* fine_tune, 1 */
-    double pct_start;       /* one-cycle / fine_tune share of warm-up, 0.25 (fine_tune 0.3) */
+    int64_t freeze_epochs;  /* fine_tune: of the frozen phase; ulmfit: of each partly frozen one; 1 */
+    double pct_start;       /* one-cycle / fine_tune / ulmfit share of warm-up, 0.25 (fine_tune 0.3) */
     double lr_mult;         /* fine_tune: the unfrozen phase trains slice(lr/2/lr_mult, lr/2)
-                               across the layer groups, 100; must be > 0 */
+                               across the layer groups, 100; ulmfit: slice(lr'/lr_mult, lr') in
+                               every phase, 2.6^4 (the paper's factor 2.6 over 5 groups); > 0 */
 } kiln_recipe;
 
 kiln_recipe kiln_recipe_make(kiln_recipe_kind kind);
-const char *kiln_recipe_name(kiln_recipe_kind kind); /* "one-cycle", "sgdr", "clr", "const", "fine-tune" */
+/* "one-cycle", "sgdr", "clr", "const", "fine-tune", "ulmfit" */
+const char *kiln_recipe_name(kiln_recipe_kind kind);
 kiln_status kiln_recipe_parse(const char *name, kiln_recipe_kind *out);
 /* The epochs r spans (sgdr: the cycles' sum), after checking it: INVALID naming the field
  * ("sgdr: epochs 5 differs from the cycles' 7"). */
 kiln_status kiln_recipe_epochs(const kiln_recipe *r, int64_t *epochs);
-/* The schedule of r over n_batches batches per epoch (fine_tune: its second phase). */
+/* The schedule of r over n_batches batches per epoch (fine_tune, ulmfit: the last phase's). */
 kiln_status kiln_recipe_sched(const kiln_recipe *r, int64_t n_batches, kiln_sched *s);
-/* Fits l with r (fine_tune: both phases). */
+/* Fits l with r (fine_tune, ulmfit: every phase; the recorder then holds them all, one after
+ * the other, through kiln_learner_prepend_history). */
 kiln_status kiln_learner_fit_recipe(kiln_learner *l, const kiln_recipe *r);
 /* fastai's fit calls by name, next to kiln_learner_fit_one_cycle (kiln/learn.h). */
 kiln_status kiln_learner_fit_sgdr(kiln_learner *l, int64_t n_cycle, int64_t cycle_len, int64_t cycle_mult, double lr);
@@ -238,6 +243,26 @@ kiln_fine_tune_params kiln_fine_tune_default_params(void);
 /* p NULL = defaults. INVALID naming the field ("fine-tune: lr_mult 0 must be > 0"). */
 kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_fine_tune_params *p);
 
+/* ULMFiT's classifier recipe (Howard & Ruder 2018, section 3.3; fastai's IMDb notebook): gradual
+ * unfreezing with discriminative lrs, one-cycle in every phase with momentum 0.8 -> 0.7 -> 0.8:
+ *   freeze_to(-1); fit_one_cycle(freeze_epochs, lr)
+ *   freeze_to(-2); fit_one_cycle(freeze_epochs, slice(lr/2/lr_mult, lr/2))
+ *   freeze_to(-3); fit_one_cycle(freeze_epochs, slice(lr/4/lr_mult, lr/4))
+ *   unfreeze();    fit_one_cycle(epochs, slice(lr/20/lr_mult, lr/20))
+ * A model of G layer groups has min(3, G - 1) partly frozen phases (the classifier's 5 groups:
+ * all three). slice(lo, hi) spreads lo..hi geometrically over the groups, so lr_mult 2.6^4 over
+ * 5 groups is the paper's factor 2.6 from one group to the next. The learner ends unfrozen;
+ * the recorder holds every phase. INVALID naming the field; a model of one group is refused. */
+typedef struct kiln_ulmfit_params {
+    double lr;             /* 2e-2: the first phase's peak */
+    int64_t freeze_epochs; /* 1: epochs of each partly frozen phase */
+    double lr_mult;        /* 45.6976 = 2.6^4 */
+    double pct_start;      /* 0.25 */
+    double moms[3];        /* 0.8, 0.7, 0.8 */
+} kiln_ulmfit_params;
+kiln_ulmfit_params kiln_ulmfit_default_params(void);
+kiln_status kiln_learner_fit_ulmfit(kiln_learner *l, int64_t epochs, const kiln_ulmfit_params *p);
+
 /* ---- text: the language-model learner (fastai language_model_learner) ------------------------- *
  * An AWD-LSTM language model (kiln_awd_lstm_lm_new, config NULL: kiln_awd_lstm_lm_config(vocab size,
  * drop_mult)) on LM batches (kiln_lm_data_new over ids of vocab, which is copied); the loss is
@@ -247,8 +272,8 @@ kiln_status kiln_learner_fine_tune(kiln_learner *l, int64_t epochs, const kiln_f
  * The learner takes data (freed with it, and by this call when it fails); ctx is borrowed.
  * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt and
  * dir/model.json {"format": "kiln-model", "task": "text-lm", "arch": "awd_lstm", "vocab_size",
- * "config": {emb, hid, n_layers, the five dropouts}, "training": {seed, alpha, beta}}; loading
- * one back is not there yet (kiln_learner_task is NULL for this learner). */
+ * "config": {emb, hid, n_layers, the five dropouts}, "training": {seed, alpha, beta}}, which
+ * kiln_text_lm_learner_load reads back (kiln_learner_task is NULL for this learner). */
 typedef struct kiln_text_lm_learner_params {
     const kiln_awd_lstm_params *config; /* NULL: fastai's LM config with drop_mult */
     /* a folder a text LM was exported to (kiln_learner_export): its sizes (emb, hid, layers)
@@ -300,6 +325,29 @@ const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l);
 kiln_status kiln_text_classify(kiln_learner *l, const char *const *texts, int64_t n, int64_t *pred, float *probs,
                                int64_t *n_unk);
 
+/* ---- text: a saved language model, and generation (fastai LMLearner.predict) ------------------ */
+
+/* A language model kiln_learner_export wrote to dir (model.json task "text-lm", vocab.txt,
+ * model.safetensors loaded strictly, checked finite), without data: for generation, or to give
+ * data to (kiln_learner_set_data) and train on. Errors name the file and the key at fault. */
+kiln_learner *kiln_text_lm_learner_load(kiln_ctx *ctx, const char *dir);
+
+typedef struct kiln_text_generate_params {
+    int64_t n_words;    /* tokens to add, 20 */
+    double temperature; /* 1: the model's distribution; < 1 sharper, > 1 flatter; 0: greedy (argmax) */
+    bool no_unk;        /* xxunk is never drawn (fastai's default), true */
+    uint64_t seed;      /* the draws are kiln_philox_uniform(seed, i): the same seed, the same text */
+} kiln_text_generate_params;
+kiln_text_generate_params kiln_text_generate_default_params(void);
+
+/* The prompt followed by n_words tokens the language model l draws one at a time (eval mode,
+ * state reset first), decoded to text (kiln_text_decode: "xxmaj the" -> "The") into *out
+ * (malloc'd; free it). *n_unk (may be NULL): the prompt's tokens not in the vocabulary. A
+ * prompt with words of which none is in the vocabulary is INVALID saying so; an empty prompt
+ * starts from the beginning of a document (xxbos). */
+kiln_status kiln_text_generate(kiln_learner *l, const char *prompt, const kiln_text_generate_params *p, char **out,
+                               int64_t *n_unk);
+
 /* ---- the shared training driver ------------------------------------------------------------ */
 
 typedef struct kiln_train_params {
@@ -320,7 +368,7 @@ typedef struct kiln_train_params {
 kiln_train_params kiln_train_default_params(void);
 
 typedef struct kiln_train_result {
-    int64_t epochs;
+    int64_t epochs;           /* trained, every phase of a phased recipe (fine-tune, ulmfit) */
     double train_loss, valid_loss;
     double *metrics;          /* (kiln_learner_n_metrics), last epoch */
     double seconds, items_per_s;

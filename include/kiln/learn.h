@@ -345,9 +345,9 @@ kiln_status kiln_learner_add_save_best(kiln_learner *l, const char *path, const 
 kiln_status kiln_save_best_info(kiln_learner *l, double *best, int64_t *best_epoch, int64_t *n_saves);
 
 /* ---- recorder (src/learn/recorder.c) ------------------------------------------------------- *
- * Reset at the start of every fit. Per training batch (not skipped): iteration, epoch, raw
- * and smoothed loss, lr and mom of every group. Per epoch: train_loss (smoothed, as fastai),
- * valid_loss, metrics, seconds. Arrays stay valid until the next fit or kiln_learner_free. */
+ * Reset at the start of every fit (kiln_learner_prepend_history joins fits). Per training
+ * batch (not skipped): iteration, epoch, raw and smoothed loss, lr and mom of every group.
+ * Per epoch: train_loss (smoothed, as fastai), valid_loss, metrics, seconds. Arrays stay valid until the next fit or kiln_learner_free. */
 typedef struct kiln_epoch_record {
     int64_t epoch;
     int64_t iter;        /* iterations done when the epoch ended (x of valid loss on plots) */
@@ -368,6 +368,15 @@ int64_t kiln_recorder_n_epochs(const kiln_recorder *r);
 int kiln_recorder_n_metrics(const kiln_recorder *r);
 const char *kiln_recorder_metric_name(const kiln_recorder *r, int j);
 kiln_status kiln_recorder_epoch(const kiln_recorder *r, int64_t i, kiln_epoch_record *out);
+
+/* A copy of r (NULL + NOMEM on failure); free it with kiln_recorder_free. */
+kiln_recorder *kiln_recorder_clone(const kiln_recorder *r);
+void kiln_recorder_free(kiln_recorder *r);
+/* Puts earlier (the record of the fits before the last one: a multi-phase recipe's earlier
+ * phases) in front of the learner's recorder, so that the recorder, history.csv and the plots
+ * show every phase; the last fit's iterations and epochs are renumbered to follow earlier's.
+ * INVALID when the two differ in metrics or layer groups. */
+kiln_status kiln_learner_prepend_history(kiln_learner *l, const kiln_recorder *earlier);
 
 /* Epoch table: header "epoch,train_loss,valid_loss,<metric names>,time", one row per epoch,
  * losses and metrics with %.9g, time as mm:ss (as printed). Written atomically (temp file,

@@ -141,6 +141,7 @@ static kiln_status collect(kiln_learner *l, int64_t nb, double seconds, kiln_tra
     kiln_clear_error();
     int64_t per_epoch = v ? nb * kiln_vision_data_params(v)->batch_size : kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN);
     r->seconds = seconds;
+    r->epochs = kiln_recorder_n_epochs(rec); /* a phased recipe's every phase */
     r->items_per_s = (double)(per_epoch * r->epochs) / (train_s > 0 ? train_s : seconds);
     return KILN_STATUS_OK;
 }
@@ -184,6 +185,9 @@ static kiln_status outputs(kiln_learner *l, const kiln_train_params *p, kiln_tra
     return st;
 }
 
+/* A recipe of several fits (freeze changes between them). */
+static bool phased(kiln_recipe_kind k) { return k == KILN_RECIPE_FINE_TUNE || k == KILN_RECIPE_ULMFIT; }
+
 /* What p asks for, checked before anything is written. */
 static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *epochs)
 {
@@ -194,8 +198,9 @@ static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *e
     if (p->checkpoint_every < 0) return kiln__err(KILN_STATUS_INVALID, "learner_train: checkpoint_every must be >= 0");
     if (p->resume && !p->checkpoint_every)
         return kiln__err(KILN_STATUS_INVALID, "learner_train: resume needs checkpoints (checkpoint_every >= 1)");
-    if (p->resume && p->recipe.kind == KILN_RECIPE_FINE_TUNE)
-        return kiln__err(KILN_STATUS_UNSUPPORTED, "learner_train: resume of a fine-tune run is not supported yet");
+    if (p->resume && phased(p->recipe.kind))
+        return kiln__err(KILN_STATUS_UNSUPPORTED, "learner_train: resume of a %s run is not supported yet",
+                         kiln_recipe_name(p->recipe.kind));
     if (p->tta.tta && (p->tta.tta_n < 1 || p->tta.tta_n > 64 || !(p->tta.tta_beta >= 0 && p->tta.tta_beta <= 1)))
         return kiln__err(KILN_STATUS_INVALID, "learner_train: tta_n must be in [1, 64] and tta_beta in [0, 1]");
     if (!kiln_learner_data(l)) return kiln__err(KILN_STATUS_STATE, "learner_train: the learner has no data");
@@ -220,7 +225,7 @@ kiln_status kiln_learner_train(kiln_learner *l, const kiln_train_params *p, kiln
     r->n_stale_removed = removed;
     int64_t nb = kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN);
     kiln_sched sched;
-    if (p->recipe.kind != KILN_RECIPE_FINE_TUNE && (st = kiln_recipe_sched(&p->recipe, nb, &sched))) return st;
+    if (!phased(p->recipe.kind) && (st = kiln_recipe_sched(&p->recipe, nb, &sched))) return st;
     if (p->snapshots > 0 && (st = kiln_learner_add_snapshots(l, NULL))) return st;
     if (p->checkpoint_every > 0 && (st = kiln_learner_add_checkpointing(l, ckpt, p->checkpoint_every))) return st;
     kiln_callback cb = {.name = "train_stop", .begin_batch = stop_cb, .end_batch = stop_cb, .user = (void *)p->stop};
@@ -231,7 +236,7 @@ kiln_status kiln_learner_train(kiln_learner *l, const kiln_train_params *p, kiln
     double t0 = now_s();
     if (!st) {
         st = p->resume ? kiln_learner_resume(l, ckpt)
-           : p->recipe.kind == KILN_RECIPE_FINE_TUNE ? kiln_learner_fit_recipe(l, &p->recipe)
+           : phased(p->recipe.kind) ? kiln_learner_fit_recipe(l, &p->recipe)
                                                      : kiln_learner_fit(l, epochs, &sched);
         if (st == KILN_STATUS_DIVERGED) divergence_note(p->out, ckpt);
     }

@@ -140,6 +140,65 @@ kiln_status kiln__recorder_copy(kiln_recorder *dst, const kiln_recorder *src, in
     return st;
 }
 
+/* Appends src's batches and epochs to dst, their iterations and epochs moved on by di and de. */
+static kiln_status append(kiln_recorder *dst, const kiln_recorder *src, int64_t di, int64_t de)
+{
+    kiln_status st = KILN_STATUS_OK;
+    int g = dst->n_groups;
+    double *lrs = malloc(((size_t)g + 1) * sizeof *lrs), *moms = malloc(((size_t)g + 1) * sizeof *moms);
+    if (!lrs || !moms) st = kiln__err(KILN_STATUS_NOMEM, "recorder: out of memory");
+    for (int64_t i = 0; !st && i < src->n; i++) {
+        for (int k = 0; k < g; k++) lrs[k] = src->lrs[k][i], moms[k] = src->moms[k][i];
+        st = kiln__recorder_add_batch(dst, src->iters[i] + di, src->epochs[i] + de, src->loss[i], src->smooth[i], lrs,
+                                      moms);
+    }
+    for (int64_t i = 0; !st && i < src->ne; i++) {
+        const kiln_epoch_record *e = &src->ep[i];
+        st = kiln__recorder_add_epoch(dst, e->epoch + de, e->iter + di, e->train_loss, e->valid_loss,
+                                      src->emet + i * src->n_metrics, e->seconds);
+    }
+    free(lrs), free(moms);
+    return st;
+}
+
+kiln_recorder *kiln_recorder_clone(const kiln_recorder *r)
+{
+    kiln_recorder *c = r ? kiln__recorder_new() : NULL;
+    if (!r) return kiln__errp(KILN_STATUS_INVALID, "recorder_clone: NULL recorder");
+    if (!c || kiln__recorder_reset_names(c, r->n_groups, r->n_metrics, (const char *const *)r->metric_names) ||
+        append(c, r, 0, 0)) {
+        kiln__recorder_free(c);
+        return c ? NULL : kiln__errp(KILN_STATUS_NOMEM, "recorder: out of memory");
+    }
+    return c;
+}
+
+void kiln_recorder_free(kiln_recorder *r) { kiln__recorder_free(r); }
+
+kiln_status kiln_learner_prepend_history(kiln_learner *l, const kiln_recorder *earlier)
+{
+    if (!l || !earlier) return kiln__err(KILN_STATUS_INVALID, "learner_prepend_history: NULL argument");
+    kiln_recorder *cur = l->rec;
+    bool same = earlier->n_metrics == cur->n_metrics && (earlier->n_groups == cur->n_groups || !earlier->n || !cur->n);
+    for (int j = 0; same && j < cur->n_metrics; j++) same = !strcmp(earlier->metric_names[j], cur->metric_names[j]);
+    if (!same)
+        return kiln__err(KILN_STATUS_INVALID, "learner_prepend_history: the earlier record has %d groups and %d metrics, "
+                                              "this one %d and %d (or other metric names)",
+                         earlier->n_groups, earlier->n_metrics, cur->n_groups, cur->n_metrics);
+    int64_t di = earlier->n ? earlier->iters[earlier->n - 1] + 1 : 0;
+    if (earlier->ne && earlier->ep[earlier->ne - 1].iter > di) di = earlier->ep[earlier->ne - 1].iter;
+    int64_t de = earlier->ne ? earlier->ep[earlier->ne - 1].epoch + 1 : 0;
+    kiln_recorder *m = kiln__recorder_new();
+    int g = cur->n ? cur->n_groups : earlier->n_groups;
+    kiln_status st = m ? kiln__recorder_reset_names(m, g, cur->n_metrics, (const char *const *)cur->metric_names)
+                       : kiln__err(KILN_STATUS_NOMEM, "recorder: out of memory");
+    if (!st) st = append(m, earlier, 0, 0);
+    if (!st) st = append(m, cur, di, de);
+    if (!st) kiln__recorder_swap(cur, m);
+    kiln__recorder_free(m);
+    return st;
+}
+
 void kiln__recorder_swap(kiln_recorder *a, kiln_recorder *b)
 {
     kiln_recorder t = *a;

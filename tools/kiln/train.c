@@ -20,21 +20,22 @@ static const cli_flag g_common[] = {
      NULL, NULL},
     {"--bs", "B", FLAG_INT, O(bs), K(TRAIN_LR_FIND) | K(TRAIN_FIT) | K(TRAIN_EVAL), "batch size", NULL, NULL},
     {"--epochs", "E", FLAG_INT, O(epochs), K(TRAIN_FIT),
-     "epochs (sgdr: the cycles' sum; clr: n-cycle x cycle-len; fine-tune: after the frozen ones)", NULL, NULL},
+     "epochs (sgdr: the cycles' sum; clr: n-cycle x cycle-len; fine-tune, ulmfit: after the frozen ones)", NULL, NULL},
     {"--lr", "X", FLAG_DOUBLE, O(lr), K(TRAIN_FIT), "peak learning rate (fine-tune: base_lr, 2e-3 unless given)", NULL,
      NULL},
     {"--schedule", "NAME", FLAG_STR, O(schedule), K(TRAIN_FIT),
      "one-cycle (fastai v2) | sgdr | clr (triangular, lr/25 .. lr) | const | fine-tune (fastai: frozen body, then "
-     "all with discriminative lrs)", NULL, NULL},
+     "all with discriminative lrs) | ulmfit (gradual unfreezing: the last group, the last two, three, then all, at "
+     "lr, lr/2, lr/4, lr/20, each spread over the groups by --lr-mult, momentum 0.8-0.7)", NULL, NULL},
     {"--n-cycle", "N", FLAG_INT, O(n_cycle), K(TRAIN_FIT), "sgdr, clr: number of cycles (clr: epochs/cycle-len unless given)",
      NULL, NULL},
     {"--cycle-len", "N", FLAG_INT, O(cycle_len), K(TRAIN_FIT), "sgdr, clr: epochs in the first cycle", NULL, NULL},
     {"--cycle-mult", "N", FLAG_INT, O(cycle_mult), K(TRAIN_FIT), "sgdr: cycle length multiplier", NULL, NULL},
-    {"--freeze-epochs", "N", FLAG_INT, O(freeze_epochs), K(TRAIN_FIT), "fine-tune: epochs with the body frozen", NULL,
-     NULL},
+    {"--freeze-epochs", "N", FLAG_INT, O(freeze_epochs), K(TRAIN_FIT),
+     "fine-tune: epochs with the body frozen; ulmfit: epochs of each partly frozen phase", NULL, NULL},
     {"--lr-mult", "M", FLAG_DOUBLE, O(lr_mult), K(TRAIN_FIT),
      "fine-tune: the unfrozen phase trains the first layer group at lr/2/M up to the head at lr/2 (fastai's "
-     "slice(lr/2/M, lr/2))", NULL, NULL},
+     "slice(lr/2/M, lr/2)); ulmfit: every phase spreads its lr so (default 2.6^4 = 45.7)", NULL, NULL},
     {"--snapshots", "M", FLAG_INT, O(snapshots), K(TRAIN_FIT),
      "keep the weights at each cycle end; report the ensemble of the last M (0: off)", NULL, NULL},
     {"--resume", NULL, FLAG_BOOL, O(resume), K(TRAIN_FIT),
@@ -94,6 +95,7 @@ void train_given(train_opts *t, const cli_flag *flags, int n_flags, const bool *
     t->given_n_cycle = given[flags_index(flags, n_flags, "--n-cycle")];
     t->given_lr = given[flags_index(flags, n_flags, "--lr")];
     t->given_schedule = given[flags_index(flags, n_flags, "--schedule")];
+    t->given_lr_mult = given[flags_index(flags, n_flags, "--lr-mult")];
 }
 
 const char *train_check(const train_opts *t)
@@ -172,7 +174,7 @@ int train_recipe(const train_opts *t, kiln_recipe *r)
     if (kind != KILN_RECIPE_FINE_TUNE || t->given_lr) r->lr = t->lr; /* fine-tune's base_lr: 2e-3 */
     r->epochs = t->epochs;
     r->cycle_len = t->cycle_len, r->cycle_mult = t->cycle_mult, r->freeze_epochs = t->freeze_epochs;
-    r->lr_mult = t->lr_mult;
+    r->lr_mult = kind == KILN_RECIPE_ULMFIT && !t->given_lr_mult ? r->lr_mult : t->lr_mult; /* ulmfit: 2.6^4 */
     if (kind == KILN_RECIPE_SGDR) {
         r->n_cycle = t->n_cycle;
         if (!t->given_epochs) r->epochs = 0; /* the cycles' sum */
@@ -220,9 +222,9 @@ static void common_settings(const train_opts *t, const kiln_recipe *r, train_set
         train_settings_num(s, "--n-cycle", (double)t->n_cycle);
         train_settings_num(s, "--cycle-mult", (double)t->cycle_mult);
     }
-    if (r->kind == KILN_RECIPE_FINE_TUNE) {
+    if (r->kind == KILN_RECIPE_FINE_TUNE || r->kind == KILN_RECIPE_ULMFIT) {
         train_settings_num(s, "--freeze-epochs", (double)t->freeze_epochs);
-        train_settings_num(s, "--lr-mult", t->lr_mult);
+        train_settings_num(s, "--lr-mult", r->lr_mult);
     }
     train_settings_num(s, "--seed", (double)t->seed);
 }

@@ -17,7 +17,7 @@ typedef struct train_opts {
     int64_t bs, epochs, n_cycle, cycle_len, cycle_mult, freeze_epochs, snapshots, seed, threads, num_it, tta_n;
     double lr, wd, tta_beta, lr_mult;
     bool tta, tta_max, quiet, help, resume;
-    bool given_epochs, given_n_cycle, given_lr, given_schedule; /* from the parser's `given` (train_given) */
+    bool given_epochs, given_n_cycle, given_lr, given_schedule, given_lr_mult; /* from the parser's `given` (train_given) */
 } train_opts;
 
 /* Which of a task's subcommands read a common flag: bit k of this enum maps to map[k]. */
