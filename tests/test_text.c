@@ -149,6 +149,29 @@ Test(text, many_on_threads_equal_one_by_one)
 }
 
 /* documents from space-separated strings, through kiln_text_split */
+/* fastai's decode_spec_tokens, joined with spaces; tokenize then decode gives the text back but
+ * for spaces around punctuation and a one-letter capital */
+Test(text, decode_undoes_the_rules)
+{
+    const char *toks[] = {"xxbos", "xxmaj", "émile", "said", "xxup", "stop", "xxrep", "4", "!", "xxwrep", "3", "very",
+                          "good", "xxpad", "xxmaj", "xxup", "ok", "xxrep", "x", "y", "xxmaj"};
+    char *out = NULL;
+    cr_assert_eq(kiln_text_decode(toks, 21, &out), KILN_STATUS_OK);
+    cr_expect_str_eq(out, "Émile said STOP !!!! very very very good OK y");
+    free(out);
+    kiln_tokens t;
+    const char *text = "I LOVED it!!! Really, really, really good.";
+    cr_assert_eq(kiln_text_tokenize(text, strlen(text), &t), KILN_STATUS_OK);
+    cr_assert_eq(kiln_text_decode((const char *const *)t.tok, t.n, &out), KILN_STATUS_OK);
+    cr_expect_str_eq(out, "i LOVED it !!! Really , really , really good ."); /* fastai marks no one-letter capital */
+    free(out);
+    kiln_tokens_free(&t);
+    cr_assert_eq(kiln_text_decode(NULL, 0, &out), KILN_STATUS_OK);
+    cr_expect_str_eq(out, "");
+    free(out);
+    cr_expect_eq(kiln_text_decode(NULL, 2, &out), KILN_STATUS_INVALID);
+}
+
 static kiln_tokens *docs_of(const char *const *s, int n)
 {
     kiln_tokens *d = calloc((size_t)n, sizeof *d);

@@ -118,6 +118,31 @@ Test(text_cli, lm_on_a_text_file_writes_the_model_vocabulary_and_history)
     rc = run("text lr-find %s/story.txt --out %s/lrf --num-it 12 " FAST);
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
     cr_expect_eq(access(P("lrf/lr_find.csv"), R_OK), 0);
+    /* generation from the saved language model: greedy is deterministic, sampling follows the seed */
+    rc = run("text generate %s/lm \"Emma said\" --words 6 --temperature 0");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    char *g1 = ku_slurp(P("out"));
+    cr_expect(!strncmp(g1, "Emma said ", 10), "the prompt, decoded, starts the text: %s", g1);
+    cr_expect_eq(run("text generate %s/lm \"Emma said\" --words 6 --temperature 0"), 0);
+    char *g2 = ku_slurp(P("out"));
+    cr_expect_str_eq(g1, g2);
+    cr_expect_eq(run("text generate %s/lm \"Emma said\" --words 6 --seed 7"), 0);
+    free(g2);
+    g2 = ku_slurp(P("out"));
+    cr_expect_eq(run("text generate %s/lm \"Emma said\" --words 6 --seed 7"), 0);
+    char *g3 = ku_slurp(P("out"));
+    cr_expect_str_eq(g2, g3, "the same seed, the same text");
+    free(g1), free(g2), free(g3);
+    cr_expect_eq(run("text generate %s/lm \"zzqx wvvq\""), 1);
+    expect_in("err", "none of its 2 word(s) is in the model's vocabulary");
+    cr_expect_eq(run("text generate %s/lm"), 2);
+    expect_in("err", "missing PROMPT");
+    cr_expect_eq(run("text generate %s/lm \"Emma\" --words -1"), 2);
+    expect_in("err", "--words must be in");
+    cr_expect_eq(run("text generate %s/lm \"Emma\" --epochs 3"), 2);
+    expect_in("err", "--epochs does not apply to generate");
+    cr_expect_eq(run("text generate %s/nothing \"Emma\""), 1);
+    expect_in("err", "nothing/model.json");
 }
 
 Test(text_cli, bad_input_is_refused_clearly)
@@ -194,6 +219,23 @@ Test(text_cli, fit_a_classifier_from_scratch_and_from_a_language_model)
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
     expect_in("out", "body frozen");
     expect_in("out", "(the language model's)");
+    /* ULMFiT's gradual unfreezing: the small encoder's 5 groups, so three partly frozen epochs and
+     * the unfrozen one, all in history.csv */
+    char *h = ku_slurp(P("u/history.csv"));
+    int lines = 0;
+    for (const char *c = h; *c; c++) lines += *c == '\n';
+    cr_expect_eq(lines, 5, "a header and 4 epochs: %s", h);
+    free(h);
+    /* the classifier's lr-find, on the encoder (frozen) and from scratch */
+    rc = run("text lr-find %s/train.csv --text-col review --label-col score --lm %s/lm --out %s/lrc --num-it 8 --bs 16 "
+             "--threads 1 --quiet");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));
+    expect_in("lrc/lr_find.csv", "lr,loss");
+    cr_expect_eq(run("text lr-find %s/train.csv --text-col review --lm %s/lm --out %s/x --quiet"), 2);
+    expect_in("err", "--lm applies to the classifier's lr-find: give --label-col too");
+    /* a classifier is not a language model */
+    cr_expect_eq(run("text generate %s/u \"great\""), 1);
+    expect_in("err", "task is not \"text-lm\"");
     /* bad input */
     cr_expect_eq(run("text fit %s/train.csv --text-col review --label-col stars --out %s/x --quiet"), 1);
     expect_in("err", "no label column \"stars\"");

@@ -154,6 +154,60 @@ Test(text_lm, learns_a_small_corpus)
     p2.pretrained = "/nonexistent/lm";
     cr_expect_null(kiln_text_lm_learner_new(ctx, kiln_lm_data_new((const int64_t *const *)a.id, a.len, a.n, NULL, NULL, 0, V, &dp), v, &p2));
     ku_expect_error("/nonexistent/lm/model.json", "a missing pretrained folder");
+    /* the export loads back as a language model that generates: greedy generation (state carried
+     * token by token) picks the argmax of re-reading the whole sequence from a reset state, as
+     * fastai's predict does; a prompt of unknown words is refused */
+    kiln_learner *lb = kiln_text_lm_learner_load(ctx, dir);
+    cr_assert_not_null(lb, "%s", kiln_last_error());
+    cr_expect_eq(kiln_vocab_size(kiln_text_learner_vocab(lb)), V);
+    kiln_text_generate_params gp = kiln_text_generate_default_params();
+    cr_expect(gp.n_words == 20 && gp.temperature == 1 && gp.no_unk && gp.seed == 42);
+    gp.n_words = 6, gp.temperature = 0;
+    char *text = NULL;
+    int64_t unk = -1;
+    cr_assert_eq(kiln_text_generate(lb, "The cat sat on", &gp, &text, &unk), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_expect_eq(unk, 0);
+    cr_expect(!strncmp(text, "The cat sat on ", 15), "%s", text);
+    kiln_tokens gt;
+    cr_assert_eq(kiln_text_tokenize("The cat sat on", 14, &gt), KILN_STATUS_OK);
+    int64_t seq[64], n0 = gt.n;
+    kiln_vocab_numericalize(v, &gt, seq, NULL);
+    kiln_tokens_free(&gt);
+    kiln_model *mb = kiln_learner_model(lb);
+    kiln_model_train(mb, false);
+    kiln_set_grad_enabled(ctx, false);
+    for (int64_t k = 0; k < 6; k++) {
+        kiln_awd_lstm_reset(mb);
+        kiln_tensor *xs = kiln_from_data(ctx, KILN_DTYPE_I64, 2, (int64_t[]){1, n0 + k}, seq);
+        kiln_tensor *os = kiln_model_forward(mb, ctx, xs);
+        cr_assert_not_null(os, "%s", kiln_last_error());
+        const float *row = (const float *)os->data + (n0 + k - 1) * V;
+        int64_t best = 1;
+        for (int64_t t = 2; t < V; t++)
+            if (row[t] > row[best]) best = t; /* xxunk (0) never drawn */
+        seq[n0 + k] = best;
+    }
+    kiln_set_grad_enabled(ctx, true);
+    const char *st[64];
+    for (int64_t k = 0; k < n0 + 6; k++) st[k] = kiln_vocab_token(v, seq[k]);
+    char *want = NULL;
+    cr_assert_eq(kiln_text_decode(st, n0 + 6, &want), KILN_STATUS_OK);
+    cr_expect_str_eq(text, want, "greedy generation");
+    free(want), free(text);
+    /* sampling: the seed decides; another seed gives another text (20 words of a 5-way choice) */
+    gp = kiln_text_generate_default_params();
+    char *g1 = NULL, *g2 = NULL, *g3 = NULL;
+    cr_assert_eq(kiln_text_generate(lb, "The cat", &gp, &g1, NULL), KILN_STATUS_OK);
+    cr_assert_eq(kiln_text_generate(lb, "The cat", &gp, &g2, NULL), KILN_STATUS_OK);
+    gp.seed = 9, gp.temperature = 3;
+    cr_assert_eq(kiln_text_generate(lb, "The cat", &gp, &g3, NULL), KILN_STATUS_OK);
+    cr_expect_str_eq(g1, g2);
+    cr_expect_str_neq(g1, g3);
+    free(g1), free(g2), free(g3);
+    cr_expect_eq(kiln_text_generate(lb, "zebra quokka", &gp, &text, &unk), KILN_STATUS_INVALID);
+    ku_expect_error("prompt \"zebra quokka\": none of its 2 word(s)", "unknown prompt");
+    cr_expect_eq(kiln_text_generate(NULL, "x", &gp, &text, NULL), KILN_STATUS_INVALID);
+    kiln_learner_free(lb);
     kiln_learner_free(l);
     const char *files[] = {"model.safetensors", "vocab.txt", "model.json"};
     for (int i = 0; i < 3; i++) {

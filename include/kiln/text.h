@@ -61,6 +61,14 @@ kiln_status kiln_text_tokenize(const char *text, size_t len, kiln_tokens *out);
 kiln_status kiln_text_tokenize_many(const char *const *texts, const size_t *lens, int64_t n, int n_threads,
                                     kiln_tokens *out);
 
+/* Tokens back to text a person reads (fastai's decode_spec_tokens, then joined with spaces):
+ * "xxmaj w" -> "W" (the first letter in capitals, the rest lower case), "xxup w" -> "W" in
+ * capitals, "xxrep 4 !" -> "!!!!", "xxwrep 3 very" -> "very very very"; xxbos and xxpad are
+ * left out; a rule token without its word is dropped, and so is the token after xxrep / xxwrep
+ * that is not a count (fastai's). "I" comes back as "i" (fastai's rules mark no one-letter
+ * capital). *out is malloc'd (free it). */
+kiln_status kiln_text_decode(const char *const *tokens, int64_t n, char **out);
+
 /* ---- vocabulary ---------------------------------------------------------------------------- */
 typedef struct kiln_vocab kiln_vocab;
 

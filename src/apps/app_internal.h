@@ -35,6 +35,8 @@ kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st);
 /* l was made by kiln_text_lm_learner_new or kiln_text_clas_learner_new. */
 bool kiln__text_is(const kiln_learner *l);
+/* l was made by kiln_text_lm_learner_new or kiln_text_lm_learner_load. */
+bool kiln__text_is_lm(const kiln_learner *l);
 
 /* The whole regular file path (at most max bytes, else FORMAT naming it) into *out (malloc'd,
  * not NUL-terminated; free it) and *len (read_file.c). IO / FORMAT / NOMEM naming path. */

@@ -138,6 +138,22 @@ static kiln_status read_sizes(const char *path, const cJSON *cfg, kiln_awd_lstm_
     return st;
 }
 
+/* the five dropouts of a config object into c */
+static kiln_status read_drops(const char *path, const cJSON *cfg, kiln_awd_lstm_params *c)
+{
+    double v[5] = {0};
+    static const char *const drop[5] = {"output_p", "hidden_p", "input_p", "embed_p", "weight_p"};
+    kiln_status st = KILN_STATUS_OK;
+    for (int k = 0; k < 5 && !st; k++) {
+        st = kiln__json_get_f64(path, cfg, drop[k], true, &v[k]);
+        if (!st && !(v[k] >= 0 && v[k] < 1)) st = kiln__err(KILN_STATUS_FORMAT, "%s: config.%s %g is not in [0, 1)", path, drop[k], v[k]);
+    }
+    if (!st)
+        c->output_p = (float)v[0], c->hidden_p = (float)v[1], c->input_p = (float)v[2], c->embed_p = (float)v[3],
+        c->weight_p = (float)v[4];
+    return st;
+}
+
 /* dir/model.json's sizes into c (a model of task want kiln exported) */
 static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_lstm_params *c)
 {
@@ -239,6 +255,12 @@ fail:
 /* ---- export ------------------------------------------------------------------------------------ */
 
 bool kiln__text_is(const kiln_learner *l) { return l && kiln_learner_attached(l, &g_text_lm_tag); }
+
+bool kiln__text_is_lm(const kiln_learner *l)
+{
+    const text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    return t && !t->clas;
+}
 
 const kiln_vocab *kiln_text_learner_vocab(const kiln_learner *l)
 {
@@ -425,19 +447,13 @@ static kiln_status read_clas_json(const char *dir, text_lm *t)
     if (!st) st = kiln__json_get_node(path, j, "config", true, true, &c);
     if (!st) st = kiln__json_get_node(path, j, "classes", true, false, &cl);
     if (!st) st = read_sizes(path, c, &p->enc);
-    double v[5] = {0};
-    static const char *const drop[5] = {"output_p", "hidden_p", "input_p", "embed_p", "weight_p"};
-    for (int k = 0; k < 5 && !st; k++) st = kiln__json_get_f64(path, c, drop[k], true, &v[k]);
+    if (!st) st = read_drops(path, c, &p->enc);
     double head_p = 0;
     if (!st) st = kiln__json_get_i64(path, c, "bptt", true, &p->bptt);
     if (!st) st = kiln__json_get_i64(path, c, "max_len", true, &p->max_len);
     if (!st) st = kiln__json_get_i64(path, c, "lin_ftrs", true, &p->lin_ftrs);
     if (!st) st = kiln__json_get_f64(path, c, "head_p", true, &head_p);
-    if (!st) {
-        p->enc.output_p = (float)v[0], p->enc.hidden_p = (float)v[1], p->enc.input_p = (float)v[2];
-        p->enc.embed_p = (float)v[3], p->enc.weight_p = (float)v[4], p->head_p = (float)head_p;
-        p->pad_idx = KILN_TOK_PAD;
-    }
+    if (!st) p->head_p = (float)head_p, p->pad_idx = KILN_TOK_PAD;
     int64_t nc = st ? 0 : cJSON_GetArraySize(cl);
     if (!st && nc < 2) st = kiln__err(KILN_STATUS_FORMAT, "%s: \"classes\" needs 2 or more names", path);
     if (!st && !(t->classes.name = calloc((size_t)nc, sizeof(char *)))) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
@@ -476,6 +492,53 @@ kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir)
         goto fail;
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
     kiln_learner_add_metric(l, &acc);
+    kiln_clear_error();
+    return l;
+fail:
+    if (l && kiln_learner_attached(l, &g_text_lm_tag) == t) t = NULL;
+    if (l) kiln_learner_free(l);
+    text_lm_free(t);
+    return NULL;
+}
+
+/* dir/model.json of a text-lm export into t (its config, AR/TAR) */
+static kiln_status read_lm_json(const char *dir, text_lm *t)
+{
+    char path[4096];
+    cJSON *j;
+    const cJSON *c = NULL, *tr = NULL;
+    kiln_status st = read_model_json(dir, "text-lm", path, sizeof path, &j);
+    if (!st) st = kiln__json_get_node(path, j, "config", true, true, &c);
+    if (!st) st = read_sizes(path, c, &t->cfg);
+    if (!st) st = read_drops(path, c, &t->cfg);
+    if (!st) st = kiln__json_get_node(path, j, "training", false, true, &tr);
+    double a = 2, b = 1;
+    if (!st && tr && !(st = kiln__json_get_f64(path, tr, "alpha", false, &a)))
+        st = kiln__json_get_f64(path, tr, "beta", false, &b);
+    if (!st) t->alpha = (float)a, t->beta = (float)b;
+    cJSON_Delete(j);
+    return st;
+}
+
+kiln_learner *kiln_text_lm_learner_load(kiln_ctx *ctx, const char *dir)
+{
+    if (!ctx || !dir) return kiln__errp(KILN_STATUS_INVALID, "text_lm_learner_load: NULL argument");
+    char pv[4096], pm[4096];
+    if (kiln__path(pv, sizeof pv, dir, "vocab.txt") || kiln__path(pm, sizeof pm, dir, "model.safetensors")) return NULL;
+    text_lm *t = calloc(1, sizeof *t);
+    kiln_learner *l = NULL;
+    if (!t) return kiln__errp(KILN_STATUS_NOMEM, "text_lm_learner_load: out of memory");
+    if (read_lm_json(dir, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
+    t->cfg.vocab = kiln_vocab_size(t->vocab);
+    kiln_adam_params ap = kiln_adam_default_params();
+    if (!(t->model = kiln_awd_lstm_lm_new(&t->cfg)) || kiln_model_alloc(t->model, ctx) ||
+        kiln_model_load(t->model, pm, true) || kiln_model_check_finite(t->model) ||
+        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
+        goto fail;
+    kiln_learner_params lp = kiln_learner_default_params();
+    lp.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp)) || kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free))
+        goto fail;
     kiln_clear_error();
     return l;
 fail:

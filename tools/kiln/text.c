@@ -1,4 +1,4 @@
-/* kiln text <lm|lr-find|fit|predict>: language models and classifiers the ULMFiT way. One flag table (the common training
+/* kiln text <lm|lr-find|fit|predict|generate>: language models and classifiers the ULMFiT way. One flag table (the common training
  * flags of train.h and text's own corpus and model flags); each subcommand is one library call
  * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
  * the shared training driver (train.h). */
@@ -9,39 +9,48 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_FIT = 1u << 2, TC_PREDICT = 1u << 3, TC_ALL = (1u << 4) - 1u };
+enum { TC_LM = 1u << 0, TC_LR_FIND = 1u << 1, TC_FIT = 1u << 2, TC_PREDICT = 1u << 3, TC_GENERATE = 1u << 4,
+       TC_ALL = (1u << 5) - 1u };
 #define TC_LMS (TC_LM | TC_LR_FIND)
+#define TC_DATA (TC_LM | TC_LR_FIND | TC_FIT | TC_PREDICT) /* read text */
+#define TC_CLAS (TC_LR_FIND | TC_FIT)                      /* lr-find: of the classifier with --label-col */
 
 typedef struct topts {
     train_opts t;
     const char *text_col, *config, *pretrained, *label_col, *valid, *lm, *file;
-    double valid_pct, drop_mult;
-    int64_t bptt, max_vocab, min_freq;
+    double valid_pct, drop_mult, temperature;
+    int64_t bptt, max_vocab, min_freq, words;
+    bool allow_unk;
 } topts;
 
 #define O(f) offsetof(topts, f)
 static const cli_flag g_text_flags[] = {
-    {"--text-col", "NAME", FLAG_STR, O(text_col), TC_ALL, "CSV sources: the column holding the text", NULL, NULL},
+    {"--text-col", "NAME", FLAG_STR, O(text_col), TC_DATA, "CSV sources: the column holding the text", NULL, NULL},
     {"--file", "F", FLAG_STR, O(file), TC_PREDICT,
      "the texts to classify: a CSV (its --text-col) or one document per line", NULL, NULL},
-    {"--label-col", "NAME", FLAG_STR, O(label_col), TC_FIT, "the column holding the label", NULL, NULL},
-    {"--valid", "CSV", FLAG_STR, O(valid), TC_FIT, "validation rows (default: --valid-pct of the train rows)", NULL, NULL},
-    {"--lm", "DIR", FLAG_STR, O(lm), TC_FIT,
+    {"--label-col", "NAME", FLAG_STR, O(label_col), TC_CLAS,
+     "the column holding the label (lr-find: given, the range test runs on the classifier)", NULL, NULL},
+    {"--valid", "CSV", FLAG_STR, O(valid), TC_CLAS, "validation rows (default: --valid-pct of the train rows)", NULL, NULL},
+    {"--lm", "DIR", FLAG_STR, O(lm), TC_CLAS,
      "a language model `kiln text lm` wrote: the classifier uses its vocabulary and encoder (ULMFiT); fit then "
-     "runs --schedule fine-tune with --lr-mult 45.7 (fastai's slice(lr/2.6^4, lr)) unless given", NULL, NULL},
-    {"--valid-pct", "F", FLAG_DOUBLE, O(valid_pct), TC_ALL,
+     "runs --schedule ulmfit (gradual unfreezing, discriminative lrs 2.6x apart) unless given", NULL, NULL},
+    {"--valid-pct", "F", FLAG_DOUBLE, O(valid_pct), TC_DATA,
      "share of the documents (lm: paragraphs of text files, rows of CSVs; fit: train rows without --valid) kept for "
      "validation, picked with split seed 42", NULL, NULL},
-    {"--config", "NAME", FLAG_STR, O(config), TC_ALL,
+    {"--config", "NAME", FLAG_STR, O(config), TC_DATA,
      "AWD-LSTM size: paper (embedding 400, LSTMs 1152 / 1152 / 400, fastai's) | small (200, 512 / 512 / 200)", NULL,
      NULL},
-    {"--drop-mult", "F", FLAG_DOUBLE, O(drop_mult), TC_ALL,
+    {"--drop-mult", "F", FLAG_DOUBLE, O(drop_mult), TC_DATA,
      "every dropout of fastai's config times F (lm: its LM config, default 1; fit: its classifier config, default 0.5)",
      NULL, NULL},
-    {"--bptt", "N", FLAG_INT, O(bptt), TC_ALL, "tokens per window (fastai 0.7's variable lengths around it)", NULL,
+    {"--bptt", "N", FLAG_INT, O(bptt), TC_DATA, "tokens per window (fastai 0.7's variable lengths around it)", NULL,
      NULL},
-    {"--max-vocab", "N", FLAG_INT, O(max_vocab), TC_ALL, "vocabulary size at most (specials included)", NULL, NULL},
-    {"--min-freq", "N", FLAG_INT, O(min_freq), TC_ALL, "a word used fewer times becomes xxunk", NULL, NULL},
+    {"--max-vocab", "N", FLAG_INT, O(max_vocab), TC_DATA, "vocabulary size at most (specials included)", NULL, NULL},
+    {"--min-freq", "N", FLAG_INT, O(min_freq), TC_DATA, "a word used fewer times becomes xxunk", NULL, NULL},
+    {"--words", "N", FLAG_INT, O(words), TC_GENERATE, "tokens to generate after the prompt", NULL, NULL},
+    {"--temperature", "T", FLAG_DOUBLE, O(temperature), TC_GENERATE,
+     "sampling temperature: 1 the model's distribution, lower is sharper, 0 greedy (the most likely token)", NULL, NULL},
+    {"--allow-unk", NULL, FLAG_BOOL, O(allow_unk), TC_GENERATE, "let xxunk be drawn (fastai's no_unk=False)", NULL, NULL},
     {"--pretrained", "DIR", FLAG_STR, O(pretrained), TC_LMS,
      "fine-tune a language model `kiln text lm` wrote to DIR on SOURCE (fastai's ULMFiT step 2): its sizes (not "
      "--config), its LSTMs, and its embeddings carried to SOURCE's vocabulary (new words get the mean)", NULL, NULL},
@@ -61,16 +70,22 @@ static const subcmd g_cmds[] = {
      "one-cycle) on SOURCE: text files (one document per paragraph), folders of .txt files, or CSVs\n"
      "(--text-col). The epoch table shows next-token accuracy and perplexity; writes\n"
      "DIR/model.safetensors, vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
-    {"lr-find", TC_LR_FIND, "kiln text lr-find SOURCE... --out DIR [flags]",
-     "The LR range test on the language model: DIR/lr_find.png and .csv, the suggestions printed."},
+    {"lr-find", TC_LR_FIND, "kiln text lr-find SOURCE... --out DIR [--label-col L [--lm DIR]] [flags]",
+     "The LR range test on the language model, or with --label-col on the classifier (SOURCE: its\n"
+     "TRAIN.csv; --lm: the body frozen, as fit's first phase): DIR/lr_find.png and .csv, the\n"
+     "suggestions printed."},
     {"fit", TC_FIT, "kiln text fit TRAIN.csv --text-col C --label-col L [--valid VALID.csv] [--lm DIR] --out DIR",
      "Trains the ULMFiT classifier (fastai text_classifier_learner: AWD-LSTM encoder read in bptt chunks,\n"
      "masked concat pooling, BatchNorm head) on a CSV's text and label columns, from the encoder of --lm\n"
-     "(frozen first, then fine-tuned with discriminative lrs) or from scratch; writes DIR/model.safetensors,\n"
+     "(frozen first, then unfrozen a layer group at a time with discriminative lrs: ULMFiT's gradual\n"
+     "unfreezing) or from scratch (one-cycle); writes DIR/model.safetensors,\n"
      "vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
     {"predict", TC_PREDICT, "kiln text predict DIR \"TEXT\"... | --file F",
      "Loads the classifier `kiln text fit` wrote to DIR and prints, per text, the most likely label,\n"
      "its probability and the text (cut at 60 characters)."},
+    {"generate", TC_GENERATE, "kiln text generate DIR \"PROMPT\" [--words N] [--temperature T] [--seed S]",
+     "Loads the language model `kiln text lm` wrote to DIR and continues PROMPT by N tokens drawn one\n"
+     "at a time (fastai's LMLearner.predict), printed as text."},
 };
 #define N_CMDS ((int)(sizeof g_cmds / sizeof g_cmds[0]))
 
@@ -80,6 +95,7 @@ static void text_usage(FILE *f)
                "Text the fast.ai way (ULMFiT): fastai's tokenizer, an AWD-LSTM language model, its classifier.\n\ncommands:\n");
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-9s %s\n", g_cmds[i].name, g_cmds[i].usage);
     fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n"
+               "  kiln text generate runs/austen-lm \"It is a truth\" --words 30\n"
                "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n");
 }
 
@@ -221,19 +237,35 @@ static int run_predict(topts *o, const char *dir, int n, const char *const *give
     return rc;
 }
 
-/* kiln text fit: the classifier */
-static int run_fit(topts *o, const char *train_csv)
+/* kiln text generate */
+static int run_generate(topts *o, const char *dir, const char *prompt)
 {
-    kiln_recipe r;
-    int rc = train_recipe(&o->t, &r);
-    if (rc) return rc;
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
+    kiln_learner *l = kiln_text_lm_learner_load(ctx, dir);
+    int rc = l ? 0 : cli_kfail(o->t.cmd, NULL);
+    kiln_text_generate_params gp = kiln_text_generate_default_params();
+    gp.n_words = o->words, gp.temperature = o->temperature, gp.no_unk = !o->allow_unk, gp.seed = (uint64_t)o->t.seed;
+    char *text = NULL;
+    int64_t unk = 0;
+    if (!rc && kiln_text_generate(l, prompt, &gp, &text, &unk)) rc = cli_kfail(o->t.cmd, NULL);
+    if (!rc) printf("%s\n", text);
+    if (!rc && unk && !o->t.quiet)
+        fprintf(stderr, "%s: %lld token(s) of the prompt not in the vocabulary (xxunk)\n", o->t.cmd, (long long)unk);
+    free(text);
+    kiln_learner_free(l);
+    kiln_ctx_free(ctx);
+    return rc;
+}
+
+/* The classifier of kiln text fit (and lr-find --label-col) on train_csv: NULL after printing why */
+static kiln_learner *clas_learner(topts *o, kiln_ctx *ctx, const char *train_csv)
+{
     kiln_vocab *lmv = NULL;
     char path[4096];
     if (o->lm && kiln_vocab_load(cli_path(path, sizeof path, o->lm, "vocab.txt"), &lmv)) {
-        kiln_ctx_free(ctx);
-        return cli_kfail(o->t.cmd, "--lm");
+        cli_kfail(o->t.cmd, "--lm");
+        return NULL;
     }
     kiln_text_clas_data_params dp = kiln_text_clas_data_default_params();
     dp.text_col = o->text_col, dp.label_col = o->label_col, dp.valid_pct = o->valid_pct, dp.vocab_in = lmv;
@@ -245,8 +277,8 @@ static int run_fit(topts *o, const char *train_csv)
     kiln_data *d = kiln_text_clas_data_open(train_csv, o->valid, &dp, &vocab, &classes, &info);
     kiln_vocab_free(lmv);
     if (!d) {
-        kiln_ctx_free(ctx);
-        return cli_kfail(o->t.cmd, NULL);
+        cli_kfail(o->t.cmd, NULL);
+        return NULL;
     }
     if (!o->t.quiet) {
         printf("data: %lld train / %lld valid documents, %lld / %lld tokens, vocabulary %lld%s, %lld classes (",
@@ -264,13 +296,35 @@ static int run_fit(topts *o, const char *train_csv)
     kiln_vocab_free(vocab);
     kiln_text_classes_free(&classes);
     if (!l) {
-        kiln_ctx_free(ctx);
-        return cli_kfail(o->t.cmd, "learner");
+        cli_kfail(o->t.cmd, "learner");
+        return NULL;
     }
     if (!o->t.quiet)
         printf("model: ULMFiT classifier (AWD-LSTM %s), %lld parameters, %lld trainable%s\n",
                o->lm ? "of --lm" : o->config, (long long)kiln_model_n_params(kiln_learner_model(l), false),
                (long long)kiln_model_n_params(kiln_learner_model(l), true), o->lm ? " (body frozen)" : "");
+    return l;
+}
+
+/* kiln text fit (the classifier), and lr-find with --label-col */
+static int run_fit(topts *o, const subcmd *c, const char *train_csv)
+{
+    kiln_recipe r;
+    int rc = c->bit == TC_FIT ? train_recipe(&o->t, &r) : 0;
+    if (rc) return rc;
+    kiln_ctx *ctx = train_ctx_new(&o->t);
+    if (!ctx) return 1;
+    kiln_learner *l = clas_learner(o, ctx, train_csv);
+    if (!l) {
+        kiln_ctx_free(ctx);
+        return 1;
+    }
+    if (c->bit == TC_LR_FIND) {
+        rc = train_lr_find(&o->t, l);
+        kiln_learner_free(l);
+        kiln_ctx_free(ctx);
+        return rc;
+    }
     train_settings s = {.n = 0};
     train_settings_str(&s, "TRAIN", train_csv);
     train_settings_str(&s, "--valid", o->valid ? o->valid : "none");
@@ -301,7 +355,7 @@ int cmd_text(int argc, char **argv)
     for (int i = 0; i < N_CMDS; i++)
         if (!strcmp(argv[1], g_cmds[i].name)) c = &g_cmds[i];
     if (!c) {
-        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit, predict)\n", argv[1]);
+        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit, predict, generate)\n", argv[1]);
         return 2;
     }
     char prog[64];
@@ -310,14 +364,16 @@ int cmd_text(int argc, char **argv)
     topts o = {.t = train_defaults(), .text_col = dd.text_col, .config = "paper",
                .valid_pct = c->bit == TC_FIT ? kiln_text_clas_data_default_params().valid_pct : dd.valid_pct,
                .drop_mult = c->bit == TC_FIT ? 0.5 : 1.0, .bptt = dd.lm.bptt, .max_vocab = dd.vocab.max_vocab,
-               .min_freq = dd.vocab.min_freq, .label_col = kiln_text_clas_data_default_params().label_col};
+               .min_freq = dd.vocab.min_freq, .label_col = kiln_text_clas_data_default_params().label_col,
+               .words = kiln_text_generate_default_params().n_words,
+               .temperature = kiln_text_generate_default_params().temperature};
     o.t.cmd = prog;
     o.t.bs = dd.lm.bs;      /* fastai's LM batch size, 64 */
     o.t.lr = 2e-2;          /* fastai's ULMFiT notebook: fit_one_cycle(1, 2e-2) */
     o.t.wd = kiln_text_lm_learner_default_params().wd;
     cli_flag flags[MAX_FLAGS];
     unsigned map[TRAIN_N_KINDS] = {[TRAIN_LR_FIND] = TC_LR_FIND, [TRAIN_FIT] = TC_LM | TC_FIT, [TRAIN_EVAL] = 0,
-                                   [TRAIN_DATA] = TC_ALL, [TRAIN_ALL] = TC_ALL};
+                                   [TRAIN_DATA] = TC_DATA, [TRAIN_ALL] = TC_ALL};
     int n_flags = train_flags(flags, offsetof(topts, t), map);
     memcpy(flags + n_flags, g_text_flags, sizeof g_text_flags);
     n_flags += N_TEXT;
@@ -338,12 +394,24 @@ int cmd_text(int argc, char **argv)
             goto done;
         }
     train_given(&o.t, flags, n_flags, given);
+    bool clas = c->bit == TC_FIT || (c->bit == TC_LR_FIND && given[flags_index(flags, n_flags, "--label-col")]);
+    if (c->bit == TC_LR_FIND && !clas && (o.lm || o.valid)) {
+        rc = cli_fail(prog, 2, "%s applies to the classifier's lr-find: give --label-col too", o.lm ? "--lm" : "--valid");
+        goto done;
+    }
+    if (clas && o.pretrained) {
+        rc = cli_fail(prog, 2, "--pretrained is for language models; the classifier takes its encoder from --lm");
+        goto done;
+    }
+    if (c->bit == TC_LR_FIND && clas && !given[flags_index(flags, n_flags, "--drop-mult")]) o.drop_mult = 0.5;
     if (c->bit == TC_FIT && o.lm) { /* ULMFiT: the pretrained encoder frozen first */
-        if (!o.t.given_schedule) o.t.schedule = "fine-tune";
-        if (!given[flags_index(flags, n_flags, "--lr-mult")]) o.t.lr_mult = 45.6976; /* 2.6^4 */
-        if (!o.t.given_lr) o.t.lr = 2e-2;
+        if (!o.t.given_schedule) o.t.schedule = "ulmfit";
+        if (!given[flags_index(flags, n_flags, "--lr-mult")]) o.t.lr_mult = 45.6976; /* 2.6^4 (fine-tune too) */
     }
     const char *bad = train_check(&o.t);
+    if (!bad && c->bit == TC_GENERATE)
+        bad = o.words < 0 || o.words > 100000 ? "--words must be in [0, 100000]"
+            : !(o.temperature >= 0 && o.temperature <= 100) ? "--temperature must be in [0, 100]" : NULL;
     if (!bad)
         bad = !(o.valid_pct > 0 && o.valid_pct < 1) ? "--valid-pct must be in (0, 1)"
             : strcmp(o.config, "paper") && strcmp(o.config, "small") ? "--config must be paper or small"
@@ -363,6 +431,15 @@ int cmd_text(int argc, char **argv)
         rc = run_predict(&o, pos[0], n_pos - 1, pos + 1);
         goto done;
     }
+    if (c->bit == TC_GENERATE) {
+        if (n_pos != 2) {
+            rc = cli_fail(prog, 2, "%s (usage: %s)", n_pos < 1 ? "missing DIR" : n_pos < 2 ? "missing PROMPT (\"\" for none)"
+                                                                                : "one PROMPT expected (quote it)", c->usage);
+            goto done;
+        }
+        rc = run_generate(&o, pos[0], pos[1]);
+        goto done;
+    }
     if (n_pos < 1) {
         rc = cli_fail(prog, 2, "missing SOURCE (usage: %s)", c->usage);
         goto done;
@@ -375,11 +452,11 @@ int cmd_text(int argc, char **argv)
         rc = cli_fail(prog, 2, "--out is %zu bytes long; at most %d are allowed", strlen(o.t.out), CLI_DIR_MAX);
         goto done;
     }
-    if (c->bit == TC_FIT && n_pos != 1) {
+    if (clas && n_pos != 1) {
         rc = cli_fail(prog, 2, "one TRAIN.csv expected (usage: %s)", c->usage);
         goto done;
     }
-    rc = c->bit == TC_FIT ? run_fit(&o, pos[0]) : run(&o, c, n_pos, pos);
+    rc = clas ? run_fit(&o, c, pos[0]) : run(&o, c, n_pos, pos);
 done:
     free(pos);
     return rc;
