@@ -199,6 +199,9 @@ Test(text_cli, fit_a_classifier_from_scratch_and_from_a_language_model)
     expect_in("c/model.json", "\"text-clas\"");
     expect_in("c/model.json", "\"great\"");
     expect_in("c/history.csv", "accuracy");
+    /* interpretation as in vision: the confusion matrix and the top losses with their texts */
+    expect_in("c/confusion_matrix.csv", "actual\\predicted,great,other\n");
+    expect_in("c/top_losses.csv", "rank,index,file,predicted,actual,loss,probability\n1,");
     /* predict: texts as arguments, a file of lines, a CSV column; bad calls */
     rc = run("text predict %s/c \"the coffee was great\" \"awful and stale\"");
     cr_assert_eq(rc, 0, "exit %d: %s", rc, ku_slurp(P("err")));

@@ -325,6 +325,13 @@ const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l);
 kiln_status kiln_text_classify(kiln_learner *l, const char *const *texts, int64_t n, int64_t *pred, float *probs,
                                int64_t *n_unk);
 
+/* fastai's ClassificationInterpretation for a text classifier (kiln_text_clas_learner_new) over a
+ * split of its data: the predictions, put in document order (an index is the document's place in
+ * the split), into *out (may be NULL; kiln_interp_free it); with dir, also written there:
+ * confusion_matrix.csv, confusion_matrix.png (with PLplot) and top_losses.csv (the k largest, the
+ * "file" column holding the document's text decoded from its tokens, cut at 200 bytes). */
+kiln_status kiln_text_interpret(kiln_learner *l, kiln_data_split split, const char *dir, int64_t k, kiln_interp *out);
+
 /* ---- text: a saved language model, and generation (fastai LMLearner.predict) ------------------ */
 
 /* A language model kiln_learner_export wrote to dir (model.json task "text-lm", vocab.txt,

@@ -181,6 +181,9 @@ kiln_data *kiln_clas_data_new(const int64_t *const *train, const int64_t *train_
 /* The documents (indices into the split as given) of batch i in the current epoch's order;
  * *n set to their count. NULL + INVALID when d is not a classifier source or i is out of range. */
 const int64_t *kiln_clas_data_batch_items(kiln_data *d, kiln_data_split split, int64_t i, int64_t *n);
+/* The ids of document i of split (as given, no padding), *len of them; NULL + INVALID when d is
+ * not a classifier source or i is out of range. */
+const int64_t *kiln_clas_data_item(kiln_data *d, kiln_data_split split, int64_t i, int64_t *len);
 
 /* ---- a language-model corpus from files ---------------------------------------------------------
  * kiln_text_lm_data_open reads sources, each a text file (its documents are its paragraphs:

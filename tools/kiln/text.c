@@ -335,6 +335,19 @@ static int run_fit(topts *o, const subcmd *c, const char *train_csv)
     train_settings_num(&s, "--drop-mult", o->drop_mult);
     train_settings_num(&s, "--bptt", (double)o->bptt);
     rc = train_fit(&o->t, l, train_csv, &s);
+    kiln_interp it = {0};
+    if (!rc && kiln_text_interpret(l, KILN_DATA_SPLIT_VALID, o->t.out, 9, &it)) rc = cli_kfail(o->t.cmd, "interpretation");
+    if (!rc && !o->t.quiet) {
+        const kiln_text_classes *cl = kiln_text_learner_classes(l);
+        kiln_confused mc[3];
+        int total = 0, k = kiln_interp_most_confused(&it, 1, mc, 3, &total);
+        printf("interpretation (validation, %lld documents): accuracy %.4f; most confused:", (long long)it.n, it.accuracy);
+        for (int i = 0; i < k; i++)
+            printf("%s %s as %s (%lld)", i ? "," : "", cl->name[mc[i].actual], cl->name[mc[i].predicted], (long long)mc[i].count);
+        printf("%s\nwrote %s/confusion_matrix.csv%s, top_losses.csv\n", k ? "" : " none", o->t.out,
+               kiln_plot_available() ? ", confusion_matrix.png" : "");
+    }
+    kiln_interp_free(&it);
     kiln_learner_free(l);
     kiln_ctx_free(ctx);
     return rc;

@@ -198,3 +198,16 @@ const int64_t *kiln_clas_data_batch_items(kiln_data *d, kiln_data_split split, i
     batch_range(s, i, &first, n);
     return s->order + first;
 }
+
+const int64_t *kiln_clas_data_item(kiln_data *d, kiln_data_split split, int64_t i, int64_t *len)
+{
+    clas_state *st = d ? kiln_data_state(d) : NULL;
+    if (!st || st->magic != CLAS_MAGIC || (split != KILN_DATA_SPLIT_TRAIN && split != KILN_DATA_SPLIT_VALID) || !len)
+        return kiln__errp(KILN_STATUS_INVALID, "clas_data_item: not a text classifier source");
+    const clas_split *s = &st->s[split];
+    if (i < 0 || i >= s->n)
+        return kiln__errp(KILN_STATUS_INVALID, "clas_data_item: %s document %lld of %lld", kiln_data_split_name(split),
+                          (long long)i, (long long)s->n);
+    *len = len_of(s, i);
+    return s->ids + s->off[i];
+}
