@@ -2,7 +2,8 @@
  * rate (1,000,000 draws, |rate - (1-p)| < 0.003, about 6 standard deviations), exact
  * 1/(1-p) scaling, the mask formula (uniform(seed, first + i) >= p), identity in eval and
  * for p = 0, determinism for one seed across 1 and 2 threads, gradient = mask * gy
- * (exact), and the broadcast reuse of one mask across time steps and on a weight matrix. */
+ * (exact), the mask drawn again in the backward when it is not kept (the same bits), and the
+ * broadcast reuse of one mask across time steps and on a weight matrix. */
 #include "util/ku.h"
 #include "kernels/dense.h"
 
@@ -97,6 +98,67 @@ Test(dropout, gradient_is_mask_times_gy)
     cr_assert(kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
     const float *G = x->grad->data, *M = mask->data, *GY = gy->data;
     for (int64_t i = 0; i < 60000; i++) cr_assert(G[i] == M[i] * GY[i], "grad[%lld]", (long long)i);
+    ku_ctx_free(ctx);
+}
+
+/* Without mask_out the mask is not kept: the backward draws it again. The same output bit for bit
+ * and the same gradient as with the kept mask (the same seed and counters), onto a gradient that already
+ * holds values (within a rounding of each term: a compiler may fuse the multiply-add); the
+ * kernels that draw it again (cpu, reference) agree with the kept mask, on 1 and 2 threads. */
+Test(dropout, mask_drawn_again_in_the_backward)
+{
+    kiln_ctx *ctx = ku_ctx();
+    const int64_t shape[2] = {300, 517};
+    const int64_t n = shape[0] * shape[1];
+    kiln_tensor *x = rnd(ctx, 2, shape), *gy = kiln_randn(ctx, 2, shape, 0.0f, 1.0f);
+    kiln_tensor *g0 = kiln_randn(ctx, 2, shape, 0.0f, 1.0f);
+    cr_assert(gy && g0);
+    kiln_rng_state s0 = kiln_rng_get(ctx);
+    float *out[2], *grad[2];
+    kiln_tensor *mask = NULL;
+    for (int kept = 0; kept < 2; kept++) {
+        kiln_rng_set(ctx, s0);
+        x->grad = kiln_contiguous(ctx, kiln_add_scalar(ctx, g0, 0.0f)); /* a gradient with values already */
+        kiln_tensor *y = kiln_dropout(ctx, x, 0.35f, true, kept ? &mask : NULL);
+        cr_assert(y && x->grad, "%s", kiln_last_error());
+        cr_assert(kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
+        out[kept] = y->data;
+        grad[kept] = x->grad->data;
+    }
+    cr_assert(memcmp(out[0], out[1], (size_t)n * 4) == 0, "output: drawn again vs kept mask");
+    /* gradient: g0 + gy * mask both ways; within a rounding of each term (a compiler may fuse the
+     * multiply-add in one kernel and not in the other) */
+    const float *G0 = g0->data, *GY = gy->data, *MK = mask->data;
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(fabsf(grad[0][i] - grad[1][i]) <= 1e-6f * (fabsf(G0[i]) + fabsf(GY[i] * MK[i])),
+                  "gradient [%lld]: drawn again %.9g, kept mask %.9g", (long long)i, (double)grad[0][i],
+                  (double)grad[1][i]);
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < n; i++) dropped += ((float *)mask->data)[i] == 0.0f;
+    cr_assert(dropped > n / 4 && dropped < n / 2, "%lld of %lld dropped", (long long)dropped, (long long)n);
+    /* the kernels themselves: fwd without a mask, bwd against the kept mask */
+    float *y1 = kiln_step_alloc(ctx, (size_t)n * 4), *y2 = kiln_step_alloc(ctx, (size_t)n * 4);
+    float *a1 = kiln_step_alloc(ctx, (size_t)n * 4), *a2 = kiln_step_alloc(ctx, (size_t)n * 4);
+    float *m = kiln_step_alloc(ctx, (size_t)n * 4), *want = kiln_step_alloc(ctx, (size_t)n * 4);
+    const float *X = x->data;
+    kiln__ref_dense.dropout_fwd(ctx, 5, 77, n, 0.4f, 1.0f / 0.6f, m, NULL, NULL);
+    for (int64_t i = 0; i < n; i++) want[i] = G0[i] + GY[i] * m[i];
+    for (int threads = 1; threads <= 2; threads++) {
+        kiln_ctx_set_threads(ctx, threads);
+        kiln__cpu_dense.dropout_fwd(ctx, 5, 77, n, 0.4f, 1.0f / 0.6f, NULL, X, y1);
+        kiln__ref_dense.dropout_fwd(ctx, 5, 77, n, 0.4f, 1.0f / 0.6f, NULL, X, y2);
+        memcpy(a1, G0, (size_t)n * 4);
+        memcpy(a2, G0, (size_t)n * 4);
+        kiln__cpu_dense.dropout_bwd(ctx, 5, 77, n, 0.4f, 1.0f / 0.6f, GY, a1);
+        kiln__ref_dense.dropout_bwd(ctx, 5, 77, n, 0.4f, 1.0f / 0.6f, GY, a2);
+        for (int64_t i = 0; i < n; i++) {
+            cr_assert(y1[i] == X[i] * m[i] && y2[i] == y1[i], "fwd without a mask [%lld], %d threads", (long long)i,
+                      threads);
+            float tol = 1e-6f * (fabsf(G0[i]) + fabsf(GY[i] * m[i]));
+            cr_assert(fabsf(a1[i] - want[i]) <= tol && fabsf(a2[i] - want[i]) <= tol, "bwd [%lld], %d threads",
+                      (long long)i, threads);
+        }
+    }
     ku_ctx_free(ctx);
 }
 

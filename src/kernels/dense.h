@@ -75,9 +75,15 @@ struct kiln_dense_kernels {
     void (*ploss_bwd)(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
                       int64_t n, const float *g, int64_t g_stride, float *gx, float *gy);
     /* mask[i] = kiln_philox_uniform(seed, first + i) >= p ? scale : 0; when x and y are not
-     * NULL also y[i] = x[i] * mask[i]. The same for any thread count. */
+     * NULL also y[i] = x[i] * mask[i]. mask may be NULL when x and y are not: y only (a dropout
+     * that draws its mask again in the backward instead of keeping it). The same for any
+     * thread count. */
     void (*dropout_fwd)(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
                         float *mask, const float *x, float *y);
+    /* gx[i] += gy[i] * mask[i] with mask[i] drawn as dropout_fwd draws it from (seed, first):
+     * dropout's backward without a stored mask. */
+    void (*dropout_bwd)(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
+                        const float *gy, float *gx);
 };
 
 extern const kiln_dense_kernels kiln__cpu_dense;

@@ -26,6 +26,8 @@ void kiln__cpu_ploss_bwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, co
                          int64_t n, const float *g, int64_t g_stride, float *gx, float *gy);
 void kiln__cpu_dropout_fwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
                            float *mask, const float *x, float *y);
+void kiln__cpu_dropout_bwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
+                           const float *gy, float *gx);
 
 const kiln_dense_kernels kiln__cpu_dense = {
     .gemm = kiln__cpu_gemm,
@@ -41,4 +43,5 @@ const kiln_dense_kernels kiln__cpu_dense = {
     .ploss_fwd = kiln__cpu_ploss_fwd,
     .ploss_bwd = kiln__cpu_ploss_bwd,
     .dropout_fwd = kiln__cpu_dropout_fwd,
+    .dropout_bwd = kiln__cpu_dropout_bwd,
 };

@@ -186,9 +186,17 @@ static void ref_dropout_fwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_
 {
     (void)ctx;
     for (int64_t i = 0; i < n; i++) {
-        mask[i] = kiln_philox_uniform(seed, first + (uint64_t)i) >= p ? scale : 0.0f;
-        if (y) y[i] = x[i] * mask[i];
+        float m = kiln_philox_uniform(seed, first + (uint64_t)i) >= p ? scale : 0.0f;
+        if (mask) mask[i] = m;
+        if (y) y[i] = x[i] * m;
     }
+}
+
+static void ref_dropout_bwd(kiln_ctx *ctx, uint64_t seed, uint64_t first, int64_t n, float p, float scale,
+                            const float *gy, float *gx)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (kiln_philox_uniform(seed, first + (uint64_t)i) >= p ? scale : 0.0f);
 }
 
 const kiln_dense_kernels kiln__ref_dense = {
@@ -205,4 +213,5 @@ const kiln_dense_kernels kiln__ref_dense = {
     .ploss_fwd = ref_ploss_fwd,
     .ploss_bwd = ref_ploss_bwd,
     .dropout_fwd = ref_dropout_fwd,
+    .dropout_bwd = ref_dropout_bwd,
 };
