@@ -19,7 +19,7 @@ void kiln_bench_resnet34(kiln_ctx *ctx); /* resnet34 64px bs32 training steps, i
 void kiln_bench_csv(const char *path);  /* the CSV reader on ~100 MB, MB/s (path: NULL = a temp file) */
 void kiln_bench_autograd(kiln_ctx *ctx); /* ops whose loops moved into kernels (issue 9) */
 void kiln_bench_freeze(kiln_ctx *ctx);   /* training steps unfrozen / frozen / frozen without train_bn */
-void kiln_bench_awd(kiln_ctx *ctx);      /* the AWD-LSTM LM training step (twin: torch_throughput.py awd) */
+void kiln_bench_awd(kiln_ctx *ctx, const char *which); /* the AWD-LSTM LM training step (twin: torch_throughput.py awd); which: off, drop, unfused or NULL (off, drop) */
 void kiln_bench_text(const char *datasets, int max_threads); /* the tokenizer on Austen and fine foods, MB/s */
 
 #endif

@@ -1,6 +1,6 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]|awd]
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]|awd [off|drop|unfused]]
  * (default: ops; csv, text and freeze are not in all: csv times the CSV reader,
  * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; awd the
  * AWD-LSTM LM training step, bench/bench_awd.c; freeze
@@ -67,7 +67,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(what, "awd")) {
-        kiln_bench_awd(ctx);
+        kiln_bench_awd(ctx, argc > 4 ? argv[4] : NULL);
         kiln_ctx_free(ctx);
         return 0;
     }
