@@ -104,6 +104,15 @@ Test(text_clas, ulmfit_on_a_small_sentiment_task)
     cr_assert_not_null(cl, "%s", kiln_last_error());
     kiln_model *m = kiln_learner_model(cl);
     cr_expect_eq(kiln_model_n_groups(m), 4, "embedding, 2 LSTMs, head");
+    /* the task-neutral calls see a text classifier; vision's calls refuse it by name */
+    cr_expect_str_eq(kiln_learner_task(cl), "text-clas");
+    cr_expect_eq(kiln_learner_n_classes(cl), 2);
+    cr_expect_str_eq(kiln_learner_classes(cl)[1], "positive");
+    cr_expect_null(kiln_learner_vision_info(cl));
+    kiln_preds pr;
+    const char *item = "x.png";
+    cr_expect_eq(kiln_learner_predict(cl, &item, 1, NULL, &pr), KILN_STATUS_STATE);
+    ku_expect_error("learner_predict: this call is for vision learners; the learner's task is text-clas", "predict");
     cr_expect_lt(kiln_model_n_params(m, true), kiln_model_n_params(m, false), "the body is frozen");
     kiln_recipe r = kiln_recipe_make(KILN_RECIPE_FINE_TUNE);
     /* 1 frozen epoch, then 8 with slice(lr/2/2.6, lr/2): the encoder of a language model trained on

@@ -160,6 +160,8 @@ Test(text_lm, learns_a_small_corpus)
     kiln_learner *lb = kiln_text_lm_learner_load(ctx, dir);
     cr_assert_not_null(lb, "%s", kiln_last_error());
     cr_expect_eq(kiln_vocab_size(kiln_text_learner_vocab(lb)), V);
+    cr_expect_str_eq(kiln_learner_task(lb), "text-lm");
+    cr_expect_eq(kiln_learner_n_classes(lb), 0);
     kiln_text_generate_params gp = kiln_text_generate_default_params();
     cr_expect(gp.n_words == 20 && gp.temperature == 1 && gp.no_unk && gp.seed == 42);
     gp.n_words = 6, gp.temperature = 0;

@@ -116,10 +116,11 @@ kiln_status kiln_vision_pretrained_data_params(const char *pretrained, kiln_visi
 kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char *arch,
                                       const kiln_vision_learner_params *p);
 
-/* The task a learner was made for ("vision"); NULL for a learner made by kiln_learner_new. */
+/* The task a learner was made for ("vision", "text-lm", "text-clas"); NULL for a learner made
+ * by kiln_learner_new. */
 const char *kiln_learner_task(const kiln_learner *l);
-/* Its model's description (arch, classes, normalization, augmentation, ...); NULL when
- * the learner has no task. Class names: kiln_learner_classes. */
+/* A vision model's description (arch, classes, normalization, augmentation, ...); NULL when
+ * the learner's task is not vision. Class names (any classifier task): kiln_learner_classes. */
 const kiln_vision_model_info *kiln_learner_vision_info(const kiln_learner *l);
 int kiln_learner_n_classes(const kiln_learner *l);
 const char *const *kiln_learner_classes(const kiln_learner *l);
@@ -273,7 +274,7 @@ kiln_status kiln_learner_fit_ulmfit(kiln_learner *l, int64_t epochs, const kiln_
  * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt and
  * dir/model.json {"format": "kiln-model", "task": "text-lm", "arch": "awd_lstm", "vocab_size",
  * "config": {emb, hid, n_layers, the five dropouts}, "training": {seed, alpha, beta}}, which
- * kiln_text_lm_learner_load reads back (kiln_learner_task is NULL for this learner). */
+ * kiln_text_lm_learner_load reads back (kiln_learner_task: "text-lm"). */
 typedef struct kiln_text_lm_learner_params {
     const kiln_awd_lstm_params *config; /* NULL: fastai's LM config with drop_mult */
     /* a folder a text LM was exported to (kiln_learner_export): its sizes (emb, hid, layers)

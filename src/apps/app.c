@@ -19,15 +19,37 @@ void kiln__app_free(void *p)
     kiln_optim_free(a->opt);
     kiln_model_free(a->model);
     kiln_vision_model_info_free(&a->info);
+    if (a->part_free) a->part_free(a->part);
     free(a);
 }
 
+kiln__app *kiln__app_get(const kiln_learner *l) { return l ? kiln_learner_attached(l, &g_app_tag) : NULL; }
+
 kiln__app *kiln__app_of(const kiln_learner *l, const char *op)
 {
-    kiln__app *a = kiln_learner_attached(l, &g_app_tag);
+    kiln__app *a = kiln__app_get(l);
     if (!a) kiln__err(KILN_STATUS_STATE, "%s: the learner was not made by a task's constructor (kiln_vision_learner_new, "
-                                         "kiln_text_lm_learner_new, kiln_learner_load)", op);
+                                         "kiln_text_lm_learner_new, kiln_learner_load, ...)", op);
     return a;
+}
+
+kiln__app *kiln__vision_app_of(const kiln_learner *l, const char *op)
+{
+    kiln__app *a = kiln__app_of(l, op);
+    if (a && strcmp(a->task, "vision")) {
+        kiln__err(KILN_STATUS_STATE, "%s: this call is for vision learners; the learner's task is %s", op, a->task);
+        return NULL;
+    }
+    return a;
+}
+
+/* vision's part of the application object */
+static kiln_status vision_export(kiln_learner *l, kiln__app *a, const char *dir);
+
+static const char *const *vision_classes(const kiln__app *a, int *n)
+{
+    *n = a->info.n_classes;
+    return (const char *const *)a->info.classes;
 }
 
 kiln_status kiln__app_attach(kiln_learner *l, kiln__app *a)
@@ -41,6 +63,7 @@ kiln_learner *kiln__app_learner(kiln_ctx *ctx, kiln__app *a, kiln_model *m, kiln
                                 const kiln_learner_params *lp)
 {
     a->model = m;
+    a->task = "vision", a->export = vision_export, a->classes = vision_classes;
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = wd;
     kiln_learner *l = NULL;
@@ -68,19 +91,22 @@ const char *kiln_learner_task(const kiln_learner *l)
 const kiln_vision_model_info *kiln_learner_vision_info(const kiln_learner *l)
 {
     kiln__app *a = kiln_learner_attached(l, &g_app_tag);
-    return a ? &a->info : NULL;
+    return a && !strcmp(a->task, "vision") ? &a->info : NULL;
 }
 
 int kiln_learner_n_classes(const kiln_learner *l)
 {
-    const kiln_vision_model_info *mi = kiln_learner_vision_info(l);
-    return mi ? mi->n_classes : 0;
+    kiln__app *a = kiln__app_get(l);
+    int n = 0;
+    if (a && a->classes) a->classes(a, &n);
+    return n;
 }
 
 const char *const *kiln_learner_classes(const kiln_learner *l)
 {
-    const kiln_vision_model_info *mi = kiln_learner_vision_info(l);
-    return mi ? (const char *const *)mi->classes : NULL;
+    kiln__app *a = kiln__app_get(l);
+    int n = 0;
+    return a && a->classes ? a->classes(a, &n) : NULL;
 }
 
 /* ---- files --------------------------------------------------------------------------------- */
@@ -98,11 +124,15 @@ kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name)
 
 kiln_status kiln_learner_export(kiln_learner *l, const char *dir)
 {
-    kiln_status tst;
-    if (l && dir && kiln__text_lm_export(l, dir, &tst)) return tst;
     kiln__app *a = kiln__app_of(l, "learner_export");
     if (!a) return KILN_STATUS_STATE;
     if (!dir) return kiln__err(KILN_STATUS_INVALID, "learner_export: dir is NULL");
+    return a->export(l, a, dir);
+}
+
+static kiln_status vision_export(kiln_learner *l, kiln__app *a, const char *dir)
+{
+    (void)l;
     char pm[4096], pj[4096];
     kiln_status st = kiln_mkdirs(dir);
     if (!st) st = kiln__path(pm, sizeof pm, dir, "model.safetensors");
@@ -122,7 +152,6 @@ kiln_learner *kiln_learner_load(kiln_ctx *ctx, const char *dir)
     if (kiln__path(pm, sizeof pm, dir, "model.safetensors") || kiln__path(pj, sizeof pj, dir, "model.json")) return NULL;
     kiln__app *a = calloc(1, sizeof *a);
     if (!a) return kiln__errp(KILN_STATUS_NOMEM, "learner_load: out of memory");
-    a->task = "vision";
     if (kiln_vision_model_info_read(pj, &a->info)) {
         kiln__app_free(a);
         return NULL;
@@ -170,7 +199,7 @@ static kiln_vision_params model_params(const kiln_vision_model_info *mi, const k
 
 kiln_status kiln_learner_open_data(kiln_learner *l, const char *source, const kiln_vision_params *p, bool tta)
 {
-    kiln__app *a = kiln__app_of(l, "learner_open_data");
+    kiln__app *a = kiln__vision_app_of(l, "learner_open_data");
     if (!a) return KILN_STATUS_STATE;
     const kiln_vision_model_info *mi = &a->info;
     kiln_vision_params vp = model_params(mi, p);
@@ -226,7 +255,7 @@ kiln_status kiln_learner_predict(kiln_learner *l, const char *const *items, int6
                                  kiln_preds *out)
 {
     if (out) memset(out, 0, sizeof *out);
-    kiln__app *a = kiln__app_of(l, "learner_predict");
+    kiln__app *a = kiln__vision_app_of(l, "learner_predict");
     if (!a) return KILN_STATUS_STATE;
     if (!items || n < 1 || !out) return kiln__err(KILN_STATUS_INVALID, "learner_predict: needs >= 1 item and out");
     kiln_predict_params q = p ? *p : kiln_predict_default_params();

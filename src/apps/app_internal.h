@@ -1,20 +1,32 @@
 /* Internal to src/apps: the application object a task's constructor attaches to its learner
- * (kiln_learner_attach): the task, the model's description, and what the learner owns. */
+ * (kiln_learner_attach): the task, what the learner owns (model, optimizer), and the task's
+ * part: its description and how it is exported. Task-neutral calls (kiln_learner_export,
+ * kiln_learner_train, kiln_learner_task, kiln_learner_classes) go through it. */
 #ifndef KILN_APPS_INTERNAL_H
 #define KILN_APPS_INTERNAL_H
 
 #include "core/internal.h"
 #include "kiln/apps.h"
 
-typedef struct kiln__app {
-    const char *task;             /* "vision" */
-    kiln_vision_model_info info;  /* the model's description (vision is the only task so far) */
+typedef struct kiln__app kiln__app;
+struct kiln__app {
+    const char *task;             /* "vision", "text-lm", "text-clas" */
     kiln_model *model;            /* owned */
     kiln_optim *opt;              /* owned */
-} kiln__app;
+    /* the task's part */
+    kiln_status (*export)(kiln_learner *l, kiln__app *a, const char *dir); /* kiln_learner_export */
+    const char *const *(*classes)(const kiln__app *a, int *n); /* a classifier's classes; NULL: none */
+    kiln_vision_model_info info;  /* task "vision": the model's description */
+    void *part;                   /* another task's own description (text: vocabulary, config, classes) */
+    void (*part_free)(void *part);
+};
 
 /* The app of l; NULL + STATE naming op when l was not made by a task's constructor. */
 kiln__app *kiln__app_of(const kiln_learner *l, const char *op);
+/* The app of l when it was made for task "vision"; else NULL + STATE naming op and l's task. */
+kiln__app *kiln__vision_app_of(const kiln_learner *l, const char *op);
+/* The app of l, NULL without a message when l has none. */
+kiln__app *kiln__app_get(const kiln_learner *l);
 /* Attaches a (owned from then on, also on failure) to l. */
 kiln_status kiln__app_attach(kiln_learner *l, kiln__app *a);
 void kiln__app_free(void *a);
@@ -30,11 +42,6 @@ kiln_status kiln__vision_pretrained_freeze(kiln_learner *l, const kiln_vision_le
 /* dir/name into buf (n bytes); INVALID when it does not fit. */
 kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 
-/* kiln_learner_export of a text language-model learner (text_lm_learner.c): false when l is
- * not one; else writes its files into dir and sets *st. */
-bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st);
-/* l was made by kiln_text_lm_learner_new or kiln_text_clas_learner_new. */
-bool kiln__text_is(const kiln_learner *l);
 /* l was made by kiln_text_lm_learner_new or kiln_text_lm_learner_load. */
 bool kiln__text_is_lm(const kiln_learner *l);
 

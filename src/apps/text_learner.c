@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* what the learner keeps (freed with it) */
+/* the text part of the application object (freed with it) */
 typedef struct text_lm {
     bool clas;                /* the classifier (else the language model) */
+    bool attached;            /* model and opt belong to the application object (else to this) */
     kiln_model *model;
     kiln_optim *opt;
     kiln_vocab *vocab;        /* a copy, written with the model */
@@ -23,17 +24,48 @@ typedef struct text_lm {
     float alpha, beta;
 } text_lm;
 
-static const int g_text_lm_tag;
-
 static void text_lm_free(void *p)
 {
     text_lm *t = p;
     if (!t) return;
-    kiln_optim_free(t->opt);
-    kiln_model_free(t->model);
+    if (!t->attached) {
+        kiln_optim_free(t->opt);
+        kiln_model_free(t->model);
+    }
     kiln_vocab_free(t->vocab);
     kiln_text_classes_free(&t->classes);
     free(t);
+}
+
+/* l's text part; NULL when l is not a text learner */
+static text_lm *text_of(const kiln_learner *l)
+{
+    kiln__app *a = kiln__app_get(l);
+    return a && a->part_free == text_lm_free ? a->part : NULL;
+}
+
+static kiln_status text_export(kiln_learner *l, kiln__app *a, const char *dir);
+
+static const char *const *text_classes(const kiln__app *a, int *n)
+{
+    const text_lm *t = a->part;
+    *n = (int)t->classes.n;
+    return (const char *const *)t->classes.name;
+}
+
+/* t (with its model and optimizer) attached to l as its application object; t is freed when
+ * this fails (and belongs to l when it does not) */
+static kiln_status attach(kiln_learner *l, text_lm *t)
+{
+    kiln__app *a = calloc(1, sizeof *a);
+    if (!a) {
+        text_lm_free(t);
+        return kiln__err(KILN_STATUS_NOMEM, "text learner: out of memory");
+    }
+    *a = (kiln__app){.task = t->clas ? "text-clas" : "text-lm", .model = t->model, .opt = t->opt, .export = text_export,
+                     .classes = t->clas ? text_classes : NULL, .part = t, .part_free = text_lm_free};
+    t->attached = true;
+    return kiln__app_attach(l, a);
 }
 
 kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void)
@@ -238,8 +270,9 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kil
         goto fail;
     q.learner.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
     if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &q.learner))) goto fail;
-    if (kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free)) goto fail;
-    t = NULL; /* the learner frees it from here */
+    kiln_status ast = attach(l, t);
+    t = NULL; /* the learner frees it from here (attach did when it failed) */
+    if (ast) goto fail;
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_CUSTOM), ppl = kiln_metric_make(KILN_METRIC_KIND_PERPLEXITY);
     acc.name = "accuracy", acc.accumulate = lm_accuracy, acc.value = lm_accuracy_value;
     if (kiln_learner_add_metric(l, &acc) || kiln_learner_add_metric(l, &ppl) || kiln_learner_set_data(l, data, true)) goto fail;
@@ -254,17 +287,15 @@ fail:
 
 /* ---- export ------------------------------------------------------------------------------------ */
 
-bool kiln__text_is(const kiln_learner *l) { return l && kiln_learner_attached(l, &g_text_lm_tag); }
-
 bool kiln__text_is_lm(const kiln_learner *l)
 {
-    const text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    const text_lm *t = text_of(l);
     return t && !t->clas;
 }
 
 const kiln_vocab *kiln_text_learner_vocab(const kiln_learner *l)
 {
-    const text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);
+    const text_lm *t = text_of(l);
     return t ? t->vocab : NULL;
 }
 
@@ -321,19 +352,19 @@ nomem:
     return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
 }
 
-bool kiln__text_lm_export(kiln_learner *l, const char *dir, kiln_status *st)
+/* kiln_learner_export of a text learner: weights, vocabulary, model.json */
+static kiln_status text_export(kiln_learner *l, kiln__app *a, const char *dir)
 {
-    text_lm *t = kiln_learner_attached(l, &g_text_lm_tag);
-    if (!t) return false;
+    (void)l;
+    const text_lm *t = a->part;
     char pm[4096], pv[4096], pj[4096];
-    if (!(*st = kiln_mkdirs(dir)) && !(*st = kiln__path(pm, sizeof pm, dir, "model.safetensors")) &&
-        !(*st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(*st = kiln__path(pj, sizeof pj, dir, "model.json"))) {
-        const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", t->clas ? "text-clas" : "text-lm", "arch", "awd_lstm", NULL};
-        if (!(*st = kiln_model_save(t->model, pm, meta)) && !(*st = kiln_vocab_save(t->vocab, pv)))
-            *st = write_json(t, pj);
+    kiln_status st;
+    if (!(st = kiln_mkdirs(dir)) && !(st = kiln__path(pm, sizeof pm, dir, "model.safetensors")) &&
+        !(st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(st = kiln__path(pj, sizeof pj, dir, "model.json"))) {
+        const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", a->task, "arch", "awd_lstm", NULL};
+        if (!(st = kiln_model_save(t->model, pm, meta)) && !(st = kiln_vocab_save(t->vocab, pv))) st = write_json(t, pj);
     }
-    if (!*st) kiln_clear_error();
-    return true;
+    return kiln__done(st);
 }
 
 /* ---- the classifier ------------------------------------------------------------------------------ */
@@ -411,8 +442,9 @@ kiln_learner *kiln_text_clas_learner_new(kiln_ctx *ctx, kiln_data *data, const k
         !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
         goto fail;
     if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &q.learner))) goto fail;
-    if (kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free)) goto fail;
-    t = NULL; /* the learner frees it from here */
+    kiln_status ast = attach(l, t);
+    t = NULL; /* the learner frees it from here (attach did when it failed) */
+    if (ast) goto fail;
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
     if (kiln_learner_add_metric(l, &acc) || kiln_learner_set_data(l, data, true)) goto fail;
     if (q.lm && kiln_learner_freeze(l)) {
@@ -432,7 +464,7 @@ fail:
 
 const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l)
 {
-    const text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    const text_lm *t = text_of(l);
     return t && t->clas ? &t->classes : NULL;
 }
 
@@ -488,14 +520,14 @@ kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir)
         !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
         goto fail;
     kiln_learner_params lp = kiln_learner_default_params();
-    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp)) || kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free))
-        goto fail;
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp))) goto fail;
+    kiln_status ast = attach(l, t);
+    t = NULL; /* the learner frees it from here (attach did when it failed) */
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
-    kiln_learner_add_metric(l, &acc);
+    if (ast || kiln_learner_add_metric(l, &acc)) goto fail;
     kiln_clear_error();
     return l;
 fail:
-    if (l && kiln_learner_attached(l, &g_text_lm_tag) == t) t = NULL;
     if (l) kiln_learner_free(l);
     text_lm_free(t);
     return NULL;
@@ -537,12 +569,13 @@ kiln_learner *kiln_text_lm_learner_load(kiln_ctx *ctx, const char *dir)
         goto fail;
     kiln_learner_params lp = kiln_learner_default_params();
     lp.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
-    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp)) || kiln_learner_attach(l, &g_text_lm_tag, t, text_lm_free))
-        goto fail;
+    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp))) goto fail;
+    kiln_status ast = attach(l, t);
+    t = NULL; /* the learner frees it from here (attach did when it failed) */
+    if (ast) goto fail;
     kiln_clear_error();
     return l;
 fail:
-    if (l && kiln_learner_attached(l, &g_text_lm_tag) == t) t = NULL;
     if (l) kiln_learner_free(l);
     text_lm_free(t);
     return NULL;
@@ -551,7 +584,7 @@ fail:
 kiln_status kiln_text_classify(kiln_learner *l, const char *const *texts, int64_t n, int64_t *pred, float *probs,
                                int64_t *n_unk)
 {
-    text_lm *t = l ? kiln_learner_attached(l, &g_text_lm_tag) : NULL;
+    text_lm *t = text_of(l);
     if (!t || !t->clas) return kiln__err(KILN_STATUS_INVALID, "text_classify: not a text classifier learner");
     if (n < 0 || (n && (!texts || !pred))) return kiln__err(KILN_STATUS_INVALID, "text_classify: NULL argument");
     kiln_ctx *ctx = kiln_learner_ctx(l);

@@ -191,7 +191,7 @@ static bool phased(kiln_recipe_kind k) { return k == KILN_RECIPE_FINE_TUNE || k 
 /* What p asks for, checked before anything is written. */
 static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *epochs)
 {
-    if (!kiln__text_is(l) && !kiln__app_of(l, "learner_train")) return KILN_STATUS_STATE;
+    if (!kiln__app_of(l, "learner_train")) return KILN_STATUS_STATE;
     if (!p || !p->out || !*p->out) return kiln__err(KILN_STATUS_INVALID, "learner_train: out (the output folder) is required");
     if (p->snapshots < 0 || p->snapshots > 1000)
         return kiln__err(KILN_STATUS_INVALID, "learner_train: snapshots %d must be in [0, 1000]", p->snapshots);

@@ -69,7 +69,6 @@ kiln_learner *kiln_vision_learner_new(kiln_ctx *ctx, kiln_data *data, const char
         kiln__err(KILN_STATUS_NOMEM, "vision_learner_new: out of memory");
     kiln_model *m = NULL;
     if (a) {
-        a->task = "vision";
         if (describe(data, arch, q.learner.seed, &a->info) ||
             !(m = kiln_arch_model_new(arch, ctx, kiln_vision_data_n_channels(v), kiln_vision_data_size(v),
                                       kiln_vision_data_n_classes(v), q.layout)) ||
