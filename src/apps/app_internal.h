@@ -45,6 +45,13 @@ kiln_status kiln__path(char *buf, size_t n, const char *dir, const char *name);
 /* l was made by kiln_text_lm_learner_new or kiln_text_lm_learner_load. */
 bool kiln__text_is_lm(const kiln_learner *l);
 
+/* json_out.c: j (deleted by the call, also on failure; NULL: out of memory) printed with a
+ * final newline into *text (malloc'd), NOMEM naming who; and printed so and written to path
+ * atomically. */
+typedef struct cJSON cJSON;
+kiln_status kiln__json_text(cJSON *j, const char *who, char **text);
+kiln_status kiln__json_write(cJSON *j, const char *path);
+
 /* The whole regular file path (at most max bytes, else FORMAT naming it) into *out (malloc'd,
  * not NUL-terminated; free it) and *len (read_file.c). IO / FORMAT / NOMEM naming path. */
 kiln_status kiln__read_file(const char *path, size_t max, char **out, size_t *len);

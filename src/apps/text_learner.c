@@ -337,14 +337,7 @@ static kiln_status write_json(const text_lm *t, const char *path)
     cJSON_AddNumberToObject(tr, "beta", t->beta);
     cJSON_AddItemToObject(j, "training", tr);
     tr = NULL;
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    if (!text) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* cJSON_Print's buffer has room for its NUL: replace it by a newline */
-    kiln_status st = kiln_atomic_write(path, text, n + 1);
-    free(text);
-    return st;
+    return kiln__json_write(j, path);
 nomem:
     cJSON_Delete(j);
     cJSON_Delete(c);

@@ -90,18 +90,7 @@ kiln_status kiln_train_result_write_json(kiln_learner *l, const kiln_train_param
             cJSON_AddItemToArray(arr, e);
         }
     }
-    char *text = cJSON_Print(j);
-    cJSON_Delete(j);
-    size_t n = text ? strlen(text) : 0;
-    char *full = text ? realloc(text, n + 2) : NULL;
-    if (!full) {
-        free(text);
-        return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(full + n, "\n", 2);
-    kiln_status st = kiln_atomic_write(path, full, n + 1);
-    free(full);
-    return st;
+    return kiln__json_write(j, path);
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */

@@ -610,17 +610,7 @@ kiln_status kiln_vision_model_info_format(const kiln_vision_model_info *mi, char
     cJSON_AddStringToObject(tr, "data", data ? data : "");
     free(data);
     cJSON_AddObjectToObject(j, "vision"); /* the task's own part: nothing beyond the common one yet */
-    char *s = cJSON_Print(j); /* NULL when any of the above ran out of memory */
-    cJSON_Delete(j);
-    size_t n = s ? strlen(s) : 0;
-    char *t = s ? realloc(s, n + 2) : NULL;
-    if (!t) {
-        free(s);
-        return kiln__err(KILN_STATUS_NOMEM, "model.json: out of memory");
-    }
-    memcpy(t + n, "\n", 2);
-    *text = t;
-    return KILN_STATUS_OK;
+    return kiln__json_text(j, "model.json", text);
 }
 
 kiln_status kiln_vision_model_info_write(const char *path, const kiln_vision_model_info *info)
