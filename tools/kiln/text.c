@@ -2,6 +2,7 @@
  * flags of train.h and text's own corpus and model flags); each subcommand is one library call
  * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
  * the shared training driver (train.h). */
+#include "subcmd.h"
 #include "train.h"
 
 #include <stdio.h>
@@ -58,11 +59,7 @@ static const cli_flag g_text_flags[] = {
 #define N_TEXT ((int)(sizeof g_text_flags / sizeof g_text_flags[0]))
 #define MAX_FLAGS (TRAIN_MAX_FLAGS + N_TEXT)
 
-typedef struct subcmd {
-    const char *name;
-    unsigned bit;
-    const char *usage, *about;
-} subcmd;
+typedef cli_subcmd subcmd;
 
 static const subcmd g_cmds[] = {
     {"lm", TC_LM, "kiln text lm SOURCE... --out DIR [flags]",
@@ -356,21 +353,9 @@ static int run_fit(topts *o, const subcmd *c, const char *train_csv)
 int cmd_text(int argc, char **argv);
 int cmd_text(int argc, char **argv)
 {
-    if (argc < 2) {
-        text_usage(stderr);
-        return 2;
-    }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        text_usage(stdout);
-        return 0;
-    }
-    const subcmd *c = NULL;
-    for (int i = 0; i < N_CMDS; i++)
-        if (!strcmp(argv[1], g_cmds[i].name)) c = &g_cmds[i];
-    if (!c) {
-        fprintf(stderr, "kiln text: unknown command '%s' (lm, lr-find, fit, predict, generate)\n", argv[1]);
-        return 2;
-    }
+    int rc;
+    const subcmd *c = subcmd_find("text", argc, argv, g_cmds, N_CMDS, text_usage, &rc);
+    if (!c) return rc;
     char prog[64];
     snprintf(prog, sizeof prog, "kiln text %s", c->name);
     kiln_text_lm_data_params dd = kiln_text_lm_data_default_params();
@@ -392,20 +377,13 @@ int cmd_text(int argc, char **argv)
     n_flags += N_TEXT;
     const topts defaults = o;
     bool given[MAX_FLAGS] = {false};
-    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos) return cli_fail(prog, 1, "out of memory");
-    int n_pos = 0, rc = flags_parse(prog, flags, n_flags, argc - 1, argv + 1, &o, given, pos, argc, &n_pos);
-    if (rc) goto done;
-    if (o.t.help) {
-        printf("usage: %s\n\n%s\n\nflags:\n", c->usage, c->about);
-        flags_print(stdout, flags, n_flags, c->bit, TC_ALL, NULL, &defaults);
+    const char **pos = NULL;
+    int n_pos = 0;
+    rc = subcmd_parse(prog, c, flags, n_flags, TC_ALL, argc - 1, argv + 1, &o, &defaults, &o.t.help, given, &pos, &n_pos);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
         goto done;
     }
-    for (int k = 0; k < n_flags; k++)
-        if (given[k] && !(flags[k].mask & c->bit)) {
-            rc = cli_fail(prog, 2, "%s does not apply to %s (see %s --help)", flags[k].name, c->name, prog);
-            goto done;
-        }
     train_given(&o.t, flags, n_flags, given);
     bool clas = c->bit == TC_FIT || (c->bit == TC_LR_FIND && given[flags_index(flags, n_flags, "--label-col")]);
     if (c->bit == TC_LR_FIND && !clas && (o.lm || o.valid)) {

@@ -2,6 +2,7 @@
  * (the common training flags of train.h and vision's own; its masks say which subcommands
  * read each flag; --help shows a subcommand's own with their real defaults), and the data
  * helpers the subcommands share (vision_cli.h). */
+#include "subcmd.h"
 #include "vision_cli.h"
 
 #include <stdio.h>
@@ -87,11 +88,7 @@ static int make_flags(cli_flag *f)
     return n + N_VISION;
 }
 
-typedef struct subcmd {
-    const char *name;
-    unsigned bit;
-    const char *usage, *about;
-} subcmd;
+typedef cli_subcmd subcmd;
 
 static const subcmd g_cmds[] = {
     {"lr-find", VC_LR_FIND, "kiln vision lr-find DATA --out DIR [flags]",
@@ -123,12 +120,6 @@ static void vision_usage(FILE *f)
                "  kiln vision fit fashion-mnist --out runs/fm --epochs 3 --lr 1e-2\n");
 }
 
-static void cmd_usage(FILE *f, const subcmd *c, const cli_flag *flags, int n_flags, const vopts *defaults)
-{
-    fprintf(f, "usage: %s\n\n%s\n\nflags:\n", c->usage, c->about);
-    flags_print(f, flags, n_flags, c->bit, VC_ALL, NULL, defaults);
-}
-
 /* A float default as the double a user would type ("1.1", not 1.100000023841858): flags are
  * doubles, and the run settings a checkpoint records (and --resume compares) print them. */
 static double typed(float f)
@@ -141,22 +132,9 @@ static double typed(float f)
 int cmd_vision(int argc, char **argv);
 int cmd_vision(int argc, char **argv)
 {
-    if (argc < 2) {
-        vision_usage(stderr);
-        return 2;
-    }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        vision_usage(stdout);
-        return 0;
-    }
-    const subcmd *c = NULL;
-    for (int i = 0; i < N_CMDS; i++)
-        if (!strcmp(argv[1], g_cmds[i].name))
-            c = &g_cmds[i];
-    if (!c) {
-        fprintf(stderr, "kiln vision: unknown command '%s' (lr-find, fit, predict, show-batch, interpret)\n", argv[1]);
-        return 2;
-    }
+    int rc;
+    const subcmd *c = subcmd_find("vision", argc, argv, g_cmds, N_CMDS, vision_usage, &rc);
+    if (!c) return rc;
     char prog[64];
     snprintf(prog, sizeof prog, "kiln vision %s", c->name);
     kiln_augment_params ad = kiln_augment_default_params();
@@ -171,19 +149,13 @@ int cmd_vision(int argc, char **argv)
     int n_flags = make_flags(flags);
     const vopts defaults = o;
     bool given[MAX_FLAGS] = {false};
-    const char **pos = calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos) return cli_fail(prog, 1, "out of memory");
-    int n_pos = 0, rc = flags_parse(prog, flags, n_flags, argc - 1, argv + 1, &o, given, pos, argc, &n_pos);
-    if (rc) goto done;
-    if (o.t.help) {
-        cmd_usage(stdout, c, flags, n_flags, &defaults);
+    const char **pos = NULL;
+    int n_pos = 0;
+    rc = subcmd_parse(prog, c, flags, n_flags, VC_ALL, argc - 1, argv + 1, &o, &defaults, &o.t.help, given, &pos, &n_pos);
+    if (rc) {
+        rc = rc < 0 ? 0 : rc;
         goto done;
     }
-    for (int k = 0; k < n_flags; k++)
-        if (given[k] && !(flags[k].mask & c->bit)) {
-            rc = cli_fail(prog, 2, "%s does not apply to %s (see %s --help)", flags[k].name, c->name, prog);
-            goto done;
-        }
     train_given(&o.t, flags, n_flags, given);
     o.given_arch = given[flags_index(flags, n_flags, "--arch")];
     o.given_norm = given[flags_index(flags, n_flags, "--norm")];
