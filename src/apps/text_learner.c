@@ -453,6 +453,27 @@ fail:
     return NULL;
 }
 
+/* ---- loading a saved text model ------------------------------------------------------------------ */
+
+/* A learner over t->model (made by the caller, NULL: failed) with its weights from pm (strict,
+ * checked finite), Adam, lp, and t attached; NULL when any step fails (t is freed then). */
+static kiln_learner *loaded_learner(kiln_ctx *ctx, text_lm *t, const char *pm, const kiln_learner_params *lp)
+{
+    kiln_learner *l = NULL;
+    kiln_adam_params ap = kiln_adam_default_params();
+    if (!t->model || kiln_model_alloc(t->model, ctx) || kiln_model_load(t->model, pm, true) ||
+        kiln_model_check_finite(t->model) || !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)) ||
+        !(l = kiln_learner_new(ctx, t->model, NULL, t->opt, lp))) {
+        text_lm_free(t);
+        return NULL;
+    }
+    if (attach(l, t)) { /* t is freed */
+        kiln_learner_free(l);
+        return NULL;
+    }
+    return l;
+}
+
 /* ---- a saved classifier: load and predict ------------------------------------------------------- */
 
 const kiln_text_classes *kiln_text_learner_classes(const kiln_learner *l)
@@ -507,21 +528,17 @@ kiln_learner *kiln_text_clas_learner_load(kiln_ctx *ctx, const char *dir)
     if (read_clas_json(dir, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
     t->cp.enc.vocab = kiln_vocab_size(t->vocab);
     t->cfg = t->cp.enc;
-    kiln_adam_params ap = kiln_adam_default_params();
-    if (!(t->model = kiln_awd_lstm_clas_new(&t->cp)) || kiln_model_alloc(t->model, ctx) ||
-        kiln_model_load(t->model, pm, true) || kiln_model_check_finite(t->model) ||
-        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
-        goto fail;
+    t->model = kiln_awd_lstm_clas_new(&t->cp);
     kiln_learner_params lp = kiln_learner_default_params();
-    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp))) goto fail;
-    kiln_status ast = attach(l, t);
-    t = NULL; /* the learner frees it from here (attach did when it failed) */
+    l = loaded_learner(ctx, t, pm, &lp);
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
-    if (ast || kiln_learner_add_metric(l, &acc)) goto fail;
-    kiln_clear_error();
+    if (l && kiln_learner_add_metric(l, &acc)) {
+        kiln_learner_free(l);
+        return NULL;
+    }
+    if (l) kiln_clear_error();
     return l;
 fail:
-    if (l) kiln_learner_free(l);
     text_lm_free(t);
     return NULL;
 }
@@ -551,25 +568,16 @@ kiln_learner *kiln_text_lm_learner_load(kiln_ctx *ctx, const char *dir)
     char pv[4096], pm[4096];
     if (kiln__path(pv, sizeof pv, dir, "vocab.txt") || kiln__path(pm, sizeof pm, dir, "model.safetensors")) return NULL;
     text_lm *t = calloc(1, sizeof *t);
-    kiln_learner *l = NULL;
     if (!t) return kiln__errp(KILN_STATUS_NOMEM, "text_lm_learner_load: out of memory");
     if (read_lm_json(dir, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
     t->cfg.vocab = kiln_vocab_size(t->vocab);
-    kiln_adam_params ap = kiln_adam_default_params();
-    if (!(t->model = kiln_awd_lstm_lm_new(&t->cfg)) || kiln_model_alloc(t->model, ctx) ||
-        kiln_model_load(t->model, pm, true) || kiln_model_check_finite(t->model) ||
-        !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
-        goto fail;
+    t->model = kiln_awd_lstm_lm_new(&t->cfg);
     kiln_learner_params lp = kiln_learner_default_params();
     lp.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
-    if (!(l = kiln_learner_new(ctx, t->model, NULL, t->opt, &lp))) goto fail;
-    kiln_status ast = attach(l, t);
-    t = NULL; /* the learner frees it from here (attach did when it failed) */
-    if (ast) goto fail;
-    kiln_clear_error();
+    kiln_learner *l = loaded_learner(ctx, t, pm, &lp);
+    if (l) kiln_clear_error();
     return l;
 fail:
-    if (l) kiln_learner_free(l);
     text_lm_free(t);
     return NULL;
 }
