@@ -268,7 +268,8 @@ kiln_status kiln_learner_fit_ulmfit(kiln_learner *l, int64_t epochs, const kiln_
  * An AWD-LSTM language model (kiln_awd_lstm_lm_new, config NULL: kiln_awd_lstm_lm_config(vocab size,
  * drop_mult)) on LM batches (kiln_lm_data_new over ids of vocab, which is copied); the loss is
  * cross-entropy over every position plus, in training only, AR/TAR (alpha, beta: fastai's 2 and
- * 1); metrics accuracy (next-token, over every position) and perplexity (exp of the validation
+ * 1), in training through the fused decoder (kiln_awd_lstm_set_fused_decoder: no (B, T, vocab)
+ * logits held); metrics accuracy (next-token, over every position) and perplexity (exp of the validation
  * loss); Adam with decoupled weight decay wd (fastai's 0.01); fastai's four LM layer groups.
  * The learner takes data (freed with it, and by this call when it fails); ctx is borrowed.
  * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt and

@@ -74,7 +74,9 @@ kiln_text_lm_learner_params kiln_text_lm_learner_default_params(void)
                                          .learner = kiln_learner_default_params()};
 }
 
-/* out (B, T, V), y (B, T) -> mean cross-entropy over the B * T positions (+ AR/TAR in training) */
+/* out (B, T, V) logits, or in training the decoder's input (B, T, emb) (the fused decoder:
+ * kiln_awd_lstm_set_fused_decoder), y (B, T) -> mean cross-entropy over the B * T positions (+
+ * AR/TAR in training) */
 static kiln_tensor *lm_loss(kiln_ctx *ctx, kiln_tensor *out, kiln_tensor *y, void *user)
 {
     KILN_IN(out);
@@ -82,8 +84,7 @@ static kiln_tensor *lm_loss(kiln_ctx *ctx, kiln_tensor *out, kiln_tensor *y, voi
     if (out->ndim != 3 || y->ndim != 2 || out->shape[0] != y->shape[0] || out->shape[1] != y->shape[1])
         return kiln__errp(KILN_STATUS_INVALID, "text_lm loss: output %s and targets %s are not (B, T, V) and (B, T)",
                           kiln__tname(out), kiln__tname(y));
-    kiln_tensor *loss = kiln_cross_entropy(ctx, kiln_reshape(ctx, out, 2, (int64_t[]){-1, out->shape[2]}),
-                                           kiln_reshape(ctx, y, 1, (int64_t[]){-1}), NULL);
+    kiln_tensor *loss = kiln_awd_lstm_loss(t->model, ctx, out, y, NULL);
     if (!loss || !kiln_model_training(t->model) || (t->alpha == 0 && t->beta == 0)) return loss;
     kiln_tensor *reg = kiln_awd_lstm_ar_tar(t->model, ctx, t->alpha, t->beta);
     return reg ? kiln_add(ctx, loss, reg) : NULL;
@@ -265,7 +266,7 @@ kiln_learner *kiln_text_lm_learner_new(kiln_ctx *ctx, kiln_data *data, const kil
     kiln_adam_params ap = kiln_adam_default_params();
     ap.weight_decay = q.wd;
     if (!(t->model = kiln_awd_lstm_lm_new(&cfg)) || kiln_model_alloc(t->model, ctx) ||
-        (q.pretrained && load_pretrained(t, q.pretrained, q.n_matched)) ||
+        kiln_awd_lstm_set_fused_decoder(t->model, true) || (q.pretrained && load_pretrained(t, q.pretrained, q.n_matched)) ||
         !(t->opt = kiln_optim_new_adam(kiln_model_store(t->model), &ap)))
         goto fail;
     q.learner.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
@@ -571,7 +572,7 @@ kiln_learner *kiln_text_lm_learner_load(kiln_ctx *ctx, const char *dir)
     if (!t) return kiln__errp(KILN_STATUS_NOMEM, "text_lm_learner_load: out of memory");
     if (read_lm_json(dir, t) || kiln_vocab_load(pv, &t->vocab)) goto fail;
     t->cfg.vocab = kiln_vocab_size(t->vocab);
-    t->model = kiln_awd_lstm_lm_new(&t->cfg);
+    if ((t->model = kiln_awd_lstm_lm_new(&t->cfg)) && kiln_awd_lstm_set_fused_decoder(t->model, true)) goto fail;
     kiln_learner_params lp = kiln_learner_default_params();
     lp.loss = (kiln_loss){.kind = KILN_LOSS_KIND_CUSTOM, .fn = lm_loss, .user = t};
     kiln_learner *l = loaded_learner(ctx, t, pm, &lp);
