@@ -1,6 +1,7 @@
 /* kiln_lstm: parity with torch.nn.LSTM (tests/fixtures/rnn.safetensors, written by
- * gen_rnn.py), finite differences, the fast CPU kernels against the reference loops,
- * weights made by other ops (non-leaf), and argument errors.
+ * gen_rnn.py), finite differences, the fast CPU kernels against the reference loops (with and
+ * without a kept cell), kiln_lstm_weight_drop against kiln_lstm of kiln_dropout, weights made by
+ * other ops (non-leaf), and argument errors.
  *
  * Tolerances (|got - ref| <= atol + rtol*|ref|):
  *   vs PyTorch: atol 2e-5, rtol 1e-4 (f32 both sides; different GEMM orders and exp);
@@ -131,7 +132,8 @@ static void expect_buf(const float *got, const float *want, int64_t n, const cha
     ku_expect_close(&g, &w, 2e-5, 2e-4, label);
 }
 
-/* flags: 1 h0, 2 c0, 4 biases, 8 gy, 16 gh_n, 32 gc_n. */
+/* flags: 1 h0, 2 c0, 4 biases, 8 gy, 16 gh_n, 32 gc_n, 64 no cell kept (the kernels make it
+ * again in the backward). */
 static void ref_vs_fast(int64_t B, int64_t T, int64_t I, int64_t H, int flags)
 {
     char cfg[96];
@@ -153,7 +155,7 @@ static void ref_vs_fast(int64_t B, int64_t T, int64_t I, int64_t H, int flags)
         r[k].h_n = zero_buf(BH);
         r[k].c_n = zero_buf(BH);
         r[k].gates = zero_buf(B * T * G);
-        r[k].cell = zero_buf(BTH);
+        r[k].cell = flags & 64 ? NULL : zero_buf(BTH);
         r[k].gx = zero_buf(B * T * I);
         r[k].gw_ih = zero_buf(G * I);
         r[k].gw_hh = zero_buf(G * H);
@@ -168,7 +170,7 @@ static void ref_vs_fast(int64_t B, int64_t T, int64_t I, int64_t H, int flags)
             expect_buf(r[1].y, r[0].y, BTH, "y", cfg);
             expect_buf(r[1].h_n, r[0].h_n, BH, "h_n", cfg);
             expect_buf(r[1].c_n, r[0].c_n, BH, "c_n", cfg);
-            expect_buf(r[1].cell, r[0].cell, BTH, "cell", cfg);
+            if (r[0].cell) expect_buf(r[1].cell, r[0].cell, BTH, "cell", cfg);
             expect_buf(r[1].gates, r[0].gates, B * T * G, "gates", cfg);
         }
         cr_assert_eq(bwd(ctx, &r[k]), KILN_STATUS_OK, "bwd %d: %s", k, kiln_last_error());
@@ -193,6 +195,101 @@ Test(lstm, fast_matches_reference)
     ref_vs_fast(7, 11, 33, 45, 4 | 8 | 32);
     ref_vs_fast(1, 8, 3, 17, 63);     /* batch of one */
     ref_vs_fast(3, 4, 1, 1, 63);      /* input and hidden size one */
+    ref_vs_fast(3, 5, 7, 9, 63 | 64); /* no cell kept: every input, output and gradient */
+    ref_vs_fast(2, 6, 3, 4, 8 | 64);  /* no cell, no state */
+    ref_vs_fast(16, 5, 24, 160, 63 | 64);
+}
+
+/* The fast kernels without a kept cell give what they give with one: the forward's outputs and
+ * the backward's gradients (the cell made again from the gates has the same values; a tolerance
+ * of float rounding in case a compiler fuses its multiply-add differently). */
+Test(lstm, fast_without_cell_matches_with_cell)
+{
+    const int64_t B = 8, T = 9, I = 12, H = 40, G = 4 * H, BH = B * H, BTH = B * T * H;
+    kiln_lstm_args in = {
+        .B = B, .T = T, .I = I, .H = H,
+        .x = rnd_buf(B * T * I, 1.0f), .w_ih = rnd_buf(G * I, 0.3f), .w_hh = rnd_buf(G * H, 0.3f),
+        .h0 = rnd_buf(BH, 1.0f), .c0 = rnd_buf(BH, 1.0f), .b_ih = rnd_buf(G, 0.5f), .b_hh = rnd_buf(G, 0.5f),
+        .gy = rnd_buf(BTH, 1.0f), .gh_n = rnd_buf(BH, 1.0f), .gc_n = rnd_buf(BH, 1.0f),
+    };
+    kiln_lstm_args r[2]; /* 0: cell kept, 1: none */
+    for (int k = 0; k < 2; k++) {
+        r[k] = in;
+        r[k].y = zero_buf(BTH), r[k].h_n = zero_buf(BH), r[k].c_n = zero_buf(BH);
+        r[k].gates = zero_buf(B * T * G);
+        r[k].cell = k ? NULL : zero_buf(BTH);
+        r[k].gx = zero_buf(B * T * I), r[k].gw_ih = zero_buf(G * I), r[k].gw_hh = zero_buf(G * H);
+        r[k].gh0 = zero_buf(BH), r[k].gc0 = zero_buf(BH), r[k].gb_ih = zero_buf(G), r[k].gb_hh = zero_buf(G);
+        cr_assert_eq(kiln__cpu_rnn.lstm_fwd(ctx, &r[k]), KILN_STATUS_OK, "%s", kiln_last_error());
+        cr_assert_eq(kiln__cpu_rnn.lstm_bwd(ctx, &r[k]), KILN_STATUS_OK, "%s", kiln_last_error());
+    }
+    struct { const float *a, *b; int64_t n; const char *what; } c[] = {
+        {r[1].y, r[0].y, BTH, "y"}, {r[1].h_n, r[0].h_n, BH, "h_n"}, {r[1].c_n, r[0].c_n, BH, "c_n"},
+        {r[1].gx, r[0].gx, B * T * I, "grad x"}, {r[1].gw_ih, r[0].gw_ih, G * I, "grad w_ih"},
+        {r[1].gw_hh, r[0].gw_hh, G * H, "grad w_hh"}, {r[1].gh0, r[0].gh0, BH, "grad h0"},
+        {r[1].gc0, r[0].gc0, BH, "grad c0"}, {r[1].gb_ih, r[0].gb_ih, G, "grad b_ih"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) ku_expect_arrays(c[i].a, c[i].b, c[i].n, 1e-6, 1e-5, c[i].what);
+}
+
+/* ---- DropConnect inside the node ------------------------------------------------------- */
+
+/* kiln_lstm_weight_drop against kiln_lstm of kiln_dropout(w_hh) from the same RNG state: the same
+ * counters taken, the same outputs bit for bit (the same dropped values through the same kernels),
+ * the same gradients (w_hh's through the mask drawn again: within float rounding of the
+ * multiply-add); nothing of (4H, H) kept by the forward; p = 0 is kiln_lstm; p outside [0, 1). */
+Test(lstm, weight_drop_inside_the_node)
+{
+    const char *kase = "state_bias";
+    kiln_tensor *in[7], *gin[2][7] = {{0}}, *out[2][3];
+    load_inputs(kase, in);
+    const int64_t H = in[4]->shape[1], nw = 4 * H * H;
+    kiln_tensor *gy = ku_load(ctx, fx, kase, "gy"), *ghn = ku_load(ctx, fx, kase, "ghn"), *gcn = ku_load(ctx, fx, kase, "gcn");
+    kiln_rng_state r0 = kiln_rng_get(ctx);
+    uint64_t counter[2];
+    size_t kept[2];
+    for (int fused = 0; fused < 2; fused++) {
+        for (int i = 0; i < 7; i++)
+            if (in[i]) in[i]->grad = NULL;
+        kiln_rng_set(ctx, r0);
+        size_t before = kiln_step_bytes(ctx);
+        kiln_tensor *hn = NULL, *cn = NULL, *y;
+        if (fused) {
+            y = kiln_lstm_weight_drop(ctx, in[0], in[1], in[2], in[3], in[4], in[5], in[6], 0.4f, &hn, &cn);
+        } else {
+            kiln_tensor *wd = kiln_dropout(ctx, in[4], 0.4f, true, NULL);
+            y = wd ? kiln_lstm(ctx, in[0], in[1], in[2], in[3], wd, in[5], in[6], &hn, &cn) : NULL;
+        }
+        cr_assert(y && hn && cn, "fused %d: %s", fused, kiln_last_error());
+        kept[fused] = kiln_step_bytes(ctx) - before;
+        counter[fused] = kiln_rng_get(ctx).counter;
+        out[fused][0] = y, out[fused][1] = hn, out[fused][2] = cn;
+        backward3(y, hn, cn, gy, ghn, gcn);
+        for (int i = 0; i < 7; i++) gin[fused][i] = in[i] ? in[i]->grad : NULL;
+    }
+    cr_assert_eq(counter[1], counter[0], "RNG counters: fused %llu, kiln_dropout %llu", (unsigned long long)counter[1],
+                 (unsigned long long)counter[0]);
+    cr_assert_gt(counter[0], r0.counter + (uint64_t)nw - 1, "the mask took 4H * H counters");
+    static const char *outs[3] = {"y", "h_n", "c_n"};
+    for (int k = 0; k < 3; k++)
+        cr_assert(memcmp(out[1][k]->data, out[0][k]->data, (size_t)kiln_numel(out[0][k]) * 4) == 0, "%s differs",
+                  outs[k]);
+    for (int i = 0; i < 7; i++) {
+        if (!in[i]) continue;
+        char what[48];
+        snprintf(what, sizeof what, "grad %s", IN_NAMES[i]);
+        ku_expect_close(gin[1][i], gin[0][i], 1e-6, 1e-5, what);
+    }
+    cr_assert_leq(kept[1] + (size_t)nw * 4, kept[0], "forward kept %zu bytes fused, %zu through kiln_dropout", kept[1],
+                  kept[0]);
+    /* p = 0: kiln_lstm itself, nothing drawn */
+    kiln_rng_state r1 = kiln_rng_get(ctx);
+    kiln_tensor *y0 = kiln_lstm_weight_drop(ctx, in[0], in[1], in[2], in[3], in[4], in[5], in[6], 0.0f, NULL, NULL);
+    kiln_tensor *y1 = kiln_lstm(ctx, in[0], in[1], in[2], in[3], in[4], in[5], in[6], NULL, NULL);
+    cr_assert(y0 && y1 && memcmp(y0->data, y1->data, (size_t)kiln_numel(y0) * 4) == 0, "p = 0 differs from kiln_lstm");
+    cr_assert_eq(kiln_rng_get(ctx).counter, r1.counter, "p = 0 drew random numbers");
+    cr_assert_null(kiln_lstm_weight_drop(ctx, in[0], in[1], in[2], in[3], in[4], in[5], in[6], 1.0f, NULL, NULL));
+    ku_expect_error("lstm_weight_drop: p 1 is outside [0, 1)", "p = 1");
 }
 
 /* ---- weights that are not leaves ------------------------------------------------------- */

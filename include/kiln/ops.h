@@ -151,6 +151,15 @@ kiln_tensor *kiln_adaptive_max_pool2d(kiln_ctx *ctx, kiln_tensor *x, int oh, int
 kiln_tensor *kiln_lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0,
                        kiln_tensor *w_ih, kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh,
                        kiln_tensor **h_n, kiln_tensor **c_n);
+/* kiln_lstm of w_hh with DropConnect (AWD-LSTM's WeightDropout): the LSTM of w_hh * mask, mask
+ * (4H, H) of 0 and 1/(1-p) drawn from ctx's RNG as kiln_dropout(ctx, w_hh, p, true, NULL) would
+ * draw it at this point (the same values, the same RNG counters taken), with the same outputs and
+ * gradients as kiln_lstm(..., kiln_dropout(ctx, w_hh, p, true, NULL), ...), but the dropped copy
+ * is never kept from the forward to the backward: both make it in scratch (4H * H floats, 21 MB at
+ * H = 1152, less at the step's peak). p in [0, 1); 0 is kiln_lstm. */
+kiln_tensor *kiln_lstm_weight_drop(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0,
+                                   kiln_tensor *w_ih, kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh, float p,
+                                   kiln_tensor **h_n, kiln_tensor **c_n);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,17 @@
 /* kiln_lstm: one LSTM layer over a whole batch-first sequence as a single tape node
  * (inputs x, h0, c0, w_ih, w_hh, b_ih, b_hh; outputs y, h_n, c_n). The numerical work is
  * in the backend's rnn kernels (src/kernels/rnn.h); this file validates, allocates and
- * routes gradients, whatever made the weights (parameters or ops such as weight dropout). */
+ * routes gradients, whatever made the weights (parameters or ops such as weight dropout).
+ * kiln_lstm_weight_drop is the same node with DropConnect on w_hh inside it: the dropped copy of
+ * w_hh is made in scratch by the dropout kernel in the forward and again in the backward (its mask
+ * drawn again from the RNG counters the forward took), never kept between them, and its gradient,
+ * also scratch, reaches w_hh through the mask (dropout_bwd). */
 #include "autograd/tape.h"
+#include "kernels/dense.h"
 #include "kernels/rnn.h"
 #include "kiln/ops.h"
+
+#include <string.h>
 
 enum { IN_X, IN_H0, IN_C0, IN_WIH, IN_WHH, IN_BIH, IN_BHH, N_IN };
 enum { OUT_Y, OUT_HN, OUT_CN, N_OUT };
@@ -12,9 +19,22 @@ enum { OUT_Y, OUT_HN, OUT_CN, N_OUT };
 typedef struct lstm_saved {
     int64_t B, T, I, H;
     float *gates; /* (B, T, 4H) activations from forward; backward turns them into gradients */
-    float *cell;  /* (B, T, H) */
     bool consumed;
+    float drop_p;           /* > 0: in[IN_WHH] is the raw w_hh, the kernels see w_hh * mask */
+    uint64_t seed, first;   /* the mask's RNG counters (4H * H from first) */
 } lstm_saved;
+
+/* 1/(1-p): the kept weights' scale, as kiln_dropout's */
+static float keep_scale(float p) { return 1.0f / (1.0f - p); }
+
+/* w_hh * mask (4H, H) in scratch, mask drawn from (seed, first) as kiln_dropout draws it; NULL when
+ * the arena is out of memory */
+static float *dropped_whh(kiln_ctx *ctx, const float *w_hh, int64_t n, float p, uint64_t seed, uint64_t first)
+{
+    float *wd = kiln_step_alloc(ctx, (size_t)n * sizeof(float));
+    if (wd) ctx->backend->dense->dropout_fwd(ctx, seed, first, n, p, keep_scale(p), NULL, w_hh, wd);
+    return wd;
+}
 
 static const float *fdata(const kiln_tensor *t) { return t ? (const float *)t->data : NULL; }
 static float *gdata(kiln_tensor *g) { return g ? (float *)g->data : NULL; }
@@ -31,7 +51,7 @@ static kiln_status lstm_bwd(kiln_ctx *ctx, kiln_node *n)
         .x = fdata(n->in[IN_X]), .h0 = fdata(n->in[IN_H0]), .c0 = fdata(n->in[IN_C0]),
         .w_ih = fdata(n->in[IN_WIH]), .w_hh = fdata(n->in[IN_WHH]),
         .b_ih = fdata(n->in[IN_BIH]), .b_hh = fdata(n->in[IN_BHH]),
-        .y = n->out[OUT_Y]->data, .gates = s->gates, .cell = s->cell,
+        .y = n->out[OUT_Y]->data, .gates = s->gates, .cell = NULL, /* made again from the gates */
         .gy = fdata(n->out[OUT_Y]->grad), .gh_n = fdata(n->out[OUT_HN]->grad),
         .gc_n = fdata(n->out[OUT_CN]->grad),
     };
@@ -48,7 +68,22 @@ static kiln_status lstm_bwd(kiln_ctx *ctx, kiln_node *n)
     a.gb_ih = gdata(g[IN_BIH]);
     a.gb_hh = gdata(g[IN_BHH]);
     s->consumed = true;
-    return ctx->backend->rnn->lstm_bwd(ctx, &a);
+    if (s->drop_p <= 0.0f) return ctx->backend->rnn->lstm_bwd(ctx, &a);
+    /* weight drop: the kernel sees the dropped copy and fills its gradient (both scratch); w_hh's
+     * gradient += mask * that */
+    const int64_t nw = 4 * s->H * s->H;
+    kiln_mark mk = kiln_step_mark(ctx);
+    float *gwd = g[IN_WHH] ? kiln_step_alloc(ctx, (size_t)nw * sizeof(float)) : NULL;
+    a.w_hh = dropped_whh(ctx, a.w_hh, nw, s->drop_p, s->seed, s->first);
+    kiln_status st = !a.w_hh || (g[IN_WHH] && !gwd) ? KILN_STATUS_NOMEM : KILN_STATUS_OK;
+    if (gwd) memset(gwd, 0, (size_t)nw * sizeof(float));
+    a.gw_hh = gwd;
+    if (st == KILN_STATUS_OK) st = ctx->backend->rnn->lstm_bwd(ctx, &a);
+    if (st == KILN_STATUS_OK && gwd)
+        ctx->backend->dense->dropout_bwd(ctx, s->seed, s->first, nw, s->drop_p, keep_scale(s->drop_p), gwd,
+                                         g[IN_WHH]->data);
+    kiln_step_rewind(ctx, mk);
+    return st;
 }
 
 /* "(16, 5)" for messages. */
@@ -69,13 +104,15 @@ static bool check_shape(const kiln_tensor *t, const char *arg, int nd, const int
     return false;
 }
 
-kiln_tensor *kiln_lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0,
-                       kiln_tensor *w_ih, kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh,
-                       kiln_tensor **h_n, kiln_tensor **c_n)
+static kiln_tensor *lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0, kiln_tensor *w_ih,
+                         kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh, float drop_p, kiln_tensor **h_n,
+                         kiln_tensor **c_n)
 {
     if (h_n) *h_n = NULL;
     if (c_n) *c_n = NULL;
     if (!ctx) return kiln__errp(KILN_STATUS_INVALID, "lstm: NULL context");
+    if (!(drop_p >= 0.0f && drop_p < 1.0f))
+        return kiln__errp(KILN_STATUS_INVALID, "lstm_weight_drop: p %g is outside [0, 1)", (double)drop_p);
     KILN_IN(x);
     KILN_IN(w_ih);
     KILN_IN(w_hh);
@@ -119,17 +156,26 @@ kiln_tensor *kiln_lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tens
     kiln_tensor *y = kiln_empty(ctx, KILN_DTYPE_F32, 3, s_y);
     kiln_tensor *hn = kiln_empty(ctx, KILN_DTYPE_F32, 2, s_state);
     kiln_tensor *cn = kiln_empty(ctx, KILN_DTYPE_F32, 2, s_state);
-    float *gates = kiln_step_alloc(ctx, (size_t)(B * T * 4 * H) * sizeof(float)); /* (B, T, 4H) */
-    float *cell = kiln_step_alloc(ctx, (size_t)(B * T * H) * sizeof(float));      /* (B, T, H) */
-    if (!y || !hn || !cn || !gates || !cell) return NULL;
+    /* (B, T, 4H) kept for the backward; the cell states are not (the kernels make them again) */
+    float *gates = kiln_step_alloc(ctx, (size_t)(B * T * 4 * H) * sizeof(float));
+    if (!y || !hn || !cn || !gates) return NULL;
     kiln_lstm_args a = {
         .B = B, .T = T, .I = I, .H = H,
         .x = fdata(in[IN_X]), .h0 = fdata(in[IN_H0]), .c0 = fdata(in[IN_C0]),
         .w_ih = fdata(in[IN_WIH]), .w_hh = fdata(in[IN_WHH]),
         .b_ih = fdata(in[IN_BIH]), .b_hh = fdata(in[IN_BHH]),
-        .y = y->data, .h_n = hn->data, .c_n = cn->data, .gates = gates, .cell = cell,
+        .y = y->data, .h_n = hn->data, .c_n = cn->data, .gates = gates, .cell = NULL,
     };
-    if (ctx->backend->rnn->lstm_fwd(ctx, &a) < 0) return NULL;
+    uint64_t seed = 0, first = 0;
+    if (drop_p > 0.0f) { /* the counters kiln_dropout(w_hh, p) would take, then the copy in scratch */
+        first = kiln_rng_take(ctx, (uint64_t)(4 * H * H));
+        seed = kiln_rng_get(ctx).seed;
+    }
+    kiln_mark mk = kiln_step_mark(ctx);
+    if (drop_p > 0.0f && !(a.w_hh = dropped_whh(ctx, a.w_hh, 4 * H * H, drop_p, seed, first))) return NULL;
+    kiln_status fst = ctx->backend->rnn->lstm_fwd(ctx, &a);
+    kiln_step_rewind(ctx, mk);
+    if (fst < 0) return NULL;
 
     kiln_tensor *out[N_OUT] = {y, hn, cn};
     kiln_status st;
@@ -138,9 +184,22 @@ kiln_tensor *kiln_lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tens
     if (st < 0) return NULL;
     if (n) {
         s = n->saved;
-        *s = (lstm_saved){.B = B, .T = T, .I = I, .H = H, .gates = gates, .cell = cell};
+        *s = (lstm_saved){.B = B, .T = T, .I = I, .H = H, .gates = gates, .drop_p = drop_p, .seed = seed, .first = first};
     }
     if (h_n) *h_n = hn;
     if (c_n) *c_n = cn;
     return y;
+}
+
+kiln_tensor *kiln_lstm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0, kiln_tensor *w_ih,
+                       kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh, kiln_tensor **h_n, kiln_tensor **c_n)
+{
+    return lstm(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, 0.0f, h_n, c_n);
+}
+
+kiln_tensor *kiln_lstm_weight_drop(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *h0, kiln_tensor *c0,
+                                   kiln_tensor *w_ih, kiln_tensor *w_hh, kiln_tensor *b_ih, kiln_tensor *b_hh, float p,
+                                   kiln_tensor **h_n, kiln_tensor **c_n)
+{
+    return lstm(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, p, h_n, c_n);
 }

@@ -206,26 +206,53 @@ LSTM_CLONES static void fwd_row(float *restrict gt, const float *restrict rt, co
     }
 }
 
+/* c_t of batch row b: in the caller's (B, T, H) cell, or, when the caller keeps none, in the
+ * forward's two rolling (B, H) rows roll (t even, t odd) */
+static inline float *cell_at(const kiln_lstm_args *a, float *roll, int64_t b, int64_t t)
+{
+    return a->cell ? a->cell + (b * a->T + t) * a->H : roll + ((t & 1) * a->B + b) * a->H;
+}
+
 /* Gate math of step t for every batch row; rec (B, 4H) = h_{t-1} @ w_hh^T, h (B, H) <- h_t. */
 static void fwd_step(kiln_ctx *ctx, const kiln_lstm_args *a, const float *rec, const float *bias, float *h,
-                     const float *zeros, int64_t t)
+                     const float *zeros, float *roll, int64_t t)
 {
     const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
     KILN_PAR_FOR(ctx, 4 * B * G) /* gate math: a few transcendentals per element */
     for (int64_t b = 0; b < B; b++) {
-        const float *cp = t > 0 ? a->cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
-        fwd_row(a->gates + (b * T + t) * G, rec + b * G, bias, cp, a->cell + (b * T + t) * H,
-                a->y + (b * T + t) * H, h + b * H, H);
+        const float *cp = t > 0 ? cell_at(a, roll, b, t - 1) : a->c0 ? a->c0 + b * H : zeros;
+        fwd_row(a->gates + (b * T + t) * G, rec + b * G, bias, cp, cell_at(a, roll, b, t), a->y + (b * T + t) * H,
+                h + b * H, H);
     }
+}
+
+/* cell (B, T, H) = c_t for every step, made again from the forward's activations i, f, g in gates
+ * and c0, as fwd_row made them (the same products and sum: the same values) */
+LSTM_CLONES static void cell_row(const float *restrict gt, const float *restrict cp, float *restrict ct, int64_t H)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < H; j++) ct[j] = gt[H + j] * cp[j] + gt[j] * gt[2 * H + j];
+}
+
+static void remake_cell(kiln_ctx *ctx, const kiln_lstm_args *a, const float *zeros, float *cell)
+{
+    const int64_t B = a->B, T = a->T, H = a->H, G = 4 * H;
+    KILN_PAR_FOR(ctx, 3 * B * T * H)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const float *cp = t > 0 ? cell + (b * T + t - 1) * H : a->c0 ? a->c0 + b * H : zeros;
+            cell_row(a->gates + (b * T + t) * G, cp, cell + (b * T + t) * H, H);
+        }
 }
 
 static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
-    /* (4H) b_ih + b_hh, (H) zeros, (B, 4H) h_{t-1} @ w_hh^T, (B, H) h_{t-1} */
-    float *bias = kiln_step_alloc(ctx, (size_t)(G + H + B * G + B * H) * sizeof(float));
+    /* (4H) b_ih + b_hh, (H) zeros, (B, 4H) h_{t-1} @ w_hh^T, (B, H) h_{t-1}, (2, B, H) c_t rolling
+     * when the caller keeps no cell */
+    float *bias = kiln_step_alloc(ctx, (size_t)(G + H + B * G + B * H + (a->cell ? 0 : 2 * B * H)) * sizeof(float));
     if (!bias) return KILN_STATUS_NOMEM;
-    float *zeros = bias + G, *rec = zeros + H, *h = rec + B * G;
+    float *zeros = bias + G, *rec = zeros + H, *h = rec + B * G, *roll = h + B * H;
     for (int64_t g = 0; g < G; g++) bias[g] = (a->b_ih ? a->b_ih[g] : 0.0f) + (a->b_hh ? a->b_hh[g] : 0.0f);
     memset(zeros, 0, (size_t)H * sizeof(float));
 
@@ -238,13 +265,13 @@ static kiln_status lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     for (int64_t t = 0; t < T && st == KILN_STATUS_OK; t++) {
         if (t > 0 || a->h0) st = mm_run(ctx, &mm, t > 0 ? h : a->h0, rec);
         else memset(rec, 0, (size_t)(B * G) * sizeof(float));
-        if (st == KILN_STATUS_OK) fwd_step(ctx, a, rec, bias, h, zeros, t);
+        if (st == KILN_STATUS_OK) fwd_step(ctx, a, rec, bias, h, zeros, roll, t);
     }
     mm_free(&mm);
     if (st < 0) return st;
     for (int64_t b = 0; b < B; b++) {
         if (a->h_n) memcpy(a->h_n + b * H, h + b * H, (size_t)H * sizeof(float));
-        if (a->c_n) memcpy(a->c_n + b * H, a->cell + (b * T + T - 1) * H, (size_t)H * sizeof(float));
+        if (a->c_n) memcpy(a->c_n + b * H, cell_at(a, roll, b, T - 1), (size_t)H * sizeof(float));
     }
     return KILN_STATUS_OK;
 }
@@ -313,11 +340,18 @@ static void colsum_add(kiln_ctx *ctx, const float *d, int64_t R, int64_t G, floa
 static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
-    /* (B, H) x3: dh, dc, zeros; (B, 4H) dgates_t */
-    float *dh = kiln_step_alloc(ctx, (size_t)(3 * B * H + B * G) * sizeof(float));
+    /* (B, H) x3: dh, dc, zeros; (B, 4H) dgates_t; (B, T, H) the cell states when the caller kept none */
+    float *dh = kiln_step_alloc(ctx, (size_t)(3 * B * H + B * G + (a->cell ? 0 : B * T * H)) * sizeof(float));
     if (!dh) return KILN_STATUS_NOMEM;
     float *dc = dh + B * H, *zeros = dc + B * H, *dgt = zeros + B * H;
     memset(zeros, 0, (size_t)(B * H) * sizeof(float));
+    kiln_lstm_args with_cell;
+    if (!a->cell) { /* before the loop below turns the gates into their gradients */
+        with_cell = *a;
+        with_cell.cell = dgt + B * G;
+        remake_cell(ctx, a, zeros, with_cell.cell);
+        a = &with_cell;
+    }
     if (a->gh_n) memcpy(dh, a->gh_n, (size_t)(B * H) * sizeof(float));
     else memset(dh, 0, (size_t)(B * H) * sizeof(float));
     if (a->gc_n) memcpy(dc, a->gc_n, (size_t)(B * H) * sizeof(float));
@@ -326,12 +360,14 @@ static kiln_status lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
     /* per step: dh_{t-1} (B, H) = dgates_t (B, 4H) @ w_hh (4H, H) */
     lstm_mm mm = {0};
     kiln_status st = KILN_STATUS_OK;
+    kiln_mark packed = kiln_step_mark(ctx); /* the packed w_hh is given back before hprev below takes memory */
     if (T > 1 || a->gh0) st = mm_init(ctx, &mm, B, H, G, a->w_hh, S2(H, 1));
     for (int64_t t = T - 1; t >= 0 && st == KILN_STATUS_OK; t--) {
         bwd_step(ctx, a, dh, dc, dgt, zeros, t);
         if (t > 0 || a->gh0) st = mm_run(ctx, &mm, dgt, dh);
     }
     mm_free(&mm);
+    kiln_step_rewind(ctx, packed);
     if (st < 0) return st;
     if (a->gh0)
         for (int64_t k = 0; k < B * H; k++) a->gh0[k] += dh[k];

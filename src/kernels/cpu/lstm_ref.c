@@ -21,8 +21,28 @@ static const float *cprev(const kiln_lstm_args *a, int64_t b, int64_t t)
     return a->c0 ? a->c0 + b * a->H : NULL;
 }
 
+/* a with a cell of its own in scratch when the caller keeps none: the forward fills it, the
+ * backward makes it again from the activations in gates and c0 */
+static const kiln_lstm_args *own_cell(kiln_ctx *ctx, const kiln_lstm_args *a, kiln_lstm_args *tmp, bool remake)
+{
+    if (a->cell) return a;
+    *tmp = *a;
+    tmp->cell = kiln_step_alloc(ctx, (size_t)(a->B * a->T * a->H) * sizeof(float));
+    if (!tmp->cell) return NULL;
+    for (int64_t b = 0; remake && b < a->B; b++)
+        for (int64_t t = 0; t < a->T; t++) {
+            const float *gt = a->gates + (b * a->T + t) * 4 * a->H, *cp = cprev(tmp, b, t);
+            for (int64_t j = 0; j < a->H; j++)
+                tmp->cell[(b * a->T + t) * a->H + j] =
+                    (float)((double)gt[a->H + j] * (cp ? cp[j] : 0.0) + (double)gt[j] * gt[2 * a->H + j]);
+        }
+    return tmp;
+}
+
 kiln_status kiln__ref_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
+    kiln_lstm_args tmp;
+    if (!(a = own_cell(ctx, a, &tmp, false))) return KILN_STATUS_NOMEM;
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     double *pre = kiln_step_alloc(ctx, (size_t)G * sizeof(double)); /* (4H) one row */
     if (!pre) return KILN_STATUS_NOMEM;
@@ -63,6 +83,8 @@ kiln_status kiln__ref_lstm_fwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 
 kiln_status kiln__ref_lstm_bwd(kiln_ctx *ctx, const kiln_lstm_args *a)
 {
+    kiln_lstm_args tmp;
+    if (!(a = own_cell(ctx, a, &tmp, true))) return KILN_STATUS_NOMEM;
     const int64_t B = a->B, T = a->T, I = a->I, H = a->H, G = 4 * H;
     double *dh = kiln_step_alloc(ctx, (size_t)(B * H) * sizeof(double));  /* (B, H) dL/dh_t */
     double *dc = kiln_step_alloc(ctx, (size_t)(B * H) * sizeof(double));  /* (B, H) dL/dc_t */
