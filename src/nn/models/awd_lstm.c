@@ -122,13 +122,15 @@ static kiln_tensor *awd_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     for (int l = 0; l < p->n_layers && out; l++) {
         kiln_module *lstm = rnns->child[l]->child[0];
         int64_t nh = n_out(p, l), hs[2] = {B, nh};
-        kiln_tensor *whh = train && p->weight_p > 0 ? kiln_dropout(ctx, lstm->weight_hh, p->weight_p, true, NULL)
-                                                     : lstm->weight_hh;
+        /* WeightDropout (DropConnect on weight_hh_l0) inside the LSTM node: the dropped copy is
+         * made in scratch by the forward and again by the backward, not kept between them */
+        float wp = train ? p->weight_p : 0.0f;
         kiln_tensor *h0 = kiln_from_data(ctx, KILN_DTYPE_F32, 2, hs, st->h[l]);
         kiln_tensor *c0 = kiln_from_data(ctx, KILN_DTYPE_F32, 2, hs, st->c[l]);
-        if (!whh || !h0 || !c0) return NULL;
+        if (!h0 || !c0) return NULL;
         kiln_tensor *hn, *cn;
-        out = kiln_lstm(ctx, out, h0, c0, lstm->weight, whh, lstm->bias, lstm->bias_hh, &hn, &cn);
+        out = kiln_lstm_weight_drop(ctx, out, h0, c0, lstm->weight, lstm->weight_hh, lstm->bias, lstm->bias_hh, wp,
+                                    &hn, &cn);
         if (!out) return NULL;
         /* detached: the values only */
         kiln_tensor *hc = kiln_is_contiguous(hn) ? hn : kiln_contiguous(ctx, hn);
