@@ -1,4 +1,5 @@
-/* Core: arena marks and reuse, tensor creation and printing, the store's flat buffers,
+/* Core: arena marks and reuse (blocks merged at a rewind to the start, buffers given back within a
+ * step, the backward giving back consumed gradients), tensor creation and printing, the store's flat buffers,
  * RNG determinism across thread counts, errors as values, the tape itself and the gradient
  * checker (it must catch a 0.3% gradient error). */
 #include "util/ku.h"
@@ -69,6 +70,98 @@ Test(core, arena_bounded_under_changing_large_sizes)
     }
     size_t grown = kiln_mem_bytes() - before;
     cr_expect_lt(grown, (size_t)3 * 40 * 1000 * 1000, "the arena grew by %zu bytes over 200 steps", grown);
+}
+
+/* A step that spreads over several blocks leaves their tails as slack; after a rewind to the start
+ * its blocks become one of the peak's size, and the same step then lies in it with no slack and
+ * no new memory. */
+Test(core, arena_merges_its_blocks_at_a_rewind_to_the_start)
+{
+    kiln_step_reset(ctx);
+    kiln_mark m0 = kiln_step_mark(ctx);
+    size_t used[2], held = 0;
+    for (int step = 0; step < 2; step++) {
+        /* blocks of 16 MiB (ku_ctx): 10 MB + 10 MB do not share one, nor 12 MB after them */
+        int64_t n1 = 2500000, n2 = 3000000;
+        for (int k = 0; k < 2; k++) cr_assert_not_null(kiln_empty(ctx, KILN_DTYPE_F32, 1, &n1));
+        cr_assert_not_null(kiln_empty(ctx, KILN_DTYPE_F32, 1, &n2));
+        used[step] = kiln_step_bytes(ctx);
+        if (step == 1) cr_assert_eq(kiln_mem_bytes(), held, "the second step took new memory");
+        kiln_step_rewind(ctx, m0);
+        if (step == 0) {
+            cr_assert_eq(ctx->arena.n_blocks, 1, "%zu blocks after the rewind to the start", ctx->arena.n_blocks);
+            cr_assert_geq(ctx->arena.blocks[0].size, used[0]);
+            held = kiln_mem_bytes();
+        }
+    }
+    cr_assert_lt(used[1], used[0], "the step used %zu bytes in one block, %zu over several", used[1], used[0]);
+    cr_assert_lt(used[1], (size_t)32 * 1000 * 1000 + 1024, "slack left in the merged block: %zu bytes", used[1]);
+    /* a rewind to a mark that is not the start merges nothing */
+    cr_assert_not_null(kiln_zeros(ctx, KILN_DTYPE_F32, 1, (int64_t[]){10}));
+    kiln_mark m1 = kiln_step_mark(ctx);
+    int64_t big = 12000000; /* 48 MB: more than the merged block holds after the first 64 bytes */
+    cr_assert_not_null(kiln_empty(ctx, KILN_DTYPE_F32, 1, &big));
+    size_t nb = ctx->arena.n_blocks;
+    cr_assert_gt(nb, 1);
+    kiln_step_rewind(ctx, m1);
+    cr_assert_eq(ctx->arena.n_blocks, nb);
+    kiln_step_reset(ctx);
+    cr_assert_eq(ctx->arena.n_blocks, 1);
+}
+
+/* kiln__step_alloc_reusable / kiln__step_release: a buffer given back is taken again by a request
+ * it fits (the smallest, at most twice the size); one in use is not; a rewind to before a buffer
+ * forgets it; small requests are plain arena memory. */
+Test(core, arena_reusable_buffers)
+{
+    kiln_step_reset(ctx);
+    const size_t mb = (size_t)1 << 20;
+    unsigned char *a = kiln__step_alloc_reusable(ctx, 4 * mb), *b = kiln__step_alloc_reusable(ctx, 2 * mb);
+    cr_assert(a && b && a != b);
+    cr_assert_eq(kiln__step_alloc_reusable(ctx, 2 * mb) == b, false, "a buffer in use was handed out again");
+    kiln__step_release(ctx, a);
+    kiln__step_release(ctx, b);
+    cr_assert(!kiln__step_reusable(ctx, a) && !kiln__step_reusable(ctx, b), "given back: not in use");
+    cr_assert_eq(kiln__step_alloc_reusable(ctx, 2 * mb - 100), b, "the smallest free buffer that fits");
+    cr_assert(kiln__step_reusable(ctx, b) && !kiln__step_reusable(ctx, b + 1), "b in use; b + 1 no buffer");
+    cr_assert_eq(kiln__step_alloc_reusable(ctx, 3 * mb), a);
+    kiln__step_release(ctx, a);
+    unsigned char *c = kiln__step_alloc_reusable(ctx, mb + 1);
+    cr_assert_neq(c, a, "a 4 MB buffer for a request of 1 MB: more than twice the size");
+    kiln__step_release(ctx, (void *)&c); /* not a buffer of the table: nothing happens */
+    kiln_mark m = kiln_step_mark(ctx);
+    unsigned char *d = kiln__step_alloc_reusable(ctx, 5 * mb); /* 10 MiB used before: fits the 16 MiB block */
+    kiln__step_release(ctx, d);
+    kiln_step_rewind(ctx, m); /* d's memory is the bump allocator's again */
+    unsigned char *e = kiln_step_alloc(ctx, 64);
+    cr_assert_eq(e, d, "the rewind freed d's memory");
+    unsigned char *f = kiln__step_alloc_reusable(ctx, 5 * mb);
+    cr_assert_neq(f, d, "a rewind must forget the buffers after its mark");
+    cr_assert_eq(kiln__step_alloc_reusable(ctx, 4 * mb), a, "a buffer before the mark stays");
+    size_t before = kiln_step_bytes(ctx);
+    cr_assert_not_null(kiln__step_alloc_reusable(ctx, 1000));
+    cr_assert_lt(kiln_step_bytes(ctx) - before, (size_t)2048, "a small request is plain arena memory");
+}
+
+/* The backward gives each consumed gradient back: a chain of 12 elementwise ops on a 4 MB tensor
+ * takes a few gradient buffers, not one per op (the values: test_eltwise). */
+Test(core, backward_reuses_consumed_gradients)
+{
+    kiln_step_reset(ctx);
+    kiln_tensor *x = kiln_randn(ctx, 2, (int64_t[]){1000, 1000}, 0.0f, 1.0f);
+    cr_assert_not_null(x);
+    kiln_set_requires_grad(x, true);
+    kiln_tensor *y = x;
+    for (int i = 0; i < 12; i++) y = i % 2 ? kiln_mul_scalar(ctx, y, 1.01f) : kiln_tanh(ctx, y);
+    kiln_tensor *loss = kiln_sum(ctx, y);
+    cr_assert_not_null(loss, "%s", kiln_last_error());
+    size_t before = kiln_step_bytes(ctx);
+    cr_assert_eq(kiln_backward(ctx, loss), KILN_STATUS_OK, "%s", kiln_last_error());
+    size_t grown = kiln_step_bytes(ctx) - before;
+    cr_assert_lt(grown, (size_t)4 * 4000000, "the backward took %zu bytes for 12 gradients of 4 MB", grown);
+    cr_assert_not_null(x->grad);
+    /* d/dx of tanh(...)*1.01 chains: finite, nonzero */
+    cr_assert(isfinite(((float *)x->grad->data)[0]) && ((float *)x->grad->data)[0] != 0.0f);
 }
 
 Test(core, tensor_basics)

@@ -55,11 +55,21 @@ kiln_node *kiln__record(kiln_ctx *ctx, const char *op, kiln__backward_fn fn, int
 }
 
 /* A gradient is laid out like its tensor when that is channels-last (so the conv / batch
- * norm / elementwise kernels see one layout), contiguous otherwise. */
+ * norm / elementwise kernels see one layout), contiguous otherwise. Its data is reusable step
+ * memory: kiln_backward gives it back once the gradient's node has run, and a later gradient of a
+ * size that fits takes it (the backward of a deep model then holds a few gradients at a time,
+ * not one per activation). */
 static kiln_tensor *grad_alloc(kiln_ctx *ctx, const kiln_tensor *t)
 {
-    if (kiln_is_channels_last(t)) return kiln_empty_channels_last(ctx, t->shape);
-    return kiln_empty(ctx, KILN_DTYPE_F32, t->ndim, t->shape);
+    kiln_tensor *g = kiln_step_alloc(ctx, sizeof *g);
+    void *data = g ? kiln__step_alloc_reusable(ctx, (size_t)kiln_numel(t) * sizeof(float)) : NULL;
+    if (!data) return NULL;
+    kiln_tensor_wrap(g, KILN_DTYPE_F32, t->ndim, t->shape, data);
+    if (kiln_is_channels_last(t)) { /* (N, C, H, W) with C fastest, as kiln_empty_channels_last */
+        const int64_t c = t->shape[1], h = t->shape[2], w = t->shape[3];
+        g->stride[0] = h * w * c, g->stride[1] = 1, g->stride[2] = w * c, g->stride[3] = c;
+    }
+    return g;
 }
 
 kiln_tensor *kiln__flat_view(kiln_tensor *v, const kiln_tensor *t)
@@ -158,8 +168,12 @@ kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tenso
         if (!has) continue;
         kiln_status st = n->backward(ctx, n);
         if (st < 0) return st;
-        /* Non-leaf grads are consumed: drop them so a second backward starts clean. */
-        for (int k = 0; k < n->n_out; k++) n->out[k]->grad = NULL;
+        /* Non-leaf grads are consumed: drop them so a second backward starts clean, and give
+         * their memory back for the gradients still to come. */
+        for (int k = 0; k < n->n_out; k++) {
+            if (n->out[k]->grad) kiln__step_release(ctx, n->out[k]->grad->data);
+            n->out[k]->grad = NULL;
+        }
     }
     return KILN_STATUS_OK;
 }

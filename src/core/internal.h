@@ -15,6 +15,14 @@ typedef struct kiln__block {
     size_t size;
 } kiln__block;
 
+/* A buffer of the step arena that can be given back before the step ends (kiln__step_release). */
+typedef struct kiln__reuse {
+    unsigned char *p;
+    size_t cap;          /* bytes */
+    size_t block, off;   /* where it lies in the arena: a rewind to before it forgets it */
+    bool free;
+} kiln__reuse;
+
 typedef struct kiln__arena {
     kiln__block *blocks;
     size_t n_blocks, cap_blocks;
@@ -23,6 +31,8 @@ typedef struct kiln__arena {
     size_t used_before;/* bytes in blocks before cur (counted as used, including slack) */
     size_t peak;
     size_t block_bytes;
+    kiln__reuse *reuse; /* buffers from kiln__step_alloc_reusable, oldest first */
+    size_t n_reuse, cap_reuse;
 } kiln__arena;
 
 struct kiln_ctx {
@@ -90,6 +100,19 @@ int kiln__default_threads(void);
 /* Step arena internals. */
 kiln_status kiln__arena_init(kiln__arena *a, size_t block_bytes);
 void kiln__arena_free(kiln__arena *a);
+/* Step-arena memory that may be given back before the step ends: kiln__step_alloc_reusable returns
+ * at least `bytes`, reusing a buffer given back with kiln__step_release when one fits (at most twice
+ * the size; the smallest that fits), else new arena memory that it remembers (requests under
+ * KILN_REUSE_MIN bytes are plain kiln_step_alloc). kiln__step_release(p) of a remembered buffer
+ * makes it free for the next request; of anything else it does nothing. A rewind forgets the
+ * buffers that lie after its mark (their memory is the bump allocator's again). For gradients that
+ * kiln_backward drops once their node has used them. NULL + message on failure. */
+#define KILN_REUSE_MIN ((size_t)1 << 20)
+void *kiln__step_alloc_reusable(kiln_ctx *ctx, size_t bytes);
+void kiln__step_release(kiln_ctx *ctx, const void *p);
+/* True when p is a buffer of kiln__step_alloc_reusable in use (memory the autograd owns, not a
+ * caller's). */
+bool kiln__step_reusable(const kiln_ctx *ctx, const void *p);
 
 /* Early return of NULL from an op when an input is NULL (error already set). */
 #define KILN_IN(x) do { if (!(x)) return NULL; } while (0)
