@@ -189,6 +189,50 @@ Test(dropout, mask_reused_across_time_steps)
     ku_ctx_free(ctx);
 }
 
+/* Large enough (>= 1 MiB) for the backward to write x's gradient over y's (apply_mask_bwd): the
+ * values as above; x used again by another op (its gradient accumulates onto the donated buffer);
+ * a mask that requires grad gets gy * x from gy as it was. */
+Test(dropout, apply_mask_gradient_written_over_gy)
+{
+    kiln_ctx *ctx = ku_ctx();
+    const int64_t B = 4, T = 70, H = 1152, n = B * T * H;
+    kiln_tensor *x = rnd(ctx, 3, (int64_t[]){B, T, H});
+    kiln_tensor *m = kiln_dropout_mask(ctx, 3, (int64_t[]){B, 1, H}, 0.5f);
+    kiln_tensor *gy = kiln_randn(ctx, 3, x->shape, 0.0f, 1.0f);
+    cr_assert(m && gy);
+    for (int twice = 0; twice < 2; twice++) {
+        x->grad = NULL;
+        kiln_tensor *y = kiln_apply_mask(ctx, x, m);
+        if (twice) y = kiln_add(ctx, y, kiln_mul_scalar(ctx, x, 3.0f)); /* x's gradient gets 3 more */
+        cr_assert(y, "%s", kiln_last_error());
+        cr_assert(kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
+        const float *M = m->data, *G = x->grad->data, *GY = gy->data;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t b = i / (T * H), h = i % H;
+            float want = GY[i] * M[b * H + h] + (twice ? GY[i] * 3.0f : 0.0f);
+            cr_assert(fabsf(G[i] - want) <= 1e-6f * (fabsf(want) + 1.0f), "twice %d: grad[%lld] %g, want %g", twice,
+                      (long long)i, (double)G[i], (double)want);
+        }
+    }
+    /* a mask with a gradient: gy * x summed over T, from gy before it was overwritten */
+    kiln_tensor *mg = kiln_contiguous(ctx, kiln_add_scalar(ctx, m, 0.0f));
+    cr_assert_not_null(mg);
+    kiln_set_requires_grad(mg, true);
+    x->grad = NULL;
+    kiln_tensor *y = kiln_apply_mask(ctx, x, mg);
+    cr_assert(y && kiln_backward_with(ctx, y, gy) == KILN_STATUS_OK, "%s", kiln_last_error());
+    const float *X = x->data, *GY = gy->data, *GM = mg->grad->data, *G = x->grad->data, *M = m->data;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            double s = 0.0;
+            for (int64_t t = 0; t < T; t++) s += (double)GY[(b * T + t) * H + h] * X[(b * T + t) * H + h];
+            cr_assert(fabs(GM[b * H + h] - s) <= 1e-4 * (fabs(s) + 1.0), "mask grad (%lld, %lld)", (long long)b,
+                      (long long)h);
+            cr_assert(G[(b * T) * H + h] == GY[(b * T) * H + h] * M[b * H + h]);
+        }
+    ku_ctx_free(ctx);
+}
+
 Test(dropout, weight_drop_gradient_flows_to_w)
 {
     kiln_ctx *ctx = ku_ctx();

@@ -133,12 +133,30 @@ static kiln_status mask_grad(kiln_ctx *ctx, kiln_tensor *self, const kiln_tensor
     return st < 0 ? st : kiln__accumulate_reduced(ctx, g, tmp);
 }
 
+/* When x has no gradient yet and as many elements as y, and y's gradient is the autograd's own
+ * buffer (kiln__grad's reusable memory, not a tensor a caller set), gy * mask is written over gy
+ * itself and that buffer becomes x's gradient: y's gradient is consumed here (kiln_backward finds
+ * nothing to give back for y, and gives the buffer back once x's own node has run), so a chain of
+ * variational dropouts holds one gradient buffer where it held two. The mask's gradient (rarely
+ * wanted) is made first, from gy as it was. */
 static kiln_status apply_mask_bwd(kiln_ctx *ctx, kiln_node *nd)
 {
-    const kiln_tensor *gy = nd->out[0]->grad;
-    kiln_status st = mask_grad(ctx, nd->in[0], nd->in[1], gy);
-    if (st >= 0) st = mask_grad(ctx, nd->in[1], nd->in[0], gy);
-    return st;
+    kiln_tensor *y = nd->out[0], *x = nd->in[0], *mask = nd->in[1];
+    kiln_tensor *gy = y->grad;
+    kiln_status st = mask_grad(ctx, mask, x, gy);
+    if (st < 0) return st;
+    if (x->requires_grad && !x->grad && x != mask && kiln_numel(x) == kiln_numel(gy) && kiln_is_contiguous(gy) &&
+        !kiln_is_channels_last(x) && kiln__step_reusable(ctx, gy->data)) {
+        kiln_tensor mv = bview(mask, gy->ndim, gy->shape);
+        if ((st = bmul(ctx, gy->data, gy, &mv, false)) < 0) return st; /* element for element in place */
+        kiln_tensor *gx = kiln__view(ctx, x, x->ndim, x->shape, x->stride, gy->data);
+        if (!gx) return KILN_STATUS_NOMEM;
+        kiln__set_contiguous(gx, x->ndim, x->shape); /* x's shape, contiguous, as kiln__grad makes it */
+        x->grad = gx;
+        y->grad = NULL;
+        return KILN_STATUS_OK;
+    }
+    return mask_grad(ctx, x, mask, gy);
 }
 
 kiln_tensor *kiln_apply_mask(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *mask)
