@@ -1,6 +1,6 @@
-/* The fit recipes (kiln/apps.h), next to each other: one-cycle, SGDR, CLR, constant,
- * fastai's fine_tune and ULMFiT's gradual unfreezing; each checked with errors naming the field, turned into a schedule over
- * the learner's batches, and run. kiln_learner_fit_one_cycle itself is in learn (fit.c). */
+/* The fit recipes (kiln/apps.h), next to each other: one-cycle, SGDR, CLR, constant, fastai's
+ * fine_tune and ULMFiT's gradual unfreezing; each checked with errors naming the field, turned
+ * into a schedule over the learner's batches, and run. kiln_learner_fit_one_cycle itself is in learn (fit.c). */
 #include "app_internal.h"
 
 #include <math.h>
