@@ -207,7 +207,8 @@ Test(linear_xent_vs_unfused, tied_frozen_accumulated_and_no_bias)
 
 Test(linear_xent_vs_unfused, automatic_chunk_on_a_wide_decoder)
 {
-    /* 20,000 classes: the automatic chunk is 208 rows; 9 x 50 = 450 rows make 208 + 208 + 34 */
+    /* 20,000 classes: 9 x 50 = 450 rows of logits are 9M floats, over the automatic chunk's 8M: two
+     * chunks, 240 + 210 rows */
     cmp_case c = {.rows_a = 9, .rows_b = 50, .in = 8, .out = 20000, .bias = true,
                   .p = xp(KILN_REDUCTION_MEAN, 0.0f, -100)};
     compare(&c, 0);

@@ -102,10 +102,10 @@ kiln_tensor *kiln_cross_entropy(kiln_ctx *ctx, kiln_tensor *logits, kiln_tensor 
  * (N, out), target seen as (N), p) with the same semantics (p NULL: defaults; ignore_index rows
  * give 0 and no gradient, MEAN divides by the rows not ignored, label smoothing, reduction NONE
  * gives the (...) per-row losses), the same values and gradients for x, w and b up to float
- * rounding, but the (N, out) logits never exist: rows go through in chunks of chunk_rows (0: about
- * 16 MB of logits per chunk), the forward keeps 2 floats per row, and the backward makes each
- * chunk's logits again (one more x w^T GEMM than the unfused pair). w may be tied (an embedding's
- * weight): its gradient adds to what other ops give it. */
+ * rounding, but the (N, out) logits never exist: rows go through in chunks of chunk_rows (0: at
+ * most about 32 MB of logits per chunk, the rows shared evenly), the forward keeps 2 floats per
+ * row, and the backward makes each chunk's logits again (one more x w^T GEMM than the unfused
+ * pair). w may be tied (an embedding's weight): its gradient adds to what other ops give it. */
 kiln_tensor *kiln_linear_cross_entropy(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *w, kiln_tensor *b,
                                        kiln_tensor *target, const kiln_xent_params *p, int64_t chunk_rows);
 kiln_tensor *kiln_mse_loss(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *y, kiln_reduction r);

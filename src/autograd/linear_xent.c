@@ -17,8 +17,20 @@
 
 #define DK(ctx) ((ctx)->backend->dense)
 
-/* chunk_rows 0: rows whose logits take about this many floats (16 MB), a multiple of 16 */
-#define AUTO_CHUNK_FLOATS ((int64_t)1 << 22)
+/* chunk_rows 0: as few chunks as keep each one's logits under about this many floats (32 MB), the
+ * rows shared evenly between them (a multiple of 16 each): GEMMs of a few hundred rows run near the
+ * speed of one over all rows (dW += G^T x in particular, which reads and writes all of dW per
+ * chunk), while 128-row chunks cost the decoder's three GEMMs about a third more */
+#define AUTO_CHUNK_FLOATS ((int64_t)1 << 23)
+
+static int64_t auto_chunk(int64_t n, int64_t out)
+{
+    if (n <= 0) return 1;
+    int64_t per = AUTO_CHUNK_FLOATS / (out > 0 ? out : 1), chunks = (n + per - 1) / (per > 0 ? per : 1);
+    int64_t rows = (n + chunks - 1) / chunks;
+    rows = (rows + 15) / 16 * 16;
+    return rows < n ? rows : n;
+}
 
 typedef struct lxe_saved {
     kiln_xent_params p;
@@ -129,8 +141,7 @@ kiln_tensor *kiln_linear_cross_entropy(kiln_ctx *ctx, kiln_tensor *x, kiln_tenso
     KILN_IN(target);
     if (b && !(b = kiln_contiguous(ctx, b))) return NULL;
     lxe_saved s = {.p = *p, .in = in, .out = out, .n = kiln_numel(target)};
-    int64_t auto_rows = (AUTO_CHUNK_FLOATS / (out > 0 ? out : 1) + 15) / 16 * 16;
-    s.chunk = chunk_rows ? chunk_rows : auto_rows;
+    s.chunk = chunk_rows ? chunk_rows : auto_chunk(s.n, out);
     if (s.chunk > s.n) s.chunk = s.n > 0 ? s.n : 1;
     /* targets copied into the arena: the backward must not read a caller's batch buffer */
     int64_t *t = kiln_step_alloc(ctx, (size_t)(s.n ? s.n : 1) * sizeof *t), kept = 0;
