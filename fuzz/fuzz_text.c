@@ -3,7 +3,8 @@
  * 1. The input as a document: kiln_text_tokenize never fails on any bytes; every token is
  *    non-empty, valid UTF-8 and holds no ASCII whitespace; the bytes replaced are at most the
  *    input's; the rules alone give valid UTF-8 starting "xxbos"; tokenizing the same bytes on
- *    two threads (three copies) gives the same tokens.
+ *    two threads (three copies) gives the same tokens; decoding the tokens back
+ *    (kiln_text_decode) gives valid UTF-8.
  * 2. The input as a vocabulary file: kiln_vocab_load either refuses it with a message or
  *    loads a vocabulary whose first tokens are the specials and that saves and loads back
  *    the same. */
@@ -50,6 +51,10 @@ static void document(const uint8_t *data, size_t size)
             if (strcmp(many[k].tok[i], t.tok[i])) kf_bug("threads gave other tokens");
         kiln_tokens_free(&many[k]);
     }
+    char *back = NULL; /* the tokens decoded back: valid UTF-8, never a failure */
+    if (kiln_text_decode((const char *const *)t.tok, t.n, &back)) kf_bug("kiln_text_decode failed");
+    if (kiln__utf8_invalid_at(back, strlen(back)) >= 0) kf_bug("the decoded text is not valid UTF-8");
+    free(back);
     kiln_tokens_free(&t);
 }
 
