@@ -90,8 +90,8 @@ Test(text_clas, ulmfit_on_a_small_sentiment_task)
     /* 2. the classifier's data with the LM's vocabulary */
     kiln_text_clas_data_params cp = kiln_text_clas_data_default_params();
     cp.vocab_in = lv, cp.clas.bs = 16;
-    kiln_vocab *cv;
-    kiln_text_classes classes;
+    kiln_vocab *cv, *cv2_ = NULL;
+    kiln_text_classes classes, classes2_ = {0};
     kiln_data *cd = kiln_text_clas_data_open(P("train.csv"), P("valid.csv"), &cp, &cv, &classes, NULL);
     cr_assert_not_null(cd, "%s", kiln_last_error());
     cr_assert_eq(classes.n, 2);
@@ -103,6 +103,26 @@ Test(text_clas, ulmfit_on_a_small_sentiment_task)
     kiln_learner *cl = kiln_text_clas_learner_new(ctx, cd, cv, &classes, &clp);
     cr_assert_not_null(cl, "%s", kiln_last_error());
     kiln_model *m = kiln_learner_model(cl);
+    /* the encoder came from lm/encoder.safetensors; a folder without it (a kiln before it) gives
+     * the same weights from model.safetensors' "0.*" */
+    kiln_st_file *lf;
+    const void *lw;
+    cr_assert_eq(kiln_st_open(P("lm/model.safetensors"), &lf), KILN_STATUS_OK);
+    const kiln_tensor *ce = kiln_store_find(kiln_model_store(m), "0.module.rnns.1.module.weight_hh_l0");
+    cr_assert_not_null(ce);
+    cr_assert_eq(kiln_st_want(lf, "0.rnns.1.module.weight_hh_l0", KILN_DTYPE_F32, 2, ce->shape, &lw), KILN_STATUS_OK);
+    cr_expect(!memcmp(lw, ce->data, (size_t)kiln_numel(ce) * sizeof(float)), "the LM's last LSTM");
+    cr_assert_eq(unlink(P("lm/encoder.safetensors")), 0);
+    kiln_data *cde = kiln_text_clas_data_open(P("train.csv"), P("valid.csv"), &cp, &cv2_, &classes2_, NULL);
+    cr_assert_not_null(cde, "%s", kiln_last_error());
+    kiln_learner *cl2 = kiln_text_clas_learner_new(ctx, cde, cv, &classes, &clp);
+    cr_assert_not_null(cl2, "%s", kiln_last_error());
+    const kiln_tensor *ce2 = kiln_store_find(kiln_model_store(kiln_learner_model(cl2)), "0.module.rnns.1.module.weight_hh_l0");
+    cr_expect(!memcmp(lw, ce2->data, (size_t)kiln_numel(ce2) * sizeof(float)), "from model.safetensors");
+    kiln_learner_free(cl2);
+    kiln_vocab_free(cv2_);
+    kiln_text_classes_free(&classes2_);
+    kiln_st_close(lf);
     cr_expect_eq(kiln_model_n_groups(m), 4, "embedding, 2 LSTMs, head");
     /* the task-neutral calls see a text classifier; vision's calls refuse it by name */
     cr_expect_str_eq(kiln_learner_task(cl), "text-clas");

@@ -97,6 +97,16 @@ Test(text_lm, learns_a_small_corpus)
     cr_assert_eq(kiln_vocab_load(path, &v2), KILN_STATUS_OK, "%s", kiln_last_error());
     cr_expect_eq(kiln_vocab_size(v2), V);
     kiln_vocab_free(v2);
+    /* the encoder alone, under fastai's save_encoder names */
+    snprintf(path, sizeof path, "%s/encoder.safetensors", dir);
+    kiln_st_file *ef;
+    cr_assert_eq(kiln_st_open(path, &ef), KILN_STATUS_OK, "%s", kiln_last_error());
+    const void *src;
+    cr_expect_eq(kiln_st_want(ef, "encoder.weight", KILN_DTYPE_F32, 2, (int64_t[]){V, 24}, &src), KILN_STATUS_OK, "%s",
+                 kiln_last_error());
+    cr_expect_neq(kiln_st_want(ef, "1.decoder.bias", KILN_DTYPE_F32, 1, (int64_t[]){V}, &src), KILN_STATUS_OK,
+                  "the decoder is not part of the encoder");
+    kiln_st_close(ef);
     snprintf(path, sizeof path, "%s/model.json", dir);
     char *json = ku_slurp(path);
     cJSON *j = cJSON_Parse(json);
@@ -211,8 +221,8 @@ Test(text_lm, learns_a_small_corpus)
     cr_expect_eq(kiln_text_generate(NULL, "x", &gp, &text, NULL), KILN_STATUS_INVALID);
     kiln_learner_free(lb);
     kiln_learner_free(l);
-    const char *files[] = {"model.safetensors", "vocab.txt", "model.json"};
-    for (int i = 0; i < 3; i++) {
+    const char *files[] = {"model.safetensors", "vocab.txt", "model.json", "encoder.safetensors"};
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
     }

@@ -272,8 +272,8 @@ kiln_status kiln_learner_fit_ulmfit(kiln_learner *l, int64_t epochs, const kiln_
  * logits held); metrics accuracy (next-token, over every position) and perplexity (exp of the validation
  * loss); Adam with decoupled weight decay wd (fastai's 0.01); fastai's four LM layer groups.
  * The learner takes data (freed with it, and by this call when it fails); ctx is borrowed.
- * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt and
- * dir/model.json {"format": "kiln-model", "task": "text-lm", "arch": "awd_lstm", "vocab_size",
+ * kiln_learner_export (and so kiln_learner_train) writes dir/model.safetensors, dir/vocab.txt,
+ * dir/encoder.safetensors (the encoder alone, fastai's save_encoder names) and dir/model.json {"format": "kiln-model", "task": "text-lm", "arch": "awd_lstm", "vocab_size",
  * "config": {emb, hid, n_layers, the five dropouts}, "training": {seed, alpha, beta}}, which
  * kiln_text_lm_learner_load reads back (kiln_learner_task: "text-lm"). */
 typedef struct kiln_text_lm_learner_params {
@@ -298,7 +298,7 @@ const kiln_vocab *kiln_text_learner_vocab(const kiln_learner *l);
 /* ---- text: the ULMFiT classifier learner (fastai text_classifier_learner) ----------------------- *
  * kiln_awd_lstm_clas_new for the data's vocabulary and classes (kiln_text_clas_data_open); with
  * lm (a folder kiln_learner_export wrote for a language model): its sizes, its encoder's weights
- * ("0.*" as "0.module.*"), the vocabulary must be the one it was trained with (open the data with
+ * (lm/encoder.safetensors, or model.safetensors' "0.*", as "0.module.*"), the vocabulary must be the one it was trained with (open the data with
  * vocab_in = its vocab.txt), and the body is frozen (fastai: learn.freeze()), so a fine-tune
  * recipe trains the head first, then everything with discriminative lrs. Cross-entropy, accuracy,
  * Adam with decoupled wd. Export: model.safetensors, vocab.txt, model.json (task "text-clas",

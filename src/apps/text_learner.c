@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* the text part of the application object (freed with it) */
 typedef struct text_lm {
@@ -346,17 +347,38 @@ nomem:
     return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
 }
 
-/* kiln_learner_export of a text learner: weights, vocabulary, model.json */
+/* A language model's encoder (its "0.*" tensors: embedding and LSTMs) alone, under fastai's
+ * save_encoder names (the "0." dropped: "encoder.weight", "rnns.0.module.weight_ih_l0", ...). */
+static kiln_status save_encoder(const text_lm *t, const char *path)
+{
+    kiln_st_writer *w = kiln_st_writer_new();
+    if (!w) return kiln_last_status();
+    kiln_store *s = kiln_model_store(t->model);
+    kiln_status st = kiln_st_writer_meta(w, "format", "kiln-text-encoder");
+    for (size_t i = 0; i < kiln_store_count(s) && !st; i++) {
+        const kiln_tensor *p = kiln_store_at(s, i);
+        if (!strncmp(p->name, "0.", 2)) st = kiln_st_writer_add(w, p->name + 2, p->dtype, p->ndim, p->shape, p->data);
+    }
+    if (!st) st = kiln_st_writer_save(w, path);
+    kiln_st_writer_free(w);
+    return st;
+}
+
+/* kiln_learner_export of a text learner: weights, vocabulary, model.json; a language model's
+ * encoder also alone (encoder.safetensors, what the classifier loads) */
 static kiln_status text_export(kiln_learner *l, kiln__app *a, const char *dir)
 {
     (void)l;
     const text_lm *t = a->part;
-    char pm[4096], pv[4096], pj[4096];
+    char pm[4096], pv[4096], pj[4096], pe[4096];
     kiln_status st;
     if (!(st = kiln_mkdirs(dir)) && !(st = kiln__path(pm, sizeof pm, dir, "model.safetensors")) &&
-        !(st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(st = kiln__path(pj, sizeof pj, dir, "model.json"))) {
+        !(st = kiln__path(pv, sizeof pv, dir, "vocab.txt")) && !(st = kiln__path(pj, sizeof pj, dir, "model.json")) &&
+        !(st = kiln__path(pe, sizeof pe, dir, "encoder.safetensors"))) {
         const char *meta[] = {"format", KILN_MODEL_FORMAT, "task", a->task, "arch", "awd_lstm", NULL};
-        if (!(st = kiln_model_save(t->model, pm, meta)) && !(st = kiln_vocab_save(t->vocab, pv))) st = write_json(t, pj);
+        if (!(st = kiln_model_save(t->model, pm, meta)) && !(st = kiln_vocab_save(t->vocab, pv)) &&
+            !(st = t->clas ? KILN_STATUS_OK : save_encoder(t, pe)))
+            st = write_json(t, pj);
     }
     return kiln__done(st);
 }
@@ -369,13 +391,22 @@ kiln_text_clas_learner_params kiln_text_clas_learner_default_params(void)
                                            .learner = kiln_learner_default_params()};
 }
 
-/* the language model's encoder ("0.*") into the classifier's ("0.module.*"); its vocabulary
- * must be t->vocab */
+/* the language model's encoder into the classifier's ("0.module.*"): from dir/encoder.safetensors
+ * (fastai's save_encoder names) or, in a folder a kiln before it wrote, the model's "0.*"; its
+ * vocabulary must be t->vocab */
 static kiln_status load_encoder(text_lm *t, const char *dir)
 {
     kiln_vocab *old;
     kiln_st_file *f;
+    char pe[4096];
     kiln_status st = open_export(dir, &old, &f);
+    if (st) goto done;
+    const char *prefix = "0.";
+    if (!(st = kiln__path(pe, sizeof pe, dir, "encoder.safetensors")) && access(pe, F_OK) == 0) {
+        kiln_st_close(f);
+        f = NULL, prefix = "";
+        st = kiln_st_open(pe, &f);
+    }
     if (st) goto done;
     bool same = kiln_vocab_size(old) == kiln_vocab_size(t->vocab);
     for (int64_t i = 0; same && i < kiln_vocab_size(old); i++)
@@ -389,7 +420,7 @@ static kiln_status load_encoder(text_lm *t, const char *dir)
         kiln_tensor *p = kiln_store_at(s, i);
         if (strncmp(p->name, "0.module.", 9)) continue; /* the head is new */
         char key[512];
-        snprintf(key, sizeof key, "0.%s", p->name + 9);
+        snprintf(key, sizeof key, "%s%s", prefix, p->name + 9);
         st = kiln_st_load_into(f, key, p);
     }
 done:

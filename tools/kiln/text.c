@@ -66,7 +66,8 @@ static const subcmd g_cmds[] = {
      "Trains an AWD-LSTM language model (fastai language_model_learner: its dropouts, AR/TAR, Adam,\n"
      "one-cycle) on SOURCE: text files (one document per paragraph), folders of .txt files, or CSVs\n"
      "(--text-col). The epoch table shows next-token accuracy and perplexity; writes\n"
-     "DIR/model.safetensors, vocab.txt, model.json, history.csv, metrics.json, losses.png, lr.png."},
+     "DIR/model.safetensors, encoder.safetensors, vocab.txt, model.json, history.csv, metrics.json,\n"
+     "losses.png, lr.png."},
     {"lr-find", TC_LR_FIND, "kiln text lr-find SOURCE... --out DIR [--label-col L [--lm DIR]] [flags]",
      "The LR range test on the language model, or with --label-col on the classifier (SOURCE: its\n"
      "TRAIN.csv; --lm: the body frozen, as fit's first phase): DIR/lr_find.png and .csv, the\n"
