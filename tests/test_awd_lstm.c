@@ -2,7 +2,8 @@
  * (tests/fixtures/awd.safetensors, gen_awd.py) with the dropouts off over three windows with
  * the hidden state carried (the third with fewer rows), gradients of a loss with AR/TAR,
  * reset, the dropouts (train mode only, DropConnect leaving the raw weight as it was), the fused
- * decoder + loss against the logits, fastai's LM layer groups and the config's dropouts. */
+ * decoder + loss against the logits, four Adam steps against PyTorch's, a finite-difference
+ * gradient check of every weight, fastai's LM layer groups and the config's dropouts. */
 #include <math.h>
 #include <string.h>
 
@@ -57,6 +58,94 @@ Test(awd_lstm, parity_with_pytorch_over_carried_windows)
     /* 2 rows instead of 3: the first two rows' state goes on */
     ku_expect_fixture(ctx, f, "lm", "y3", forward(m, ctx, f, "x3"), 1e-5, 1e-4);
     kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+/* Four training steps against PyTorch's (case "steps"): the fused decoder + cross-entropy, Adam
+ * (fastai's betas and eps, no weight decay), the state carried between the windows; each step's
+ * loss and every weight after the last. */
+Test(awd_lstm, four_adam_steps_match_pytorch)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    kiln_model *m = kiln_awd_lstm_lm_new(&small);
+    cr_assert(m && !kiln_model_alloc(m, ctx), "%s", kiln_last_error());
+    cr_assert_eq(kiln_model_load_st(m, f, "steps.", false), KILN_STATUS_OK, "%s", kiln_last_error());
+    cr_assert_eq(kiln_awd_lstm_set_fused_decoder(m, true), KILN_STATUS_OK);
+    kiln_adam_params ap = kiln_adam_default_params();
+    ap.lr = 1e-2f, ap.weight_decay = 0;
+    kiln_optim *opt = kiln_optim_new_adam(kiln_model_store(m), &ap);
+    cr_assert_not_null(opt, "%s", kiln_last_error());
+    kiln_model_train(m, true);
+    kiln_tensor *want = ku_load(ctx, f, "steps", "losses");
+    for (int k = 0; k < 4; k++) {
+        char xn[8], yn[8];
+        snprintf(xn, sizeof xn, "x%d", k), snprintf(yn, sizeof yn, "y%d", k);
+        kiln_optim_zero_grad(opt);
+        kiln_tensor *out = kiln_model_forward(m, ctx, ku_load(ctx, f, "steps", xn));
+        cr_assert(out && out->shape[2] == small.emb, "a fused train forward gives the decoder's input: %s", kiln_last_error());
+        kiln_tensor *loss = kiln_awd_lstm_loss(m, ctx, out, ku_load(ctx, f, "steps", yn), NULL);
+        cr_assert_not_null(loss, "%s", kiln_last_error());
+        double got = ((const float *)loss->data)[0], exp = ((const float *)want->data)[k];
+        cr_expect(fabs(got - exp) <= 1e-5 * fabs(exp) + 1e-6, "step %d loss %.9g, PyTorch %.9g", k, got, exp);
+        cr_assert_eq(kiln_backward(ctx, loss), KILN_STATUS_OK, "%s", kiln_last_error());
+        cr_assert_eq(kiln_optim_step(opt), KILN_STATUS_OK, "%s", kiln_last_error());
+    }
+    kiln_store *s = kiln_model_store(m);
+    for (size_t i = 0; i < kiln_store_count(s); i++) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        char name[256];
+        snprintf(name, sizeof name, "after.%s", t->name);
+        ku_expect_fixture(ctx, f, "steps", name, t, 1e-4, 1e-3);
+    }
+    kiln_optim_free(opt);
+    kiln_model_free(m);
+    kiln_st_close(f);
+    ku_ctx_free(ctx);
+}
+
+/* The loss of one window from a reset state (the model's parameters are inputs[]) */
+typedef struct gc_lm {
+    kiln_model *m;
+    kiln_tensor *x, *y;
+} gc_lm;
+
+static kiln_tensor *gc_lm_loss(kiln_ctx *ctx, kiln_tensor **inputs, void *user)
+{
+    (void)inputs; /* they are the model's own parameters */
+    gc_lm *g = user;
+    kiln_awd_lstm_reset(g->m);
+    kiln_tensor *out = kiln_model_forward(g->m, ctx, g->x);
+    kiln_tensor *loss = out ? kiln_awd_lstm_loss(g->m, ctx, out, g->y, NULL) : NULL;
+    kiln_tensor *reg = loss ? kiln_awd_lstm_ar_tar(g->m, ctx, 2.0f, 1.0f) : NULL;
+    return reg ? kiln_add(ctx, loss, reg) : NULL;
+}
+
+/* Finite differences agree with the backward for every weight of a small language model (train
+ * mode, dropouts off): cross-entropy through the fused decoder plus AR/TAR, and through the
+ * logits. */
+Test(awd_lstm, gradient_check_of_every_weight)
+{
+    kiln_ctx *ctx = ku_ctx();
+    kiln_st_file *f = ku_fixture("awd");
+    for (int fused = 0; fused < 2; fused++) {
+        kiln_model *m = load(ctx, f, &small);
+        cr_assert_eq(kiln_awd_lstm_set_fused_decoder(m, fused), KILN_STATUS_OK);
+        kiln_model_train(m, true);
+        gc_lm g = {.m = m, .x = ku_load(ctx, f, "lm", "x1"), .y = ku_load(ctx, f, "lm", "x2")};
+        kiln_store *s = kiln_model_store(m);
+        kiln_tensor *in[16];
+        int n = 0;
+        for (size_t i = 0; i < kiln_store_count(s); i++) in[n++] = kiln_store_at(s, i);
+        kiln_gradcheck_params gp = kiln_gradcheck_default_params();
+        gp.eps = 1e-2, gp.atol = 2e-3, gp.rtol = 2e-2;
+        double used = 0;
+        cr_expect_eq(kiln_gradcheck(ctx, gc_lm_loss, in, n, &g, &gp, &used), KILN_STATUS_OK, "%s (fused %d)",
+                     kiln_last_error(), fused);
+        cr_expect(used > 0, "something was checked");
+        kiln_model_free(m);
+    }
     kiln_st_close(f);
     ku_ctx_free(ctx);
 }
