@@ -220,6 +220,21 @@ Test(text_lm, learns_a_small_corpus)
     ku_expect_error("prompt \"zebra quokka\": none of its 2 word(s)", "unknown prompt");
     cr_expect_eq(kiln_text_generate(NULL, "x", &gp, &text, NULL), KILN_STATUS_INVALID);
     kiln_learner_free(lb);
+    /* a model.json whose dropout is out of range, or whose task is another, is refused by name */
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    char *good = ku_slurp(path), *bad = malloc(strlen(good) + 8), *at = strstr(good, "\"output_p\":");
+    cr_assert(bad && at, "%s", good);
+    snprintf(bad, strlen(good) + 8, "%.*s\"output_p\": 1.5,%s", (int)(at - good), good, strchr(at, ',') + 1);
+    FILE *jf = fopen(path, "w");
+    cr_assert_not_null(jf);
+    fputs(bad, jf), fclose(jf);
+    cr_expect_null(kiln_text_lm_learner_load(ctx, dir));
+    ku_expect_error("config.output_p 1.5 is not in [0, 1)", "dropout out of range");
+    jf = fopen(path, "w");
+    fputs(good, jf), fclose(jf);
+    free(good), free(bad);
+    cr_expect_null(kiln_text_clas_learner_load(ctx, dir));
+    ku_expect_error("task is not \"text-clas\"", "a language model is not a classifier");
     kiln_learner_free(l);
     const char *files[] = {"model.safetensors", "vocab.txt", "model.json", "encoder.safetensors"};
     for (int i = 0; i < 4; i++) {
