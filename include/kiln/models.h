@@ -187,6 +187,91 @@ kiln_awd_lstm_params kiln_awd_lstm_clas_config(int64_t vocab, float drop_mult);
 kiln_awd_clas_params kiln_awd_clas_default_params(int64_t vocab, int64_t n_classes, float drop_mult);
 kiln_model *kiln_awd_lstm_clas_new(const kiln_awd_clas_params *p);
 
+/* ---- tabular models and collaborative filtering (fastai v2, tabular/model.py and collab.py) ----
+ * INPUT CONVENTION (what the tabular data layer produces): x is one f32 tensor (B, n_cat + n_cont);
+ * columns 0 .. n_cat-1 hold category codes (integers stored exactly as floats; 0 is #na#, the
+ * missing or unseen value), columns n_cat .. the continuous values. The forward turns the codes
+ * into indices (no gradient flows through them; a gradient of x, when x requires one, reaches the
+ * continuous columns only); a code that is not an integer in [0, cardinality) is an INVALID error
+ * naming the row, the column and the value, as is an x that is not 2-D f32 of that width.
+ * Cardinalities count the #na# slot. */
+
+/* fastai's emb_sz_rule: min(600, round(1.6 * n_cat^0.56)), rounding half to even as Python's
+ * round. 2 -> 2, 10 -> 6, 100 -> 21, 1000 -> 77, 10000 -> 278; 0 for n_cat < 1. */
+int64_t kiln_emb_sz_rule(int64_t n_cat);
+
+/* fastai v2's TabularModel (lin_first=True, the default since 2020) as a kiln model:
+ *   embeds.K            Embedding(cardinality[K], emb_dims[K]) per categorical column, init as
+ *                       fastai's Embedding: trunc_normal_(std=0.01) = normal_().fmod_(2) * 0.01
+ *   emb_drop            Dropout(embed_p) on the concatenated embeddings (B, n_emb)
+ *   bn_cont             BatchNorm1d(n_cont) on the continuous columns (torch's init: weight 1,
+ *                       bias 0); left out when bn_cont is false or n_cont is 0 (fastai builds an
+ *                       empty BatchNorm1d(0) then: its bn_cont.* keys have no entry here)
+ *   layers.I            one LinBnDrop(lin_first=True) per hidden size: "0" Linear (no bias when
+ *                       use_bn), "1" ReLU, "2" BatchNorm1d(size) (fastai's BatchNorm: weight 1,
+ *                       bias 1e-3), "3" Dropout(ps[I]) only when ps[I] != 0 ("2" without BN)
+ *   layers.<n_layers>   the last LinBnDrop: "0" Linear(n_out, with bias), "1" BatchNorm1d(n_out)
+ *                       only with bn_final (then the Linear has no bias)
+ *   layers.<n_layers+1> SigmoidRange(y_lo, y_hi) when y_range: sigmoid(x) * (hi - lo) + lo
+ * Linears have PyTorch's default init. Keys are fastai's state-dict names, so fastai weights load:
+ * embeds.0.weight, bn_cont.weight / bias / running_mean / running_var / num_batches_tracked,
+ * layers.0.0.weight, layers.0.2.weight, ..., layers.2.0.weight, layers.2.0.bias. One layer group
+ * (fastai's tabular_learner has no splitter).
+ * x (B, n_cat + n_cont) as the convention above -> (B, n_out): logits for classification, values
+ * for regression. Not allocated: call kiln_model_alloc. NULL + message on bad parameters. */
+typedef struct kiln_tabular_model_params {
+    int n_cat;                     /* categorical columns (0 allowed when n_cont > 0) */
+    const int64_t *cardinality;    /* (n_cat) codes per column, #na# included, each >= 1 */
+    const int64_t *emb_dims;       /* (n_cat) embedding sizes, or NULL: kiln_emb_sz_rule of each */
+    int64_t n_cont;                /* continuous columns */
+    int64_t n_out;                 /* outputs: classes, or 1 for one regression target */
+    int n_layers;                  /* hidden layers: 2 */
+    const int64_t *layers;         /* (n_layers) hidden sizes: {200, 100} (tabular_learner's) */
+    const float *ps;               /* (n_layers) dropout per hidden layer, or NULL: all 0 */
+    float embed_p;                 /* 0: dropout on the embeddings */
+    bool use_bn;                   /* true: BatchNorm1d in each hidden LinBnDrop */
+    bool bn_final;                 /* false: BatchNorm1d after the last Linear too */
+    bool bn_cont;                  /* true: BatchNorm1d on the continuous columns */
+    bool y_range;                  /* false: sigmoid_range(x, y_lo, y_hi) on the output */
+    float y_lo, y_hi;
+} kiln_tabular_model_params;
+/* fastai's defaults: layers {200, 100} (a static array), ps NULL, embed_p 0, use_bn, bn_cont,
+ * no bn_final, no y_range. n_cat, cardinality, n_cont and n_out are 0 / NULL: set them. */
+kiln_tabular_model_params kiln_tabular_model_default_params(void);
+kiln_model *kiln_tabular_model_new(const kiln_tabular_model_params *p);
+
+/* Collaborative filtering: x (B, 2) f32 codes [user, item] (the convention above, n_cat 2,
+ * n_cont 0) -> (B, 1) predicted ratings (fastai's EmbeddingDotBias returns (B); MSELossFlat
+ * flattens both). n_users and n_items count the #na# code 0, as fastai's classes do.
+ *
+ * fastai v2's EmbeddingDotBias(n_factors, n_users, n_items, y_range): four Embeddings, each
+ * trunc_normal_(std=0.01), whose store names are the tables an application reads back:
+ *   u_weight.weight (n_users, n_factors)   i_weight.weight (n_items, n_factors)
+ *   u_bias.weight   (n_users, 1)           i_bias.weight   (n_items, 1)
+ * out = sum_f u_weight[u, f] * i_weight[i, f] + u_bias[u] + i_bias[i], then, with y_range,
+ * sigmoid(out) * (y_hi - y_lo) + y_lo (fastai's lessons: (0, 5.5) for 0.5 .. 5 stars). The rows
+ * of a code repeated in a batch accumulate their gradients. One layer group. Not allocated. */
+kiln_model *kiln_collab_dot_bias_new(int64_t n_users, int64_t n_items, int64_t n_factors, bool y_range, float y_lo,
+                                     float y_hi);
+
+/* The tables of an allocated kiln_collab_dot_bias_new model (owned by it; the same tensors as
+ * kiln_store_find(kiln_model_store(model), "u_weight.weight") and so on). */
+typedef struct kiln_collab_tables {
+    kiln_tensor *u_weight, *i_weight; /* (n_users, n_factors), (n_items, n_factors) */
+    kiln_tensor *u_bias, *i_bias;     /* (n_users, 1), (n_items, 1) */
+    int64_t n_users, n_items, n_factors;
+} kiln_collab_tables;
+/* INVALID when model is not a kiln_collab_dot_bias_new model, STATE before kiln_model_alloc. */
+kiln_status kiln_collab_tables_of(kiln_model *model, kiln_collab_tables *out);
+
+/* fastai v2's EmbeddingNN as collab_learner(use_nn=True) builds it: kiln_tabular_model_new with
+ * the two code columns (cardinality {n_users, n_items}, embedding sizes by kiln_emb_sz_rule),
+ * n_cont 0, n_out 1, the hidden sizes layers[0..n_layers) (collab_learner's default: {n_factors},
+ * 50), fastai's other defaults (BatchNorm, no dropout) and the y_range. Keys as
+ * kiln_tabular_model_new's: embeds.0.weight (users), embeds.1.weight (items), layers.*. */
+kiln_model *kiln_collab_nn_new(int64_t n_users, int64_t n_items, int n_layers, const int64_t *layers, bool y_range,
+                               float y_lo, float y_hi);
+
 #ifdef __cplusplus
 }
 #endif
