@@ -1,5 +1,7 @@
 /* kiln models: builders for torchvision's ResNets and for the model fastai's vision learner
- * makes from them (a ResNet body cut before avgpool/fc, plus fastai's head).
+ * makes from them (a ResNet body cut before avgpool/fc, plus fastai's head); fastai's AWD-LSTM
+ * language model and ULMFiT classifier; fastai's TabularModel and its collaborative-filtering
+ * models (EmbeddingDotBias, EmbeddingNN) at the end.
  *
  * Every builder returns a model that is built but not allocated (call kiln_model_alloc,
  * which initialises it as its PyTorch twin does) and that the caller frees with
