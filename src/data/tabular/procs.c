@@ -1,0 +1,437 @@
+/* Learning the procs on the training rows (fastai's TabularPandas setup): the column kinds
+ * (cont_cat_split, overridden by the params' lists, dates expanded by add_datepart), then
+ * Categorify's categories, FillMissing's medians and _na columns, Normalize's mean and std
+ * (ddof 0, after filling), and the target (regression, optionally on its log, or sorted
+ * classes). The order of the model's columns is in include/kiln/tabular.h. */
+#include "data/tabular/tab_internal.h"
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { K_NONE, K_CAT, K_CONT, K_DATE };
+
+typedef struct learn {
+    const kiln_table *t;
+    const kiln_tab_params *p;
+    int *kind;        /* (n_cols) K_* */
+    int *forced;      /* (n_cols) kind named in the params (0: inferred) */
+    kiln_tab_procs *pr;
+    int cap_cat, cap_cont;
+} learn;
+
+static const char *q(const char *s, char *buf, size_t cap) { return kiln__json_quote(s, buf, cap); }
+
+static kiln__tab_cat *new_cat(learn *L, const char *name, const char *col, int part)
+{
+    kiln_tab_procs *pr = L->pr;
+    if (pr->n_cat == L->cap_cat) {
+        int c = L->cap_cat ? 2 * L->cap_cat : 16;
+        kiln__tab_cat *n = realloc(pr->cat, (size_t)c * sizeof *n);
+        if (!n) return kiln__errp(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+        pr->cat = n, L->cap_cat = c;
+    }
+    kiln__tab_cat *c = &pr->cat[pr->n_cat];
+    memset(c, 0, sizeof *c);
+    c->name = kiln__tab_strdup(name), c->src.col = kiln__tab_strdup(col), c->src.part = part;
+    pr->n_cat++;
+    if (!c->name || !c->src.col) return kiln__errp(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+    return c;
+}
+
+static kiln__tab_cont *new_cont(learn *L, const char *name, const char *col, int part)
+{
+    kiln_tab_procs *pr = L->pr;
+    if (pr->n_cont == L->cap_cont) {
+        int c = L->cap_cont ? 2 * L->cap_cont : 16;
+        kiln__tab_cont *n = realloc(pr->cont, (size_t)c * sizeof *n);
+        if (!n) return kiln__errp(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+        pr->cont = n, L->cap_cont = c;
+    }
+    kiln__tab_cont *c = &pr->cont[pr->n_cont];
+    memset(c, 0, sizeof *c);
+    c->name = kiln__tab_strdup(name), c->src.col = kiln__tab_strdup(col), c->src.part = part;
+    pr->n_cont++;
+    if (!c->name || !c->src.col) return kiln__errp(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+    return c;
+}
+
+/* Marks the columns of list with kind k; INVALID for a name that is not a column or one
+ * named twice (in any list) or the target. */
+static kiln_status mark(learn *L, const char *const *list, int k, const char *what)
+{
+    char b[80];
+    for (int i = 0; list && list[i]; i++) {
+        int j = kiln_table_col(L->t, list[i]);
+        if (j < 0)
+            return kiln__err(KILN_STATUS_INVALID, "%s: %s column \"%s\" is not a column of the table",
+                             L->t->name, what, q(list[i], b, sizeof b));
+        if (!strcmp(list[i], L->p->target))
+            return kiln__err(KILN_STATUS_INVALID, "%s: the target \"%s\" is also listed as a %s column", L->t->name,
+                             q(list[i], b, sizeof b), what);
+        if (L->forced[j])
+            return kiln__err(KILN_STATUS_INVALID, "%s: column \"%s\" is listed twice", L->t->name,
+                             q(list[i], b, sizeof b));
+        L->forced[j] = k;
+    }
+    return KILN_STATUS_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* pandas' median of the present values (the mean of the two middle ones for an even count). */
+static double median_of(double *v, int64_t n)
+{
+    if (!n) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The kind of table column j by cont_cat_split's rule, or K_DATE when every present value is a
+ * date (and one is). */
+static int infer_kind(const kiln_table *t, int j, int max_card)
+{
+    bool all_num = true, all_int = true, all_date = true, any_missing = false, any = false;
+    double seen[64];
+    int n_seen = 0;
+    bool many = false;
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        const char *s = kiln_table_cell(t, i, j);
+        if (!s) {
+            any_missing = true;
+            continue;
+        }
+        any = true;
+        double v;
+        kiln__tab_date d;
+        if (all_date && !kiln__tab_parse_date(s, &d)) all_date = false;
+        if (all_num && !kiln__tab_number(s, &v)) all_num = false;
+        if (all_num && all_int) {
+            if (!kiln__tab_integer(s)) all_int = false;
+            else if (!many) {
+                int k = 0;
+                while (k < n_seen && seen[k] != v) k++;
+                if (k == n_seen) {
+                    if (n_seen > max_card || n_seen == 64) many = true;
+                    else seen[n_seen++] = v;
+                }
+            }
+        }
+        if (!all_num && !all_date) return K_CAT;
+    }
+    if (!any) return K_CAT;
+    if (all_date) return K_DATE;
+    if (!all_num) return K_CAT;
+    if (!all_int || any_missing) return K_CONT; /* pandas: float64 */
+    return many || n_seen > max_card ? K_CONT : K_CAT;
+}
+
+/* Row i's value of (col j, part): the number (*v) or NULL-missing; for a plain column the text. */
+static bool part_of(const kiln_table *t, int64_t i, int j, int part, double *v)
+{
+    kiln__tab_date d;
+    const char *s = kiln_table_cell(t, i, j);
+    if (!s || !kiln__tab_parse_date(s, &d)) return false;
+    *v = kiln__tab_part_value(&d, part);
+    return true;
+}
+
+static kiln_status add_cat_column(learn *L, int j)
+{
+    const kiln_table *t = L->t;
+    const char *name = t->col_names[j];
+    kiln__tab_cat *c = new_cat(L, name, name, -1);
+    if (!c) return kiln_last_status();
+    const char **texts = malloc((size_t)t->n_rows * sizeof *texts);
+    if (!texts) return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+    int64_t n = 0;
+    bool numeric = true;
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        const char *s = kiln_table_cell(t, i, j);
+        if (!s) continue;
+        texts[n++] = s;
+        if (numeric && !kiln__tab_number(s, NULL)) numeric = false;
+    }
+    kiln_status st = kiln__tab_cat_set(c, texts, n, numeric && n > 0);
+    free(texts);
+    return st;
+}
+
+/* The values of (column j, part) over the rows into v, *n_present of them present (in
+ * present's flags); a forced continuous column's text is an error naming its line. */
+static kiln_status cont_values(learn *L, int j, int part, double *v, bool *present)
+{
+    const kiln_table *t = L->t;
+    char b[80], bv[80];
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        const char *s = kiln_table_cell(t, i, j);
+        present[i] = false;
+        if (part >= 0) {
+            present[i] = part_of(t, i, j, part, &v[i]);
+            continue;
+        }
+        if (!s) continue;
+        if (!kiln__tab_number(s, &v[i]))
+            return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: column \"%s\" is continuous but holds \"%s\", not a number",
+                             t->name, (long long)t->line[i], q(t->col_names[j], b, sizeof b), q(s, bv, sizeof bv));
+        present[i] = true;
+    }
+    return KILN_STATUS_OK;
+}
+
+/* FillMissing + Normalize statistics of a continuous column. */
+static kiln_status add_cont(learn *L, int j, int part, const char *name)
+{
+    const kiln_table *t = L->t;
+    size_t n = (size_t)t->n_rows;
+    double *v = malloc(n * sizeof *v), *tmp = malloc(n * sizeof *tmp);
+    bool *present = malloc(n);
+    kiln_status st = KILN_STATUS_OK;
+    if (!v || !tmp || !present) {
+        st = kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+        goto done;
+    }
+    if ((st = cont_values(L, j, part, v, present))) goto done;
+    int64_t np = 0;
+    for (size_t i = 0; i < n; i++)
+        if (present[i]) tmp[np++] = v[i];
+    kiln__tab_cont *c = new_cont(L, name, t->col_names[j], part);
+    if (!c) {
+        st = kiln_last_status();
+        goto done;
+    }
+    c->median = median_of(tmp, np);
+    c->has_na = np < (int64_t)n;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += present[i] ? v[i] : c->median;
+    c->mean = sum / (double)n;
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (present[i] ? v[i] : c->median) - c->mean;
+        ss += d * d;
+    }
+    c->std = sqrt(ss / (double)n);
+done:
+    free(v), free(tmp), free(present);
+    return st;
+}
+
+/* A date part as a categorical column: its values as text ("False" / "True" for the Is_
+ * parts, integers otherwise) through Categorify. */
+static kiln_status add_part_cat(learn *L, int j, int part, const char *name)
+{
+    const kiln_table *t = L->t;
+    kiln__tab_cat *c = new_cat(L, name, t->col_names[j], part);
+    if (!c) return kiln_last_status();
+    bool is_bool = kiln__tab_part_is_bool(part);
+    char *buf = malloc((size_t)t->n_rows * 24 + 1);
+    const char **texts = malloc((size_t)t->n_rows * sizeof *texts);
+    kiln_status st = KILN_STATUS_OK;
+    if (!buf || !texts) {
+        st = kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+        goto done;
+    }
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        double v = 0;
+        bool ok = part_of(t, i, j, part, &v);
+        if (!ok && !is_bool) continue; /* pandas: NaT's Is_ parts are False, its numbers NaN */
+        char *s = buf + (size_t)i * 24;
+        if (is_bool) snprintf(s, 24, "%s", v != 0 ? "True" : "False");
+        else snprintf(s, 24, "%.0f", v);
+        texts[n++] = s;
+    }
+    st = kiln__tab_cat_set(c, texts, n, !is_bool && n > 0);
+done:
+    free(buf), free(texts);
+    return st;
+}
+
+/* cont_cat_split's rule for a date part: bools categorical, Elapsed continuous (a float),
+ * integer parts continuous when a date is missing (float in pandas) or with more than
+ * max_card distinct values. */
+static int part_kind(learn *L, int j, int part)
+{
+    if (kiln__tab_part_is_bool(part)) return K_CAT;
+    if (!strcmp(kiln__tab_part_name(part), "Elapsed")) return K_CONT;
+    double seen[64];
+    int n_seen = 0;
+    for (int64_t i = 0; i < L->t->n_rows; i++) {
+        double v;
+        if (!part_of(L->t, i, j, part, &v)) return K_CONT;
+        int k = 0;
+        while (k < n_seen && seen[k] != v) k++;
+        if (k == n_seen) {
+            if (n_seen > L->p->max_card || n_seen == 64) return K_CONT;
+            seen[n_seen++] = v;
+        }
+    }
+    return n_seen > L->p->max_card ? K_CONT : K_CAT;
+}
+
+static kiln_status add_na(learn *L, const kiln__tab_cont *c)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_na", c->name);
+    kiln__tab_cat *k = new_cat(L, name, c->src.col, c->src.part);
+    if (!k) return kiln_last_status();
+    k->is_na = true;
+    const char *texts[2] = {"False", "True"};
+    return kiln__tab_cat_set(k, texts, 2, false);
+}
+
+static kiln_status learn_target(learn *L)
+{
+    const kiln_table *t = L->t;
+    kiln_tab_procs *pr = L->pr;
+    const kiln_tab_params *p = L->p;
+    char b[80], bv[80];
+    int j = kiln_table_col(t, p->target);
+    bool all_num = true;
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        const char *s = kiln_table_cell(t, i, j);
+        if (!s)
+            return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: the target \"%s\" is missing", t->name,
+                             (long long)t->line[i], q(p->target, b, sizeof b));
+        if (all_num && !kiln__tab_number(s, NULL)) all_num = false;
+    }
+    pr->classification = p->task == KILN_TAB_CLASSIFICATION || (p->task == KILN_TAB_AUTO && !all_num);
+    pr->log_target = p->log_target && !pr->classification;
+    if (p->log_target && pr->classification)
+        return kiln__err(KILN_STATUS_INVALID, "%s: log_target needs a regression target (\"%s\" is a classification target)",
+                         t->name, q(p->target, b, sizeof b));
+    if (pr->classification) {
+        const char **texts = malloc((size_t)t->n_rows * sizeof *texts);
+        if (!texts) return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+        for (int64_t i = 0; i < t->n_rows; i++) texts[i] = kiln_table_cell(t, i, j);
+        pr->cls.name = kiln__tab_strdup(p->target);
+        kiln_status st = kiln__tab_cat_set(&pr->cls, texts, t->n_rows, all_num);
+        free(texts);
+        if (st) return st;
+        if (pr->cls.n - 1 < 2)
+            return kiln__err(KILN_STATUS_INVALID, "%s: the target \"%s\" has one class (\"%s\") in the training rows",
+                             t->name, q(p->target, b, sizeof b), q(pr->cls.cats[1], bv, sizeof bv));
+        pr->y_lo = pr->y_hi = NAN;
+        return KILN_STATUS_OK;
+    }
+    pr->y_lo = INFINITY, pr->y_hi = -INFINITY;
+    for (int64_t i = 0; i < t->n_rows; i++) {
+        const char *s = kiln_table_cell(t, i, j);
+        double v;
+        if (!kiln__tab_number(s, &v))
+            return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: the regression target \"%s\" holds \"%s\", not a number",
+                             t->name, (long long)t->line[i], q(p->target, b, sizeof b), q(s, bv, sizeof bv));
+        if (pr->log_target) {
+            if (!(v > 0))
+                return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: the target \"%s\" is %s: log_target needs values > 0",
+                                 t->name, (long long)t->line[i], q(p->target, b, sizeof b), q(s, bv, sizeof bv));
+            v = log(v);
+        }
+        if (v < pr->y_lo) pr->y_lo = v;
+        if (v > pr->y_hi) pr->y_hi = v;
+    }
+    return KILN_STATUS_OK;
+}
+
+static kiln_status learn_all(learn *L)
+{
+    const kiln_table *t = L->t;
+    const kiln_tab_params *p = L->p;
+    kiln_status st;
+    char b[80];
+    if (!p->target) return kiln__err(KILN_STATUS_INVALID, "%s: no target column given", t->name);
+    int jt = kiln_table_col(t, p->target);
+    if (jt < 0)
+        return kiln__err(KILN_STATUS_INVALID, "%s: the target \"%s\" is not a column of the table", t->name,
+                         q(p->target, b, sizeof b));
+    if (p->max_card < 0) return kiln__err(KILN_STATUS_INVALID, "tab_procs: max_card %d must be >= 0", p->max_card);
+    if ((st = mark(L, p->cat, K_CAT, "categorical")) || (st = mark(L, p->cont, K_CONT, "continuous")) ||
+        (st = mark(L, p->date, K_DATE, "date")) || (st = mark(L, p->skip, K_NONE + 4, "skipped")))
+        return st;
+    for (int j = 0; j < t->n_cols; j++) {
+        int f = L->forced[j];
+        if (j == jt || f == 4 || (p->only_listed && !f)) L->kind[j] = K_NONE;
+        else L->kind[j] = f ? f : infer_kind(t, j, p->max_card);
+    }
+    L->pr->target = kiln__tab_strdup(p->target);
+    if (!L->pr->target) return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+    if ((st = learn_target(L))) return st;
+    /* forced dates must be dates */
+    for (int j = 0; j < t->n_cols; j++) {
+        if (L->kind[j] != K_DATE) continue;
+        for (int64_t i = 0; i < t->n_rows; i++) {
+            const char *s = kiln_table_cell(t, i, j);
+            kiln__tab_date d;
+            char bv[80];
+            if (s && !kiln__tab_parse_date(s, &d))
+                return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: date column \"%s\" holds \"%s\", not a YYYY-MM-DD[ HH:MM[:SS]] date",
+                                 t->name, (long long)t->line[i], q(t->col_names[j], b, sizeof b), q(s, bv, sizeof bv));
+        }
+    }
+    /* categorical: the table's, then the _na of its continuous ones; continuous: the table's */
+    for (int j = 0; j < t->n_cols; j++)
+        if (L->kind[j] == K_CAT && (st = add_cat_column(L, j))) return st;
+    for (int j = 0; j < t->n_cols; j++)
+        if (L->kind[j] == K_CONT && (st = add_cont(L, j, -1, t->col_names[j]))) return st;
+    int n_table_cont = L->pr->n_cont;
+    for (int k = 0; k < n_table_cont; k++)
+        if (L->pr->cont[k].has_na && (st = add_na(L, &L->pr->cont[k]))) return st;
+    /* then the date parts: categorical ones, continuous ones, the _na of those */
+    for (int j = 0; j < t->n_cols; j++) {
+        if (L->kind[j] != K_DATE) continue;
+        const char *cn = t->col_names[j];
+        size_t len = strlen(cn);
+        if (len >= 4 && (!strcmp(cn + len - 4, "date") || !strcmp(cn + len - 4, "Date"))) len -= 4;
+        for (int part = 0; part < KILN_TAB_N_PARTS; part++) {
+            char name[600];
+            snprintf(name, sizeof name, "%.*s%s", (int)(len < 500 ? len : 500), cn, kiln__tab_part_name(part));
+            if (part_kind(L, j, part) == K_CAT) st = add_part_cat(L, j, part, name);
+            else st = add_cont(L, j, part, name);
+            if (st) return st;
+        }
+    }
+    for (int k = n_table_cont; k < L->pr->n_cont; k++)
+        if (L->pr->cont[k].has_na && (st = add_na(L, &L->pr->cont[k]))) return st;
+    if (!L->pr->n_cat && !L->pr->n_cont)
+        return kiln__err(KILN_STATUS_INVALID, "%s: no input column left (only the target \"%s\")", t->name,
+                         q(p->target, b, sizeof b));
+    for (int k = 0; k < L->pr->n_cat; k++)
+        if (L->pr->cat[k].n - 1 > kiln__tab_code_limit)
+            return kiln__err(KILN_STATUS_INVALID,
+                             "%s: column \"%s\" has %lld categories: codes above %lld are not exact in a float batch",
+                             t->name, q(L->pr->cat[k].name, b, sizeof b), (long long)(L->pr->cat[k].n - 1),
+                             (long long)kiln__tab_code_limit);
+    return KILN_STATUS_OK;
+}
+
+int64_t kiln__tab_code_limit = (int64_t)1 << 24;
+
+kiln_tab_params kiln_tab_default_params(void)
+{
+    return (kiln_tab_params){.target = NULL, .task = KILN_TAB_AUTO, .max_card = 20, .valid_pct = 0.2,
+                             .split_seed = 42, .batch_size = 64};
+}
+
+kiln_tab_procs *kiln_tab_procs_learn(const kiln_table *t, const kiln_tab_params *p)
+{
+    if (!t || !p) return kiln__errp(KILN_STATUS_INVALID, "tab_procs_learn: NULL argument");
+    learn L = {.t = t, .p = p};
+    L.kind = calloc((size_t)t->n_cols + 1, sizeof *L.kind);
+    L.forced = calloc((size_t)t->n_cols + 1, sizeof *L.forced);
+    L.pr = kiln__tab_procs_alloc();
+    kiln_status st = !L.kind || !L.forced || !L.pr ? kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory")
+                                                   : learn_all(&L);
+    free(L.kind), free(L.forced);
+    if (st) {
+        kiln_tab_procs_free(L.pr);
+        return NULL;
+    }
+    kiln_clear_error();
+    return L.pr;
+}
