@@ -8,6 +8,8 @@
 #include "core/internal.h"
 #include "kiln/apps.h"
 
+#include <stdio.h>
+
 typedef struct kiln__app kiln__app;
 struct kiln__app {
     const char *task;             /* "vision", "text-lm", "text-clas" */
@@ -51,6 +53,17 @@ bool kiln__text_is_lm(const kiln_learner *l);
 typedef struct cJSON cJSON;
 kiln_status kiln__json_text(cJSON *j, const char *who, char **text);
 kiln_status kiln__json_write(cJSON *j, const char *path);
+/* dir/model.json parsed (*out; cJSON_Delete it), its "task" checked to be want (FORMAT naming the
+ * file and both tasks); path gets the file's name for messages. */
+kiln_status kiln__read_model_json(const char *dir, const char *want, char *path, size_t cap, cJSON **out);
+
+/* interp.c: v written to f as one CSV field (quoted, with "" for a quote, when it holds a comma,
+ * a quote or a line break). */
+void kiln__csv_field(FILE *f, const char *v);
+/* interp.c: dir/confusion_matrix.csv, confusion_matrix.png (with PLplot) and top_losses.csv (the
+ * k largest, item_name giving the "file" column) of it. */
+kiln_status kiln__interp_write(const kiln_interp *it, const char *const *classes, const char *dir, int64_t k,
+                               const char *(*item_name)(void *user, int64_t i), void *user);
 
 /* The whole regular file path (at most max bytes, else FORMAT naming it) into *out (malloc'd,
  * not NUL-terminated; free it) and *len (read_file.c). IO / FORMAT / NOMEM naming path. */

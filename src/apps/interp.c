@@ -2,6 +2,7 @@
  * for any classifier: from kiln_preds to the confusion matrix, per-item prediction and loss,
  * the most confused pairs and the top losses, and the CSV files and heat map of
  * `kiln vision interpret`. The CSV files are streamed into the atomic writer (kiln/io.h). */
+#include "app_internal.h"
 #include "kiln/interp.h"
 
 #include "kiln/io.h"
@@ -182,8 +183,7 @@ static const char *class_name(const char *const *classes, int k, char *buf)
     return buf;
 }
 
-/* v as a CSV field: quoted, with "" for a quote, when it holds a comma, quote or line break. */
-static void csv_field(FILE *f, const char *v)
+void kiln__csv_field(FILE *f, const char *v)
 {
     if (!strpbrk(v, ",\"\r\n")) {
         fputs(v, f);
@@ -200,7 +200,7 @@ static void csv_field(FILE *f, const char *v)
 static void csv_class(FILE *f, const char *const *classes, int k)
 {
     char num[12];
-    csv_field(f, class_name(classes, k, num));
+    kiln__csv_field(f, class_name(classes, k, num));
 }
 
 kiln_status kiln_interp_write_confusion_csv(const kiln_interp *it, const char *const *classes, const char *path)
@@ -241,7 +241,7 @@ kiln_status kiln_interp_write_top_losses_csv(const kiln_interp *it, int64_t k, c
         int64_t i = idx[r];
         const char *file = item_name ? item_name(user, i) : NULL;
         fprintf(f, "%lld,%lld,", (long long)r + 1, (long long)i);
-        csv_field(f, file ? file : "");
+        kiln__csv_field(f, file ? file : "");
         fputc(',', f);
         csv_class(f, classes, it->pred[i]);
         fputc(',', f);
@@ -264,5 +264,19 @@ kiln_status kiln_interp_plot_confusion(const kiln_interp *it, const char *const 
     if (!st) st = kiln_plot_heatmap(path, it->confusion, it->c, names, title);
     free(names);
     free(num);
+    return st;
+}
+
+kiln_status kiln__interp_write(const kiln_interp *it, const char *const *classes, const char *dir, int64_t k,
+                               const char *(*item_name)(void *user, int64_t i), void *user)
+{
+    char cm_csv[4096], cm_png[4096], tl_csv[4096];
+    kiln_status st;
+    if (!(st = kiln_mkdirs(dir)) && !(st = kiln__path(cm_csv, sizeof cm_csv, dir, "confusion_matrix.csv")) &&
+        !(st = kiln__path(cm_png, sizeof cm_png, dir, "confusion_matrix.png")) &&
+        !(st = kiln__path(tl_csv, sizeof tl_csv, dir, "top_losses.csv")) &&
+        !(st = kiln_interp_write_confusion_csv(it, classes, cm_csv)) &&
+        !(st = kiln_interp_write_top_losses_csv(it, k, classes, item_name, user, tl_csv)) && kiln_plot_available())
+        st = kiln_interp_plot_confusion(it, classes, "confusion matrix (validation)", cm_png);
     return st;
 }

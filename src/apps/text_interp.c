@@ -84,16 +84,7 @@ kiln_status kiln_text_interpret(kiln_learner *l, kiln_data_split split, const ch
     if (!st) st = kiln_interp_from_preds(&p, &it);
     kiln_preds_free(&p);
     doc_names dn = {.data = d, .split = split, .vocab = kiln_text_learner_vocab(l)};
-    char cm_csv[4096], cm_png[4096], tl_csv[4096];
-    const char *const *names = (const char *const *)cl->name;
-    if (!st && dir) {
-        if (!(st = kiln_mkdirs(dir)) && !(st = kiln__path(cm_csv, sizeof cm_csv, dir, "confusion_matrix.csv")) &&
-            !(st = kiln__path(cm_png, sizeof cm_png, dir, "confusion_matrix.png")) &&
-            !(st = kiln__path(tl_csv, sizeof tl_csv, dir, "top_losses.csv")) &&
-            !(st = kiln_interp_write_confusion_csv(&it, names, cm_csv)) &&
-            !(st = kiln_interp_write_top_losses_csv(&it, k, names, doc_name, &dn, tl_csv)) && kiln_plot_available())
-            st = kiln_interp_plot_confusion(&it, names, "confusion matrix (validation)", cm_png);
-    }
+    if (!st && dir) st = kiln__interp_write(&it, (const char *const *)cl->name, dir, k, doc_name, &dn);
     free(dn.buf);
     if (!st && out) *out = it;
     else kiln_interp_free(&it);

@@ -132,32 +132,6 @@ static kiln_status open_export(const char *dir, kiln_vocab **vocab, kiln_st_file
     return st;
 }
 
-/* dir/model.json of a text model kiln exported, parsed (*out; cJSON_Delete it), its "task" checked
- * to be want; path gets the file's name for messages */
-static kiln_status read_model_json(const char *dir, const char *want, char *path, size_t cap, cJSON **out)
-{
-    *out = NULL;
-    char *text = NULL;
-    size_t n = 0;
-    const char *task = NULL;
-    kiln_status st = kiln__path(path, cap, dir, "model.json");
-    if (!st) st = kiln__read_file(path, (size_t)16 << 20, &text, &n);
-    char *z = st ? NULL : realloc(text, n + 1); /* NUL-terminated for the parser */
-    if (!st && !z) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    if (z) z[n] = 0, text = z;
-    if (!st) st = kiln__json_object(path, text, out);
-    free(text);
-    if (!st) st = kiln__json_get_str(path, *out, "task", true, &task);
-    if (!st && strcmp(task, want))
-        st = kiln__err(KILN_STATUS_FORMAT, "%s: task is not \"%s\" (not a %s kiln exported)", path, want,
-                       strcmp(want, "text-lm") ? "text classifier" : "language model");
-    if (st) {
-        cJSON_Delete(*out);
-        *out = NULL;
-    }
-    return st;
-}
-
 /* the AWD-LSTM sizes of a config object into c */
 static kiln_status read_sizes(const char *path, const cJSON *cfg, kiln_awd_lstm_params *c)
 {
@@ -194,7 +168,7 @@ static kiln_status read_config_task(const char *dir, const char *want, kiln_awd_
     char path[4096];
     cJSON *j;
     const cJSON *cfg = NULL;
-    kiln_status st = read_model_json(dir, want, path, sizeof path, &j);
+    kiln_status st = kiln__read_model_json(dir, want, path, sizeof path, &j);
     if (!st) st = kiln__json_get_node(path, j, "config", true, true, &cfg);
     if (!st) st = read_sizes(path, cfg, c);
     cJSON_Delete(j);
@@ -521,7 +495,7 @@ static kiln_status read_clas_json(const char *dir, text_lm *t)
     cJSON *j;
     const cJSON *c = NULL, *cl = NULL;
     kiln_awd_clas_params *p = &t->cp;
-    kiln_status st = read_model_json(dir, "text-clas", path, sizeof path, &j);
+    kiln_status st = kiln__read_model_json(dir, "text-clas", path, sizeof path, &j);
     if (!st) st = kiln__json_get_node(path, j, "config", true, true, &c);
     if (!st) st = kiln__json_get_node(path, j, "classes", true, false, &cl);
     if (!st) st = read_sizes(path, c, &p->enc);
@@ -581,7 +555,7 @@ static kiln_status read_lm_json(const char *dir, text_lm *t)
     char path[4096];
     cJSON *j;
     const cJSON *c = NULL, *tr = NULL;
-    kiln_status st = read_model_json(dir, "text-lm", path, sizeof path, &j);
+    kiln_status st = kiln__read_model_json(dir, "text-lm", path, sizeof path, &j);
     if (!st) st = kiln__json_get_node(path, j, "config", true, true, &c);
     if (!st) st = read_sizes(path, c, &t->cfg);
     if (!st) st = read_drops(path, c, &t->cfg);
