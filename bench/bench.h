@@ -17,6 +17,7 @@ void kiln_bench_conv(kiln_ctx *ctx);    /* conv3x3 64->64 32x32 bs64 fwd+bwd; ba
 void kiln_bench_rnn(kiln_ctx *ctx);     /* lstm 1152->1152 seq70 bs32 fwd+bwd */
 void kiln_bench_resnet34(kiln_ctx *ctx); /* resnet34 64px bs32 training steps, img/s */
 void kiln_bench_csv(const char *path);  /* the CSV reader on ~100 MB, MB/s (path: NULL = a temp file) */
+void kiln_bench_tabcsv(const char *path); /* tables: read + procs learn + apply on ~100 MB, MB/s */
 void kiln_bench_autograd(kiln_ctx *ctx); /* ops whose loops moved into kernels (issue 9) */
 void kiln_bench_freeze(kiln_ctx *ctx);   /* training steps unfrozen / frozen / frozen without train_bn */
 void kiln_bench_awd(kiln_ctx *ctx, const char *which); /* the AWD-LSTM LM training step (twin: torch_throughput.py awd); which: off, drop, unfused or NULL (off, drop) */

@@ -1,6 +1,6 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|text [DIR]|awd [off|drop|unfused]]
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|tabcsv [PATH]|text [DIR]|awd [off|drop|unfused]]
  * (default: ops; csv, text and freeze are not in all: csv times the CSV reader,
  * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; awd the
  * AWD-LSTM LM training step, bench/bench_awd.c; freeze
@@ -76,13 +76,18 @@ int main(int argc, char **argv)
         kiln_ctx_free(ctx);
         return 0;
     }
+    if (!strcmp(what, "tabcsv")) {
+        kiln_bench_tabcsv(argc > 4 ? argv[4] : NULL);
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!strcmp(what, "csv")) {
         kiln_bench_csv(argc > 4 ? argv[4] : NULL);
         kiln_ctx_free(ctx);
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, text or awd)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, tabcsv, text or awd)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }

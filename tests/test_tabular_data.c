@@ -716,3 +716,41 @@ Test(tabular_data, split_and_batches)
     free(path), free(vpath), free(bpath);
     ku_ctx_free(ctx);
 }
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(tabular_procs, median_matches_a_sort)
+{
+    /* selection (not a sort) finds the median: odd and even counts, many ties, a missing value */
+    uint64_t rs = 99;
+    for (int n = 2; n <= 41; n++) {
+        char *csv = malloc((size_t)n * 32 + 32);
+        double v[64];
+        size_t len = (size_t)sprintf(csv, "x,y\n");
+        int np = 0;
+        for (int i = 0; i < n; i++) {
+            rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+            if (i == 3) {
+                len += (size_t)sprintf(csv + len, ",%d\n", i);
+                continue;
+            }
+            v[np] = (double)((rs >> 33) % (n % 3 ? 5 : 1000)) + 0.5;
+            len += (size_t)sprintf(csv + len, "%.1f,%d\n", v[np++], i);
+        }
+        kiln_table *t = tab(csv);
+        kiln_tab_params p = kiln_tab_default_params();
+        p.target = "y";
+        kiln_tab_procs *pr = learn(t, &p);
+        qsort(v, (size_t)np, sizeof *v, cmp_d);
+        double want = np % 2 ? v[np / 2] : 0.5 * (v[np / 2 - 1] + v[np / 2]), got;
+        kiln_tab_procs_cont_stats(pr, 0, &got, NULL, NULL);
+        cr_assert_eq(got, want, "n %d: median %g, want %g", np, got, want);
+        kiln_tab_procs_free(pr);
+        kiln_table_free(t);
+        free(csv);
+    }
+}

@@ -22,51 +22,130 @@ static int cmp_num(const void *a, const void *b)
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
-kiln_status kiln__tab_cat_set(kiln__tab_cat *c, const char **texts, int64_t n, bool numeric)
+/* Unique values first (an open-addressing hash set, so a column of millions of rows with few
+ * values costs one pass), then only those sorted. */
+typedef struct uset {
+    int64_t *slot; /* index into the input + 1; 0 empty */
+    size_t mask;
+} uset;
+
+static bool uset_init(uset *u, int64_t n)
 {
-    size_t cap = (size_t)n + 1;
-    c->cats = calloc(cap, sizeof *c->cats);
+    size_t cap = 64;
+    while (cap < (size_t)n * 2 && cap < ((size_t)1 << 40)) cap *= 2;
+    u->mask = cap - 1;
+    return (u->slot = calloc(cap, sizeof *u->slot)) != NULL;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_dbl(double v)
+{
+    if (v == 0) v = 0; /* -0 and 0 are one value */
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    b ^= b >> 33;
+    b *= 0xff51afd7ed558ccdull;
+    return b ^ (b >> 33);
+}
+
+/* Keeps the first of equal values: fills uniq with their indices, returns the count. */
+static int64_t unique_str(const char **texts, int64_t n, int64_t *uniq, uset *u)
+{
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        size_t h = (size_t)hash_str(texts[i]) & u->mask;
+        while (u->slot[h] && strcmp(texts[u->slot[h] - 1], texts[i])) h = (h + 1) & u->mask;
+        if (!u->slot[h]) u->slot[h] = i + 1, uniq[m++] = i;
+    }
+    return m;
+}
+
+static int64_t unique_dbl(const double *v, int64_t n, int64_t *uniq, uset *u)
+{
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        size_t h = (size_t)hash_dbl(v[i]) & u->mask;
+        while (u->slot[h] && v[u->slot[h] - 1] != v[i]) h = (h + 1) & u->mask;
+        if (!u->slot[h]) u->slot[h] = i + 1, uniq[m++] = i;
+    }
+    return m;
+}
+
+/* The categories of c from the unique entries: texts (NULL: format the numbers as integers,
+ * the date parts' values). */
+static kiln_status set_from(kiln__tab_cat *c, const char **texts, const double *v, int64_t *uniq, int64_t m,
+                            bool numeric)
+{
+    c->cats = calloc((size_t)m + 1, sizeof *c->cats);
     c->numeric = numeric;
     c->n = 0;
-    if (!c->cats) return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
-    if (!(c->cats[c->n++] = kiln__tab_strdup("#na#"))) return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
+    if (!c->cats || !(c->cats[c->n++] = kiln__tab_strdup("#na#"))) return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
     if (numeric) {
-        numtext *v = malloc((n ? (size_t)n : 1) * sizeof *v);
-        c->vals = malloc(cap * sizeof *c->vals);
-        if (!v || !c->vals) {
-            free(v);
+        numtext *nt = malloc(((size_t)m + 1) * sizeof *nt);
+        if (!nt || !(c->vals = malloc(((size_t)m + 1) * sizeof *c->vals))) {
+            free(nt);
             return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
         }
-        for (int64_t i = 0; i < n; i++) {
-            v[i].s = texts[i], v[i].i = i;
-            kiln__tab_number(texts[i], &v[i].v);
-        }
-        qsort(v, (size_t)n, sizeof *v, cmp_num);
+        for (int64_t k = 0; k < m; k++) nt[k] = (numtext){.v = v[uniq[k]], .s = texts ? texts[uniq[k]] : NULL, .i = k};
+        qsort(nt, (size_t)m, sizeof *nt, cmp_num);
         c->vals[0] = 0;
-        for (int64_t i = 0; i < n; i++) {
-            if (i && v[i].v == v[i - 1].v) continue;
-            c->vals[c->n] = v[i].v;
-            if (!(c->cats[c->n++] = kiln__tab_strdup(v[i].s))) {
-                free(v);
+        for (int64_t k = 0; k < m; k++) {
+            char buf[32];
+            if (!nt[k].s) snprintf(buf, sizeof buf, "%.0f", nt[k].v);
+            c->vals[c->n] = nt[k].v;
+            if (!(c->cats[c->n++] = kiln__tab_strdup(nt[k].s ? nt[k].s : buf))) {
+                free(nt);
                 return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
             }
         }
-        free(v);
+        free(nt);
         return KILN_STATUS_OK;
     }
-    const char **s = malloc((n ? (size_t)n : 1) * sizeof *s);
+    const char **s = malloc(((size_t)m + 1) * sizeof *s);
     if (!s) return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
-    memcpy(s, texts, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_str);
-    for (int64_t i = 0; i < n; i++) {
-        if (i && !strcmp(s[i], s[i - 1])) continue;
-        if (!(c->cats[c->n++] = kiln__tab_strdup(s[i]))) {
+    for (int64_t k = 0; k < m; k++) s[k] = texts[uniq[k]];
+    qsort(s, (size_t)m, sizeof *s, cmp_str);
+    for (int64_t k = 0; k < m; k++)
+        if (!(c->cats[c->n++] = kiln__tab_strdup(s[k]))) {
             free(s);
             return kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
         }
-    }
     free(s);
     return KILN_STATUS_OK;
+}
+
+kiln_status kiln__tab_cat_set(kiln__tab_cat *c, const char **texts, int64_t n, bool numeric)
+{
+    int64_t *uniq = malloc(((size_t)n + 1) * sizeof *uniq);
+    double *v = numeric ? malloc(((size_t)n + 1) * sizeof *v) : NULL;
+    uset u = {0};
+    kiln_status st;
+    if (!uniq || (numeric && !v) || !uset_init(&u, n)) {
+        st = kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
+    } else {
+        for (int64_t i = 0; numeric && i < n; i++) kiln__tab_number(texts[i], &v[i]);
+        int64_t m = numeric ? unique_dbl(v, n, uniq, &u) : unique_str(texts, n, uniq, &u);
+        st = set_from(c, texts, v, uniq, m, numeric);
+    }
+    free(uniq), free(v), free(u.slot);
+    return st;
+}
+
+kiln_status kiln__tab_cat_set_nums(kiln__tab_cat *c, const double *v, int64_t n)
+{
+    int64_t *uniq = malloc(((size_t)n + 1) * sizeof *uniq);
+    uset u = {0};
+    kiln_status st;
+    if (!uniq || !uset_init(&u, n)) st = kiln__err(KILN_STATUS_NOMEM, "categorify: out of memory");
+    else st = set_from(c, NULL, v, uniq, unique_dbl(v, n, uniq, &u), true);
+    free(uniq), free(u.slot);
+    return st;
 }
 
 kiln_status kiln__tab_cat_index(kiln__tab_cat *c, const char *who)

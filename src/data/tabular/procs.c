@@ -20,6 +20,9 @@ typedef struct learn {
     int *forced;      /* (n_cols) kind named in the params (0: inferred) */
     kiln_tab_procs *pr;
     int cap_cat, cap_cont;
+    int dcol;                /* the date column parsed into dcache (-1: none) */
+    kiln__tab_date *dcache;  /* (n_rows) */
+    bool *dok;               /* (n_rows) the row's date is present */
 } learn;
 
 static const char *q(const char *s, char *buf, size_t cap) { return kiln__json_quote(s, buf, cap); }
@@ -79,18 +82,39 @@ static kiln_status mark(learn *L, const char *const *list, int k, const char *wh
     return KILN_STATUS_OK;
 }
 
-static int cmp_dbl(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (v is reordered): Hoare's selection. */
+static double select_kth(double *v, int64_t n, int64_t k)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i] = v[j], v[j] = t;
+                i++, j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
 }
 
 /* pandas' median of the present values (the mean of the two middle ones for an even count). */
 static double median_of(double *v, int64_t n)
 {
     if (!n) return 0;
-    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double hi = select_kth(v, n, n / 2);
+    if (n % 2) return hi;
+    double lo = v[0]; /* the largest of the lower half, which selection left below n / 2 */
+    for (int64_t i = 1; i < n / 2; i++)
+        if (v[i] > lo) lo = v[i];
+    return 0.5 * (lo + hi);
 }
 
 /* The kind of table column j by cont_cat_split's rule, or K_DATE when every present value is a
@@ -132,13 +156,17 @@ static int infer_kind(const kiln_table *t, int j, int max_card)
     return many || n_seen > max_card ? K_CONT : K_CAT;
 }
 
-/* Row i's value of (col j, part): the number (*v) or NULL-missing; for a plain column the text. */
-static bool part_of(const kiln_table *t, int64_t i, int j, int part, double *v)
+/* Row i's date part `part` of column j into *v; false when the date is missing. Each date
+ * column is parsed once (learn_all checked that every present value reads). */
+static bool part_of(learn *L, int64_t i, int j, int part, double *v)
 {
-    kiln__tab_date d;
-    const char *s = kiln_table_cell(t, i, j);
-    if (!s || !kiln__tab_parse_date(s, &d)) return false;
-    *v = kiln__tab_part_value(&d, part);
+    if (L->dcol != j) {
+        for (int64_t r = 0; r < L->t->n_rows; r++)
+            L->dok[r] = kiln__tab_parse_date(kiln_table_cell(L->t, r, j), &L->dcache[r]);
+        L->dcol = j;
+    }
+    if (!L->dok[i]) return false;
+    *v = kiln__tab_part_value(&L->dcache[i], part);
     return true;
 }
 
@@ -173,7 +201,7 @@ static kiln_status cont_values(learn *L, int j, int part, double *v, bool *prese
         const char *s = kiln_table_cell(t, i, j);
         present[i] = false;
         if (part >= 0) {
-            present[i] = part_of(t, i, j, part, &v[i]);
+            present[i] = part_of(L, i, j, part, &v[i]);
             continue;
         }
         if (!s) continue;
@@ -222,34 +250,33 @@ done:
     return st;
 }
 
-/* A date part as a categorical column: its values as text ("False" / "True" for the Is_
- * parts, integers otherwise) through Categorify. */
+/* A date part as a categorical column: "False" / "True" for the Is_ parts (a missing date's
+ * are False, as pandas gives for NaT), integers otherwise, through Categorify. */
 static kiln_status add_part_cat(learn *L, int j, int part, const char *name)
 {
     const kiln_table *t = L->t;
     kiln__tab_cat *c = new_cat(L, name, t->col_names[j], part);
     if (!c) return kiln_last_status();
-    bool is_bool = kiln__tab_part_is_bool(part);
-    char *buf = malloc((size_t)t->n_rows * 24 + 1);
-    const char **texts = malloc((size_t)t->n_rows * sizeof *texts);
-    kiln_status st = KILN_STATUS_OK;
-    if (!buf || !texts) {
-        st = kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
-        goto done;
+    if (kiln__tab_part_is_bool(part)) {
+        bool seen[2] = {false, false};
+        for (int64_t i = 0; i < t->n_rows; i++) {
+            double v = 0;
+            bool ok = part_of(L, i, j, part, &v);
+            seen[ok && v != 0] = true;
+        }
+        const char *texts[2];
+        int n = 0;
+        if (seen[0]) texts[n++] = "False";
+        if (seen[1]) texts[n++] = "True";
+        return kiln__tab_cat_set(c, texts, n, false);
     }
+    double *v = malloc(((size_t)t->n_rows + 1) * sizeof *v);
+    if (!v) return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
     int64_t n = 0;
-    for (int64_t i = 0; i < t->n_rows; i++) {
-        double v = 0;
-        bool ok = part_of(t, i, j, part, &v);
-        if (!ok && !is_bool) continue; /* pandas: NaT's Is_ parts are False, its numbers NaN */
-        char *s = buf + (size_t)i * 24;
-        if (is_bool) snprintf(s, 24, "%s", v != 0 ? "True" : "False");
-        else snprintf(s, 24, "%.0f", v);
-        texts[n++] = s;
-    }
-    st = kiln__tab_cat_set(c, texts, n, !is_bool && n > 0);
-done:
-    free(buf), free(texts);
+    for (int64_t i = 0; i < t->n_rows; i++)
+        if (part_of(L, i, j, part, &v[n])) n++;
+    kiln_status st = kiln__tab_cat_set_nums(c, v, n);
+    free(v);
     return st;
 }
 
@@ -264,7 +291,7 @@ static int part_kind(learn *L, int j, int part)
     int n_seen = 0;
     for (int64_t i = 0; i < L->t->n_rows; i++) {
         double v;
-        if (!part_of(L->t, i, j, part, &v)) return K_CONT;
+        if (!part_of(L, i, j, part, &v)) return K_CONT;
         int k = 0;
         while (k < n_seen && seen[k] != v) k++;
         if (k == n_seen) {
@@ -421,13 +448,15 @@ kiln_tab_params kiln_tab_default_params(void)
 kiln_tab_procs *kiln_tab_procs_learn(const kiln_table *t, const kiln_tab_params *p)
 {
     if (!t || !p) return kiln__errp(KILN_STATUS_INVALID, "tab_procs_learn: NULL argument");
-    learn L = {.t = t, .p = p};
+    learn L = {.t = t, .p = p, .dcol = -1};
     L.kind = calloc((size_t)t->n_cols + 1, sizeof *L.kind);
+    L.dcache = malloc(((size_t)t->n_rows + 1) * sizeof *L.dcache);
+    L.dok = malloc((size_t)t->n_rows + 1);
     L.forced = calloc((size_t)t->n_cols + 1, sizeof *L.forced);
     L.pr = kiln__tab_procs_alloc();
-    kiln_status st = !L.kind || !L.forced || !L.pr ? kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory")
+    kiln_status st = !L.kind || !L.forced || !L.pr || !L.dcache || !L.dok ? kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory")
                                                    : learn_all(&L);
-    free(L.kind), free(L.forced);
+    free(L.kind), free(L.forced), free(L.dcache), free(L.dok);
     if (st) {
         kiln_tab_procs_free(L.pr);
         return NULL;

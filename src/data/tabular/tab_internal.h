@@ -93,6 +93,8 @@ int64_t kiln__tab_cat_code_num(const kiln__tab_cat *c, double v);
 /* Sorts and deduplicates (strcmp or numerically) texts[0..n), which are borrowed; fills a
  * new category list of c (with "#na#" first) or of the classes. */
 kiln_status kiln__tab_cat_set(kiln__tab_cat *c, const char **texts, int64_t n, bool numeric);
+/* The same from numbers (integers: the date parts), their texts "%.0f". */
+kiln_status kiln__tab_cat_set_nums(kiln__tab_cat *c, const double *v, int64_t n);
 /* Builds the lookup tables of c from c->cats (after loading from JSON); checks order. */
 kiln_status kiln__tab_cat_index(kiln__tab_cat *c, const char *who);
 
