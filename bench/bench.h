@@ -22,5 +22,6 @@ void kiln_bench_autograd(kiln_ctx *ctx); /* ops whose loops moved into kernels (
 void kiln_bench_freeze(kiln_ctx *ctx);   /* training steps unfrozen / frozen / frozen without train_bn */
 void kiln_bench_awd(kiln_ctx *ctx, const char *which); /* the AWD-LSTM LM training step (twin: torch_throughput.py awd); which: off, drop, unfused or NULL (off, drop) */
 void kiln_bench_text(const char *datasets, int max_threads); /* the tokenizer on Austen and fine foods, MB/s */
+void kiln_bench_tab(kiln_ctx *ctx, const char *which); /* issue 12: collab dot-bias and tabular MLP steps (twin: torch_throughput.py collab tabular); which: collab, collab-dense, collab-sparse, tabular or NULL (all) */
 
 #endif

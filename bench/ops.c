@@ -1,9 +1,11 @@
 /* bench/ops: kiln's single-op timings in the format of ../shared/reference/torch_ops.py
  * (copied as bench/torch_ops.py), so the two can be run back to back and compared.
- * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|tabcsv [PATH]|text [DIR]|awd [off|drop|unfused]]
+ * Usage: bench_ops [THREADS] [SECONDS] [ops|resnet34|autograd|all|freeze|csv [PATH]|tabcsv [PATH]|text [DIR]|awd [off|drop|unfused]
+ *                                      |tab [collab|collab-dense|collab-sparse|tabular]]
  * (default: ops; csv, text and freeze are not in all: csv times the CSV reader,
  * bench/bench_csv.c; text the tokenizer on ../shared/datasets, bench/bench_text.c; awd the
- * AWD-LSTM LM training step, bench/bench_awd.c; freeze
+ * AWD-LSTM LM training step, bench/bench_awd.c; tab the collab and tabular steps of issue 12,
+ * bench/bench_tab.c; freeze
  * the training steps of frozen models, bench/bench_freeze.c; autograd: the ops whose loops
  * moved into kernels, bench/bench_autograd.c). */
 #include "bench.h"
@@ -71,6 +73,11 @@ int main(int argc, char **argv)
         kiln_ctx_free(ctx);
         return 0;
     }
+    if (!strcmp(what, "tab")) {
+        kiln_bench_tab(ctx, argc > 4 ? argv[4] : NULL);
+        kiln_ctx_free(ctx);
+        return 0;
+    }
     if (!strcmp(what, "text")) {
         kiln_bench_text(argc > 4 ? argv[4] : NULL, kiln_ctx_threads(ctx));
         kiln_ctx_free(ctx);
@@ -87,7 +94,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, tabcsv, text or awd)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, text, awd or tab)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }

@@ -87,6 +87,10 @@ typedef struct kiln_tensor {
     kiln_node *node;                 /* op that made it, NULL for leaves */
     bool requires_grad;
     const char *name;                /* for error messages, may be NULL */
+    struct kiln__rowset *rows;       /* internal (src/core/rowset.h): on a store parameter whose
+                                        optimizer step is sparse, the rows its gradient reached;
+                                        NULL otherwise. kiln_tensor_wrap sets it NULL: a tensor
+                                        filled by hand must start zeroed. */
 } kiln_tensor;
 
 int64_t kiln_numel(const kiln_tensor *t);

@@ -155,6 +155,38 @@ void kiln_optim_clear_state(kiln_optim *opt);
  * total_norm (may be NULL) receives the norm before clipping. max_norm must be > 0. */
 kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_norm);
 
+/* ---- sparse (lazy) Adam steps for embedding tables: an option, off by default ------------- *
+ * kiln_optim_set_sparse(opt, i, true) gives parameter i (a store index, or
+ * KILN_OPTIM_ALL_PARAMS: every parameter) the lazy step of torch.optim.SparseAdam / TF's
+ * LazyAdam: a step updates only the rows (slices along the first dimension) that a gradient
+ * reached since the last zero_grad. The store tracks them: kiln_embedding's backward lists the
+ * rows its indices named; any other gradient into the parameter (a dense op, a tied decoder,
+ * an embedding over a view of it) counts as every row, so such a parameter steps as dense Adam
+ * does. Hence the application layer's one call,
+ *     kiln_optim_set_sparse(opt, KILN_OPTIM_ALL_PARAMS, true);
+ * right after creating the optimizer, makes lazy exactly the tables read by kiln_embedding
+ * alone (collab's user / item factors and biases, a tabular model's embeddings) and leaves
+ * every other parameter's step as it was.
+ * How a lazy step differs from the dense Adam / AdamW step (the default, fastai's):
+ *   - a row that got gradient takes exactly the dense update: weight decay (decoupled or L2),
+ *     both moments, bias correction with the parameter's step count t, which counts every step
+ *     of the parameter, not the steps that touched the row (as LazyAdam and SparseAdam do);
+ *   - a row that got none does not change at all: no weight decay (dense AdamW shrinks it by
+ *     1 - lr*wd), its moments are not decayed (dense: m *= beta1, v *= beta2), and it takes no
+ *     step on its old momentum (dense moves it by -lr*m_hat/(sqrt(v_hat) + eps) even at a zero
+ *     gradient). A parameter no gradient reached in a step does not change (t still counts);
+ *   - so it equals the dense step bit for bit when every row gets gradient every step
+ *     (tests/test_optim_sparse.c), and drifts from it as rows go untouched: with wd 0.1 a rarely
+ *     seen item keeps its weights where dense AdamW would shrink them every step.
+ * zero_grad zeroes only the listed rows (the others hold zeros already). The state (exp_avg,
+ * exp_avg_sq, step) keeps the dense layout and saves and loads as before; the flag itself is
+ * not state: set it again on an optimizer made to resume, and the run continues bit for bit.
+ * Adam only (INVALID for SGD). Freeing the optimizer stops the tracking; one sparse optimizer
+ * per store. */
+#define KILN_OPTIM_ALL_PARAMS ((size_t)-1)
+kiln_status kiln_optim_set_sparse(kiln_optim *opt, size_t param_index, bool sparse);
+bool kiln_optim_is_sparse(const kiln_optim *opt, size_t param_index);
+
 /* ---- state, for checkpoints --------------------------------------------------------------- *
  * SGD has "momentum_buffer", Adam "exp_avg" and "exp_avg_sq": f32, kiln_store_flat(PARAMS)
  * layout (numel = params numel). Both have "step": i64, one per store entry (kiln_store_count;

@@ -3,6 +3,7 @@
  * backward scatter-adds only the touched rows). The numerical work is in the kernel table
  * ctx->backend->dense (src/kernels/dense.h); every GEMM goes through its gemm entry. */
 #include "autograd/tape.h"
+#include "core/rowset.h"
 #include "kernels/dense.h"
 #include "kiln/ops.h"
 
@@ -213,9 +214,14 @@ typedef struct emb_saved {
 static kiln_status embedding_bwd(kiln_ctx *ctx, kiln_node *nd)
 {
     const emb_saved *s = nd->saved;
-    const kiln_tensor *w = nd->in[1], *gy = nd->out[0]->grad;
-    kiln_tensor *gw = kiln__grad(ctx, nd->in[1]);
+    kiln_tensor *w = nd->in[1];
+    const kiln_tensor *gy = nd->out[0]->grad;
+    kiln__rowset *r = w->rows;
+    /* a parameter tracked for the sparse optimizer step learns which rows it got; a view of
+     * one (its own struct, the same set) cannot say which rows of the parameter: all */
+    kiln_tensor *gw = r && r->owner == w ? kiln__grad_rows(ctx, w) : kiln__grad(ctx, w);
     if (!gw) return KILN_STATUS_OK;
+    if (r && r->owner == w && !r->all) DK(ctx)->rows_mark(s->idx, s->n, r->mark, r->list, &r->n);
     return DK(ctx)->embedding_bwd(ctx, s->idx, s->n, gy->data, w->shape[0], w->shape[1], gw->data);
 }
 

@@ -3,6 +3,7 @@
  * arithmetic goes through the kernel table (ctx->backend->eltwise); nothing here loops over
  * tensor data except kiln_tensor_all_finite, which has no context to reach a backend. */
 #include "autograd/tape.h"
+#include "core/rowset.h"
 #include "kiln/autograd.h"
 #include "kernels/eltwise.h"
 #include "kiln/ops.h"
@@ -85,9 +86,23 @@ kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t)
     return t;
 }
 
+kiln_tensor *kiln__grad_rows(kiln_ctx *ctx, kiln_tensor *t)
+{
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = grad_alloc(ctx, t);
+        if (t->grad) {
+            memset(t->grad->data, 0, (size_t)kiln_numel(t) * sizeof(float));
+            t->grad->name = t->name;
+        }
+    }
+    return t->grad;
+}
+
 kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t)
 {
     if (!t || !t->requires_grad) return NULL;
+    if (t->rows) t->rows->all = true; /* a dense gradient: the sparse step sees every row */
     if (!t->grad) {
         t->grad = grad_alloc(ctx, t);
         if (t->grad) {
@@ -102,6 +117,7 @@ kiln_tensor *kiln__grad_fresh(kiln_ctx *ctx, kiln_tensor *t, bool *acc)
 {
     *acc = t && t->grad != NULL;
     if (!t || !t->requires_grad) return NULL;
+    if (t->rows) t->rows->all = true;
     if (!t->grad) {
         t->grad = grad_alloc(ctx, t);
         if (t->grad) t->grad->name = t->name;

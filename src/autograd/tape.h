@@ -45,6 +45,10 @@ kiln_tensor *kiln__plain(kiln_ctx *ctx, kiln_tensor *t);
 /* The gradient accumulator of t: its existing grad, or a new zeroed f32 tensor in the
  * arena, contiguous or channels-last like t. NULL when t is NULL or does not require grad (nothing to do). */
 kiln_tensor *kiln__grad(kiln_ctx *ctx, kiln_tensor *t);
+/* kiln__grad for a backward that reports the rows it writes itself (kiln_embedding's, into a
+ * parameter tracked for the sparse optimizer step, src/core/rowset.h); kiln__grad marks every
+ * row of a tracked parameter as reached. */
+kiln_tensor *kiln__grad_rows(kiln_ctx *ctx, kiln_tensor *t);
 
 /* Like kiln__grad, but a new gradient is left uninitialised and *acc tells whether the
  * gradient already held values: for backward kernels that overwrite gx when !acc (conv,

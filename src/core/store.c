@@ -2,6 +2,7 @@
  * three flat f32 buffers with one view per tensor, so zero_grad, clipping, optimizer
  * steps and checkpoints are single loops over contiguous memory. */
 #include "core/internal.h"
+#include "core/rowset.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ struct kiln_store {
     float *flat[3];
     size_t numel[3];
     bool allocated;
+    size_t n_tracked; /* entries whose rows are tracked (core/rowset.h) */
 };
 
 kiln_store *kiln_store_new(void)
@@ -33,6 +35,7 @@ void kiln_store_free(kiln_store *s)
 {
     if (!s) return;
     for (size_t i = 0; i < s->n; i++) {
+        if (s->e[i].t->rows) kiln__store_track_rows(s, i, false);
         free((char *)s->e[i].t->name);
         free(s->e[i].t);
         free(s->e[i].grad);
@@ -124,6 +127,65 @@ float *kiln_store_flat(kiln_store *s, kiln_store_kind kind, size_t *numel)
 void kiln_store_zero_grad(kiln_store *s)
 {
     if (s->allocated) memset(s->flat[KILN_STORE_GRADS], 0, s->numel[KILN_STORE_GRADS] * sizeof(float));
+    for (size_t i = 0; s->n_tracked && i < s->n; i++)
+        if (s->e[i].t->rows) kiln__rowset_clear(s->e[i].t->rows);
+}
+
+/* ---- tracked rows (core/rowset.h) ----------------------------------------------------------- */
+
+kiln_status kiln__store_track_rows(kiln_store *s, size_t i, bool on)
+{
+    if (i >= s->n || !s->e[i].param)
+        return kiln__err(KILN_STATUS_INVALID, "store: entry %zu is not a parameter (%zu entries)", i, s->n);
+    kiln_tensor *t = s->e[i].t;
+    kiln__rowset *r = t->rows;
+    if (!on) {
+        if (r) {
+            free(r->mark);
+            free(r->list);
+            free(r);
+            t->rows = NULL;
+            s->n_tracked--;
+        }
+        return KILN_STATUS_OK;
+    }
+    if (r) return KILN_STATUS_OK;
+    int64_t rows = t->ndim ? t->shape[0] : 1, numel = kiln_numel(t);
+    r = calloc(1, sizeof *r);
+    if (r) {
+        r->mark = calloc((size_t)(rows ? rows : 1), 1);
+        r->list = malloc((size_t)(rows ? rows : 1) * sizeof *r->list);
+    }
+    if (!r || !r->mark || !r->list) {
+        if (r) free(r->mark), free(r->list);
+        free(r);
+        return kiln__err(KILN_STATUS_NOMEM, "store: out of memory tracking the rows of '%s'", t->name);
+    }
+    r->owner = t;
+    r->n_rows = rows;
+    r->row_len = rows ? numel / rows : 0;
+    r->all = true; /* whatever the gradient holds now counts until the next zero_grad */
+    t->rows = r;
+    s->n_tracked++;
+    return KILN_STATUS_OK;
+}
+
+void kiln__rowset_clear(kiln__rowset *r)
+{
+    for (int64_t k = 0; k < r->n; k++) r->mark[r->list[k]] = 0;
+    r->n = 0;
+    r->all = false;
+}
+
+void kiln__rowset_zero(kiln__rowset *r, float *grad)
+{
+    if (r->all) {
+        memset(grad, 0, (size_t)(r->n_rows * r->row_len) * sizeof(float));
+    } else {
+        for (int64_t k = 0; k < r->n; k++)
+            memset(grad + r->list[k] * r->row_len, 0, (size_t)r->row_len * sizeof(float));
+    }
+    kiln__rowset_clear(r);
 }
 
 size_t kiln_store_count(const kiln_store *s) { return s->n; }

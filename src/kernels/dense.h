@@ -43,6 +43,10 @@ struct kiln_dense_kernels {
      * whatever the thread count. */
     kiln_status (*embedding_bwd)(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *gy, int64_t v,
                                  int64_t d, float *gw);
+    /* The rows idx (n, each in [0, v)) names, added once each to list (*n_list entries, in
+     * first-touch order) with mark[r] = 1: the touched rows of a parameter whose optimizer step
+     * is sparse (src/core/rowset.h). */
+    void (*rows_mark)(const int64_t *idx, int64_t n, uint8_t *mark, int64_t *list, int64_t *n_list);
     /* y = softmax or log_softmax (log) of x (outer, c, inner) over c, as exp(x - m) / s and
      * (x - m) - log s (m the max, s = sum exp(x - m)). y must not alias x. */
     void (*softmax_fwd)(kiln_ctx *ctx, const float *x, float *y, int64_t outer, int64_t c, int64_t inner, bool log);
@@ -92,5 +96,7 @@ extern const kiln_dense_kernels kiln__ref_dense;
 /* The index_check entry of both tables (a plain loop already; src/kernels/cpu/embedding.c). */
 int64_t kiln__index_check(kiln_ctx *ctx, const void *src, bool i32, int64_t n, int64_t limit, bool has_ignore,
                           int64_t ignore_index, int64_t *dst, int64_t *kept);
+/* The rows_mark entry of both tables (src/kernels/cpu/embedding.c). */
+void kiln__rows_mark(const int64_t *idx, int64_t n, uint8_t *mark, int64_t *list, int64_t *n_list);
 
 #endif

@@ -1,6 +1,7 @@
 /* Optimizers: construction and validation, parameter groups with their hyper-parameters,
  * the no-weight-decay marks and their name rule, and the state entries that checkpoints
  * save and load. The update loops themselves are in step.c. */
+#include "core/rowset.h"
 #include "optim/optim_internal.h"
 
 #include <math.h>
@@ -45,12 +46,15 @@ kiln_adam_params kiln_adam_default_params(void)
 void kiln_optim_free(kiln_optim *opt)
 {
     if (!opt) return;
+    for (size_t i = 0; opt->sparse && i < opt->n; i++)
+        if (opt->sparse[i]) kiln__store_track_rows(opt->store, i, false);
     for (int k = 0; k < opt->n_state; k++) kiln__free(opt->state[k], (opt->numel ? opt->numel : 1) * sizeof(float));
     free(opt->t);
     free(opt->off);
     free(opt->len);
     free(opt->group);
     free(opt->no_wd);
+    free(opt->sparse);
     free(opt->step);
     free(opt->groups);
     free(opt);
@@ -80,11 +84,12 @@ static kiln_optim *make(const char *who, kiln_store *s, kiln_optim_kind kind, in
     opt->len = calloc(n1, sizeof *opt->len);
     opt->group = calloc(n1, sizeof *opt->group);
     opt->no_wd = calloc(n1, sizeof *opt->no_wd);
+    opt->sparse = calloc(n1, sizeof *opt->sparse);
     opt->step = calloc(n1, sizeof *opt->step);
     opt->cap_groups = 4;
     opt->groups = calloc((size_t)opt->cap_groups, sizeof *opt->groups);
     opt->n_groups = 1;
-    if (!opt->t || !opt->off || !opt->len || !opt->group || !opt->no_wd || !opt->step || !opt->groups) {
+    if (!opt->t || !opt->off || !opt->len || !opt->group || !opt->no_wd || !opt->sparse || !opt->step || !opt->groups) {
         kiln_optim_free(opt);
         return kiln__errp(KILN_STATUS_NOMEM, "%s: out of memory", who);
     }
@@ -364,6 +369,39 @@ size_t kiln_optim_mark_no_wd_by_name(kiln_optim *opt, bool also_1d)
         marked += opt->no_wd[i];
     }
     return marked;
+}
+
+/* ---- sparse (lazy) steps ------------------------------------------------------------------ */
+
+static kiln_status set_sparse1(kiln_optim *opt, size_t i, bool sparse)
+{
+    if (sparse == opt->sparse[i]) return KILN_STATUS_OK;
+    kiln_status st = kiln__store_track_rows(opt->store, i, sparse);
+    if (st) return st;
+    opt->sparse[i] = sparse;
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln_optim_set_sparse(kiln_optim *opt, size_t param_index, bool sparse)
+{
+    if (!opt) return kiln__err(KILN_STATUS_INVALID, "optim: optimizer is NULL");
+    if (sparse && opt->kind != KILN_OPTIM_KIND_ADAM)
+        return kiln__err(KILN_STATUS_INVALID, "optim: the sparse step is Adam's; this optimizer is %s",
+                         kiln_optim_kind_name(opt->kind));
+    if (param_index != KILN_OPTIM_ALL_PARAMS) {
+        kiln_status st = check_param(opt, param_index);
+        return st ? st : set_sparse1(opt, param_index, sparse);
+    }
+    for (size_t i = 0; i < opt->n; i++) {
+        kiln_status st = opt->t[i] ? set_sparse1(opt, i, sparse) : KILN_STATUS_OK;
+        if (st) return st;
+    }
+    return KILN_STATUS_OK;
+}
+
+bool kiln_optim_is_sparse(const kiln_optim *opt, size_t param_index)
+{
+    return opt && param_index < opt->n && opt->sparse[param_index];
 }
 
 /* ---- state ------------------------------------------------------------------------------- */

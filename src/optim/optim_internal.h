@@ -20,6 +20,7 @@ struct kiln_optim {
     size_t *off, *len;     /* offset and numel within the params buffer */
     int *group;
     bool *no_wd;
+    bool *sparse;          /* the lazy step of kiln_optim_set_sparse (rows tracked by the store) */
     int64_t *step;
     /* groups */
     kiln_optim_group *groups;
@@ -34,6 +35,32 @@ struct kiln_optim {
     float *state[KILN__OPTIM_MAX_STATE];
     const char *state_name[KILN__OPTIM_MAX_STATE];
 };
+
+/* One update's scalars, formed in double and rounded where PyTorch rounds them (step.c). */
+typedef struct kiln__sgd_h {
+    float neg_lr;   /* -lr */
+    float decay;    /* 1 - lr*wd (decoupled) */
+    float l2;       /* wd (coupled) */
+    float mom;      /* momentum */
+    float damp1;    /* 1 - dampening */
+    bool decoupled, use_l2, use_mom, first, nesterov;
+} kiln__sgd_h;
+
+typedef struct kiln__adam_h {
+    float decay;        /* 1 - lr*wd (decoupled) */
+    float l2;           /* wd (coupled) */
+    float b1, omb1;     /* beta1, 1 - beta1 */
+    float b2, omb2;     /* beta2, 1 - beta2 */
+    float bc2_sqrt;     /* sqrt(1 - beta2^t) */
+    float eps;
+    float neg_step;     /* -lr / (1 - beta1^t) */
+    bool decoupled, use_l2;
+} kiln__adam_h;
+
+/* The element loops over n contiguous elements (step_loops.c, vectorised, one thread). */
+void kiln__sgd_run(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, const kiln__sgd_h *h);
+void kiln__adam_run(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
+                    const kiln__adam_h *h);
 
 /* Validation of one hyper-parameter; `who` starts the message ("sgd", "adam", "optim"). */
 kiln_status kiln__optim_check_lr(const char *who, double lr);

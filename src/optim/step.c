@@ -1,6 +1,7 @@
 /* The optimizer step (one f32 loop per parameter over flat buffers, on the optimizer's
- * threads for big ones: src/core/parallel.h), zero_grad and gradient clipping by global
- * norm.
+ * threads for big ones: src/core/parallel.h; the element loops are in step_loops.c), the
+ * sparse (lazy) Adam step over the rows an embedding's gradient reached, zero_grad and
+ * gradient clipping by global norm.
  *
  * The loops repeat PyTorch 1.13's single-tensor SGD / Adam / AdamW operation for operation:
  * scalars are formed in double as Python forms them, then rounded to f32 where PyTorch's
@@ -9,62 +10,61 @@
  * build is ISO C (no FMA contraction), so only PyTorch's own vectorised FMAs differ, by an
  * ulp. Every element is independent, so results do not depend on the thread count. */
 #include "core/parallel.h"
+#include "core/rowset.h"
 #include "optim/optim_internal.h"
 
 #include <math.h>
 #include <string.h>
 
 
-typedef struct sgd_h {
-    float neg_lr;   /* -lr */
-    float decay;    /* 1 - lr*wd (decoupled) */
-    float l2;       /* wd (coupled) */
-    float mom;      /* momentum */
-    float damp1;    /* 1 - dampening */
-    bool decoupled, use_l2, use_mom, first, nesterov;
-} sgd_h;
+/* Runs of RUN elements (a multiple of every vector width) spread over the optimizer's threads. */
+#define RUN 4096
 
-static void sgd_loop(int nt, float *restrict p, const float *restrict g, float *restrict buf, int64_t n, sgd_h h)
+static void sgd_loop(int nt, float *p, const float *g, float *buf, int64_t n, const kiln__sgd_h *h)
 {
-    KILN_PAR_FOR_N(kiln__par_team(nt, n))
-    for (int64_t i = 0; i < n; i++) {
-        float pi = p[i], d = g[i];
-        if (h.decoupled) pi = pi * h.decay;
-        if (h.use_l2) d = d + h.l2 * pi;
-        if (h.use_mom) {
-            float b = h.first ? d : buf[i] * h.mom + h.damp1 * d;
-            buf[i] = b;
-            d = h.nesterov ? d + h.mom * b : b;
-        }
-        p[i] = pi + h.neg_lr * d;
+    const int team = kiln__par_team(nt, n);
+    if (team == 1) { /* no parallel region for a small parameter */
+        kiln__sgd_run(p, g, buf, n, h);
+        return;
+    }
+    const int64_t runs = (n + RUN - 1) / RUN;
+    KILN_PAR_FOR_N(team)
+    for (int64_t r = 0; r < runs; r++) {
+        const int64_t lo = r * RUN, len = n - lo < RUN ? n - lo : RUN;
+        kiln__sgd_run(p + lo, g + lo, buf + lo, len, h);
     }
 }
 
-typedef struct adam_h {
-    float decay;        /* 1 - lr*wd (decoupled) */
-    float l2;           /* wd (coupled) */
-    float b1, omb1;     /* beta1, 1 - beta1 */
-    float b2, omb2;     /* beta2, 1 - beta2 */
-    float bc2_sqrt;     /* sqrt(1 - beta2^t) */
-    float eps;
-    float neg_step;     /* -lr / (1 - beta1^t) */
-    bool decoupled, use_l2;
-} adam_h;
-
-static void adam_loop(int nt, float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                      int64_t n, adam_h h)
+static void adam_loop(int nt, float *p, const float *g, float *m, float *v, int64_t n, const kiln__adam_h *h)
 {
-    KILN_PAR_FOR_N(kiln__par_team(nt, n))
-    for (int64_t i = 0; i < n; i++) {
-        float pi = p[i], d = g[i];
-        if (h.decoupled) pi = pi * h.decay;
-        if (h.use_l2) d = d + h.l2 * pi;
-        float mi = m[i] * h.b1 + h.omb1 * d;
-        float vi = v[i] * h.b2 + h.omb2 * d * d;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) / h.bc2_sqrt + h.eps;
-        p[i] = pi + h.neg_step * mi / denom;
+    const int team = kiln__par_team(nt, n);
+    if (team == 1) { /* no parallel region for a small parameter */
+        kiln__adam_run(p, g, m, v, n, h);
+        return;
+    }
+    const int64_t runs = (n + RUN - 1) / RUN;
+    KILN_PAR_FOR_N(team)
+    for (int64_t r = 0; r < runs; r++) {
+        const int64_t lo = r * RUN, len = n - lo < RUN ? n - lo : RUN;
+        kiln__adam_run(p + lo, g + lo, m + lo, v + lo, len, h);
+    }
+}
+
+/* The sparse step's loop: the same update on the rows listed in r only (each row is a
+ * contiguous run of r->row_len elements; rows are independent, so any order or split). */
+static void adam_rows(int nt, float *p, const float *g, float *m, float *v, const kiln__rowset *r, const kiln__adam_h *h)
+{
+    const int64_t len = r->row_len, nr = r->n;
+    const int64_t *list = r->list;
+    const int team = kiln__par_team(nt, nr * len);
+    if (team == 1) {
+        for (int64_t k = 0; k < nr; k++) kiln__adam_run(p + list[k] * len, g + list[k] * len, m + list[k] * len, v + list[k] * len, len, h);
+        return;
+    }
+    KILN_PAR_FOR_N(team)
+    for (int64_t k = 0; k < nr; k++) {
+        const int64_t o = list[k] * len;
+        kiln__adam_run(p + o, g + o, m + o, v + o, len, h);
     }
 }
 
@@ -77,7 +77,7 @@ static double param_wd(const kiln_optim *opt, size_t i, const kiln_optim_group *
 static void sgd_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
 {
     double lr = grp->lr, wd = param_wd(opt, i, grp), mom = grp->mom;
-    sgd_h h = {
+    kiln__sgd_h h = {
         .neg_lr = (float)-lr,
         .decay = (float)(1.0 - lr * wd),
         .l2 = (float)wd,
@@ -90,7 +90,7 @@ static void sgd_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .nesterov = opt->nesterov,
     };
     size_t o = opt->off[i];
-    sgd_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], h);
+    sgd_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], &h);
     if (h.use_mom) opt->step[i]++;
 }
 
@@ -99,7 +99,7 @@ static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
     double lr = grp->lr, wd = param_wd(opt, i, grp), b1 = grp->mom, b2 = opt->beta2;
     double t = (double)++opt->step[i];
     double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    adam_h h = {
+    kiln__adam_h h = {
         .decay = (float)(1.0 - lr * wd),
         .l2 = (float)wd,
         .b1 = (float)b1,
@@ -113,8 +113,12 @@ static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .use_l2 = !opt->decoupled_wd && wd != 0,
     };
     size_t o = opt->off[i];
-    adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o,
-              (int64_t)opt->len[i], h);
+    const kiln__rowset *r = opt->sparse[i] ? opt->t[i]->rows : NULL;
+    if (r && !r->all)
+        adam_rows(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, r, &h);
+    else
+        adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o,
+                  (int64_t)opt->len[i], &h);
 }
 
 kiln_status kiln_optim_set_threads(kiln_optim *opt, int n)
@@ -146,12 +150,18 @@ kiln_status kiln_optim_step(kiln_optim *opt)
 void kiln_optim_zero_grad(kiln_optim *opt)
 {
     if (!opt) return;
+    /* sparse parameters: only the rows their gradient reached (all of them after a dense
+     * gradient), and the list starts again; the runs below skip them */
+    for (size_t i = 0; i < opt->n; i++) {
+        const kiln_tensor *t = opt->t[i];
+        if (t && opt->sparse[i] && t->requires_grad && t->rows) kiln__rowset_zero(t->rows, opt->grads + opt->off[i]);
+    }
     /* runs of adjacent trainable parameters, one memset each: a frozen body's grads are
      * neither computed nor touched (its grad slices keep what they hold) */
     size_t lo = 0, hi = 0; /* the current run [lo, hi) in the grads buffer */
     for (size_t i = 0; i <= opt->n; i++) {
         const kiln_tensor *t = i < opt->n ? opt->t[i] : NULL;
-        bool on = t && t->requires_grad && opt->len[i];
+        bool on = t && t->requires_grad && opt->len[i] && !opt->sparse[i];
         if (on && opt->off[i] == hi) {
             hi += opt->len[i];
             continue;

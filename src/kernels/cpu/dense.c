@@ -36,6 +36,7 @@ const kiln_dense_kernels kiln__cpu_dense = {
     .index_check = kiln__index_check,
     .embedding_fwd = kiln__cpu_embedding_fwd,
     .embedding_bwd = kiln__cpu_embedding_bwd,
+    .rows_mark = kiln__rows_mark,
     .softmax_fwd = kiln__cpu_softmax_fwd,
     .softmax_bwd = kiln__cpu_softmax_bwd,
     .xent_fwd = kiln__cpu_xent_fwd,

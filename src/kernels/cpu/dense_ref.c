@@ -206,6 +206,7 @@ const kiln_dense_kernels kiln__ref_dense = {
     .index_check = kiln__index_check,
     .embedding_fwd = ref_embedding_fwd,
     .embedding_bwd = ref_embedding_bwd,
+    .rows_mark = kiln__rows_mark,
     .softmax_fwd = ref_softmax_fwd,
     .softmax_bwd = ref_softmax_bwd,
     .xent_fwd = ref_xent_fwd,

@@ -4,7 +4,8 @@
  * and is race free by row ownership: part t of T adds exactly the rows r with
  * r % T == t, scanning the n indices in order. So every row's sum runs in ascending
  * index position whatever T is, and a skewed (Zipf) vocabulary still spreads over threads
- * because neighbouring frequent ids land on different threads. */
+ * because neighbouring frequent ids land on different threads. kiln__rows_mark lists the
+ * rows a batch touched, for the optimizer's sparse step. */
 #include "core/parallel.h"
 #include "kernels/dense.h"
 
@@ -56,4 +57,14 @@ kiln_status kiln__cpu_embedding_bwd(kiln_ctx *ctx, const int64_t *idx, int64_t n
         for (int64_t i = 0; i < n; i++)
             if (idx[i] % nt == t) row_add(gw + idx[i] * d, gy + i * d, d);
     return KILN_STATUS_OK;
+}
+
+void kiln__rows_mark(const int64_t *idx, int64_t n, uint8_t *mark, int64_t *list, int64_t *n_list)
+{
+    int64_t k = *n_list;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t r = idx[i];
+        if (!mark[r]) mark[r] = 1, list[k++] = r;
+    }
+    *n_list = k;
 }
