@@ -302,6 +302,15 @@ Test(tabular_model, layout_and_fastai_init)
     for (int64_t i = 0; i < kiln_numel(w0); i++) wmax = fmax(wmax, fabs(((float *)w0->data)[i]));
     cr_expect(wmax <= bound && wmax > 0.9 * bound, "layers.0.0.weight max |w| %g, bound %g", wmax, bound);
     cr_expect_eq(kiln_model_n_groups(m), 1);
+    /* the summary runs a forward through the custom root and lists every module */
+    kiln_tensor *x = kiln_empty(ctx, KILN_DTYPE_F32, 2, (int64_t[]){3, 6});
+    cr_assert_not_null(x);
+    memset(x->data, 0, 18 * sizeof(float));
+    ((float *)x->data)[0] = 999, ((float *)x->data)[7] = 9;
+    FILE *out = tmpfile();
+    cr_assert_not_null(out);
+    cr_expect_eq(kiln_model_summary(m, ctx, x, out), KILN_STATUS_OK, "%s", kiln_last_error());
+    fclose(out);
     kiln_model_free(m);
 
     /* EmbeddingDotBias: the four tables, trunc-normal too */
