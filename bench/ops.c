@@ -94,7 +94,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!ops && !r34 && !ag) {
-        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, text, awd or tab)\n", what);
+        fprintf(stderr, "bench_ops: unknown selection '%s' (ops, resnet34, autograd, all, freeze, csv, tabcsv, text, awd or tab)\n", what);
         kiln_ctx_free(ctx);
         return 2;
     }
