@@ -5,7 +5,7 @@
 #   make_seeds (either build, not built by default) writes the seeds in fuzz/corpus/.
 #   otherwise, with the tests: fuzz_<name>_replay runs the same entry point over the committed
 #     seeds (fuzz/corpus/<name>/) and minimised crashers (fuzz/regress/<name>/) as a ctest test.
-set(KILN_FUZZ_TARGETS safetensors idx image csv checkpoint modeljson pth text)
+set(KILN_FUZZ_TARGETS safetensors idx image csv checkpoint modeljson pth text table)
 set(KILN_FUZZ_DIR ${CMAKE_SOURCE_DIR}/fuzz)
 set(KILN_FUZZ_EXTRA_image)
 set(KILN_FUZZ_EXTRA_csv ${KILN_FUZZ_DIR}/kf_images.c)

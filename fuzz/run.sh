@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 B=${FUZZ_BUILD:-build-fuzz}
 OUT=${FUZZ_OUT:-fuzz-out}
-ALL="safetensors idx image csv checkpoint modeljson pth text"
+ALL="safetensors idx image csv checkpoint modeljson pth text table"
 long=0
 if [ "${1:-}" = "--long" ]; then
     long=1

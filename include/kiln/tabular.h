@@ -163,7 +163,8 @@ typedef struct kiln_tab_info {
 } kiln_tab_info;
 
 /* fastai TabularDataLoaders.from_csv: train_csv read, split (valid_csv, or valid_pct of its
- * rows with split_seed), procs learned on the training rows (*procs, free it) and applied to
+ * rows with split_seed: the first round(valid_pct * n) of kiln_data_permutation(split_seed, 0,
+ * n) are the validation rows, in that order, as fastai's RandomSplitter), procs learned on the training rows (*procs, free it) and applied to
  * both; batches as above (train shuffled per epoch, the short last train batch dropped as
  * fastai's train loader does). info may be NULL. */
 kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, const kiln_tab_params *p,

@@ -6,6 +6,7 @@
 #include "data/tabular/tab_internal.h"
 #include "core/json.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,15 +237,31 @@ static kiln_status add_cont(learn *L, int j, int part, const char *name)
     }
     c->median = median_of(tmp, np);
     c->has_na = np < (int64_t)n;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += present[i] ? v[i] : c->median;
-    c->mean = sum / (double)n;
-    double ss = 0;
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < n; i++) {
-        double d = (present[i] ? v[i] : c->median) - c->mean;
+        double x = present[i] ? v[i] : c->median;
+        sum += x;
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+    }
+    if (!isfinite(hi - lo)) {
+        char b[80];
+        st = kiln__err(KILN_STATUS_INVALID, "%s: continuous column \"%s\" spans %g to %g: more than a double holds",
+                       t->name, q(name, b, sizeof b), lo, hi);
+        goto done;
+    }
+    c->mean = sum / (double)n;
+    if (!isfinite(sum)) { /* huge values: the mean of x / n */
+        c->mean = 0;
+        for (size_t i = 0; i < n; i++) c->mean += (present[i] ? v[i] : c->median) / (double)n;
+    }
+    /* scaled by the largest deviation so that squares of values above 1e154 do not overflow */
+    double scale = fmax(fabs(hi - c->mean), fabs(c->mean - lo)), ss = 0;
+    for (size_t i = 0; scale > 0 && i < n; i++) {
+        double d = ((present[i] ? v[i] : c->median) - c->mean) / scale;
         ss += d * d;
     }
-    c->std = sqrt(ss / (double)n);
+    c->std = scale > 0 ? scale * sqrt(ss / (double)n) : 0;
 done:
     free(v), free(tmp), free(present);
     return st;
@@ -360,6 +377,9 @@ static kiln_status learn_target(learn *L)
                                  t->name, (long long)t->line[i], q(p->target, b, sizeof b), q(s, bv, sizeof bv));
             v = log(v);
         }
+        if (fabs(v) > FLT_MAX)
+            return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: the target \"%s\" is %s, beyond a float's range",
+                             t->name, (long long)t->line[i], q(p->target, b, sizeof b), q(s, bv, sizeof bv));
         if (v < pr->y_lo) pr->y_lo = v;
         if (v > pr->y_hi) pr->y_hi = v;
     }

@@ -4,6 +4,7 @@
 #include "data/tabular/tab_internal.h"
 #include "core/json.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,9 @@ static kiln_status target_of(const kiln_tab_procs *pr, const kiln_table *t, int6
                              t->name, (long long)t->line[i], q(pr->target, b, sizeof b), q(s, bv, sizeof bv));
         v = log(v);
     }
+    if (fabs(v) > FLT_MAX)
+        return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: the target \"%s\" is %s, beyond a float's range", t->name,
+                         (long long)t->line[i], q(pr->target, b, sizeof b), q(s, bv, sizeof bv));
     out->y[i] = (float)v;
     return KILN_STATUS_OK;
 }
