@@ -754,3 +754,28 @@ Test(tabular_procs, median_matches_a_sort)
         free(csv);
     }
 }
+
+Test(tabular_bad, values_beyond_range)
+{
+    kiln_tab_params p = kiln_tab_default_params();
+    p.target = "y";
+    kiln_table *t = tab("x,y\n1e308,1\n-1e308,2\n");
+    cr_assert_null(kiln_tab_procs_learn(t, &p));
+    ku_expect_error("\"x\"", "a continuous column spanning more than a double");
+    kiln_table_free(t);
+    t = tab("x,y\n1e200,1\n-1e200,2\n3,3\n");
+    kiln_tab_procs *pr = learn(t, &p); /* squares above 1e308: the std is still right */
+    double sd;
+    kiln_tab_procs_cont_stats(pr, 0, NULL, NULL, &sd);
+    expect_near(sd, 1e200 * sqrt(2.0 / 3.0), 1e-12, "std of huge values");
+    kiln_tab_rows r;
+    cr_assert_eq(kiln_tab_procs_apply(pr, t, true, &r), KILN_STATUS_OK);
+    cr_assert(isfinite(r.x[0]) && isfinite(r.x[1]));
+    kiln_tab_rows_free(&r);
+    kiln_tab_procs_free(pr);
+    kiln_table_free(t);
+    t = tab("x,y\n1,1\n2,1e39\n");
+    cr_assert_null(kiln_tab_procs_learn(t, &p));
+    ku_expect_error("line 3", "a regression target beyond a float");
+    kiln_table_free(t);
+}
