@@ -12,11 +12,10 @@ double kiln__par_sum(int n_threads, int64_t n, int64_t min_chunk, int64_t cost, 
     if (size < min_chunk) size = min_chunk;
     int64_t nc = (n + size - 1) / size;
     double part[MAX_CHUNKS];
-    KILN_PAR_FOR_N(kiln__par_team(n_threads, nc > 1 ? n * cost : 0))
-    for (int64_t c = 0; c < nc; c++) {
+    KILN_PAR_LOOP(kiln__par_team(n_threads, nc > 1 ? n * cost : 0), for (int64_t c = 0; c < nc; c++) {
         int64_t lo = c * size, hi = lo + size < n ? lo + size : n;
         part[c] = chunk(arg, lo, hi);
-    }
+    });
     double s = 0.0;
     for (int64_t c = 0; c < nc; c++) s += part[c];
     return s;

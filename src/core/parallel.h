@@ -54,6 +54,23 @@ static inline int kiln__par_threads(const kiln_ctx *ctx, int64_t work)
 #define KILN_PAR_FOR_N(nthreads)
 #endif
 
+/* KILN_PAR_LOOP(team, for (...) statement): the loop on `team` threads as KILN_PAR_FOR_N, or,
+ * when team is 1, on the calling thread with no parallel region at all. An OpenMP region
+ * costs about 0.6 us and one futex system call even for a team of one (libgomp's end-of-team
+ * barrier wakes its waiters unconditionally); a small model's step runs a few hundred loops
+ * under the grain, so the hot small-size loops use this form. The loop is written once, as
+ * the macro's argument (no #pragma lines inside it; _Pragma is fine). */
+#define KILN_PAR_LOOP(team, ...)                                                                  \
+    do {                                                                                         \
+        const int kiln__tm_ = (team);                                                            \
+        if (kiln__tm_ > 1) {                                                                     \
+            KILN_PAR_FOR_N(kiln__tm_)                                                            \
+            __VA_ARGS__                                                                          \
+        } else {                                                                                 \
+            __VA_ARGS__                                                                          \
+        }                                                                                        \
+    } while (0)
+
 /* The sum over [0, n) of chunk(arg, lo, hi) for consecutive chunks [lo, hi): chunks of at
  * least min_chunk, at most 256 of them, their sizes a function of n only; chunks run on up
  * to n_threads threads (work = n * cost, cost about the floats read per index), partial

@@ -89,8 +89,8 @@ static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps
                      const float *b, float *mean, float *var, float *y)
 {
     const int64_t C = g->c;
-    KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */
-    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+    KILN_PAR_LOOP(kiln__par_threads(ctx, 2 * g->n * C) /* two passes over x */,
+                  for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double acc[CB] = {0}, sq[CB] = {0};
         float k[CB], sh[CB];
@@ -113,7 +113,7 @@ static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps
             for (int64_t n = 0; n < g->n; n++)
                 for (int64_t j = 0; j < nc; j++) y[n * C + c0 + j] = x[n * C + c0 + j] * k[j] + sh[j];
         }
-    }
+    });
 }
 
 kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,
@@ -190,8 +190,8 @@ static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps
                      float *gb)
 {
     const int64_t C = g->c;
-    KILN_PAR_FOR(ctx, 2 * g->n * C) /* two passes over x */
-    for (int64_t c0 = 0; c0 < C; c0 += CB) {
+    KILN_PAR_LOOP(kiln__par_threads(ctx, 2 * g->n * C) /* two passes over x */,
+                  for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double sg[CB] = {0}, sgx[CB] = {0};
         float k[CB], a[CB], qq[CB], invstd[CB], fk[CB], fsh[CB];
@@ -236,7 +236,7 @@ static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps
                 const float d = k[j] * (gy[i] - a[j] - (x[i] - mean[c0 + j]) * qq[j]);
                 gx[i] = gx_acc ? gx[i] + d : d;
             }
-    }
+    });
 }
 
 kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps,

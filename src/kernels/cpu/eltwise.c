@@ -236,11 +236,10 @@ static kiln_status cpu_unary_fwd(kiln_ctx *ctx, kiln_unary_op op, float alpha, c
         if (ctx && ctx->backend_state && dnnl_alg(op, &alg, &min_n) && n >= min_n)
             return dnnl_fwd(ctx, op, alg, xp, yp, n);
         int64_t nc = (n + CHUNK - 1) / CHUNK;
-        KILN_PAR_FOR(ctx, n)
-        for (int64_t c = 0; c < nc; c++) {
+        KILN_PAR_LOOP(kiln__par_threads(ctx, n), for (int64_t c = 0; c < nc; c++) {
             int64_t i0 = c * CHUNK, m = n - i0 < CHUNK ? n - i0 : CHUNK;
             fwd_span(op, alpha, xp + i0, yp + i0, m);
-        }
+        });
         return KILN_STATUS_OK;
     }
     unary_arg u = {.it = &it, .op = op, .alpha = alpha, .p = {xp, yp}};

@@ -92,6 +92,11 @@ void kiln__iter_run(const kiln_ctx *ctx, const kiln__iter *it, kiln__seg_fn fn, 
 {
     const int64_t total = kiln__iter_numel(it), nt = kiln__par_threads(ctx, total);
     if (total == 0) return;
+    if (nt == 1) { /* no parallel region (src/core/parallel.h, KILN_PAR_LOOP) */
+        kiln__par_last_team = 1;
+        run_range(it, fn, arg, 0, total);
+        return;
+    }
     KILN_PAR_FOR(ctx, total)
     for (int64_t t = 0; t < nt; t++) {
 #ifdef _OPENMP

@@ -33,8 +33,8 @@ int64_t kiln__index_check(kiln_ctx *ctx, const void *src, bool i32, int64_t n, i
 
 void kiln__cpu_embedding_fwd(kiln_ctx *ctx, const int64_t *idx, int64_t n, const float *w, int64_t d, float *out)
 {
-    KILN_PAR_FOR(ctx, n * d)
-    for (int64_t i = 0; i < n; i++) memcpy(out + i * d, w + idx[i] * d, (size_t)d * sizeof(float));
+    KILN_PAR_LOOP(kiln__par_threads(ctx, n * d),
+                  for (int64_t i = 0; i < n; i++) memcpy(out + i * d, w + idx[i] * d, (size_t)d * sizeof(float)););
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void row_add(float *restrict dst,
@@ -52,6 +52,10 @@ kiln_status kiln__cpu_embedding_bwd(kiln_ctx *ctx, const int64_t *idx, int64_t n
 {
     (void)v;
     const int64_t nt = kiln__par_threads(ctx, n * d);
+    if (nt == 1) { /* no parallel region (src/core/parallel.h, KILN_PAR_LOOP); the same order */
+        for (int64_t i = 0; i < n; i++) row_add(gw + idx[i] * d, gy + i * d, d);
+        return KILN_STATUS_OK;
+    }
     KILN_PAR_FOR(ctx, n * d)
     for (int64_t t = 0; t < nt; t++)
         for (int64_t i = 0; i < n; i++)

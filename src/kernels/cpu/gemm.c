@@ -42,8 +42,7 @@ kiln_status kiln__cpu_gemm(kiln_ctx *ctx, bool trans_a, bool trans_b, int64_t m,
 
 void kiln__cpu_fill_rows(kiln_ctx *ctx, const float *b, int64_t m, int64_t n, float *y)
 {
-    KILN_PAR_FOR(ctx, m * n)
-    for (int64_t i = 0; i < m; i++) memcpy(y + i * n, b, (size_t)n * sizeof *y);
+    KILN_PAR_LOOP(kiln__par_threads(ctx, m * n), for (int64_t i = 0; i < m; i++) memcpy(y + i * n, b, (size_t)n * sizeof *y););
 }
 
 /* Column sums: threads own disjoint column blocks and walk all rows, so each gb[j] is
@@ -68,9 +67,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void col_blo
 void kiln__cpu_col_sum(kiln_ctx *ctx, const float *g, int64_t m, int64_t n, float *gb)
 {
     int64_t nb = (n + COL_BLOCK - 1) / COL_BLOCK;
-    KILN_PAR_FOR(ctx, m * n)
-    for (int64_t b = 0; b < nb; b++) {
+    KILN_PAR_LOOP(kiln__par_threads(ctx, m * n), for (int64_t b = 0; b < nb; b++) {
         int64_t j0 = b * COL_BLOCK, j1 = j0 + COL_BLOCK < n ? j0 + COL_BLOCK : n;
         col_block(g, m, n, j0, j1, gb);
-    }
+    });
 }

@@ -56,8 +56,7 @@ double kiln__cpu_ploss_fwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, 
 void kiln__cpu_ploss_bwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, const float *y, const float *pw,
                          int64_t n, const float *g, int64_t g_stride, float *gx, float *gy)
 {
-    KILN_PAR_FOR(ctx, n)
-    for (int64_t i = 0; i < n; i++) {
+    KILN_PAR_LOOP(kiln__par_threads(ctx, n), for (int64_t i = 0; i < n; i++) {
         float gi = g[i * g_stride], dx = 0.0f, dy = 0.0f, d = x[i] - y[i];
         switch (kind) {
         case KILN_PLOSS_MSE:
@@ -78,5 +77,5 @@ void kiln__cpu_ploss_bwd(kiln_ctx *ctx, kiln_ploss_kind kind, const float *x, co
         }
         if (gx) gx[i] += gi * dx;
         if (gy) gy[i] += gi * dy;
-    }
+    });
 }

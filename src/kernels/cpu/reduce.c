@@ -144,13 +144,12 @@ kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, 
         int64_t items = O * nb;
         double *part = nb > 1 ? kiln__malloc((size_t)items * sizeof *part) : NULL;
         if (nb > 1 && !part) return kiln__err(KILN_STATUS_NOMEM, "sum: out of memory");
-        KILN_PAR_FOR(ctx, O * R)
-        for (int64_t it = 0; it < items; it++) {
+        KILN_PAR_LOOP(kiln__par_threads(ctx, O * R), for (int64_t it = 0; it < items; it++) {
             int64_t o = it / nb, j = it % nb;
             double s = sum_range(xp + rd_offset(&k, o), &r, R * j / nb, R * (j + 1) / nb);
             if (nb > 1) part[it] = s;
             else store(yp, o, s, scale, accumulate);
-        }
+        });
         if (nb > 1) {
             for (int64_t o = 0; o < O; o++) {
                 double s = 0;
@@ -171,8 +170,7 @@ kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, 
     size_t pbytes = (size_t)items * COLS * sizeof(double);
     double *part = nb > 1 ? kiln__malloc(pbytes) : NULL;
     if (nb > 1 && !part) return kiln__err(KILN_STATUS_NOMEM, "sum: out of memory");
-    KILN_PAR_FOR(ctx, O * R)
-    for (int64_t it = 0; it < items; it++) {
+    KILN_PAR_LOOP(kiln__par_threads(ctx, O * R), for (int64_t it = 0; it < items; it++) {
         int64_t p = it / (ncb * nb), c = (it / nb) % ncb, j = it % nb;
         int64_t c0 = c * COLS, cw = L - c0 < COLS ? L - c0 : COLS;
         double acc[COLS];
@@ -188,7 +186,7 @@ kiln_status kiln__cpu_sum_to(kiln_ctx *ctx, const kiln_tensor *x, double scale, 
         }
         if (nb > 1) memcpy(part + it * COLS, acc, (size_t)cw * sizeof *acc);
         else for (int64_t i = 0; i < cw; i++) store(yp, p * L + c0 + i, acc[i], scale, accumulate);
-    }
+    });
     if (nb > 1) {
         for (int64_t p = 0; p < P; p++)
             for (int64_t col = 0; col < L; col++) {
