@@ -3,12 +3,13 @@
 # the build tools and libraries, clang and its libFuzzer runtime (fuzz/, run by CI), and
 # dataset-fashion-mnist (the README's data set).
 # --dev also installs PyTorch (python3-torch, python3-torchvision) and NLTK (python3-nltk: the
-# tokenizer fixture's Treebank oracle), which only the fixture
+# tokenizer fixture's Treebank oracle) and pandas (python3-pandas: the tabular fixture's fastai
+# procs, tests/fixtures/gen_tabular_data.py), which only the fixture
 # generators in tests/fixtures/, the full-size parity tests (test_pretrained_torch, skipped
 # without it) and the benchmark twins in bench/ need; CI and users do not.
 set -eu
 PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libzip-dev libutf8proc-dev libcriterion-dev libplplot-dev plplot-driver-cairo zlib1g-dev libspng-dev libturbojpeg0-dev dataset-fashion-mnist fonts-dejavu-core time clang libclang-rt-14-dev"
-if [ "${1:-}" = "--dev" ]; then PKGS="$PKGS python3-torch python3-torchvision python3-numpy python3-nltk"; fi
+if [ "${1:-}" = "--dev" ]; then PKGS="$PKGS python3-torch python3-torchvision python3-numpy python3-nltk python3-pandas"; fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,13 +4,18 @@
  * (expected parts from Python's datetime, which pandas' .dt agrees with on naive dates:
  * leap days, year ends, ISO week 53 and week 1 across years, a time before 1970), the procs
  * as JSON and back, the valid_pct split, the batches, and every bad input the header lists.
- * Tolerances: statistics in double to 1e-12 relative; batch values (f32) to 1e-6. */
+ * The case pandas_* checks a generated table of 300 rows against the values pandas computes the
+ * way fastai does (tests/fixtures/gen_tabular_data.py wrote tests/fixtures/tabular_data.json).
+ * Tolerances: statistics in double to 1e-12 relative (1e-9 against pandas, whose sums are
+ * pairwise); batch values (f32) to 1e-6. */
 #include <criterion/criterion.h>
 
 #include "kiln.h"
 #include "kiln/tabular.h"
 #include "data/tabular/tab_internal.h"
 #include "util/ku.h"
+
+#include <cjson/cJSON.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -778,4 +783,54 @@ Test(tabular_bad, values_beyond_range)
     cr_assert_null(kiln_tab_procs_learn(t, &p));
     ku_expect_error("line 3", "a regression target beyond a float");
     kiln_table_free(t);
+}
+
+/* ---- against pandas (tests/fixtures/gen_tabular_data.py) ---- */
+
+Test(tabular_pandas, kinds_categories_and_statistics)
+{
+    char *text = ku_slurp(KILN_FIXTURE_DIR "/tabular_data.json");
+    cr_assert(text, "tests/fixtures/tabular_data.json is missing");
+    cJSON *js = cJSON_Parse(text);
+    free(text);
+    cr_assert(js, "tabular_data.json does not parse");
+    const char *csv = cJSON_GetObjectItem(js, "csv")->valuestring;
+    kiln_table *t = tab(csv);
+    kiln_tab_params p = kiln_tab_default_params();
+    p.target = cJSON_GetObjectItem(js, "target")->valuestring;
+    p.date = (const char *const[]){"saledate", NULL}; /* listdate is found on its own */
+    kiln_tab_procs *pr = learn(t, &p);
+    cr_assert_eq(!kiln_tab_procs_is_classification(pr), cJSON_IsTrue(cJSON_GetObjectItem(js, "regression")));
+    const cJSON *cats = cJSON_GetObjectItem(js, "cat"), *conts = cJSON_GetObjectItem(js, "cont");
+    cr_assert_eq(kiln_tab_procs_n_cat(pr), cJSON_GetArraySize(cats), "categorical columns: %d, pandas %d",
+                 kiln_tab_procs_n_cat(pr), cJSON_GetArraySize(cats));
+    cr_assert_eq(kiln_tab_procs_n_cont(pr), cJSON_GetArraySize(conts), "continuous columns: %d, pandas %d",
+                 kiln_tab_procs_n_cont(pr), cJSON_GetArraySize(conts));
+    for (const cJSON *c = cats->child; c; c = c->next) {
+        int k = cat_index(pr, c->string);
+        cr_assert(k >= 0, "pandas' categorical column %s is not categorical here", c->string);
+        cr_assert_eq(kiln_tab_procs_cardinality(pr, k), cJSON_GetArraySize(c), "%s: %lld categories, pandas %d",
+                     c->string, (long long)kiln_tab_procs_cardinality(pr, k), cJSON_GetArraySize(c));
+        int64_t code = 0;
+        for (const cJSON *v = c->child; v; v = v->next, code++)
+            cr_assert_str_eq(kiln_tab_procs_category(pr, k, code), v->valuestring, "%s code %lld", c->string,
+                             (long long)code);
+    }
+    for (const cJSON *c = conts->child; c; c = c->next) {
+        int k = cont_index(pr, c->string);
+        cr_assert(k >= 0, "pandas' continuous column %s is not continuous here", c->string);
+        double med, mean, sd;
+        kiln_tab_procs_cont_stats(pr, k, &med, &mean, &sd);
+        char what[128];
+        snprintf(what, sizeof what, "%s median", c->string);
+        expect_near(med, cJSON_GetObjectItem(c, "median")->valuedouble, 1e-12, what);
+        snprintf(what, sizeof what, "%s mean", c->string);
+        expect_near(mean, cJSON_GetObjectItem(c, "mean")->valuedouble, 1e-9, what);
+        snprintf(what, sizeof what, "%s std", c->string);
+        expect_near(sd, cJSON_GetObjectItem(c, "std")->valuedouble, 1e-9, what);
+        cr_assert_eq(kiln_tab_procs_has_na_col(pr, k), cJSON_IsTrue(cJSON_GetObjectItem(c, "na")), "%s _na", c->string);
+    }
+    kiln_tab_procs_free(pr);
+    kiln_table_free(t);
+    cJSON_Delete(js);
 }
