@@ -834,3 +834,31 @@ Test(tabular_pandas, kinds_categories_and_statistics)
     kiln_table_free(t);
     cJSON_Delete(js);
 }
+
+Test(tabular_bad, date_at_apply)
+{
+    kiln_table *t = tab("d,y\n2020-01-01,1\n2020-02-03,2\n");
+    kiln_tab_params p = kiln_tab_default_params();
+    p.target = "y";
+    kiln_tab_procs *pr = learn(t, &p);
+    kiln_table *v = tab("d,y\n2020-01-05,1\nlater,2\n");
+    kiln_tab_rows r;
+    cr_assert_neq(kiln_tab_procs_apply(pr, v, true, &r), KILN_STATUS_OK);
+    ku_expect_error("line 3", "a date column holding text at apply");
+    ku_expect_error("\"later\"", "names the value");
+    kiln_table_free(v);
+    /* an unseen year: code 0; a missing date where training had none: Elapsed has no _na */
+    v = tab("d,y\n2031-01-05,1\n");
+    cr_assert_eq(kiln_tab_procs_apply(pr, v, true, &r), KILN_STATUS_OK, "%s", kiln_last_error());
+    int k = cat_index(pr, "dYear");
+    cr_assert(k >= 0);
+    cr_assert_eq(r.x[k], 0.0f);
+    kiln_tab_rows_free(&r);
+    kiln_table_free(v);
+    v = tab("d,y\n,1\n");
+    cr_assert_neq(kiln_tab_procs_apply(pr, v, true, &r), KILN_STATUS_OK);
+    ku_expect_error("\"dElapsed\"", "a missing date where training had none");
+    kiln_table_free(v);
+    kiln_tab_procs_free(pr);
+    kiln_table_free(t);
+}
