@@ -31,8 +31,25 @@ const char *kiln__dnnl_status_str(dnnl_status_t s)
     }
 }
 
+/* dnnl_sgemm takes its packing buffers from posix_memalign on every call (about 280 KB for a
+ * 64 x 430 x 200 product). glibc maps requests above its mmap threshold and unmaps them on
+ * free; the threshold then rises to the freed chunk's size, which the next aligned request of
+ * the same size still exceeds, so a small model's GEMMs paid an mmap, a munmap and ~70 page
+ * faults each, a few times a step (11% of the tabular step of bench/bench_tab.c). Freeing one
+ * 4 MiB block raises the threshold above such buffers (glibc's own rule after a large free;
+ * nothing changes when a program has set M_MMAP_THRESHOLD) and they come from the heap. */
+static void raise_mmap_threshold(void)
+{
+    static int done;
+    if (done) return;
+    done = 1;
+    void *volatile p = malloc((size_t)4 << 20); /* volatile: the pair must not be optimised away */
+    free(p);
+}
+
 static kiln_status cpu_init(kiln_ctx *ctx)
 {
+    raise_mmap_threshold();
     cpu_state *st = calloc(1, sizeof *st);
     if (!st) return kiln__err(KILN_STATUS_NOMEM, "cpu backend: out of memory");
     if (dnnl_engine_create(&st->engine, dnnl_cpu, 0) != dnnl_success) {
