@@ -84,15 +84,17 @@ static void fwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
 }
 
 /* S = 1, x (N, C): blocks of channels per iteration, rows inside. The loops over the block's
- * channels (j) are vectorised across channels: each channel's sums still add its rows in
- * order, so the bits are those of the scalar loops. */
+ * channels (j) are vectorised across channels (for AVX-512 / AVX2 / baseline, picked at load
+ * time): each channel's sums still add its rows in order, so the bits are those of the
+ * scalar loops. */
+#define VEC_ROWS __attribute__((target_clones("avx512f", "avx2", "default")))
 #ifdef _OPENMP
 #define SIMD_J _Pragma("omp simd")
 #else
 #define SIMD_J
 #endif
 #define CB 64
-static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+VEC_ROWS static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
                      const float *b, float *mean, float *var, float *y)
 {
     const int64_t C = g->c;
@@ -196,7 +198,7 @@ static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
     }
 }
 
-static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
+VEC_ROWS static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
                      const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
                      float *gb)
 {
