@@ -14,6 +14,7 @@
 #include "kiln/learn_ext.h"
 #include "kiln/vision.h"
 #include "kiln/text.h"
+#include "kiln/tabular.h"
 #include "kiln/augment.h"
 #include "kiln/models.h"
 #include "kiln/apps.h"

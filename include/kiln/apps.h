@@ -26,6 +26,7 @@
 #include "kiln/text.h"
 #include "kiln/vision.h"
 #include "kiln/vision_model.h"
+#include "kiln/apps_tabular.h"
 
 #include <signal.h>
 

@@ -5,6 +5,7 @@
  * arena. */
 #include "core/internal.h"
 #include "kiln/data.h"
+#include "data/data_internal.h"
 
 #include <string.h>
 
@@ -39,6 +40,8 @@ void kiln_data_free(kiln_data *d)
 }
 
 void *kiln_data_state(kiln_data *d) { return d ? d->state : NULL; }
+
+bool kiln__data_freed_by(const kiln_data *d, void (*free_fn)(void *state)) { return d && free_fn && d->ops.free == free_fn; }
 
 int64_t kiln_data_n_items(const kiln_data *d, kiln_data_split split)
 {

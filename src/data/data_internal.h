@@ -12,4 +12,9 @@
  * numeric loops of core, kernels and autograd use OpenMP instead, not this. */
 void kiln__data_pthread_for(int n_threads, int64_t n, void (*fn)(void *user, int64_t i), void *user);
 
+/* Whether d's source was made with free as its ops.free (data.c): how a source's accessors tell
+ * their own kiln_data from another's. */
+struct kiln_data;
+bool kiln__data_freed_by(const struct kiln_data *d, void (*free_fn)(void *state));
+
 #endif

@@ -15,6 +15,8 @@ const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"
 int cmd_schedule(int argc, char **argv);
 int cmd_vision(int argc, char **argv); /* vision.c, vision_fit.c, vision_predict.c */
 int cmd_text(int argc, char **argv);   /* text.c */
+int cmd_tabular(int argc, char **argv); /* tabular.c */
+int cmd_collab(int argc, char **argv);  /* collab.c */
 
 static void usage(FILE *f)
 {
@@ -31,6 +33,8 @@ static void usage(FILE *f)
             "  schedule    print or plot a learning-rate schedule\n"
             "  vision      image classification: lr-find, fit, predict, show-batch, interpret\n"
             "  text        ULMFiT: language models and classifiers: lm, lr-find, fit, predict\n"
+            "  tabular     tables: entity embeddings and an MLP: fit, lr-find, predict\n"
+            "  collab      collaborative filtering: fit, lr-find, predict, recommend, export\n"
             "\n"
             "example (Fashion-MNIST, package dataset-fashion-mnist):\n"
             "  kiln vision lr-find fashion-mnist --out runs/fm\n"
@@ -57,6 +61,10 @@ int main(int argc, char **argv)
         return cmd_vision(argc - 1, argv + 1);
     if (!strcmp(argv[1], "text"))
         return cmd_text(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tabular"))
+        return cmd_tabular(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "collab"))
+        return cmd_collab(argc - 1, argv + 1);
     fprintf(stderr, "kiln: unknown command '%s' (try kiln --help)\n", argv[1]);
     return 2;
 }

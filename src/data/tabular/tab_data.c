@@ -4,9 +4,11 @@
  * the training rows and applied to both, and batches from the in-memory tensor dataset (train
  * shuffled per epoch with the short last batch dropped; valid in order, every row). */
 #include "data/tabular/tab_internal.h"
+#include "data/data_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 static size_t file_bytes(const char *path)
@@ -21,6 +23,42 @@ static void wrap(const kiln_tab_rows *r, kiln_tensor *x, kiln_tensor *y, bool cl
     kiln_tensor_wrap(x, KILN_DTYPE_F32, 2, (int64_t[]){r->n, r->n_cat + r->n_cont}, r->x);
     if (cls) kiln_tensor_wrap(y, KILN_DTYPE_I64, 1, (int64_t[]){r->n}, r->y_class);
     else kiln_tensor_wrap(y, KILN_DTYPE_F32, 2, (int64_t[]){r->n, 1}, r->y);
+}
+
+/* The source kiln_tabular_data_open returns: the tensor dataset's batches, with the processed
+ * rows of both splits kept for kiln_tabular_data_rows. */
+typedef struct tab_source {
+    kiln_data *inner;
+    kiln_tab_rows rows[2]; /* by kiln_data_split */
+} tab_source;
+
+static int64_t src_n_items(void *s, kiln_data_split sp) { return kiln_data_n_items(((tab_source *)s)->inner, sp); }
+static int64_t src_n_batches(void *s, kiln_data_split sp) { return kiln_data_n_batches(((tab_source *)s)->inner, sp); }
+static kiln_status src_set_epoch(void *s, uint64_t seed, int64_t epoch)
+{
+    return kiln_data_set_epoch(((tab_source *)s)->inner, seed, epoch);
+}
+static kiln_status src_get_batch(void *s, kiln_data_split sp, int64_t i, kiln_ctx *ctx, kiln_tensor **x, kiln_tensor **y)
+{
+    return kiln_data_get_batch(((tab_source *)s)->inner, sp, i, ctx, x, y);
+}
+static void src_free(void *p)
+{
+    tab_source *s = p;
+    if (!s) return;
+    kiln_data_free(s->inner);
+    kiln_tab_rows_free(&s->rows[0]);
+    kiln_tab_rows_free(&s->rows[1]);
+    free(s);
+}
+static const kiln_data_ops g_tab_ops = {.n_items = src_n_items, .n_batches = src_n_batches, .set_epoch = src_set_epoch,
+                                        .get_batch = src_get_batch, .free = src_free};
+
+const kiln_tab_rows *kiln_tabular_data_rows(const kiln_data *d, kiln_data_split split)
+{
+    if (!d || (split != KILN_DATA_SPLIT_TRAIN && split != KILN_DATA_SPLIT_VALID)) return NULL;
+    if (!kiln__data_freed_by(d, src_free)) return NULL;
+    return &((tab_source *)kiln_data_state((kiln_data *)d))->rows[split];
 }
 
 kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, const kiln_tab_params *p,
@@ -77,11 +115,19 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
         dp.valid_batch_size = p->valid_batch_size;
         dp.shuffle = true;
         dp.drop_last = true;
-        d = kiln_tensor_data_new(&xt, &yt, rv.n ? &xv : NULL, rv.n ? &yv : NULL, &dp);
+        kiln_data *inner = kiln_tensor_data_new(&xt, &yt, rv.n ? &xv : NULL, rv.n ? &yv : NULL, &dp);
+        tab_source *s = inner ? calloc(1, sizeof *s) : NULL;
+        if (inner && !s) kiln__err(KILN_STATUS_NOMEM, "tabular_data_open: out of memory");
+        if (s && info) info->n_train = rt.n, info->n_valid = rv.n;
+        if (s) {
+            s->inner = inner, inner = NULL;
+            s->rows[0] = rt, s->rows[1] = rv; /* the source keeps the rows */
+            memset(&rt, 0, sizeof rt), memset(&rv, 0, sizeof rv);
+            d = kiln_data_new(&g_tab_ops, s); /* frees s on failure */
+        }
+        kiln_data_free(inner);
     }
     if (info && d) {
-        info->n_train = rt.n;
-        info->n_valid = rv.n;
         info->seconds = kiln__tab_now() - t0;
         info->mb_per_s = t_read > 0 ? (double)bytes / 1e6 / t_read : 0;
     }
