@@ -862,3 +862,29 @@ Test(tabular_bad, date_at_apply)
     kiln_tab_procs_free(pr);
     kiln_table_free(t);
 }
+
+Test(tabular_procs, large_max_card)
+{
+    /* 70 distinct integers: categorical under max_card 100, continuous under 69 */
+    char *csv = malloc(140 * 16 + 32);
+    size_t n = (size_t)sprintf(csv, "k,y\n");
+    for (int i = 0; i < 140; i++) n += (size_t)sprintf(csv + n, "%d,%d\n", i % 70, i);
+    kiln_table *t = tab(csv);
+    free(csv);
+    kiln_tab_params p = kiln_tab_default_params();
+    p.target = "y";
+    p.max_card = 100;
+    kiln_tab_procs *pr = learn(t, &p);
+    cr_assert_eq(kiln_tab_procs_n_cat(pr), 1, "70 <= 100: categorical");
+    cr_assert_eq(kiln_tab_procs_cardinality(pr, 0), 71);
+    kiln_tab_procs_free(pr);
+    p.max_card = 70;
+    pr = learn(t, &p);
+    cr_assert_eq(kiln_tab_procs_n_cat(pr), 1, "70 <= 70: categorical");
+    kiln_tab_procs_free(pr);
+    p.max_card = 69;
+    pr = learn(t, &p);
+    cr_assert_eq(kiln_tab_procs_n_cont(pr), 1, "70 > 69: continuous");
+    kiln_tab_procs_free(pr);
+    kiln_table_free(t);
+}

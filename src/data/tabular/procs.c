@@ -118,14 +118,55 @@ static double median_of(double *v, int64_t n)
     return 0.5 * (lo + hi);
 }
 
+/* Counts distinct numbers up to cap + 1 (an open-addressing set sized for min(cap, rows)). */
+typedef struct capset {
+    double *v;
+    bool *used;
+    size_t mask;
+    int64_t n, cap;
+} capset;
+
+static bool capset_init(capset *c, int64_t cap, int64_t rows)
+{
+    int64_t most = cap < rows ? cap + 1 : rows;
+    size_t sz = 16;
+    while ((int64_t)sz < 2 * most + 2) sz *= 2;
+    c->v = malloc(sz * sizeof *c->v);
+    c->used = calloc(sz, 1);
+    c->mask = sz - 1, c->n = 0, c->cap = cap;
+    return c->v && c->used;
+}
+
+static void capset_free(capset *c) { free(c->v), free(c->used); }
+
+/* Adds x; false once more than cap distinct values were seen. */
+static bool capset_add(capset *c, double x)
+{
+    if (c->n > c->cap) return false;
+    if (x == 0) x = 0; /* -0 */
+    uint64_t h;
+    memcpy(&h, &x, sizeof h);
+    h ^= h >> 33, h *= 0xff51afd7ed558ccdull, h ^= h >> 33;
+    size_t i = (size_t)h & c->mask;
+    while (c->used[i] && c->v[i] != x) i = (i + 1) & c->mask;
+    if (!c->used[i]) {
+        c->used[i] = true, c->v[i] = x;
+        c->n++;
+    }
+    return c->n <= c->cap;
+}
+
 /* The kind of table column j by cont_cat_split's rule, or K_DATE when every present value is a
  * date (and one is). */
-static int infer_kind(const kiln_table *t, int j, int max_card)
+static kiln_status infer_kind(const kiln_table *t, int j, int max_card, int *kind)
 {
-    bool all_num = true, all_int = true, all_date = true, any_missing = false, any = false;
-    double seen[64];
-    int n_seen = 0;
-    bool many = false;
+    bool all_num = true, all_int = true, all_date = true, any_missing = false, any = false, many = false;
+    capset cs;
+    if (!capset_init(&cs, max_card, t->n_rows)) {
+        capset_free(&cs);
+        return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
+    }
+    *kind = K_CAT;
     for (int64_t i = 0; i < t->n_rows; i++) {
         const char *s = kiln_table_cell(t, i, j);
         if (!s) {
@@ -139,22 +180,16 @@ static int infer_kind(const kiln_table *t, int j, int max_card)
         if (all_num && !kiln__tab_number(s, &v)) all_num = false;
         if (all_num && all_int) {
             if (!kiln__tab_integer(s)) all_int = false;
-            else if (!many) {
-                int k = 0;
-                while (k < n_seen && seen[k] != v) k++;
-                if (k == n_seen) {
-                    if (n_seen > max_card || n_seen == 64) many = true;
-                    else seen[n_seen++] = v;
-                }
-            }
+            else if (!many) many = !capset_add(&cs, v);
         }
-        if (!all_num && !all_date) return K_CAT;
+        if (!all_num && !all_date) break;
     }
-    if (!any) return K_CAT;
-    if (all_date) return K_DATE;
-    if (!all_num) return K_CAT;
-    if (!all_int || any_missing) return K_CONT; /* pandas: float64 */
-    return many || n_seen > max_card ? K_CONT : K_CAT;
+    capset_free(&cs);
+    if (!any || (!all_num && !all_date)) *kind = K_CAT;
+    else if (all_date) *kind = K_DATE;
+    else if (!all_int || any_missing) *kind = K_CONT; /* pandas: float64 */
+    else *kind = many ? K_CONT : K_CAT;
+    return KILN_STATUS_OK;
 }
 
 /* Row i's date part `part` of column j into *v; false when the date is missing. Each date
@@ -300,23 +335,26 @@ static kiln_status add_part_cat(learn *L, int j, int part, const char *name)
 /* cont_cat_split's rule for a date part: bools categorical, Elapsed continuous (a float),
  * integer parts continuous when a date is missing (float in pandas) or with more than
  * max_card distinct values. */
-static int part_kind(learn *L, int j, int part)
+static kiln_status part_kind(learn *L, int j, int part, int *kind)
 {
-    if (kiln__tab_part_is_bool(part)) return K_CAT;
-    if (!strcmp(kiln__tab_part_name(part), "Elapsed")) return K_CONT;
-    double seen[64];
-    int n_seen = 0;
-    for (int64_t i = 0; i < L->t->n_rows; i++) {
-        double v;
-        if (!part_of(L, i, j, part, &v)) return K_CONT;
-        int k = 0;
-        while (k < n_seen && seen[k] != v) k++;
-        if (k == n_seen) {
-            if (n_seen > L->p->max_card || n_seen == 64) return K_CONT;
-            seen[n_seen++] = v;
-        }
+    *kind = K_CAT;
+    if (kiln__tab_part_is_bool(part)) return KILN_STATUS_OK;
+    *kind = K_CONT;
+    if (!strcmp(kiln__tab_part_name(part), "Elapsed")) return KILN_STATUS_OK;
+    capset cs;
+    if (!capset_init(&cs, L->p->max_card, L->t->n_rows)) {
+        capset_free(&cs);
+        return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
     }
-    return n_seen > L->p->max_card ? K_CONT : K_CAT;
+    bool many = false, missing = false;
+    for (int64_t i = 0; i < L->t->n_rows && !missing; i++) {
+        double v;
+        if (!part_of(L, i, j, part, &v)) missing = true;
+        else if (!many) many = !capset_add(&cs, v);
+    }
+    capset_free(&cs);
+    *kind = missing || many ? K_CONT : K_CAT;
+    return KILN_STATUS_OK;
 }
 
 static kiln_status add_na(learn *L, const kiln__tab_cont *c)
@@ -404,7 +442,8 @@ static kiln_status learn_all(learn *L)
     for (int j = 0; j < t->n_cols; j++) {
         int f = L->forced[j];
         if (j == jt || f == 4 || (p->only_listed && !f)) L->kind[j] = K_NONE;
-        else L->kind[j] = f ? f : infer_kind(t, j, p->max_card);
+        else if (f) L->kind[j] = f;
+        else if ((st = infer_kind(t, j, p->max_card, &L->kind[j]))) return st;
     }
     L->pr->target = kiln__tab_strdup(p->target);
     if (!L->pr->target) return kiln__err(KILN_STATUS_NOMEM, "tab_procs: out of memory");
@@ -438,7 +477,9 @@ static kiln_status learn_all(learn *L)
         for (int part = 0; part < KILN_TAB_N_PARTS; part++) {
             char name[600];
             snprintf(name, sizeof name, "%.*s%s", (int)(len < 500 ? len : 500), cn, kiln__tab_part_name(part));
-            if (part_kind(L, j, part) == K_CAT) st = add_part_cat(L, j, part, name);
+            int kind;
+            if ((st = part_kind(L, j, part, &kind))) return st;
+            if (kind == K_CAT) st = add_part_cat(L, j, part, name);
             else st = add_cont(L, j, part, name);
             if (st) return st;
         }
