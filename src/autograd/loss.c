@@ -6,6 +6,7 @@
  * writes softmax - target straight into the logits' gradient in one pass, into fresh
  * uninitialised memory when the logits have no gradient yet (no zero fill, no +=). */
 #include "autograd/tape.h"
+#include "core/rowset.h"
 #include "kernels/dense.h"
 #include "kiln/ops.h"
 
@@ -129,6 +130,7 @@ static kiln_status xent_bwd(kiln_ctx *ctx, kiln_node *nd)
     const xent_saved *s = nd->saved;
     kiln_tensor *x = nd->in[0];
     if (!x->requires_grad) return KILN_STATUS_OK;
+    if (x->rows) x->rows->all = true; /* a dense gradient (core/rowset.h), as kiln__grad marks */
     bool fresh = x->grad == NULL;
     if (fresh) { /* first gradient of the logits: written, not accumulated */
         x->grad = kiln_empty(ctx, KILN_DTYPE_F32, x->ndim, x->shape);
