@@ -19,7 +19,8 @@
  * requires_grad is false (fastai freeze, which keeps BatchNorm trainable by leaving its
  * parameters' requires_grad on) or when its group is frozen (every parameter of the group,
  * BatchNorm included). Unlike PyTorch, kiln cannot tell a zero gradient from a missing one:
- * a trainable parameter that took no part in the loss still gets momentum and weight decay. */
+ * a trainable parameter that took no part in the loss still gets momentum and weight decay
+ * (unless its step is sparse, kiln_optim_set_sparse below: an option for embedding tables). */
 #ifndef KILN_OPTIM_H
 #define KILN_OPTIM_H
 
