@@ -18,33 +18,49 @@ void kiln_tab_rows_free(kiln_tab_rows *r)
 
 static const char *q(const char *s, char *buf, size_t cap) { return kiln__json_quote(s, buf, cap); }
 
-/* Column (or date part) value of row i: false when missing. A date that does not read is an
+/* The dates of one table column, parsed once for all its parts (apply goes column by column,
+ * so the parts of one date column mostly follow each other). */
+typedef struct dcache {
+    const kiln_table *t;
+    int col;               /* -1: none yet */
+    kiln__tab_date *d;     /* (n_rows) */
+    unsigned char *state;  /* (n_rows) 0 missing, 1 a date, 2 not a date */
+} dcache;
+
+/* Row i's date of column j (*present false when missing); a cell that is not a date is an
  * error naming the line. */
-static kiln_status src_date(const kiln_table *t, int64_t i, int j, kiln__tab_date *d, bool *present)
+static kiln_status src_date(dcache *dc, int64_t i, int j, kiln__tab_date *d, bool *present)
 {
-    const char *s = kiln_table_cell(t, i, j);
-    *present = false;
-    if (!s) return KILN_STATUS_OK;
-    if (!kiln__tab_parse_date(s, d)) {
+    const kiln_table *t = dc->t;
+    if (dc->col != j) {
+        for (int64_t r = 0; r < t->n_rows; r++) {
+            const char *s = kiln_table_cell(t, r, j);
+            dc->state[r] = !s ? 0 : kiln__tab_parse_date(s, &dc->d[r]) ? 1 : 2;
+        }
+        dc->col = j;
+    }
+    *present = dc->state[i] == 1;
+    if (dc->state[i] == 2) {
         char b[80], bv[80];
         return kiln__err(KILN_STATUS_INVALID, "%s: line %lld: date column \"%s\" holds \"%s\", not a YYYY-MM-DD[ HH:MM[:SS]] date",
-                         t->name, (long long)t->line[i], q(t->col_names[j], b, sizeof b), q(s, bv, sizeof bv));
+                         t->name, (long long)t->line[i], q(t->col_names[j], b, sizeof b),
+                         q(kiln_table_cell(t, i, j), bv, sizeof bv));
     }
-    *present = true;
+    if (*present) *d = dc->d[i];
     return KILN_STATUS_OK;
 }
 
-static kiln_status cat_code(const kiln__tab_cat *c, const kiln_table *t, int64_t i, int j, int64_t *code)
+static kiln_status cat_code(const kiln__tab_cat *c, dcache *dc, int64_t i, int j, int64_t *code)
 {
     if (c->src.part < 0) {
-        const char *s = kiln_table_cell(t, i, j);
+        const char *s = kiln_table_cell(dc->t, i, j);
         if (c->is_na) *code = s ? 1 : 2;
         else *code = kiln__tab_cat_code_text(c, s);
         return KILN_STATUS_OK;
     }
     kiln__tab_date d;
     bool present;
-    kiln_status st = src_date(t, i, j, &d, &present);
+    kiln_status st = src_date(dc, i, j, &d, &present);
     if (st) return st;
     if (c->is_na) {
         *code = present ? 1 : 2;
@@ -59,8 +75,9 @@ static kiln_status cat_code(const kiln__tab_cat *c, const kiln_table *t, int64_t
     return KILN_STATUS_OK;
 }
 
-static kiln_status cont_value(const kiln__tab_cont *c, const kiln_table *t, int64_t i, int j, double *v)
+static kiln_status cont_value(const kiln__tab_cont *c, dcache *dc, int64_t i, int j, double *v)
 {
+    const kiln_table *t = dc->t;
     bool present;
     char b[80], bv[80];
     if (c->src.part < 0) {
@@ -71,7 +88,7 @@ static kiln_status cont_value(const kiln__tab_cont *c, const kiln_table *t, int6
                              t->name, (long long)t->line[i], q(c->name, b, sizeof b), q(s, bv, sizeof bv));
     } else {
         kiln__tab_date d;
-        kiln_status st = src_date(t, i, j, &d, &present);
+        kiln_status st = src_date(dc, i, j, &d, &present);
         if (st) return st;
         if (present) *v = kiln__tab_part_value(&d, c->src.part);
     }
@@ -157,23 +174,25 @@ kiln_status kiln_tab_procs_apply(const kiln_tab_procs *pr, const kiln_table *t, 
         kiln_tab_rows_free(out);
         return kiln__err(KILN_STATUS_NOMEM, "tab_procs_apply: out of memory for %lld rows", (long long)n);
     }
+    dcache dc = {.t = t, .col = -1, .d = malloc((n ? n : 1) * sizeof *dc.d), .state = malloc(n ? n : 1)};
+    if (!dc.d || !dc.state) st = kiln__err(KILN_STATUS_NOMEM, "tab_procs_apply: out of memory for %lld rows", (long long)n);
     /* column by column: each column's lookups stay in cache */
     for (int k = 0; !st && k < nc; k++)
         for (size_t i = 0; i < n; i++) {
             int64_t code;
-            if ((st = cat_code(&pr->cat[k], t, (int64_t)i, cols[k], &code))) break;
+            if ((st = cat_code(&pr->cat[k], &dc, (int64_t)i, cols[k], &code))) break;
             out->x[i * (size_t)w + (size_t)k] = (float)code;
         }
     for (int k = 0; !st && k < nk; k++) {
         const kiln__tab_cont *c = &pr->cont[k];
         for (size_t i = 0; i < n; i++) {
             double v;
-            if ((st = cont_value(c, t, (int64_t)i, cols[nc + k], &v))) break;
+            if ((st = cont_value(c, &dc, (int64_t)i, cols[nc + k], &v))) break;
             out->x[i * (size_t)w + (size_t)(nc + k)] = (float)((v - c->mean) / (c->std + 1e-7));
         }
     }
     for (size_t i = 0; !st && with_target && i < n; i++) st = target_of(pr, t, (int64_t)i, jt, out);
-    free(cols);
+    free(cols), free(dc.d), free(dc.state);
     if (st) {
         kiln_tab_rows_free(out);
         return st;
