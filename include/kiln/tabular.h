@@ -164,14 +164,15 @@ typedef struct kiln_tab_info {
 
 /* fastai TabularDataLoaders.from_csv: train_csv read, split (valid_csv, or valid_pct of its
  * rows with split_seed: the first round(valid_pct * n) of kiln_data_permutation(split_seed, 0,
- * n) are the validation rows, in that order, as fastai's RandomSplitter), procs learned on the training rows (*procs, free it) and applied to
- * both; batches as above (train shuffled per epoch, the short last train batch dropped as
- * fastai's train loader does). info may be NULL. */
+ * n) are the validation rows and the rest the training rows, both in the permutation's order,
+ * as fastai's RandomSplitter), procs learned on the training rows (*procs, free it) and
+ * applied to both; batches as above (train shuffled per epoch, the short last train batch
+ * dropped as fastai's train loader does). info may be NULL. */
 kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, const kiln_tab_params *p,
                                   kiln_tab_procs **procs, kiln_tab_info *info);
-/* The processed rows of a split of a source kiln_tabular_data_open made (every row, in file
- * order, the train split's dropped last batch included); NULL for another source. Valid while d
- * lives. */
+/* The processed rows of a split of a source kiln_tabular_data_open made (every row, in the
+ * split's order: the file's with valid_csv, else the permutation's; the train split's dropped
+ * last batch included); NULL for another source. Valid while d lives. */
 const kiln_tab_rows *kiln_tabular_data_rows(const kiln_data *d, kiln_data_split split);
 
 #ifdef __cplusplus
