@@ -17,10 +17,9 @@ void kiln__tab_cat_clear(kiln__tab_cat *c)
     for (int64_t k = 0; c->cats && k < c->n; k++) free(c->cats[k]);
     free(c->cats);
     free(c->vals);
-    free(c->by_text);
     free(c->name);
     free(c->src.col);
-    c->cats = NULL, c->vals = NULL, c->by_text = NULL, c->name = NULL, c->src.col = NULL, c->n = 0;
+    c->cats = NULL, c->vals = NULL, c->name = NULL, c->src.col = NULL, c->n = 0;
 }
 
 void kiln_tab_procs_free(kiln_tab_procs *pr)

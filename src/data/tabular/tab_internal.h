@@ -64,7 +64,6 @@ typedef struct kiln__tab_cat {
     int64_t n;          /* categories, "#na#" (code 0) included */
     char **cats;        /* (n) in code order */
     double *vals;       /* (n) numeric: the categories' values (vals[0] unused), ascending */
-    int64_t *by_text;   /* (n - 1) not numeric: codes 1.. in strcmp order of cats (they are) */
 } kiln__tab_cat;
 
 typedef struct kiln__tab_cont {
