@@ -5,6 +5,7 @@
  * for them and their grad slices are left alone (the optimizer's zero_grad skips them); a
  * parameter that becomes trainable again gets a zeroed grad slice here. */
 #include "nn/nn_internal.h"
+#include "core/rowset.h"
 
 #include <string.h>
 
@@ -88,8 +89,10 @@ kiln_status kiln_model_freeze_to(kiln_model *model, int n)
         kiln_tensor *t = kiln_store_at(model->store, i);
         bool rg = model->group[i] >= n || (model->train_bn && is_bn(model->owner[i]));
         /* a frozen grad slice was left alone: start the trainable one from zero */
-        if (rg && !t->requires_grad && t->grad && t->grad->data)
+        if (rg && !t->requires_grad && t->grad && t->grad->data) {
             memset(t->grad->data, 0, (size_t)kiln_numel(t) * sizeof(float));
+            if (t->rows) kiln__rowset_clear(t->rows); /* no row holds gradient (core/rowset.h) */
+        }
         t->requires_grad = rg;
     }
     model->frozen_to = n;
