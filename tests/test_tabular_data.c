@@ -657,10 +657,19 @@ Test(tabular_data, split_and_batches)
     kiln_data *d = kiln_tabular_data_open(path, NULL, &p, &pr, &info);
     cr_assert(d, "%s", kiln_last_error());
     cr_assert_eq(info.n_train, 8);
-    cr_assert_eq(info.n_valid, 2, "round(0.2 * 10)");
+    cr_assert_eq(info.n_valid, 2, "int(0.2 * 10)");
     cr_assert(info.mb_per_s > 0 && info.seconds >= 0);
     cr_assert_eq(kiln_data_n_batches(d, KILN_DATA_SPLIT_TRAIN), 2, "8 rows, bs 3, drop_last");
     cr_assert_eq(kiln_data_n_batches(d, KILN_DATA_SPLIT_VALID), 1, "2 rows, every row kept");
+    kiln_tab_procs *pr25;
+    kiln_tab_info i25;
+    p.valid_pct = 0.25;
+    kiln_data *d25 = kiln_tabular_data_open(path, NULL, &p, &pr25, &i25);
+    cr_assert(d25, "%s", kiln_last_error());
+    cr_assert_eq(i25.n_valid, 2, "int(0.25 * 10), fastai RandomSplitter's cut (not 3)");
+    kiln_data_free(d25);
+    kiln_tab_procs_free(pr25);
+    p.valid_pct = 0.2;
     int64_t perm[10];
     kiln_data_permutation(42, 0, 10, perm);
     /* the procs were learned on the training rows only */

@@ -163,7 +163,7 @@ typedef struct kiln_tab_info {
 } kiln_tab_info;
 
 /* fastai TabularDataLoaders.from_csv: train_csv read, split (valid_csv, or valid_pct of its
- * rows with split_seed: the first round(valid_pct * n) of kiln_data_permutation(split_seed, 0,
+ * rows with split_seed: the first int(valid_pct * n) (fastai RandomSplitter's cut) of kiln_data_permutation(split_seed, 0,
  * n) are the validation rows and the rest the training rows, both in the permutation's order,
  * as fastai's RandomSplitter), procs learned on the training rows (*procs, free it) and
  * applied to both; batches as above (train shuffled per epoch, the short last train batch

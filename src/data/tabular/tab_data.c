@@ -1,5 +1,5 @@
 /* fastai's TabularDataLoaders.from_csv: the training CSV read, split (a validation CSV, or
- * valid_pct of the rows with RandomSplitter's rule: the first round(valid_pct * n) of
+ * valid_pct of the rows with RandomSplitter's rule: the first int(valid_pct * n) of
  * kiln_data_permutation(split_seed, 0) are kept aside, in that order), the procs learned on
  * the training rows and applied to both, and batches from the in-memory tensor dataset (train
  * shuffled per epoch with the short last batch dropped; valid in order, every row). */
@@ -85,7 +85,7 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
         bytes += file_bytes(valid_csv);
         tr = all, all = NULL;
     } else {
-        int64_t n = all->n_rows, nv = (int64_t)llround(p->valid_pct * (double)n);
+        int64_t n = all->n_rows, nv = (int64_t)(p->valid_pct * (double)n); /* int(), as RandomSplitter */
         int64_t *perm = malloc((size_t)n * sizeof *perm);
         if (!perm) {
             kiln_table_free(all);
