@@ -108,7 +108,8 @@ static void fill(tab_bench *b, kiln_ctx *ctx, int64_t nu, int64_t ni)
             b->items[k][j] = (int64_t)(kiln_philox_uniform(5, c + 1) * (float)ni) % ni;
             b->ratings[k][j] = 5.0f * kiln_philox_uniform(5, c + 2);
             b->y[k][j] = 2.0f * kiln_philox_uniform(5, c + 3) - 1.0f;
-            for (int q = 0; q < 40; q++) b->cat[k][j * 40 + q] = (int64_t)(kiln_philox_uniform(5, c + 4 + q) * 30.f) % 30;
+            for (int q = 0; q < 40; q++)
+                b->cat[k][j * 40 + q] = (int64_t)(kiln_philox_uniform(5, c + 4 + q) * 30.f) % 30;
             for (int q = 0; q < 28; q++) b->cont[k][j * 30 + q] = 2.0f * kiln_philox_uniform(5, c + 44 + q) - 1.0f;
             b->cont[k][j * 30 + 28] = b->cont[k][j * 30 + 29] = 0.5f;
         }
@@ -162,8 +163,9 @@ static bool build(tab_bench *b, kiln_ctx *ctx, int which, bool sparse)
 
 static void run(int threads, int which, bool sparse)
 {
-    static const char *const names[2][2] = {{"collab dot-bias bs64, dense AdamW (default)", "collab dot-bias bs64, sparse AdamW (option)"},
-                                            {"tabular MLP bs64, Adam", "tabular MLP bs64, Adam, sparse embeddings"}};
+    static const char *const names[2][2] = {
+        {"collab dot-bias bs64, dense AdamW (default)", "collab dot-bias bs64, sparse AdamW (option)"},
+        {"tabular MLP bs64, Adam", "tabular MLP bs64, Adam, sparse embeddings"}};
     const char *name = names[which][sparse];
     kiln_ctx_params cp = kiln_ctx_default_params();
     cp.n_threads = threads;

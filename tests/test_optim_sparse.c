@@ -245,7 +245,8 @@ Test(optim_sparse, untouched_rows_do_not_move)
     size_t ob = (size_t)((float *)s.b->data - kiln_store_flat(s.s, KILN_STORE_PARAMS, NULL));
     for (int r = 0; r < V; r++) {
         if (r == 1 || r == 4) continue;
-        cr_assert(!memcmp(ws + r * D, w0 + r * D, D * sizeof(float)), "untouched row %d moved after %d steps", r, STEPS);
+        cr_assert(!memcmp(ws + r * D, w0 + r * D, D * sizeof(float)), "untouched row %d moved after %d steps", r,
+                  STEPS);
         cr_assert(((const float *)s.b->data)[r] == b0[r], "untouched bias %d moved", r);
         for (int j = 0; j < D; j++)
             cr_assert(((float *)m.data)[ow + r * D + j] == 0 && ((float *)v.data)[ow + r * D + j] == 0,

@@ -52,13 +52,17 @@ static void adam_loop(int nt, float *p, const float *g, float *m, float *v, int6
 
 /* The sparse step's loop: the same update on the rows listed in r only (each row is a
  * contiguous run of r->row_len elements; rows are independent, so any order or split). */
-static void adam_rows(int nt, float *p, const float *g, float *m, float *v, const kiln__rowset *r, const kiln__adam_h *h)
+static void adam_rows(int nt, float *p, const float *g, float *m, float *v, const kiln__rowset *r,
+                      const kiln__adam_h *h)
 {
     const int64_t len = r->row_len, nr = r->n;
     const int64_t *list = r->list;
     const int team = kiln__par_team(nt, nr * len);
     if (team == 1) {
-        for (int64_t k = 0; k < nr; k++) kiln__adam_run(p + list[k] * len, g + list[k] * len, m + list[k] * len, v + list[k] * len, len, h);
+        for (int64_t k = 0; k < nr; k++) {
+            const int64_t o = list[k] * len;
+            kiln__adam_run(p + o, g + o, m + o, v + o, len, h);
+        }
         return;
     }
     KILN_PAR_FOR_N(team)

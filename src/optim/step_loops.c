@@ -17,7 +17,8 @@
 #define SIMD
 #endif
 
-VEC void kiln__sgd_run(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, const kiln__sgd_h *hp)
+VEC void kiln__sgd_run(float *restrict p, const float *restrict g, float *restrict buf, int64_t n,
+                       const kiln__sgd_h *hp)
 {
     const kiln__sgd_h h = *hp;
     SIMD

@@ -94,8 +94,8 @@ static void fwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
 #define SIMD_J
 #endif
 #define CB 64
-VEC_ROWS static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
-                     const float *b, float *mean, float *var, float *y)
+VEC_ROWS static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x,
+                              const float *w, const float *b, float *mean, float *var, float *y)
 {
     const int64_t C = g->c;
     KILN_PAR_LOOP(kiln__par_threads(ctx, 2 * g->n * C) /* two passes over x */,
@@ -198,9 +198,9 @@ static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
     }
 }
 
-VEC_ROWS static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x, const float *w,
-                     const float *mean, const float *var, const float *gy, float *gx, bool gx_acc, float *gw,
-                     float *gb)
+VEC_ROWS static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float eps, const float *x,
+                              const float *w, const float *mean, const float *var, const float *gy, float *gx,
+                              bool gx_acc, float *gw, float *gb)
 {
     const int64_t C = g->c;
     KILN_PAR_LOOP(kiln__par_threads(ctx, 2 * g->n * C) /* two passes over x */,
