@@ -384,6 +384,32 @@ Test(tabular_app, collab_sparse_step_learns_and_is_recorded)
     ku_ctx_free(ctx);
 }
 
+/* after the backward of batch 2 (from 0), a NaN in the item-table gradient row of the batch's first item */
+static kiln_status poison_item_grad(kiln_learner *l, void *user)
+{
+    (void)user;
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (s->iter != 2) return KILN_STATUS_OK;
+    kiln_tensor *w = kiln_store_find(kiln_model_store(kiln_learner_model(l)), "i_weight.weight");
+    int64_t item = (int64_t)((const float *)s->x->data)[1];
+    ((float *)w->grad->data)[item * w->shape[1] + 3] = NAN;
+    return KILN_STATUS_OK;
+}
+
+Test(tabular_app, collab_sparse_step_still_stops_on_a_nonfinite_gradient)
+{
+    /* the divergence checks read only a sparse table's touched rows: a NaN there is still caught */
+    kiln_ctx *ctx = ku_ctx();
+    kiln_learner *l = collab_learner_ex(ctx, false, true);
+    kiln_callback cb = {.name = "poison", .after_backward = poison_item_grad};
+    cr_assert_eq(kiln_learner_add_callback(l, &cb), KILN_STATUS_OK);
+    cr_assert_eq(kiln_learner_fit_one_cycle(l, 1, 1e-2, 1e-2, NULL), KILN_STATUS_DIVERGED);
+    ku_expect_error("gradient of parameter 'i_weight.weight'", "the poisoned table is named");
+    ku_expect_error("epoch 0, batch 2 of", "the batch (from 0)");
+    kiln_learner_free(l);
+    ku_ctx_free(ctx);
+}
+
 /* dir/model.json with its first `from` replaced by `to` */
 static void damage(const char *dir, const char *from, const char *to)
 {

@@ -9,9 +9,11 @@
  *
  * Cost per batch: one copy of the buffers (running stats, small) and a check of them after
  * the forward pass, one pass over the trainable parameters' gradients and one over their
- * values (a frozen body is not read), branch-free bit tests the compiler vectorizes;
+ * values (a frozen body is not read; a parameter on the sparse step: only the rows it touched),
+ * branch-free bit tests the compiler vectorizes;
  * naming the culprit (the tape walk, kiln_store_first_nonfinite) runs only after a failure. */
 #include "learn_internal.h"
+#include "core/rowset.h"
 #include "kiln/autograd.h"
 
 #include <math.h>
@@ -40,6 +42,16 @@ static bool flat_finite(const float *x, size_t n)
         }
         if (bad) return false;
     }
+    return true;
+}
+
+/* The rows a tracked parameter's rowset lists (kiln_optim_set_sparse) finite in x: exact for the
+ * checks below, since a row not listed got no gradient (it is zero) and was not stepped (its
+ * values are those checked at an earlier step). */
+static bool rows_finite(const kiln__rowset *r, const float *x)
+{
+    for (int64_t k = 0; k < r->n; k++)
+        if (!flat_finite(x + r->list[k] * r->row_len, (size_t)r->row_len)) return false;
     return true;
 }
 
@@ -136,7 +148,7 @@ static bool trainable_finite(kiln_learner *l, bool grads, char *who, size_t cap)
         if (!kiln_store_is_param(s, i) || !t->requires_grad || !t->data || (grads && !t->grad)) continue;
         const float *v = grads ? t->grad->data : t->data;
         size_t n = (size_t)kiln_numel(t);
-        if (flat_finite(v, n)) continue;
+        if (t->rows && !t->rows->all ? rows_finite(t->rows, v) : flat_finite(v, n)) continue;
         size_t k = 0;
         while (k < n && isfinite(v[k])) k++;
         snprintf(who, cap, "'%s' (element %zu: %g)", t->name ? t->name : "?", k, k < n ? (double)v[k] : 0.0);
