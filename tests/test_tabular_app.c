@@ -410,6 +410,44 @@ Test(tabular_app, collab_sparse_step_still_stops_on_a_nonfinite_gradient)
     ku_ctx_free(ctx);
 }
 
+/* after the backward of batch 2, a NaN at element *user of the item table's gradient */
+static kiln_status poison_item_grad_at(kiln_learner *l, void *user)
+{
+    if (kiln_learner_state(l)->iter != 2) return KILN_STATUS_OK;
+    kiln_tensor *w = kiln_store_find(kiln_model_store(kiln_learner_model(l)), "i_weight.weight");
+    ((float *)w->grad->data)[*(const int64_t *)user] = NAN;
+    return KILN_STATUS_OK;
+}
+
+Test(tabular_app, dense_step_stops_on_a_nonfinite_gradient_anywhere_in_a_large_table)
+{
+    /* 41 x 200 = 8,200 elements: the check's 4096-element blocks, then its tail */
+    static const int64_t where[] = {0, 4095, 4096, 8191, 8192, 8199};
+    for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
+        kiln_ctx *ctx = ku_ctx();
+        kiln_tab_params dp = kiln_tab_default_params();
+        dp.batch_size = 32;
+        kiln_tab_procs *procs = NULL;
+        kiln_data *d = kiln_collab_data_open(P("ratings.csv"), NULL, NULL, NULL, NULL, &dp, &procs, NULL);
+        cr_assert_not_null(d, "%s", kiln_last_error());
+        kiln_collab_learner_params lp = kiln_collab_learner_default_params();
+        lp.n_factors = 200, lp.learner = quiet();
+        kiln_learner *l = kiln_collab_learner_new(ctx, d, procs, &lp);
+        kiln_tab_procs_free(procs);
+        cr_assert_not_null(l, "%s", kiln_last_error());
+        cr_assert_eq(kiln_numel(kiln_store_find(kiln_model_store(kiln_learner_model(l)), "i_weight.weight")), 8200);
+        kiln_callback cb = {.name = "poison", .after_backward = poison_item_grad_at, .user = (void *)&where[k]};
+        cr_assert_eq(kiln_learner_add_callback(l, &cb), KILN_STATUS_OK);
+        cr_assert_eq(kiln_learner_fit_one_cycle(l, 1, 1e-2, 1e-2, NULL), KILN_STATUS_DIVERGED, "NaN at %lld not caught",
+                     (long long)where[k]);
+        char want[96];
+        snprintf(want, sizeof want, "'i_weight.weight' (element %lld: nan)", (long long)where[k]);
+        ku_expect_error(want, "the element");
+        kiln_learner_free(l);
+        ku_ctx_free(ctx);
+    }
+}
+
 /* dir/model.json with its first `from` replaced by `to` */
 static void damage(const char *dir, const char *from, const char *to)
 {
