@@ -5,7 +5,8 @@
 # random.seed(42) shuffle, written out as two CSVs) and on kiln's own (--valid-pct 0.2, split
 # seed 42): valid RMSE, ratings per second over the epoch loop (validation included, as the
 # twin counts them) and peak RSS (/usr/bin/time). kiln runs fastai's dense AdamW and the
-# --sparse lazy step; the twin runs as the environment has it and with OPENBLAS_CORETYPE unset.
+# --sparse lazy step; the twin runs as the environment has it and with OPENBLAS_CORETYPE unset,
+# each also with OMP_WAIT_POLICY=passive (libgomp's spinning costs a loaded machine dearly).
 # Usage: bench/movielens.sh [BUILD_DIR] [RATINGS_CSV]
 set -eu
 BUILD=${1:-build}
@@ -57,6 +58,8 @@ kiln "sparse, own split" "$RATINGS" --valid-pct 0.2 --sparse
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     twin "(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
     twin "(OPENBLAS_CORETYPE unset)" -u OPENBLAS_CORETYPE
+    twin "(as set, OMP passive)" OMP_WAIT_POLICY=passive
+    twin "(unset, OMP passive)" -u OPENBLAS_CORETYPE OMP_WAIT_POLICY=passive
 else
     echo "twin: PyTorch is not installed (scripts/setup.sh --dev)"
 fi
