@@ -87,4 +87,8 @@ void kiln__load_report_lists(const kiln_load_report *r, FILE *out, int max_liste
 /* Frees one module (not its children). */
 void kiln__nn_module_free(kiln_module *m);
 
+/* models/head.c: fastai v2's BatchNorm(nf, ndim=1) init (its heads' and LinBnDrop's): weight 1,
+ * bias 1e-3, running statistics as PyTorch's. A kiln_module init. */
+kiln_status kiln__bn_init_fastai(kiln_module *m, kiln_ctx *ctx);
+
 #endif

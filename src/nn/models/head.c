@@ -27,9 +27,9 @@ static kiln_status linear_init_kaiming(kiln_module *m, kiln_ctx *ctx)
     return st;
 }
 
-/* fastai v2's BatchNorm(nf, ndim=1): weight 1, bias 1e-3; running statistics as PyTorch. */
-static kiln_status bn_init_v2(kiln_module *m, kiln_ctx *ctx)
+kiln_status kiln__bn_init_fastai(kiln_module *m, kiln_ctx *ctx)
 {
+    (void)ctx;
     kiln_status st = kiln_init_constant(m->running_mean, 0.0f);
     if (st == KILN_STATUS_OK) st = kiln_init_constant(m->running_var, 1.0f);
     if (st == KILN_STATUS_OK) st = kiln_init_constant(m->weight, 1.0f);
@@ -43,7 +43,7 @@ static kiln_status bn_init_v2(kiln_module *m, kiln_ctx *ctx)
 static void lin_bn_drop(kiln_module *head, int64_t ni, int64_t no, float p, bool relu, bool v1)
 {
     kiln_module *bn = kiln_nn_batch_norm1d(head, NULL, ni, NULL);
-    if (bn && !v1) bn->init = bn_init_v2;
+    if (bn && !v1) bn->init = kiln__bn_init_fastai;
     if (p != 0.0f) kiln_nn_dropout(head, NULL, p);
     kiln_module *lin = kiln_nn_linear(head, NULL, ni, no, v1);
     if (lin) lin->init = linear_init_kaiming;

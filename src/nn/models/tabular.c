@@ -144,18 +144,6 @@ static kiln_tensor *tab_forward(kiln_module *m, kiln_ctx *ctx, kiln_tensor *x)
     return kiln_module_forward(m->child[m->n_child - 1], ctx, h); /* layers */
 }
 
-/* fastai v2's BatchNorm(nf, ndim=1) in LinBnDrop: weight 1, bias 1e-3; running statistics as torch. */
-static kiln_status bn_init_fastai(kiln_module *m, kiln_ctx *ctx)
-{
-    (void)ctx;
-    kiln_status st = kiln_init_constant(m->running_mean, 0.0f);
-    if (st == KILN_STATUS_OK) st = kiln_init_constant(m->running_var, 1.0f);
-    if (st == KILN_STATUS_OK) st = kiln_init_constant(m->weight, 1.0f);
-    if (st == KILN_STATUS_OK) st = kiln_init_constant(m->bias, 1e-3f);
-    m->num_batches_tracked = 0;
-    return st;
-}
-
 /* LinBnDrop(n_in, n_out, bn, p, act, lin_first=True): Linear(bias=not bn) [-> ReLU]
  * [-> BatchNorm1d(n_out)] [-> Dropout(p) when p != 0]. x (B, n_in) -> (B, n_out) */
 static void lin_bn_drop(kiln_module *parent, int64_t n_in, int64_t n_out, bool bn, float p, bool relu)
@@ -165,7 +153,7 @@ static void lin_bn_drop(kiln_module *parent, int64_t n_in, int64_t n_out, bool b
     if (relu) kiln_nn_relu(s, NULL);
     if (bn) {
         kiln_module *b = kiln_nn_batch_norm1d(s, NULL, n_out, NULL);
-        if (b) b->init = bn_init_fastai;
+        if (b) b->init = kiln__bn_init_fastai;
     }
     if (p != 0.0f) kiln_nn_dropout(s, NULL, p);
 }
