@@ -142,6 +142,9 @@ Test(tabular_cli, collab_fit_predict_recommend_export)
     cr_assert_eq(lines("tables/users.csv"), 21);
     cr_assert_eq(lines("tables/items.csv"), 31);
     expect_in("tables/items.csv", "id,bias,f0,f1,f2,f3\n");
+    cr_assert_eq(run("collab export %s/cf --out %s/tables2"), 0, "%s", ku_slurp(P("err")));
+    expect_in("out", "most liked items (bias): ");
+    expect_in("out", "least liked items (bias): ");
 }
 
 Test(tabular_cli, bad_input_is_refused_by_name)

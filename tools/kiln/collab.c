@@ -64,8 +64,8 @@ static const cli_subcmd g_cmds[] = {
     {"recommend", CB_RECOMMEND, "kiln collab recommend DIR --user ID [--n 10]",
      "The N items with the highest predicted rating that the user did not rate in the training data."},
     {"export", CB_EXPORT, "kiln collab export DIR --out DIR2",
-     "Writes the learned tables as CSV: DIR2/users.csv and items.csv (id, bias, f0, f1, ...): sorted by\n"
-     "bias they list the most and least liked items; the factors place similar items close."},
+     "Writes the learned tables as CSV: DIR2/users.csv and items.csv (id, bias, f0, f1, ...), and\n"
+     "prints the five most and least liked items by their bias; the factors place similar items close."},
 };
 #define N_CMDS ((int)(sizeof g_cmds / sizeof g_cmds[0]))
 
@@ -142,6 +142,38 @@ done:
     return rc;
 }
 
+static const float *g_bias; /* for by_bias */
+static int by_bias(const void *a, const void *b)
+{
+    float x = g_bias[*(const int64_t *)a], y = g_bias[*(const int64_t *)b];
+    return (x < y) - (x > y);
+}
+
+/* The items with the largest and smallest learned bias (a dot-bias model's; fastai's lesson
+ * sorts movie_bias so): what people like whoever they are, and what they do not. */
+static void print_liked(kiln_learner *l)
+{
+    kiln_collab_tables t;
+    const kiln_tab_procs *pr = kiln_tabular_learner_procs(l);
+    if (kiln_collab_tables_of(kiln_learner_model(l), &t) || !pr || t.n_items < 2) {
+        kiln_clear_error(); /* EmbeddingNN: no biases to sort */
+        return;
+    }
+    int64_t n = t.n_items - 1, *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return;
+    for (int64_t i = 0; i < n; i++) idx[i] = i + 1; /* code 0 is #na# */
+    g_bias = t.i_bias->data;
+    qsort(idx, (size_t)n, sizeof *idx, by_bias);
+    int64_t k = n < 5 ? n : 5;
+    printf("most liked items (bias):");
+    for (int64_t i = 0; i < k; i++) printf(" %s (%.2f)", kiln_tab_procs_category(pr, 1, idx[i]), (double)g_bias[idx[i]]);
+    printf("\nleast liked items (bias):");
+    for (int64_t i = 0; i < k; i++)
+        printf(" %s (%.2f)", kiln_tab_procs_category(pr, 1, idx[n - 1 - i]), (double)g_bias[idx[n - 1 - i]]);
+    printf("\n");
+    free(idx);
+}
+
 /* predict, recommend, export on the model in dir */
 static int run_saved(cbopts *o, const cli_subcmd *c, const char *dir, const char *pairs)
 {
@@ -162,7 +194,10 @@ static int run_saved(cbopts *o, const cli_subcmd *c, const char *dir, const char
         free(items), free(r);
     } else if (!rc) {
         if (kiln_collab_export_tables(l, o->t.out)) rc = cli_kfail(o->t.cmd, NULL);
-        else if (!o->t.quiet) printf("wrote %s/users.csv, items.csv\n", o->t.out);
+        else if (!o->t.quiet) {
+            printf("wrote %s/users.csv, items.csv\n", o->t.out);
+            print_liked(l);
+        }
     }
     kiln_learner_free(l);
     kiln_ctx_free(ctx);
