@@ -1,0 +1,62 @@
+/* kiln dist: the communicator data-parallel training runs on (issue 13). One small interface
+ * over an existing engine: MPI (Debian's Open MPI) when kiln is built with it and the process
+ * was started by mpirun / mpiexec, a single-process communicator otherwise (every collective a
+ * no-op, rank 0 of 1), so a kiln without MPI behaves exactly as before. NCCL can serve a CUDA
+ * backend behind the same calls later (llm.c's split: MPI starts the processes, NCCL reduces).
+ *
+ * Collectives are blocking and called by every rank in the same order. A failure on one rank
+ * (an error return, a rank killed) makes the others fail too within a bounded time, with a
+ * message naming the rank, rather than hang: kiln_comm_abort stops every rank; collectives
+ * time out after timeout_s (kiln_comm_set_timeout) with KILN_STATUS_IO naming the call. */
+#ifndef KILN_DIST_H
+#define KILN_DIST_H
+
+#include "kiln/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_comm kiln_comm;
+
+/* Whether this kiln was built with MPI (the CMake option KILN_MPI). */
+bool kiln_comm_mpi_built(void);
+
+/* The world communicator: MPI_COMM_WORLD when built with MPI and launched by mpirun (Open
+ * MPI's OMPI_COMM_WORLD_SIZE, or PMI_SIZE, in the environment), initialising MPI (thread level
+ * FUNNELED) on the first call; else a single-process communicator. The same object on every
+ * call; freed (and MPI finalised) by kiln_comm_free. NULL + message when MPI fails to start. */
+kiln_comm *kiln_comm_world(void);
+/* A single-process communicator (rank 0 of 1), for tests and for a caller that wants none. */
+kiln_comm *kiln_comm_single(void);
+void kiln_comm_free(kiln_comm *c);
+
+int kiln_comm_rank(const kiln_comm *c); /* 0 for NULL */
+int kiln_comm_size(const kiln_comm *c); /* 1 for NULL */
+const char *kiln_comm_name(const kiln_comm *c); /* "single", "mpi" */
+
+/* Seconds a collective may wait for the other ranks before it fails (default 300; 0: forever). */
+kiln_status kiln_comm_set_timeout(kiln_comm *c, double timeout_s);
+
+/* In place, over every rank: buf[i] = sum over ranks of buf[i]. n may be 0. */
+kiln_status kiln_comm_allreduce_sum_f32(kiln_comm *c, float *buf, size_t n);
+kiln_status kiln_comm_allreduce_sum_f64(kiln_comm *c, double *buf, size_t n);
+/* Non-blocking sum of a float buffer (one bucket of gradients, started as soon as backward has
+ * filled it); kiln_comm_wait completes it. At most 64 in flight per communicator. */
+typedef struct kiln_comm_req kiln_comm_req;
+kiln_status kiln_comm_iallreduce_sum_f32(kiln_comm *c, float *buf, size_t n, kiln_comm_req **req);
+kiln_status kiln_comm_wait(kiln_comm *c, kiln_comm_req *req);
+/* root's bytes into every rank's buf. */
+kiln_status kiln_comm_bcast(kiln_comm *c, void *buf, size_t bytes, int root);
+kiln_status kiln_comm_barrier(kiln_comm *c);
+/* Every rank agrees on a status: the worst (most negative) of the ranks' st, and on a rank
+ * whose own st was OK, an error message naming the first rank that failed and its message. */
+kiln_status kiln_comm_agree(kiln_comm *c, kiln_status st);
+/* Stops every rank (MPI_Abort) after printing "kiln: rank R: why" on stderr; returns only for a
+ * single-process communicator (then it does nothing). */
+void kiln_comm_abort(kiln_comm *c, const char *why);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
