@@ -23,7 +23,8 @@ typedef enum kiln_data_split {
 const char *kiln_data_split_name(kiln_data_split s); /* "train", "valid" */
 
 /* A source's behaviour. state is the source's own pointer (given to kiln_data_new).
- *   n_items, n_batches: per split (0 for an empty split; valid may be empty).
+ *   n_items, n_batches: per split (0 for an empty split; valid may be empty); a sharded
+ *              source (kiln_data_shard) counts its shard's items and batches.
  *   set_epoch: fix the train order for epoch `epoch` from seed (may be NULL: no shuffling).
  *   get_batch: batch i in [0, n_batches) of split, x (B, ...) and y (B, ...) made in ctx's
  *              step arena (never requiring grad); returns OK or an error with a message.
@@ -48,6 +49,7 @@ typedef struct kiln_data kiln_data;
 kiln_data *kiln_data_new(const kiln_data_ops *ops, void *state);
 void kiln_data_free(kiln_data *d);
 void *kiln_data_state(kiln_data *d);
+/* Items of split this data hands out: the shard's count for a sharded source (world > 1). */
 int64_t kiln_data_n_items(const kiln_data *d, kiln_data_split split);
 int64_t kiln_data_n_batches(const kiln_data *d, kiln_data_split split);
 kiln_status kiln_data_set_epoch(kiln_data *d, uint64_t seed, int64_t epoch);
@@ -63,6 +65,35 @@ bool kiln_data_has_tta(const kiln_data *d);
  * Philox(seed, epoch-derived counters). Pure; loaders share it so every source shuffles
  * the same way. out has n elements. */
 void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out);
+
+/* ---- shards for data-parallel training (issue 13) ------------------------------------------ *
+ * With `world` processes, rank r in [0, world) reads its own shard of each split, as
+ * PyTorch's DistributedSampler does:
+ *   train  the epoch's order (kiln_data_permutation, the same on every rank) padded by
+ *          repeating its first elements to total = ceil(n / world) * world items
+ *          (padded[i] = order[i % n]); rank r takes positions r, r + world, r + 2 world, ...
+ *          of it, ceil(n / world) items, and batches them in that order with its own batch
+ *          size b (drop_last applies to the shard).
+ *   valid  no padding: rank r takes items r, r + world, ... of the split, in order, so the
+ *          ranks' shards partition the split exactly and per-rank loss and metric sums add up
+ *          to the one-process validation.
+ * The equivalence the data-parallel learner relies on: the union over ranks of train batch k
+ * (per-rank batch b) is the set of items at positions world*k*b .. world*(k+1)*b - 1 of the
+ * padded order. For every k with world*(k+1)*b <= n that is exactly batch k of a one-rank run
+ * with batch world*b (the same rows as a set; ranks interleave them). Later batches hold the
+ * padding: with n divisible by world*b the runs match batch for batch; otherwise the sharded
+ * run's last batch may repeat early items of the order and, with drop_last, the sharded run
+ * may have one batch more than the one-rank run (ceil(n / world) / b against n / (world*b)).
+ * world 1 is the whole split in its own order: bit for bit the unsharded data.
+ *
+ * kiln_data_shard: the item indices of rank's shard of an n-item split, into out (the shard's
+ * length: ceil(n / world) with pad, else the count of r + k*world < n; 0 when n is 0; out may
+ * be NULL to ask the length only). order (n) is the split's order (NULL: 0..n-1); pad selects
+ * the train rule above, !pad the valid rule. Returns the shard's length, or a negative status
+ * (INVALID + message naming the field: world < 1, rank outside [0, world), n < 0).
+ * Text sources (src/data/text) do not shard yet; tabular and collab data are tensor data and
+ * shard through kiln_tensor_data_params. */
+int64_t kiln_data_shard(int64_t n, int rank, int world, bool pad, const int64_t *order, int64_t *out);
 
 /* ---- prefetch ring ------------------------------------------------------------------------ *
  * For a source whose batches cost time to make (decoding, augmentation): n_slots batch
@@ -111,12 +142,17 @@ void kiln_prefetch_seek(kiln_prefetch *r, kiln_data_split split, int64_t batch);
 /* ---- in-memory tensor dataset ------------------------------------------------------------ *
  * x (N, ...) f32 features and y (N) i64 class indices, or y (N, ...) f32 targets (regression,
  * multi-label). Batches are rows of the (shuffled) train order / valid in order; the last
- * batch is short unless drop_last (train only; valid keeps every item). */
+ * batch is short unless drop_last (train only; valid keeps every item).
+ * With world > 1 each split is this rank's shard (kiln_data_shard: the train order padded and
+ * interleaved, the valid split interleaved without padding), and kiln_data_n_items and
+ * kiln_data_n_batches count the shard's items and batches, not the whole split's. */
 typedef struct kiln_tensor_data_params {
     int64_t batch_size;       /* 64 */
     int64_t valid_batch_size; /* 0 = batch_size */
     bool shuffle;             /* true: train order from kiln_data_set_epoch */
     bool drop_last;           /* true: drop the short last train batch (fastai's train dl) */
+    int rank, world;          /* 0, 1: this process's shard of world (kiln_data_shard);
+                                 INVALID unless 0 <= rank < world */
 } kiln_tensor_data_params;
 
 kiln_tensor_data_params kiln_tensor_data_default_params(void);

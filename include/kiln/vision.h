@@ -17,7 +17,8 @@
  * Determinism: the train order of epoch e is kiln_data_permutation(seed, e, n) (see
  * kiln_data_set_epoch), and a transform's randomness comes only from (seed, item_counter), a
  * pure function of (epoch, split, item index); batches are the same whatever the thread count
- * or timing. The loader assumes one consumer thread (the one calling kiln_data_get_batch). */
+ * or timing. With params.world > 1 the loader hands out rank's shard of each split (data.h,
+ * kiln_data_shard); an item is transformed the same way whichever rank reads it. The loader assumes one consumer thread (the one calling kiln_data_get_batch). */
 #ifndef KILN_VISION_H
 #define KILN_VISION_H
 
@@ -91,6 +92,11 @@ typedef struct kiln_vision_params {
     int64_t valid_batch_size; /* 0 = batch_size */
     bool shuffle;             /* true: train order from kiln_data_set_epoch */
     bool drop_last;           /* true: drop the short last train batch (valid keeps every item) */
+    int rank, world;          /* 0, 1: this process reads its shard of world (data.h,
+                                 kiln_data_shard): the epoch's train order padded and interleaved,
+                                 the valid split interleaved without padding, TTA passes too;
+                                 kiln_data_n_items / _n_batches count the shard. INVALID unless
+                                 0 <= rank < world */
     /* images */
     int size;                 /* output side in pixels; 0 = native (IDX: 28); folders need it */
     kiln_vision_resize resize;/* KILN_VISION_RESIZE_CROP */

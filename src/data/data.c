@@ -106,12 +106,32 @@ void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out
     }
 }
 
+int64_t kiln_data_shard(int64_t n, int rank, int world, bool pad, const int64_t *order, int64_t *out)
+{
+    if (world < 1) return kiln__err(KILN_STATUS_INVALID, "data_shard: world %d must be >= 1", world);
+    if (rank < 0 || rank >= world)
+        return kiln__err(KILN_STATUS_INVALID, "data_shard: rank %d outside [0, world = %d)", rank, world);
+    if (n < 0) return kiln__err(KILN_STATUS_INVALID, "data_shard: n %lld must be >= 0", (long long)n);
+    if (n == 0) return 0;
+    int64_t len = pad ? (n + world - 1) / world : (n - rank + world - 1) / world; /* rank < world: n - rank > -world */
+    if (len < 0) len = 0;
+    for (int64_t j = 0; out && j < len; j++) {
+        int64_t pos = (int64_t)rank + j * world; /* position in the padded order: padded[i] = order[i % n] */
+        if (pos >= n) pos %= n;
+        out[j] = order ? order[pos] : pos;
+    }
+    return len;
+}
+
 /* ---- in-memory tensor dataset ------------------------------------------------------------- */
 
 typedef struct tsplit {
     unsigned char *x, *y; /* contiguous copies: (n, x_item) f32, (n, y_item) of y_dtype */
-    int64_t n;
-    int64_t *order;       /* (n) train order; NULL for valid */
+    int64_t n;            /* items of the whole split */
+    int64_t n_shard;      /* items this rank reads (n when world is 1) */
+    int64_t *perm;        /* (n) train: the epoch's order of the whole split; NULL for valid */
+    int64_t *order;       /* (n_shard) item of each batch position: train the shard of perm,
+                             valid the rank's interleaved items; NULL for valid when world is 1 */
 } tsplit;
 
 typedef struct tdata {
@@ -125,10 +145,11 @@ typedef struct tdata {
 
 kiln_tensor_data_params kiln_tensor_data_default_params(void)
 {
-    return (kiln_tensor_data_params){.batch_size = 64, .valid_batch_size = 0, .shuffle = true, .drop_last = true};
+    return (kiln_tensor_data_params){.batch_size = 64, .valid_batch_size = 0, .shuffle = true, .drop_last = true,
+                                     .rank = 0, .world = 1};
 }
 
-static int64_t td_items(void *state, kiln_data_split split) { return ((tdata *)state)->s[split].n; }
+static int64_t td_items(void *state, kiln_data_split split) { return ((tdata *)state)->s[split].n_shard; }
 
 static int64_t td_bs(const tdata *t, kiln_data_split split)
 {
@@ -138,7 +159,7 @@ static int64_t td_bs(const tdata *t, kiln_data_split split)
 static int64_t td_batches(void *state, kiln_data_split split)
 {
     tdata *t = state;
-    int64_t n = t->s[split].n, bs = td_bs(t, split);
+    int64_t n = t->s[split].n_shard, bs = td_bs(t, split);
     if (split == KILN_DATA_SPLIT_TRAIN && t->p.drop_last) return n / bs;
     return (n + bs - 1) / bs;
 }
@@ -147,7 +168,9 @@ static kiln_status td_set_epoch(void *state, uint64_t seed, int64_t epoch)
 {
     tdata *t = state;
     tsplit *s = &t->s[KILN_DATA_SPLIT_TRAIN];
-    if (t->p.shuffle) kiln_data_permutation(seed, epoch, s->n, s->order);
+    if (!t->p.shuffle) return KILN_STATUS_OK;
+    kiln_data_permutation(seed, epoch, s->n, s->perm);
+    kiln_data_shard(s->n, t->p.rank, t->p.world, true, s->perm, s->order);
     return KILN_STATUS_OK;
 }
 
@@ -156,7 +179,7 @@ static kiln_status td_get(void *state, kiln_data_split split, int64_t i, kiln_ct
 {
     tdata *t = state;
     tsplit *s = &t->s[split];
-    int64_t bs = td_bs(t, split), start = i * bs, b = s->n - start < bs ? s->n - start : bs;
+    int64_t bs = td_bs(t, split), start = i * bs, b = s->n_shard - start < bs ? s->n_shard - start : bs;
     int64_t xs[KILN_MAX_DIMS], ys[KILN_MAX_DIMS];
     xs[0] = ys[0] = b;
     memcpy(xs + 1, t->x_shape, (size_t)t->x_ndim * sizeof *xs);
@@ -179,7 +202,7 @@ static void td_free(void *state)
 {
     tdata *t = state;
     if (!t) return;
-    for (int k = 0; k < 2; k++) free(t->s[k].x), free(t->s[k].y), free(t->s[k].order);
+    for (int k = 0; k < 2; k++) free(t->s[k].x), free(t->s[k].y), free(t->s[k].perm), free(t->s[k].order);
     free(t);
 }
 
@@ -224,6 +247,9 @@ kiln_data *kiln_tensor_data_new(const kiln_tensor *x_train, const kiln_tensor *y
     if (prm.batch_size < 1 || prm.valid_batch_size < 0)
         return kiln__errp(KILN_STATUS_INVALID, "tensor_data: batch_size %lld must be >= 1",
                           (long long)prm.batch_size);
+    if (prm.world < 1) return kiln__errp(KILN_STATUS_INVALID, "tensor_data: world %d must be >= 1", prm.world);
+    if (prm.rank < 0 || prm.rank >= prm.world)
+        return kiln__errp(KILN_STATUS_INVALID, "tensor_data: rank %d outside [0, world = %d)", prm.rank, prm.world);
     if (check_pair("train", x_train, y_train)) return NULL;
     bool has_valid = x_valid || y_valid;
     if (has_valid) {
@@ -243,17 +269,20 @@ kiln_data *kiln_tensor_data_new(const kiln_tensor *x_train, const kiln_tensor *y
     const kiln_tensor *xs[2] = {x_train, x_valid}, *ys[2] = {y_train, y_valid};
     for (int k = 0; k < (has_valid ? 2 : 1); k++) {
         tsplit *s = &t->s[k];
+        bool train = k == KILN_DATA_SPLIT_TRAIN;
         s->n = xs[k]->shape[0];
+        s->n_shard = kiln_data_shard(s->n, prm.rank, prm.world, train, NULL, NULL);
         s->x = copy_out(xs[k]);
         s->y = copy_out(ys[k]);
-        if (k == KILN_DATA_SPLIT_TRAIN) s->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->order);
-        if (!s->x || !s->y || (k == KILN_DATA_SPLIT_TRAIN && !s->order)) {
+        if (train) s->perm = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->perm);
+        if (train || prm.world > 1) s->order = malloc((size_t)(s->n_shard ? s->n_shard : 1) * sizeof *s->order);
+        if (!s->x || !s->y || (train && !s->perm) || ((train || prm.world > 1) && !s->order)) {
             long long n = (long long)s->n;
             td_free(t);
             return kiln__errp(KILN_STATUS_NOMEM, "tensor_data: out of memory copying %lld items", n);
         }
-        if (s->order)
-            for (int64_t i = 0; i < s->n; i++) s->order[i] = i;
+        for (int64_t i = 0; s->perm && i < s->n; i++) s->perm[i] = i;
+        if (s->order) kiln_data_shard(s->n, prm.rank, prm.world, train, s->perm, s->order);
     }
     kiln_data_ops ops = {.n_items = td_items, .n_batches = td_batches, .set_epoch = td_set_epoch,
                          .get_batch = td_get, .free = td_free};

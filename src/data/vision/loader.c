@@ -9,7 +9,11 @@
  *
  * TTA (kiln_vision_data_set_tta, or kiln_data_set_tta_pass): while a pass is set, batches run
  * the transform's training branch on either split, with the pass's own seed and epoch-0
- * counters. */
+ * counters.
+ *
+ * Shards (params rank, world; data.h kiln_data_shard): train batches walk v->order, this
+ * rank's shard of the epoch's permutation; valid batch position j is item rank + j * world.
+ * Item indices stay the data set's, so an item's transform draws do not depend on the rank. */
 #include "data/vision/vision_internal.h"
 
 #include <stdio.h>
@@ -22,7 +26,7 @@ static int64_t bs_of(const kiln_vision_data *v, kiln_data_split split)
 
 static int64_t nb_of(const kiln_vision_data *v, kiln_data_split split)
 {
-    int64_t n = v->s[split].n, bs = bs_of(v, split);
+    int64_t n = v->n_shard[split], bs = bs_of(v, split);
     if (split == KILN_DATA_SPLIT_TRAIN && v->p.drop_last) return n / bs;
     return (n + bs - 1) / bs;
 }
@@ -30,7 +34,7 @@ static int64_t nb_of(const kiln_vision_data *v, kiln_data_split split)
 /* Items in batch b of split. */
 static int64_t items_in(const kiln_vision_data *v, kiln_data_split split, int64_t b)
 {
-    int64_t bs = bs_of(v, split), n = v->s[split].n - b * bs;
+    int64_t bs = bs_of(v, split), n = v->n_shard[split] - b * bs;
     return n < bs ? n : bs;
 }
 
@@ -46,7 +50,7 @@ static kiln_status make_batch(void *user, kiln_data_split split, int64_t b, void
     int64_t epoch = v->tta_pass >= 0 ? 0 : v->epoch;
     int tfm = v->tta_pass >= 0 ? KILN__TFM_TRAIN : KILN__TFM_SPLIT;
     for (int64_t r = 0; r < n; r++) {
-        int64_t i = split == KILN_DATA_SPLIT_TRAIN ? v->order[start + r] : start + r;
+        int64_t i = split == KILN_DATA_SPLIT_TRAIN ? v->order[start + r] : v->p.rank + (start + r) * v->p.world;
         kiln_status st = kiln__vision_make_item(v, split, i, tfm, seed, epoch, true, x + (size_t)r * item);
         if (st) return st;
         y[r] = v->s[split].labels[i];
@@ -56,7 +60,7 @@ static kiln_status make_batch(void *user, kiln_data_split split, int64_t b, void
 
 /* ---- kiln_data_ops --------------------------------------------------------------------------- */
 
-static int64_t op_items(void *state, kiln_data_split split) { return ((kiln_vision_data *)state)->s[split].n; }
+static int64_t op_items(void *state, kiln_data_split split) { return ((kiln_vision_data *)state)->n_shard[split]; }
 static int64_t op_batches(void *state, kiln_data_split split) { return nb_of(state, split); }
 
 static kiln_status op_set_epoch(void *state, uint64_t seed, int64_t epoch)
@@ -66,7 +70,11 @@ static kiln_status op_set_epoch(void *state, uint64_t seed, int64_t epoch)
     kiln_prefetch_pause(v->loader);
     v->seed = seed;
     v->epoch = epoch;
-    if (v->p.shuffle) kiln_data_permutation(seed, epoch, v->s[KILN_DATA_SPLIT_TRAIN].n, v->order);
+    if (v->p.shuffle) {
+        int64_t n = v->s[KILN_DATA_SPLIT_TRAIN].n;
+        kiln_data_permutation(seed, epoch, n, v->perm);
+        kiln_data_shard(n, v->p.rank, v->p.world, true, v->perm, v->order); /* world 1: a copy of perm */
+    }
     v->epoch_set = true;
     kiln_prefetch_seek(v->loader, KILN_DATA_SPLIT_TRAIN, 0);
     return KILN_STATUS_OK;

@@ -20,7 +20,7 @@ kiln_vision_params kiln_vision_default_params(void)
                                 .stats_items = 1024, .train_dir = "train", .valid_dir = "valid",
                                 .valid_pct = 0.2, .split_seed = 42, .csv_name_col = "name",
                                 .csv_label_col = "label", .max_pixels = KILN_VISION_MAX_PIXELS,
-                                .n_workers = 2, .prefetch = 4};
+                                .n_workers = 2, .prefetch = 4, .rank = 0, .world = 1};
 }
 
 kiln_vision_stats kiln_vision_imagenet_stats(void)
@@ -79,6 +79,8 @@ kiln_vision_data *kiln__vision_alloc(const char *name, const kiln_vision_params 
                     : q.n_classes < 0 || (q.n_classes > 0) != (q.classes != NULL)
                         ? "classes and n_classes go together (n_classes >= 1 with a class list, 0 without)"
                     : q.train_per_class < 0 || q.valid_per_class < 0 ? "train_per_class and valid_per_class must be >= 0"
+                    : q.world < 1 ? "world must be >= 1"
+                    : q.rank < 0 || q.rank >= q.world ? "rank must be in [0, world)"
                     : NULL;
     if (bad) return kiln__errp(KILN_STATUS_INVALID, "vision: %s: %s", name, bad);
     kiln_vision_data *v = calloc(1, sizeof *v);
@@ -103,7 +105,7 @@ void kiln__vision_destroy(kiln_vision_data *v)
         free(s->paths), free(s->labels), free(s->pixels);
     }
     for (int c = 0; c < v->n_classes && v->classes; c++) free(v->classes[c]);
-    free(v->classes), free(v->order), free(v->name);
+    free(v->classes), free(v->perm), free(v->order), free(v->name);
     if (v->magic == KILN__VISION_MAGIC && v->p.tfm_user_free) v->p.tfm_user_free(v->p.tfm_user); /* complete */
     v->magic = 0;
     free(v);
@@ -334,9 +336,13 @@ kiln_data *kiln__vision_finish(kiln_vision_data *v, bool grey_all)
             if (!(v->stats.std[c] > 0))
                 st = kiln__err(KILN_STATUS_INVALID, "vision: std[%d] = %g must be > 0", c, v->stats.std[c]);
     }
-    if (!st && !(v->order = malloc((size_t)(tr->n ? tr->n : 1) * sizeof *v->order)))
+    for (int k = 0; k < 2; k++)
+        v->n_shard[k] = kiln_data_shard(v->s[k].n, v->p.rank, v->p.world, k == KILN_DATA_SPLIT_TRAIN, NULL, NULL);
+    if (!st && (!(v->perm = malloc((size_t)(tr->n ? tr->n : 1) * sizeof *v->perm)) ||
+                !(v->order = malloc((size_t)(v->n_shard[0] ? v->n_shard[0] : 1) * sizeof *v->order))))
         st = kiln__err(KILN_STATUS_NOMEM, "vision: out of memory");
-    for (int64_t i = 0; !st && i < tr->n; i++) v->order[i] = i;
+    for (int64_t i = 0; !st && i < tr->n; i++) v->perm[i] = i;
+    if (!st) kiln_data_shard(tr->n, v->p.rank, v->p.world, true, v->perm, v->order);
     if (!st && !(v->loader = kiln__vloader_new(v))) st = KILN_STATUS_NOMEM;
     if (st) {
         kiln__vision_destroy(v);

@@ -30,7 +30,11 @@ struct kiln_vision_data {
     kiln_vision_stats stats;  /* applied by the loader */
     int64_t n_skipped;
     kiln__vsplit s[2];        /* indexed by kiln_data_split */
-    int64_t *order;           /* (s[TRAIN].n) train order of the current epoch */
+    int64_t *perm;            /* (s[TRAIN].n) train order of the current epoch, whole split */
+    int64_t *order;           /* (n_shard[TRAIN]) the items of this rank's train batches: its
+                                 shard of perm (kiln_data_shard; perm itself when world is 1) */
+    int64_t n_shard[2];       /* items this rank reads per split (s[k].n when world is 1); valid
+                                 position j is item p.rank + j * p.world */
     uint64_t seed;            /* from the last set_epoch */
     int64_t epoch;
     bool epoch_set;           /* set_epoch was called */
