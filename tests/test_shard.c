@@ -9,12 +9,13 @@
  *     of the one-rank run with batch world*b, for every k whose batch is full (no padding);
  *   - world 1 gives the unsharded batches bit for bit (rows of kiln_data_permutation in order);
  *   - the vision loader on an IDX set written here (label i = item i), with threads, and its
- *     TTA passes;
+ *     TTA passes; the tabular source (tensor data underneath) on a CSV written here;
  *   - rank and world out of range are INVALID naming the field.
  * Exact comparisons throughout (rows are copied, never computed). */
 #include "util/ku.h"
 #include "util/ku_cli.h"
 
+#include "kiln/tabular.h"
 #include "kiln/vision.h"
 
 #include <ftw.h>
@@ -551,4 +552,82 @@ Test(shard, vision_rejects_bad_rank_and_world)
     cr_assert_null(kiln_vision_idx_new(ti, tl, NULL, NULL, &p));
     ku_expect_error("rank", "rank -2");
     drop_dir();
+}
+
+/* ---- tabular: tensor data underneath ----------------------------------------------------------- */
+
+/* Batch k's x rows (n_cols floats each) of d appended to rows; returns the count. */
+static int64_t tab_rows(kiln_data *d, kiln_ctx *ctx, kiln_data_split split, int64_t k, float *rows, int64_t *cols)
+{
+    kiln_tensor *x, *y;
+    cr_assert_eq(kiln_data_get_batch(d, split, k, ctx, &x, &y), KILN_STATUS_OK, "%s", kiln_last_error());
+    *cols = x->shape[1];
+    memcpy(rows, x->data, (size_t)(x->shape[0] * x->shape[1]) * sizeof *rows);
+    return x->shape[0];
+}
+
+Test(shard, tabular_data_shards_through_tensor_data)
+{
+    char path[] = "/tmp/kiln_shard_tab_XXXXXX", csv[2048];
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    size_t len = (size_t)sprintf(csv, "c,x,y\n");
+    for (int i = 0; i < 20; i++) len += (size_t)sprintf(csv + len, "%c,%d.25,%d\n", 'a' + i % 3, i, i % 4);
+    ku_write_bytes(path, csv, len);
+    kiln_tab_params p = kiln_tab_default_params();
+    cr_assert_eq(p.rank, 0);
+    cr_assert_eq(p.world, 1);
+    p.target = "y";
+    p.batch_size = 4;
+    kiln_tab_procs *pr[3];
+    kiln_data *one = kiln_tabular_data_open(path, NULL, &p, &pr[2], NULL), *d[2];
+    cr_assert(one, "%s", kiln_last_error());
+    p.batch_size = 2, p.world = 2;
+    for (int r = 0; r < 2; r++) {
+        p.rank = r;
+        cr_assert((d[r] = kiln_tabular_data_open(path, NULL, &p, &pr[r], NULL)), "%s", kiln_last_error());
+        cr_assert_eq(kiln_data_n_items(d[r], KILN_DATA_SPLIT_TRAIN), 8, "16 train rows over 2 ranks");
+        cr_assert_eq(kiln_data_n_items(d[r], KILN_DATA_SPLIT_VALID), 2, "4 valid rows over 2 ranks");
+        cr_assert_eq(kiln_data_n_batches(d[r], KILN_DATA_SPLIT_TRAIN), 4);
+    }
+    cr_assert_eq(kiln_data_n_batches(one, KILN_DATA_SPLIT_TRAIN), 4);
+    kiln_ctx *ctx = ku_ctx();
+    float a[8 * 16], b[8 * 16];
+    int64_t ca = 0, cb = 0;
+    cr_assert_eq(kiln_data_set_epoch(one, 11, 2), KILN_STATUS_OK);
+    for (int r = 0; r < 2; r++) cr_assert_eq(kiln_data_set_epoch(d[r], 11, 2), KILN_STATUS_OK);
+    for (int split = 0; split < 2; split++) {
+        int64_t nb = kiln_data_n_batches(one, (kiln_data_split)split);
+        for (int64_t k = 0; k < nb; k++) {
+            kiln_step_reset(ctx);
+            int64_t m1 = tab_rows(one, ctx, (kiln_data_split)split, k, b, &cb), m = 0;
+            if (split == KILN_DATA_SPLIT_TRAIN) { /* rank batch k: half of one-rank batch k each */
+                for (int r = 0; r < 2; r++) m += tab_rows(d[r], ctx, KILN_DATA_SPLIT_TRAIN, k, a + m * cb, &ca);
+            } else { /* valid: the one-rank split's rows, spread over the ranks */
+                for (int r = 0; r < 2; r++)
+                    for (int64_t q = 0; q < kiln_data_n_batches(d[r], KILN_DATA_SPLIT_VALID); q++)
+                        m += tab_rows(d[r], ctx, KILN_DATA_SPLIT_VALID, q, a + m * cb, &ca);
+            }
+            cr_assert_eq(ca, cb);
+            cr_assert_eq(m, m1, "%s batch %lld: %lld rows over the ranks, %lld in one", split ? "valid" : "train",
+                         (long long)k, (long long)m, (long long)m1);
+            bool used[16] = {false};
+            for (int64_t i = 0; i < m; i++) {
+                int64_t j = 0;
+                while (j < m1 && (used[j] || memcmp(a + i * ca, b + j * cb, (size_t)ca * sizeof(float)))) j++;
+                cr_assert_lt(j, m1, "%s batch %lld: a rank's row is not in the one-rank batch", split ? "valid" : "train",
+                             (long long)k);
+                used[j] = true;
+            }
+        }
+    }
+    ku_ctx_free(ctx);
+    for (int r = 0; r < 3; r++) kiln_tab_procs_free(pr[r]);
+    kiln_data_free(one), kiln_data_free(d[0]), kiln_data_free(d[1]);
+    p.rank = 2;
+    kiln_tab_procs *bad = NULL;
+    cr_assert_null(kiln_tabular_data_open(path, NULL, &p, &bad, NULL));
+    ku_expect_error("rank", "tabular rank 2 of 2");
+    unlink(path);
 }

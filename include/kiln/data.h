@@ -77,6 +77,11 @@ void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out
  *   valid  no padding: rank r takes items r, r + world, ... of the split, in order, so the
  *          ranks' shards partition the split exactly and per-rank loss and metric sums add up
  *          to the one-process validation.
+ * Every rank has the same number of train items (ceil(n / world)) and so of train batches;
+ * valid shards differ by at most one item, so their batch counts may differ and a rank's
+ * valid shard is empty when the split has fewer than world items (a learner must not run a
+ * collective per valid batch). Both splits keep the data set's item indices, so an item's
+ * augmentation draws (vision: kiln_vision_item_counter) do not depend on rank or world.
  * The equivalence the data-parallel learner relies on: the union over ranks of train batch k
  * (per-rank batch b) is the set of items at positions world*k*b .. world*(k+1)*b - 1 of the
  * padded order. For every k with world*(k+1)*b <= n that is exactly batch k of a one-rank run
@@ -91,8 +96,8 @@ void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out
  * be NULL to ask the length only). order (n) is the split's order (NULL: 0..n-1); pad selects
  * the train rule above, !pad the valid rule. Returns the shard's length, or a negative status
  * (INVALID + message naming the field: world < 1, rank outside [0, world), n < 0).
- * Text sources (src/data/text) do not shard yet; tabular and collab data are tensor data and
- * shard through kiln_tensor_data_params. */
+ * Tabular and collab sources are tensor data underneath and shard through kiln_tab_params'
+ * rank and world; text sources (src/data/text: language model, classifier) do not shard yet. */
 int64_t kiln_data_shard(int64_t n, int rank, int world, bool pad, const int64_t *order, int64_t *out);
 
 /* ---- prefetch ring ------------------------------------------------------------------------ *

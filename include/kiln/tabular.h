@@ -81,6 +81,9 @@ typedef struct kiln_tab_params {
     uint64_t split_seed;        /* 42: the rows kept aside are a kiln_data_permutation(seed, 0) */
     int64_t batch_size;         /* 64 */
     int64_t valid_batch_size;   /* 0: batch_size */
+    int rank, world;            /* 0, 1: batches are this rank's shard of world (data.h,
+                                   kiln_data_shard, through kiln_tensor_data_params); the rows
+                                   (kiln_tabular_data_rows) stay the whole split's */
 } kiln_tab_params;
 
 kiln_tab_params kiln_tab_default_params(void);

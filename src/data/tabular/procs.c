@@ -503,7 +503,7 @@ int64_t kiln__tab_code_limit = (int64_t)1 << 24;
 kiln_tab_params kiln_tab_default_params(void)
 {
     return (kiln_tab_params){.target = NULL, .task = KILN_TAB_AUTO, .max_card = 20, .valid_pct = 0.2,
-                             .split_seed = 42, .batch_size = 64};
+                             .split_seed = 42, .batch_size = 64, .rank = 0, .world = 1};
 }
 
 kiln_tab_procs *kiln_tab_procs_learn(const kiln_table *t, const kiln_tab_params *p)

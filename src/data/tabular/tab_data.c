@@ -68,6 +68,9 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
     if (!train_csv || !p || !procs) return kiln__errp(KILN_STATUS_INVALID, "tabular_data_open: NULL argument");
     if (p->batch_size < 1 || p->valid_batch_size < 0)
         return kiln__errp(KILN_STATUS_INVALID, "tabular_data_open: batch_size %lld must be >= 1", (long long)p->batch_size);
+    if (p->world < 1 || p->rank < 0 || p->rank >= p->world)
+        return kiln__errp(KILN_STATUS_INVALID, "tabular_data_open: rank %d and world %d: need world >= 1 and rank in "
+                          "[0, world)", p->rank, p->world);
     if (!valid_csv && !(p->valid_pct >= 0 && p->valid_pct < 1))
         return kiln__errp(KILN_STATUS_INVALID, "tabular_data_open: valid_pct %g must be in [0, 1)", p->valid_pct);
     double t0 = kiln__tab_now();
@@ -115,6 +118,7 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
         dp.valid_batch_size = p->valid_batch_size;
         dp.shuffle = true;
         dp.drop_last = true;
+        dp.rank = p->rank, dp.world = p->world;
         kiln_data *inner = kiln_tensor_data_new(&xt, &yt, rv.n ? &xv : NULL, rv.n ? &yv : NULL, &dp);
         tab_source *s = inner ? calloc(1, sizeof *s) : NULL;
         if (inner && !s) kiln__err(KILN_STATUS_NOMEM, "tabular_data_open: out of memory");
