@@ -3,10 +3,11 @@
 # with nm, prints which layer calls which, and fails when a layer calls one above it.
 #   scripts/layer_check.sh OBJ:OBJ:...  [OBJ:OBJ:...]     (ctest passes the targets' objects)
 # A layer is the folder under src/ (src/kernels/cpu/x.c is "kernels"); tools/ is the CLI.
+# dist (the communicator, issue 13) calls only core and MPI; learn and above call it.
 # The one allowed upward edge: core -> kernels (kiln_ctx_new picks the CPU backend table,
 # the context owns the backend; see docs/architecture.md).
 set -eu
-ORDER="core kernels io autograd nn optim sched data report learn apps tools"
+ORDER="core kernels io dist autograd nn optim sched data report learn apps tools"
 ALLOWED="core>kernels"
 objs=$(printf '%s\n' "$@" | tr ':' '\n' | grep -v '^$')
 [ -n "$objs" ] || { echo "layer_check: no object files given" >&2; exit 2; }

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Installs the Debian 12 packages kiln needs to build, test and run its main job (run as root):
 # the build tools and libraries, clang and its libFuzzer runtime (fuzz/, run by CI), and
-# dataset-fashion-mnist (the README's data set).
+# dataset-fashion-mnist (the README's data set), Open MPI (libopenmpi-dev, openmpi-bin: data-parallel
+# training under mpirun, issue 13; kiln builds without it).
 # --dev also installs PyTorch (python3-torch, python3-torchvision) and NLTK (python3-nltk: the
 # tokenizer fixture's Treebank oracle) and pandas (python3-pandas: the tabular fixture's fastai
 # procs, tests/fixtures/gen_tabular_data.py), which only the fixture
 # generators in tests/fixtures/, the full-size parity tests (test_pretrained_torch, skipped
 # without it) and the benchmark twins in bench/ need; CI and users do not.
 set -eu
-PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libzip-dev libutf8proc-dev libcriterion-dev libplplot-dev plplot-driver-cairo zlib1g-dev libspng-dev libturbojpeg0-dev dataset-fashion-mnist fonts-dejavu-core time clang libclang-rt-14-dev"
+PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev libcjson-dev libzip-dev libutf8proc-dev libcriterion-dev libplplot-dev plplot-driver-cairo zlib1g-dev libspng-dev libturbojpeg0-dev dataset-fashion-mnist fonts-dejavu-core time clang libclang-rt-14-dev libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--dev" ]; then PKGS="$PKGS python3-torch python3-torchvision python3-numpy python3-nltk python3-pandas"; fi
 missing=""
 for p in $PKGS; do
