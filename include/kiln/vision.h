@@ -95,7 +95,8 @@ typedef struct kiln_vision_params {
     int rank, world;          /* 0, 1: this process reads its shard of world (data.h,
                                  kiln_data_shard): the epoch's train order padded and interleaved,
                                  the valid split interleaved without padding, TTA passes too;
-                                 kiln_data_n_items / _n_batches count the shard. INVALID unless
+                                 kiln_data_n_items / _n_batches count the shard; the data set's
+                                 stats, labels and paths stay the whole splits'. INVALID unless
                                  0 <= rank < world */
     /* images */
     int size;                 /* output side in pixels; 0 = native (IDX: 28); folders need it */
