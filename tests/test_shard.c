@@ -133,7 +133,11 @@ static rows make_rows(int64_t n, int64_t first)
 {
     rows r = {.x = malloc((size_t)(2 * n + 2) * sizeof(float)), .y = malloc((size_t)(n + 1) * sizeof(int64_t))};
     cr_assert(r.x && r.y);
-    for (int64_t i = 0; i < n; i++) r.x[2 * i] = (float)(first + i), r.x[2 * i + 1] = -0.5f * (float)(first + i), r.y[i] = first + i;
+    for (int64_t i = 0; i < n; i++) {
+        r.x[2 * i] = (float)(first + i);
+        r.x[2 * i + 1] = -0.5f * (float)(first + i);
+        r.y[i] = first + i;
+    }
     kiln_tensor_wrap(&r.tx, KILN_DTYPE_F32, 2, (int64_t[]){n, 2}, r.x);
     kiln_tensor_wrap(&r.ty, KILN_DTYPE_I64, 1, (int64_t[]){n}, r.y);
     return r;
