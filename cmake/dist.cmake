@@ -3,7 +3,8 @@
 # again for kiln::kiln_static), and the tests that need 2 ranks under mpiexec (label mpi):
 #   dist_mpi          sums, buckets in flight, bcast, agree (tests/mpi/test_dist_mpi.c)
 #   dist_mpi_timeout  a rank that skips a collective: the other fails after 2 s with a message
-#   dist_mpi_kill     a rank that dies in a collective: mpiexec ends non-zero within 20 s
+#   dist_mpi_nofree   a program that never frees the world: MPI is finalised at exit
+#   dist_mpi_kill     a rank that dies or aborts in a collective: mpiexec ends non-zero within 20 s
 # Open MPI as root needs --allow-run-as-root; --oversubscribe lets 2 ranks run on fewer
 # cores. KILN_MPIEXEC_FLAGS holds both (and whatever else a machine needs).
 if(KILN_MPI)
@@ -28,6 +29,7 @@ if(KILN_MPI AND KILN_TESTS)
   set(run ${MPIEXEC_EXECUTABLE} ${KILN_MPIEXEC_FLAGS} ${MPIEXEC_NUMPROC_FLAG} 2)
   add_test(NAME dist_mpi COMMAND ${run} $<TARGET_FILE:test_dist_mpi>)
   add_test(NAME dist_mpi_timeout COMMAND ${run} $<TARGET_FILE:test_dist_mpi> --timeout)
+  add_test(NAME dist_mpi_nofree COMMAND ${run} $<TARGET_FILE:test_dist_mpi> --nofree)
   add_test(NAME dist_mpi_kill COMMAND sh ${CMAKE_SOURCE_DIR}/tests/mpi/run_kill.sh ${run} $<TARGET_FILE:test_dist_mpi>)
-  set_tests_properties(dist_mpi dist_mpi_timeout dist_mpi_kill PROPERTIES LABELS mpi TIMEOUT 120)
+  set_tests_properties(dist_mpi dist_mpi_timeout dist_mpi_nofree dist_mpi_kill PROPERTIES LABELS mpi TIMEOUT 120)
 endif()
