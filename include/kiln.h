@@ -20,4 +20,5 @@
 #include "kiln/apps.h"
 #include "kiln/vision_model.h"
 #include "kiln/interp.h"
+#include "kiln/dist.h"
 #endif

@@ -283,6 +283,9 @@ int main(int argc, char **argv)
         CHECK(st == KILN_STATUS_OK || g_fails, "another rank failed: %s", kiln_last_error());
     }
     kiln_comm_free(c);
+    if (!strcmp(mode, "")) { /* MPI is finalised: it does not start again */
+        CHECK(kiln_comm_world() == NULL && kiln_last_status() == KILN_STATUS_STATE, "world after the free");
+    }
     if (g_fails == 0) printf("test_dist_mpi %s: rank %d: ok\n", mode, g_rank);
     return g_fails ? 1 : 0;
 }
