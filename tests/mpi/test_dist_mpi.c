@@ -1,4 +1,4 @@
-/* The MPI communicator (include/kiln/dist.h) under mpiexec with 2 ranks (cmake/dist.cmake; a
+/* The MPI communicator (include/kiln/dist.h) under mpiexec with 2 ranks (or more) (cmake/dist.cmake; a
  * plain program, not Criterion: Criterion forks its tests, MPI does not survive a fork). Exits
  * non-zero on any failed check, naming the rank.
  *   test_dist_mpi            rank/size, f32 and f64 sums (0, 1, 1000, 10^6 elements), three
@@ -131,13 +131,15 @@ static void agrees(kiln_comm *c)
     if (rank == 1) mine = kiln_error(KILN_STATUS_FORMAT, "bad.png: not a PNG file");
     kiln_status st = kiln_comm_agree(c, mine);
     CHECK(st == KILN_STATUS_FORMAT, "agree: got %d", (int)st);
-    if (rank == 0) {
-        CHECK(strstr(kiln_last_error(), "rank 1 of 2 failed") != NULL, "names rank 1");
+    if (rank != 1) {
+        char want[64];
+        snprintf(want, sizeof want, "rank 1 of %d failed", kiln_comm_size(c));
+        CHECK(strstr(kiln_last_error(), want) != NULL, "names rank 1");
         CHECK(strstr(kiln_last_error(), "bad.png: not a PNG file") != NULL, "carries rank 1's message");
     } else {
         CHECK(strcmp(kiln_last_error(), "bad.png: not a PNG file") == 0, "rank 1 keeps its message");
     }
-    /* both fail: the worst status, the lowest rank with it */
+    /* all fail: the worst status, the lowest rank with it */
     mine = rank == 0 ? kiln_error(KILN_STATUS_IO, "rank 0's disk") : kiln_error(KILN_STATUS_NOMEM, "rank 1's memory");
     st = kiln_comm_agree(c, mine);
     CHECK(st == KILN_STATUS_IO, "worst (most negative) of IO and NOMEM: got %d", (int)st);
@@ -257,8 +259,8 @@ int main(int argc, char **argv)
     g_rank = kiln_comm_rank(c);
     CHECK(kiln_comm_world() == c, "the same world on every call");
     CHECK(strcmp(kiln_comm_name(c), "mpi") == 0, "name %s", kiln_comm_name(c));
-    CHECK(kiln_comm_size(c) == 2, "size %d", kiln_comm_size(c));
-    CHECK(g_rank == 0 || g_rank == 1, "rank %d", g_rank);
+    CHECK(kiln_comm_size(c) >= 2, "size %d", kiln_comm_size(c)); /* ctest runs 2; more work too */
+    CHECK(g_rank >= 0 && g_rank < kiln_comm_size(c), "rank %d", g_rank);
     if (!strcmp(mode, "--timeout")) {
         run_timeout(c);
     } else if (!strcmp(mode, "--kill") || !strcmp(mode, "--kill9")) {
