@@ -163,7 +163,7 @@ static int run_timeout(kiln_comm *c)
         const char *e = kiln_last_error();
         printf("rank 0: %.2f s: %s\n", t, e);
         CHECK(st == KILN_STATUS_IO, "timed out sum: status %d", (int)st);
-        CHECK(t >= 1.9 && t < 3.0, "failed after %.2f s, want ~2", t);
+        CHECK(t >= 1.9 && t < 5.0, "failed after %.2f s, want 2 (and < 5 on a loaded machine)", t);
         CHECK(strstr(e, "kiln_comm_allreduce_sum_f32") && strstr(e, "rank 0 of 2") &&
                   strstr(e, "did not complete after 2.") && strstr(e, "timeout 2 s"),
               "message: %s", e);
