@@ -28,6 +28,7 @@
 
 #include "kiln/core.h"
 #include "kiln/data.h"
+#include "kiln/dist.h"
 #include "kiln/nn.h"
 #include "kiln/optim.h"
 #include "kiln/report.h"
@@ -196,6 +197,36 @@ kiln_status kiln_learner_set_lr_mults(kiln_learner *l, int n_groups, const doubl
 kiln_status kiln_learner_set_lr_slice(kiln_learner *l, double lo, double hi);
 int kiln_learner_n_groups(const kiln_learner *l); /* the model's layer groups */
 double kiln_learner_lr_mult(const kiln_learner *l, int g);
+
+/* ---- data-parallel (src/learn/dist.c, issue 13) ------------------------------------------- *
+ * With a communicator of N > 1 ranks (kiln/dist.h; borrowed, it must outlive the learner, NULL
+ * = one process) every rank runs the same fit on its own shard of the data (kiln_data with
+ * rank / world: per-rank batch B/N for a global batch B) and:
+ *   - after backward the trainable gradients are averaged over ranks (summed in buckets of
+ *     4 MiB of the flat gradient buffer, non-blocking, then scaled by 1/N); frozen parameters
+ *     are skipped; a parameter on the sparse (lazy) step is stepped whole (other ranks' rows);
+ *   - fit start broadcasts rank 0's parameters and buffers; every rank then takes the same
+ *     step, so weights stay equal; BatchNorm running statistics stay per rank (as DDP);
+ *   - the recorded and smoothed loss is the mean over ranks; validation (and
+ *     kiln_learner_validate) sums the loss, item count and metric accumulators over ranks, so
+ *     its values are the whole split's (a custom metric's kiln_metric_acc must be additive);
+ *   - a non-finite loss or gradient or an error of a step on any rank stops (or, SKIP, skips)
+ *     the step on every rank alike, with the failing rank's message (kiln_comm_agree);
+ *   - iterations and schedules are global (every rank has the same number of batches);
+ *   - rank r > 0 draws dropout from the context's seed mixed with r (set now and after a
+ *     checkpoint load), so a run is reproducible for a given N;
+ *   - rank r > 0 prints nothing (progress quiet); the built-in checkpointing and save_best
+ *     write on rank 0 only; kiln_learner_resume on every rank reads the same file.
+ * Callbacks must act alike on every rank (a skip or stop on one rank only leaves the others
+ * waiting until the communicator's timeout). get_preds, TTA and snapshots see the rank's
+ * shard only. Not during a fit. */
+kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c);
+kiln_comm *kiln_learner_comm(const kiln_learner *l);
+int kiln_learner_rank(const kiln_learner *l);  /* 0 without a communicator */
+int kiln_learner_world(const kiln_learner *l); /* 1 without a communicator */
+/* Seconds spent in the steps' collectives (loss sum, agreement, gradient buckets) and the
+ * steps whose gradients were averaged, since set_comm. */
+void kiln_learner_dist_stats(const kiln_learner *l, double *seconds, int64_t *steps);
 
 /* ---- freezing (src/learn/freeze.c) ---------------------------------------------------------- *
  * fastai v2 Learner.freeze_to / freeze / unfreeze: kiln_model_freeze_to(model, n) (groups < n

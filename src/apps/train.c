@@ -2,7 +2,13 @@
  * as one library call for any task's learner. It prepares the output folder, checkpoints
  * (resume goes on from the last one and refuses changed settings), runs the fit recipe,
  * stops cleanly when asked (a SIGINT flag), evaluates the snapshot ensemble and TTA, and
- * writes the exported model, history.csv, metrics.json and the plots, each atomically. */
+ * writes the exported model, history.csv, metrics.json and the plots, each atomically.
+ *
+ * Data-parallel (the learner has a communicator of N > 1 ranks, kiln_learner_set_comm): every
+ * rank trains; rank 0 alone prepares the folder and writes the files (the learner's
+ * checkpointing writes on rank 0 only); every rank reads the checkpoint on resume, and the
+ * settings record "ranks" so a resume with another N is refused naming both; an error on any
+ * rank is agreed (kiln_comm_agree) before the fit and at the end, so every rank returns it. */
 #include "app_internal.h"
 
 #include <cjson/cJSON.h>
@@ -129,6 +135,7 @@ static kiln_status collect(kiln_learner *l, int64_t nb, double seconds, kiln_tra
     kiln_vision_data *v = kiln_vision_data_of(d);
     kiln_clear_error();
     int64_t per_epoch = v ? nb * kiln_vision_data_params(v)->batch_size : kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN);
+    per_epoch *= kiln_learner_world(l); /* a rank's shard: N of them are the global epoch */
     r->seconds = seconds;
     r->epochs = kiln_recorder_n_epochs(rec); /* a phased recipe's every phase */
     r->items_per_s = (double)(per_epoch * r->epochs) / (train_s > 0 ? train_s : seconds);
@@ -193,35 +200,78 @@ static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *e
     if (p->tta.tta && (p->tta.tta_n < 1 || p->tta.tta_n > 64 || !(p->tta.tta_beta >= 0 && p->tta.tta_beta <= 1)))
         return kiln__err(KILN_STATUS_INVALID, "learner_train: tta_n must be in [1, 64] and tta_beta in [0, 1]");
     if (!kiln_learner_data(l)) return kiln__err(KILN_STATUS_STATE, "learner_train: the learner has no data");
+    if (kiln_learner_world(l) > 1 && (p->snapshots > 0 || p->tta.tta))
+        return kiln__err(KILN_STATUS_UNSUPPORTED, "learner_train: %s with %d ranks is not supported yet (they would "
+                         "score one rank's shard): run them in one process", p->tta.tta ? "TTA" : "snapshots",
+                         kiln_learner_world(l));
     return kiln_recipe_epochs(&p->recipe, epochs);
 }
+
+/* p->settings with "ranks" = N added (N > 1; a checkpoint without it counts as 1 rank). */
+static kiln_status set_settings(kiln_learner *l, const kiln_train_params *p)
+{
+    size_t n = 0;
+    while (p->settings && p->settings[n]) n++;
+    const char **kv = calloc(n + 3, sizeof *kv);
+    if (!kv) return kiln__err(KILN_STATUS_NOMEM, "learner_train: out of memory");
+    if (n) memcpy(kv, p->settings, n * sizeof *kv);
+    char ranks[16];
+    snprintf(ranks, sizeof ranks, "%d", kiln_learner_world(l));
+    if (kiln_learner_world(l) > 1) kv[n] = "ranks", kv[n + 1] = ranks;
+    kiln_status st = kiln_learner_set_run_settings(l, kv);
+    free(kv);
+    return st;
+}
+
+static kiln_status train(kiln_learner *l, const kiln_train_params *p, kiln_train_result *r);
 
 kiln_status kiln_learner_train(kiln_learner *l, const kiln_train_params *p, kiln_train_result *r)
 {
     if (!r) return kiln__err(KILN_STATUS_INVALID, "learner_train: r is NULL");
-    memset(r, 0, sizeof *r);
-    int64_t epochs;
-    kiln_status st = check(l, p, &epochs);
+    kiln_status st = train(l, p, r);
+    kiln_comm *c = l && kiln_learner_world(l) > 1 ? kiln_learner_comm(l) : NULL;
+    if (c) st = kiln_comm_agree(c, st); /* rank 0's writes, or a rank's late error, reach all */
+    return st;
+}
+
+/* Everything before the fit, no collective in it: the callbacks, the folder (rank 0), the
+ * schedule, the settings and, on resume, the checkpoint's header. */
+static kiln_status prepare(kiln_learner *l, const kiln_train_params *p, kiln_train_result *r, bool rank0,
+                           int64_t *epochs, char *ckpt, kiln_sched *sched, int64_t *nb)
+{
+    kiln_status st = check(l, p, epochs);
     if (st) return st;
-    r->epochs = epochs;
-    char ckpt[4096];
+    r->epochs = *epochs;
     int removed = 0;
-    if ((st = kiln__path(ckpt, sizeof ckpt, p->out, "checkpoint.safetensors"))) return st;
+    if ((st = kiln__path(ckpt, 4096, p->out, "checkpoint.safetensors"))) return st;
     if (p->resume && access(ckpt, R_OK) != 0)
         return kiln__err(KILN_STATUS_IO, "resume: no checkpoint %s to resume from", ckpt);
     /* a kill during a write leaves "<file>.tmp.<pid>": gone before this run writes */
-    if ((st = kiln_mkdirs(p->out)) || (st = kiln_atomic_clean_stale(p->out, &removed))) return st;
+    if (rank0 && ((st = kiln_mkdirs(p->out)) || (st = kiln_atomic_clean_stale(p->out, &removed)))) return st;
     r->n_stale_removed = removed;
-    int64_t nb = kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN);
-    kiln_sched sched;
-    if (!phased(p->recipe.kind) && (st = kiln_recipe_sched(&p->recipe, nb, &sched))) return st;
+    *nb = kiln_data_n_batches(kiln_learner_data(l), KILN_DATA_SPLIT_TRAIN);
+    if (!phased(p->recipe.kind) && (st = kiln_recipe_sched(&p->recipe, *nb, sched))) return st;
     if (p->snapshots > 0 && (st = kiln_learner_add_snapshots(l, NULL))) return st;
     if (p->checkpoint_every > 0 && (st = kiln_learner_add_checkpointing(l, ckpt, p->checkpoint_every))) return st;
     kiln_callback cb = {.name = "train_stop", .begin_batch = stop_cb, .end_batch = stop_cb, .user = (void *)p->stop};
     if (p->stop && (st = kiln_learner_add_callback(l, &cb))) return st;
-    if (!st && p->settings) st = kiln_learner_set_run_settings(l, p->settings);
+    if (p->settings && (st = set_settings(l, p))) return st;
     kiln_checkpoint_info info;
-    if (!st && p->resume && (st = kiln_checkpoint_read_info(ckpt, &info))) kiln__err_prefix(st, "resume");
+    if (p->resume && (st = kiln_checkpoint_read_info(ckpt, &info))) kiln__err_prefix(st, "resume");
+    return st;
+}
+
+static kiln_status train(kiln_learner *l, const kiln_train_params *p, kiln_train_result *r)
+{
+    memset(r, 0, sizeof *r);
+    int64_t epochs = 0, nb = 0;
+    char ckpt[4096];
+    kiln_sched sched;
+    kiln_comm *comm = l && kiln_learner_world(l) > 1 ? kiln_learner_comm(l) : NULL;
+    bool rank0 = !l || kiln_learner_rank(l) == 0;
+    kiln_status st = prepare(l, p, r, rank0, &epochs, ckpt, &sched, &nb);
+    if (comm) st = kiln_comm_agree(comm, st); /* every rank fits, or none */
+    if (st) return st;
     double t0 = now_s();
     if (!st) {
         st = p->resume ? kiln_learner_resume(l, ckpt)
@@ -238,7 +288,8 @@ kiln_status kiln_learner_train(kiln_learner *l, const kiln_train_params *p, kiln
         r->interrupted = true; /* the epoch-end checkpoint stands; nothing else is written */
         return KILN_STATUS_OK;
     }
-    if ((st = collect(l, nb, now_s() - t0, r)) || (st = extras(l, p, r)) || (st = outputs(l, p, r))) return st;
+    if ((st = collect(l, nb, now_s() - t0, r)) || (st = extras(l, p, r))) return st;
+    if (rank0 && (st = outputs(l, p, r))) return st;
     kiln_clear_error();
     return KILN_STATUS_OK;
 }

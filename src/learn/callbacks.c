@@ -132,6 +132,7 @@ static kiln_status sb_end_epoch(kiln_learner *l, void *user)
 {
     tracker *t = user;
     if (!tracker_end_epoch(l, t)) return KILN_STATUS_OK;
+    if (kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* every rank tracks the best, rank 0 writes it */
     char ep[32], val[64];
     snprintf(ep, sizeof ep, "%lld", (long long)t->best_epoch);
     snprintf(val, sizeof val, "%.9g", t->best);

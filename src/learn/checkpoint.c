@@ -418,6 +418,7 @@ kiln_status kiln_checkpoint_load(kiln_learner *l, const char *path, kiln_checkpo
     memcpy(l->lr_mults, h->lr_mults, (size_t)l->n_mults * sizeof *l->lr_mults);
     l->mults_set = h->mults_set;
     kiln_rng_set(l->ctx, h->rng);
+    kiln__dist_rank_rng(l); /* rank 0 wrote its stream; rank r goes on with its own */
     /* the next fit goes on with the checkpoint's run (one without an id: a new one then) */
     memcpy(l->run_id, h->info.run_id, sizeof l->run_id);
     l->run_loaded = h->info.run_id[0] != '\0';
@@ -453,7 +454,9 @@ kiln_status kiln_learner_resume(kiln_learner *l, const char *path)
                        path, (unsigned long long)info.seed, (unsigned long long)l->p.seed);
     if (!st) st = kiln__run_check(l, path, kiln_st_metadata(f, "run_id"), kiln_st_metadata(f, "run_settings"));
     kiln_st_close(f);
-    if (st || (st = kiln_checkpoint_load(l, path, &info))) return st;
+    if (!st) st = kiln_checkpoint_load(l, path, &info);
+    if (kiln__dist_on(l)) st = kiln_comm_agree(l->comm, st); /* one rank that cannot read it stops all */
+    if (st) return st;
     if (info.epoch >= info.n_epochs) return KILN_STATUS_OK;
     kiln_fit_params fp = {.n_epochs = info.n_epochs, .sched = &info.sched, .start_epoch = info.epoch};
     return kiln_learner_fit_ex(l, &fp);

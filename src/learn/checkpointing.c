@@ -61,7 +61,7 @@ static kiln_status parse_pattern(ckpt_cb *c, const char *path)
 static kiln_status ckpt_begin_fit(kiln_learner *l, void *user)
 {
     ckpt_cb *c = user;
-    if (c->pattern || l->st.epoch != 0) return KILN_STATUS_OK;
+    if (c->pattern || l->st.epoch != 0 || kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* rank 0 writes */
     kiln_status st = kiln_checkpoint_save(l, c->pre);
     if (st) return st;
     free(c->last);
@@ -74,6 +74,7 @@ static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
     ckpt_cb *c = user;
     int64_t done = l->st.epoch + 1;
     if (done % c->every != 0 && done != l->st.n_epochs) return KILN_STATUS_OK;
+    if (kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* N ranks hold the same state: rank 0 writes it */
     size_t n = strlen(c->pre) + (c->post ? strlen(c->post) : 0) + 160;
     char *path = malloc(n);
     if (!path) return kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");

@@ -48,7 +48,9 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
     s->skip_batch = false;
     s->x = s->y = s->out = s->loss = NULL;
     s->loss_value = s->grad_norm = NAN;
-    if ((st = kiln_data_get_batch(l->data, KILN_DATA_SPLIT_TRAIN, b, l->ctx, &s->x, &s->y))) return st;
+    bool dist = kiln__dist_on(l);
+    if ((st = kiln_data_get_batch(l->data, KILN_DATA_SPLIT_TRAIN, b, l->ctx, &s->x, &s->y)))
+        return kiln__dist_loss(l, st); /* the other ranks hear of it at the loss sum */
     if ((st = kiln_sched_at(s->sched, s->iter, &s->sched_lr, &s->sched_mom))) return st;
     for (int g = 0; g < s->n_groups; g++) {
         kiln_optim_group og;
@@ -60,19 +62,33 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
     kiln__nan_before_forward(l);
     s->out = kiln_model_forward(l->model, l->ctx, s->x);
     s->loss = kiln__learn_loss(l, s->out, s->y);
-    if (!s->loss) return kiln__has_error() ? KILN_STATUS_INVALID : kiln__err(KILN_STATUS_INVALID, "learner: forward failed");
+    if (!s->loss)
+        return kiln__dist_loss(l, kiln__has_error() ? KILN_STATUS_INVALID
+                                                    : kiln__err(KILN_STATUS_INVALID, "learner: forward failed"));
     s->loss_value = kiln_item(s->loss);
     HOOK(after_loss);
     if (!s->loss || kiln_numel(s->loss) != 1)
         return kiln__err(KILN_STATUS_INVALID, "learner: after_loss left no one-element loss");
     s->loss_value = kiln_item(s->loss); /* a callback may have replaced it */
     bool skip = false; /* set by kiln__nan_handle: SKIP policy, this batch takes no step */
-    if ((st = kiln__nan_check_loss(l)) && (st = kiln__nan_handle(l, st, &skip))) return st;
+    /* N ranks: the recorded loss becomes the mean over ranks, and a failed check on any rank
+     * fails (or skips) this step on every rank (src/learn/dist.c) */
+    st = kiln__dist_loss(l, kiln__nan_check_loss(l));
+    if (st && (st != KILN_STATUS_DIVERGED || (st = kiln__nan_handle(l, st, &skip)))) return st;
     if (skip) goto skipped;
-    if ((st = kiln_backward(l->ctx, s->loss))) return st;
-    HOOK(after_backward);
-    if ((st = kiln__nan_check_grads(l)) && (st = kiln__nan_handle(l, st, &skip))) return st;
-    if (skip) goto skipped;
+    if (dist) { /* each rank checks its own gradients, the verdict is agreed, then they are averaged */
+        st = kiln_backward(l->ctx, s->loss);
+        if (!st) st = kiln__nan_check_grads(l);
+        st = kiln__dist_grads(l, st);
+        if (st && (st != KILN_STATUS_DIVERGED || (st = kiln__nan_handle(l, st, &skip)))) return st;
+        if (skip) goto skipped;
+        HOOK(after_backward);
+    } else {
+        if ((st = kiln_backward(l->ctx, s->loss))) return st;
+        HOOK(after_backward);
+        if ((st = kiln__nan_check_grads(l)) && (st = kiln__nan_handle(l, st, &skip))) return st;
+        if (skip) goto skipped;
+    }
     if (l->p.clip > 0 && (st = kiln_clip_grad_norm(kiln_model_store(l->model), l->p.clip, &s->grad_norm))) return st;
     for (int g = 0; g < s->n_groups; g++) {
         if ((st = kiln_optim_set_lr(l->opt, g, s->lrs[g]))) return st;
@@ -160,6 +176,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     s->stop_training = s->skip_batch = s->training = false;
     s->smooth_loss = s->train_loss = s->valid_loss = NAN;
     if ((st = kiln__nan_fit_begin(l))) return st;
+    if ((st = kiln__dist_fit_begin(l))) return st; /* rank 0's weights on every rank */
     if (!l->probe && ((p->start_epoch == 0 && !l->run_loaded) || !l->run_id[0])) kiln__run_new_id(l);
     l->run_loaded = false;
     for (int j = 0; j < l->n_metrics; j++) s->metrics[j] = NAN;
@@ -278,7 +295,7 @@ kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double 
     int64_t nb = kiln_data_n_batches(l->data, split);
     if (loss) *loss = NAN;
     for (int j = 0; metrics && j < l->n_metrics; j++) metrics[j] = NAN;
-    if (nb < 1) return KILN_STATUS_OK;
+    if (nb < 1 && !kiln__dist_on(l)) return KILN_STATUS_OK; /* N ranks: an empty shard still adds its zeros */
     kiln_metric_acc *acc = calloc((size_t)(l->n_metrics + 1), sizeof *acc);
     if (!acc) return kiln__err(KILN_STATUS_NOMEM, "learner_validate: out of memory");
     eval_scope sc = eval_begin(l);
@@ -303,6 +320,7 @@ kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double 
         for (int j = 0; j < l->n_metrics && !st; j++) st = kiln_metric_accumulate(&l->metrics[j], &acc[j], out, y, lv);
     }
     eval_end(l, sc);
+    st = kiln__dist_reduce_valid(l, st, &total, &n, acc); /* the whole split's sums on every rank */
     if (!st) {
         if (loss) *loss = n ? total / (double)n : NAN;
         for (int j = 0; metrics && j < l->n_metrics; j++) metrics[j] = kiln_metric_value(&l->metrics[j], &acc[j]);

@@ -7,6 +7,7 @@
 #include "kiln/autograd.h"
 #include "kiln/ops.h"
 #include "kiln/learn.h"
+#include "kiln/dist.h"
 #include "kiln/report.h"
 
 typedef struct kiln__cb {
@@ -55,6 +56,11 @@ struct kiln_learner {
     char run_id[33];       /* 32 hex digits; "" before the first fit */
     char *run_settings;    /* "key=value\n" lines (kiln_learner_set_run_settings), NULL = none */
     bool run_loaded;       /* run_id came from a checkpoint: the next fit goes on with it */
+
+    /* dist.c: data-parallel training (borrowed communicator, NULL = one process) */
+    kiln_comm *comm;
+    double dist_seconds;   /* spent in the step's collectives since set_comm */
+    int64_t dist_steps;    /* steps whose gradients were averaged */
 };
 
 /* STATE "<op>: the learner has no data" when it has none. */
@@ -96,6 +102,20 @@ void kiln__nan_batch_done(kiln_learner *l);        /* a batch stepped: the run o
  * else STOP: KILN_STATUS_DIVERGED naming the epoch and what; SKIP: a progress message, the
  * epoch marked (kiln_fit_state.valid_nonfinite, no best model from it) and OK. */
 kiln_status kiln__nan_check_valid(kiln_learner *l, int64_t bad_batch);
+
+/* ---- dist.c: data-parallel steps (each a no-op returning st with one process) ---- */
+bool kiln__dist_on(const kiln_learner *l); /* a communicator of more than one rank */
+/* Rank r > 0: the context's RNG seed mixed with r (after set_comm and a checkpoint load). */
+void kiln__dist_rank_rng(kiln_learner *l);
+kiln_status kiln__dist_fit_begin(kiln_learner *l); /* broadcasts rank 0's params and buffers */
+/* The step's loss sum: loss_value becomes the mean over ranks; when st or any rank's status
+ * is an error, every rank returns the agreed error (kiln_comm_agree). */
+kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st);
+/* Agrees on st (backward + local gradient check), then averages the trainable gradients. */
+kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st);
+/* Agrees on st, then sums a split's loss total, item count and metric accumulators. */
+kiln_status kiln__dist_reduce_valid(kiln_learner *l, kiln_status st, double *total, int64_t *n,
+                                    kiln_metric_acc *acc);
 
 /* ---- run.c: run ids and settings ---- */
 void kiln__run_new_id(kiln_learner *l);

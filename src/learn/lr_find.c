@@ -306,6 +306,7 @@ kiln_status kiln_learner_lr_find(kiln_learner *l, const kiln_lr_find_params *pp,
     suggest_all(out);
     report(prog, out);
     kiln_progress_free(prog);
+    if (kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* N ranks found the same curve: rank 0 writes it */
     if (p.csv_path && (st = kiln_lr_find_write_csv(out, p.csv_path))) return st;
     if (p.plot_path && (st = kiln_lr_find_plot(out, p.plot_path, 5))) return st;
     return KILN_STATUS_OK;
