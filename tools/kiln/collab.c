@@ -87,7 +87,8 @@ static int run_train(cbopts *o, const cli_subcmd *c, const char *data, const cli
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
     kiln_tab_params dp = kiln_tab_default_params();
-    dp.valid_pct = o->valid_pct, dp.batch_size = o->t.bs;
+    dp.valid_pct = o->valid_pct, dp.batch_size = train_rank_bs(&o->t);
+    dp.rank = train_rank(), dp.world = train_world(); /* issue 13: this rank's shard */
     kiln_tab_procs *procs = NULL;
     kiln_tab_info info;
     kiln_data *d = kiln_collab_data_open(data, o->valid, o->user, o->item, o->rating, &dp, &procs, &info);

@@ -81,7 +81,8 @@ static kiln_learner *make_learner(tbopts *o, kiln_ctx *ctx, const char *data, cl
 {
     kiln_tab_params dp = kiln_tab_default_params();
     dp.target = o->target, dp.log_target = o->log_target, dp.max_card = (int)o->max_card;
-    dp.valid_pct = o->valid_pct, dp.batch_size = o->t.bs;
+    dp.valid_pct = o->valid_pct, dp.batch_size = train_rank_bs(&o->t);
+    dp.rank = train_rank(), dp.world = train_world(); /* issue 13: this rank's shard */
     dp.task = !strcmp(o->task, "regression") ? KILN_TAB_REGRESSION
             : !strcmp(o->task, "classification") ? KILN_TAB_CLASSIFICATION : KILN_TAB_AUTO;
     dp.cat = (const char *const *)ls->names[0], dp.cont = (const char *const *)ls->names[1];

@@ -104,6 +104,15 @@ static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)
     return c;
 }
 
+
+/* Text batches are not sharded by rank yet: under mpirun with N > 1 training is refused. */
+static int text_no_dist(const topts *o, kiln_ctx *ctx)
+{
+    kiln_ctx_free(ctx);
+    return cli_fail(o->t.cmd, 2, "data-parallel training (%d ranks) is not supported for text yet: its LM and "
+                    "classifier batches are not sharded by rank; run one process", train_world());
+}
+
 static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
 {
     kiln_recipe r;
@@ -114,6 +123,7 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
         return cli_fail(o->t.cmd, 1, "--resume: no checkpoint %s to resume from", ck);
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
+    if (train_world() > 1) return text_no_dist(o, ctx);
     kiln_text_lm_data_params dp = kiln_text_lm_data_default_params();
     dp.text_col = o->text_col, dp.valid_pct = o->valid_pct, dp.split_seed = 42;
     dp.vocab.max_vocab = o->max_vocab, dp.vocab.min_freq = o->min_freq;
@@ -312,6 +322,7 @@ static int run_fit(topts *o, const subcmd *c, const char *train_csv)
     if (rc) return rc;
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
+    if (train_world() > 1) return text_no_dist(o, ctx);
     kiln_learner *l = clas_learner(o, ctx, train_csv);
     if (!l) {
         kiln_ctx_free(ctx);

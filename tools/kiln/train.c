@@ -122,6 +122,7 @@ const char *train_check(const train_opts *t)
 
 int cli_fail(const char *cmd, int rc, const char *fmt, ...)
 {
+    if (train_rank() != 0) return rc; /* N ranks: the errors are agreed, rank 0 says it once */
     va_list ap;
     va_start(ap, fmt);
     fflush(stdout);
@@ -139,6 +140,27 @@ const char *cli_path(char *buf, size_t n, const char *dir, const char *name)
     return buf;
 }
 
+/* ---- data-parallel (issue 13) ------------------------------------------------------------------ */
+
+static kiln_comm *g_comm;
+
+static void comm_free(void) { kiln_comm_free(g_comm); }
+
+kiln_comm *train_comm(void)
+{
+    if (g_comm) return g_comm;
+    g_comm = kiln_comm_world(); /* MPI when started by mpirun / mpiexec, else one process */
+    if (!g_comm) return NULL;
+    atexit(comm_free);
+    if (kiln_comm_rank(g_comm) != 0 && !freopen("/dev/null", "w", stdout)) { /* rank 0 prints */
+    }
+    return g_comm;
+}
+
+int train_rank(void) { return g_comm ? kiln_comm_rank(g_comm) : 0; }
+int train_world(void) { return g_comm ? kiln_comm_size(g_comm) : 1; }
+int64_t train_rank_bs(const train_opts *t) { return t->bs / train_world(); }
+
 int cli_kfail(const char *cmd, const char *what)
 {
     return cli_fail(cmd, 1, "%s%s%s", what ? what : "", what ? ": " : "", kiln_last_error());
@@ -149,6 +171,15 @@ kiln_ctx *train_ctx_new(const train_opts *t)
     kiln_ctx_params cp = kiln_ctx_default_params();
     cp.n_threads = (int)t->threads;
     cp.seed = (uint64_t)t->seed;
+    if (!train_comm()) {
+        cli_kfail(t->cmd, "MPI");
+        return NULL;
+    }
+    if (t->bs % train_world() != 0) { /* the same global batch whatever N: B / N per rank */
+        cli_fail(t->cmd, 2, "--bs %lld is not divisible by the %d ranks (each rank takes --bs / ranks)",
+                 (long long)t->bs, train_world());
+        return NULL;
+    }
     kiln_ctx *ctx = kiln_ctx_new(&cp);
     if (!ctx) cli_kfail(t->cmd, "context");
     return ctx;
@@ -242,7 +273,8 @@ int train_prepare_out(const train_opts *t)
 
 int train_lr_find(const train_opts *t, kiln_learner *l)
 {
-    int rc0 = train_prepare_out(t);
+    if (kiln_learner_set_comm(l, train_comm())) return cli_kfail(t->cmd, NULL);
+    int rc0 = train_rank() == 0 ? train_prepare_out(t) : 0; /* rank 0 writes */
     if (rc0) return rc0;
     char png[4096], csv[4096];
     kiln_lr_find_params p = kiln_lr_find_default_params();
@@ -259,7 +291,8 @@ int train_lr_find(const train_opts *t, kiln_learner *l)
     if (t->quiet && !isnan(r.lr))
         printf("suggested lr (valley): %.1e   minimum/10: %.1e   steepest: %.1e\n", r.lr,
                r.suggestions[KILN_LR_SUGGEST_MINIMUM], r.suggestions[KILN_LR_SUGGEST_STEEP]);
-    if (!plots) fprintf(stderr, "%s: warning: no lr_find.png: this kiln was built without PLplot\n", t->cmd);
+    if (!plots && train_rank() == 0)
+        fprintf(stderr, "%s: warning: no lr_find.png: this kiln was built without PLplot\n", t->cmd);
     if (!st) printf("wrote %s%s%s\n", plots ? png : "", plots ? ", " : "", csv);
     kiln_lr_find_result_free(&r);
     return rc;
@@ -280,6 +313,7 @@ static void on_sigint(int sig)
 /* What the user reads after training: warnings, snapshot ensemble, TTA. */
 static void report(const train_opts *t, kiln_learner *l, const kiln_train_result *r)
 {
+    if (train_rank() != 0) return;
     const char *mname = kiln_learner_metric_name(l, 0);
     if (r->n_skipped > 0)
         fprintf(stderr, "%s: warning: %lld batch(es) skipped for a non-finite loss or gradient (--on-nan skip)\n", t->cmd,
@@ -319,6 +353,7 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
     kiln_train_params p = kiln_train_default_params();
     int rc = train_recipe(t, &p.recipe);
     if (rc) return rc;
+    if (kiln_learner_set_comm(l, train_comm())) return cli_kfail(t->cmd, NULL);
     common_settings(t, &p.recipe, task);
     p.out = t->out;
     p.resume = t->resume;
@@ -337,6 +372,10 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
     kiln_train_result r;
     kiln_status st = kiln_learner_train(l, &p, &r);
     if (handler_set) sigaction(SIGINT, &sa_old, NULL);
+    if (train_rank() != 0 && !st) { /* rank 0 reports; an error is every rank's exit status */
+        kiln_train_result_free(&r);
+        return r.interrupted ? 130 : 0;
+    }
     if (r.n_stale_removed && !t->quiet)
         fprintf(stderr, "%s: removed %d temp file(s) a killed run left in %s\n", t->cmd, r.n_stale_removed, t->out);
     if (st) {

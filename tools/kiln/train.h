@@ -45,7 +45,15 @@ const char *cli_path(char *buf, size_t n, const char *dir, const char *name);
 /* The longest --out or model DIR taken: the file names joined to it fit in 4096 bytes. */
 #define CLI_DIR_MAX 4000
 
-/* A context with --threads and --seed; NULL after a message. */
+/* Data-parallel (issue 13): the world communicator (MPI under mpirun / mpiexec, else one
+ * process; made on the first call, freed at exit; rank > 0's stdout goes to /dev/null), this
+ * process's rank and the number of ranks, and the per-rank batch --bs / ranks. */
+kiln_comm *train_comm(void);
+int train_rank(void);
+int train_world(void);
+int64_t train_rank_bs(const train_opts *t);
+/* A context with --threads and --seed; NULL after a message (also: MPI failed to start, or
+ * --bs is not divisible by the ranks). */
 kiln_ctx *train_ctx_new(const train_opts *t);
 /* The learner parameters the flags ask for (seed, progress, on-nan). */
 kiln_learner_params train_learner_params(const train_opts *t);

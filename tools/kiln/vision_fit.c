@@ -52,7 +52,9 @@ int vc_pretrained_flags(vopts *o)
 /* The data parameters the flags ask for: --norm, or a pretrained folder's normalization. */
 static int data_params(vopts *o, const char *data, kiln_vision_params *vp)
 {
-    *vp = vc_vision_params(o, o->t.bs);
+    *vp = vc_vision_params(o, train_rank_bs(&o->t)); /* N ranks: each its shard, --bs / N a rank */
+    if (!train_comm()) return cli_kfail(o->t.cmd, "MPI");
+    vp->batch_size = train_rank_bs(&o->t), vp->rank = train_rank(), vp->world = train_world();
     if (!strcmp(o->norm, "dataset")) vp->norm = KILN_VISION_NORM_DATASET;
     else if (!strcmp(o->norm, "imagenet")) vp->norm = KILN_VISION_NORM_IMAGENET;
     else if (!strcmp(o->norm, "none")) vp->norm = KILN_VISION_NORM_NONE;

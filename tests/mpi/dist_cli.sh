@@ -1,0 +1,38 @@
+#!/bin/sh
+# `mpiexec -np 2 kiln vision fit` end to end (issue 13), run by ctest when kiln is built with
+# MPI (cmake/dist_learn.cmake): usage dist_cli.sh MPIEXEC KILN DIST_LEARN.
+# On a tiny IDX set (48 train, 12 valid 28x28 images, made by `dist_learn --make-idx`): two
+# ranks train with --bs 8 (4 a rank) and exit 0; the files are written once (rank 0): model,
+# model.json, history.csv, metrics.json, checkpoint; the table is printed once; --resume with
+# 2 ranks goes on; a --bs that 2 does not divide is refused on every rank (exit 2).
+set -u
+MPIEXEC=$1 KILN=$2 DL=$3
+MPI="$MPIEXEC --allow-run-as-root --oversubscribe -np 2"
+T=$(mktemp -d /tmp/kiln_dist_cli_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "dist_cli: FAIL: $*"; cat "$T/out" "$T/err" 2>/dev/null; exit 1; }
+FAST="--threads 1 --workers 0 --progress plain"
+
+"$DL" --make-idx "$T/idx" || fail "could not make the IDX set"
+$MPI "$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST >"$T/out" 2>"$T/err" || fail "fit exited $?"
+for f in model.safetensors model.json history.csv metrics.json checkpoint.safetensors; do
+    [ -s "$T/run/$f" ] || fail "no $f"
+done
+[ "$(grep -c '^epoch' "$T/out")" = 1 ] || fail "the table header is not printed exactly once"
+[ "$(grep -c '^wrote ' "$T/out")" = 1 ] || fail "'wrote' is not printed exactly once"
+[ "$(wc -l <"$T/run/history.csv")" = 3 ] || fail "history.csv has not 2 epochs"
+ls "$T/run" | grep -q '\.tmp\.' && fail "a temp file was left"
+grep -q '"ranks"' "$T/run/model.json" 2>/dev/null # (not required)
+
+# the checkpoint records 2 ranks: a 2-rank resume of a finished run goes on (nothing to do)
+$MPI "$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST --resume >"$T/out" 2>"$T/err" || fail "resume exited $?"
+# and one process refuses it, naming both counts
+"$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST --resume >"$T/out" 2>"$T/err" && fail "a 1-rank resume of a 2-rank run was accepted"
+grep -q 'ranks: 2 then, 1 now' "$T/err" || fail "the refusal does not name both rank counts"
+
+# --bs 7 with 2 ranks: refused with exit status 2 on every rank
+$MPI "$KILN" vision fit "$T/idx" --out "$T/bad" --bs 7 --epochs 1 $FAST >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc -ne 0 ] || fail "--bs 7 with 2 ranks was accepted"
+grep -q -- '--bs 7 is not divisible by the 2 ranks' "$T/err" || fail "no message for --bs 7"
+echo "dist_cli: all checks passed"

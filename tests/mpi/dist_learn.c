@@ -1,0 +1,217 @@
+/* Data-parallel learner equivalence (issue 13), run by ctest under
+ * `mpiexec --allow-run-as-root --oversubscribe -np 2` (cmake/dist_learn.cmake, only when kiln
+ * is built with MPI). A BatchNorm-free, dropout-free MLP on made tensor data:
+ *   - every rank trains with per-rank batch B/N on its shard (kiln_tensor_data_params rank,
+ *     world) under the world communicator; rank 0 then trains the same model alone with
+ *     batch B under kiln_comm_single; for SGD (momentum) and AdamW, each with one-cycle over
+ *     4 epochs, the final weights must agree within atol 2e-5 + rtol 1e-4 (see below), the
+ *     validation loss and accuracy within 1e-5 (relative), and the ranks' weights bit for bit;
+ *   - the N-rank run checkpoints every epoch (rank 0 writes ck<epoch>.safetensors); a fresh
+ *     N-rank learner resumes from the first one and must end with the same weights as the
+ *     uninterrupted run (bit for bit: the same steps in the same order).
+ * Why that tolerance: one process computes the gradient of the mean over B rows in one
+ * reduction; N ranks each the mean over B/N rows, then sum them and scale by 1/N, so the
+ * gradients differ in the last bits (float sums in another order, ~1e-7 relative), and 24
+ * steps of a 0.3 (SGD) / 0.03 (AdamW) peak lr carry that into the weights; AdamW divides by
+ * sqrt(v), which can magnify a difference in a tiny gradient element. A wrong average (a
+ * missing 1/N, a rank's bucket left out, shards that differ from the one-process batches)
+ * moves weights by 1e-2 and more.
+ * `dist_learn --make-idx DIR` writes the tiny IDX set the CLI test (dist_cli.sh) trains on.
+ * Exit status 0 when every check passes on every rank. */
+#include "kiln.h"
+#include "util/ku_cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { N_IN = 8, N_HID = 32, N_OUT = 4, N_TRAIN = 96, N_VALID = 40, BATCH = 16, EPOCHS = 4 };
+
+static int g_fail;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "dist_learn: rank %d: FAIL %s:%d: ", g_rank, __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fputc('\n', stderr);                                                           \
+            g_fail = 1;                                                                    \
+        }                                                                                  \
+    } while (0)
+
+static int g_rank;
+
+/* x (n, N_IN) f32 and y (n) i64: the class is the argmax of 4 fixed projections plus noise. */
+static void make_rows(int64_t n, uint64_t seed, float *x, int64_t *y)
+{
+    for (int64_t i = 0; i < n; i++) {
+        for (int j = 0; j < N_IN; j++)
+            x[i * N_IN + j] = 2.0f * kiln_philox_uniform(seed, (uint64_t)(i * N_IN + j)) - 1.0f;
+        float best = -1e9f;
+        for (int c = 0; c < N_OUT; c++) {
+            float s = x[i * N_IN + c] - 0.5f * x[i * N_IN + (c + 3) % N_IN];
+            if (s > best) best = s, y[i] = c;
+        }
+    }
+}
+
+typedef struct result {
+    float *w;  /* (n_w) final parameters */
+    size_t n_w;
+    double vloss, vacc;
+} result;
+
+/* One training run on comm with per-rank batch BATCH / world. ckpt: checkpoint pattern or
+ * NULL; resume: a checkpoint to go on from (NULL: fit from the start). */
+static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume, result *r)
+{
+    int world = kiln_comm_size(comm), rank = kiln_comm_rank(comm);
+    kiln_ctx_params cp = kiln_ctx_default_params();
+    cp.n_threads = 1, cp.seed = 7;
+    kiln_ctx *ctx = kiln_ctx_new(&cp);
+    float xt[N_TRAIN * N_IN], xv[N_VALID * N_IN];
+    int64_t yt[N_TRAIN], yv[N_VALID];
+    make_rows(N_TRAIN, 11, xt, yt);
+    make_rows(N_VALID, 12, xv, yv);
+    kiln_tensor Xt, Yt, Xv, Yv;
+    kiln_tensor_wrap(&Xt, KILN_DTYPE_F32, 2, (int64_t[]){N_TRAIN, N_IN}, xt);
+    kiln_tensor_wrap(&Yt, KILN_DTYPE_I64, 1, (int64_t[]){N_TRAIN}, yt);
+    kiln_tensor_wrap(&Xv, KILN_DTYPE_F32, 2, (int64_t[]){N_VALID, N_IN}, xv);
+    kiln_tensor_wrap(&Yv, KILN_DTYPE_I64, 1, (int64_t[]){N_VALID}, yv);
+    kiln_tensor_data_params dp = kiln_tensor_data_default_params();
+    dp.batch_size = BATCH / world, dp.valid_batch_size = 7; /* uneven valid batches on purpose */
+    dp.rank = rank, dp.world = world;
+    kiln_data *d = kiln_tensor_data_new(&Xt, &Yt, &Xv, &Yv, &dp);
+    kiln_model *m = kiln_mlp_new(N_IN, 1, (int64_t[]){N_HID}, N_OUT, 0.0f, false);
+    if (!ctx || !d || !m || kiln_model_alloc(m, ctx)) {
+        fprintf(stderr, "dist_learn: setup: %s\n", kiln_last_error());
+        return 1;
+    }
+    /* the same start on every rank and in the one-process run (fit start also broadcasts) */
+    size_t np;
+    float *p = kiln_store_flat(kiln_model_store(m), KILN_STORE_PARAMS, &np);
+    for (size_t i = 0; i < np; i++) p[i] = 0.4f * (kiln_philox_uniform(99, i) - 0.5f);
+    kiln_optim *opt;
+    if (adam) {
+        kiln_adam_params ap = kiln_adam_default_params(); /* decoupled wd 0.01: AdamW */
+        opt = kiln_optim_new_adam(kiln_model_store(m), &ap);
+    } else {
+        kiln_sgd_params sp = kiln_sgd_default_params();
+        sp.momentum = 0.9, sp.weight_decay = 1e-4;
+        opt = kiln_optim_new_sgd(kiln_model_store(m), &sp);
+    }
+    kiln_learner_params lp = kiln_learner_default_params();
+    lp.progress = KILN_PROGRESS_STYLE_QUIET;
+    lp.sched_mom = true;
+    kiln_learner *l = kiln_learner_new(ctx, m, d, opt, &lp);
+    kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
+    kiln_status st = l ? kiln_learner_add_metric(l, &acc) : KILN_STATUS_NOMEM;
+    if (!st) st = kiln_learner_set_comm(l, comm);
+    if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
+    if (!st && resume) st = kiln_learner_resume(l, resume);
+    if (!st && !resume) st = kiln_learner_fit_one_cycle(l, EPOCHS, 0, adam ? 0.03 : 0.3, NULL);
+    double met = NAN;
+    if (!st) st = kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &r->vloss, &met);
+    r->vacc = met;
+    if (st) fprintf(stderr, "dist_learn: rank %d: %s\n", rank, kiln_last_error());
+    p = kiln_store_flat(kiln_model_store(m), KILN_STORE_PARAMS, &np);
+    r->w = malloc(np * sizeof *r->w), r->n_w = np;
+    memcpy(r->w, p, np * sizeof *p);
+    kiln_learner_free(l);
+    kiln_optim_free(opt);
+    kiln_model_free(m);
+    kiln_data_free(d);
+    kiln_ctx_free(ctx);
+    return st ? 1 : 0;
+}
+
+/* Every rank's weights equal rank 0's bit for bit. */
+static void same_on_ranks(kiln_comm *c, const result *r, const char *what)
+{
+    float *w0 = malloc(r->n_w * sizeof *w0);
+    memcpy(w0, r->w, r->n_w * sizeof *w0);
+    kiln_comm_bcast(c, w0, r->n_w * sizeof *w0, 0);
+    CHECK(!memcmp(w0, r->w, r->n_w * sizeof *w0), "%s: this rank's weights differ from rank 0's", what);
+    free(w0);
+}
+
+static void compare(const char *what, const result *a, const result *b, double atol, double rtol)
+{
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < a->n_w; i++) {
+        double d = fabs((double)a->w[i] - (double)b->w[i]) - (atol + rtol * fabs((double)b->w[i]));
+        if (d > worst) worst = d, at = i;
+    }
+    double maxabs = 0;
+    for (size_t i = 0; i < a->n_w; i++) maxabs = fmax(maxabs, fabs((double)a->w[i] - (double)b->w[i]));
+    printf("dist_learn: %s: max |w_N - w_1| = %.3g over %zu weights; valid loss %.9g vs %.9g, accuracy %.6f vs %.6f\n",
+           what, maxabs, a->n_w, a->vloss, b->vloss, a->vacc, b->vacc);
+    CHECK(worst == 0, "%s: weight %zu: %.9g vs %.9g (atol %g rtol %g)", what, at, a->w[at], b->w[at], atol, rtol);
+    CHECK(fabs(a->vloss - b->vloss) <= 1e-5 * fabs(b->vloss), "%s: valid loss %.9g vs %.9g", what, a->vloss, b->vloss);
+    CHECK(fabs(a->vacc - b->vacc) <= 1e-9, "%s: accuracy %.9g vs %.9g", what, a->vacc, b->vacc);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--make-idx")) {
+        mkdir(argv[2], 0777);
+        ku_make_idx(argv[2], "train", 48);
+        ku_make_idx(argv[2], "t10k", 12);
+        return 0;
+    }
+    kiln_comm *c = kiln_comm_world();
+    if (!c) {
+        fprintf(stderr, "dist_learn: %s\n", kiln_last_error());
+        return 1;
+    }
+    g_rank = kiln_comm_rank(c);
+    int world = kiln_comm_size(c);
+    kiln_comm_set_timeout(c, 120);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (g_rank == 0) printf("dist_learn: %d rank(s) over %s\n", world, kiln_comm_name(c));
+    /* a folder every rank names the same: rank 0 makes it */
+    char dir[256] = "";
+    if (g_rank == 0) {
+        snprintf(dir, sizeof dir, "/tmp/kiln_dist_learn_XXXXXX");
+        if (!mkdtemp(dir)) dir[0] = '\0';
+    }
+    kiln_comm_bcast(c, dir, sizeof dir, 0);
+    CHECK(dir[0], "no temp folder");
+    for (int adam = 0; adam < 2 && dir[0]; adam++) {
+        const char *name = adam ? "AdamW one-cycle" : "SGD one-cycle";
+        char pat[300], ck1[300];
+        snprintf(pat, sizeof pat, "%s/%s_ck%%d.safetensors", dir, adam ? "adam" : "sgd");
+        snprintf(ck1, sizeof ck1, "%s/%s_ck1.safetensors", dir, adam ? "adam" : "sgd");
+        result rn = {0}, r1 = {0}, rr = {0};
+        CHECK(run(c, adam, pat, NULL, &rn) == 0, "%s: the %d-rank run failed", name, world);
+        same_on_ranks(c, &rn, name);
+        /* resume from the end of epoch 1 on every rank: the same end as without a break */
+        CHECK(run(c, adam, NULL, ck1, &rr) == 0, "%s: the %d-rank resume failed", name, world);
+        CHECK(rr.n_w == rn.n_w && !memcmp(rr.w, rn.w, rn.n_w * sizeof *rn.w),
+              "%s: resumed from %s, the weights differ from the uninterrupted run", name, ck1);
+        CHECK(rr.vloss == rn.vloss, "%s: resumed valid loss %.9g vs %.9g", name, rr.vloss, rn.vloss);
+        if (g_rank == 0) {
+            kiln_comm *one = kiln_comm_single();
+            CHECK(run(one, adam, NULL, NULL, &r1) == 0, "%s: the one-process run failed", name);
+            kiln_comm_free(one);
+            compare(name, &rn, &r1, 2e-5, 1e-4);
+        }
+        kiln_comm_barrier(c);
+        free(rn.w), free(r1.w), free(rr.w);
+    }
+    /* every rank's verdict */
+    double bad = g_fail;
+    kiln_comm_allreduce_sum_f64(c, &bad, 1);
+    if (g_rank == 0) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (dir[0] && system(cmd) != 0) fprintf(stderr, "dist_learn: could not remove %s\n", dir);
+        printf("dist_learn: %s\n", bad > 0 ? "FAILED" : "all checks passed");
+        fflush(stdout);
+    }
+    kiln_comm_free(c);
+    return bad > 0 ? 1 : 0;
+}
