@@ -209,7 +209,8 @@ kiln_status kiln__nan_check_valid(kiln_learner *l, int64_t bad_batch)
     kiln_fit_state *s = &l->st;
     s->valid_nonfinite = false;
     int64_t nvb = kiln_data_n_batches(l->data, KILN_DATA_SPLIT_VALID);
-    if (OFF(l) || nvb < 1) return KILN_STATUS_OK; /* no validation data: NaN means "none" */
+    /* no validation data: NaN means "none" (N ranks: none on any rank; one rank's shard may be empty) */
+    if (OFF(l) || (kiln__dist_on(l) ? l->valid_n < 1 : nvb < 1)) return KILN_STATUS_OK;
     char what[300] = "";
     if (!isfinite(s->valid_loss)) {
         int k = snprintf(what, sizeof what, "the validation loss is %g", s->valid_loss);

@@ -321,6 +321,7 @@ kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double 
     }
     eval_end(l, sc);
     st = kiln__dist_reduce_valid(l, st, &total, &n, acc); /* the whole split's sums on every rank */
+    l->valid_n = st ? 0 : n;
     if (!st) {
         if (loss) *loss = n ? total / (double)n : NAN;
         for (int j = 0; metrics && j < l->n_metrics; j++) metrics[j] = kiln_metric_value(&l->metrics[j], &acc[j]);

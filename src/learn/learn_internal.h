@@ -61,6 +61,7 @@ struct kiln_learner {
     kiln_comm *comm;
     double dist_seconds;   /* spent in the step's collectives since set_comm */
     int64_t dist_steps;    /* steps whose gradients were averaged */
+    int64_t valid_n;       /* items of the last validation, summed over ranks */
 };
 
 /* STATE "<op>: the learner has no data" when it has none. */
