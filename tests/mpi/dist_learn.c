@@ -4,7 +4,7 @@
  *   - every rank trains with per-rank batch B/N on its shard (kiln_tensor_data_params rank,
  *     world) under the world communicator; rank 0 then trains the same model alone with
  *     batch B under kiln_comm_single; for SGD (momentum) and AdamW, each with one-cycle over
- *     4 epochs, the final weights must agree within atol 2e-5 + rtol 1e-4 (see below), the
+ *     4 epochs, the final weights must agree within atol 2e-6 + rtol 2e-5 (see below; 2 ranks on Open MPI 4.1: 1.2e-7 at most), the
  *     validation loss and accuracy within 1e-5 (relative), and the ranks' weights bit for bit;
  *   - the N-rank run checkpoints every epoch (rank 0 writes ck<epoch>.safetensors); a fresh
  *     N-rank learner resumes from the first one and must end with the same weights as the
@@ -197,7 +197,7 @@ int main(int argc, char **argv)
             kiln_comm *one = kiln_comm_single();
             CHECK(run(one, adam, NULL, NULL, &r1) == 0, "%s: the one-process run failed", name);
             kiln_comm_free(one);
-            compare(name, &rn, &r1, 2e-5, 1e-4);
+            compare(name, &rn, &r1, 2e-6, 2e-5);
         }
         kiln_comm_barrier(c);
         free(rn.w), free(r1.w), free(rr.w);

@@ -372,9 +372,10 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
     kiln_train_result r;
     kiln_status st = kiln_learner_train(l, &p, &r);
     if (handler_set) sigaction(SIGINT, &sa_old, NULL);
-    if (train_rank() != 0 && !st) { /* rank 0 reports; an error is every rank's exit status */
+    if (train_rank() != 0) { /* rank 0 reports; an error (agreed) is every rank's exit status */
+        rc = st ? 1 : r.interrupted ? 130 : 0;
         kiln_train_result_free(&r);
-        return r.interrupted ? 130 : 0;
+        return rc;
     }
     if (r.n_stale_removed && !t->quiet)
         fprintf(stderr, "%s: removed %d temp file(s) a killed run left in %s\n", t->cmd, r.n_stale_removed, t->out);
@@ -393,6 +394,14 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
         rc = 130;
     } else {
         report(t, l, &r);
+        if (train_world() > 1) { /* rank 0's wait in the step's sums: communication + the slower rank */
+            double secs;
+            int64_t steps;
+            kiln_learner_dist_stats(l, &secs, &steps);
+            printf("data-parallel: %d ranks, global batch %lld (%lld a rank); %.3f ms a step in the all-reduce "
+                   "(%lld steps)\n", train_world(), (long long)t->bs, (long long)train_rank_bs(t),
+                   steps ? 1e3 * secs / (double)steps : 0.0, (long long)steps);
+        }
         char pm[4096];
         printf("wrote %s, model.json, history.csv, metrics.json%s\n", cli_path(pm, sizeof pm, t->out, "model.safetensors"),
                r.plots ? ", losses.png, lr.png" : "");

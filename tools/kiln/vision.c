@@ -275,4 +275,5 @@ void vc_data_summary(const vopts *o, kiln_data *d)
     printf("%s: %lld train / %lld valid images, %dx%dx%d, %d classes\n", kiln_vision_data_name(v),
            (long long)kiln_data_n_items(d, KILN_DATA_SPLIT_TRAIN), (long long)kiln_data_n_items(d, KILN_DATA_SPLIT_VALID),
            s, s, kiln_vision_data_n_channels(v), kiln_vision_data_n_classes(v));
+    if (train_world() > 1) printf("(rank 0's shard of %d ranks; the table is the whole validation set's)\n", train_world());
 }
