@@ -1,13 +1,13 @@
 #!/bin/sh
 # `mpiexec -np 2 kiln vision fit` end to end (issue 13), run by ctest when kiln is built with
-# MPI (cmake/dist_learn.cmake): usage dist_cli.sh MPIEXEC KILN DIST_LEARN.
+# MPI (cmake/dist_learn.cmake): usage dist_cli.sh "MPIEXEC FLAGS -n 2" KILN DIST_LEARN
+# (the first argument is cmake's list of the mpiexec line, ';'-separated or spaces).
 # On a tiny IDX set (48 train, 12 valid 28x28 images, made by `dist_learn --make-idx`): two
 # ranks train with --bs 8 (4 a rank) and exit 0; the files are written once (rank 0): model,
 # model.json, history.csv, metrics.json, checkpoint; the table is printed once; --resume with
 # 2 ranks goes on; a --bs that 2 does not divide is refused on every rank (exit 2).
 set -u
-MPIEXEC=$1 KILN=$2 DL=$3
-MPI="$MPIEXEC --allow-run-as-root --oversubscribe -np 2"
+MPI=$(printf '%s' "$1" | tr ';' ' ') KILN=$2 DL=$3
 T=$(mktemp -d /tmp/kiln_dist_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "dist_cli: FAIL: $*"; cat "$T/out" "$T/err" 2>/dev/null; exit 1; }
