@@ -283,8 +283,10 @@ static kiln_status train(kiln_learner *l, const kiln_train_params *p, kiln_train
     kiln_fit_state *fs = kiln_learner_state(l);
     r->n_skipped = fs->n_skipped;
     r->n_valid_nonfinite = fs->n_valid_nonfinite;
+    double stopped = p->stop && *p->stop;
+    if (comm && kiln_comm_allreduce_sum_f64(comm, &stopped, 1) && !st) st = KILN_STATUS_IO; /* a SIGINT that reached one rank */
     if (st) return st;
-    if (p->stop && *p->stop) {
+    if (stopped > 0) {
         r->interrupted = true; /* the epoch-end checkpoint stands; nothing else is written */
         return KILN_STATUS_OK;
     }

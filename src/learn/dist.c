@@ -90,11 +90,15 @@ kiln_status kiln__dist_fit_begin(kiln_learner *l)
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)
 {
     if (!kiln__dist_on(l)) return st;
-    double t0 = now_s(), v[2] = {st ? 0.0 : l->st.loss_value, st ? 1.0 : 0.0};
-    kiln_status cs = kiln_comm_allreduce_sum_f64(l->comm, v, 2);
+    kiln_fit_state *s = &l->st;
+    bool quiet = !st && !s->skip_batch && !s->stop_training;
+    double t0 = now_s(), v[4] = {quiet ? s->loss_value : 0.0, st ? 1.0 : 0.0, !st && s->skip_batch ? 1.0 : 0.0,
+                                 !st && s->stop_training ? 1.0 : 0.0};
+    kiln_status cs = kiln_comm_allreduce_sum_f64(l->comm, v, 4);
     if (cs) return cs;
     if (v[1] > 0) st = kiln_comm_agree(l->comm, st); /* every rank sees the same count */
-    else l->st.loss_value = v[0] / (double)kiln_comm_size(l->comm);
+    else if (v[2] > 0 || v[3] > 0) s->skip_batch |= v[2] > 0, s->stop_training |= v[3] > 0;
+    else s->loss_value = v[0] / (double)kiln_comm_size(l->comm);
     l->dist_seconds += now_s() - t0;
     return st;
 }

@@ -38,6 +38,33 @@ static kiln_tensor *activation(kiln_learner *l, kiln_tensor *out)
         if (s->skip_batch || s->stop_training) goto skipped;           \
     } while (0)
 
+/* The step up to its loss: the batch, the lrs, begin_batch, forward, loss, after_loss. OK with
+ * skip_batch / stop_training set when a callback asked for them. */
+static kiln_status forward_loss(kiln_learner *l, int64_t b)
+{
+    kiln_fit_state *s = &l->st;
+    kiln_status st;
+    if ((st = kiln_data_get_batch(l->data, KILN_DATA_SPLIT_TRAIN, b, l->ctx, &s->x, &s->y))) return st;
+    if ((st = kiln_sched_at(s->sched, s->iter, &s->sched_lr, &s->sched_mom))) return st;
+    for (int g = 0; g < s->n_groups; g++) {
+        kiln_optim_group og;
+        if ((st = kiln_optim_get_group(l->opt, g, &og))) return st;
+        s->lrs[g] = s->sched_lr * l->lr_mults[g];
+        s->moms[g] = l->p.sched_mom ? s->sched_mom : og.mom;
+    }
+    if ((st = kiln__learn_run_hook(l, KILN__HOOK(begin_batch))) || s->skip_batch || s->stop_training) return st;
+    kiln__nan_before_forward(l);
+    s->out = kiln_model_forward(l->model, l->ctx, s->x);
+    s->loss = kiln__learn_loss(l, s->out, s->y);
+    if (!s->loss) return kiln__has_error() ? KILN_STATUS_INVALID : kiln__err(KILN_STATUS_INVALID, "learner: forward failed");
+    s->loss_value = kiln_item(s->loss);
+    if ((st = kiln__learn_run_hook(l, KILN__HOOK(after_loss))) || s->skip_batch || s->stop_training) return st;
+    if (!s->loss || kiln_numel(s->loss) != 1)
+        return kiln__err(KILN_STATUS_INVALID, "learner: after_loss left no one-element loss");
+    s->loss_value = kiln_item(s->loss); /* a callback may have replaced it */
+    return KILN_STATUS_OK;
+}
+
 static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
 {
     kiln_fit_state *s = &l->st;
@@ -48,34 +75,15 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
     s->skip_batch = false;
     s->x = s->y = s->out = s->loss = NULL;
     s->loss_value = s->grad_norm = NAN;
-    bool dist = kiln__dist_on(l);
-    if ((st = kiln_data_get_batch(l->data, KILN_DATA_SPLIT_TRAIN, b, l->ctx, &s->x, &s->y)))
-        return kiln__dist_loss(l, st); /* the other ranks hear of it at the loss sum */
-    if ((st = kiln_sched_at(s->sched, s->iter, &s->sched_lr, &s->sched_mom))) return st;
-    for (int g = 0; g < s->n_groups; g++) {
-        kiln_optim_group og;
-        if ((st = kiln_optim_get_group(l->opt, g, &og))) return st;
-        s->lrs[g] = s->sched_lr * l->lr_mults[g];
-        s->moms[g] = l->p.sched_mom ? s->sched_mom : og.mom;
-    }
-    HOOK(begin_batch);
-    kiln__nan_before_forward(l);
-    s->out = kiln_model_forward(l->model, l->ctx, s->x);
-    s->loss = kiln__learn_loss(l, s->out, s->y);
-    if (!s->loss)
-        return kiln__dist_loss(l, kiln__has_error() ? KILN_STATUS_INVALID
-                                                    : kiln__err(KILN_STATUS_INVALID, "learner: forward failed"));
-    s->loss_value = kiln_item(s->loss);
-    HOOK(after_loss);
-    if (!s->loss || kiln_numel(s->loss) != 1)
-        return kiln__err(KILN_STATUS_INVALID, "learner: after_loss left no one-element loss");
-    s->loss_value = kiln_item(s->loss); /* a callback may have replaced it */
+    bool dist = kiln__dist_on(l), checked = false;
+    st = forward_loss(l, b);
+    if (!st && !s->skip_batch && !s->stop_training) checked = (st = kiln__nan_check_loss(l)) != KILN_STATUS_OK;
+    /* N ranks: the recorded loss becomes the mean over ranks; an error, a failed check, a skip or
+     * a stop on any rank is every rank's for this step (src/learn/dist.c) */
+    st = kiln__dist_loss(l, st);
     bool skip = false; /* set by kiln__nan_handle: SKIP policy, this batch takes no step */
-    /* N ranks: the recorded loss becomes the mean over ranks, and a failed check on any rank
-     * fails (or skips) this step on every rank (src/learn/dist.c) */
-    st = kiln__dist_loss(l, kiln__nan_check_loss(l));
-    if (st && (st != KILN_STATUS_DIVERGED || (st = kiln__nan_handle(l, st, &skip)))) return st;
-    if (skip) goto skipped;
+    if (st && (st != KILN_STATUS_DIVERGED || !(checked || dist) || (st = kiln__nan_handle(l, st, &skip)))) return st;
+    if (skip || s->skip_batch || s->stop_training) goto skipped;
     if (dist) { /* each rank checks its own gradients, the verdict is agreed, then they are averaged */
         st = kiln_backward(l->ctx, s->loss);
         if (!st) st = kiln__nan_check_grads(l);
@@ -188,6 +196,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     kiln_optim_zero_grad(l->opt);
     bool table = !p->no_valid;
     st = kiln__learn_run_hook(l, KILN__HOOK(begin_fit));
+    if (kiln__dist_on(l)) st = kiln_comm_agree(l->comm, st); /* rank 0's first checkpoint, say */
     if (!st && table && !s->stop_training) table_header(l);
     for (int64_t e = p->start_epoch; !st && !s->stop_training && e < p->n_epochs; e++) {
         double t0 = now_s();
@@ -227,6 +236,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         /* STOP: no end_epoch, so no checkpoint or best model of an epoch that validates non-finite */
         if (!p->no_valid && (st = kiln__nan_check_valid(l, bad_batch))) break;
         st = kiln__learn_run_hook(l, KILN__HOOK(end_epoch));
+        if (kiln__dist_on(l)) st = kiln_comm_agree(l->comm, st); /* a checkpoint rank 0 failed to write */
     }
     s->training = false;
     /* end_fit runs whatever happened; the first error wins */

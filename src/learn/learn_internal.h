@@ -110,7 +110,9 @@ bool kiln__dist_on(const kiln_learner *l); /* a communicator of more than one ra
 void kiln__dist_rank_rng(kiln_learner *l);
 kiln_status kiln__dist_fit_begin(kiln_learner *l); /* broadcasts rank 0's params and buffers */
 /* The step's loss sum: loss_value becomes the mean over ranks; when st or any rank's status
- * is an error, every rank returns the agreed error (kiln_comm_agree). */
+ * is an error, every rank returns the agreed error (kiln_comm_agree); a skip_batch or
+ * stop_training that a callback set on any rank is set on every rank (a SIGINT that reaches
+ * the ranks at different batches stops them at the same one). */
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st);
 /* Agrees on st (backward + local gradient check), then averages the trainable gradients. */
 kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st);

@@ -8,7 +8,10 @@
  *     validation loss and accuracy within 1e-5 (relative), and the ranks' weights bit for bit;
  *   - the N-rank run checkpoints every epoch (rank 0 writes ck<epoch>.safetensors); a fresh
  *     N-rank learner resumes from the first one and must end with the same weights as the
- *     uninterrupted run (bit for bit: the same steps in the same order).
+ *     uninterrupted run (bit for bit: the same steps in the same order);
+ *   - a failure on the last rank only (an error in a callback, a stop request, a NaN input
+ *     under on_nan skip and under stop) ends every rank alike: the same status and recorded
+ *     batches, equal weights, and the error message naming the rank that failed.
  * Why that tolerance: one process computes the gradient of the mean over B rows in one
  * reduction; N ranks each the mean over B/N rows, then sum them and scale by 1/N, so the
  * gradients differ in the last bits (float sums in another order, ~1e-7 relative), and 24
@@ -57,10 +60,29 @@ static void make_rows(int64_t n, uint64_t seed, float *x, int64_t *y)
     }
 }
 
+/* Failure injection on the last rank (g_mode): 0 none; 1 an error in begin_batch of epoch 1,
+ * batch 2; 2 stop_training there; 3 a NaN in its input there (with on_nan skip); 4 the same NaN
+ * under on_nan stop. */
+static int g_mode;
+
+static kiln_status inject(kiln_learner *l, void *user)
+{
+    kiln_comm *c = user;
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (!g_mode || kiln_comm_rank(c) != kiln_comm_size(c) - 1 || s->epoch != 1 || s->batch != 2) return KILN_STATUS_OK;
+    if (g_mode == 1) return kiln_error(KILN_STATUS_IO, "injected: this rank's batch could not be read");
+    if (g_mode == 2) s->stop_training = true;
+    if (g_mode >= 3) ((float *)s->x->data)[0] = NAN;
+    return KILN_STATUS_OK;
+}
+
 typedef struct result {
     float *w;  /* (n_w) final parameters */
     size_t n_w;
     double vloss, vacc;
+    kiln_status fit_st;  /* the fit's status, its message and the batches it recorded */
+    char msg[1024];
+    int64_t iters, n_skipped;
 } result;
 
 /* One training run on comm with per-rank batch BATCH / world. ckpt: checkpoint pattern or
@@ -105,17 +127,24 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     kiln_learner_params lp = kiln_learner_default_params();
     lp.progress = KILN_PROGRESS_STYLE_QUIET;
     lp.sched_mom = true;
+    lp.on_nan = g_mode == 3 ? KILN_NAN_POLICY_SKIP : KILN_NAN_POLICY_STOP;
     kiln_learner *l = kiln_learner_new(ctx, m, d, opt, &lp);
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
     kiln_status st = l ? kiln_learner_add_metric(l, &acc) : KILN_STATUS_NOMEM;
     if (!st) st = kiln_learner_set_comm(l, comm);
+    kiln_callback cb = {.name = "inject", .begin_batch = inject, .user = comm};
+    if (!st && g_mode) st = kiln_learner_add_callback(l, &cb);
     if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
     if (!st && resume) st = kiln_learner_resume(l, resume);
     if (!st && !resume) st = kiln_learner_fit_one_cycle(l, EPOCHS, 0, adam ? 0.03 : 0.3, NULL);
+    r->fit_st = st;
+    r->iters = kiln_recorder_n_batches(kiln_learner_recorder(l));
+    r->n_skipped = kiln_learner_state(l)->n_skipped;
+    snprintf(r->msg, sizeof r->msg, "%s", st ? kiln_last_error() : "");
     double met = NAN;
     if (!st) st = kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &r->vloss, &met);
     r->vacc = met;
-    if (st) fprintf(stderr, "dist_learn: rank %d: %s\n", rank, kiln_last_error());
+    if (st && !g_mode) fprintf(stderr, "dist_learn: rank %d: %s\n", rank, kiln_last_error());
     p = kiln_store_flat(kiln_model_store(m), KILN_STORE_PARAMS, &np);
     r->w = malloc(np * sizeof *r->w), r->n_w = np;
     memcpy(r->w, p, np * sizeof *p);
@@ -202,6 +231,29 @@ int main(int argc, char **argv)
         kiln_comm_barrier(c);
         free(rn.w), free(r1.w), free(rr.w);
     }
+    /* failures on the last rank only: every rank must end the same way, and soon */
+    for (g_mode = 1; g_mode <= 4 && dir[0] && world > 1; g_mode++) {
+        result rf = {0};
+        run(c, false, NULL, NULL, &rf);
+        same_on_ranks(c, &rf, "after a failure on one rank");
+        double v[2] = {(double)rf.fit_st, (double)rf.iters}, mn[2];
+        memcpy(mn, v, sizeof v);
+        kiln_comm_allreduce_sum_f64(c, mn, 2);
+        CHECK(mn[0] == world * v[0] && mn[1] == world * v[1], "mode %d: the ranks ended differently (status %d, %lld "
+              "batches recorded here)", g_mode, (int)rf.fit_st, (long long)rf.iters);
+        if (g_mode == 1 || g_mode == 4)
+            CHECK(rf.fit_st != KILN_STATUS_OK && (g_rank == world - 1 || strstr(rf.msg, "rank 1")),
+                  "mode %d: the error does not name rank %d: '%s'", g_mode, world - 1, rf.msg);
+        if (g_mode == 1) CHECK(strstr(rf.msg, "injected") != NULL, "the failing rank's message is lost: '%s'", rf.msg);
+        if (g_mode == 2) CHECK(!rf.fit_st && rf.iters == 6 + 2, "stop: %lld batches recorded, want 8", (long long)rf.iters);
+        if (g_mode == 3) CHECK(!rf.fit_st && rf.n_skipped == 1, "skip: %lld skipped, want 1", (long long)rf.n_skipped);
+        if (g_mode == 4) CHECK(rf.fit_st == KILN_STATUS_DIVERGED, "NaN under stop: status %d", (int)rf.fit_st);
+        if (g_rank == 0)
+            printf("dist_learn: failure mode %d on rank %d: status %d on every rank, %lld batches; %.160s\n", g_mode,
+                   world - 1, (int)rf.fit_st, (long long)rf.iters, rf.msg);
+        free(rf.w);
+    }
+    g_mode = 0;
     /* every rank's verdict */
     double bad = g_fail;
     kiln_comm_allreduce_sum_f64(c, &bad, 1);
