@@ -57,6 +57,16 @@ kiln_status kiln__json_write(cJSON *j, const char *path);
  * file and both tasks); path gets the file's name for messages. */
 kiln_status kiln__read_model_json(const char *dir, const char *want, char *path, size_t cap, cJSON **out);
 
+/* out_file.c: a text file written as a stream: path's atomic stream (kiln_atomic_begin), or
+ * standard output when path is NULL. o->f is the stream to write; end commits (or, for stdout,
+ * flushes and checks it) when st is OK, else abandons the temp file, and returns the status. */
+typedef struct kiln__out {
+    kiln_atomic *a;
+    FILE *f;
+} kiln__out;
+kiln_status kiln__out_begin(kiln__out *o, const char *path);
+kiln_status kiln__out_end(kiln__out *o, kiln_status st, const char *who);
+
 /* interp.c: v written to f as one CSV field (quoted, with "" for a quote, when it holds a comma,
  * a quote or a line break). */
 void kiln__csv_field(FILE *f, const char *v);

@@ -91,26 +91,20 @@ kiln_status kiln__collab_seen(tab_part *t, const kiln_tab_rows *r)
 
 kiln_status kiln__collab_seen_save(const tab_part *t, const char *dir)
 {
-    char path[4096], *buf = NULL;
-    size_t len = 0;
+    char path[4096];
+    kiln__out o;
     kiln_status st = kiln__path(path, sizeof path, dir, "seen.csv");
-    FILE *f = st ? NULL : open_memstream(&buf, &len);
-    if (!st && !f) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    if (f) {
-        fputs("user,item\n", f);
-        for (int64_t v = 0; v < t->n_users; v++)
-            for (int64_t k = t->seen_start[v]; k < t->seen_start[v + 1]; k++) {
-                const char *ids[2] = {kiln_tab_procs_category(t->procs, 0, v), kiln_tab_procs_category(t->procs, 1, t->seen_item[k])};
-                for (int c = 0; c < 2; c++) {
-                    kiln__csv_field(f, ids[c] ? ids[c] : "");
-                    fputc(c ? '\n' : ',', f);
-                }
+    if (st || (st = kiln__out_begin(&o, path))) return st;
+    fputs("user,item\n", o.f);
+    for (int64_t v = 0; v < t->n_users; v++)
+        for (int64_t k = t->seen_start[v]; k < t->seen_start[v + 1]; k++) {
+            const char *ids[2] = {kiln_tab_procs_category(t->procs, 0, v), kiln_tab_procs_category(t->procs, 1, t->seen_item[k])};
+            for (int c = 0; c < 2; c++) {
+                kiln__csv_field(o.f, ids[c] ? ids[c] : "");
+                fputc(c ? '\n' : ',', o.f);
             }
-        if (fclose(f)) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
-    }
-    if (!st) st = kiln_atomic_write(path, buf, len);
-    free(buf);
-    return st;
+        }
+    return kiln__out_end(&o, KILN_STATUS_OK, path);
 }
 
 kiln_status kiln__collab_seen_load(tab_part *t, const char *dir)
@@ -271,26 +265,23 @@ kiln_status kiln_collab_recommend(kiln_learner *l, const char *user, int64_t n, 
 /* one table: rows 1.. of w (n, k) with bias b (n, 1) or NULL, ids from procs column col */
 static kiln_status write_table(const tab_part *t, int col, const kiln_tensor *w, const kiln_tensor *b, const char *path)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path);
+    kiln__out o;
+    kiln_status st = kiln__out_begin(&o, path);
+    if (st) return st;
     int64_t n = w->shape[0], k = w->shape[1];
     const float *wd = w->data, *bd = b ? b->data : NULL;
-    fputs("id", f);
-    if (b) fputs(",bias", f);
-    for (int64_t j = 0; j < k; j++) fprintf(f, ",f%lld", (long long)j);
-    fputc('\n', f);
+    fputs("id", o.f);
+    if (b) fputs(",bias", o.f);
+    for (int64_t j = 0; j < k; j++) fprintf(o.f, ",f%lld", (long long)j);
+    fputc('\n', o.f);
     for (int64_t i = 1; i < n; i++) {
         const char *id = kiln_tab_procs_category(t->procs, col, i);
-        kiln__csv_field(f, id ? id : "");
-        if (b) fprintf(f, ",%.9g", (double)bd[i]);
-        for (int64_t j = 0; j < k; j++) fprintf(f, ",%.9g", (double)wd[i * k + j]);
-        fputc('\n', f);
+        kiln__csv_field(o.f, id ? id : "");
+        if (b) fprintf(o.f, ",%.9g", (double)bd[i]);
+        for (int64_t j = 0; j < k; j++) fprintf(o.f, ",%.9g", (double)wd[i * k + j]);
+        fputc('\n', o.f);
     }
-    kiln_status st = fclose(f) ? kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", path) : kiln_atomic_write(path, buf, len);
-    free(buf);
-    return st;
+    return kiln__out_end(&o, KILN_STATUS_OK, path);
 }
 
 kiln_status kiln_collab_export_tables(kiln_learner *l, const char *dir)
@@ -328,8 +319,6 @@ kiln_status kiln_collab_predict_csv(kiln_learner *l, const char *pairs_csv, cons
     int64_t n = kiln_table_n_rows(tb);
     const char **us = malloc((size_t)(n ? n : 1) * sizeof *us), **is = malloc((size_t)(n ? n : 1) * sizeof *is);
     double *r = malloc((size_t)(n ? n : 1) * sizeof *r);
-    char *buf = NULL;
-    size_t len = 0;
     kiln_status st = col[0] < 0 || col[1] < 0
                          ? kiln__err(KILN_STATUS_FORMAT, "%s: has no column %s", pairs_csv, names[col[0] < 0 ? 0 : 1])
                      : !us || !is || !r ? kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", pairs_csv) : KILN_STATUS_OK;
@@ -344,19 +333,14 @@ kiln_status kiln_collab_predict_csv(kiln_learner *l, const char *pairs_csv, cons
                            kiln_tab_procs_code(t->procs, 0, us[i]) ? is[i] : us[i]);
     }
     if (!st) st = kiln_collab_predict(l, us, is, n, r);
-    FILE *f = st ? NULL : open_memstream(&buf, &len);
-    if (!st && !f) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", pairs_csv);
-    if (f) {
-        kiln__csv_field(f, names[0]), fputc(',', f), kiln__csv_field(f, names[1]), fputs(",rating\n", f);
+    kiln__out o;
+    if (!st && !(st = kiln__out_begin(&o, csv_out))) {
+        kiln__csv_field(o.f, names[0]), fputc(',', o.f), kiln__csv_field(o.f, names[1]), fputs(",rating\n", o.f);
         for (int64_t i = 0; i < n; i++)
-            kiln__csv_field(f, us[i]), fputc(',', f), kiln__csv_field(f, is[i]), fprintf(f, ",%.6g\n", r[i]);
-        if (fclose(f)) st = kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", pairs_csv);
+            kiln__csv_field(o.f, us[i]), fputc(',', o.f), kiln__csv_field(o.f, is[i]), fprintf(o.f, ",%.6g\n", r[i]);
+        st = kiln__out_end(&o, st, "collab_predict_csv");
     }
-    if (!st) {
-        if (csv_out) st = kiln_atomic_write(csv_out, buf, len);
-        else if (fwrite(buf, 1, len, stdout) != len || fflush(stdout)) st = kiln__err(KILN_STATUS_IO, "collab_predict_csv: writing to stdout failed");
-    }
-    free(buf), free(us), free(is), free(r);
+    free(us), free(is), free(r);
     kiln_table_free(tb);
     return kiln__done(st);
 }

@@ -58,38 +58,28 @@ kiln_status kiln_tabular_predict_csv(kiln_learner *l, const char *csv_in, const 
     int64_t n = kiln_table_n_rows(t), C = kiln_tab_procs_n_classes(p->procs);
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
     float *pr = C ? malloc((size_t)((n ? n : 1) * C) * sizeof *pr) : NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = NULL;
+    kiln__out o;
     kiln_status st = !v || (C && !pr) ? kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", csv_in) : KILN_STATUS_OK;
     if (!st) st = kiln_tabular_predict(l, t, 0, v, pr);
-    if (!st && !(f = open_memstream(&buf, &len))) st = kiln__err(KILN_STATUS_NOMEM, "tabular_predict_csv: out of memory");
-    if (!st) {
-        fputs("row,", f);
-        kiln__csv_field(f, kiln_tab_procs_target(p->procs));
+    if (!st && !(st = kiln__out_begin(&o, csv_out))) {
+        fputs("row,", o.f);
+        kiln__csv_field(o.f, kiln_tab_procs_target(p->procs));
         for (int64_t k = 0; k < C; k++) {
             char name[512];
             snprintf(name, sizeof name, "p_%s", p->classes[k]);
-            fputc(',', f);
-            kiln__csv_field(f, name);
+            fputc(',', o.f);
+            kiln__csv_field(o.f, name);
         }
-        fputc('\n', f);
+        fputc('\n', o.f);
         for (int64_t i = 0; i < n; i++) {
-            fprintf(f, "%lld,", (long long)i + 1);
-            if (C) kiln__csv_field(f, p->classes[(int64_t)v[i]]);
-            else fprintf(f, "%.9g", v[i]);
-            for (int64_t k = 0; k < C; k++) fprintf(f, ",%.6g", (double)pr[i * C + k]);
-            fputc('\n', f);
+            fprintf(o.f, "%lld,", (long long)i + 1);
+            if (C) kiln__csv_field(o.f, p->classes[(int64_t)v[i]]);
+            else fprintf(o.f, "%.9g", v[i]);
+            for (int64_t k = 0; k < C; k++) fprintf(o.f, ",%.6g", (double)pr[i * C + k]);
+            fputc('\n', o.f);
         }
-        if (fclose(f)) st = kiln__err(KILN_STATUS_NOMEM, "tabular_predict_csv: out of memory");
-        f = NULL;
+        st = kiln__out_end(&o, st, "tabular_predict_csv");
     }
-    if (f) fclose(f);
-    if (!st) {
-        if (csv_out) st = kiln_atomic_write(csv_out, buf, len);
-        else if (fwrite(buf, 1, len, stdout) != len || fflush(stdout)) st = kiln__err(KILN_STATUS_IO, "tabular_predict_csv: writing to stdout failed");
-    }
-    free(buf);
     free(v);
     free(pr);
     kiln_table_free(t);
