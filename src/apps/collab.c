@@ -173,23 +173,6 @@ kiln_status kiln__collab_sparse(kiln_model *m, kiln_optim *opt)
 
 /* ---- prediction ----------------------------------------------------------------------------- */
 
-/* ratings of n pairs of codes (x (n, 2) f32) into out */
-static kiln_status rate(kiln_learner *l, const float *x, int64_t n, double *out)
-{
-    kiln_ctx *ctx = kiln_learner_ctx(l);
-    kiln_status st = KILN_STATUS_OK;
-    for (int64_t i0 = 0; i0 < n && !st; i0 += 4096) {
-        int64_t b = n - i0 < 4096 ? n - i0 : 4096;
-        kiln_mark m = kiln_step_mark(ctx);
-        kiln_tensor *xt = kiln_from_data(ctx, KILN_DTYPE_F32, 2, (int64_t[]){b, 2}, x + 2 * i0);
-        kiln_tensor *y = xt ? kiln__tab_forward(l, xt) : NULL;
-        if (!y) st = kiln_last_status();
-        for (int64_t i = 0; !st && i < b; i++) out[i0 + i] = (double)((const float *)y->data)[i];
-        kiln_step_rewind(ctx, m);
-    }
-    return st;
-}
-
 static tab_part *collab_of(const kiln_learner *l, const char *op)
 {
     tab_part *t = kiln__tab_of(l);
@@ -213,7 +196,7 @@ kiln_status kiln_collab_predict(kiln_learner *l, const char *const *users, const
                            !u ? "user" : "item", !u ? (users[i] ? users[i] : "") : (items[i] ? items[i] : ""));
         x[2 * i] = (float)u, x[2 * i + 1] = (float)it;
     }
-    if (!st) st = rate(l, x, n, rating);
+    if (!st) st = kiln__tab_predict_x(l, x, n, 4096, rating, NULL);
     free(x);
     return kiln__done(st);
 }
@@ -249,7 +232,7 @@ kiln_status kiln_collab_recommend(kiln_learner *l, const char *user, int64_t n, 
         if (k < n_seen && seen[k] == it) continue;
         x[2 * m] = (float)u, x[2 * m + 1] = (float)it, s[m].item = it, m++;
     }
-    if (!st) st = rate(l, x, m, r);
+    if (!st) st = kiln__tab_predict_x(l, x, m, 4096, r, NULL);
     for (int64_t i = 0; !st && i < m; i++) s[i].r = r[i];
     if (!st) qsort(s, (size_t)m, sizeof *s, cmp_scored);
     for (int64_t i = 0; !st && i < n && i < m; i++) {

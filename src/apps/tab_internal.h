@@ -43,6 +43,11 @@ kiln_learner *kiln__tab_learner(kiln_ctx *ctx, tab_part *t, kiln_data *data, dou
  * step arena (the caller rewinds). */
 kiln_tensor *kiln__tab_forward(kiln_learner *l, kiln_tensor *x);
 
+/* tab_predict.c: the model's predictions for n processed rows x (n, n_cat + n_cont), bs rows a
+ * forward (eval mode): value the output in the target's units (exp of a log target) or, for a
+ * classifier, the class index with probs (n, n_classes) (may be NULL). */
+kiln_status kiln__tab_predict_x(kiln_learner *l, const float *x, int64_t n, int64_t bs, double *value, float *probs);
+
 /* collab.c: the training pairs of t from the rows (codes) r. */
 kiln_status kiln__collab_seen(tab_part *t, const kiln_tab_rows *r);
 /* collab.c: dir/seen.csv written / read (user and item ids). */

@@ -8,42 +8,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+kiln_status kiln__tab_predict_x(kiln_learner *l, const float *x, int64_t n, int64_t bs, double *value, float *probs)
+{
+    const tab_part *p = kiln__tab_of(l);
+    kiln_ctx *ctx = kiln_learner_ctx(l);
+    int64_t C = kiln_tab_procs_n_classes(p->procs), w = kiln_tab_procs_n_cat(p->procs) + kiln_tab_procs_n_cont(p->procs);
+    bool log_y = kiln_tab_procs_log_target(p->procs);
+    kiln_status st = KILN_STATUS_OK;
+    for (int64_t i0 = 0; i0 < n && !st; i0 += bs) {
+        int64_t b = n - i0 < bs ? n - i0 : bs;
+        kiln_mark m = kiln_step_mark(ctx);
+        kiln_tensor *xt = kiln_from_data(ctx, KILN_DTYPE_F32, 2, (int64_t[]){b, w}, x + i0 * w);
+        kiln_tensor *y = xt ? kiln__tab_forward(l, xt) : NULL;
+        kiln_tensor *pr = y && C ? kiln_contiguous(ctx, kiln_softmax(ctx, y, 1)) : y;
+        const float *q = pr ? pr->data : NULL;
+        if (!pr) st = kiln_last_status();
+        for (int64_t i = 0; q && C && i < b; i++) {
+            int64_t best = 0;
+            for (int64_t k = 0; k < C; k++) {
+                if (q[i * C + k] > q[i * C + best]) best = k;
+                if (probs) probs[(i0 + i) * C + k] = q[i * C + k];
+            }
+            value[i0 + i] = (double)best;
+        }
+        for (int64_t i = 0; q && !C && i < b; i++) value[i0 + i] = log_y ? exp((double)q[i]) : (double)q[i];
+        kiln_step_rewind(ctx, m);
+    }
+    return st;
+}
+
 kiln_status kiln_tabular_predict(kiln_learner *l, const kiln_table *t, int64_t bs, double *value, float *probs)
 {
     tab_part *p = kiln__tab_of(l);
     if (!p) return kiln__err(KILN_STATUS_INVALID, "tabular_predict: not a tabular or collab learner");
     if (!t || !value) return kiln__err(KILN_STATUS_INVALID, "tabular_predict: NULL argument");
-    if (bs <= 0) bs = 1024;
     kiln_tab_rows r = {0};
     kiln_status st = kiln_tab_procs_apply(p->procs, t, false, &r);
     if (st) return st;
-    kiln_ctx *ctx = kiln_learner_ctx(l);
-    int64_t C = kiln_tab_procs_n_classes(p->procs), w = r.n_cat + r.n_cont;
-    bool log_y = kiln_tab_procs_log_target(p->procs);
-    for (int64_t i0 = 0; i0 < r.n && !st; i0 += bs) {
-        int64_t b = r.n - i0 < bs ? r.n - i0 : bs;
-        kiln_mark m = kiln_step_mark(ctx);
-        kiln_tensor *x = kiln_from_data(ctx, KILN_DTYPE_F32, 2, (int64_t[]){b, w}, r.x + i0 * w);
-        kiln_tensor *y = x ? kiln__tab_forward(l, x) : NULL;
-        kiln_tensor *pr = y && C ? kiln_contiguous(ctx, kiln_softmax(ctx, y, 1)) : y;
-        if (!pr) {
-            st = kiln__err_prefix(kiln_last_status(), kiln_table_name(t));
-        } else if (C) {
-            const float *q = pr->data;
-            for (int64_t i = 0; i < b; i++) {
-                int64_t best = 0;
-                for (int64_t k = 0; k < C; k++) {
-                    if (q[i * C + k] > q[i * C + best]) best = k;
-                    if (probs) probs[(i0 + i) * C + k] = q[i * C + k];
-                }
-                value[i0 + i] = (double)best;
-            }
-        } else {
-            const float *q = pr->data;
-            for (int64_t i = 0; i < b; i++) value[i0 + i] = log_y ? exp((double)q[i]) : (double)q[i];
-        }
-        kiln_step_rewind(ctx, m);
-    }
+    st = kiln__tab_predict_x(l, r.x, r.n, bs > 0 ? bs : 1024, value, probs);
+    if (st) kiln__err_prefix(st, kiln_table_name(t));
     kiln_tab_rows_free(&r);
     return kiln__done(st);
 }
