@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 kiln_train_params kiln_train_default_params(void)
@@ -32,13 +31,6 @@ void kiln_train_result_free(kiln_train_result *r)
     free(r->tta_metrics);
     kiln_snapshot_eval_free(&r->snap);
     memset(r, 0, sizeof *r);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- stopping on request ------------------------------------------------------------------- */
@@ -272,7 +264,7 @@ static kiln_status train(kiln_learner *l, const kiln_train_params *p, kiln_train
     kiln_status st = prepare(l, p, r, rank0, &epochs, ckpt, &sched, &nb);
     if (comm) st = kiln_comm_agree(comm, st); /* every rank fits, or none */
     if (st) return st;
-    double t0 = now_s();
+    double t0 = kiln__now();
     if (!st) {
         st = p->resume ? kiln_learner_resume(l, ckpt)
            : phased(p->recipe.kind) ? kiln_learner_fit_recipe(l, &p->recipe)
@@ -290,7 +282,7 @@ static kiln_status train(kiln_learner *l, const kiln_train_params *p, kiln_train
         r->interrupted = true; /* the epoch-end checkpoint stands; nothing else is written */
         return KILN_STATUS_OK;
     }
-    if ((st = collect(l, nb, now_s() - t0, r)) || (st = extras(l, p, r))) return st;
+    if ((st = collect(l, nb, kiln__now() - t0, r)) || (st = extras(l, p, r))) return st;
     if (rank0 && (st = outputs(l, p, r))) return st;
     kiln_clear_error();
     return KILN_STATUS_OK;

@@ -56,6 +56,9 @@ kiln_status kiln__err_prefix(kiln_status s, const char *prefix);
 /* A malloc'd copy of this thread's message (NULL when out of memory), for code that must run
  * other calls before it reports an earlier error. */
 char *kiln__error_dup(void);
+/* Seconds on the monotonic clock (clock.c): for differences only. */
+double kiln__now(void);
+
 /* "kiln: warning: <message>" on stderr (bad input that is accepted, e.g. an unknown key). */
 void kiln__warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs,

@@ -36,13 +36,6 @@ static bool g_we_init;           /* kiln called MPI_Init_thread, so kiln finalis
 static bool g_atexit;            /* the guard is registered */
 static kiln_comm *g_mpi_world;   /* for the guard */
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static MPI_Comm comm_of(const kiln_comm *c) { return ((const mpi_state *)c->impl)->comm; }
 
 /* An MPI call failed: the message names kiln's call, the rank and MPI's words; the
@@ -62,13 +55,13 @@ static kiln_status mpi_fail(kiln_comm *c, const char *op, const char *call, int 
  * slower one, not for bytes, and tests every millisecond. */
 static kiln_status wait_all(kiln_comm *c, const char *op, const char *call, MPI_Request *r, int nr)
 {
-    double t0 = now_s();
+    double t0 = kiln__now();
     for (;;) {
         int done = 0;
         int rc = MPI_Testall(nr, r, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS) return mpi_fail(c, op, call, rc);
         if (done) return KILN_STATUS_OK;
-        double waited = now_s() - t0;
+        double waited = kiln__now() - t0;
         if (c->timeout_s > 0 && waited > c->timeout_s) {
             kiln__err(KILN_STATUS_IO,
                       "%s: rank %d of %d: %s did not complete after %.1f s: another rank failed, was killed "

@@ -23,16 +23,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { KILN__DIST_BUCKET = 1 << 20, KILN__DIST_INFLIGHT = 48 }; /* 4 MiB of f32; under dist.h's 64 */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 bool kiln__dist_on(const kiln_learner *l) { return l->comm && kiln_comm_size(l->comm) > 1; }
 
@@ -92,14 +84,14 @@ kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)
     if (!kiln__dist_on(l)) return st;
     kiln_fit_state *s = &l->st;
     bool quiet = !st && !s->skip_batch && !s->stop_training;
-    double t0 = now_s(), v[4] = {quiet ? s->loss_value : 0.0, st ? 1.0 : 0.0, !st && s->skip_batch ? 1.0 : 0.0,
+    double t0 = kiln__now(), v[4] = {quiet ? s->loss_value : 0.0, st ? 1.0 : 0.0, !st && s->skip_batch ? 1.0 : 0.0,
                                  !st && s->stop_training ? 1.0 : 0.0};
     kiln_status cs = kiln_comm_allreduce_sum_f64(l->comm, v, 4);
     if (cs) return cs;
     if (v[1] > 0) st = kiln_comm_agree(l->comm, st); /* every rank sees the same count */
     else if (v[2] > 0 || v[3] > 0) s->skip_batch |= v[2] > 0, s->stop_training |= v[3] > 0;
     else s->loss_value = v[0] / (double)kiln_comm_size(l->comm);
-    l->dist_seconds += now_s() - t0;
+    l->dist_seconds += kiln__now() - t0;
     return st;
 }
 
@@ -122,7 +114,7 @@ static kiln_status finish(kiln_learner *l, bucket *b, float scale)
 kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st)
 {
     if (!kiln__dist_on(l)) return st;
-    double t0 = now_s();
+    double t0 = kiln__now();
     /* the step's verdict first (a failed backward on one rank would leave the others waiting) */
     if ((st = kiln_comm_agree(l->comm, st))) return st;
     kiln_store *s = kiln_model_store(l->model);
@@ -159,7 +151,7 @@ kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st)
         kiln_status s2 = finish(l, &q[head], scale);
         if (!st) st = s2;
     }
-    l->dist_seconds += now_s() - t0;
+    l->dist_seconds += kiln__now() - t0;
     l->dist_steps++;
     return st;
 }

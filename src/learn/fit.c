@@ -9,14 +9,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* softmax / sigmoid / none, as the loss implies: out (B, ...) -> probabilities (B, ...). */
 static kiln_tensor *activation(kiln_learner *l, kiln_tensor *out)
@@ -199,7 +191,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
     if (kiln__dist_on(l)) st = kiln_comm_agree(l->comm, st); /* rank 0's first checkpoint, say */
     if (!st && table && !s->stop_training) table_header(l);
     for (int64_t e = p->start_epoch; !st && !s->stop_training && e < p->n_epochs; e++) {
-        double t0 = now_s();
+        double t0 = kiln__now();
         s->epoch = e;
         s->training = true;
         if ((st = kiln_data_set_epoch(l->data, l->p.seed, e))) break;
@@ -230,7 +222,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         if (!p->no_valid &&
             (st = kiln__learn_validate(l, KILN_DATA_SPLIT_VALID, &s->valid_loss, s->metrics, &bad_batch)))
             break;
-        double secs = now_s() - t0;
+        double secs = kiln__now() - t0;
         if ((st = kiln__recorder_add_epoch(l->rec, e, s->iter, s->train_loss, s->valid_loss, s->metrics, secs))) break;
         if (table) table_row(l, secs);
         /* STOP: no end_epoch, so no checkpoint or best model of an epoch that validates non-finite */

@@ -27,13 +27,6 @@ struct kiln_progress {
     int width[MAX_COLS]; /* table column widths: max(8, len(name)) */
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 kiln_progress *kiln_progress_new(FILE *out, kiln_progress_style style)
 {
     kiln_progress *p = calloc(1, sizeof *p);
@@ -99,7 +92,7 @@ void kiln_progress_begin(kiln_progress *p, const char *label, int64_t total)
     if (!p) return;
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total;
-    p->t0 = p->last_draw = now_s();
+    p->t0 = p->last_draw = kiln__now();
     p->active = true;
     if (p->style == KILN_PROGRESS_STYLE_BAR) kiln_progress_update(p, 0, NAN, NULL);
 }
@@ -115,7 +108,7 @@ static size_t visible_len(const char *s)
 void kiln_progress_update(kiln_progress *p, int64_t done, double value, const char *comment)
 {
     if (!p || !p->active || p->style == KILN_PROGRESS_STYLE_QUIET) return;
-    double t = now_s();
+    double t = kiln__now();
     char line[1024];
     if (p->style == KILN_PROGRESS_STYLE_BAR) {
         if (done > 0 && done < p->total && t - p->last_draw < TTY_REDRAW_S) return;

@@ -73,18 +73,18 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
                           "[0, world)", p->rank, p->world);
     if (!valid_csv && !(p->valid_pct >= 0 && p->valid_pct < 1))
         return kiln__errp(KILN_STATUS_INVALID, "tabular_data_open: valid_pct %g must be in [0, 1)", p->valid_pct);
-    double t0 = kiln__tab_now();
+    double t0 = kiln__now();
     kiln_table *all = kiln_table_read_csv(train_csv), *tr = NULL, *va = NULL;
     if (!all) return NULL;
     size_t bytes = file_bytes(train_csv);
-    double t_read = kiln__tab_now() - t0;
+    double t_read = kiln__now() - t0;
     if (valid_csv) {
-        double t1 = kiln__tab_now();
+        double t1 = kiln__now();
         if (!(va = kiln_table_read_csv(valid_csv))) {
             kiln_table_free(all);
             return NULL;
         }
-        t_read += kiln__tab_now() - t1;
+        t_read += kiln__now() - t1;
         bytes += file_bytes(valid_csv);
         tr = all, all = NULL;
     } else {
@@ -132,7 +132,7 @@ kiln_data *kiln_tabular_data_open(const char *train_csv, const char *valid_csv, 
         kiln_data_free(inner);
     }
     if (info && d) {
-        info->seconds = kiln__tab_now() - t0;
+        info->seconds = kiln__now() - t0;
         info->mb_per_s = t_read > 0 ? (double)bytes / 1e6 / t_read : 0;
     }
     kiln_tab_rows_free(&rt);

@@ -98,6 +98,5 @@ kiln_status kiln__tab_cat_set_nums(kiln__tab_cat *c, const double *v, int64_t n)
 kiln_status kiln__tab_cat_index(kiln__tab_cat *c, const char *who);
 
 char *kiln__tab_strdup(const char *s);
-double kiln__tab_now(void);
 
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 kiln_text_lm_data_params kiln_text_lm_data_default_params(void)
 {
@@ -149,13 +148,6 @@ kiln_status kiln__text_numericalize_all(const kiln_vocab *v, const kiln_tokens *
     return KILN_STATUS_OK;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, const kiln_text_lm_data_params *p,
                                   kiln_vocab **vocab, kiln_text_corpus_info *info)
 {
@@ -193,9 +185,9 @@ kiln_data *kiln_text_lm_data_open(const char *const *sources, int n_sources, con
     }
     kiln_data_permutation(q.split_seed, 0, d.n, perm);
     for (int64_t i = 0; i < d.n; i++) texts[i] = d.s[perm[i]], tl[i] = d.len[perm[i]];
-    double t0 = now();
+    double t0 = kiln__now();
     kiln_status st = kiln_text_tokenize_many(texts, tl, d.n, q.n_threads, tok);
-    inf.seconds_tokenize = now() - t0;
+    inf.seconds_tokenize = kiln__now() - t0;
     free(texts), free(tl);
     if (st) {
         free(tok);
