@@ -68,11 +68,17 @@ Test(dist, buckets_and_pool)
     /* at most 64 in flight */
     cr_assert_eq(kiln_comm_iallreduce_sum_f32(c, b[0], 2, &r[64]), KILN_STATUS_STATE);
     cr_assert_null(r[64]);
+    bool done = false;
+    cr_assert_eq(kiln_comm_test(c, r[7], &done), KILN_STATUS_OK);
+    cr_assert(done, "one process: a sum is done at once");
+    cr_assert_eq(kiln_comm_test(c, r[7], NULL), KILN_STATUS_INVALID, "done NULL");
+    cr_assert_eq(kiln_comm_test(c, NULL, &done), KILN_STATUS_INVALID, "req NULL");
     for (int i = 63; i >= 0; i--) {
         cr_assert_eq(kiln_comm_wait(c, r[i]), KILN_STATUS_OK);
         cr_assert(b[i][0] == (float)i && b[i][1] == -(float)i);
     }
     cr_assert_eq(kiln_comm_wait(c, r[5]), KILN_STATUS_INVALID, "a second wait");
+    cr_assert_eq(kiln_comm_test(c, r[5], &done), KILN_STATUS_INVALID, "a test after the wait");
     cr_assert_eq(kiln_comm_iallreduce_sum_f32(c, NULL, 0, &r[0]), KILN_STATUS_OK, "free again, n 0");
     cr_assert_eq(kiln_comm_wait(c, r[0]), KILN_STATUS_OK);
     cr_assert_eq(kiln_comm_iallreduce_sum_f32(c, NULL, 4, &r[0]), KILN_STATUS_INVALID);

@@ -15,6 +15,22 @@ extern "C" {
 kiln_status kiln_backward(kiln_ctx *ctx, kiln_tensor *loss);
 /* Same with an explicit seed gradient (same shape as out). */
 kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tensor *grad_out);
+/* Hooks kiln_backward calls while it walks the tape, for work that can start before the walk
+ * ends (the data-parallel learner starts each bucket's gradient sum there, as PyTorch DDP's
+ * reducer hooks do). leaf_ready(user, t): t is a leaf (no node) that requires grad, and every
+ * recorded node with t as an input has been visited, so t->grad is final for this backward
+ * (it may be NULL when no node produced one). Called once per such leaf, in the order the
+ * leaves become final; leaves no visited node reads are not reported. tick(user): after every
+ * visited node (to poll a communicator, say); may be NULL. A non-OK return from either ends
+ * the backward with that status. The hooks belong to the context: set them (copied) before
+ * kiln_backward and clear them (NULL) after; with none set kiln_backward does no counting. */
+typedef struct kiln_backward_hooks {
+    kiln_status (*leaf_ready)(void *user, kiln_tensor *leaf);
+    kiln_status (*tick)(void *user);
+    void *user;
+} kiln_backward_hooks;
+void kiln_set_backward_hooks(kiln_ctx *ctx, const kiln_backward_hooks *hooks);
+
 /* A view of t that shares its data but is cut from the graph. */
 kiln_tensor *kiln_detach(kiln_ctx *ctx, kiln_tensor *t);
 /* Marks a leaf tensor as needing a gradient (its grad is allocated on first use). */

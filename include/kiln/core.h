@@ -91,6 +91,9 @@ typedef struct kiln_tensor {
                                         optimizer step is sparse, the rows its gradient reached;
                                         NULL otherwise. kiln_tensor_wrap sets it NULL: a tensor
                                         filled by hand must start zeroed. */
+    int32_t pending_uses;            /* internal: while kiln_backward runs with leaf hooks
+                                        (autograd.h kiln_backward_hooks), the recorded nodes
+                                        with this leaf as an input that have not run yet */
 } kiln_tensor;
 
 int64_t kiln_numel(const kiln_tensor *t);

@@ -59,6 +59,13 @@ kiln_status kiln_comm_allreduce_sum_f64(kiln_comm *c, double *buf, size_t n);
 typedef struct kiln_comm_req kiln_comm_req;
 kiln_status kiln_comm_iallreduce_sum_f32(kiln_comm *c, float *buf, size_t n, kiln_comm_req **req);
 kiln_status kiln_comm_wait(kiln_comm *c, kiln_comm_req *req);
+/* Whether req has completed, without blocking (*done); when it has, the sum is in its buffer
+ * and req is still to be given back with kiln_comm_wait (which then returns at once). Each call
+ * also lets the engine move data: Open MPI progresses non-blocking collectives only inside MPI
+ * calls, so a caller overlapping sums with its own work (backward) tests now and then. Fails
+ * (with *done false) as kiln_comm_wait would: a broken communicator, an MPI error. No timeout:
+ * the wait that follows has it. */
+kiln_status kiln_comm_test(kiln_comm *c, kiln_comm_req *req, bool *done);
 /* root's bytes into every rank's buf (root 0 to size - 1). */
 kiln_status kiln_comm_bcast(kiln_comm *c, void *buf, size_t bytes, int root);
 kiln_status kiln_comm_barrier(kiln_comm *c);

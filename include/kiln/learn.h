@@ -202,9 +202,11 @@ double kiln_learner_lr_mult(const kiln_learner *l, int g);
  * With a communicator of N > 1 ranks (kiln/dist.h; borrowed, it must outlive the learner, NULL
  * = one process) every rank runs the same fit on its own shard of the data (kiln_data with
  * rank / world: per-rank batch B/N for a global batch B) and:
- *   - after backward the trainable gradients are averaged over ranks (summed in buckets of
- *     4 MiB of the flat gradient buffer, non-blocking, then scaled by 1/N); frozen parameters
- *     are skipped; a parameter on the sparse (lazy) step is stepped whole (other ranks' rows);
+ *   - the trainable gradients are averaged over ranks: summed in buckets of the flat gradient
+ *     buffer (4 MiB by default, kiln_learner_set_dist_buckets), each bucket's non-blocking sum
+ *     started during backward as soon as its gradients are final (PyTorch DDP's overlap), then
+ *     scaled by 1/N; frozen parameters are skipped; a parameter on the sparse (lazy) step is
+ *     stepped whole (other ranks' rows);
  *   - fit start broadcasts rank 0's parameters and buffers; every rank then takes the same
  *     step, so weights stay equal; BatchNorm running statistics stay per rank (as DDP);
  *   - the recorded and smoothed loss is the mean over ranks; validation (and
@@ -224,9 +226,19 @@ kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c);
 kiln_comm *kiln_learner_comm(const kiln_learner *l);
 int kiln_learner_rank(const kiln_learner *l);  /* 0 without a communicator */
 int kiln_learner_world(const kiln_learner *l); /* 1 without a communicator */
-/* Seconds spent in the steps' collectives (loss sum, agreement, gradient buckets) and the
- * steps whose gradients were averaged, since set_comm. */
+/* Seconds the steps spent waiting on their collectives (loss sum, agreement, and the gradient
+ * sums not hidden behind backward) and the steps whose gradients were averaged, since set_comm. */
 void kiln_learner_dist_stats(const kiln_learner *l, double *seconds, int64_t *steps);
+/* The gradient buckets: at most `bytes` each (a multiple of 4, at least 4; default
+ * KILN_LEARNER_DIST_BUCKET_BYTES; a larger gradient is a bucket of its own) and whether their
+ * sums start during backward as soon as a bucket's gradients are final (default true, as DDP),
+ * or all after it. Neither changes the result with 2 ranks; with more the sum's order may
+ * differ in the last bits. Not during a fit. */
+#define KILN_LEARNER_DIST_BUCKET_BYTES ((size_t)1 << 22)
+kiln_status kiln_learner_set_dist_buckets(kiln_learner *l, size_t bytes, bool overlap);
+/* The bucket sums of the steps since set_comm, and how many of them started during backward
+ * (the rest started after it: the first buckets to finish wait for nothing else). */
+void kiln_learner_dist_buckets(const kiln_learner *l, int64_t *buckets, int64_t *early);
 
 /* ---- freezing (src/learn/freeze.c) ---------------------------------------------------------- *
  * fastai v2 Learner.freeze_to / freeze / unfreeze: kiln_model_freeze_to(model, n) (groups < n

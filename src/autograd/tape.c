@@ -159,6 +159,21 @@ kiln_status kiln__accumulate_reduced(kiln_ctx *ctx, kiln_tensor *dst, const kiln
     return ctx->backend->eltwise->sum_to(ctx, src, 1.0, &kd, true);
 }
 
+/* The leaves kiln_backward's leaf_ready hook reports: no node, gradient wanted. */
+static bool is_hooked_leaf(const kiln_tensor *t) { return t && !t->node && t->requires_grad; }
+
+/* pending_uses of every hooked leaf = the nodes from `from` back that read it (a node reading
+ * it twice counts twice: it is decremented per input slot too). */
+static void count_leaf_uses(kiln_node *from)
+{
+    for (kiln_node *n = from; n; n = n->prev)
+        for (int i = 0; i < n->n_in; i++)
+            if (is_hooked_leaf(n->in[i])) n->in[i]->pending_uses = 0;
+    for (kiln_node *n = from; n; n = n->prev)
+        for (int i = 0; i < n->n_in; i++)
+            if (is_hooked_leaf(n->in[i])) n->in[i]->pending_uses++;
+}
+
 kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tensor *grad_out)
 {
     if (!out) return kiln__err(KILN_STATUS_INVALID, "backward: NULL output");
@@ -178,20 +193,42 @@ kiln_status kiln_backward_with(kiln_ctx *ctx, kiln_tensor *out, const kiln_tenso
     memset(ones.stride, 0, sizeof ones.stride);
     kiln_status st0 = kiln__add_into(ctx, g, grad_out ? grad_out : &ones);
     if (st0 < 0) return st0;
+    bool leaf_hook = ctx->bw_leaf_ready != NULL;
+    if (leaf_hook) count_leaf_uses(out->node);
     for (kiln_node *n = out->node; n; n = n->prev) {
         bool has = false;
         for (int k = 0; k < n->n_out; k++) has |= n->out[k]->grad != NULL;
-        if (!has) continue;
-        kiln_status st = n->backward(ctx, n);
-        if (st < 0) return st;
-        /* Non-leaf grads are consumed: drop them so a second backward starts clean, and give
-         * their memory back for the gradients still to come. */
-        for (int k = 0; k < n->n_out; k++) {
-            if (n->out[k]->grad) kiln__step_release(ctx, n->out[k]->grad->data);
-            n->out[k]->grad = NULL;
+        if (has) {
+            kiln_status st = n->backward(ctx, n);
+            if (st < 0) return st;
+            /* Non-leaf grads are consumed: drop them so a second backward starts clean, and
+             * give their memory back for the gradients still to come. */
+            for (int k = 0; k < n->n_out; k++) {
+                if (n->out[k]->grad) kiln__step_release(ctx, n->out[k]->grad->data);
+                n->out[k]->grad = NULL;
+            }
+        }
+        if (leaf_hook) /* this node is done with its inputs, run or not */
+            for (int i = 0; i < n->n_in; i++) {
+                kiln_tensor *t = n->in[i];
+                if (!is_hooked_leaf(t) || --t->pending_uses != 0) continue;
+                kiln_status st = ctx->bw_leaf_ready(ctx->bw_user, t);
+                if (st) return st;
+            }
+        if (ctx->bw_tick) {
+            kiln_status st = ctx->bw_tick(ctx->bw_user);
+            if (st) return st;
         }
     }
     return KILN_STATUS_OK;
+}
+
+void kiln_set_backward_hooks(kiln_ctx *ctx, const kiln_backward_hooks *h)
+{
+    if (!ctx) return;
+    ctx->bw_leaf_ready = h ? h->leaf_ready : NULL;
+    ctx->bw_tick = h ? h->tick : NULL;
+    ctx->bw_user = h ? h->user : NULL;
 }
 
 kiln_status kiln_backward(kiln_ctx *ctx, kiln_tensor *loss)

@@ -41,6 +41,10 @@ struct kiln_ctx {
     bool grad_enabled;
     kiln__arena arena;
     kiln_node *tape;               /* newest recorded node; linked through node->prev */
+    /* kiln_backward's hooks (autograd.h kiln_set_backward_hooks); all NULL: none */
+    kiln_status (*bw_leaf_ready)(void *user, kiln_tensor *leaf);
+    kiln_status (*bw_tick)(void *user);
+    void *bw_user;
     const kiln_backend *backend;
     void *backend_state;           /* owned by the backend (oneDNN engine and stream) */
 };

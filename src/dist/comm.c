@@ -41,6 +41,12 @@ static kiln_status single_iallreduce(kiln_comm *c, const char *op, float *buf, s
 
 static kiln_status single_wait(kiln_comm *c, const char *op, kiln_comm_req *r) { return KILN_STATUS_OK; }
 
+static kiln_status single_test(kiln_comm *c, const char *op, kiln_comm_req *r, bool *done)
+{
+    *done = true;
+    return KILN_STATUS_OK;
+}
+
 static kiln_status single_bcast(kiln_comm *c, const char *op, void *buf, size_t bytes, int root)
 {
     return KILN_STATUS_OK;
@@ -65,6 +71,7 @@ static const kiln__comm_ops single_ops = {
     .allreduce_sum = single_allreduce,
     .iallreduce_sum_f32 = single_iallreduce,
     .wait = single_wait,
+    .test = single_test,
     .bcast = single_bcast,
     .barrier = single_barrier,
     .agree = single_agree,
@@ -186,19 +193,41 @@ kiln_status kiln_comm_iallreduce_sum_f32(kiln_comm *c, float *buf, size_t n, kil
     return KILN_STATUS_OK;
 }
 
-kiln_status kiln_comm_wait(kiln_comm *c, kiln_comm_req *req)
+/* req is a request in flight on c. */
+static kiln_status req_check(kiln_comm *c, const char *op, const kiln_comm_req *req)
 {
-    const char *op = "kiln_comm_wait";
     if (!c) return kiln__err(KILN_STATUS_INVALID, "%s: no communicator (NULL)", op);
     if (!req) return kiln__err(KILN_STATUS_INVALID, "%s: req NULL", op);
     if (req->owner != c || req < c->reqs || req >= c->reqs + KILN_COMM_MAX_REQS || !req->busy)
         return kiln__err(KILN_STATUS_INVALID, "%s: not a request in flight on this communicator", op);
+    return KILN_STATUS_OK;
+}
+
+static kiln_status broken_err(kiln_comm *c, const char *op)
+{
+    return kiln__err(KILN_STATUS_STATE, "%s: rank %d: the communicator failed earlier (%s)", op, c->rank,
+                     c->broken_msg);
+}
+
+kiln_status kiln_comm_wait(kiln_comm *c, kiln_comm_req *req)
+{
+    const char *op = "kiln_comm_wait";
+    kiln_status st = req_check(c, op, req);
+    if (st) return st;
     /* a broken communicator's requests are given back without waiting: nothing will finish */
-    kiln_status st = c->broken ? kiln__err(KILN_STATUS_STATE, "%s: rank %d: the communicator failed earlier (%s)",
-                                           op, c->rank, c->broken_msg)
-                               : c->ops->wait(c, op, req);
+    st = c->broken ? broken_err(c, op) : c->ops->wait(c, op, req);
     req->busy = false;
     return st;
+}
+
+kiln_status kiln_comm_test(kiln_comm *c, kiln_comm_req *req, bool *done)
+{
+    const char *op = "kiln_comm_test";
+    if (!done) return kiln__err(KILN_STATUS_INVALID, "%s: done NULL", op);
+    *done = false;
+    kiln_status st = req_check(c, op, req);
+    if (st) return st;
+    return c->broken ? broken_err(c, op) : c->ops->test(c, op, req, done);
 }
 
 kiln_status kiln_comm_bcast(kiln_comm *c, void *buf, size_t bytes, int root)

@@ -129,6 +129,16 @@ static kiln_status mpi_wait(kiln_comm *c, const char *op, kiln_comm_req *r)
     return st;
 }
 
+static kiln_status mpi_test(kiln_comm *c, const char *op, kiln_comm_req *r, bool *done)
+{
+    mpi_req *m = r->impl;
+    int flag = 0;
+    int rc = MPI_Testall(m->nr, m->r, &flag, MPI_STATUSES_IGNORE); /* completed ones become MPI_REQUEST_NULL */
+    if (rc != MPI_SUCCESS) return mpi_fail(c, op, "MPI_Testall", rc);
+    *done = flag != 0;
+    return KILN_STATUS_OK;
+}
+
 static kiln_status mpi_bcast(kiln_comm *c, const char *op, void *buf, size_t bytes, int root)
 {
     size_t off = 0;
@@ -257,6 +267,7 @@ static const kiln__comm_ops mpi_ops = {
     .allreduce_sum = mpi_allreduce,
     .iallreduce_sum_f32 = mpi_iallreduce,
     .wait = mpi_wait,
+    .test = mpi_test,
     .bcast = mpi_bcast,
     .barrier = mpi_barrier,
     .agree = mpi_agree,

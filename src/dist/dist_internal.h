@@ -28,6 +28,7 @@ typedef struct kiln__comm_ops {
     kiln_status (*allreduce_sum)(kiln_comm *c, const char *op, void *buf, size_t n, kiln__comm_dtype t);
     kiln_status (*iallreduce_sum_f32)(kiln_comm *c, const char *op, float *buf, size_t n, kiln_comm_req *r);
     kiln_status (*wait)(kiln_comm *c, const char *op, kiln_comm_req *r);
+    kiln_status (*test)(kiln_comm *c, const char *op, kiln_comm_req *r, bool *done);
     kiln_status (*bcast)(kiln_comm *c, const char *op, void *buf, size_t bytes, int root);
     kiln_status (*barrier)(kiln_comm *c, const char *op);
     /* Sets *worst to the most negative st over the ranks and *first to the lowest rank that has

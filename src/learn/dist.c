@@ -1,12 +1,13 @@
 /* Data-parallel training in the learner (issue 13, include/kiln/learn.h "data-parallel"): with
  * a communicator of N > 1 ranks every rank runs the same fit on its shard of each batch, and
- *   - after backward the trainable gradients are summed over ranks and scaled by 1/N, in
- *     buckets of at most KILN__DIST_BUCKET floats of the flat gradient buffer, each started
- *     (kiln_comm_iallreduce_sum_f32) as soon as the walk over the store has formed it and
- *     scaled as soon as its sum is back, so bucket k's scaling runs while later buckets are
- *     still being summed. The sums start after backward has finished: no overlap with
- *     backward itself (DDP's per-bucket hooks), which the tape's one-pass kiln_backward has
- *     no place for yet. Frozen parameters (requires_grad off) are not sent;
+ *   - the trainable gradients are summed over ranks and scaled by 1/N in buckets of at most
+ *     dist_bucket_floats of the flat gradient buffer, formed in reverse store order (the order
+ *     backward finishes them). kiln_backward's leaf hook (autograd.h) counts each bucket's
+ *     finished parameters, and a bucket's non-blocking sum (kiln_comm_iallreduce_sum_f32)
+ *     starts as soon as it and every bucket before it are complete, so the sums overlap the
+ *     rest of backward as DDP's do; the node hook tests the oldest sum in flight (Open MPI moves
+ *     data only inside MPI calls) and scales those done. After backward the rest start, in
+ *     order, and are waited for. Frozen parameters (requires_grad off) are not sent;
  *   - the recorded loss is the mean over ranks (one f64 sum per step, which also carries
  *     whether any rank's loss check failed, so the whole step's verdict is agreed);
  *   - validation sums the loss, the item count and every metric accumulator over ranks
@@ -18,13 +19,14 @@
  * diverge. */
 #include "learn_internal.h"
 #include "core/rowset.h"
+#include "kiln/autograd.h"
 #include "kiln/dist.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { KILN__DIST_BUCKET = 1 << 20, KILN__DIST_INFLIGHT = 48 }; /* 4 MiB of f32; under dist.h's 64 */
+enum { KILN__DIST_INFLIGHT = 48 }; /* bucket sums in flight: under dist.h's 64 */
 
 bool kiln__dist_on(const kiln_learner *l) { return l->comm && kiln_comm_size(l->comm) > 1; }
 
@@ -51,7 +53,7 @@ kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c)
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_set_comm: learner is NULL");
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_set_comm: not during a fit");
     l->comm = c;
-    l->dist_seconds = 0, l->dist_steps = 0;
+    l->dist_seconds = 0, l->dist_steps = 0, l->dist_buckets = l->dist_buckets_early = 0;
     if (!kiln__dist_on(l)) return KILN_STATUS_OK;
     if (kiln_comm_rank(c) != 0) kiln_learner_set_progress(l, KILN_PROGRESS_STYLE_QUIET);
     kiln__dist_rank_rng(l);
@@ -61,6 +63,23 @@ kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c)
 kiln_comm *kiln_learner_comm(const kiln_learner *l) { return l ? l->comm : NULL; }
 int kiln_learner_rank(const kiln_learner *l) { return l ? kiln_comm_rank(l->comm) : 0; }
 int kiln_learner_world(const kiln_learner *l) { return l ? kiln_comm_size(l->comm) : 1; }
+
+void kiln_learner_dist_buckets(const kiln_learner *l, int64_t *buckets, int64_t *early)
+{
+    if (buckets) *buckets = l ? l->dist_buckets : 0;
+    if (early) *early = l ? l->dist_buckets_early : 0;
+}
+
+kiln_status kiln_learner_set_dist_buckets(kiln_learner *l, size_t bytes, bool overlap)
+{
+    if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_set_dist_buckets: learner is NULL");
+    if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_set_dist_buckets: not during a fit");
+    if (bytes < sizeof(float) || bytes % sizeof(float))
+        return kiln__err(KILN_STATUS_INVALID, "learner_set_dist_buckets: %zu bytes: want a positive multiple of 4",
+                         bytes);
+    l->dist_bucket_floats = bytes / sizeof(float), l->dist_overlap = overlap;
+    return KILN_STATUS_OK;
+}
 
 void kiln_learner_dist_stats(const kiln_learner *l, double *seconds, int64_t *steps)
 {
@@ -95,63 +114,146 @@ kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)
     return st;
 }
 
-/* Sum one bucket and, when `wait`, the oldest outstanding ones (scaled after their wait). */
+/* ---- the step's gradient sums ------------------------------------------------------------ *
+ * The plan of a step: buckets of the trainable gradients in reverse store order (the order
+ * backward finishes them: the last layers first), each a run of adjacent gradients in the flat
+ * buffer of at most bucket_floats (a gradient larger than that is a bucket of its own), with
+ * how many of its parameters backward has finished. Every rank makes the same plan from the
+ * same model and starts the sums in bucket order (MPI wants collectives in the same order
+ * everywhere, as DDP's reducer does): bucket k starts once it and every bucket before it are
+ * ready. */
 typedef struct bucket {
-    float *p;
+    float *p;             /* [p, p + n) of the flat gradient buffer */
     size_t n;
-    kiln_comm_req *req;
+    int n_params, n_ready;
+    kiln_comm_req *req;   /* in flight */
 } bucket;
 
-static kiln_status finish(kiln_learner *l, bucket *b, float scale)
+typedef struct grad_plan {
+    bucket *b;
+    int n, next_start, next_done; /* started: [0, next_start); summed and scaled: [0, next_done) */
+    float scale;
+    double blocked;               /* seconds the hooks spent waiting on a full queue */
+} grad_plan;
+
+static kiln_status plan_make(kiln_learner *l, grad_plan *g)
 {
-    kiln_status st = kiln_comm_wait(l->comm, b->req);
-    b->req = NULL;
-    if (st) return st;
-    for (size_t i = 0; i < b->n; i++) b->p[i] *= scale;
+    kiln_store *s = kiln_model_store(l->model);
+    size_t cnt = kiln_store_count(s), cap = l->dist_bucket_floats;
+    memset(g, 0, sizeof *g);
+    g->scale = 1.0f / (float)kiln_comm_size(l->comm);
+    if (!cnt) return KILN_STATUS_OK;
+    g->b = kiln_step_alloc(l->ctx, cnt * sizeof *g->b); /* at most a bucket per parameter */
+    if (!g->b) return kiln__err(KILN_STATUS_NOMEM, "learner: data-parallel buckets: out of memory");
+    bucket *cur = NULL;
+    for (size_t i = cnt; i-- > 0;) {
+        kiln_tensor *t = kiln_store_at(s, i);
+        if (!kiln_store_is_param(s, i) || !t->requires_grad || !t->grad) continue;
+        float *p = t->grad->data;
+        size_t n = (size_t)kiln_numel(t);
+        if (t->rows) t->rows->all = true; /* the sum reaches rows other ranks touched */
+        if (cur && p + n == cur->p && cur->n + n <= cap) {
+            cur->p = p, cur->n += n, cur->n_params++;
+            continue;
+        }
+        cur = &g->b[g->n++];
+        *cur = (bucket){.p = p, .n = n, .n_params = 1};
+    }
     return KILN_STATUS_OK;
 }
 
-kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st)
+/* The bucket holding gradient element p: buckets run down the flat buffer, so a binary search. */
+static bucket *plan_find(grad_plan *g, const float *p)
 {
-    if (!kiln__dist_on(l)) return st;
+    int lo = 0, hi = g->n - 1;
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (p < g->b[m].p) lo = m + 1;
+        else if (p >= g->b[m].p + g->b[m].n) hi = m - 1;
+        else return &g->b[m];
+    }
+    return NULL;
+}
+
+/* Waits for the oldest bucket in flight and scales it to the mean. */
+static kiln_status finish_one(kiln_learner *l, grad_plan *g)
+{
+    bucket *b = &g->b[g->next_done++];
+    kiln_status st = kiln_comm_wait(l->comm, b->req);
+    b->req = NULL;
+    if (st) return st;
+    for (size_t i = 0; i < b->n; i++) b->p[i] *= g->scale;
+    return KILN_STATUS_OK;
+}
+
+/* Starts buckets in order up to `upto` (exclusive), finishing the oldest when the queue is full. */
+static kiln_status start_upto(kiln_learner *l, grad_plan *g, int upto)
+{
+    while (g->next_start < upto) {
+        if (g->next_start - g->next_done == KILN__DIST_INFLIGHT) {
+            double t0 = kiln__now();
+            kiln_status st = finish_one(l, g);
+            g->blocked += kiln__now() - t0;
+            if (st) return st;
+        }
+        bucket *b = &g->b[g->next_start];
+        kiln_status st = kiln_comm_iallreduce_sum_f32(l->comm, b->p, b->n, &b->req);
+        if (st) return st;
+        g->next_start++;
+    }
+    return KILN_STATUS_OK;
+}
+
+/* kiln_backward's hooks: a finished parameter may complete its bucket, which starts with every
+ * ready bucket after it; every node lets MPI move the sums in flight (and scales those done). */
+static kiln_status on_leaf_ready(void *user, kiln_tensor *t)
+{
+    kiln_learner *l = user;
+    grad_plan *g = l->dist_plan;
+    bucket *b = t->grad ? plan_find(g, t->grad->data) : NULL;
+    if (!b || ++b->n_ready < b->n_params) return KILN_STATUS_OK;
+    int upto = g->next_start;
+    while (upto < g->n && g->b[upto].n_ready == g->b[upto].n_params) upto++;
+    return start_upto(l, g, upto);
+}
+
+static kiln_status on_tick(void *user)
+{
+    kiln_learner *l = user;
+    grad_plan *g = l->dist_plan;
+    while (g->next_done < g->next_start) {
+        bool done = false;
+        kiln_status st = kiln_comm_test(l->comm, g->b[g->next_done].req, &done);
+        if (st || !done) return st;
+        if ((st = finish_one(l, g))) return st;
+    }
+    return KILN_STATUS_OK;
+}
+
+kiln_status kiln__dist_backward(kiln_learner *l)
+{
+    if (!kiln__dist_on(l)) return kiln_backward(l->ctx, l->st.loss);
+    grad_plan g;
+    kiln_status st = plan_make(l, &g), cs = KILN_STATUS_OK;
+    if (!st && l->dist_overlap) {
+        l->dist_plan = &g;
+        kiln_set_backward_hooks(l->ctx, &(kiln_backward_hooks){.leaf_ready = on_leaf_ready, .tick = on_tick, .user = l});
+    }
+    if (!st) st = kiln_backward(l->ctx, l->st.loss);
+    kiln_set_backward_hooks(l->ctx, NULL);
+    l->dist_plan = NULL;
+    l->dist_buckets += g.n, l->dist_buckets_early += g.next_start;
     double t0 = kiln__now();
-    /* the step's verdict first (a failed backward on one rank would leave the others waiting) */
-    if ((st = kiln_comm_agree(l->comm, st))) return st;
-    kiln_store *s = kiln_model_store(l->model);
-    float scale = 1.0f / (float)kiln_comm_size(l->comm);
-    bucket q[KILN__DIST_INFLIGHT];
-    int head = 0, n_q = 0;
-    float *run = NULL; /* the bucket being formed: [run, run + run_n) */
-    size_t run_n = 0, cnt = kiln_store_count(s);
-    for (size_t i = 0; i <= cnt && !st; i++) {
-        kiln_tensor *t = i < cnt ? kiln_store_at(s, i) : NULL;
-        bool take = t && kiln_store_is_param(s, i) && t->requires_grad && t->grad;
-        float *g = take ? (float *)t->grad->data : NULL;
-        size_t n = take ? (size_t)kiln_numel(t) : 0;
-        if (take && t->rows) t->rows->all = true; /* the sum reaches rows other ranks touched */
-        bool extend = take && run && g == run + run_n && run_n + n <= KILN__DIST_BUCKET;
-        if (extend) {
-            run_n += n;
-            continue;
-        }
-        if (run && run_n) { /* send the formed bucket */
-            if (n_q == KILN__DIST_INFLIGHT) {
-                st = finish(l, &q[head], scale);
-                head = (head + 1) % KILN__DIST_INFLIGHT, n_q--;
-                if (st) break;
-            }
-            bucket *b = &q[(head + n_q) % KILN__DIST_INFLIGHT];
-            b->p = run, b->n = run_n;
-            if ((st = kiln_comm_iallreduce_sum_f32(l->comm, run, run_n, &b->req))) break;
-            n_q++;
-        }
-        run = g, run_n = n;
+    /* every bucket is summed on every rank, in order, even after a failed backward here (its
+     * values are then of no use: the status agreed below stops the step everywhere) */
+    if (g.b) {
+        kiln_status s2 = start_upto(l, &g, g.n);
+        while (!s2 && g.next_done < g.next_start) s2 = finish_one(l, &g);
+        if (s2) cs = s2;
     }
-    for (; n_q > 0; n_q--, head = (head + 1) % KILN__DIST_INFLIGHT) {
-        kiln_status s2 = finish(l, &q[head], scale);
-        if (!st) st = s2;
-    }
-    l->dist_seconds += kiln__now() - t0;
+    if (cs) return cs; /* the communicator failed: the other ranks' collectives time out */
+    st = kiln_comm_agree(l->comm, st);
+    l->dist_seconds += kiln__now() - t0 + g.blocked;
     l->dist_steps++;
     return st;
 }

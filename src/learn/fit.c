@@ -76,10 +76,9 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
     bool skip = false; /* set by kiln__nan_handle: SKIP policy, this batch takes no step */
     if (st && (st != KILN_STATUS_DIVERGED || !(checked || dist) || (st = kiln__nan_handle(l, st, &skip)))) return st;
     if (skip || s->skip_batch || s->stop_training) goto skipped;
-    if (dist) { /* each rank checks its own gradients, the verdict is agreed, then they are averaged */
-        st = kiln_backward(l->ctx, s->loss);
+    if (dist) { /* the gradients are averaged over ranks, so every rank's check sees the same ones */
+        st = kiln__dist_backward(l);
         if (!st) st = kiln__nan_check_grads(l);
-        st = kiln__dist_grads(l, st);
         if (st && (st != KILN_STATUS_DIVERGED || (st = kiln__nan_handle(l, st, &skip)))) return st;
         if (skip) goto skipped;
         HOOK(after_backward);

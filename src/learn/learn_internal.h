@@ -59,8 +59,12 @@ struct kiln_learner {
 
     /* dist.c: data-parallel training (borrowed communicator, NULL = one process) */
     kiln_comm *comm;
+    size_t dist_bucket_floats; /* gradient bucket cap (kiln_learner_set_dist_buckets) */
+    bool dist_overlap;     /* bucket sums start during backward */
+    struct grad_plan *dist_plan; /* the step's buckets while backward runs (dist.c) */
     double dist_seconds;   /* spent in the step's collectives since set_comm */
     int64_t dist_steps;    /* steps whose gradients were averaged */
+    int64_t dist_buckets, dist_buckets_early; /* bucket sums, and those started during backward */
     int64_t valid_n;       /* items of the last validation, summed over ranks */
 };
 
@@ -114,8 +118,10 @@ kiln_status kiln__dist_fit_begin(kiln_learner *l); /* broadcasts rank 0's params
  * stop_training that a callback set on any rank is set on every rank (a SIGINT that reaches
  * the ranks at different batches stops them at the same one). */
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st);
-/* Agrees on st (backward + local gradient check), then averages the trainable gradients. */
-kiln_status kiln__dist_grads(kiln_learner *l, kiln_status st);
+/* kiln_backward of the step's loss; with N ranks the trainable gradients are then the mean over
+ * ranks (bucket sums started during backward unless overlap is off), and the status (this rank's
+ * backward) is agreed, so every rank returns the same. */
+kiln_status kiln__dist_backward(kiln_learner *l);
 /* Agrees on st, then sums a split's loss total, item count and metric accumulators. */
 kiln_status kiln__dist_reduce_valid(kiln_learner *l, kiln_status st, double *total, int64_t *n,
                                     kiln_metric_acc *acc);

@@ -96,6 +96,7 @@ kiln_learner *kiln_learner_new(kiln_ctx *ctx, kiln_model *model, kiln_data *data
     l->ctx = ctx, l->model = model, l->data = data, l->p = prm;
     l->st.train_loss = l->st.valid_loss = l->st.smooth_loss = NAN;
     l->st.loss_value = l->st.grad_norm = NAN;
+    l->dist_bucket_floats = KILN_LEARNER_DIST_BUCKET_BYTES / sizeof(float), l->dist_overlap = true;
     if (!opt) {
         kiln_adam_params ap = kiln_adam_default_params();
         opt = kiln_optim_new_adam(kiln_model_store(model), &ap);

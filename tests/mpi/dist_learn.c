@@ -67,8 +67,14 @@ static void make_rows(int64_t n, uint64_t seed, float *x, int64_t *y)
 
 /* Failure injection on the last rank (g_mode): 0 none; 1 an error in begin_batch of epoch 1,
  * batch 2; 2 stop_training there; 3 a NaN in its input there (with on_nan skip); 4 the same NaN
- * under on_nan stop. */
+ * under on_nan stop; 5 a backward that fails there (after_loss swaps in a loss cut from the
+ * graph), after the other ranks' bucket sums have started. */
 static int g_mode;
+/* The gradient buckets (0: the learner's default), whether their sums overlap backward, and
+ * the MLP's hidden layers (N_HID wide). */
+static size_t g_bucket_bytes;
+static bool g_overlap = true;
+static int g_hidden = 1;
 
 static kiln_status inject(kiln_learner *l, void *user)
 {
@@ -77,7 +83,16 @@ static kiln_status inject(kiln_learner *l, void *user)
     if (!g_mode || kiln_comm_rank(c) != kiln_comm_size(c) - 1 || s->epoch != 1 || s->batch != 2) return KILN_STATUS_OK;
     if (g_mode == 1) return kiln_error(KILN_STATUS_IO, "injected: this rank's batch could not be read");
     if (g_mode == 2) s->stop_training = true;
-    if (g_mode >= 3) ((float *)s->x->data)[0] = NAN;
+    if (g_mode == 3 || g_mode == 4) ((float *)s->x->data)[0] = NAN;
+    return KILN_STATUS_OK;
+}
+
+static kiln_status inject_loss(kiln_learner *l, void *user)
+{
+    kiln_comm *c = user;
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (g_mode != 5 || kiln_comm_rank(c) != kiln_comm_size(c) - 1 || s->epoch != 1 || s->batch != 2) return KILN_STATUS_OK;
+    s->loss = kiln_detach(kiln_learner_ctx(l), s->loss);
     return KILN_STATUS_OK;
 }
 
@@ -88,6 +103,7 @@ typedef struct result {
     kiln_status fit_st;  /* the fit's status, its message and the batches it recorded */
     char msg[1024];
     int64_t iters, n_skipped;
+    int64_t buckets, early; /* bucket sums, and those started during backward */
 } result;
 
 /* One training run on comm with per-rank batch BATCH / world. ckpt: checkpoint pattern or
@@ -111,7 +127,9 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     dp.batch_size = BATCH / world, dp.valid_batch_size = 7; /* uneven valid batches on purpose */
     dp.rank = rank, dp.world = world;
     kiln_data *d = kiln_tensor_data_new(&Xt, &Yt, &Xv, &Yv, &dp);
-    kiln_model *m = kiln_mlp_new(N_IN, 1, (int64_t[]){N_HID}, N_OUT, 0.0f, false);
+    int64_t hid[64];
+    for (int i = 0; i < g_hidden; i++) hid[i] = N_HID;
+    kiln_model *m = kiln_mlp_new(N_IN, g_hidden, hid, N_OUT, 0.0f, false);
     if (!ctx || !d || !m || kiln_model_alloc(m, ctx)) {
         fprintf(stderr, "dist_learn: setup: %s\n", kiln_last_error());
         return 1;
@@ -137,7 +155,9 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     kiln_metric acc = kiln_metric_make(KILN_METRIC_KIND_ACCURACY);
     kiln_status st = l ? kiln_learner_add_metric(l, &acc) : KILN_STATUS_NOMEM;
     if (!st) st = kiln_learner_set_comm(l, comm);
-    kiln_callback cb = {.name = "inject", .begin_batch = inject, .user = comm};
+    if (!st) st = kiln_learner_set_dist_buckets(l, g_bucket_bytes ? g_bucket_bytes : KILN_LEARNER_DIST_BUCKET_BYTES,
+                                                g_overlap);
+    kiln_callback cb = {.name = "inject", .begin_batch = inject, .after_loss = inject_loss, .user = comm};
     if (!st && g_mode) st = kiln_learner_add_callback(l, &cb);
     if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
     if (!st && resume) st = kiln_learner_resume(l, resume);
@@ -145,6 +165,7 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     r->fit_st = st;
     r->iters = kiln_recorder_n_batches(kiln_learner_recorder(l));
     r->n_skipped = kiln_learner_state(l)->n_skipped;
+    kiln_learner_dist_buckets(l, &r->buckets, &r->early);
     snprintf(r->msg, sizeof r->msg, "%s", st ? kiln_last_error() : "");
     double met = NAN;
     if (!st) st = kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &r->vloss, &met);
@@ -237,7 +258,36 @@ int main(int argc, char **argv)
         free(rn.w), free(r1.w), free(rr.w);
     }
     /* failures on the last rank only: every rank must end the same way, and soon */
-    for (g_mode = 1; g_mode <= 4 && dir[0] && world > 1; g_mode++) {
+    /* buckets of one parameter each (4 bytes: every gradient is larger), 40 hidden layers: 82
+     * sums a step, more than the 48 the learner keeps in flight; with overlap every one starts
+     * during backward (the first layer's, the last to finish, when its linear node has run) */
+    g_bucket_bytes = 4, g_hidden = 40;
+    for (int ov = 1; ov >= 0 && dir[0]; ov--) {
+        g_overlap = ov;
+        const char *name = ov ? "82 buckets, overlapped" : "82 buckets, after backward";
+        result rn = {0}, r1 = {0};
+        CHECK(run(c, true, NULL, NULL, &rn) == 0, "%s: the %d-rank run failed", name, world);
+        same_on_ranks(c, &rn, name);
+        int64_t steps = EPOCHS * (N_TRAIN / BATCH);
+        if (world > 1) {
+            CHECK(rn.buckets == 82 * steps, "%s: %lld bucket sums, want %lld", name, (long long)rn.buckets,
+                  (long long)(82 * steps));
+            CHECK(ov ? rn.early == rn.buckets : rn.early == 0,
+                  "%s: %lld of %lld sums started during backward", name, (long long)rn.early, (long long)rn.buckets);
+        }
+        if (g_rank == 0) {
+            kiln_comm *one = kiln_comm_single();
+            CHECK(run(one, true, NULL, NULL, &r1) == 0, "%s: the one-process run failed", name);
+            kiln_comm_free(one);
+            compare(name, &rn, &r1, 2e-6, 2e-5);
+            printf("dist_learn: %s: %lld of %lld sums started during backward\n", name, (long long)rn.early,
+                   (long long)rn.buckets);
+        }
+        kiln_comm_barrier(c);
+        free(rn.w), free(r1.w);
+    }
+    g_bucket_bytes = 0, g_hidden = 1, g_overlap = true;
+    for (g_mode = 1; g_mode <= 5 && dir[0] && world > 1; g_mode++) {
         result rf = {0};
         run(c, false, NULL, NULL, &rf);
         same_on_ranks(c, &rf, "after a failure on one rank");
@@ -246,13 +296,17 @@ int main(int argc, char **argv)
         kiln_comm_allreduce_sum_f64(c, mn, 2);
         CHECK(mn[0] == world * v[0] && mn[1] == world * v[1], "mode %d: the ranks ended differently (status %d, %lld "
               "batches recorded here)", g_mode, (int)rf.fit_st, (long long)rf.iters);
-        if (g_mode == 1 || g_mode == 4)
+        if (g_mode == 1 || g_mode == 4 || g_mode == 5)
             CHECK(rf.fit_st != KILN_STATUS_OK && (g_rank == world - 1 || strstr(rf.msg, "rank 1")),
                   "mode %d: the error does not name rank %d: '%s'", g_mode, world - 1, rf.msg);
         if (g_mode == 1) CHECK(strstr(rf.msg, "injected") != NULL, "the failing rank's message is lost: '%s'", rf.msg);
         if (g_mode == 2) CHECK(!rf.fit_st && rf.iters == 6 + 2, "stop: %lld batches recorded, want 8", (long long)rf.iters);
         if (g_mode == 3) CHECK(!rf.fit_st && rf.n_skipped == 1, "skip: %lld skipped, want 1", (long long)rf.n_skipped);
         if (g_mode == 4) CHECK(rf.fit_st == KILN_STATUS_DIVERGED, "NaN under stop: status %d", (int)rf.fit_st);
+        if (g_mode == 5)
+            CHECK(rf.fit_st != KILN_STATUS_OK && rf.iters == 6 + 2 && strstr(rf.msg, "does not require grad"),
+                  "a failed backward on one rank: status %d after %lld batches: '%s'", (int)rf.fit_st,
+                  (long long)rf.iters, rf.msg);
         if (g_rank == 0)
             printf("dist_learn: failure mode %d on rank %d: status %d on every rank, %lld batches; %.160s\n", g_mode,
                    world - 1, (int)rf.fit_st, (long long)rf.iters, rf.msg);

@@ -94,6 +94,12 @@ static void buckets(kiln_comm *c)
         for (size_t i = 0; i < ns[k]; i++) b[k][i] = (float)(k + 1) * (float)(rank + 1) + (float)(i % 5);
         CHECK(kiln_comm_iallreduce_sum_f32(c, b[k], ns[k], &req[k]) == KILN_STATUS_OK, "bucket %d start", k);
     }
+    /* tested until done (the progress a caller overlapping backward relies on), then waited */
+    bool done = false;
+    double t0 = now_s();
+    while (!done && now_s() - t0 < 60)
+        CHECK(kiln_comm_test(c, req[1], &done) == KILN_STATUS_OK, "bucket 1 test");
+    CHECK(done, "bucket 1 not done after 60 s of tests");
     for (int k = 2; k >= 0; k--) {
         CHECK(kiln_comm_wait(c, req[k]) == KILN_STATUS_OK, "bucket %d wait", k);
         size_t bad = 0;

@@ -57,6 +57,10 @@ static const cli_flag g_common[] = {
     {"--seed", "N", FLAG_INT, O(seed), K(TRAIN_ALL), "seed of weights, shuffling and augmentation", NULL, NULL},
     {"--threads", "T", FLAG_INT, O(threads), K(TRAIN_ALL), "compute threads (0: OMP_NUM_THREADS or all cores)", NULL,
      NULL},
+    {"--bucket-kb", "K", FLAG_INT, O(bucket_kb), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
+     "data-parallel (mpiexec -np N): gradients are averaged over ranks in buckets of at most K KiB", NULL, NULL},
+    {"--no-overlap", NULL, FLAG_BOOL, O(no_overlap), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
+     "data-parallel: start the bucket sums after backward instead of during it (DDP's overlap)", NULL, NULL},
     {"--progress", "NAME", FLAG_STR, O(progress), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
      "auto (a bar on a terminal, plain lines otherwise) | bar | plain | quiet", NULL, NULL},
     {"--quiet", NULL, FLAG_BOOL, O(quiet), K(TRAIN_ALL), "print only the final summary", NULL, NULL},
@@ -74,7 +78,8 @@ train_opts train_defaults(void)
                         .freeze_epochs = kiln_recipe_make(KILN_RECIPE_FINE_TUNE).freeze_epochs, .seed = 42,
                         .lr_mult = kiln_recipe_make(KILN_RECIPE_FINE_TUNE).lr_mult,
                         .num_it = kiln_lr_find_default_params().num_it, .tta_n = pp.tta_n, .lr = oc.lr,
-                        .wd = kiln_vision_learner_default_params().wd, .tta_beta = pp.tta_beta};
+                        .wd = kiln_vision_learner_default_params().wd, .tta_beta = pp.tta_beta,
+                        .bucket_kb = (int64_t)(KILN_LEARNER_DIST_BUCKET_BYTES >> 10)};
 }
 
 int train_flags(cli_flag *dst, size_t base, const unsigned map[TRAIN_N_KINDS])
@@ -102,6 +107,7 @@ const char *train_check(const train_opts *t)
 {
     return t->bs < 1 || t->bs > 65536 ? "--bs must be in [1, 65536]"
          : t->threads < 0 || t->threads > 1024 ? "--threads must be in [0, 1024]"
+         : t->bucket_kb < 1 || t->bucket_kb > (1 << 20) ? "--bucket-kb must be in [1, 1048576]"
          : t->tta_n < 1 || t->tta_n > 64 ? "--tta-n must be in [1, 64]"
          : !(t->tta_beta >= 0 && t->tta_beta <= 1) ? "--tta-beta must be in [0, 1]"
          : t->seed < 0 || t->seed > ((int64_t)1 << 53) ? "--seed must be in [0, 2^53]"
@@ -160,6 +166,14 @@ kiln_comm *train_comm(void)
 int train_rank(void) { return g_comm ? kiln_comm_rank(g_comm) : 0; }
 int train_world(void) { return g_comm ? kiln_comm_size(g_comm) : 1; }
 int64_t train_rank_bs(const train_opts *t) { return t->bs / train_world(); }
+
+int train_set_comm(const train_opts *t, kiln_learner *l)
+{
+    if (kiln_learner_set_comm(l, train_comm()) ||
+        kiln_learner_set_dist_buckets(l, (size_t)t->bucket_kb << 10, !t->no_overlap))
+        return cli_kfail(t->cmd, NULL);
+    return 0;
+}
 
 int cli_kfail(const char *cmd, const char *what)
 {
@@ -273,8 +287,9 @@ int train_prepare_out(const train_opts *t)
 
 int train_lr_find(const train_opts *t, kiln_learner *l)
 {
-    if (kiln_learner_set_comm(l, train_comm())) return cli_kfail(t->cmd, NULL);
-    int rc0 = train_rank() == 0 ? train_prepare_out(t) : 0; /* rank 0 writes */
+    int rc0 = train_set_comm(t, l);
+    if (rc0) return rc0;
+    rc0 = train_rank() == 0 ? train_prepare_out(t) : 0; /* rank 0 writes */
     if (rc0) return rc0;
     char png[4096], csv[4096];
     kiln_lr_find_params p = kiln_lr_find_default_params();
@@ -353,7 +368,7 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
     kiln_train_params p = kiln_train_default_params();
     int rc = train_recipe(t, &p.recipe);
     if (rc) return rc;
-    if (kiln_learner_set_comm(l, train_comm())) return cli_kfail(t->cmd, NULL);
+    if ((rc = train_set_comm(t, l))) return rc;
     common_settings(t, &p.recipe, task);
     p.out = t->out;
     p.resume = t->resume;
@@ -396,11 +411,14 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
         report(t, l, &r);
         if (train_world() > 1) { /* rank 0's wait in the step's sums: communication + the slower rank */
             double secs;
-            int64_t steps;
+            int64_t steps, buckets, early;
             kiln_learner_dist_stats(l, &secs, &steps);
-            printf("data-parallel: %d ranks, global batch %lld (%lld a rank); %.3f ms a step in the all-reduce "
-                   "(%lld steps)\n", train_world(), (long long)t->bs, (long long)train_rank_bs(t),
-                   steps ? 1e3 * secs / (double)steps : 0.0, (long long)steps);
+            kiln_learner_dist_buckets(l, &buckets, &early);
+            printf("data-parallel: %d ranks, global batch %lld (%lld a rank); %.3f ms a step waiting in the "
+                   "all-reduce (%lld steps; %.1f gradient buckets a step, %.0f%% started during backward)\n",
+                   train_world(), (long long)t->bs, (long long)train_rank_bs(t),
+                   steps ? 1e3 * secs / (double)steps : 0.0, (long long)steps,
+                   steps ? (double)buckets / (double)steps : 0.0, buckets ? 100.0 * (double)early / (double)buckets : 0.0);
         }
         char pm[4096];
         printf("wrote %s, model.json, history.csv, metrics.json%s\n", cli_path(pm, sizeof pm, t->out, "model.safetensors"),

@@ -18,6 +18,8 @@ typedef struct train_opts {
     double lr, wd, tta_beta, lr_mult;
     bool tta, tta_max, quiet, help, resume;
     bool given_epochs, given_n_cycle, given_lr, given_schedule, given_lr_mult; /* from the parser's `given` (train_given) */
+    int64_t bucket_kb; /* data-parallel gradient buckets (KiB) */
+    bool no_overlap;   /* data-parallel: bucket sums after backward */
 } train_opts;
 
 /* Which of a task's subcommands read a common flag: bit k of this enum maps to map[k]. */
@@ -52,6 +54,8 @@ kiln_comm *train_comm(void);
 int train_rank(void);
 int train_world(void);
 int64_t train_rank_bs(const train_opts *t);
+/* The world communicator on the learner, with --bucket-kb and --no-overlap; 0 or the exit status. */
+int train_set_comm(const train_opts *t, kiln_learner *l);
 /* A context with --threads and --seed; NULL after a message (also: MPI failed to start, or
  * --bs is not divisible by the ranks). */
 kiln_ctx *train_ctx_new(const train_opts *t);
