@@ -220,8 +220,11 @@ double kiln_learner_lr_mult(const kiln_learner *l, int g);
  *   - rank r > 0 prints nothing (progress quiet); the built-in checkpointing and save_best
  *     write on rank 0 only; kiln_learner_resume on every rank reads the same file.
  * Callbacks must act alike on every rank (a skip or stop on one rank only leaves the others
- * waiting until the communicator's timeout). get_preds, TTA and snapshots see the rank's
- * shard only. Not during a fit. */
+ * waiting until the communicator's timeout). kiln_learner_get_preds, kiln_learner_tta and
+ * kiln_snapshot_predict give the rank's validation shard (items r, r + N, ...); the scores
+ * of predictions (kiln_learner_score, kiln_snapshot_evaluate, the loss of TTA and ensemble
+ * predictions) sum over ranks, so each rank calls them and gets the whole split's figures.
+ * Not during a fit. */
 kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c);
 kiln_comm *kiln_learner_comm(const kiln_learner *l);
 int kiln_learner_rank(const kiln_learner *l);  /* 0 without a communicator */

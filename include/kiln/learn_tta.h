@@ -36,7 +36,9 @@ kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, doub
 
 /* Loss (may be NULL) and metrics (kiln_learner_n_metrics values, may be NULL) of any
  * predictions laid out as kiln_learner_get_preds gives them (plain, TTA, ensembles): metrics
- * see the model's output form (log p for cross-entropy), as in validation. */
+ * see the model's output form (log p for cross-entropy), as in validation. Data-parallel
+ * (kiln_learner_set_comm, N > 1 ranks): p is this rank's shard, every rank calls it, and the
+ * loss and metrics are those of every rank's predictions together. */
 kiln_status kiln_learner_score(kiln_learner *l, const kiln_preds *p, double *loss, double *metrics);
 
 #ifdef __cplusplus

@@ -8,7 +8,9 @@
  * rank trains; rank 0 alone prepares the folder and writes the files (the learner's
  * checkpointing writes on rank 0 only); every rank reads the checkpoint on resume, and the
  * settings record "ranks" so a resume with another N is refused naming both; an error on any
- * rank is agreed (kiln_comm_agree) before the fit and at the end, so every rank returns it. */
+ * rank is agreed (kiln_comm_agree) before the fit and at the end, so every rank returns it. The
+ * snapshot ensemble and TTA run on every rank over its validation shard and are scored over
+ * every rank's (kiln_learner_score sums over ranks), so their figures are the whole split's. */
 #include "app_internal.h"
 
 #include <cjson/cJSON.h>
@@ -192,10 +194,6 @@ static kiln_status check(kiln_learner *l, const kiln_train_params *p, int64_t *e
     if (p->tta.tta && (p->tta.tta_n < 1 || p->tta.tta_n > 64 || !(p->tta.tta_beta >= 0 && p->tta.tta_beta <= 1)))
         return kiln__err(KILN_STATUS_INVALID, "learner_train: tta_n must be in [1, 64] and tta_beta in [0, 1]");
     if (!kiln_learner_data(l)) return kiln__err(KILN_STATUS_STATE, "learner_train: the learner has no data");
-    if (kiln_learner_world(l) > 1 && (p->snapshots > 0 || p->tta.tta))
-        return kiln__err(KILN_STATUS_UNSUPPORTED, "learner_train: %s with %d ranks is not supported yet (they would "
-                         "score one rank's shard): run them in one process", p->tta.tta ? "TTA" : "snapshots",
-                         kiln_learner_world(l));
     return kiln_recipe_epochs(&p->recipe, epochs);
 }
 

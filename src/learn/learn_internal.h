@@ -84,11 +84,14 @@ kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which);
  * finite (-1: none). */
 kiln_status kiln__learn_validate(kiln_learner *l, kiln_data_split split, double *loss, double *metrics,
                                  int64_t *first_bad);
-/* Loss (when loss != NULL; else given_loss is what metrics see) and metrics (n_metrics, may be
- * NULL) of predictions probs laid out as p (snapshot.c): the probabilities are turned back
- * into the model's output form first (log p for cross-entropy, logit for BCE). */
-kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss,
-                              double given_loss, double *metrics);
+/* Loss and metrics (n_metrics, may be NULL) of predictions probs laid out as p (snapshot.c):
+ * the probabilities are turned back into the model's output form first (log p for
+ * cross-entropy, logit for BCE). loss (may be NULL): computed from probs; else *given (may be
+ * NULL) is the mean loss the metrics see, replaced by the whole split's. With N > 1 ranks p is
+ * this rank's shard and the sums are over every rank's (every rank calls it, an empty shard
+ * too), so the values are the whole split's. */
+kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss, double *given,
+                              double *metrics);
 
 /* ---- divergence.c: the fit loop's non-finite checks ---- *
  * Each returns OK, or KILN_STATUS_DIVERGED with the message (epoch, batch, what went

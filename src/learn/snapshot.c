@@ -296,26 +296,38 @@ static kiln_status as_batch(kiln_learner *l, const float *probs, const kiln_pred
     return *y ? KILN_STATUS_OK : KILN_STATUS_NOMEM;
 }
 
-/* Loss (when loss != NULL) and metrics (n_metrics) of one set of predictions; also used by
- * TTA (tta.c) through learn_internal.h. */
-kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss, double given_loss,
-                         double *metrics)
+/* Loss and metrics (n_metrics) of one set of predictions (learn_internal.h); also used by TTA
+ * (tta.c). With N ranks the sums are the whole split's (kiln__dist_reduce_valid: loss total,
+ * item count, metric accumulators), so every rank calls it, an empty shard too. */
+kiln_status kiln__learn_score(kiln_learner *l, const float *probs, const kiln_preds *p, double *loss, double *given,
+                              double *metrics)
 {
     kiln_mark mk = kiln_step_mark(l->ctx);
     bool grad = kiln_set_grad_enabled(l->ctx, false);
-    kiln_tensor *o = NULL, *y = NULL;
-    kiln_status st = as_batch(l, probs, p, &o, &y);
-    double lv = given_loss;
-    if (!st && loss) {
-        kiln_tensor *lt = kiln__learn_loss(l, o, y);
-        if (!lt) st = KILN_STATUS_INVALID;
-        else *loss = lv = kiln_item(lt);
+    int nm = metrics ? l->n_metrics : 0;
+    kiln_metric_acc *acc = calloc((size_t)nm + 1, sizeof *acc);
+    kiln_status st = acc ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "learner_score: out of memory");
+    double lv = given ? *given : NAN, total = 0;
+    int64_t n = p->n;
+    if (!st && n > 0) {
+        kiln_tensor *o = NULL, *y = NULL;
+        st = as_batch(l, probs, p, &o, &y);
+        if (!st && loss) {
+            kiln_tensor *lt = kiln__learn_loss(l, o, y);
+            if (!lt) st = KILN_STATUS_INVALID;
+            else lv = kiln_item(lt);
+        }
+        total = lv * (double)n;
+        for (int j = 0; !st && j < nm; j++) st = kiln_metric_accumulate(&l->metrics[j], &acc[j], o, y, lv);
     }
-    for (int j = 0; !st && metrics && j < l->n_metrics; j++) {
-        kiln_metric_acc acc = {0};
-        st = kiln_metric_accumulate(&l->metrics[j], &acc, o, y, lv);
-        metrics[j] = st ? NAN : kiln_metric_value(&l->metrics[j], &acc);
+    st = kiln__dist_reduce_valid(l, st, &total, &n, acc); /* one rank: returns st */
+    if (!st) {
+        double mean = n ? total / (double)n : NAN;
+        if (loss) *loss = mean;
+        else if (given) *given = mean;
+        for (int j = 0; j < nm; j++) metrics[j] = n ? kiln_metric_value(&l->metrics[j], &acc[j]) : NAN;
     }
+    free(acc);
     kiln_set_grad_enabled(l->ctx, grad);
     kiln_step_rewind(l->ctx, mk);
     return st;
@@ -358,8 +370,9 @@ static kiln_status ensemble(kiln_learner *l, kiln_data_split split, int m, kiln_
         }
         for (int64_t j = 0; !st && j < p.n * p.c; j++) sum[j] += p.probs[j];
         if (!st && ev) {
-            ev->losses[i - first] = p.loss;
-            st = kiln__learn_score(l, p.probs, &p, NULL, p.loss, ev->metrics + (size_t)(i - first) * (size_t)nm);
+            ev->losses[i - first] = p.loss; /* this rank's: the whole split's below */
+            st = kiln__learn_score(l, p.probs, &p, NULL, &ev->losses[i - first],
+                                   ev->metrics + (size_t)(i - first) * (size_t)nm);
         }
         if (i != first) kiln_preds_free(&p);
     }
@@ -368,7 +381,7 @@ static kiln_status ensemble(kiln_learner *l, kiln_data_split split, int m, kiln_
     if (!st) st = rst;
     if (!st) {
         for (int64_t j = 0; j < out->n * out->c; j++) out->probs[j] = (float)(sum[j] / m);
-        st = kiln__learn_score(l, out->probs, out, &out->loss, NAN, ev ? ev->ens_metrics : NULL);
+        st = kiln__learn_score(l, out->probs, out, &out->loss, NULL, ev ? ev->ens_metrics : NULL);
         if (ev) ev->ens_loss = out->loss;
     }
     free(sum);

@@ -59,12 +59,8 @@ kiln_status kiln_learner_score(kiln_learner *l, const kiln_preds *p, double *los
 {
     if (!l || !p || (!p->probs && p->n))
         return kiln__err(KILN_STATUS_INVALID, "learner_score: NULL argument");
-    if (p->n == 0) {
-        if (loss) *loss = NAN;
-        for (int j = 0; metrics && j < l->n_metrics; j++) metrics[j] = NAN;
-        return KILN_STATUS_OK;
-    }
-    return kiln__learn_score(l, p->probs, p, loss, p->loss, metrics);
+    double given = p->loss;
+    return kiln__learn_score(l, p->probs, p, loss, &given, metrics);
 }
 
 kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, double beta, bool use_max,
@@ -81,7 +77,7 @@ kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, doub
                                                   "transform)");
     if ((st = kiln_data_set_tta_pass(l->data, -1))) return st;
     if ((st = kiln_learner_get_preds(l, split, out))) return st;
-    if (out->n == 0) return KILN_STATUS_OK; /* an empty split: nothing to augment */
+    if (out->n == 0 && !kiln__dist_on(l)) return KILN_STATUS_OK; /* an empty split (N ranks: score below) */
     int64_t count = out->n * out->c;
     double *acc = malloc((size_t)(count ? count : 1) * sizeof *acc);
     if (!acc) st = kiln__err(KILN_STATUS_NOMEM, "learner_tta: out of memory");
@@ -98,7 +94,7 @@ kiln_status kiln_learner_tta(kiln_learner *l, kiln_data_split split, int n, doub
     if (!st) st = rst;
     if (!st) {
         acc_finish(acc, out->probs, count, n, beta, use_max, out->probs);
-        st = kiln__learn_score(l, out->probs, out, &out->loss, NAN, NULL);
+        st = kiln__learn_score(l, out->probs, out, &out->loss, NULL, NULL);
     }
     free(acc);
     if (st) kiln_preds_free(out);

@@ -5,7 +5,8 @@
 # On a tiny IDX set (48 train, 12 valid 28x28 images, made by `dist_learn --make-idx`): two
 # ranks train with --bs 8 (4 a rank) and exit 0; the files are written once (rank 0): model,
 # model.json, history.csv, metrics.json, checkpoint; the table is printed once; --resume with
-# 2 ranks goes on; a --bs that 2 does not divide is refused on every rank (exit 2).
+# 2 ranks goes on; a --bs that 2 does not divide is refused on every rank (exit 2); snapshots and
+# TTA score the whole validation split.
 set -u
 # under AddressSanitizer: Open MPI's leaks at exit are in MCA components it has dlclose'd, named
 # (and suppressed by tests/lsan.supp) only with the full unwinder
@@ -38,4 +39,22 @@ $MPI "$KILN" vision fit "$T/idx" --out "$T/bad" --bs 7 --epochs 1 $FAST >"$T/out
 rc=$?
 [ $rc -ne 0 ] || fail "--bs 7 with 2 ranks was accepted"
 grep -q -- '--bs 7 is not divisible by the 2 ranks' "$T/err" || fail "no message for --bs 7"
+# snapshots and TTA with 2 ranks: each rank scores its valid shard and the sums are over both,
+# so the last snapshot's valid loss is the final epoch's (the whole split's), and the TTA accuracy
+# is what one process gets from the exported model with `kiln vision interpret --tta`
+$MPI "$KILN" vision fit "$T/idx" --out "$T/snap" --bs 8 --epochs 2 $FAST --schedule sgdr --n-cycle 2 --cycle-len 1 \
+    --cycle-mult 1 --snapshots 2 --tta >"$T/out" 2>"$T/err" || fail "fit with --snapshots --tta exited $?"
+M="$T/snap/metrics.json"
+num() { tr -dc '0-9.e-'; }
+vl=$(grep -m1 '"valid_loss"' "$M" | num)
+snap_vl=$(grep '"valid_loss"' "$M" | tail -n 1 | num)
+tta_acc=$(awk '/"tta"/ { f = 1 } f && /"accuracy"/ { print; exit }' "$M" | num)
+[ -n "$vl" ] && [ -n "$tta_acc" ] || fail "metrics.json has no valid_loss or tta accuracy"
+awk -v a="$vl" -v b="$snap_vl" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * a) }' ||
+    fail "the last snapshot's valid loss $snap_vl is not the final epoch's $vl (a shard's, not the split's?)"
+"$KILN" vision interpret "$T/snap" "$T/idx" --out "$T/interp" --tta --threads 1 >"$T/out" 2>"$T/err" ||
+    fail "interpret --tta exited $?"
+one=$(sed -n 's/^accuracy \([0-9.]*\) on .*(tta).*/\1/p' "$T/out")
+[ "$(printf '%.4f' "$tta_acc")" = "$one" ] || fail "TTA accuracy with 2 ranks $tta_acc, one process $one"
+echo "dist_cli: snapshots: last valid loss $snap_vl = final $vl; TTA accuracy $tta_acc = one process $one"
 echo "dist_cli: all checks passed"

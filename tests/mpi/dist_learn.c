@@ -75,6 +75,9 @@ static int g_mode;
 static size_t g_bucket_bytes;
 static bool g_overlap = true;
 static int g_hidden = 1;
+/* SGDR with 3 cycles of 1 epoch and a snapshot at each cycle end, then the ensemble's scores
+ * and kiln_learner_score of get_preds (each rank's shard, summed over ranks). */
+static bool g_snap;
 
 static kiln_status inject(kiln_learner *l, void *user)
 {
@@ -104,6 +107,7 @@ typedef struct result {
     char msg[1024];
     int64_t iters, n_skipped;
     int64_t buckets, early; /* bucket sums, and those started during backward */
+    double snap_loss[3], ens_loss, ens_acc, score_loss, score_acc; /* g_snap */
 } result;
 
 /* One training run on comm with per-rank batch BATCH / world. ckpt: checkpoint pattern or
@@ -161,7 +165,28 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     if (!st && g_mode) st = kiln_learner_add_callback(l, &cb);
     if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
     if (!st && resume) st = kiln_learner_resume(l, resume);
-    if (!st && !resume) st = kiln_learner_fit_one_cycle(l, EPOCHS, 0, adam ? 0.03 : 0.3, NULL);
+    if (!st && g_snap) {
+        kiln_sched_sgdr_params sp = kiln_sched_sgdr_default_params();
+        sp.lr = adam ? 0.03 : 0.3, sp.iters_per_epoch = kiln_data_n_batches(d, KILN_DATA_SPLIT_TRAIN);
+        sp.n_cycle = 3, sp.cycle_len = 1, sp.cycle_mult = 1;
+        kiln_sched sch;
+        st = kiln_sched_sgdr(&sch, &sp);
+        if (!st) st = kiln_learner_add_snapshots(l, NULL);
+        if (!st) st = kiln_learner_fit(l, 3, &sch);
+        kiln_snapshot_eval ev = {0};
+        if (!st) st = kiln_snapshot_evaluate(l, KILN_DATA_SPLIT_VALID, 3, &ev);
+        if (!st) {
+            memcpy(r->snap_loss, ev.losses, sizeof r->snap_loss);
+            r->ens_loss = ev.ens_loss, r->ens_acc = ev.ens_metrics[0];
+        }
+        kiln_snapshot_eval_free(&ev);
+        kiln_preds pr = {0};
+        if (!st) st = kiln_learner_get_preds(l, KILN_DATA_SPLIT_VALID, &pr);
+        if (!st) st = kiln_learner_score(l, &pr, &r->score_loss, &r->score_acc);
+        kiln_preds_free(&pr);
+    } else if (!st && !resume) {
+        st = kiln_learner_fit_one_cycle(l, EPOCHS, 0, adam ? 0.03 : 0.3, NULL);
+    }
     r->fit_st = st;
     r->iters = kiln_recorder_n_batches(kiln_learner_recorder(l));
     r->n_skipped = kiln_learner_state(l)->n_skipped;
@@ -287,6 +312,34 @@ int main(int argc, char **argv)
         free(rn.w), free(r1.w);
     }
     g_bucket_bytes = 0, g_hidden = 1, g_overlap = true;
+    /* snapshots and scores over the valid shards (40 items: 20 a rank) against one process */
+    g_snap = true;
+    if (dir[0]) {
+        result rn = {0}, r1 = {0};
+        CHECK(run(c, true, NULL, NULL, &rn) == 0, "snapshots: the %d-rank run failed", world);
+        if (g_rank == 0) {
+            kiln_comm *one = kiln_comm_single();
+            CHECK(run(one, true, NULL, NULL, &r1) == 0, "snapshots: the one-process run failed");
+            kiln_comm_free(one);
+            compare("SGDR + 3 snapshots", &rn, &r1, 2e-6, 2e-5);
+            for (int i = 0; i < 3; i++)
+                CHECK(fabs(rn.snap_loss[i] - r1.snap_loss[i]) <= 1e-5 * fabs(r1.snap_loss[i]),
+                      "snapshot %d: valid loss %.9g vs %.9g", i, rn.snap_loss[i], r1.snap_loss[i]);
+            CHECK(fabs(rn.ens_loss - r1.ens_loss) <= 1e-5 * fabs(r1.ens_loss) && rn.ens_acc == r1.ens_acc,
+                  "ensemble: loss %.9g vs %.9g, accuracy %.6f vs %.6f", rn.ens_loss, r1.ens_loss, rn.ens_acc, r1.ens_acc);
+            CHECK(fabs(rn.score_loss - r1.score_loss) <= 1e-5 * fabs(r1.score_loss) && rn.score_acc == r1.score_acc,
+                  "learner_score: loss %.9g vs %.9g, accuracy %.6f vs %.6f", rn.score_loss, r1.score_loss,
+                  rn.score_acc, r1.score_acc);
+            CHECK(fabs(rn.score_loss - rn.vloss) <= 1e-5 * fabs(rn.vloss), "score of get_preds %.9g vs validate %.9g",
+                  rn.score_loss, rn.vloss);
+            printf("dist_learn: snapshots: losses %.6f %.6f %.6f, ensemble %.6f (accuracy %.3f) vs one process "
+                   "%.6f %.6f %.6f, %.6f (%.3f)\n", rn.snap_loss[0], rn.snap_loss[1], rn.snap_loss[2], rn.ens_loss,
+                   rn.ens_acc, r1.snap_loss[0], r1.snap_loss[1], r1.snap_loss[2], r1.ens_loss, r1.ens_acc);
+        }
+        kiln_comm_barrier(c);
+        free(rn.w), free(r1.w);
+    }
+    g_snap = false;
     for (g_mode = 1; g_mode <= 5 && dir[0] && world > 1; g_mode++) {
         result rf = {0};
         run(c, false, NULL, NULL, &rf);
