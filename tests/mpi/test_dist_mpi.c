@@ -7,6 +7,7 @@
  *                            message naming the call, the rank and the seconds; both exit 0
  *   test_dist_mpi --kill     rank 1 _exit(3)s while rank 0 waits in a sum (tests/mpi/run_kill.sh
  *   test_dist_mpi --kill9    ... or SIGKILLs itself; checks that mpiexec ends it non-zero, fast)
+ *   test_dist_mpi --kill0    rank 0 SIGKILLs itself while rank 1 waits in a sum
  *   test_dist_mpi --abort    ... or calls kiln_comm_abort: "kiln: rank 1: why", the job ends
  *   test_dist_mpi --nofree   never frees the world: MPI is finalised at exit, mpiexec exits 0
  *   test_dist_mpi --bench    sum times of 1, 10 and 45 MB buffers, kiln's against MPI_Allreduce */
@@ -182,19 +183,20 @@ static int run_timeout(kiln_comm *c)
     return 0;
 }
 
-/* rank 1 dies while rank 0 is in a sum with the default timeout (300 s): mpiexec, not the
- * timeout, must end rank 0 (tests/mpi/run_kill.sh checks the status and the time). */
-static void run_kill(kiln_comm *c, bool sigkill)
+/* rank `victim` (1, or 0: the rank that writes the files) dies while the others are in a sum
+ * with the default timeout (300 s): mpiexec, not the timeout, must end them
+ * (tests/mpi/run_kill.sh checks the status and the time). */
+static void run_kill(kiln_comm *c, bool sigkill, int victim)
 {
     CHECK(kiln_comm_barrier(c) == KILN_STATUS_OK, "barrier before");
-    if (kiln_comm_rank(c) == 1) {
+    if (kiln_comm_rank(c) == victim) {
         usleep(300000);
         if (sigkill) raise(SIGKILL);
         _exit(3);
     }
     float x[4] = {1, 2, 3, 4};
     kiln_status st = kiln_comm_allreduce_sum_f32(c, x, 4);
-    printf("rank 0: the sum returned %d: %s\n", (int)st, kiln_last_error());
+    printf("rank %d: the sum returned %d: %s\n", kiln_comm_rank(c), (int)st, kiln_last_error());
 }
 
 /* rank 1 stops the job with kiln_comm_abort while rank 0 waits in a sum */
@@ -270,7 +272,9 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "--timeout")) {
         run_timeout(c);
     } else if (!strcmp(mode, "--kill") || !strcmp(mode, "--kill9")) {
-        run_kill(c, !strcmp(mode, "--kill9"));
+        run_kill(c, !strcmp(mode, "--kill9"), 1);
+    } else if (!strcmp(mode, "--kill0")) {
+        run_kill(c, true, 0);
     } else if (!strcmp(mode, "--abort")) {
         run_abort(c);
     } else if (!strcmp(mode, "--nofree")) {
