@@ -219,8 +219,10 @@ double kiln_learner_lr_mult(const kiln_learner *l, int g);
  *     checkpoint load), so a run is reproducible for a given N;
  *   - rank r > 0 prints nothing (progress quiet); the built-in checkpointing and save_best
  *     write on rank 0 only; kiln_learner_resume on every rank reads the same file.
- * Callbacks must act alike on every rank (a skip or stop on one rank only leaves the others
- * waiting until the communicator's timeout). kiln_learner_get_preds, kiln_learner_tta and
+ * A callback's error, skip_batch or stop_training on one rank is every rank's: begin_batch and
+ * after_loss ride on the step's loss sum, after_backward (when a callback has one) gets its own
+ * small sum before the optimizer step, and after_step / end_batch / begin_epoch are agreed
+ * before the next step or epoch (one more 24-byte sum a step). kiln_learner_get_preds, kiln_learner_tta and
  * kiln_snapshot_predict give the rank's validation shard (items r, r + N, ...); the scores
  * of predictions (kiln_learner_score, kiln_snapshot_evaluate, the loss of TTA and ensemble
  * predictions) sum over ranks, so each rank calls them and gets the whole split's figures.

@@ -114,6 +114,19 @@ kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)
     return st;
 }
 
+kiln_status kiln__dist_flags(kiln_learner *l, kiln_status st)
+{
+    if (!kiln__dist_on(l)) return st;
+    kiln_fit_state *s = &l->st;
+    double t0 = kiln__now(), v[3] = {st ? 1.0 : 0.0, s->skip_batch ? 1.0 : 0.0, s->stop_training ? 1.0 : 0.0};
+    kiln_status cs = kiln_comm_allreduce_sum_f64(l->comm, v, 3);
+    if (cs) return cs;
+    if (v[0] > 0) st = kiln_comm_agree(l->comm, st); /* the failing rank's message everywhere */
+    s->skip_batch |= v[1] > 0, s->stop_training |= v[2] > 0;
+    l->dist_seconds += kiln__now() - t0;
+    return st;
+}
+
 /* ---- the step's gradient sums ------------------------------------------------------------ *
  * The plan of a step: buckets of the trainable gradients in reverse store order (the order
  * backward finishes them: the last layers first), each a run of adjacent gradients in the flat

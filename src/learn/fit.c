@@ -81,7 +81,10 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
         if (!st) st = kiln__nan_check_grads(l);
         if (st && (st != KILN_STATUS_DIVERGED || (st = kiln__nan_handle(l, st, &skip)))) return st;
         if (skip) goto skipped;
-        HOOK(after_backward);
+        st = kiln__learn_run_hook(l, KILN__HOOK(after_backward));
+        if (kiln__learn_has_hook(l, KILN__HOOK(after_backward))) st = kiln__dist_flags(l, st); /* a skip on one rank */
+        if (st) return st;
+        if (s->skip_batch || s->stop_training) goto skipped;
     } else {
         if ((st = kiln_backward(l->ctx, s->loss))) return st;
         HOOK(after_backward);
@@ -194,12 +197,18 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         s->epoch = e;
         s->training = true;
         if ((st = kiln_data_set_epoch(l->data, l->p.seed, e))) break;
-        if ((st = kiln__learn_run_hook(l, KILN__HOOK(begin_epoch))) || s->stop_training) break;
+        st = kiln__learn_run_hook(l, KILN__HOOK(begin_epoch));
+        if (kiln__dist_on(l)) st = kiln__dist_flags(l, st);
+        if (st || s->stop_training) break;
         kiln_model_train(l->model, true);
         s->n_skipped_epoch = 0;
         kiln_progress_begin(l->prog, NULL, nb);
         for (int64_t b = 0; b < nb; b++) {
-            if ((st = train_batch(l, b, mark)) || s->stop_training) break;
+            st = train_batch(l, b, mark);
+            /* N ranks: an error or a stop after the step's loss sum (the step, after_step, end_batch:
+             * a SIGINT that reached one rank) is every rank's before the next step */
+            if (kiln__dist_on(l)) st = kiln__dist_flags(l, st);
+            if (st || s->stop_training) break;
             kiln_progress_update(l->prog, b + 1, s->smooth_loss, NULL);
         }
         kiln_progress_end(l->prog);

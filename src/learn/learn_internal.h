@@ -78,6 +78,7 @@ kiln_tensor *kiln__learn_loss(kiln_learner *l, kiln_tensor *out, kiln_tensor *y)
 /* Runs hook number `which` (offset of the field in kiln_callback) of every callback in
  * order; stops at the first error. */
 kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which);
+bool kiln__learn_has_hook(const kiln_learner *l, size_t which); /* some callback sets it */
 #define KILN__HOOK(field) offsetof(kiln_callback, field)
 
 /* kiln_learner_validate that also gives the index of the first batch whose loss is not
@@ -121,6 +122,11 @@ kiln_status kiln__dist_fit_begin(kiln_learner *l); /* broadcasts rank 0's params
  * stop_training that a callback set on any rank is set on every rank (a SIGINT that reaches
  * the ranks at different batches stops them at the same one). */
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st);
+/* After callbacks that may act on one rank only (after_backward, after_step, end_batch,
+ * begin_epoch): st, skip_batch and stop_training agreed over ranks (an error anywhere is every
+ * rank's, with its message; a skip or stop anywhere is everyone's), so no rank steps, stops or
+ * returns alone. One small sum. */
+kiln_status kiln__dist_flags(kiln_learner *l, kiln_status st);
 /* kiln_backward of the step's loss; with N ranks the trainable gradients are then the mean over
  * ranks (bucket sums started during backward unless overlap is off), and the status (this rank's
  * backward) is agreed, so every rank returns the same. */

@@ -287,6 +287,16 @@ void *kiln_learner_callback_user(kiln_learner *l, const char *name)
     return i < 0 ? NULL : l->cbs[i].cb.user;
 }
 
+bool kiln__learn_has_hook(const kiln_learner *l, size_t which)
+{
+    for (int i = 0; i < l->n_cbs; i++) {
+        kiln_cb_fn fn;
+        memcpy(&fn, (const char *)&l->cbs[i].cb + which, sizeof fn);
+        if (fn) return true;
+    }
+    return false;
+}
+
 kiln_status kiln__learn_run_hook(kiln_learner *l, size_t which)
 {
     for (int i = 0; i < l->n_cbs; i++) {

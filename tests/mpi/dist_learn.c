@@ -68,7 +68,9 @@ static void make_rows(int64_t n, uint64_t seed, float *x, int64_t *y)
 /* Failure injection on the last rank (g_mode): 0 none; 1 an error in begin_batch of epoch 1,
  * batch 2; 2 stop_training there; 3 a NaN in its input there (with on_nan skip); 4 the same NaN
  * under on_nan stop; 5 a backward that fails there (after_loss swaps in a loss cut from the
- * graph), after the other ranks' bucket sums have started. */
+ * graph), after the other ranks' bucket sums have started; after the step's loss sum, where
+ * the ranks' flags are agreed again: 6 stop_training in end_batch (a SIGINT seen by one rank),
+ * 7 skip_batch in after_backward, 8 an error in after_step. */
 static int g_mode;
 /* The gradient buckets (0: the learner's default), whether their sums overlap backward, and
  * the MLP's hidden layers (N_HID wide). */
@@ -87,6 +89,21 @@ static kiln_status inject(kiln_learner *l, void *user)
     if (g_mode == 1) return kiln_error(KILN_STATUS_IO, "injected: this rank's batch could not be read");
     if (g_mode == 2) s->stop_training = true;
     if (g_mode == 3 || g_mode == 4) ((float *)s->x->data)[0] = NAN;
+    return KILN_STATUS_OK;
+}
+
+static bool victim(kiln_learner *l, kiln_comm *c, int mode)
+{
+    kiln_fit_state *s = kiln_learner_state(l);
+    return g_mode == mode && kiln_comm_rank(c) == kiln_comm_size(c) - 1 && s->epoch == 1 && s->batch == 2;
+}
+
+static kiln_status inject_late(kiln_learner *l, void *user)
+{
+    kiln_fit_state *s = kiln_learner_state(l);
+    if (victim(l, user, 6)) s->stop_training = true;
+    if (victim(l, user, 7)) s->skip_batch = true;
+    if (victim(l, user, 8)) return kiln_error(KILN_STATUS_IO, "injected: after_step failed");
     return KILN_STATUS_OK;
 }
 
@@ -162,6 +179,9 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     if (!st) st = kiln_learner_set_dist_buckets(l, g_bucket_bytes ? g_bucket_bytes : KILN_LEARNER_DIST_BUCKET_BYTES,
                                                 g_overlap);
     kiln_callback cb = {.name = "inject", .begin_batch = inject, .after_loss = inject_loss, .user = comm};
+    if (g_mode == 6) cb.end_batch = inject_late;
+    if (g_mode == 7) cb.after_backward = inject_late;
+    if (g_mode == 8) cb.after_step = inject_late;
     if (!st && g_mode) st = kiln_learner_add_callback(l, &cb);
     if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
     if (!st && resume) st = kiln_learner_resume(l, resume);
@@ -340,16 +360,18 @@ int main(int argc, char **argv)
         free(rn.w), free(r1.w);
     }
     g_snap = false;
-    for (g_mode = 1; g_mode <= 5 && dir[0] && world > 1; g_mode++) {
+    for (g_mode = 1; g_mode <= 8 && dir[0] && world > 1; g_mode++) {
         result rf = {0};
         run(c, false, NULL, NULL, &rf);
         same_on_ranks(c, &rf, "after a failure on one rank");
         double v[2] = {(double)rf.fit_st, (double)rf.iters}, mn[2];
         memcpy(mn, v, sizeof v);
         kiln_comm_allreduce_sum_f64(c, mn, 2);
-        CHECK(mn[0] == world * v[0] && mn[1] == world * v[1], "mode %d: the ranks ended differently (status %d, %lld "
-              "batches recorded here)", g_mode, (int)rf.fit_st, (long long)rf.iters);
-        if (g_mode == 1 || g_mode == 4 || g_mode == 5)
+        /* (an error in after_step comes after the other ranks recorded the batch: statuses only) */
+        CHECK(mn[0] == world * v[0] && (g_mode == 8 || mn[1] == world * v[1]),
+              "mode %d: the ranks ended differently (status %d, %lld batches recorded here)", g_mode, (int)rf.fit_st,
+              (long long)rf.iters);
+        if (g_mode == 1 || g_mode == 4 || g_mode == 5 || g_mode == 8)
             CHECK(rf.fit_st != KILN_STATUS_OK && (g_rank == world - 1 || strstr(rf.msg, "rank 1")),
                   "mode %d: the error does not name rank %d: '%s'", g_mode, world - 1, rf.msg);
         if (g_mode == 1) CHECK(strstr(rf.msg, "injected") != NULL, "the failing rank's message is lost: '%s'", rf.msg);
@@ -360,6 +382,12 @@ int main(int argc, char **argv)
             CHECK(rf.fit_st != KILN_STATUS_OK && rf.iters == 6 + 2 && strstr(rf.msg, "does not require grad"),
                   "a failed backward on one rank: status %d after %lld batches: '%s'", (int)rf.fit_st,
                   (long long)rf.iters, rf.msg);
+        if (g_mode == 6) CHECK(!rf.fit_st && rf.iters == 6 + 3, "stop in end_batch: %lld batches, want 9", (long long)rf.iters);
+        if (g_mode == 7) CHECK(!rf.fit_st && rf.iters == 24 - 1, "skip in after_backward: %lld batches, want 23",
+                               (long long)rf.iters);
+        if (g_mode == 8)
+            CHECK(rf.fit_st == KILN_STATUS_IO && strstr(rf.msg, "after_step failed"), "after_step error: %d '%s'",
+                  (int)rf.fit_st, rf.msg);
         if (g_rank == 0)
             printf("dist_learn: failure mode %d on rank %d: status %d on every rank, %lld batches; %.160s\n", g_mode,
                    world - 1, (int)rf.fit_st, (long long)rf.iters, rf.msg);
