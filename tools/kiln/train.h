@@ -1,6 +1,6 @@
 /* The CLI's shared training driver (tools/kiln/train.c): the flags every task's lr-find and
  * fit take (out, bs, epochs, lr, schedule and its cycles, snapshots, wd, seed, threads,
- * progress, resume, on-nan, TTA), their checks, and the two commands themselves on a learner
+ * progress, resume, on-nan, TTA, sync-bn), their checks, and the two commands themselves on a learner
  * that the task built: lr-find (kiln_learner_lr_find) and fit (kiln_learner_train, with
  * SIGINT stopping at the next batch and the results printed). A task (vision.c) adds only
  * its data flags and its learner constructor. Messages go to stderr as "<cmd>: ...";
@@ -16,7 +16,7 @@ typedef struct train_opts {
     const char *out, *schedule, *progress, *on_nan;
     int64_t bs, epochs, n_cycle, cycle_len, cycle_mult, freeze_epochs, snapshots, seed, threads, num_it, tta_n;
     double lr, wd, tta_beta, lr_mult;
-    bool tta, tta_max, quiet, help, resume;
+    bool tta, tta_max, quiet, help, resume, sync_bn;
     bool given_epochs, given_n_cycle, given_lr, given_schedule, given_lr_mult; /* from the parser's `given` (train_given) */
 } train_opts;
 
