@@ -32,24 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* under AddressSanitizer: Open MPI's leaks at exit are in MCA components it has dlclose'd,
- * named (and suppressed by tests/lsan.supp) only with the full unwinder */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
-
 enum { CH = 3, HW = 6, N_OUT = 4, N_TRAIN = 96, N_VALID = 32, BATCH = 16, EPOCHS = 3 };
 
 static int g_fail, g_rank;
-
-#define CHECK(cond, ...)                                                                     \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            fprintf(stderr, "sync_bn: rank %d: FAIL %s:%d: ", g_rank, __FILE__, __LINE__);   \
-            fprintf(stderr, __VA_ARGS__);                                                    \
-            fputc('\n', stderr);                                                             \
-            g_fail = 1;                                                                      \
-        }                                                                                    \
-    } while (0)
+#define MPI_TEST_NAME "sync_bn"
+#include "mpi_check.h"
 
 /* x (n, CH, HW, HW) f32, y (n) i64: the class is the quadrant of channel 0 with the largest sum. */
 static void make_images(int64_t n, uint64_t seed, float *x, int64_t *y)
