@@ -60,8 +60,10 @@ static void split_kernels(const kiln_conv_kernels *K, const char *table, kiln_bn
                  "%s", what);
 
     /* two parts: forward */
-    double *fs = kiln_step_alloc(ctx, 4 * (size_t)C * sizeof(double)), *ft = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(double));
-    double *bs = kiln_step_alloc(ctx, 4 * (size_t)C * sizeof(double)), *bt = kiln_step_alloc(ctx, 2 * (size_t)C * sizeof(double));
+    /* forward / backward: each part's sums (2 x 2C), their total (2C) */
+    const size_t dc = (size_t)C * sizeof(double);
+    double *fs = kiln_step_alloc(ctx, 4 * dc), *ft = kiln_step_alloc(ctx, 2 * dc);
+    double *bs = kiln_step_alloc(ctx, 4 * dc), *bt = kiln_step_alloc(ctx, 2 * dc);
     float *ys = zero_buf(n), *gxs = zero_buf(n), *scratch = zero_buf(2 * C), *ms[2], *vs[2];
     float *gws = affine ? zero_buf(C) : NULL, *gbs = affine ? zero_buf(C) : NULL;
     cr_assert(fs && ft && bs && bt);

@@ -188,7 +188,8 @@ static kiln_tensor *bn_op(kiln_ctx *ctx, kiln_comm *comm, kiln_tensor *x, kiln_t
                                                running_var->data);
 
     kiln_status st;
-    const char *name = sync ? (relu ? "sync_batch_norm_relu" : "sync_batch_norm") : relu ? "batch_norm_relu" : "batch_norm";
+    const char *name = sync ? (relu ? "sync_batch_norm_relu" : "sync_batch_norm")
+                            : relu ? "batch_norm_relu" : "batch_norm";
     kiln_node *n = kiln__record(ctx, name, bn_bwd, N_IN, in, 1, &y,
                                 sizeof(bn_saved), &st);
     if (st < 0) return NULL;

@@ -99,8 +99,8 @@ static double excess(const float *a, const float *b, size_t n, double atol, doub
     double worst = 0;
     *maxabs = 0;
     for (size_t i = 0; i < n; i++) {
-        const double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= atol + rtol * fabs((double)b[i]))) worst = fmax(worst, isnan(d) ? INFINITY : d - atol - rtol * fabs((double)b[i]));
+        const double d = fabs((double)a[i] - (double)b[i]), tol = atol + rtol * fabs((double)b[i]);
+        if (!(d <= tol)) worst = fmax(worst, isnan(d) ? INFINITY : d - tol);
         *maxabs = isnan(d) ? INFINITY : fmax(*maxabs, d);
     }
     return worst;
@@ -178,7 +178,8 @@ static void check_step(kiln_comm *c, bool cl, const float *x, const int64_t *y)
     CHECK(eb == 0, "%s: running statistics differ from the one-process ones (max %.3g)", lay, mb);
     /* the negative check: per-rank statistics must fail the same comparison, by far */
     if (world > 1) {
-        CHECK(po > 1e-2, "%s: per-rank BN's output is within %.3g of the one-process output: the check cannot fail", lay, po);
+        CHECK(po > 1e-2, "%s: per-rank BN's output is within %.3g of the one process's: the check cannot fail", lay,
+              po);
         CHECK(pg > 1e-3, "%s: per-rank BN's gradients are within %.3g: the check cannot fail", lay, pg);
     }
     step_free(&ref), step_free(&syn), step_free(&per);

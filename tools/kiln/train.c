@@ -268,7 +268,8 @@ static void common_settings(const train_opts *t, const kiln_recipe *r, train_set
 static int set_comm(const train_opts *t, kiln_learner *l)
 {
     if (kiln_learner_set_comm(l, train_comm())) return cli_kfail(t->cmd, NULL);
-    if (t->sync_bn && kiln_model_sync_batchnorm(kiln_learner_model(l), train_comm())) return cli_kfail(t->cmd, "--sync-bn");
+    if (t->sync_bn && kiln_model_sync_batchnorm(kiln_learner_model(l), train_comm()))
+        return cli_kfail(t->cmd, "--sync-bn");
     return 0;
 }
 

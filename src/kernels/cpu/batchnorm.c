@@ -122,8 +122,10 @@ VEC_ROWS static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
                 }
             for (int64_t j = 0; j < nc; j++) var[c0 + j] = (float)(sq[j] / (double)g->n);
             if (g->sums_out) { /* SyncBatchNorm's first pass (mean, var: scratch) */
-                for (int64_t j = 0; j < nc; j++)
-                    kiln__bn_put_sums(g, c0 + j, (double)g->n, mean[c0 + j], acc[j] - (double)g->n * mean[c0 + j], sq[j]);
+                for (int64_t j = 0; j < nc; j++) {
+                    const double n = (double)g->n, mu = mean[c0 + j];
+                    kiln__bn_put_sums(g, c0 + j, n, mu, acc[j] - n * mu, sq[j]);
+                }
                 continue;
             }
         }
