@@ -268,6 +268,14 @@ kiln_bn_params kiln_bn_default_params(void);
  * (C) = 0, running_var (C) = 1. p NULL = defaults. */
 kiln_module *kiln_nn_batch_norm1d(kiln_module *parent, const char *name, int64_t c, const kiln_bn_params *p);
 kiln_module *kiln_nn_batch_norm2d(kiln_module *parent, const char *name, int64_t c, const kiln_bn_params *p);
+/* torch.nn.SyncBatchNorm.convert_sync_batchnorm for data-parallel training (kiln/dist.h):
+ * every BatchNorm1d / BatchNorm2d module of model (those it has now) computes its
+ * training-mode statistics over the batches of all ranks of c (kiln_sync_batch_norm(_relu)),
+ * so every rank must run each training-mode forward and backward of the model together, as a
+ * data-parallel learner does. c NULL or of one rank: per-rank statistics again
+ * (kiln_batch_norm, bit for bit). Eval mode is unchanged (running statistics). c must
+ * outlive the model's training forwards. NULL model: INVALID. */
+kiln_status kiln_model_sync_batchnorm(kiln_model *model, kiln_comm *c);
 
 /* idx (any shape, I64/I32) -> (idx..., dim). weight (n, dim): N(0, 1). */
 kiln_module *kiln_nn_embedding(kiln_module *parent, const char *name, int64_t n, int64_t dim);

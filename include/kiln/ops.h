@@ -8,6 +8,7 @@
 #define KILN_OPS_H
 
 #include "kiln/core.h"
+#include "kiln/dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -131,6 +132,23 @@ kiln_tensor *kiln_batch_norm(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight,
 kiln_tensor *kiln_batch_norm_relu(kiln_ctx *ctx, kiln_tensor *x, kiln_tensor *weight, kiln_tensor *bias,
                                   kiln_tensor *running_mean, kiln_tensor *running_var, bool train,
                                   float momentum, float eps);
+/* Synchronised batch norm (torch.nn.SyncBatchNorm, data-parallel training, kiln/dist.h): as
+ * kiln_batch_norm(_relu), but in train mode the statistics are those of every rank's x
+ * together: the forward all-reduces each channel's sum, sum of squares and count (one f64
+ * sum of 2C + 1 values), normalises with the global mean and biased variance and moves the
+ * running statistics towards the global mean and unbiased variance; the backward all-reduces
+ * sum(gy) and sum(gy * xhat) (2C values) for x's gradient, while weight's and bias's
+ * gradients stay this rank's sums (a learner averaging gradients over ranks then has the
+ * whole batch's). Collectives: every rank calls it in the same order with the same C (x's
+ * other dims may differ); eval mode calls none and equals kiln_batch_norm. comm NULL:
+ * INVALID; a 1-rank comm gives kiln_batch_norm's values up to rounding. A failed collective
+ * returns NULL with its message (forward) or fails kiln_backward. */
+kiln_tensor *kiln_sync_batch_norm(kiln_ctx *ctx, kiln_comm *comm, kiln_tensor *x, kiln_tensor *weight,
+                                  kiln_tensor *bias, kiln_tensor *running_mean, kiln_tensor *running_var, bool train,
+                                  float momentum, float eps);
+kiln_tensor *kiln_sync_batch_norm_relu(kiln_ctx *ctx, kiln_comm *comm, kiln_tensor *x, kiln_tensor *weight,
+                                       kiln_tensor *bias, kiln_tensor *running_mean, kiln_tensor *running_var,
+                                       bool train, float momentum, float eps);
 typedef struct kiln_pool2d_params {
     int kernel[2], stride[2], padding[2];
     bool ceil_mode;

@@ -39,13 +39,35 @@ typedef struct kiln_conv2d_geom {
  * PyTorch's threshold_backward of the forward's y (gy where y > 0, else 0); the
  * statistics' gradients (train) and gw, gb then use the masked gy. b: the forward's bias
  * (C), NULL for 0; read only by the backward when relu (the mask needs it and the
- * backward has no bias argument). */
+ * backward has no bias argument).
+ *
+ * Synchronised batch norm (SyncBatchNorm, train mode only; both NULL otherwise) runs each
+ * kernel twice around an all-reduce of per-channel f64 sums (src/autograd/norm.c):
+ * sums_out (2C), the pass that only reduces: the forward writes this rank's sum(x) (C) then
+ * sum(x^2) (C) and neither mean, var nor y; the backward (gx NULL) writes sum(gy) (C) then
+ * sum(gy * (x - mean)) (C) (gy masked when relu) and adds gw, gb from them as usual.
+ * sums (2C) and count: the same sums over every rank and the values per channel they cover
+ * (M). The forward then normalises with mean = sum / M and the biased var =
+ * sum(x^2) / M - mean^2, written to mean, var; the backward computes gx with the statistics'
+ * gradients from them and M (gw, gb must be NULL: the first pass added them). */
 typedef struct kiln_bn_geom {
     int64_t n, c, s;
     bool cl;
     bool relu;
     const float *b;
+    double *sums_out;
+    const double *sums;
+    double count;
 } kiln_bn_geom;
+
+/* SyncBatchNorm's first forward pass: stores channel c's sum(x), sum(x^2) into g->sums_out
+ * from sd = sum(x - k) and sd2 = sum((x - k)^2) over its m values, k a shift (the local mean
+ * or any value near it, so that sd2 keeps its precision). */
+static inline void kiln__bn_put_sums(const kiln_bn_geom *g, int64_t c, double m, double k, double sd, double sd2)
+{
+    g->sums_out[c] = sd + m * k;
+    g->sums_out[g->c + c] = sd2 + k * (2.0 * sd + m * k);
+}
 
 /* One 2-D pooling. x (N, C, H, W) -> y (N, C, OH, OW). Window i along H covers input rows
  * [i*SH - PH, i*SH - PH + KH) clipped to the input; the caller computes OH/OW (ceil mode
@@ -125,6 +147,9 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *x, const float *w, const float *mean,
                                      const float *var, const float *gy, float *gx, bool gx_acc,
                                      float *gw, float *gb);
+/* SyncBatchNorm's second forward pass (g->sums, g->count): the mean and biased variance (C)
+ * of every rank's batch, for both tables. */
+void kiln__batch_norm_sync_stats(const kiln_bn_geom *g, float *mean, float *var);
 /* The batch_norm_running entry of both tables (a plain loop over C). */
 void kiln__batch_norm_running(kiln_ctx *ctx, int64_t c, double momentum, double unbias, const float *mean,
                               const float *var, float *rm, float *rv);

@@ -35,6 +35,7 @@ struct kiln_module {
     int oh, ow;
     float p;                     /* Dropout */
     kiln_bn_params bn;
+    kiln_comm *comm;             /* BatchNorm: statistics over its ranks (kiln_model_sync_batchnorm), else NULL */
 
     void *user;                  /* custom: copy of the user data */
     size_t user_bytes;

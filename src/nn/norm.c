@@ -1,7 +1,9 @@
 /* BatchNorm1d / BatchNorm2d modules (torch.nn.BatchNorm*d): affine weight (C) = 1 and
  * bias (C) = 0, buffers running_mean (C) = 0 and running_var (C) = 1, momentum 0.1,
  * eps 1e-5. The model's train flag picks batch statistics (updating the running ones and
- * num_batches_tracked) or the running statistics. */
+ * num_batches_tracked) or the running statistics. kiln_model_sync_batchnorm gives the modules a
+ * communicator of N > 1 ranks: training-mode statistics are then every rank's batch's
+ * (kiln_sync_batch_norm, SyncBatchNorm). */
 #include "nn/nn_internal.h"
 
 kiln_bn_params kiln_bn_default_params(void)
@@ -20,7 +22,10 @@ kiln_tensor *kiln__nn_batch_norm_forward(kiln_module *m, kiln_ctx *ctx, kiln_ten
                           two_d ? "4-D (N, C, H, W)" : "2-D (N, C) or 3-D (N, C, L)", kiln_shape_str(x, s, sizeof s));
     }
     bool train = m->model->training;
-    kiln_tensor *y = (relu ? kiln_batch_norm_relu : kiln_batch_norm)(ctx, x, m->weight, m->bias, m->running_mean,
+    kiln_tensor *y = train && m->comm ? (relu ? kiln_sync_batch_norm_relu : kiln_sync_batch_norm)(
+                                            ctx, m->comm, x, m->weight, m->bias, m->running_mean, m->running_var,
+                                            train, m->bn.momentum, m->bn.eps)
+                   : (relu ? kiln_batch_norm_relu : kiln_batch_norm)(ctx, x, m->weight, m->bias, m->running_mean,
                                                                      m->running_var, train, m->bn.momentum, m->bn.eps);
     if (y && train) m->num_batches_tracked++;
     return y;
@@ -70,4 +75,15 @@ kiln_module *kiln_nn_batch_norm1d(kiln_module *parent, const char *name, int64_t
 kiln_module *kiln_nn_batch_norm2d(kiln_module *parent, const char *name, int64_t c, const kiln_bn_params *p)
 {
     return bn_new(parent, name, KILN_MODULE_BATCH_NORM2D, "BatchNorm2d", c, p);
+}
+
+kiln_status kiln_model_sync_batchnorm(kiln_model *model, kiln_comm *c)
+{
+    if (!model) return kiln__err(KILN_STATUS_INVALID, "model_sync_batchnorm: NULL model");
+    kiln_comm *sync = kiln_comm_size(c) > 1 ? c : NULL; /* one rank: today's per-rank path */
+    for (size_t i = 0; i < model->n_mods; i++) {
+        kiln_module *m = model->mods[i];
+        if (m->kind == KILN_MODULE_BATCH_NORM1D || m->kind == KILN_MODULE_BATCH_NORM2D) m->comm = sync;
+    }
+    return KILN_STATUS_OK;
 }

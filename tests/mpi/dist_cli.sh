@@ -5,8 +5,9 @@
 # On a tiny IDX set (48 train, 12 valid 28x28 images, made by `dist_learn --make-idx`): two
 # ranks train with --bs 8 (4 a rank) and exit 0; the files are written once (rank 0): model,
 # model.json, history.csv, metrics.json, checkpoint; the table is printed once; --resume with
-# 2 ranks goes on; a --bs that 2 does not divide is refused on every rank (exit 2); snapshots and
-# TTA score the whole validation split.
+# 2 ranks goes on; --sync-bn trains and is recorded (a resume without it refused), one process
+# takes it; a --bs that 2 does not divide is refused on every rank (exit 2); snapshots and TTA
+# score the whole validation split.
 set -u
 # under AddressSanitizer: Open MPI's leaks at exit are in MCA components it has dlclose'd, named
 # (and suppressed by tests/lsan.supp) only with the full unwinder
@@ -33,6 +34,14 @@ $MPI "$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST --resume
 # and one process refuses it, naming both counts
 "$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST --resume >"$T/out" 2>"$T/err" && fail "a 1-rank resume of a 2-rank run was accepted"
 grep -q 'ranks: 2 then, 1 now' "$T/err" || fail "the refusal does not name both rank counts"
+
+# --sync-bn (SyncBatchNorm over the ranks): 2 ranks train; the setting is recorded, so a resume
+# without it is refused naming it; one process takes it as a no-op
+$MPI "$KILN" vision fit "$T/idx" --out "$T/sbn" --bs 8 --epochs 1 --sync-bn $FAST >"$T/out" 2>"$T/err" || fail "--sync-bn fit exited $?"
+[ "$(wc -l <"$T/sbn/history.csv")" = 2 ] || fail "--sync-bn: history.csv has not 1 epoch"
+$MPI "$KILN" vision fit "$T/idx" --out "$T/sbn" --bs 8 --epochs 1 $FAST --resume >"$T/out" 2>"$T/err" && fail "a resume without --sync-bn was accepted"
+grep -q -- '--sync-bn: 1 then, (not set) now' "$T/err" || fail "the refusal does not name --sync-bn"
+"$KILN" vision fit "$T/idx" --out "$T/sbn1" --bs 8 --epochs 1 --sync-bn $FAST >"$T/out" 2>"$T/err" || fail "--sync-bn in one process exited $?"
 
 # --bs 7 with 2 ranks: refused with exit status 2 on every rank
 $MPI "$KILN" vision fit "$T/idx" --out "$T/bad" --bs 7 --epochs 1 $FAST >"$T/out" 2>"$T/err"

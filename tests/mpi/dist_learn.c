@@ -29,27 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* under AddressSanitizer: Open MPI's leaks at exit are in MCA components it has dlclose'd,
- * named (and suppressed by tests/lsan.supp) only with the full unwinder */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
 #include <sys/stat.h>
 
 enum { N_IN = 8, N_HID = 32, N_OUT = 4, N_TRAIN = 96, N_VALID = 40, BATCH = 16, EPOCHS = 4 };
 
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "dist_learn: rank %d: FAIL %s:%d: ", g_rank, __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-            g_fail = 1;                                                                    \
-        }                                                                                  \
-    } while (0)
-
-static int g_rank;
+static int g_fail, g_rank;
+#define MPI_TEST_NAME "dist_learn"
+#include "mpi_check.h"
 
 /* x (n, N_IN) f32 and y (n) i64: the class is the argmax of 4 fixed projections plus noise. */
 static void make_rows(int64_t n, uint64_t seed, float *x, int64_t *y)

@@ -54,6 +54,9 @@ static const cli_flag g_common[] = {
     {"--wd", "W", FLAG_DOUBLE, O(wd), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
      "AdamW weight decay (none on BatchNorm and biases)", NULL, NULL},
     {"--num-it", "N", FLAG_INT, O(num_it), K(TRAIN_LR_FIND), "iterations of the range test", NULL, NULL},
+    {"--sync-bn", NULL, FLAG_BOOL, O(sync_bn), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
+     "data-parallel (mpiexec -np N): BatchNorm statistics over every rank's batch together, --bs items "
+     "(SyncBatchNorm), not each rank's --bs/N; a no-op in one process", NULL, NULL},
     {"--seed", "N", FLAG_INT, O(seed), K(TRAIN_ALL), "seed of weights, shuffling and augmentation", NULL, NULL},
     {"--threads", "T", FLAG_INT, O(threads), K(TRAIN_ALL), "compute threads (0: OMP_NUM_THREADS or all cores)", NULL,
      NULL},
@@ -172,6 +175,8 @@ int train_set_comm(const train_opts *t, kiln_learner *l)
     if (kiln_learner_set_comm(l, train_comm()) ||
         kiln_learner_set_dist_buckets(l, (size_t)t->bucket_kb << 10, !t->no_overlap))
         return cli_kfail(t->cmd, NULL);
+    if (t->sync_bn && kiln_model_sync_batchnorm(kiln_learner_model(l), train_comm()))
+        return cli_kfail(t->cmd, "--sync-bn");
     return 0;
 }
 
@@ -272,6 +277,7 @@ static void common_settings(const train_opts *t, const kiln_recipe *r, train_set
         train_settings_num(s, "--lr-mult", r->lr_mult);
     }
     train_settings_num(s, "--seed", (double)t->seed);
+    if (t->sync_bn && train_world() > 1) train_settings_str(s, "--sync-bn", "1"); /* one process: no effect */
 }
 
 /* ---- lr-find ----------------------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* The CLI's shared training driver (tools/kiln/train.c): the flags every task's lr-find and
  * fit take (out, bs, epochs, lr, schedule and its cycles, snapshots, wd, seed, threads,
- * progress, resume, on-nan, TTA), their checks, and the two commands themselves on a learner
+ * progress, resume, on-nan, TTA, sync-bn), their checks, and the two commands themselves on a learner
  * that the task built: lr-find (kiln_learner_lr_find) and fit (kiln_learner_train, with
  * SIGINT stopping at the next batch and the results printed). A task (vision.c) adds only
  * its data flags and its learner constructor. Messages go to stderr as "<cmd>: ...";
@@ -16,7 +16,7 @@ typedef struct train_opts {
     const char *out, *schedule, *progress, *on_nan;
     int64_t bs, epochs, n_cycle, cycle_len, cycle_mult, freeze_epochs, snapshots, seed, threads, num_it, tta_n;
     double lr, wd, tta_beta, lr_mult;
-    bool tta, tta_max, quiet, help, resume;
+    bool tta, tta_max, quiet, help, resume, sync_bn;
     bool given_epochs, given_n_cycle, given_lr, given_schedule, given_lr_mult; /* from the parser's `given` (train_given) */
     int64_t bucket_kb; /* data-parallel gradient buckets (KiB) */
     bool no_overlap;   /* data-parallel: bucket sums after backward */
@@ -54,7 +54,8 @@ kiln_comm *train_comm(void);
 int train_rank(void);
 int train_world(void);
 int64_t train_rank_bs(const train_opts *t);
-/* The world communicator on the learner, with --bucket-kb and --no-overlap; 0 or the exit status. */
+/* The world communicator on the learner, with --bucket-kb, --no-overlap and --sync-bn's BatchNorm
+ * over it; 0 or the exit status after a message. */
 int train_set_comm(const train_opts *t, kiln_learner *l);
 /* A context with --threads and --seed; NULL after a message (also: MPI failed to start, or
  * --bs is not divisible by the ranks). */

@@ -12,7 +12,9 @@
  * instead, so the inner loops stay contiguous. The running-statistics update (unbiased
  * variance) is the separate batch_norm_running entry, the same for both tables.
  * Channels-last data (g->cl) goes to batchnorm_nhwc.c; the reference entries transpose it
- * to NCHW and back.
+ * to NCHW and back. SyncBatchNorm's two passes (kiln_bn_geom.sums_out, then sums and count;
+ * conv.h) reuse these loops: the first stops after the sums, the second takes every rank's
+ * sums instead of computing them (the forward then runs as in eval mode).
  *
  * g->relu (batch norm + ReLU, see conv.h): the forward clamps as it writes y; the backward
  * recomputes x * k + sh with bn_coef's k and sh, exactly the forward's arithmetic, and
@@ -63,6 +65,10 @@ static void fwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
 #pragma omp simd reduction(+ : a)
                 for (int64_t i = 0; i < s; i++) a += (p[i] - mu) * (p[i] - mu);
                 sq += a;
+            }
+            if (g->sums_out) { /* SyncBatchNorm's first pass */
+                kiln__bn_put_sums(g, c, m, mu, acc - m * mu, sq);
+                continue;
             }
             mean[c] = mu;
             var[c] = (float)(sq / m);
@@ -115,6 +121,13 @@ VEC_ROWS static void fwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
                     sq[j] += d * d;
                 }
             for (int64_t j = 0; j < nc; j++) var[c0 + j] = (float)(sq[j] / (double)g->n);
+            if (g->sums_out) { /* SyncBatchNorm's first pass (mean, var: scratch) */
+                for (int64_t j = 0; j < nc; j++) {
+                    const double n = (double)g->n, mu = mean[c0 + j];
+                    kiln__bn_put_sums(g, c0 + j, n, mu, acc[j] - n * mu, sq[j]);
+                }
+                continue;
+            }
         }
         for (int64_t j = 0; j < nc; j++) bn_coef(w, b, mean, var, eps, c0 + j, &k[j], &sh[j]);
         if (g->relu) {
@@ -133,6 +146,10 @@ kiln_status kiln__cpu_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
 {
+    if (train && g->sums) { /* SyncBatchNorm's second pass: every rank's statistics */
+        kiln__batch_norm_sync_stats(g, mean, var);
+        train = false;
+    }
     if (g->cl) return kiln__cpu_batch_norm_fwd_nhwc(ctx, g, train, eps, x, w, b, mean, var, y);
     if (g->s == 1) fwd_rows(ctx, g, train, eps, x, w, b, mean, var, y);
     else fwd_channels(ctx, g, train, eps, x, w, b, mean, var, y);
@@ -147,14 +164,15 @@ static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
                          float *gb)
 {
     const int64_t s = g->s, cs = g->c * s;
-    const double m = (double)(g->n * s);
+    const double m = g->sums ? g->count : (double)(g->n * s);
     KILN_PAR_FOR(ctx, 2 * g->n * cs) /* two passes over x */
     for (int64_t c = 0; c < g->c; c++) {
         const float mu = mean[c], invstd = 1.0f / sqrtf(var[c] + eps);
         float fk = 0, fsh = 0; /* relu: the forward's coefficients */
         if (g->relu) bn_coef(w, g->b, mean, var, eps, c, &fk, &fsh);
         double sg = 0, sgx = 0;
-        for (int64_t n = 0; n < g->n; n++) {
+        if (g->sums) sg = g->sums[c], sgx = g->sums[g->c + c]; /* SyncBatchNorm: every rank's */
+        else for (int64_t n = 0; n < g->n; n++) {
             const float *p = x + n * cs + c * s, *q = gy + n * cs + c * s;
             float a = 0, d = 0;
             if (g->relu) {
@@ -173,6 +191,7 @@ static void bwd_channels(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, float
             }
             sg += a, sgx += d;
         }
+        if (g->sums_out) g->sums_out[c] = sg, g->sums_out[g->c + c] = sgx;
         if (gb) gb[c] += (float)sg;
         if (gw) gw[c] += (float)(sgx * invstd);
         if (!gx) continue;
@@ -203,13 +222,17 @@ VEC_ROWS static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
                               bool gx_acc, float *gw, float *gb)
 {
     const int64_t C = g->c;
+    const double m = g->sums ? g->count : (double)g->n;
     KILN_PAR_LOOP(kiln__par_threads(ctx, 2 * g->n * C) /* two passes over x */,
                   for (int64_t c0 = 0; c0 < C; c0 += CB) {
         const int64_t nc = C - c0 < CB ? C - c0 : CB;
         double sg[CB] = {0}, sgx[CB] = {0};
         float k[CB], a[CB], qq[CB], invstd[CB], fk[CB], fsh[CB];
-        if (g->relu) {
+        if (g->relu)
             for (int64_t j = 0; j < nc; j++) bn_coef(w, g->b, mean, var, eps, c0 + j, &fk[j], &fsh[j]);
+        if (g->sums) { /* SyncBatchNorm: every rank's */
+            for (int64_t j = 0; j < nc; j++) sg[j] = g->sums[c0 + j], sgx[j] = g->sums[C + c0 + j];
+        } else if (g->relu) {
             for (int64_t n = 0; n < g->n; n++)
                 SIMD_J
                 for (int64_t j = 0; j < nc; j++) {
@@ -227,13 +250,15 @@ VEC_ROWS static void bwd_rows(kiln_ctx *ctx, const kiln_bn_geom *g, bool train, 
                     sgx[j] += (double)gy[i] * (x[i] - mean[c0 + j]);
                 }
         }
+        if (g->sums_out)
+            for (int64_t j = 0; j < nc; j++) g->sums_out[c0 + j] = sg[j], g->sums_out[C + c0 + j] = sgx[j];
         for (int64_t j = 0; j < nc; j++) {
             invstd[j] = 1.0f / sqrtf(var[c0 + j] + eps);
             if (gb) gb[c0 + j] += (float)sg[j];
             if (gw) gw[c0 + j] += (float)(sgx[j] * invstd[j]);
             k[j] = (w ? w[c0 + j] : 1.0f) * invstd[j];
-            a[j] = train ? (float)(sg[j] / (double)g->n) : 0.0f;
-            qq[j] = train ? (float)(sgx[j] / (double)g->n) * invstd[j] * invstd[j] : 0.0f;
+            a[j] = train ? (float)(sg[j] / m) : 0.0f;
+            qq[j] = train ? (float)(sgx[j] / m) * invstd[j] * invstd[j] : 0.0f;
         }
         if (!gx) continue;
         if (g->relu) {
@@ -265,6 +290,15 @@ kiln_status kiln__cpu_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
     if (g->s == 1) bwd_rows(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     else bwd_channels(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
     return KILN_STATUS_OK;
+}
+
+void kiln__batch_norm_sync_stats(const kiln_bn_geom *g, float *mean, float *var)
+{
+    for (int64_t c = 0; c < g->c; c++) {
+        const double mu = g->sums[c] / g->count, v = g->sums[g->c + c] / g->count - mu * mu;
+        mean[c] = (float)mu;
+        var[c] = (float)(v > 0 ? v : 0); /* rounding may leave a constant channel's just below 0 */
+    }
 }
 
 void kiln__batch_norm_running(kiln_ctx *ctx, int64_t c, double momentum, double unbias, const float *mean,
@@ -332,6 +366,10 @@ kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      const float *x, const float *w, const float *b, float *mean,
                                      float *var, float *y)
 {
+    if (train && g->sums) { /* SyncBatchNorm's second pass: every rank's statistics */
+        kiln__batch_norm_sync_stats(g, mean, var);
+        train = false;
+    }
     if (g->cl) return ref_fwd_cl(ctx, g, train, eps, x, w, b, mean, var, y);
     int64_t s = g->s, cs = g->c * s, m = g->n * s;
     for (int64_t c = 0; c < g->c; c++) {
@@ -345,6 +383,10 @@ kiln_status kiln__ref_batch_norm_fwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                     double d = x[n * cs + c * s + i] - mu;
                     sq += d * d;
                 }
+            if (g->sums_out) { /* SyncBatchNorm's first pass */
+                kiln__bn_put_sums(g, c, (double)m, mu, acc - (double)m * mu, sq);
+                continue;
+            }
             mean[c] = (float)mu;
             var[c] = (float)(sq / (double)m);
         }
@@ -365,18 +407,22 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
                                      float *gw, float *gb)
 {
     if (g->cl) return ref_bwd_cl(ctx, g, train, eps, x, w, mean, var, gy, gx, gx_acc, gw, gb);
-    int64_t s = g->s, cs = g->c * s, m = g->n * s;
+    int64_t s = g->s, cs = g->c * s;
+    const double m = g->sums ? g->count : (double)(g->n * s);
     for (int64_t c = 0; c < g->c; c++) {
         double invstd = 1.0 / sqrt((double)var[c] + eps), mu = mean[c], wc = w ? w[c] : 1.0;
         double k = wc * invstd, sh = g->b ? g->b[c] : 0.0; /* as the forward (relu mask) */
-        double sg = 0, sgx = 0; /* sum gy, sum gy * xhat (gy masked when relu) */
-        for (int64_t n = 0; n < g->n; n++)
+        double sg = 0, sgd = 0; /* sum gy, sum gy * (x - mu) (gy masked when relu) */
+        if (g->sums) sg = g->sums[c], sgd = g->sums[g->c + c]; /* SyncBatchNorm: every rank's */
+        else for (int64_t n = 0; n < g->n; n++)
             for (int64_t i = 0; i < s; i++) {
                 int64_t j = n * cs + c * s + i;
                 double gj = !g->relu || ref_y(x[j], mean[c], k, sh, false) > 0.0f ? gy[j] : 0.0;
                 sg += gj;
-                sgx += gj * (x[j] - mu) * invstd;
+                sgd += gj * (x[j] - mu);
             }
+        if (g->sums_out) g->sums_out[c] = sg, g->sums_out[g->c + c] = sgd;
+        const double sgx = sgd * invstd; /* sum gy * xhat */
         if (gb) gb[c] += (float)sg;
         if (gw) gw[c] += (float)sgx;
         if (!gx) continue;
@@ -384,7 +430,7 @@ kiln_status kiln__ref_batch_norm_bwd(kiln_ctx *ctx, const kiln_bn_geom *g, bool 
             for (int64_t i = 0; i < s; i++) {
                 int64_t j = n * cs + c * s + i;
                 double d = !g->relu || ref_y(x[j], mean[c], k, sh, false) > 0.0f ? gy[j] : 0.0;
-                if (train) d -= (sg + (x[j] - mu) * invstd * sgx) / (double)m;
+                if (train) d -= (sg + (x[j] - mu) * invstd * sgx) / m;
                 d *= wc * invstd;
                 gx[j] = (float)((gx_acc ? gx[j] : 0.0) + d);
             }

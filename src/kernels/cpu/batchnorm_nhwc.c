@@ -32,7 +32,9 @@
  * of the backward mask gy as they load it, by x * k + sh > 0 with the forward's k and sh
  * (bn_coef, the same float arithmetic), so the traffic is the plain op's. Each pass is an
  * always-inline body instantiated twice, relu false and true, as separate functions: the
- * plain ones compile to the same code as before the ReLU existed. */
+ * plain ones compile to the same code as before the ReLU existed. SyncBatchNorm's passes
+ * (kiln_bn_geom.sums_out, sums; conv.h): the first returns after the fold, the second skips
+ * the sums and uses every rank's. */
 #define KILN_CONV_CPU_INTERNAL
 #include "core/parallel.h"
 #include "kernels/conv.h"
@@ -386,6 +388,10 @@ kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
     }
     float *kw = p.coef, *shw = p.coef + p.w, *kk = kc + C, *sh = kc + 2 * C; /* (W), (W), (C), (C) */
     const double m = (double)(g->n * g->s);
+    if (train && g->sums) { /* SyncBatchNorm's second pass: every rank's statistics */
+        kiln__batch_norm_sync_stats(g, mean, var);
+        train = false;
+    }
     if (train) {
         shift(g, x, kc);
         spread(&p, p.coef + 2 * p.w, kc);
@@ -398,6 +404,11 @@ kiln_status kiln__cpu_batch_norm_fwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
             sums(&p, true, x, NULL, p.coef + 2 * p.w, q.r0, q.r1, q.tail, p.scratch + t * p.tstride);
         }
         fold(&p, nt, sa, sb);
+        if (g->sums_out) { /* SyncBatchNorm's first pass */
+            for (int64_t c = 0; c < C; c++) kiln__bn_put_sums(g, c, m, kc[c], sa[c], sb[c]);
+            kiln_step_rewind(ctx, mark);
+            return KILN_STATUS_OK;
+        }
         for (int64_t c = 0; c < C; c++) {
             const double d = sa[c] / m, v = sb[c] / m - d * d;
             mean[c] = (float)(kc[c] + d);
@@ -425,7 +436,7 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
                                           const float *var, const float *gy, float *gx, bool gx_acc,
                                           float *gw, float *gb)
 {
-    const bool need_sums = gw || gb || (train && gx);
+    const bool need_sums = !g->sums && (gw || gb || (train && gx) || g->sums_out);
     if (!need_sums && !gx) return KILN_STATUS_OK;
     kiln_mark mark = kiln_step_mark(ctx);
     plan p;
@@ -436,7 +447,8 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
         kiln_step_rewind(ctx, mark);
         return KILN_STATUS_NOMEM;
     }
-    if (!need_sums) memset(sg, 0, (size_t)(2 * C) * sizeof(double));
+    if (g->sums) memcpy(sg, g->sums, (size_t)(2 * C) * sizeof(double)); /* SyncBatchNorm: every rank's */
+    else if (!need_sums) memset(sg, 0, (size_t)(2 * C) * sizeof(double));
     float *cf = p.coef; /* k, q, a, mu, fk, fsh (W each) */
     const float *fk = cf + 4 * p.w, *fsh = cf + 5 * p.w;
     spread(&p, cf + 3 * p.w, mean);
@@ -445,7 +457,7 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
         spread(&p, cf + 4 * p.w, cc + 3 * C);
         spread(&p, cf + 5 * p.w, cc + 4 * C);
     }
-    const double m = (double)(g->n * g->s);
+    const double m = g->sums ? g->count : (double)(g->n * g->s);
     const int nt = p.nt;
     if (need_sums) {
         KILN_PAR_FOR_N(nt)
@@ -456,6 +468,7 @@ kiln_status kiln__cpu_batch_norm_bwd_nhwc(kiln_ctx *ctx, const kiln_bn_geom *g, 
             else sums(&p, false, x, gy, cf + 3 * p.w, q.r0, q.r1, q.tail, acc);
         }
         fold(&p, nt, sg, sgx);
+        if (g->sums_out) memcpy(g->sums_out, sg, (size_t)(2 * C) * sizeof(double));
     }
     for (int64_t c = 0; c < C; c++) {
         const float invstd = 1.0f / sqrtf(var[c] + eps), k = (w ? w[c] : 1.0f) * invstd;
