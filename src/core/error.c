@@ -54,9 +54,12 @@ static void set_msg(const char *fmt, va_list ap)
     va_end(ap2);
 }
 
-kiln_status kiln__err_prefix(kiln_status s, const char *prefix)
+kiln_status kiln__err_prefix(kiln_status s, const char *prefix_in)
 {
     if (s != KILN_STATUS_OK) g_status = s;
+    char prefix[512]; /* "resume" reads "resume: <message>"; "checkpoint_load: " stays as it is */
+    size_t pl = strlen(prefix_in);
+    snprintf(prefix, sizeof prefix, "%s%s", prefix_in, pl && prefix_in[pl - 1] != ' ' ? ": " : "");
     size_t p = strlen(prefix), m = strlen(g_msg), cap = sizeof g_msg - 1;
     if (p > cap / 4) p = cap / 4;
     if (p + m > cap) { /* drop the old message's middle: its start (what failed) and end (why) stay */

@@ -55,7 +55,7 @@ struct kiln_ctx {
 /* Same, returning NULL, for functions that return pointers. */
 void *kiln__errp(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Puts prefix before this thread's message (whole, however long: a long one loses its middle,
- * never its cause) and returns s. */
+ * never its cause), with ": " between them unless prefix ends in a space, and returns s. */
 kiln_status kiln__err_prefix(kiln_status s, const char *prefix);
 /* A malloc'd copy of this thread's message (NULL when out of memory), for code that must run
  * other calls before it reports an earlier error. */
