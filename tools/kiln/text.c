@@ -96,7 +96,10 @@ static void text_usage(FILE *f)
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-9s %s\n", g_cmds[i].name, g_cmds[i].usage);
     fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n"
                "  kiln text generate runs/austen-lm \"It is a truth\" --words 30\n"
-               "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n");
+               "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n"
+               "\ndata-parallel (a kiln built with MPI): mpiexec -np N kiln text lm|fit|lr-find ... --bs B trains on N\n"
+               "processes: --bs stays the global batch, each rank takes B / N of every batch (the language model's\n"
+               "rows, the classifier's documents) and rank 0 writes; predict and generate run in one process.\n");
 }
 
 static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)

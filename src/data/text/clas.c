@@ -174,15 +174,8 @@ kiln_data *kiln_clas_data_new(const int64_t *const *train, const int64_t *train_
         return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: bs %lld, %lld train documents, vocabulary %lld and %lld "
                                                "classes: all must be at least 1",
                           (long long)q.bs, (long long)n_train, (long long)vocab_size, (long long)n_classes);
-    if (!q.world) q.world = 1; /* params from before rank and world: one process */
-    if (q.world < 1 || q.rank < 0 || q.rank >= q.world)
-        return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: rank %d of world %d: need world >= 1 and 0 <= rank < world",
-                          q.rank, q.world);
-    const char *field = q.bs % q.world ? "bs" : q.valid_bs % q.world ? "valid_bs" : NULL;
-    if (field)
-        return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: %s %lld is not divisible by world %d (each rank takes "
-                                               "%s / world of a batch's documents)",
-                          field, (long long)(q.bs % q.world ? q.bs : q.valid_bs), q.world, field);
+    if (kiln__text_check_ranks("clas_data_new", &q.rank, &q.world, q.bs, q.valid_bs, "a batch's documents"))
+        return NULL;
     if (n_train < q.bs)
         return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: %lld train documents, fewer than one batch of %lld",
                           (long long)n_train, (long long)q.bs);

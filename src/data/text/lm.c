@@ -196,6 +196,20 @@ static kiln_status split_init(lm_split *s, const char *name, const int64_t *cons
     return KILN_STATUS_OK;
 }
 
+kiln_status kiln__text_check_ranks(const char *who, int *rank, int *world, int64_t bs, int64_t valid_bs,
+                                   const char *share)
+{
+    if (!*world) *world = 1;
+    if (*world < 1 || *rank < 0 || *rank >= *world)
+        return kiln__err(KILN_STATUS_INVALID, "%s: rank %d of world %d: need world >= 1 and 0 <= rank < world", who, *rank,
+                         *world);
+    const char *field = bs % *world ? "bs" : valid_bs % *world ? "valid_bs" : NULL;
+    if (field)
+        return kiln__err(KILN_STATUS_INVALID, "%s: %s %lld is not divisible by world %d (each rank takes %s / world of %s)",
+                         who, field, (long long)(bs % *world ? bs : valid_bs), *world, field, share);
+    return KILN_STATUS_OK;
+}
+
 kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_lens, int64_t n_train,
                             const int64_t *const *valid, const int64_t *valid_lens, int64_t n_valid,
                             int64_t vocab_size, const kiln_lm_data_params *p)
@@ -206,15 +220,7 @@ kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_le
         return kiln__errp(KILN_STATUS_INVALID, "lm_data_new: bs %lld, bptt %lld, vocabulary %lld, %lld train documents: "
                                                "all must be at least 1",
                           (long long)d.bs, (long long)d.bptt, (long long)vocab_size, (long long)n_train);
-    if (!d.world) d.world = 1; /* params from before rank and world: one process */
-    if (d.world < 1 || d.rank < 0 || d.rank >= d.world)
-        return kiln__errp(KILN_STATUS_INVALID, "lm_data_new: rank %d of world %d: need world >= 1 and 0 <= rank < world",
-                          d.rank, d.world);
-    const char *field = d.bs % d.world ? "bs" : d.valid_bs % d.world ? "valid_bs" : NULL;
-    if (field)
-        return kiln__errp(KILN_STATUS_INVALID, "lm_data_new: %s %lld is not divisible by world %d (each rank takes "
-                                               "%s / world of the rows)",
-                          field, (long long)(d.bs % d.world ? d.bs : d.valid_bs), d.world, field);
+    if (kiln__text_check_ranks("lm_data_new", &d.rank, &d.world, d.bs, d.valid_bs, "the rows")) return NULL;
     lm_state *st = calloc(1, sizeof *st);
     if (!st) return kiln__errp(KILN_STATUS_NOMEM, "lm_data_new: out of memory");
     st->magic = LM_MAGIC;
