@@ -2,7 +2,8 @@
  * cut into bs rows, windows follow each other and y is x shifted by one; train order changes
  * with the epoch and not with anything else, valid keeps its order; fastai 0.7's variable
  * window lengths (first bptt + 25, then N(bptt, 5) or N(bptt / 2, 5) with p 0.05, at least
- * 5) fit the rows; bad ids and short data are clear errors. */
+ * 5) fit the rows; bad ids and short data are clear errors; with world ranks each rank's
+ * batch is its rows of the one-rank batch, bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,4 +207,77 @@ Test(lm_data, bad_input_is_a_clear_error)
     cr_expect_null(kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, NULL, NULL, 0, 1 << 20, &p));
     ku_expect_error("hold no window of bptt 200", "bptt longer than a row");
     free_docs(&tr);
+}
+
+/* Data-parallel (issue 13): with world ranks, rank r's batch i is rows [r bs / world,
+ * (r + 1) bs / world) of the one-rank batch i, bit for bit, with the same window, for
+ * variable train windows over two epochs and for the valid split; n_items shares the
+ * documents out; a bs or valid_bs the ranks do not divide, or a bad rank, is refused. */
+Test(lm_data, ranks_rows_stack_to_the_one_rank_batch)
+{
+    docs tr = make_docs(300, 30), va = make_docs(40, 25);
+    kiln_ctx *ctx = ku_ctx();
+    kiln_lm_data_params p = {.bs = 12, .valid_bs = 8, .bptt = 20, .variable_bptt = true, .rank = 0, .world = 1};
+    kiln_data *one = kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, (const int64_t *const *)va.ids,
+                                      va.lens, va.n, 1 << 20, &p);
+    cr_assert_not_null(one, "%s", kiln_last_error());
+    for (int world = 2; world <= 4; world += 2) {
+        kiln_data *d[4] = {NULL};
+        int64_t items[2] = {0, 0};
+        for (int r = 0; r < world; r++) {
+            p.rank = r, p.world = world;
+            d[r] = kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, (const int64_t *const *)va.ids,
+                                    va.lens, va.n, 1 << 20, &p);
+            cr_assert_not_null(d[r], "rank %d of %d: %s", r, world, kiln_last_error());
+            for (int k = 0; k < 2; k++) items[k] += kiln_data_n_items(d[r], (kiln_data_split)k);
+        }
+        cr_expect_eq(items[0], tr.n, "world %d: the ranks' train documents add up", world);
+        cr_expect_eq(items[1], va.n, "world %d: the ranks' valid documents add up", world);
+        for (int epoch = 0; epoch < 2; epoch++) {
+            cr_assert_eq(kiln_data_set_epoch(one, 17, epoch), KILN_STATUS_OK);
+            for (int r = 0; r < world; r++) cr_assert_eq(kiln_data_set_epoch(d[r], 17, epoch), KILN_STATUS_OK);
+            for (int k = 0; k < 2; k++) {
+                kiln_data_split split = (kiln_data_split)k;
+                int64_t nb = kiln_data_n_batches(one, split), rows = k ? 8 : 12, mine = rows / world;
+                cr_assert_gt(nb, 1);
+                for (int64_t i = 0; i < nb; i++) {
+                    kiln_tensor *x1, *y1;
+                    int64_t s1, l1;
+                    cr_assert_eq(kiln_data_get_batch(one, split, i, ctx, &x1, &y1), KILN_STATUS_OK);
+                    cr_assert_eq(kiln_lm_data_window(one, split, i, &s1, &l1), KILN_STATUS_OK);
+                    for (int r = 0; r < world; r++) {
+                        kiln_tensor *x, *y;
+                        int64_t s, l;
+                        cr_assert_eq(kiln_data_n_batches(d[r], split), nb);
+                        cr_assert_eq(kiln_lm_data_window(d[r], split, i, &s, &l), KILN_STATUS_OK);
+                        cr_assert(s == s1 && l == l1, "world %d rank %d %s batch %lld: window %lld+%lld, one rank's "
+                                  "%lld+%lld", world, r, kiln_data_split_name(split), (long long)i, (long long)s,
+                                  (long long)l, (long long)s1, (long long)l1);
+                        cr_assert_eq(kiln_data_get_batch(d[r], split, i, ctx, &x, &y), KILN_STATUS_OK);
+                        cr_assert(x->shape[0] == mine && x->shape[1] == l1 && y->shape[0] == mine);
+                        size_t off = (size_t)(r * mine * l1), bytes = (size_t)(mine * l1) * sizeof(int64_t);
+                        cr_assert(!memcmp(x->data, (const int64_t *)x1->data + off, bytes) &&
+                                      !memcmp(y->data, (const int64_t *)y1->data + off, bytes),
+                                  "world %d rank %d epoch %d %s batch %lld: not rows %lld.. of the one-rank batch",
+                                  world, r, epoch, kiln_data_split_name(split), (long long)i, (long long)(r * mine));
+                    }
+                    kiln_step_reset(ctx);
+                }
+            }
+        }
+        for (int r = 0; r < world; r++) kiln_data_free(d[r]);
+    }
+    kiln_data_free(one);
+    p.world = 5, p.rank = 0;
+    cr_expect_null(kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, NULL, NULL, 0, 1 << 20, &p));
+    ku_expect_error("bs 12 is not divisible by world 5", "bs the ranks do not divide");
+    p.world = 3, p.valid_bs = 4;
+    cr_expect_null(kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, NULL, NULL, 0, 1 << 20, &p));
+    ku_expect_error("valid_bs 4 is not divisible by world 3", "valid_bs the ranks do not divide");
+    p.rank = 3, p.valid_bs = 0;
+    cr_expect_null(kiln_lm_data_new((const int64_t *const *)tr.ids, tr.lens, tr.n, NULL, NULL, 0, 1 << 20, &p));
+    ku_expect_error("rank 3 of world 3", "a rank outside the world");
+    ku_ctx_free(ctx);
+    free_docs(&tr);
+    free_docs(&va);
 }

@@ -97,7 +97,9 @@ void kiln_data_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *out
  * the train rule above, !pad the valid rule. Returns the shard's length, or a negative status
  * (INVALID + message naming the field: world < 1, rank outside [0, world), n < 0).
  * Tabular and collab sources are tensor data underneath and shard through kiln_tab_params'
- * rank and world; text sources (src/data/text: language model, classifier) do not shard yet. */
+ * rank and world. Text sources (kiln/text.h) take rank and world in their params and split each
+ * global batch instead: the language model a batch's rows, the classifier a batch's documents
+ * (its valid split by the valid rule above). */
 int64_t kiln_data_shard(int64_t n, int rank, int world, bool pad, const int64_t *order, int64_t *out);
 
 /* ---- prefetch ring ------------------------------------------------------------------------ *

@@ -137,12 +137,23 @@ void kiln_text_table_free(kiln_text_table *t);
  * (seed, epoch); when the drawn lengths add up to more than the row holds they are scaled down
  * to fit. Valid windows are bptt long (the last one shorter). Both splits have a fixed number
  * of batches: (L - 1) / bptt for train (the learner's schedules need it fixed), ceil of it for
- * valid. */
+ * valid.
+ * Data-parallel (issue 13): bs is the global batch, all ranks' rows. With world ranks, rank r
+ * makes the same stream (the same order of (seed, epoch)) and keeps rows [r bs / world,
+ * (r + 1) bs / world) of it: its batch i is those rows of the global batch i, x and y
+ * (bs / world, len), with the same windows on every rank (the variable lengths come from
+ * (seed, epoch) alone), so the ranks' batches stacked in rank order are the one-rank batch bit
+ * for bit, and a model on rank r carries the hidden state of its own rows. The valid split is
+ * cut the same way (valid_bs / world rows a rank). bs and valid_bs must be divisible by world
+ * (INVALID naming the field). kiln_data_n_items counts the documents as kiln_data_shard's valid
+ * rule shares them out (a count; the rows are the shard). world 1 is the data as without it. */
 typedef struct kiln_lm_data_params {
-    int64_t bs;         /* rows (streams) per batch: 64 */
+    int64_t bs;         /* rows (streams) per batch, all ranks together: 64 */
     int64_t valid_bs;   /* 0 = bs */
     int64_t bptt;       /* window length: 70 */
     bool variable_bptt; /* true: fastai 0.7's random train window lengths */
+    int rank, world;    /* 0, 1: this process's rows of world ranks' (world 0 counts as 1; INVALID unless
+                           0 <= rank < world) */
 } kiln_lm_data_params;
 kiln_lm_data_params kiln_lm_data_default_params(void);
 
@@ -164,10 +175,21 @@ kiln_status kiln_lm_data_window(kiln_data *d, kiln_data_split split, int64_t i, 
  * permutation, cut into chunks of 50 batches, each sorted by length (longest first), cut into
  * batches, the batch holding the longest document first and the others shuffled; the short last
  * batch is dropped (fastai's train loader drops it, so a BatchNorm head never sees one item).
- * Valid is sorted by length, longest first (SortSampler), every document kept. */
+ * Valid is sorted by length, longest first (SortSampler), every document kept.
+ * Data-parallel (issue 13): bs is the global batch, all ranks' documents. With world ranks every
+ * rank draws the same SortishSampler order of (seed, epoch) and its batch i holds items rank,
+ * rank + world, ... of global batch i (bs / world documents, padded to their own longest), so
+ * the ranks' items of batch i together are the one-rank batch i's. Valid: the length-sorted split
+ * is sharded by kiln_data_shard's valid rule (items rank, rank + world, ... of that order, no
+ * padding), then cut into batches of valid_bs / world; the shards partition the split, a rank may
+ * have one batch fewer, or none. bs and valid_bs must be divisible by world (INVALID naming the
+ * field). kiln_data_n_items counts the rank's valid documents, and for train its share of the
+ * documents by the same rule (a count). world 1 is the data as without it. */
 typedef struct kiln_clas_data_params {
-    int64_t bs;       /* 64 */
+    int64_t bs;       /* 64, all ranks together */
     int64_t valid_bs; /* 0 = bs */
+    int rank, world;  /* 0, 1: this process's share of world ranks' (world 0 counts as 1; INVALID unless
+                         0 <= rank < world) */
 } kiln_clas_data_params;
 kiln_clas_data_params kiln_clas_data_default_params(void);
 
@@ -178,12 +200,17 @@ kiln_data *kiln_clas_data_new(const int64_t *const *train, const int64_t *train_
                               int64_t n_train, const int64_t *const *valid, const int64_t *valid_lens,
                               const int64_t *valid_y, int64_t n_valid, int64_t vocab_size, int64_t n_classes,
                               const kiln_clas_data_params *p);
-/* The documents (indices into the split as given) of batch i in the current epoch's order;
- * *n set to their count. NULL + INVALID when d is not a classifier source or i is out of range. */
+/* The documents (indices into the split as given) of this rank's batch i in the current epoch's
+ * order; *n set to their count. NULL + INVALID when d is not a classifier source or i is out of
+ * range. */
 const int64_t *kiln_clas_data_batch_items(kiln_data *d, kiln_data_split split, int64_t i, int64_t *n);
 /* The ids of document i of split (as given, no padding), *len of them; NULL + INVALID when d is
  * not a classifier source or i is out of range. */
 const int64_t *kiln_clas_data_item(kiln_data *d, kiln_data_split split, int64_t i, int64_t *len);
+/* A new source with d's documents and batch sizes as one rank (world 1): both splits whole, as
+ * rank 0 needs them to interpret the validation split after a data-parallel fit. NULL + INVALID
+ * when d is not a classifier source. */
+kiln_data *kiln_clas_data_whole(kiln_data *d);
 
 /* ---- a language-model corpus from files ---------------------------------------------------------
  * kiln_text_lm_data_open reads sources, each a text file (its documents are its paragraphs:
@@ -191,14 +218,17 @@ const int64_t *kiln_clas_data_item(kiln_data *d, kiln_data_split split, int64_t 
  * recursively) or a .csv (one document per row, column text_col), puts valid_pct of the
  * documents (a permutation of split_seed) aside for validation, tokenizes both on n_threads
  * threads, builds the vocabulary from the train documents (or uses vocab_in) and returns the LM
- * batches, with the vocabulary in *vocab (free it) and what was read in *info (may be NULL). */
+ * batches, with the vocabulary in *vocab (free it) and what was read in *info (may be NULL).
+ * Data-parallel: every rank reads and tokenizes the whole corpus (the same split, vocabulary
+ * and counts in *info on each) and keeps its rows (lm.rank, lm.world); the classifier's opener
+ * below does the same with clas.rank, clas.world. */
 typedef struct kiln_text_lm_data_params {
     const char *text_col;       /* CSV sources: "text" */
     double valid_pct;           /* 0.1 */
     uint64_t split_seed;        /* 42 */
     kiln_vocab_params vocab;    /* fastai's 60000, 3 */
     const kiln_vocab *vocab_in; /* NULL: built from the train documents */
-    kiln_lm_data_params lm;     /* bs 64, bptt 70, variable */
+    kiln_lm_data_params lm;     /* bs 64, bptt 70, variable; rank, world: this rank's rows */
     int n_threads;              /* tokenizer threads, 2 */
 } kiln_text_lm_data_params;
 kiln_text_lm_data_params kiln_text_lm_data_default_params(void);
@@ -225,7 +255,7 @@ typedef struct kiln_text_clas_data_params {
     uint64_t split_seed;              /* 42 */
     kiln_vocab_params vocab;
     const kiln_vocab *vocab_in;
-    kiln_clas_data_params clas;
+    kiln_clas_data_params clas;       /* bs 64; rank, world: this rank's documents */
     int n_threads;                    /* 2 */
 } kiln_text_clas_data_params;
 kiln_text_clas_data_params kiln_text_clas_data_default_params(void);

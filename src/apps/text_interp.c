@@ -50,7 +50,8 @@ static kiln_status reorder(kiln_data *d, kiln_data_split split, kiln_preds *p)
         for (int64_t j = 0; !st && j < n; j++, r++) {
             int64_t i = items[j];
             if (r >= p->n || i < 0 || i >= p->n) {
-                st = kiln__err(KILN_STATUS_STATE, "text_interpret: the predictions do not match the split's documents");
+                st = kiln__err(KILN_STATUS_STATE, "text_interpret: the predictions do not match the split's documents "
+                                                  "(a data-parallel rank's share? interpret kiln_clas_data_whole's copy)");
                 break;
             }
             memcpy(probs + i * p->c, p->probs + r * p->c, (size_t)p->c * sizeof *probs);

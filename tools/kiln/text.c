@@ -1,7 +1,9 @@
 /* kiln text <lm|lr-find|fit|predict|generate>: language models and classifiers the ULMFiT way. One flag table (the common training
  * flags of train.h and text's own corpus and model flags); each subcommand is one library call
  * for the corpus (kiln_text_lm_data_open), one for the learner (kiln_text_lm_learner_new) and
- * the shared training driver (train.h). */
+ * the shared training driver (train.h). Under mpiexec -np N (issue 13) lm, fit and lr-find
+ * train data-parallel: every rank reads the whole corpus and keeps its share of each global
+ * batch of --bs (the LM's rows, the classifier's documents); predict and generate are refused. */
 #include "subcmd.h"
 #include "train.h"
 
@@ -94,7 +96,10 @@ static void text_usage(FILE *f)
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-9s %s\n", g_cmds[i].name, g_cmds[i].usage);
     fprintf(f, "\nexample:\n  kiln text lm ../shared/datasets/austen --config small --epochs 2 --out runs/austen-lm\n"
                "  kiln text generate runs/austen-lm \"It is a truth\" --words 30\n"
-               "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n");
+               "  kiln text fit train.csv --text-col review --label-col score --lm runs/austen-lm --out runs/clas\n"
+               "\ndata-parallel (a kiln built with MPI): mpiexec -np N kiln text lm|fit|lr-find ... --bs B trains on N\n"
+               "processes: --bs stays the global batch, each rank takes B / N of every batch (the language model's\n"
+               "rows, the classifier's documents) and rank 0 writes; predict and generate run in one process.\n");
 }
 
 static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)
@@ -104,14 +109,6 @@ static kiln_awd_lstm_params config_of(const topts *o, int64_t vocab)
     return c;
 }
 
-
-/* Text batches are not sharded by rank yet: under mpirun with N > 1 training is refused. */
-static int text_no_dist(const topts *o, kiln_ctx *ctx)
-{
-    kiln_ctx_free(ctx);
-    return cli_fail(o->t.cmd, 2, "data-parallel training (%d ranks) is not supported for text yet: its LM and "
-                    "classifier batches are not sharded by rank; run one process", train_world());
-}
 
 static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
 {
@@ -123,11 +120,11 @@ static int run(topts *o, const subcmd *c, int n_src, const char *const *src)
         return cli_fail(o->t.cmd, 1, "--resume: no checkpoint %s to resume from", ck);
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
-    if (train_world() > 1) return text_no_dist(o, ctx);
     kiln_text_lm_data_params dp = kiln_text_lm_data_default_params();
     dp.text_col = o->text_col, dp.valid_pct = o->valid_pct, dp.split_seed = 42;
     dp.vocab.max_vocab = o->max_vocab, dp.vocab.min_freq = o->min_freq;
-    dp.lm.bs = o->t.bs, dp.lm.bptt = o->bptt;
+    dp.lm.bs = o->t.bs, dp.lm.bptt = o->bptt; /* the global batch: --bs / N rows a rank */
+    dp.lm.rank = train_rank(), dp.lm.world = train_world();
     dp.n_threads = kiln_ctx_threads(ctx);
     kiln_vocab *vocab = NULL;
     kiln_text_corpus_info info;
@@ -278,7 +275,8 @@ static kiln_learner *clas_learner(topts *o, kiln_ctx *ctx, const char *train_csv
     kiln_text_clas_data_params dp = kiln_text_clas_data_default_params();
     dp.text_col = o->text_col, dp.label_col = o->label_col, dp.valid_pct = o->valid_pct, dp.vocab_in = lmv;
     dp.vocab.max_vocab = o->max_vocab, dp.vocab.min_freq = o->min_freq;
-    dp.clas.bs = o->t.bs, dp.n_threads = kiln_ctx_threads(ctx);
+    dp.clas.bs = o->t.bs, dp.n_threads = kiln_ctx_threads(ctx); /* the global batch: --bs / N documents a rank */
+    dp.clas.rank = train_rank(), dp.clas.world = train_world();
     kiln_vocab *vocab = NULL;
     kiln_text_classes classes = {0};
     kiln_text_corpus_info info;
@@ -314,6 +312,24 @@ static kiln_learner *clas_learner(topts *o, kiln_ctx *ctx, const char *train_csv
     return l;
 }
 
+/* The validation split's interpretation into out (rank 0). N ranks: the learner's data holds
+ * this rank's shard of the split; the whole split is interpreted, the weights being every rank's. */
+static kiln_status interpret(kiln_learner *l, const char *out, kiln_interp *it)
+{
+    if (train_world() == 1) return kiln_text_interpret(l, KILN_DATA_SPLIT_VALID, out, 9, it);
+    kiln_data *whole = kiln_clas_data_whole(kiln_learner_data(l));
+    bool own = true;
+    if (!whole) return kiln_last_status();
+    if (kiln_learner_swap_data(l, &whole, &own)) {
+        kiln_data_free(whole);
+        return kiln_last_status();
+    }
+    kiln_status st = kiln_text_interpret(l, KILN_DATA_SPLIT_VALID, out, 9, it);
+    kiln_learner_swap_data(l, &whole, &own); /* the shard back; whole is the copy again */
+    kiln_data_free(whole);
+    return st;
+}
+
 /* kiln text fit (the classifier), and lr-find with --label-col */
 static int run_fit(topts *o, const subcmd *c, const char *train_csv)
 {
@@ -322,7 +338,6 @@ static int run_fit(topts *o, const subcmd *c, const char *train_csv)
     if (rc) return rc;
     kiln_ctx *ctx = train_ctx_new(&o->t);
     if (!ctx) return 1;
-    if (train_world() > 1) return text_no_dist(o, ctx);
     kiln_learner *l = clas_learner(o, ctx, train_csv);
     if (!l) {
         kiln_ctx_free(ctx);
@@ -345,8 +360,8 @@ static int run_fit(topts *o, const subcmd *c, const char *train_csv)
     train_settings_num(&s, "--bptt", (double)o->bptt);
     rc = train_fit(&o->t, l, train_csv, &s);
     kiln_interp it = {0};
-    if (!rc && kiln_text_interpret(l, KILN_DATA_SPLIT_VALID, o->t.out, 9, &it)) rc = cli_kfail(o->t.cmd, "interpretation");
-    if (!rc && !o->t.quiet) {
+    if (!rc && train_rank() == 0 && interpret(l, o->t.out, &it)) rc = cli_kfail(o->t.cmd, "interpretation");
+    if (!rc && !o->t.quiet && train_rank() == 0) {
         const kiln_text_classes *cl = kiln_text_learner_classes(l);
         kiln_confused mc[3];
         int total = 0, k = kiln_interp_most_confused(&it, 1, mc, 3, &total);
@@ -424,6 +439,11 @@ int cmd_text(int argc, char **argv)
             : o.min_freq < 1 ? "--min-freq must be >= 1" : NULL;
     if (bad) {
         rc = cli_fail(prog, 2, "%s", bad);
+        goto done;
+    }
+    if ((c->bit == TC_PREDICT || c->bit == TC_GENERATE) && train_comm() && train_world() > 1) {
+        rc = cli_fail(prog, 2, "%s runs in one process: under mpiexec with %d ranks each would do the same work; "
+                      "data-parallel is for training (lm, fit, lr-find)", c->name, train_world());
         goto done;
     }
     if (c->bit == TC_PREDICT) {

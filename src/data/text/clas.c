@@ -1,5 +1,7 @@
 /* Classifier batches (kiln/text.h): padded batches of documents, fastai's SortishSampler for the
- * train order of each epoch and length-sorted validation. */
+ * train order of each epoch and length-sorted validation. With world ranks, rank r takes items
+ * r, r + world, ... of each global train batch, and its kiln_data_shard of the sorted valid
+ * split. */
 #include "data/text/text_internal.h"
 
 #include <stdlib.h>
@@ -9,16 +11,23 @@
 
 typedef struct clas_split {
     int64_t *ids, *off, *y; /* documents back to back, n + 1 offsets, labels */
-    int64_t n, bs, n_batches;
-    int64_t *order;         /* this epoch's documents, batch after batch (n_batches * bs, or n for valid) */
+    int64_t n, bs, n_batches; /* documents, the global batch (all ranks'), batches */
+    int64_t b, n_mine;      /* this rank's batch (bs / world) and items (n_batches * b for train) */
+    int64_t *order;         /* this rank's documents this epoch, batch after batch */
 } clas_split;
 
 typedef struct clas_state {
     uint32_t magic;
+    int rank, world;
+    kiln_clas_data_params p;
+    int64_t vocab, n_classes;
     clas_split s[2];
 } clas_state;
 
-kiln_clas_data_params kiln_clas_data_default_params(void) { return (kiln_clas_data_params){.bs = 64, .valid_bs = 0}; }
+kiln_clas_data_params kiln_clas_data_default_params(void)
+{
+    return (kiln_clas_data_params){.bs = 64, .valid_bs = 0, .rank = 0, .world = 1};
+}
 
 static int64_t len_of(const clas_split *s, int64_t i) { return s->off[i + 1] - s->off[i]; }
 
@@ -73,18 +82,25 @@ static kiln_status clas_set_epoch(void *state, uint64_t seed, int64_t epoch)
         memcpy(tmp + at, perm + b * s->bs, (size_t)s->bs * sizeof *tmp);
         at += s->bs;
     }
-    memcpy(s->order, tmp, (size_t)(nb * s->bs) * sizeof *tmp);
+    /* this rank's share of each global batch: items rank, rank + world, ... */
+    for (int64_t i = 0; i < nb; i++)
+        for (int64_t k = 0; k < s->b; k++) s->order[i * s->b + k] = tmp[i * s->bs + st->rank + k * st->world];
     free(perm), free(bperm), free(tmp);
     return KILN_STATUS_OK;
 }
 
-static int64_t clas_n_items(void *state, kiln_data_split split) { return ((clas_state *)state)->s[split].n; }
+/* documents as kiln_data_shard's valid rule shares them out (train: a count; valid: the shard) */
+static int64_t clas_n_items(void *state, kiln_data_split split)
+{
+    clas_state *st = state;
+    return kiln_data_shard(st->s[split].n, st->rank, st->world, false, NULL, NULL);
+}
 static int64_t clas_n_batches(void *state, kiln_data_split split) { return ((clas_state *)state)->s[split].n_batches; }
 
 static void batch_range(const clas_split *s, int64_t i, int64_t *first, int64_t *n)
 {
-    *first = i * s->bs;
-    *n = s->n - *first < s->bs ? s->n - *first : s->bs;
+    *first = i * s->b;
+    *n = s->n_mine - *first < s->b ? s->n_mine - *first : s->b;
 }
 
 static kiln_status clas_get_batch(void *state, kiln_data_split split, int64_t i, kiln_ctx *ctx, kiln_tensor **x,
@@ -113,9 +129,9 @@ static kiln_status clas_get_batch(void *state, kiln_data_split split, int64_t i,
 }
 
 static kiln_status split_init(clas_split *s, const char *name, const int64_t *const *docs, const int64_t *lens,
-                              const int64_t *y, int64_t n, int64_t vocab, int64_t n_classes, int64_t bs)
+                              const int64_t *y, int64_t n, int64_t vocab, int64_t n_classes, int64_t bs, int world)
 {
-    s->n = n, s->bs = bs;
+    s->n = n, s->bs = bs, s->b = bs / world;
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
         if (lens[i] < 1 || !docs[i])
@@ -158,23 +174,35 @@ kiln_data *kiln_clas_data_new(const int64_t *const *train, const int64_t *train_
         return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: bs %lld, %lld train documents, vocabulary %lld and %lld "
                                                "classes: all must be at least 1",
                           (long long)q.bs, (long long)n_train, (long long)vocab_size, (long long)n_classes);
+    if (kiln__text_check_ranks("clas_data_new", &q.rank, &q.world, q.bs, q.valid_bs, "a batch's documents"))
+        return NULL;
     if (n_train < q.bs)
         return kiln__errp(KILN_STATUS_INVALID, "clas_data_new: %lld train documents, fewer than one batch of %lld",
                           (long long)n_train, (long long)q.bs);
     clas_state *st = calloc(1, sizeof *st);
     if (!st) return kiln__errp(KILN_STATUS_NOMEM, "clas_data_new: out of memory");
     st->magic = CLAS_MAGIC;
-    if (split_init(&st->s[0], "train", train, train_lens, train_y, n_train, vocab_size, n_classes, q.bs) ||
+    st->rank = q.rank, st->world = q.world, st->p = q, st->vocab = vocab_size, st->n_classes = n_classes;
+    if (split_init(&st->s[0], "train", train, train_lens, train_y, n_train, vocab_size, n_classes, q.bs, q.world) ||
         (n_valid && split_init(&st->s[1], "valid", valid, valid_lens, valid_y, n_valid, vocab_size, n_classes,
-                               q.valid_bs ? q.valid_bs : q.bs))) {
+                               q.valid_bs ? q.valid_bs : q.bs, q.world))) {
         clas_free(st);
         return NULL;
     }
     st->s[0].n_batches = n_train / q.bs;
-    if (n_valid) {
+    st->s[0].n_mine = st->s[0].n_batches * st->s[0].b;
+    if (n_valid) { /* sorted by length, then this rank's shard of that order, batched */
         clas_split *v = &st->s[1];
-        v->n_batches = (n_valid + v->bs - 1) / v->bs;
         sort_by_len(v, v->order, v->n);
+        int64_t *sorted = malloc((size_t)n_valid * sizeof *sorted);
+        if (!sorted) {
+            clas_free(st);
+            return kiln__errp(KILN_STATUS_NOMEM, "clas_data_new: out of memory");
+        }
+        memcpy(sorted, v->order, (size_t)n_valid * sizeof *sorted);
+        v->n_mine = kiln_data_shard(n_valid, q.rank, q.world, false, sorted, v->order);
+        free(sorted);
+        v->n_batches = (v->n_mine + v->b - 1) / v->b;
     }
     if (clas_set_epoch(st, 0, 0)) {
         clas_free(st);
@@ -210,4 +238,28 @@ const int64_t *kiln_clas_data_item(kiln_data *d, kiln_data_split split, int64_t 
                           (long long)i, (long long)s->n);
     *len = len_of(s, i);
     return s->ids + s->off[i];
+}
+
+kiln_data *kiln_clas_data_whole(kiln_data *d)
+{
+    clas_state *st = d ? kiln_data_state(d) : NULL;
+    if (!st || st->magic != CLAS_MAGIC) return kiln__errp(KILN_STATUS_INVALID, "clas_data_whole: not a text classifier source");
+    const int64_t **docs[2] = {NULL, NULL};
+    int64_t *lens[2] = {NULL, NULL};
+    kiln_data *out = NULL;
+    for (int k = 0; k < 2; k++) { /* every document of the split as given */
+        const clas_split *s = &st->s[k];
+        docs[k] = malloc((size_t)(s->n ? s->n : 1) * sizeof *docs[k]);
+        lens[k] = malloc((size_t)(s->n ? s->n : 1) * sizeof *lens[k]);
+        if (!docs[k] || !lens[k]) goto done;
+        for (int64_t i = 0; i < s->n; i++) docs[k][i] = s->ids + s->off[i], lens[k][i] = len_of(s, i);
+    }
+    kiln_clas_data_params q = st->p;
+    q.rank = 0, q.world = 1;
+    out = kiln_clas_data_new(docs[0], lens[0], st->s[0].y, st->s[0].n, docs[1], lens[1], st->s[1].y, st->s[1].n,
+                             st->vocab, st->n_classes, &q);
+done:
+    if (!docs[0] || !docs[1] || !lens[0] || !lens[1]) kiln__err(KILN_STATUS_NOMEM, "clas_data_whole: out of memory");
+    for (int k = 0; k < 2; k++) free(docs[k]), free(lens[k]);
+    return out;
 }

@@ -1,6 +1,8 @@
 /* Language-model batches (kiln/text.h): documents shuffled per epoch and concatenated into bs
  * streams, read in consecutive windows of fastai 0.7's variable length (train) or bptt
- * (valid), x the window and y the window shifted by one token. */
+ * (valid), x the window and y the window shifted by one token. With world ranks each keeps
+ * only its bs / world rows of the stream (rows r0 .. r0 + bs / world - 1); the windows are
+ * every rank's. */
 #include "data/text/text_internal.h"
 
 #include <math.h>
@@ -13,8 +15,9 @@ typedef struct lm_split {
     int64_t *ids;      /* the documents' ids, one after another */
     int64_t *doc_off;  /* n_docs + 1 offsets into ids */
     int64_t n_docs, n_tok;
-    int64_t bs, row;   /* rows and tokens per row */
-    int64_t *stream;   /* (bs, row): this epoch's concatenation */
+    int64_t bs, row;   /* rows (all ranks') and tokens per row */
+    int64_t r0, nr;    /* this rank's rows: r0 .. r0 + nr - 1 */
+    int64_t *stream;   /* (nr, row): this rank's rows of this epoch's concatenation */
     int64_t n_batches;
     int64_t *start, *len; /* per batch */
 } lm_split;
@@ -27,7 +30,7 @@ typedef struct lm_state {
 
 kiln_lm_data_params kiln_lm_data_default_params(void)
 {
-    return (kiln_lm_data_params){.bs = 64, .valid_bs = 0, .bptt = 70, .variable_bptt = true};
+    return (kiln_lm_data_params){.bs = 64, .valid_bs = 0, .bptt = 70, .variable_bptt = true, .rank = 0, .world = 1};
 }
 
 static void split_free(lm_split *s)
@@ -48,16 +51,16 @@ static void lm_free(void *state)
     free(st);
 }
 
-/* the stream of the documents in order perm (NULL: as given), cut into rows */
+/* this rank's rows of the stream of the documents in order perm (NULL: as given), cut into
+ * rows: tokens [lo, hi) of the concatenation */
 static void fill_stream(lm_split *s, const int64_t *perm)
 {
-    int64_t at = 0, need = s->bs * s->row;
-    for (int64_t k = 0; k < s->n_docs && at < need; k++) {
+    int64_t lo = s->r0 * s->row, hi = lo + s->nr * s->row;
+    for (int64_t k = 0, pos = 0; k < s->n_docs && pos < hi; k++) {
         int64_t d = perm ? perm[k] : k;
-        int64_t n = s->doc_off[d + 1] - s->doc_off[d];
-        if (n > need - at) n = need - at;
-        memcpy(s->stream + at, s->ids + s->doc_off[d], (size_t)n * sizeof(int64_t));
-        at += n;
+        int64_t n = s->doc_off[d + 1] - s->doc_off[d], a = pos > lo ? pos : lo, b = pos + n < hi ? pos + n : hi;
+        if (b > a) memcpy(s->stream + (a - lo), s->ids + s->doc_off[d] + (a - pos), (size_t)(b - a) * sizeof(int64_t));
+        pos += n;
     }
 }
 
@@ -121,10 +124,11 @@ static kiln_status lm_set_epoch(void *state, uint64_t seed, int64_t epoch)
     return KILN_STATUS_OK;
 }
 
+/* documents, shared out among ranks as kiln_data_shard's valid rule does (a count only) */
 static int64_t lm_n_items(void *state, kiln_data_split split)
 {
     lm_state *st = state;
-    return st->s[split].n_docs;
+    return kiln_data_shard(st->s[split].n_docs, st->p.rank, st->p.world, false, NULL, NULL);
 }
 
 static int64_t lm_n_batches(void *state, kiln_data_split split)
@@ -138,11 +142,11 @@ static kiln_status lm_get_batch(void *state, kiln_data_split split, int64_t i, k
 {
     lm_state *st = state;
     lm_split *s = &st->s[split];
-    int64_t shape[2] = {s->bs, s->len[i]};
+    int64_t shape[2] = {s->nr, s->len[i]};
     kiln_tensor *tx = kiln_empty(ctx, KILN_DTYPE_I64, 2, shape), *ty = kiln_empty(ctx, KILN_DTYPE_I64, 2, shape);
     if (!tx || !ty) return kiln_last_status();
     int64_t *px = tx->data, *py = ty->data;
-    for (int64_t r = 0; r < s->bs; r++) {
+    for (int64_t r = 0; r < s->nr; r++) {
         const int64_t *row = s->stream + r * s->row + s->start[i];
         memcpy(px + r * s->len[i], row, (size_t)s->len[i] * sizeof(int64_t));
         memcpy(py + r * s->len[i], row + 1, (size_t)s->len[i] * sizeof(int64_t));
@@ -153,9 +157,10 @@ static kiln_status lm_get_batch(void *state, kiln_data_split split, int64_t i, k
 }
 
 static kiln_status split_init(lm_split *s, const char *name, const int64_t *const *docs, const int64_t *lens,
-                              int64_t n, int64_t vocab, int64_t bs, int64_t bptt)
+                              int64_t n, int64_t vocab, int64_t bs, int64_t bptt, int rank, int world)
 {
     s->bs = bs;
+    s->nr = bs / world, s->r0 = rank * s->nr;
     s->n_docs = n;
     for (int64_t i = 0; i < n; i++) {
         if (lens[i] < 0 || (lens[i] && !docs[i]))
@@ -169,7 +174,7 @@ static kiln_status split_init(lm_split *s, const char *name, const int64_t *cons
                          name, (long long)s->n_tok, (long long)bs);
     s->ids = malloc((size_t)s->n_tok * sizeof *s->ids);
     s->doc_off = malloc((size_t)(n + 1) * sizeof *s->doc_off);
-    s->stream = malloc((size_t)(bs * s->row) * sizeof *s->stream);
+    s->stream = malloc((size_t)(s->nr * s->row) * sizeof *s->stream);
     int64_t room = s->row - 1;
     s->n_batches = (room + bptt - 1) / bptt;
     s->start = malloc((size_t)s->n_batches * sizeof *s->start);
@@ -191,6 +196,20 @@ static kiln_status split_init(lm_split *s, const char *name, const int64_t *cons
     return KILN_STATUS_OK;
 }
 
+kiln_status kiln__text_check_ranks(const char *who, int *rank, int *world, int64_t bs, int64_t valid_bs,
+                                   const char *share)
+{
+    if (!*world) *world = 1;
+    if (*world < 1 || *rank < 0 || *rank >= *world)
+        return kiln__err(KILN_STATUS_INVALID, "%s: rank %d of world %d: need world >= 1 and 0 <= rank < world", who, *rank,
+                         *world);
+    const char *field = bs % *world ? "bs" : valid_bs % *world ? "valid_bs" : NULL;
+    if (field)
+        return kiln__err(KILN_STATUS_INVALID, "%s: %s %lld is not divisible by world %d (each rank takes %s / world of %s)",
+                         who, field, (long long)(bs % *world ? bs : valid_bs), *world, field, share);
+    return KILN_STATUS_OK;
+}
+
 kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_lens, int64_t n_train,
                             const int64_t *const *valid, const int64_t *valid_lens, int64_t n_valid,
                             int64_t vocab_size, const kiln_lm_data_params *p)
@@ -201,13 +220,15 @@ kiln_data *kiln_lm_data_new(const int64_t *const *train, const int64_t *train_le
         return kiln__errp(KILN_STATUS_INVALID, "lm_data_new: bs %lld, bptt %lld, vocabulary %lld, %lld train documents: "
                                                "all must be at least 1",
                           (long long)d.bs, (long long)d.bptt, (long long)vocab_size, (long long)n_train);
+    if (kiln__text_check_ranks("lm_data_new", &d.rank, &d.world, d.bs, d.valid_bs, "the rows")) return NULL;
     lm_state *st = calloc(1, sizeof *st);
     if (!st) return kiln__errp(KILN_STATUS_NOMEM, "lm_data_new: out of memory");
     st->magic = LM_MAGIC;
     st->p = d;
-    kiln_status e = split_init(&st->s[0], "train", train, train_lens, n_train, vocab_size, d.bs, d.bptt);
+    kiln_status e = split_init(&st->s[0], "train", train, train_lens, n_train, vocab_size, d.bs, d.bptt, d.rank, d.world);
     if (!e && n_valid)
-        e = split_init(&st->s[1], "valid", valid, valid_lens, n_valid, vocab_size, d.valid_bs ? d.valid_bs : d.bs, d.bptt);
+        e = split_init(&st->s[1], "valid", valid, valid_lens, n_valid, vocab_size, d.valid_bs ? d.valid_bs : d.bs, d.bptt,
+                       d.rank, d.world);
     if (e) {
         lm_free(st);
         return NULL;

@@ -87,4 +87,10 @@ int64_t kiln__strmap_get(const kiln__strmap *m, const char *key);
 kiln_status kiln__text_numericalize_all(const kiln_vocab *v, const kiln_tokens *tok, int64_t n, int64_t n_train,
                                         int64_t **ids, int64_t *lens, kiln_text_corpus_info *info, const char *who);
 
+/* The LM's and the classifier's rank and world (issue 13): *world 0 becomes 1 (params from
+ * before rank and world); INVALID naming who and the field unless 0 <= *rank < *world and the
+ * world divides bs and valid_bs (each rank takes `share` / world of a batch). (lm.c) */
+kiln_status kiln__text_check_ranks(const char *who, int *rank, int *world, int64_t bs, int64_t valid_bs,
+                                   const char *share);
+
 #endif
