@@ -16,7 +16,10 @@
  *     reproducible for a given N and the ranks' masks are independent.
  * Every rank takes the same optimizer step from the same averaged gradients, so weights stay
  * equal; fit start broadcasts rank 0's parameters and buffers so different inits cannot
- * diverge. */
+ * diverge. BatchNorm's running statistics follow each rank's own batches during the epoch and
+ * are rank 0's on every rank before each validation and at the end of the fit (PyTorch DDP's
+ * broadcast_buffers gives every rank rank 0's at each forward: the same values where they are
+ * used), so the table, the checkpoint and the saved model are one model's. */
 #include "learn_internal.h"
 #include "core/rowset.h"
 #include "kiln/autograd.h"
@@ -96,6 +99,14 @@ kiln_status kiln__dist_fit_begin(kiln_learner *l)
     kiln_status st = np ? kiln_comm_bcast(l->comm, p, np * sizeof *p, 0) : KILN_STATUS_OK;
     if (!st && nb) st = kiln_comm_bcast(l->comm, b, nb * sizeof *b, 0);
     return st;
+}
+
+kiln_status kiln__dist_sync_buffers(kiln_learner *l)
+{
+    if (!kiln__dist_on(l)) return KILN_STATUS_OK;
+    size_t nb = 0;
+    float *b = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_BUFFERS, &nb);
+    return nb ? kiln_comm_bcast(l->comm, b, nb * sizeof *b, 0) : KILN_STATUS_OK;
 }
 
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)

@@ -227,6 +227,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         s->valid_loss = NAN;
         for (int j = 0; j < l->n_metrics; j++) s->metrics[j] = NAN;
         int64_t bad_batch = -1; /* the first validation batch with a non-finite loss */
+        if ((st = kiln__dist_sync_buffers(l))) break; /* N ranks: validate rank 0's running statistics */
         if (!p->no_valid &&
             (st = kiln__learn_validate(l, KILN_DATA_SPLIT_VALID, &s->valid_loss, s->metrics, &bad_batch)))
             break;
@@ -239,6 +240,7 @@ kiln_status kiln_learner_fit_ex(kiln_learner *l, const kiln_fit_params *p)
         if (kiln__dist_on(l)) st = kiln_comm_agree(l->comm, st); /* a checkpoint rank 0 failed to write */
     }
     s->training = false;
+    if (!st) st = kiln__dist_sync_buffers(l); /* (errors were agreed: every rank is here alike) */
     /* end_fit runs whatever happened; the first error wins */
     char *msg = st ? kiln__error_dup() : NULL; /* the whole message: its cause is at the end */
     kiln_status st2 = kiln__learn_run_hook(l, KILN__HOOK(end_fit));

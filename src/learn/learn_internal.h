@@ -117,6 +117,7 @@ bool kiln__dist_on(const kiln_learner *l); /* a communicator of more than one ra
 /* Rank r > 0: the context's RNG seed mixed with r (after set_comm and a checkpoint load). */
 void kiln__dist_rank_rng(kiln_learner *l);
 kiln_status kiln__dist_fit_begin(kiln_learner *l); /* broadcasts rank 0's params and buffers */
+kiln_status kiln__dist_sync_buffers(kiln_learner *l); /* rank 0's buffers (running statistics) everywhere */
 /* The step's loss sum: loss_value becomes the mean over ranks; when st or any rank's status
  * is an error, every rank returns the agreed error (kiln_comm_agree); a skip_batch or
  * stop_training that a callback set on any rank is set on every rank (a SIGINT that reaches

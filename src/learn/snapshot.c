@@ -160,7 +160,8 @@ static kiln_status snap_end_batch(kiln_learner *l, void *user)
 {
     kiln_fit_state *st = &l->st;
     if (!st->training || !st->sched || !kiln_sched_cycle_end(st->sched, st->iter)) return KILN_STATUS_OK;
-    return take(l, user, kiln_sched_cycle(st->sched, st->iter), st->iter + 1, st->epoch);
+    kiln_status rc = kiln__dist_sync_buffers(l); /* N ranks: every rank's snapshot holds rank 0's statistics */
+    return rc ? rc : take(l, user, kiln_sched_cycle(st->sched, st->iter), st->iter + 1, st->epoch);
 }
 
 static int64_t meta_i64(const kiln_st_file *f, const char *key, int64_t dflt)

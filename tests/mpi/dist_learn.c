@@ -66,6 +66,7 @@ static int g_hidden = 1;
 /* SGDR with 3 cycles of 1 epoch and a snapshot at each cycle end, then the ensemble's scores
  * and kiln_learner_score of get_preds (each rank's shard, summed over ranks). */
 static bool g_snap;
+static bool g_bn; /* BatchNorm1d after each hidden Linear (per-rank batch statistics) */
 
 static kiln_status inject(kiln_learner *l, void *user)
 {
@@ -105,6 +106,8 @@ static kiln_status inject_loss(kiln_learner *l, void *user)
 typedef struct result {
     float *w;  /* (n_w) final parameters */
     size_t n_w;
+    float *b;  /* (n_b) final buffers (running statistics) */
+    size_t n_b;
     double vloss, vacc;
     kiln_status fit_st;  /* the fit's status, its message and the batches it recorded */
     char msg[1024];
@@ -136,7 +139,7 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     kiln_data *d = kiln_tensor_data_new(&Xt, &Yt, &Xv, &Yv, &dp);
     int64_t hid[64];
     for (int i = 0; i < g_hidden; i++) hid[i] = N_HID;
-    kiln_model *m = kiln_mlp_new(N_IN, g_hidden, hid, N_OUT, 0.0f, false);
+    kiln_model *m = kiln_mlp_new(N_IN, g_hidden, hid, N_OUT, 0.0f, g_bn);
     if (!ctx || !d || !m || kiln_model_alloc(m, ctx)) {
         fprintf(stderr, "dist_learn: setup: %s\n", kiln_last_error());
         return 1;
@@ -205,6 +208,10 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     p = kiln_store_flat(kiln_model_store(m), KILN_STORE_PARAMS, &np);
     r->w = malloc(np * sizeof *r->w), r->n_w = np;
     memcpy(r->w, p, np * sizeof *p);
+    size_t nbuf = 0;
+    const float *bf = kiln_store_flat(kiln_model_store(m), KILN_STORE_BUFFERS, &nbuf);
+    r->b = malloc((nbuf ? nbuf : 1) * sizeof *r->b), r->n_b = nbuf;
+    if (nbuf) memcpy(r->b, bf, nbuf * sizeof *bf);
     kiln_learner_free(l);
     kiln_optim_free(opt);
     kiln_model_free(m);
@@ -286,7 +293,7 @@ int main(int argc, char **argv)
             compare(name, &rn, &r1, 2e-6, 2e-5);
         }
         kiln_comm_barrier(c);
-        free(rn.w), free(r1.w), free(rr.w);
+        free(rn.w), free(r1.w), free(rr.w), free(rn.b), free(r1.b), free(rr.b);
     }
     /* failures on the last rank only: every rank must end the same way, and soon */
     /* buckets of one parameter each (4 bytes: every gradient is larger), 40 hidden layers: 82
@@ -315,7 +322,7 @@ int main(int argc, char **argv)
                    (long long)rn.buckets);
         }
         kiln_comm_barrier(c);
-        free(rn.w), free(r1.w);
+        free(rn.w), free(r1.w), free(rn.b), free(r1.b);
     }
     g_bucket_bytes = 0, g_hidden = 1, g_overlap = true;
     /* snapshots and scores over the valid shards (40 items: 20 a rank) against one process */
@@ -343,9 +350,28 @@ int main(int argc, char **argv)
                    rn.ens_acc, r1.snap_loss[0], r1.snap_loss[1], r1.snap_loss[2], r1.ens_loss, r1.ens_acc);
         }
         kiln_comm_barrier(c);
-        free(rn.w), free(r1.w);
+        free(rn.w), free(r1.w), free(rn.b), free(r1.b);
     }
     g_snap = false;
+    /* BatchNorm: each rank's running statistics follow its own half batches during the epoch;
+     * every validation and the end of the fit see rank 0's on every rank (one model's table
+     * and checkpoint) */
+    g_bn = true;
+    if (dir[0]) {
+        result rb = {0};
+        CHECK(run(c, true, NULL, NULL, &rb) == 0, "BatchNorm: the %d-rank run failed", world);
+        same_on_ranks(c, &rb, "BatchNorm MLP");
+        float *b0 = malloc(rb.n_b * sizeof *b0);
+        memcpy(b0, rb.b, rb.n_b * sizeof *b0);
+        kiln_comm_bcast(c, b0, rb.n_b * sizeof *b0, 0);
+        CHECK(rb.n_b > 0 && !memcmp(b0, rb.b, rb.n_b * sizeof *b0),
+              "BatchNorm: this rank's running statistics differ from rank 0's after the fit");
+        double v = rb.vloss, v0 = rb.vloss;
+        kiln_comm_bcast(c, &v0, sizeof v0, 0);
+        CHECK(v == v0, "BatchNorm: valid loss %.9g here, %.9g on rank 0", v, v0);
+        free(b0), free(rb.w), free(rb.b);
+    }
+    g_bn = false;
     for (g_mode = 1; g_mode <= 8 && dir[0] && world > 1; g_mode++) {
         result rf = {0};
         run(c, false, NULL, NULL, &rf);
@@ -377,7 +403,7 @@ int main(int argc, char **argv)
         if (g_rank == 0)
             printf("dist_learn: failure mode %d on rank %d: status %d on every rank, %lld batches; %.160s\n", g_mode,
                    world - 1, (int)rf.fit_st, (long long)rf.iters, rf.msg);
-        free(rf.w);
+        free(rf.w), free(rf.b);
     }
     g_mode = 0;
     /* every rank's verdict */
