@@ -89,13 +89,13 @@ void kiln_learner_dist_stats(const kiln_learner *l, double *seconds, int64_t *st
 
 kiln_status kiln__dist_fit_begin(kiln_learner *l)
 {
-    if (!kiln__dist_on(l)) return KILN_STATUS_OK;
+    if (!kiln__dist_on(l)) return kiln__zero_fit_begin(l);
     kiln_store *s = kiln_model_store(l->model);
     size_t np = 0, nb = 0;
     float *p = kiln_store_flat(s, KILN_STORE_PARAMS, &np), *b = kiln_store_flat(s, KILN_STORE_BUFFERS, &nb);
     kiln_status st = np ? kiln_comm_bcast(l->comm, p, np * sizeof *p, 0) : KILN_STATUS_OK;
     if (!st && nb) st = kiln_comm_bcast(l->comm, b, nb * sizeof *b, 0);
-    return st;
+    return st ? st : kiln__zero_fit_begin(l); /* ZeRO-1: this rank's range of the optimizer state */
 }
 
 kiln_status kiln__dist_loss(kiln_learner *l, kiln_status st)
