@@ -7,6 +7,7 @@
  *     lr / wd, a no-wd mark, a frozen parameter and a frozen group, a parameter big enough for
  *     the threaded loop;
  *   - sharding after some unsharded steps keeps the state of the range; (0, P) is plain again;
+ *     a move to an overlapping range keeps the overlap;
  *   - state access: state_at gives the part, state_load takes the part or the whole buffer,
  *     save_st refuses, load_st of a plain checkpoint keeps the range and goes on bit for bit;
  *   - bad calls (a range outside the params, the sparse step either way) by message. */
@@ -214,8 +215,14 @@ Test(optim_shard, state_access_and_checkpoints)
     cr_assert(kiln_optim_state_load(b.opt, "exp_avg", KILN_DTYPE_F32, sb, hi - lo) == KILN_STATUS_OK);
     cr_assert(kiln_optim_state_load(b.opt, "exp_avg", KILN_DTYPE_F32, sb, hi - lo + 1) == KILN_STATUS_INVALID);
     ku_expect_error("has 29000 elements, got 29001", "state_load of a wrong size");
+    /* to an overlapping range that neither holds: [20000, 30000) kept, the rest zero */
+    float keep[2] = {state(b.opt, 0, &n)[25000 - lo], state(b.opt, 1, &n)[29999 - lo]};
+    cr_assert(keep[0] != 0.0f && keep[1] != 0.0f);
+    cr_assert(kiln_optim_set_shard(b.opt, 20000, 40000) == KILN_STATUS_OK);
+    cr_assert(state(b.opt, 0, &n)[5000] == keep[0] && state(b.opt, 1, &n)[9999] == keep[1] && n == 20000);
+    cr_assert(state(b.opt, 0, &n)[10000] == 0.0f && state(b.opt, 1, &n)[19999] == 0.0f);
     kiln_optim_clear_state(b.opt);
-    cr_assert(state(b.opt, 0, &n)[0] == 0.0f && n == hi - lo);
+    cr_assert(state(b.opt, 0, &n)[0] == 0.0f && n == 20000);
     net_free(&a);
     net_free(&b);
 }

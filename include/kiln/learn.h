@@ -259,10 +259,13 @@ void kiln_learner_dist_buckets(const kiln_learner *l, int64_t *buckets, int64_t 
  * the other. The optimizer stays sharded after the fit; the next fit without ZeRO gathers its
  * whole state back first (a fit without the ranks then refuses, STATE). Calling
  * kiln_checkpoint_save yourself on a sharded optimizer fails (kiln_optim_save_st, STATE).
- * Refused by the step (INVALID) when a parameter has the sparse step. No effect with one rank.
+ * A fit refuses it (INVALID) while a parameter has the sparse step. No effect with one rank.
  * Not during a fit. */
 kiln_status kiln_learner_set_dist_zero(kiln_learner *l, bool on);
 bool kiln_learner_dist_zero(const kiln_learner *l);
+/* Seconds the steps spent in ZeRO's parameter all-gathers since set_comm (part of
+ * kiln_learner_dist_stats' seconds). */
+double kiln_learner_dist_zero_seconds(const kiln_learner *l);
 
 /* ---- freezing (src/learn/freeze.c) ---------------------------------------------------------- *
  * fastai v2 Learner.freeze_to / freeze / unfreeze: kiln_model_freeze_to(model, n) (groups < n

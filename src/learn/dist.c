@@ -53,7 +53,7 @@ kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c)
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_set_comm: learner is NULL");
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_set_comm: not during a fit");
     l->comm = c;
-    l->dist_seconds = 0, l->dist_steps = 0, l->dist_buckets = l->dist_buckets_early = 0;
+    l->dist_seconds = 0, l->dist_steps = 0, l->dist_buckets = l->dist_buckets_early = 0, l->zero_seconds = 0;
     if (!kiln__dist_on(l)) return KILN_STATUS_OK;
     if (kiln_comm_rank(c) != 0) kiln_learner_set_progress(l, KILN_PROGRESS_STYLE_QUIET);
     kiln__dist_rank_rng(l);

@@ -22,6 +22,7 @@ kiln_status kiln_learner_set_dist_zero(kiln_learner *l, bool on)
 }
 
 bool kiln_learner_dist_zero(const kiln_learner *l) { return l && l->dist_zero; }
+double kiln_learner_dist_zero_seconds(const kiln_learner *l) { return l ? l->zero_seconds : 0; }
 
 /* Rank r's range of the P parameter elements: [bound(r), bound(r + 1)). */
 static size_t bound(size_t P, int r, int N)

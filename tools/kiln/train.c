@@ -169,8 +169,9 @@ int train_rank(void) { return g_comm ? kiln_comm_rank(g_comm) : 0; }
 int train_world(void) { return g_comm ? kiln_comm_size(g_comm) : 1; }
 int64_t train_rank_bs(const train_opts *t) { return t->bs / train_world(); }
 
-/* --zero: rank 0's optimizer state against the whole (f32 buffers; the step counts are whole). */
-static void print_zero(kiln_learner *l)
+/* --zero: rank 0's optimizer state against the whole (f32 buffers; the step counts are whole)
+ * and its time in the parameter all-gathers. */
+static void print_zero(kiln_learner *l, int64_t steps)
 {
     kiln_optim *opt = kiln_learner_optim(l);
     size_t lo, hi, bufs = 0;
@@ -179,9 +180,11 @@ static void print_zero(kiln_learner *l)
         kiln_optim_state e;
         bufs += !kiln_optim_state_at(opt, i, &e) && e.dtype == KILN_DTYPE_F32;
     }
-    printf("ZeRO-1: optimizer state %.1f MB on rank 0 (%zu buffer%s of %zu floats; %.1f MB without --zero)\n",
+    printf("ZeRO-1: optimizer state %.1f MB on rank 0 (%zu buffer%s of %zu floats; %.1f MB without --zero); "
+           "%.3f ms a step in the parameter all-gather (part of the above)\n",
            4e-6 * (double)(bufs * (hi - lo)), bufs, bufs == 1 ? "" : "s", hi - lo,
-           4e-6 * (double)(bufs * kiln_optim_numel(opt)));
+           4e-6 * (double)(bufs * kiln_optim_numel(opt)),
+           steps ? 1e3 * kiln_learner_dist_zero_seconds(l) / (double)steps : 0.0);
 }
 
 int train_set_comm(const train_opts *t, kiln_learner *l)
@@ -437,7 +440,7 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
                    train_world(), (long long)t->bs, (long long)train_rank_bs(t),
                    steps ? 1e3 * secs / (double)steps : 0.0, (long long)steps,
                    steps ? (double)buckets / (double)steps : 0.0, buckets ? 100.0 * (double)early / (double)buckets : 0.0);
-            print_zero(l);
+            print_zero(l, steps);
         }
         char pm[4096];
         printf("wrote %s, model.json, history.csv, metrics.json%s\n", cli_path(pm, sizeof pm, t->out, "model.safetensors"),
