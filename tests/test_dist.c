@@ -96,6 +96,26 @@ Test(dist, buckets_and_pool)
     kiln_comm_free(c);
 }
 
+Test(dist, gathers_single)
+{
+    kiln_comm *c = kiln_comm_single();
+    float all[4] = {0}, mine[4] = {1, 2, 3, 4};
+    size_t n = 4;
+    cr_assert_eq(kiln_comm_allgatherv_f32(c, mine, all, &n), KILN_STATUS_OK);
+    cr_assert(!memcmp(all, mine, sizeof all), "the one part lands in all");
+    cr_assert_eq(kiln_comm_gatherv_f32(c, all, all, &n, 0), KILN_STATUS_OK); /* in place */
+    cr_assert(!memcmp(all, mine, sizeof all));
+    cr_assert_eq(kiln_comm_gatherv_f32(c, mine, all, &n, 1), KILN_STATUS_INVALID, "root 1 of 1");
+    cr_assert(strstr(kiln_last_error(), "root 1") != NULL, "%s", kiln_last_error());
+    cr_assert_eq(kiln_comm_allgatherv_f32(c, mine, all, NULL), KILN_STATUS_INVALID);
+    cr_assert_eq(kiln_comm_allgatherv_f32(c, NULL, all, &n), KILN_STATUS_INVALID);
+    cr_assert_eq(kiln_comm_allgatherv_f32(c, mine, NULL, &n), KILN_STATUS_INVALID);
+    cr_assert_eq(kiln_comm_allgatherv_f32(NULL, mine, all, &n), KILN_STATUS_INVALID);
+    n = 0;
+    cr_assert_eq(kiln_comm_allgatherv_f32(c, NULL, NULL, &n), KILN_STATUS_OK);
+    kiln_comm_free(c);
+}
+
 Test(dist, bcast_barrier)
 {
     kiln_comm *c = kiln_comm_single();

@@ -66,6 +66,15 @@ kiln_status kiln_comm_wait(kiln_comm *c, kiln_comm_req *req);
  * (with *done false) as kiln_comm_wait would: a broken communicator, an MPI error. No timeout:
  * the wait that follows has it. */
 kiln_status kiln_comm_test(kiln_comm *c, kiln_comm_req *req, bool *done);
+/* Each rank's part of one float buffer to every rank (MPI_Allgatherv; ZeRO-1's exchange of the
+ * updated parameters): counts (size entries, the same on every rank) gives rank r's part,
+ * counts[r] elements at offset counts[0] + ... + counts[r - 1] of `all` (which has the sum of
+ * counts); mine is this rank's counts[rank] elements, anywhere, or at its own offset of all
+ * (in place). Counts may be 0. Open MPI takes int counts: a sum over INT_MAX is INVALID. */
+kiln_status kiln_comm_allgatherv_f32(kiln_comm *c, const float *mine, float *all, const size_t *counts);
+/* The same into root's `all` only (MPI_Gatherv): the other ranks send mine, their `all` is not
+ * read (may be NULL). */
+kiln_status kiln_comm_gatherv_f32(kiln_comm *c, const float *mine, float *all, const size_t *counts, int root);
 /* root's bytes into every rank's buf (root 0 to size - 1). */
 kiln_status kiln_comm_bcast(kiln_comm *c, void *buf, size_t bytes, int root);
 kiln_status kiln_comm_barrier(kiln_comm *c);

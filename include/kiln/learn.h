@@ -218,7 +218,9 @@ double kiln_learner_lr_mult(const kiln_learner *l, int g);
  *   - rank r > 0 draws dropout from the context's seed mixed with r (set now and after a
  *     checkpoint load), so a run is reproducible for a given N;
  *   - rank r > 0 prints nothing (progress quiet); the built-in checkpointing and save_best
- *     write on rank 0 only; kiln_learner_resume on every rank reads the same file.
+ *     write on rank 0 only; kiln_learner_resume on every rank reads the same file;
+ *   - optionally (kiln_learner_set_dist_zero, below) the optimizer state is sharded over the
+ *     ranks (ZeRO-1): each rank steps its range of the parameters, then they are all-gathered.
  * A callback's error, skip_batch or stop_training on one rank is every rank's: begin_batch and
  * after_loss ride on the step's loss sum, after_backward (when a callback has one) gets its own
  * small sum before the optimizer step, and after_step / end_batch / begin_epoch are agreed
@@ -244,6 +246,28 @@ kiln_status kiln_learner_set_dist_buckets(kiln_learner *l, size_t bytes, bool ov
 /* The bucket sums of the steps since set_comm, and how many of them started during backward
  * (the rest started after it: the first buckets to finish wait for nothing else). */
 void kiln_learner_dist_buckets(const kiln_learner *l, int64_t *buckets, int64_t *early);
+/* ZeRO-1 (off by default; src/learn/zero.c): with N > 1 ranks, each fit gives rank r the flat
+ * parameter range [b_r, b_r+1) (b_r = r*P/N rounded down to a multiple of 16 floats, P the
+ * store's parameter elements) and its optimizer keeps the state of that range only
+ * (kiln_optim_set_shard: Adam's two moments take 2 x 4 P/N bytes a rank instead of 2 x 4 P).
+ * After the averaged gradients each rank steps its range, then the ranges are all-gathered
+ * (kiln_comm_allgatherv_f32, its time counted in kiln_learner_dist_stats), so every rank has
+ * the plain data-parallel run's weights, bit for bit (the step is elementwise with the same
+ * scalars). Gradients and weights stay whole: clipping, the divergence checks, frozen
+ * parameters and groups behave as without. The built-in checkpointing gathers the whole
+ * state to rank 0 (every rank takes part), which writes the plain checkpoint layout and then
+ * keeps its range again (it holds the whole state while it writes); a resume, with or without
+ * ZeRO, reads each rank's range from the whole file, so checkpoints of either run resume in
+ * the other. The optimizer stays sharded after the fit; the next fit without ZeRO gathers its
+ * whole state back first (a fit without the ranks then refuses, STATE). Calling
+ * kiln_checkpoint_save yourself on a sharded optimizer fails (kiln_optim_save_st, STATE).
+ * A fit refuses it (INVALID) while a parameter has the sparse step. No effect with one rank.
+ * Not during a fit. */
+kiln_status kiln_learner_set_dist_zero(kiln_learner *l, bool on);
+bool kiln_learner_dist_zero(const kiln_learner *l);
+/* Seconds the steps spent in ZeRO's parameter all-gathers since set_comm (part of
+ * kiln_learner_dist_stats' seconds). */
+double kiln_learner_dist_zero_seconds(const kiln_learner *l);
 
 /* ---- freezing (src/learn/freeze.c) ---------------------------------------------------------- *
  * fastai v2 Learner.freeze_to / freeze / unfreeze: kiln_model_freeze_to(model, n) (groups < n

@@ -188,6 +188,33 @@ kiln_status kiln_clip_grad_norm(kiln_store *s, double max_norm, double *total_no
 kiln_status kiln_optim_set_sparse(kiln_optim *opt, size_t param_index, bool sparse);
 bool kiln_optim_is_sparse(const kiln_optim *opt, size_t param_index);
 
+/* ---- ZeRO-1: the state of a range of the parameters only ------------------------------------ *
+ * kiln_optim_set_shard(opt, lo, hi) makes the optimizer keep its f32 state (Adam's moments,
+ * SGD's momentum buffer) for elements [lo, hi) of the store's flat params buffer only: buffers
+ * of hi - lo floats instead of the params' count (DeepSpeed's stage 1, llm.c's zero_stage 1:
+ * with N ranks each owning 1/N, the state per rank is cut by N). The state already held for
+ * elements inside the new range is kept, the rest dropped (zeros, as a new optimizer's).
+ * kiln_optim_step then updates only those elements: each trainable parameter intersected with
+ * the range, with its group's hyper-parameters, giving on them bit for bit what the whole step
+ * gives; the rest of the params are left as they are (another rank updates them, then the
+ * ranks exchange the parts: kiln_comm_allgatherv_f32). The step counts ("step", one per store
+ * entry) stay whole and count every step of the parameter on every shard alike, so every
+ * shard of one run has the same counts. lo == 0, hi == the params' count is the plain
+ * optimizer again (state outside the old range is zero). Refused (INVALID, naming the
+ * parameter) while a parameter has the sparse step, and kiln_optim_set_sparse refuses a
+ * sharded optimizer; an empty range (lo == hi) holds no state and updates nothing.
+ * State access on a sharded optimizer: kiln_optim_state_at gives the f32 entries' parts
+ * (numel hi - lo, element j of the params at data[j - lo]); kiln_optim_state_load takes the
+ * part or the whole buffer (and keeps the part); a checkpoint (save_st / check_st / load_st)
+ * always holds the whole state in the plain layout: check_st and load_st read a file's whole
+ * buffers and keep the part, save_st refuses (STATE) until the whole state is back (the
+ * learner's ZeRO gathers it to the rank that writes: include/kiln/learn.h). */
+kiln_status kiln_optim_set_shard(kiln_optim *opt, size_t lo, size_t hi);
+/* The range held, [*lo, *hi) (either may be NULL); whether it is a part (sharded). */
+bool kiln_optim_shard(const kiln_optim *opt, size_t *lo, size_t *hi);
+/* Elements of the store's params buffer (the whole range). */
+size_t kiln_optim_numel(const kiln_optim *opt);
+
 /* ---- state, for checkpoints --------------------------------------------------------------- *
  * SGD has "momentum_buffer", Adam "exp_avg" and "exp_avg_sq": f32, kiln_store_flat(PARAMS)
  * layout (numel = params numel). Both have "step": i64, one per store entry (kiln_store_count;

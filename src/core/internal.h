@@ -82,6 +82,11 @@ static inline kiln_status kiln__done(kiln_status st)
 void *kiln__malloc(size_t bytes);
 void *kiln__calloc(size_t bytes);
 void kiln__free(void *p, size_t bytes);
+/* realloc of a block from kiln__malloc (old_bytes as asked then): the contents kept, in place
+ * when it can (a large block grows or shrinks by remapping pages, without a second copy), but
+ * not the 64-byte alignment: for buffers read element by element (the optimizer's state).
+ * NULL (p untouched) when out of memory. */
+void *kiln__realloc(void *p, size_t old_bytes, size_t bytes);
 
 /* Fills shape/stride of t as contiguous for shape. */
 void kiln__set_contiguous(kiln_tensor *t, int ndim, const int64_t *shape);

@@ -32,6 +32,17 @@ void *kiln__calloc(size_t bytes)
     return p;
 }
 
+void *kiln__realloc(void *p, size_t old_bytes, size_t bytes)
+{
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes) return NULL;
+    void *q = realloc(p, rounded ? rounded : 64);
+    if (!q) return NULL;
+    atomic_fetch_sub(&g_bytes, old_bytes);
+    account(bytes);
+    return q;
+}
+
 void kiln__free(void *p, size_t bytes)
 {
     if (!p) return;

@@ -47,6 +47,12 @@ static kiln_status single_test(kiln_comm *c, const char *op, kiln_comm_req *r, b
     return KILN_STATUS_OK;
 }
 
+static kiln_status single_gatherv(kiln_comm *c, const char *op, const float *mine, float *all, const size_t *counts,
+                                  const size_t *displs, size_t total, int root)
+{
+    return KILN_STATUS_OK;
+}
+
 static kiln_status single_bcast(kiln_comm *c, const char *op, void *buf, size_t bytes, int root)
 {
     return KILN_STATUS_OK;
@@ -72,6 +78,7 @@ static const kiln__comm_ops single_ops = {
     .iallreduce_sum_f32 = single_iallreduce,
     .wait = single_wait,
     .test = single_test,
+    .gatherv_f32 = single_gatherv,
     .bcast = single_bcast,
     .barrier = single_barrier,
     .agree = single_agree,
@@ -228,6 +235,45 @@ kiln_status kiln_comm_test(kiln_comm *c, kiln_comm_req *req, bool *done)
     kiln_status st = req_check(c, op, req);
     if (st) return st;
     return c->broken ? broken_err(c, op) : c->ops->test(c, op, req, done);
+}
+
+/* The gathers' common part: checks, the offsets, a receiving rank's own part put in place. */
+static kiln_status gatherv(kiln_comm *c, const char *op, const float *mine, float *all, const size_t *counts, int root)
+{
+    kiln_status st = check(c, op, NULL, 0);
+    if (st) return st;
+    if (!counts) return kiln__err(KILN_STATUS_INVALID, "%s: counts NULL", op);
+    if (root < -1 || root >= c->size)
+        return kiln__err(KILN_STATUS_INVALID, "%s: root %d: want 0 to %d", op, root, c->size - 1);
+    size_t small[16], *displs = c->size <= 16 ? small : malloc((size_t)c->size * sizeof *displs), total = 0;
+    if (!displs) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", op);
+    for (int r = 0; r < c->size; r++) {
+        displs[r] = total;
+        total += counts[r];
+    }
+    bool recv = root == -1 || root == c->rank;
+    size_t n = counts[c->rank];
+    if (n && !mine) st = kiln__err(KILN_STATUS_INVALID, "%s: rank %d: mine NULL with %zu elements", op, c->rank, n);
+    else if (recv && total && !all) st = kiln__err(KILN_STATUS_INVALID, "%s: rank %d: all NULL", op, c->rank);
+    if (!st) {
+        if (recv && n && mine != all + displs[c->rank]) memmove(all + displs[c->rank], mine, n * sizeof *mine);
+        st = c->ops->gatherv_f32(c, op, mine, all, counts, displs, total, root);
+    }
+    if (displs != small) free(displs);
+    return st;
+}
+
+kiln_status kiln_comm_allgatherv_f32(kiln_comm *c, const float *mine, float *all, const size_t *counts)
+{
+    return gatherv(c, "kiln_comm_allgatherv_f32", mine, all, counts, -1);
+}
+
+kiln_status kiln_comm_gatherv_f32(kiln_comm *c, const float *mine, float *all, const size_t *counts, int root)
+{
+    const char *op = "kiln_comm_gatherv_f32";
+    if (c && (root < 0 || root >= c->size))
+        return kiln__err(KILN_STATUS_INVALID, "%s: root %d: want 0 to %d", op, root, c->size - 1);
+    return gatherv(c, op, mine, all, counts, root);
 }
 
 kiln_status kiln_comm_bcast(kiln_comm *c, void *buf, size_t bytes, int root)

@@ -154,6 +154,26 @@ static kiln_status mpi_bcast(kiln_comm *c, const char *op, void *buf, size_t byt
     return KILN_STATUS_OK;
 }
 
+/* One non-blocking gather (root -1: MPI_Iallgatherv) with the receivers' own parts in place. */
+static kiln_status mpi_gatherv(kiln_comm *c, const char *op, const float *mine, float *all, const size_t *counts,
+                               const size_t *displs, size_t total, int root)
+{
+    if (total > INT_MAX)
+        return kiln__err(KILN_STATUS_INVALID, "%s: %zu elements: over MPI's int counts (%d)", op, total, INT_MAX);
+    const char *call = root < 0 ? "MPI_Iallgatherv" : "MPI_Igatherv";
+    int small[32], *ic = c->size <= 16 ? small : malloc(2 * (size_t)c->size * sizeof *ic), *id = ic + c->size;
+    if (!ic) return kiln__err(KILN_STATUS_NOMEM, "%s: out of memory", op);
+    for (int r = 0; r < c->size; r++) ic[r] = (int)counts[r], id[r] = (int)displs[r];
+    bool recv = root < 0 || root == c->rank;
+    const void *send = recv ? MPI_IN_PLACE : (const void *)mine;
+    MPI_Request r;
+    int rc = root < 0 ? MPI_Iallgatherv(send, ic[c->rank], MPI_FLOAT, all, ic, id, MPI_FLOAT, comm_of(c), &r)
+                      : MPI_Igatherv(send, ic[c->rank], MPI_FLOAT, all, ic, id, MPI_FLOAT, root, comm_of(c), &r);
+    if (ic != small) free(ic);
+    if (rc != MPI_SUCCESS) return mpi_fail(c, op, call, rc);
+    return wait_all(c, op, call, &r, 1);
+}
+
 static kiln_status mpi_barrier(kiln_comm *c, const char *op)
 {
     MPI_Request r;
@@ -268,6 +288,7 @@ static const kiln__comm_ops mpi_ops = {
     .iallreduce_sum_f32 = mpi_iallreduce,
     .wait = mpi_wait,
     .test = mpi_test,
+    .gatherv_f32 = mpi_gatherv,
     .bcast = mpi_bcast,
     .barrier = mpi_barrier,
     .agree = mpi_agree,

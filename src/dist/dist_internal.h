@@ -29,6 +29,11 @@ typedef struct kiln__comm_ops {
     kiln_status (*iallreduce_sum_f32)(kiln_comm *c, const char *op, float *buf, size_t n, kiln_comm_req *r);
     kiln_status (*wait)(kiln_comm *c, const char *op, kiln_comm_req *r);
     kiln_status (*test)(kiln_comm *c, const char *op, kiln_comm_req *r, bool *done);
+    /* Rank r's counts[r] elements to offset displs[r] of `all` on root, or on every rank when
+     * root is -1; a receiving rank's own part is already in place (comm.c puts it there), a
+     * sending one's is `mine`. total is the sum of counts. */
+    kiln_status (*gatherv_f32)(kiln_comm *c, const char *op, const float *mine, float *all, const size_t *counts,
+                               const size_t *displs, size_t total, int root);
     kiln_status (*bcast)(kiln_comm *c, const char *op, void *buf, size_t bytes, int root);
     kiln_status (*barrier)(kiln_comm *c, const char *op);
     /* Sets *worst to the most negative st over the ranks and *first to the lowest rank that has

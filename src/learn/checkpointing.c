@@ -61,8 +61,12 @@ static kiln_status parse_pattern(ckpt_cb *c, const char *path)
 static kiln_status ckpt_begin_fit(kiln_learner *l, void *user)
 {
     ckpt_cb *c = user;
-    if (c->pattern || l->st.epoch != 0 || kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* rank 0 writes */
-    kiln_status st = kiln_checkpoint_save(l, c->pre);
+    if (c->pattern || l->st.epoch != 0) return KILN_STATUS_OK;
+    kiln_status st = kiln__zero_gather(l); /* ZeRO-1: the whole optimizer state to rank 0 */
+    if (st || kiln_learner_rank(l) != 0) return st; /* rank 0 writes */
+    st = kiln_checkpoint_save(l, c->pre);
+    kiln_status st2 = kiln__zero_reshard(l);
+    if (!st) st = st2;
     if (st) return st;
     free(c->last);
     c->last = strdup(c->pre);
@@ -74,14 +78,17 @@ static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
     ckpt_cb *c = user;
     int64_t done = l->st.epoch + 1;
     if (done % c->every != 0 && done != l->st.n_epochs) return KILN_STATUS_OK;
-    if (kiln_learner_rank(l) != 0) return KILN_STATUS_OK; /* N ranks hold the same state: rank 0 writes it */
+    kiln_status st = kiln__zero_gather(l); /* ZeRO-1: the whole optimizer state to rank 0 */
+    if (st || kiln_learner_rank(l) != 0) return st; /* N ranks hold the same state: rank 0 writes it */
     size_t n = strlen(c->pre) + (c->post ? strlen(c->post) : 0) + 160;
     char *path = malloc(n);
     if (!path) return kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
     if (!c->pattern) snprintf(path, n, "%s", c->pre);
     else if (c->zero) snprintf(path, n, "%s%0*lld%s", c->pre, c->width, (long long)done, c->post);
     else snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
-    kiln_status st = kiln_checkpoint_save(l, path);
+    st = kiln_checkpoint_save(l, path);
+    kiln_status st2 = kiln__zero_reshard(l);
+    if (!st) st = st2;
     if (st) {
         free(path);
         return st;

@@ -56,7 +56,7 @@ kiln_status kiln_learner_set_comm(kiln_learner *l, kiln_comm *c)
     if (!l) return kiln__err(KILN_STATUS_INVALID, "learner_set_comm: learner is NULL");
     if (l->in_fit) return kiln__err(KILN_STATUS_STATE, "learner_set_comm: not during a fit");
     l->comm = c;
-    l->dist_seconds = 0, l->dist_steps = 0, l->dist_buckets = l->dist_buckets_early = 0;
+    l->dist_seconds = 0, l->dist_steps = 0, l->dist_buckets = l->dist_buckets_early = 0, l->zero_seconds = 0;
     if (!kiln__dist_on(l)) return KILN_STATUS_OK;
     if (kiln_comm_rank(c) != 0) kiln_learner_set_progress(l, KILN_PROGRESS_STYLE_QUIET);
     kiln__dist_rank_rng(l);
@@ -92,13 +92,13 @@ void kiln_learner_dist_stats(const kiln_learner *l, double *seconds, int64_t *st
 
 kiln_status kiln__dist_fit_begin(kiln_learner *l)
 {
-    if (!kiln__dist_on(l)) return KILN_STATUS_OK;
+    if (!kiln__dist_on(l)) return kiln__zero_fit_begin(l);
     kiln_store *s = kiln_model_store(l->model);
     size_t np = 0, nb = 0;
     float *p = kiln_store_flat(s, KILN_STORE_PARAMS, &np), *b = kiln_store_flat(s, KILN_STORE_BUFFERS, &nb);
     kiln_status st = np ? kiln_comm_bcast(l->comm, p, np * sizeof *p, 0) : KILN_STATUS_OK;
     if (!st && nb) st = kiln_comm_bcast(l->comm, b, nb * sizeof *b, 0);
-    return st;
+    return st ? st : kiln__zero_fit_begin(l); /* ZeRO-1: this rank's range of the optimizer state */
 }
 
 kiln_status kiln__dist_sync_buffers(kiln_learner *l)

@@ -97,6 +97,7 @@ static kiln_status train_batch(kiln_learner *l, int64_t b, kiln_mark mark)
         if ((st = kiln_optim_set_mom(l->opt, g, s->moms[g]))) return st;
     }
     if ((st = kiln_optim_step(l->opt))) return st;
+    if ((st = kiln__zero_after_step(l))) return st; /* ZeRO-1: each rank stepped its range */
     if ((st = kiln__nan_check_params(l))) return st; /* no undoing a step: stop under any policy */
     kiln__nan_batch_done(l);
     if ((st = kiln__learn_run_hook(l, KILN__HOOK(after_step)))) return st;

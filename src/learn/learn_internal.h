@@ -66,6 +66,10 @@ struct kiln_learner {
     int64_t dist_steps;    /* steps whose gradients were averaged */
     int64_t dist_buckets, dist_buckets_early; /* bucket sums, and those started during backward */
     int64_t valid_n;       /* items of the last validation, summed over ranks */
+    /* zero.c: ZeRO-1 (kiln_learner_set_dist_zero) */
+    bool dist_zero;        /* asked for */
+    bool zero_on;          /* this fit's optimizer holds this rank's range only */
+    double zero_seconds;   /* spent in the parameter all-gathers */
 };
 
 /* STATE "<op>: the learner has no data" when it has none. */
@@ -135,6 +139,18 @@ kiln_status kiln__dist_backward(kiln_learner *l);
 /* Agrees on st, then sums a split's loss total, item count and metric accumulators. */
 kiln_status kiln__dist_reduce_valid(kiln_learner *l, kiln_status st, double *total, int64_t *n,
                                     kiln_metric_acc *acc);
+
+/* ---- zero.c: ZeRO-1, the optimizer state sharded over the ranks ---- */
+/* Fit start (after the broadcast): with ZeRO and N ranks the optimizer keeps this rank's range
+ * only; without, an optimizer a ZeRO fit left sharded gets its whole state back (gathered). */
+kiln_status kiln__zero_fit_begin(kiln_learner *l);
+/* After the optimizer step: every rank's updated range to every rank (no-op without ZeRO). */
+kiln_status kiln__zero_after_step(kiln_learner *l);
+/* Around a checkpoint that rank 0 writes, called by every rank: gather puts the whole
+ * optimizer state on rank 0 (the others send their ranges); reshard gives rank 0 its range
+ * back. Both no-ops without ZeRO. */
+kiln_status kiln__zero_gather(kiln_learner *l);
+kiln_status kiln__zero_reshard(kiln_learner *l);
 
 /* ---- run.c: run ids and settings ---- */
 void kiln__run_new_id(kiln_learner *l);

@@ -33,6 +33,8 @@ typedef struct saved {
     size_t n_grads;
     void **opt;                 /* (n_opt) copies of the optimizer's state entries */
     size_t n_opt;
+    size_t opt_lo, opt_hi;      /* the range of the state held (kiln_optim_set_shard: ZeRO-1) */
+    bool zero_on;
     kiln_optim_group *groups;   /* (n_groups) */
     int n_groups;
     kiln_rng_state rng;
@@ -73,6 +75,8 @@ static kiln_status save_all(kiln_learner *l, saved *s)
     float *g = kiln_store_flat(store, KILN_STORE_GRADS, &s->n_grads);
     s->grads = dup_bytes(g, s->n_grads * sizeof(float));
     s->n_opt = kiln_optim_state_count(l->opt);
+    kiln_optim_shard(l->opt, &s->opt_lo, &s->opt_hi);
+    s->zero_on = l->zero_on;
     s->opt = calloc(s->n_opt + 1, sizeof *s->opt);
     s->n_groups = kiln_optim_n_groups(l->opt);
     s->groups = calloc((size_t)s->n_groups + 1, sizeof *s->groups);
@@ -118,7 +122,10 @@ static kiln_status restore_all(kiln_learner *l, saved *s)
     size_t ng;
     float *g = kiln_store_flat(kiln_model_store(l->model), KILN_STORE_GRADS, &ng);
     if (ng == s->n_grads && ng) memcpy(g, s->grads, ng * sizeof(float));
-    for (size_t i = 0; i < s->n_opt && i < kiln_optim_state_count(l->opt); i++) {
+    kiln_status sh = kiln_optim_set_shard(l->opt, s->opt_lo, s->opt_hi); /* a ZeRO fit sharded it */
+    if (!st) st = sh;
+    l->zero_on = s->zero_on;
+    for (size_t i = 0; !sh && i < s->n_opt && i < kiln_optim_state_count(l->opt); i++) {
         kiln_optim_state e;
         if (!kiln_optim_state_at(l->opt, i, &e)) memcpy(e.data, s->opt[i], e.numel * kiln_dtype_size(e.dtype));
     }

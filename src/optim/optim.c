@@ -48,7 +48,7 @@ void kiln_optim_free(kiln_optim *opt)
     if (!opt) return;
     for (size_t i = 0; opt->sparse && i < opt->n; i++)
         if (opt->sparse[i]) kiln__store_track_rows(opt->store, i, false);
-    for (int k = 0; k < opt->n_state; k++) kiln__free(opt->state[k], (opt->numel ? opt->numel : 1) * sizeof(float));
+    for (int k = 0; k < opt->n_state; k++) kiln__free(opt->state[k], kiln__optim_state_bytes(opt->hi - opt->lo));
     free(opt->t);
     free(opt->off);
     free(opt->len);
@@ -76,6 +76,7 @@ static kiln_optim *make(const char *who, kiln_store *s, kiln_optim_kind kind, in
     opt->store = s;
     opt->n = kiln_store_count(s);
     opt->numel = numel;
+    opt->lo = 0, opt->hi = numel;
     opt->params = params;
     opt->grads = grads;
     size_t n1 = opt->n ? opt->n : 1;
@@ -94,7 +95,7 @@ static kiln_optim *make(const char *who, kiln_store *s, kiln_optim_kind kind, in
         return kiln__errp(KILN_STATUS_NOMEM, "%s: out of memory", who);
     }
     for (int k = 0; k < n_state; k++) {
-        opt->state[k] = kiln__calloc((numel ? numel : 1) * sizeof(float));
+        opt->state[k] = kiln__calloc(kiln__optim_state_bytes(numel));
         if (!opt->state[k]) {
             kiln_optim_free(opt);
             return kiln__errp(KILN_STATUS_NOMEM, "%s: cannot allocate %zu floats of state", who, numel);
@@ -388,6 +389,9 @@ kiln_status kiln_optim_set_sparse(kiln_optim *opt, size_t param_index, bool spar
     if (sparse && opt->kind != KILN_OPTIM_KIND_ADAM)
         return kiln__err(KILN_STATUS_INVALID, "optim: the sparse step is Adam's; this optimizer is %s",
                          kiln_optim_kind_name(opt->kind));
+    if (sparse && kiln__optim_sharded(opt))
+        return kiln__err(KILN_STATUS_INVALID, "optim: no sparse step on a sharded optimizer (it holds the state of "
+                         "elements [%zu, %zu) of %zu: kiln_optim_set_shard)", opt->lo, opt->hi, opt->numel);
     if (param_index != KILN_OPTIM_ALL_PARAMS) {
         kiln_status st = check_param(opt, param_index);
         return st ? st : set_sparse1(opt, param_index, sparse);
@@ -408,7 +412,7 @@ bool kiln_optim_is_sparse(const kiln_optim *opt, size_t param_index)
 
 void kiln_optim_clear_state(kiln_optim *opt)
 {
-    for (int k = 0; k < opt->n_state; k++) memset(opt->state[k], 0, opt->numel * sizeof(float));
+    for (int k = 0; k < opt->n_state; k++) memset(opt->state[k], 0, (opt->hi - opt->lo) * sizeof(float));
     memset(opt->step, 0, opt->n * sizeof *opt->step);
 }
 
@@ -417,7 +421,7 @@ size_t kiln_optim_state_count(const kiln_optim *opt) { return (size_t)opt->n_sta
 kiln_status kiln_optim_state_at(kiln_optim *opt, size_t i, kiln_optim_state *out)
 {
     if (i < (size_t)opt->n_state) {
-        *out = (kiln_optim_state){opt->state_name[i], KILN_DTYPE_F32, opt->state[i], opt->numel};
+        *out = (kiln_optim_state){opt->state_name[i], KILN_DTYPE_F32, opt->state[i], opt->hi - opt->lo};
     } else if (i == (size_t)opt->n_state) {
         *out = (kiln_optim_state){"step", KILN_DTYPE_I64, opt->step, opt->n};
     } else {
@@ -438,10 +442,13 @@ kiln_status kiln_optim_state_load(kiln_optim *opt, const char *name, kiln_dtype 
         if (dtype != e.dtype)
             return kiln__err(KILN_STATUS_INVALID, "optim: %s state '%s' is %s, got %s", kn, name,
                              kiln_dtype_name(e.dtype), kiln_dtype_name(dtype));
-        if (numel != e.numel)
+        /* a sharded optimizer also takes the whole buffer and keeps its part */
+        bool whole = dtype == KILN_DTYPE_F32 && numel == opt->numel && numel != e.numel;
+        if (numel != e.numel && !whole)
             return kiln__err(KILN_STATUS_INVALID, "optim: %s state '%s' has %zu elements, got %zu", kn, name,
                              e.numel, numel);
         if (numel && !data) return kiln__err(KILN_STATUS_INVALID, "optim: state '%s' data is NULL", name);
+        if (whole) data = (const float *)data + opt->lo, numel = e.numel;
         if (dtype == KILN_DTYPE_I64) {
             const int64_t *s = data;
             for (size_t j = 0; j < numel; j++)

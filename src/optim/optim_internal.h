@@ -30,7 +30,10 @@ struct kiln_optim {
     bool nesterov;         /* SGD */
     double beta2, eps;     /* Adam */
     bool decoupled_wd, bn_bias_wd;
-    /* flat state buffers, params layout */
+    /* flat state buffers, params layout, of elements [lo, hi) of the params buffer only
+     * (kiln_optim_set_shard, ZeRO-1; [0, numel) unless sharded): element j of the params
+     * buffer has its state at state[k][j - lo] */
+    size_t lo, hi;
     int n_state;
     float *state[KILN__OPTIM_MAX_STATE];
     const char *state_name[KILN__OPTIM_MAX_STATE];
@@ -61,6 +64,12 @@ typedef struct kiln__adam_h {
 void kiln__sgd_run(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, const kiln__sgd_h *h);
 void kiln__adam_run(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
                     const kiln__adam_h *h);
+
+/* Whether the state holds a part of the params buffer only (kiln_optim_set_shard). */
+static inline bool kiln__optim_sharded(const kiln_optim *opt) { return opt->lo != 0 || opt->hi != opt->numel; }
+
+/* Bytes of a state buffer of n elements (one float at least, so an empty one is allocated). */
+static inline size_t kiln__optim_state_bytes(size_t n) { return (n ? n : 1) * sizeof(float); }
 
 /* Validation of one hyper-parameter; `who` starts the message ("sgd", "adam", "optim"). */
 kiln_status kiln__optim_check_lr(const char *who, double lr);

@@ -1,6 +1,8 @@
 /* The optimizer's part of a checkpoint (include/kiln/optim.h, kiln_optim_save_st): its state
  * entries as tensors "<prefix>.<name>" and its kind and group hyper-parameters as JSON in
- * metadata "<prefix>". Reading checks the whole part before it copies anything. */
+ * metadata "<prefix>". Reading checks the whole part before it copies anything. The file
+ * always has the whole state; a sharded optimizer (ZeRO-1) reads its part of it and refuses
+ * to write (the learner gathers the state first). */
 #include "core/json.h"
 #include "optim/optim_internal.h"
 
@@ -11,6 +13,10 @@
 kiln_status kiln_optim_save_st(kiln_optim *opt, kiln_st_writer *w, const char *prefix)
 {
     if (!opt || !w || !prefix) return kiln__err(KILN_STATUS_INVALID, "optim_save_st: NULL argument");
+    if (kiln__optim_sharded(opt))
+        return kiln__err(KILN_STATUS_STATE, "optim_save_st: the optimizer holds the state of elements [%zu, %zu) of %zu "
+                         "only (kiln_optim_set_shard, ZeRO-1): gather the whole state first (kiln_optim_set_shard(opt, "
+                         "0, %zu) and each rank's part)", opt->lo, opt->hi, opt->numel, opt->numel);
     char name[640];
     for (size_t i = 0; i < kiln_optim_state_count(opt); i++) {
         kiln_optim_state e;
@@ -35,6 +41,13 @@ kiln_status kiln_optim_save_st(kiln_optim *opt, kiln_st_writer *w, const char *p
     kiln_status st = json ? kiln_st_writer_meta(w, prefix, json) : KILN_STATUS_NOMEM;
     free(json);
     return st;
+}
+
+/* Elements of a state entry in a file: the whole params buffer for the f32 buffers, also when
+ * the optimizer holds a part of it (kiln_optim_set_shard). */
+static size_t saved_numel(const kiln_optim *opt, const kiln_optim_state *e)
+{
+    return e->dtype == KILN_DTYPE_F32 ? opt->numel : e->numel;
 }
 
 /* Checks the part; groups (n_groups) receives the hyper-parameters when not NULL. */
@@ -81,7 +94,7 @@ static kiln_status check(const kiln_optim *opt, const kiln_st_file *f, const cha
         const void *d;
         kiln_optim_state_at((kiln_optim *)opt, i, &e);
         snprintf(name, sizeof name, "%s.%s", prefix, e.name);
-        int64_t shape[1] = {(int64_t)e.numel};
+        int64_t shape[1] = {(int64_t)saved_numel(opt, &e)};
         if ((st = kiln_st_want(f, name, e.dtype, 1, shape, &d))) break;
         for (size_t k = 0; e.dtype == KILN_DTYPE_I64 && k < e.numel; k++) {
             int64_t v;
@@ -110,8 +123,9 @@ kiln_status kiln_optim_load_st(kiln_optim *opt, const kiln_st_file *f, const cha
         const void *d;
         kiln_optim_state_at(opt, i, &e);
         snprintf(name, sizeof name, "%s.%s", prefix, e.name);
-        int64_t shape[1] = {(int64_t)e.numel};
+        int64_t shape[1] = {(int64_t)saved_numel(opt, &e)};
         kiln_st_want(f, name, e.dtype, 1, shape, &d);
+        if (e.dtype == KILN_DTYPE_F32) d = (const float *)d + opt->lo; /* a sharded optimizer's part */
         memcpy(e.data, d, e.numel * kiln_dtype_size(e.dtype));
     }
     if (!st) memcpy(opt->groups, groups, (size_t)opt->n_groups * sizeof *groups);

@@ -72,6 +72,15 @@ static void adam_rows(int nt, float *p, const float *g, float *m, float *v, cons
     }
 }
 
+/* The part [*a, *b) of parameter i's elements in the params buffer that the state holds (the
+ * whole parameter unless sharded, kiln_optim_set_shard); false when it holds none. */
+static bool owned(const kiln_optim *opt, size_t i, size_t *a, size_t *b)
+{
+    size_t lo = opt->off[i], hi = lo + opt->len[i];
+    *a = lo > opt->lo ? lo : opt->lo, *b = hi < opt->hi ? hi : opt->hi;
+    return *a < *b;
+}
+
 /* The weight decay a parameter gets from its group. */
 static double param_wd(const kiln_optim *opt, size_t i, const kiln_optim_group *grp)
 {
@@ -93,8 +102,9 @@ static void sgd_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .first = opt->step[i] == 0,
         .nesterov = opt->nesterov,
     };
-    size_t o = opt->off[i];
-    sgd_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, (int64_t)opt->len[i], &h);
+    size_t a, b; /* a sharded optimizer updates its part; the step count is every rank's */
+    if (owned(opt, i, &a, &b))
+        sgd_loop(opt->n_threads, opt->params + a, opt->grads + a, opt->state[0] + (a - opt->lo), (int64_t)(b - a), &h);
     if (h.use_mom) opt->step[i]++;
 }
 
@@ -116,13 +126,13 @@ static void adam_param(kiln_optim *opt, size_t i, const kiln_optim_group *grp)
         .decoupled = opt->decoupled_wd,
         .use_l2 = !opt->decoupled_wd && wd != 0,
     };
-    size_t o = opt->off[i];
-    const kiln__rowset *r = opt->sparse[i] ? opt->t[i]->rows : NULL;
+    size_t o = opt->off[i], a, b;
+    const kiln__rowset *r = opt->sparse[i] ? opt->t[i]->rows : NULL; /* never on a sharded optimizer */
     if (r && !r->all)
         adam_rows(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o, r, &h);
-    else
-        adam_loop(opt->n_threads, opt->params + o, opt->grads + o, opt->state[0] + o, opt->state[1] + o,
-                  (int64_t)opt->len[i], &h);
+    else if (owned(opt, i, &a, &b)) /* a sharded optimizer updates its part; t is every rank's */
+        adam_loop(opt->n_threads, opt->params + a, opt->grads + a, opt->state[0] + (a - opt->lo),
+                  opt->state[1] + (a - opt->lo), (int64_t)(b - a), &h);
 }
 
 kiln_status kiln_optim_set_threads(kiln_optim *opt, int n)

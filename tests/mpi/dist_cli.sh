@@ -7,7 +7,7 @@
 # model.json, history.csv, metrics.json, checkpoint; the table is printed once; --resume with
 # 2 ranks goes on; --sync-bn trains and is recorded (a resume without it refused), one process
 # takes it; a --bs that 2 does not divide is refused on every rank (exit 2); snapshots and TTA
-# score the whole validation split.
+# score the whole validation split; --zero gives the same model.
 set -u
 # under AddressSanitizer: Open MPI's leaks at exit are in MCA components it has dlclose'd, named
 # (and suppressed by tests/lsan.supp) only with the full unwinder
@@ -28,6 +28,12 @@ done
 [ "$(wc -l <"$T/run/history.csv")" = 3 ] || fail "history.csv has not 2 epochs"
 ls "$T/run" | grep -q '\.tmp\.' && fail "a temp file was left"
 grep -q '"ranks"' "$T/run/model.json" 2>/dev/null # (not required)
+
+# --zero (ZeRO-1, the optimizer state sharded over the ranks): the same model bit for bit, and
+# the ZeRO line printed once
+$MPI "$KILN" vision fit "$T/idx" --out "$T/zero" --bs 8 --epochs 2 $FAST --zero >"$T/out" 2>"$T/err" || fail "--zero exited $?"
+cmp -s "$T/run/model.safetensors" "$T/zero/model.safetensors" || fail "--zero: the model differs from the plain 2-rank run's"
+[ "$(grep -c '^ZeRO-1: optimizer state' "$T/out")" = 1 ] || fail "--zero: the ZeRO-1 line is not printed once"
 
 # the checkpoint records 2 ranks: a 2-rank resume of a finished run goes on (nothing to do)
 $MPI "$KILN" vision fit "$T/idx" --out "$T/run" --bs 8 --epochs 2 $FAST --resume >"$T/out" 2>"$T/err" || fail "resume exited $?"

@@ -9,6 +9,11 @@
  *   - the N-rank run checkpoints every epoch (rank 0 writes ck<epoch>.safetensors); a fresh
  *     N-rank learner resumes from the first one and must end with the same weights as the
  *     uninterrupted run (bit for bit: the same steps in the same order);
+ *   - ZeRO-1 (kiln_learner_set_dist_zero): the same N-rank runs with the optimizer state sharded
+ *     over the ranks end with the plain N-rank run's weights bit for bit, hold about P/N
+ *     floats a state buffer on each rank, write checkpoints whose optimizer tensors are the
+ *     plain run's bit for bit, and a ZeRO resume of either run's checkpoint (and a plain
+ *     resume of the ZeRO one) ends where the uninterrupted run does;
  *   - a failure on the last rank only (an error in a callback, a stop request, a NaN input
  *     under on_nan skip and under stop) ends every rank alike: the same status and recorded
  *     batches, equal weights, and the error message naming the rank that failed.
@@ -67,6 +72,7 @@ static int g_hidden = 1;
  * and kiln_learner_score of get_preds (each rank's shard, summed over ranks). */
 static bool g_snap;
 static bool g_bn; /* BatchNorm1d after each hidden Linear (per-rank batch statistics) */
+static bool g_zero; /* ZeRO-1: the optimizer state sharded over the ranks */
 
 static kiln_status inject(kiln_learner *l, void *user)
 {
@@ -113,6 +119,7 @@ typedef struct result {
     char msg[1024];
     int64_t iters, n_skipped;
     int64_t buckets, early; /* bucket sums, and those started during backward */
+    size_t state_floats;    /* floats of each f32 optimizer state buffer this rank holds after the fit */
     double snap_loss[3], ens_loss, ens_acc, score_loss, score_acc; /* g_snap */
 } result;
 
@@ -172,6 +179,7 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     if (g_mode == 7) cb.after_backward = inject_late;
     if (g_mode == 8) cb.after_step = inject_late;
     if (!st && g_mode) st = kiln_learner_add_callback(l, &cb);
+    if (!st && g_zero) st = kiln_learner_set_dist_zero(l, true);
     if (!st && ckpt) st = kiln_learner_add_checkpointing(l, ckpt, 1);
     if (!st && resume) st = kiln_learner_resume(l, resume);
     if (!st && g_snap) {
@@ -200,6 +208,10 @@ static int run(kiln_comm *comm, bool adam, const char *ckpt, const char *resume,
     r->iters = kiln_recorder_n_batches(kiln_learner_recorder(l));
     r->n_skipped = kiln_learner_state(l)->n_skipped;
     kiln_learner_dist_buckets(l, &r->buckets, &r->early);
+    for (size_t i = 0; i < kiln_optim_state_count(opt); i++) {
+        kiln_optim_state e;
+        if (!kiln_optim_state_at(opt, i, &e) && e.dtype == KILN_DTYPE_F32) r->state_floats = e.numel;
+    }
     snprintf(r->msg, sizeof r->msg, "%s", st ? kiln_last_error() : "");
     double met = NAN;
     if (!st) st = kiln_learner_validate(l, KILN_DATA_SPLIT_VALID, &r->vloss, &met);
@@ -245,6 +257,75 @@ static void compare(const char *what, const result *a, const result *b, double a
     CHECK(worst == 0, "%s: weight %zu: %.9g vs %.9g (atol %g rtol %g)", what, at, a->w[at], b->w[at], atol, rtol);
     CHECK(fabs(a->vloss - b->vloss) <= 1e-5 * fabs(b->vloss), "%s: valid loss %.9g vs %.9g", what, a->vloss, b->vloss);
     CHECK(fabs(a->vacc - b->vacc) <= 1e-9, "%s: accuracy %.9g vs %.9g", what, a->vacc, b->vacc);
+}
+
+/* The optimizer tensors of two checkpoints are equal bit for bit (rank 0 reads both). */
+static void same_optim_tensors(const char *a, const char *b)
+{
+    kiln_st_file *fa = NULL, *fb = NULL;
+    CHECK(!kiln_st_open(a, &fa) && !kiln_st_open(b, &fb), "cannot open %s or %s: %s", a, b, kiln_last_error());
+    int n = 0;
+    for (size_t i = 0; fa && fb && i < kiln_st_count(fa); i++) {
+        const char *name = kiln_st_name(fa, i);
+        if (strncmp(name, "optim.", 6)) continue;
+        kiln_dtype da, db;
+        int nda, ndb;
+        int64_t sa[KILN_MAX_DIMS], sb[KILN_MAX_DIMS];
+        const void *pa, *pb;
+        size_t na, nb;
+        CHECK(!kiln_st_info(fa, name, &da, &nda, sa, &pa, &na) && !kiln_st_info(fb, name, &db, &ndb, sb, &pb, &nb) &&
+                  na == nb && !memcmp(pa, pb, na),
+              "%s: tensor %s differs from %s's", b, name, a);
+        n++;
+    }
+    CHECK(n >= 2, "%s: %d optimizer tensors", a, n);
+    kiln_st_close(fa), kiln_st_close(fb);
+}
+
+/* ZeRO-1 against the plain N-rank run rn of the same optimizer (its checkpoints in dir). */
+static void check_zero(kiln_comm *c, bool adam, const char *dir, const result *rn)
+{
+    const char *name = adam ? "AdamW one-cycle, ZeRO-1" : "SGD one-cycle, ZeRO-1";
+    int world = kiln_comm_size(c);
+    char pat[300], zck1[300], ck1[300];
+    snprintf(pat, sizeof pat, "%s/%s_zck%%d.safetensors", dir, adam ? "adam" : "sgd");
+    snprintf(zck1, sizeof zck1, "%s/%s_zck1.safetensors", dir, adam ? "adam" : "sgd");
+    snprintf(ck1, sizeof ck1, "%s/%s_ck1.safetensors", dir, adam ? "adam" : "sgd");
+    result rz = {0}, rr[3] = {{0}};
+    g_zero = true;
+    CHECK(run(c, adam, pat, NULL, &rz) == 0, "%s: the %d-rank run failed", name, world);
+    same_on_ranks(c, &rz, name);
+    CHECK(rz.n_w == rn->n_w && !memcmp(rz.w, rn->w, rn->n_w * sizeof *rn->w),
+          "%s: the weights differ from the plain %d-rank run's", name, world);
+    CHECK(rz.vloss == rn->vloss, "%s: valid loss %.9g vs %.9g", name, rz.vloss, rn->vloss);
+    /* about P/N floats a buffer on every rank (ranges start on 16 floats) */
+    size_t P = rn->state_floats, want = P / (size_t)world;
+    CHECK(rn->state_floats == rn->n_w, "plain run: %zu floats of state, %zu params", rn->state_floats, rn->n_w);
+    CHECK(world == 1 ? rz.state_floats == P : rz.state_floats + 16 >= want && rz.state_floats <= want + 16,
+          "%s: %zu floats a state buffer on rank %d, want about %zu / %d", name, rz.state_floats, g_rank, P, world);
+    /* a ZeRO resume of the ZeRO checkpoint and of the plain one, a plain resume of the ZeRO one */
+    const char *from[3] = {zck1, ck1, zck1};
+    for (int k = 0; k < 3; k++) {
+        g_zero = k < 2;
+        CHECK(run(c, adam, NULL, from[k], &rr[k]) == 0, "%s: resume %d failed", name, k);
+        CHECK(rr[k].n_w == rn->n_w && !memcmp(rr[k].w, rn->w, rn->n_w * sizeof *rn->w),
+              "%s: %s resume from %s: the weights differ from the uninterrupted run", name, g_zero ? "a ZeRO" : "a plain",
+              from[k]);
+    }
+    g_zero = false;
+    if (g_rank == 0) {
+        for (int e = 1; e <= EPOCHS; e++) {
+            char a[300], b[300];
+            snprintf(a, sizeof a, "%s/%s_ck%d.safetensors", dir, adam ? "adam" : "sgd", e);
+            snprintf(b, sizeof b, "%s/%s_zck%d.safetensors", dir, adam ? "adam" : "sgd", e);
+            same_optim_tensors(a, b);
+        }
+        printf("dist_learn: %s: weights and checkpoints' optimizer state equal to the plain run's; %zu of %zu floats "
+               "a state buffer on rank 0\n", name, rz.state_floats, P);
+    }
+    kiln_comm_barrier(c);
+    free(rz.w), free(rz.b);
+    for (int k = 0; k < 3; k++) free(rr[k].w), free(rr[k].b);
 }
 
 int main(int argc, char **argv)
@@ -293,6 +374,7 @@ int main(int argc, char **argv)
             compare(name, &rn, &r1, 2e-6, 2e-5);
         }
         kiln_comm_barrier(c);
+        check_zero(c, adam, dir, &rn);
         free(rn.w), free(r1.w), free(rr.w), free(rn.b), free(r1.b), free(rr.b);
     }
     /* failures on the last rank only: every rank must end the same way, and soon */

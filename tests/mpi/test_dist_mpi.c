@@ -2,7 +2,8 @@
  * plain program, not Criterion: Criterion forks its tests, MPI does not survive a fork). Exits
  * non-zero on any failed check, naming the rank.
  *   test_dist_mpi            rank/size, f32 and f64 sums (0, 1, 1000, 10^6 elements), three
- *                            buckets in flight, bcast from each root, barrier, agree
+ *                            buckets in flight, bcast from each root, barrier, all-gather and
+ *                            gather with counts per rank, agree
  *   test_dist_mpi --timeout  rank 1 skips a sum: rank 0's fails after the 2 s timeout with a
  *                            message naming the call, the rank and the seconds; both exit 0
  *   test_dist_mpi --kill     rank 1 _exit(3)s while rank 0 waits in a sum (tests/mpi/run_kill.sh
@@ -127,6 +128,35 @@ static void bcasts(kiln_comm *c)
     CHECK(kiln_comm_bcast(c, NULL, 0, size - 1) == KILN_STATUS_OK, "empty bcast");
     CHECK(kiln_comm_bcast(c, &rank, sizeof rank, size) == KILN_STATUS_INVALID, "bcast from rank %d", size);
     CHECK(kiln_comm_barrier(c) == KILN_STATUS_OK, "barrier");
+}
+
+/* All-gather and gather with counts per rank (one rank's count 0, uneven ones), mine in place
+ * or in a buffer of its own. */
+static void gathers(kiln_comm *c)
+{
+    int size = kiln_comm_size(c), rank = kiln_comm_rank(c);
+    size_t counts[64], total = 0, off = 0;
+    if (size > 64) return;
+    for (int r = 0; r < size; r++) counts[r] = r == 1 ? 0 : 1000 + 17 * (size_t)r, total += counts[r];
+    for (int r = 0; r < rank; r++) off += counts[r];
+    float *all = malloc(total * sizeof *all), *mine = malloc((counts[rank] + 1) * sizeof *mine);
+    for (int mode = 0; mode < 2 + size; mode++) { /* in place, own buffer, gather to each root */
+        int root = mode < 2 ? -1 : mode - 2;
+        for (size_t i = 0; i < total; i++) all[i] = -1.0f;
+        for (size_t i = 0; i < counts[rank]; i++) mine[i] = (float)val(rank, i);
+        if (mode == 0) memcpy(all + off, mine, counts[rank] * sizeof *mine);
+        kiln_status st = root < 0 ? kiln_comm_allgatherv_f32(c, mode == 0 ? all + off : mine, all, counts)
+                                  : kiln_comm_gatherv_f32(c, mine, rank == root ? all : NULL, counts, root);
+        CHECK(st == KILN_STATUS_OK, "gather mode %d", mode);
+        if (root >= 0 && rank != root) continue;
+        size_t bad = 0, o = 0;
+        for (int r = 0; r < size; o += counts[r++])
+            for (size_t i = 0; i < counts[r]; i++) bad += all[o + i] != (float)val(r, i);
+        CHECK(bad == 0, "gather mode %d: %zu of %zu wrong", mode, bad, total);
+    }
+    CHECK(kiln_comm_gatherv_f32(c, mine, all, counts, size) == KILN_STATUS_INVALID, "gather to rank %d", size);
+    CHECK(kiln_comm_allgatherv_f32(c, mine, all, NULL) == KILN_STATUS_INVALID, "counts NULL");
+    free(all), free(mine);
 }
 
 static void agrees(kiln_comm *c)
@@ -287,6 +317,7 @@ int main(int argc, char **argv)
         sums(c);
         buckets(c);
         bcasts(c);
+        gathers(c);
         agrees(c);
         /* a rank's checks failed: the others hear of it */
         kiln_clear_error();

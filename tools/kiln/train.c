@@ -64,6 +64,8 @@ static const cli_flag g_common[] = {
      "data-parallel (mpiexec -np N): gradients are averaged over ranks in buckets of at most K KiB", NULL, NULL},
     {"--no-overlap", NULL, FLAG_BOOL, O(no_overlap), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
      "data-parallel: start the bucket sums after backward instead of during it (DDP's overlap)", NULL, NULL},
+    {"--zero", NULL, FLAG_BOOL, O(zero), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
+     "data-parallel: shard the optimizer state over the ranks (ZeRO-1)", NULL, NULL},
     {"--progress", "NAME", FLAG_STR, O(progress), K(TRAIN_LR_FIND) | K(TRAIN_FIT),
      "auto (a bar on a terminal, plain lines otherwise) | bar | plain | quiet", NULL, NULL},
     {"--quiet", NULL, FLAG_BOOL, O(quiet), K(TRAIN_ALL), "print only the final summary", NULL, NULL},
@@ -170,10 +172,29 @@ int train_rank(void) { return g_comm ? kiln_comm_rank(g_comm) : 0; }
 int train_world(void) { return g_comm ? kiln_comm_size(g_comm) : 1; }
 int64_t train_rank_bs(const train_opts *t) { return t->bs / train_world(); }
 
+/* --zero: rank 0's optimizer state against the whole (f32 buffers; the step counts are whole)
+ * and its time in the parameter all-gathers. */
+static void print_zero(kiln_learner *l, int64_t steps)
+{
+    kiln_optim *opt = kiln_learner_optim(l);
+    size_t lo, hi, bufs = 0;
+    if (!opt || !kiln_optim_shard(opt, &lo, &hi)) return;
+    for (size_t i = 0; i < kiln_optim_state_count(opt); i++) {
+        kiln_optim_state e;
+        bufs += !kiln_optim_state_at(opt, i, &e) && e.dtype == KILN_DTYPE_F32;
+    }
+    printf("ZeRO-1: optimizer state %.1f MB on rank 0 (%zu buffer%s of %zu floats; %.1f MB without --zero); "
+           "%.3f ms a step in the parameter all-gather (part of the above)\n",
+           4e-6 * (double)(bufs * (hi - lo)), bufs, bufs == 1 ? "" : "s", hi - lo,
+           4e-6 * (double)(bufs * kiln_optim_numel(opt)),
+           steps ? 1e3 * kiln_learner_dist_zero_seconds(l) / (double)steps : 0.0);
+}
+
 int train_set_comm(const train_opts *t, kiln_learner *l)
 {
     if (kiln_learner_set_comm(l, train_comm()) ||
-        kiln_learner_set_dist_buckets(l, (size_t)t->bucket_kb << 10, !t->no_overlap))
+        kiln_learner_set_dist_buckets(l, (size_t)t->bucket_kb << 10, !t->no_overlap) ||
+        kiln_learner_set_dist_zero(l, t->zero))
         return cli_kfail(t->cmd, NULL);
     if (t->sync_bn && kiln_model_sync_batchnorm(kiln_learner_model(l), train_comm()))
         return cli_kfail(t->cmd, "--sync-bn");
@@ -425,6 +446,7 @@ int train_fit(const train_opts *t, kiln_learner *l, const char *data, train_sett
                    train_world(), (long long)t->bs, (long long)train_rank_bs(t),
                    steps ? 1e3 * secs / (double)steps : 0.0, (long long)steps,
                    steps ? (double)buckets / (double)steps : 0.0, buckets ? 100.0 * (double)early / (double)buckets : 0.0);
+            print_zero(l, steps);
         }
         char pm[4096];
         printf("wrote %s, model.json, history.csv, metrics.json%s\n", cli_path(pm, sizeof pm, t->out, "model.safetensors"),

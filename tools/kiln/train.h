@@ -20,6 +20,7 @@ typedef struct train_opts {
     bool given_epochs, given_n_cycle, given_lr, given_schedule, given_lr_mult; /* from the parser's `given` (train_given) */
     int64_t bucket_kb; /* data-parallel gradient buckets (KiB) */
     bool no_overlap;   /* data-parallel: bucket sums after backward */
+    bool zero;         /* data-parallel: ZeRO-1, the optimizer state sharded over the ranks */
 } train_opts;
 
 /* Which of a task's subcommands read a common flag: bit k of this enum maps to map[k]. */
@@ -54,8 +55,8 @@ kiln_comm *train_comm(void);
 int train_rank(void);
 int train_world(void);
 int64_t train_rank_bs(const train_opts *t);
-/* The world communicator on the learner, with --bucket-kb, --no-overlap and --sync-bn's BatchNorm
- * over it; 0 or the exit status after a message. */
+/* The world communicator on the learner, with --bucket-kb, --no-overlap, --zero and --sync-bn's
+ * BatchNorm over it; 0 or the exit status after a message. */
 int train_set_comm(const train_opts *t, kiln_learner *l);
 /* A context with --threads and --seed; NULL after a message (also: MPI failed to start, or
  * --bs is not divisible by the ranks). */
