@@ -56,21 +56,33 @@ static kiln_status parse_pattern(ckpt_cb *c, const char *path)
     return KILN_STATUS_OK;
 }
 
+/* Writes the checkpoint path (malloc'd, taken; NULL: out of memory) and keeps it as the last one.
+ * Every rank calls it: under ZeRO-1 the whole optimizer state is first gathered to rank 0 (a
+ * collective) and dropped again after; the N ranks hold the same state and rank 0 writes it. */
+static kiln_status write_ckpt(kiln_learner *l, ckpt_cb *c, char *path)
+{
+    kiln_status st = kiln__zero_gather(l);
+    if (!st && kiln_learner_rank(l) == 0) {
+        st = path ? kiln_checkpoint_save(l, path) : kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
+        kiln_status st2 = kiln__zero_reshard(l);
+        if (!st) st = st2;
+        if (!st) {
+            free(c->last);
+            c->last = path;
+            path = NULL;
+        }
+    }
+    free(path);
+    return st;
+}
+
 /* A fit from epoch 0 with one overwritten file: the file becomes this run's at once (its
  * starting state), so a stale checkpoint of another run never stands for this one. */
 static kiln_status ckpt_begin_fit(kiln_learner *l, void *user)
 {
     ckpt_cb *c = user;
     if (c->pattern || l->st.epoch != 0) return KILN_STATUS_OK;
-    kiln_status st = kiln__zero_gather(l); /* ZeRO-1: the whole optimizer state to rank 0 */
-    if (st || kiln_learner_rank(l) != 0) return st; /* rank 0 writes */
-    st = kiln_checkpoint_save(l, c->pre);
-    kiln_status st2 = kiln__zero_reshard(l);
-    if (!st) st = st2;
-    if (st) return st;
-    free(c->last);
-    c->last = strdup(c->pre);
-    return c->last ? KILN_STATUS_OK : kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
+    return write_ckpt(l, c, strdup(c->pre));
 }
 
 static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
@@ -78,24 +90,12 @@ static kiln_status ckpt_end_epoch(kiln_learner *l, void *user)
     ckpt_cb *c = user;
     int64_t done = l->st.epoch + 1;
     if (done % c->every != 0 && done != l->st.n_epochs) return KILN_STATUS_OK;
-    kiln_status st = kiln__zero_gather(l); /* ZeRO-1: the whole optimizer state to rank 0 */
-    if (st || kiln_learner_rank(l) != 0) return st; /* N ranks hold the same state: rank 0 writes it */
     size_t n = strlen(c->pre) + (c->post ? strlen(c->post) : 0) + 160;
     char *path = malloc(n);
-    if (!path) return kiln__err(KILN_STATUS_NOMEM, "checkpointing: out of memory");
-    if (!c->pattern) snprintf(path, n, "%s", c->pre);
-    else if (c->zero) snprintf(path, n, "%s%0*lld%s", c->pre, c->width, (long long)done, c->post);
-    else snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
-    st = kiln_checkpoint_save(l, path);
-    kiln_status st2 = kiln__zero_reshard(l);
-    if (!st) st = st2;
-    if (st) {
-        free(path);
-        return st;
-    }
-    free(c->last);
-    c->last = path;
-    return KILN_STATUS_OK;
+    if (path && !c->pattern) snprintf(path, n, "%s", c->pre);
+    else if (path && c->zero) snprintf(path, n, "%s%0*lld%s", c->pre, c->width, (long long)done, c->post);
+    else if (path) snprintf(path, n, "%s%*lld%s", c->pre, c->width, (long long)done, c->post);
+    return write_ckpt(l, c, path);
 }
 
 kiln_status kiln_learner_add_checkpointing(kiln_learner *l, const char *path, int every_n)
